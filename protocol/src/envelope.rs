@@ -1,0 +1,266 @@
+//! The signed envelope: what one node sends another, and the checks a receiver
+//! makes on its bytes before any business logic sees it.
+//!
+//! An envelope travels as the canonical JSON of all its fields, `sig`
+//! included. The signature covers [`Domain::Envelope`]'s prefix followed by the
+//! canonical JSON of the envelope *without* its `sig` member. Its SHA-256 (of
+//! the exact bytes sent, signature included) is what the next envelope's `prev`
+//! and the receiver's receipt name.
+
+use crate::canonical::{self, CanonicalError, DecodeError, MAX_SAFE_INTEGER};
+use crate::crypto::{ALG_ED25519, CryptoError, Domain, KeyId, NodeKey, PublicKey, Sha256Hash, SignatureBytes};
+use crate::ids::{NodeId, RecordId};
+use crate::reason::ReasonCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest envelope accepted, in bytes of its canonical form.
+pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+
+/// Most envelopes in one batch request.
+pub const MAX_BATCH: usize = 100;
+
+/// Milliseconds since 1970-01-01T00:00:00Z (UTC), as on the wire.
+pub type Millis = i64;
+
+/// The signature member of an envelope or receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sig {
+    /// Always `"ed25519"` in version 1.
+    pub alg: String,
+    /// Id of the signer's key.
+    pub kid: KeyId,
+    /// The signature, unpadded base64url of 64 bytes.
+    pub value: SignatureBytes,
+}
+
+/// Everything in an envelope but its signature: what a sender fills in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeFields {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// Globally unique id: a lowercase hyphenated UUIDv7.
+    pub id: String,
+    /// Sender node id.
+    pub from: NodeId,
+    /// Recipient node id.
+    pub to: NodeId,
+    /// Position in the sender→recipient stream, from 1, no gaps.
+    pub seq: u64,
+    /// SHA-256 of the previous envelope in this stream; null when `seq` is 1.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub prev: Option<Sha256Hash>,
+    /// Creation time, UTC milliseconds.
+    pub created: Millis,
+    /// Message kind, like `lead.offer`.
+    pub kind: String,
+    /// Id of the record the message is about.
+    pub subject: RecordId,
+    /// The kind's body: always a JSON object.
+    pub body: Value,
+}
+
+/// A complete envelope as it travels: the fields plus a `sig` member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub fields: EnvelopeFields,
+    pub sig: Sig,
+}
+
+impl Envelope {
+    /// The JSON value of the whole envelope, `sig` included.
+    pub fn to_value(&self) -> Result<Value, CanonicalError> {
+        with_sig(&self.fields, &self.sig)
+    }
+}
+
+/// Adds a `sig` member to the JSON object of `fields`.
+pub(crate) fn with_sig<T: Serialize>(fields: &T, sig: &Sig) -> Result<Value, CanonicalError> {
+    let mut value = serde_json::to_value(fields).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
+    let sig = serde_json::to_value(sig).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
+    match value.as_object_mut() {
+        Some(map) => {
+            map.insert("sig".into(), sig);
+            Ok(value)
+        }
+        None => Err(CanonicalError::Unrepresentable("signed value is not an object".into())),
+    }
+}
+
+/// Splits a parsed object into its `sig` member and the rest, decoding both.
+pub(crate) fn split_sig<T: serde::de::DeserializeOwned>(mut value: Value) -> Result<(T, Sig), DecodeError> {
+    let sig = match value.as_object_mut().and_then(|m| m.remove("sig")) {
+        Some(sig) => canonical::from_value::<Sig>(sig).map_err(|e| match e {
+            DecodeError::Field { path, message } => DecodeError::Field {
+                path: path.replacen('$', "$.sig", 1),
+                message,
+            },
+            other => other,
+        })?,
+        None => {
+            return Err(DecodeError::Field {
+                path: "$".into(),
+                message: "missing field `sig`".into(),
+            });
+        }
+    };
+    Ok((canonical::from_value(value)?, sig))
+}
+
+/// An envelope together with its exact canonical bytes and their hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedEnvelope {
+    pub envelope: Envelope,
+    pub bytes: Vec<u8>,
+    pub hash: Sha256Hash,
+}
+
+/// Why envelope bytes were refused. [`EnvelopeError::reason`] gives the
+/// machine-readable code of SPEC.md.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("envelope is {size} bytes, over the limit of {MAX_ENVELOPE_BYTES}")]
+    TooLarge { size: usize },
+    #[error("envelope is not strict JSON: {0}")]
+    Json(DecodeError),
+    #[error("envelope bytes are not in canonical form (RFC 8785)")]
+    NotCanonical,
+    #[error("envelope field {field}: {message}")]
+    Field { field: &'static str, message: String },
+    #[error("unsupported protocol version {0}")]
+    Version(u32),
+    #[error("signature algorithm {0:?} is not supported")]
+    Alg(String),
+    #[error("signature: {0}")]
+    Signature(CryptoError),
+    #[error("envelope cannot be written canonically: {0}")]
+    Canonical(#[from] CanonicalError),
+}
+
+impl EnvelopeError {
+    /// The reason code a receiver reports for this error.
+    pub fn reason(&self) -> ReasonCode {
+        match self {
+            EnvelopeError::TooLarge { .. } => ReasonCode::TooLarge,
+            EnvelopeError::Json(DecodeError::Syntax(e)) => ReasonCode::from_parse_error(&e.kind),
+            EnvelopeError::Json(DecodeError::Field { .. }) | EnvelopeError::Field { .. } => ReasonCode::BadEnvelope,
+            EnvelopeError::NotCanonical => ReasonCode::NotCanonical,
+            EnvelopeError::Version(_) => ReasonCode::UnsupportedVersion,
+            EnvelopeError::Alg(_) | EnvelopeError::Signature(_) => ReasonCode::BadSignature,
+            EnvelopeError::Canonical(_) => ReasonCode::BadEnvelope,
+        }
+    }
+}
+
+/// Checks that `id` is a lowercase hyphenated UUID of version 7.
+pub fn check_uuid_v7(id: &str) -> Result<(), String> {
+    let parsed = uuid::Uuid::try_parse(id).map_err(|e| format!("not a UUID: {e}"))?;
+    if parsed.hyphenated().to_string() != id {
+        return Err("UUID must be lowercase and hyphenated".into());
+    }
+    if parsed.get_version_num() != 7 {
+        return Err(format!("UUID version is {}, must be 7", parsed.get_version_num()));
+    }
+    Ok(())
+}
+
+impl EnvelopeFields {
+    /// Checks every field's own rules (those that need no outside state).
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        if self.v != PROTOCOL_VERSION {
+            return Err(EnvelopeError::Version(self.v));
+        }
+        check_uuid_v7(&self.id).map_err(|message| EnvelopeError::Field { field: "id", message })?;
+        let field = |field, message: &str| EnvelopeError::Field {
+            field,
+            message: message.to_string(),
+        };
+        if self.seq == 0 || self.seq > MAX_SAFE_INTEGER as u64 {
+            return Err(field("seq", "must be between 1 and 2^53-1"));
+        }
+        match (self.seq, &self.prev) {
+            (1, Some(_)) => return Err(field("prev", "must be null when seq is 1")),
+            (s, None) if s > 1 => return Err(field("prev", "must be the previous envelope's hash when seq > 1")),
+            _ => {}
+        }
+        if self.created < 0 {
+            return Err(field("created", "must be a non-negative UTC millisecond count"));
+        }
+        if self.from == self.to {
+            return Err(field("to", "must differ from `from`"));
+        }
+        if !self.body.is_object() {
+            return Err(field("body", "must be a JSON object"));
+        }
+        if self.kind.is_empty() || self.kind.len() > 64 {
+            return Err(field("kind", "must be 1 to 64 characters"));
+        }
+        Ok(())
+    }
+
+    /// Signs these fields with `key`, producing the envelope's exact bytes.
+    pub fn sign(self, key: &NodeKey) -> Result<SignedEnvelope, EnvelopeError> {
+        self.validate()?;
+        let unsigned = canonical::to_canonical(&self)?;
+        let sig = Sig {
+            alg: ALG_ED25519.to_string(),
+            kid: key.kid(),
+            value: key.sign(Domain::Envelope, &unsigned),
+        };
+        let envelope = Envelope { fields: self, sig };
+        let bytes = canonical::canonicalize(&envelope.to_value()?)?;
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge { size: bytes.len() });
+        }
+        let hash = Sha256Hash::of(&bytes);
+        Ok(SignedEnvelope { envelope, bytes, hash })
+    }
+}
+
+impl SignedEnvelope {
+    /// Parses received bytes: size limit, strict JSON, canonical form, every
+    /// field present and well formed. Does not check the signature (the
+    /// receiver must first find the sender's key: see [`SignedEnvelope::verify`]).
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge { size: bytes.len() });
+        }
+        let value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
+        if canonical::canonicalize(&value)? != bytes {
+            return Err(EnvelopeError::NotCanonical);
+        }
+        let (fields, sig) = split_sig::<EnvelopeFields>(value).map_err(EnvelopeError::Json)?;
+        let envelope = Envelope { fields, sig };
+        // Every member must have been present: re-encoding the typed envelope
+        // must give back the same bytes.
+        if canonical::canonicalize(&envelope.to_value()?)? != bytes {
+            return Err(EnvelopeError::NotCanonical);
+        }
+        envelope.fields.validate()?;
+        if envelope.sig.alg != ALG_ED25519 {
+            return Err(EnvelopeError::Alg(envelope.sig.alg.clone()));
+        }
+        Ok(SignedEnvelope {
+            envelope,
+            bytes: bytes.to_vec(),
+            hash: Sha256Hash::of(bytes),
+        })
+    }
+
+    /// Verifies the signature with the sender's key (strict Ed25519).
+    pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
+        let unsigned = canonical::to_canonical(&self.envelope.fields)?;
+        key.verify(Domain::Envelope, &unsigned, &self.envelope.sig.value)
+            .map_err(EnvelopeError::Signature)
+    }
+
+    /// Shorthand for the envelope's fields.
+    pub fn fields(&self) -> &EnvelopeFields {
+        &self.envelope.fields
+    }
+}

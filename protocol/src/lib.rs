@@ -1,0 +1,36 @@
+//! Guanxi's wire protocol: what two daemons say to each other, and what it means.
+//!
+//! # Layout
+//!
+//! - [`canonical`]: strict JSON parsing and RFC 8785 canonical form.
+//! - [`crypto`]: Ed25519 keys, key ids, signatures with domain separation, SHA-256.
+//! - [`ids`]: node ids and record ids.
+//! - [`money`]: integer money with a currency, calendar dates.
+//! - [`envelope`]: the signed envelope and the receiver's checks on its bytes.
+//! - [`receipt`]: the receiver's signed receipt.
+//! - [`reason`]: machine-readable reason codes.
+//! - [`messages`]: the request kinds and their typed bodies.
+//! - [`state`]: the state machines of leads, orders, warranty claims and service requests.
+//!
+//! This crate is pure: no IO, no threads, no clock reads, no randomness. Time
+//! and key seeds are passed in. `SPEC.md` beside this crate is the normative
+//! description of the wire; this code is one implementation of it.
+
+#![forbid(unsafe_code)]
+
+pub mod canonical;
+pub mod crypto;
+pub mod envelope;
+pub mod ids;
+pub mod messages;
+pub mod money;
+pub mod reason;
+pub mod receipt;
+pub mod state;
+
+pub use crypto::{KeyId, NodeKey, PublicKey, Sha256Hash};
+pub use envelope::{Envelope, EnvelopeError, EnvelopeFields, Millis, SignedEnvelope};
+pub use ids::{NodeId, RecordId};
+pub use messages::{BodyError, Message};
+pub use reason::ReasonCode;
+pub use receipt::{ReceiptFields, ReceiptStatus, Rejection, SignedReceipt};

@@ -1,0 +1,598 @@
+//! The request kinds and their typed bodies.
+//!
+//! [`Message::decode`] turns an envelope's `kind` and `body` into a typed
+//! message: an unknown kind is [`BodyError::UnknownKind`], a body that does not
+//! fit its kind is [`BodyError::Field`] naming the field. Every body member is
+//! required (optional ones are present as `null`) and unknown members are
+//! refused, so each message has exactly one wire spelling.
+
+use crate::canonical::{self, DecodeError};
+use crate::envelope::Millis;
+use crate::ids::RecordId;
+use crate::money::{Currency, Date, Money};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    #[error("unknown message kind {0:?}")]
+    UnknownKind(String),
+    #[error("body field {path}: {message}")]
+    Field { path: String, message: String },
+}
+
+fn field_error(path: impl Into<String>, message: impl Into<String>) -> BodyError {
+    BodyError::Field {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn text(path: &str, value: &str, max_chars: usize, required: bool) -> Result<(), BodyError> {
+    if required && value.trim().is_empty() {
+        return Err(field_error(path, "must not be empty"));
+    }
+    if value.chars().count() > max_chars {
+        return Err(field_error(path, format!("must be at most {max_chars} characters")));
+    }
+    Ok(())
+}
+
+/// Longest short text (names, references), in characters.
+pub const SHORT_TEXT: usize = 200;
+/// Longest long text (notes, descriptions), in characters.
+pub const LONG_TEXT: usize = 10_000;
+/// Most lines in an order, acknowledgement, shipment or cancellation.
+pub const MAX_LINES: usize = 1_000;
+
+/// The end customer a lead, claim or request is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub company: String,
+    pub contact: String,
+    pub email: String,
+    pub phone: String,
+}
+
+impl Customer {
+    fn validate(&self, path: &str) -> Result<(), BodyError> {
+        text(&format!("{path}.company"), &self.company, SHORT_TEXT, true)?;
+        text(&format!("{path}.contact"), &self.contact, SHORT_TEXT, false)?;
+        text(&format!("{path}.email"), &self.email, SHORT_TEXT, false)?;
+        text(&format!("{path}.phone"), &self.phone, SHORT_TEXT, false)
+    }
+}
+
+/// A postal address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub name: String,
+    pub street: String,
+    pub city: String,
+    pub postal_code: String,
+    pub region: String,
+    /// ISO 3166-1 alpha-2, uppercase.
+    pub country: String,
+}
+
+fn country(path: &str, value: &str) -> Result<(), BodyError> {
+    if value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(field_error(path, "must be an ISO 3166-1 alpha-2 code like \"TW\""))
+    }
+}
+
+fn money(path: &str, m: &Money, positive: bool) -> Result<(), BodyError> {
+    if m.amount < 0 || (positive && m.amount == 0) {
+        return Err(field_error(
+            format!("{path}.amount"),
+            if positive { "must be greater than 0" } else { "must not be negative" },
+        ));
+    }
+    Ok(())
+}
+
+/// `ping`: checks that the peer is there and answers. Changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ping {
+    pub note: String,
+}
+
+/// `lead.offer`, vendor → partner: a lead offered for acceptance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadOffer {
+    pub customer: Customer,
+    pub country: String,
+    pub region: String,
+    pub product_lines: Vec<String>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub estimated_value: Option<Money>,
+    pub source: String,
+    pub campaign: String,
+    pub notes: String,
+    /// The offer lapses if not accepted by this time (UTC milliseconds).
+    pub accept_by: Millis,
+}
+
+/// `lead.accept`, partner → vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadAccept {
+    pub note: String,
+}
+
+/// Why a partner declines a lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    NoCapacity,
+    OutOfTerritory,
+    NotAFit,
+    Duplicate,
+    Other,
+}
+
+/// `lead.decline`, partner → vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadDecline {
+    pub reason: DeclineReason,
+    pub note: String,
+}
+
+/// The progress a partner reports on an accepted lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadProgress {
+    Contacted,
+    Qualified,
+    Won,
+    Lost,
+}
+
+/// `lead.update`, partner → vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadUpdate {
+    pub status: LeadProgress,
+    /// Required when won, null otherwise.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub won_value: Option<Money>,
+    /// Required when won, null otherwise.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub won_on: Option<Date>,
+    /// Required when lost, null otherwise.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub lost_reason: Option<String>,
+    pub note: String,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    /// Line number, unique within the order, from 1.
+    pub line: u32,
+    pub sku: String,
+    pub quantity: i64,
+    /// Agreed unit price in the order currency's minor units.
+    pub unit_price: i64,
+}
+
+/// `order.place`, partner → vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderPlace {
+    /// The partner's own order reference.
+    pub reference: String,
+    pub currency: Currency,
+    pub lines: Vec<OrderLine>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub requested_date: Option<Date>,
+    pub ship_to: Address,
+    /// The lead this order fulfils, if any.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub lead: Option<RecordId>,
+}
+
+/// The vendor's answer for one order line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckLine {
+    pub line: u32,
+    /// Quantity accepted, 0 to the quantity ordered; 0 rejects the line.
+    pub accepted: i64,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub confirmed_date: Option<Date>,
+    /// Why the line is not (fully) accepted; null when fully accepted.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub reason: Option<String>,
+}
+
+/// `order.ack`, vendor → partner: answers every line of the order once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderAck {
+    pub lines: Vec<AckLine>,
+    pub note: String,
+}
+
+/// One line of a shipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipLine {
+    pub line: u32,
+    pub quantity: i64,
+    /// Serial numbers shipped: empty, or exactly `quantity` of them.
+    pub serials: Vec<String>,
+}
+
+/// `order.ship`, vendor → partner: one (possibly partial) shipment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderShip {
+    /// Shipment id, unique within the order.
+    pub shipment: String,
+    pub carrier: String,
+    pub tracking: String,
+    pub lines: Vec<ShipLine>,
+}
+
+/// A quantity of one order line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineQuantity {
+    pub line: u32,
+    pub quantity: i64,
+}
+
+/// `order.cancel`, partner → vendor: cancels quantities not yet shipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCancel {
+    pub lines: Vec<LineQuantity>,
+    pub reason: String,
+}
+
+/// `warranty.claim`, partner → vendor; sent again to answer `need_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarrantyClaim {
+    pub sku: String,
+    pub serial: String,
+    pub purchase_date: Date,
+    pub description: String,
+    pub customer: Customer,
+}
+
+/// The vendor's decision on a warranty claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarrantyOutcome {
+    Repair,
+    Replacement,
+    Credit,
+    NeedInfo,
+    Reject,
+}
+
+/// `warranty.decision`, vendor → partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarrantyDecision {
+    pub decision: WarrantyOutcome,
+    /// Required for `credit` (greater than 0), null otherwise.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub credit: Option<Money>,
+    /// Required for `need_info` and `reject`.
+    pub note: String,
+}
+
+/// How urgent a service request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+/// `service.open`, partner → vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceOpen {
+    pub customer: Customer,
+    pub sku: String,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub serial: Option<String>,
+    pub problem: String,
+    pub priority: Priority,
+}
+
+/// A status change carried by `service.update`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceChange {
+    InProgress,
+    WaitingOnPartner,
+    Resolved,
+    Closed,
+    Reopened,
+}
+
+/// `service.update`, either direction: a comment, a status change, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUpdate {
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub status: Option<ServiceChange>,
+    pub comment: String,
+}
+
+macro_rules! messages {
+    ($($variant:ident($body:ty) = $kind:literal,)*) => {
+        /// A typed message: one variant per kind.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Message {
+            $($variant($body),)*
+        }
+
+        /// Every kind of protocol version 1, in SPEC.md order.
+        pub const KINDS: &[&str] = &[$($kind,)*];
+
+        impl Message {
+            /// The kind's wire name.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Message::$variant(_) => $kind,)*
+                }
+            }
+
+            /// Decodes and validates `body` as a message of `kind`.
+            pub fn decode(kind: &str, body: &Value) -> Result<Message, BodyError> {
+                let message = match kind {
+                    $($kind => Message::$variant(decode_body::<$body>(body)?),)*
+                    other => return Err(BodyError::UnknownKind(other.chars().take(64).collect())),
+                };
+                message.validate()?;
+                Ok(message)
+            }
+
+            /// The body as a JSON value.
+            pub fn body(&self) -> Result<Value, canonical::CanonicalError> {
+                let value = match self {
+                    $(Message::$variant(b) => serde_json::to_value(b),)*
+                };
+                value.map_err(|e| canonical::CanonicalError::Unrepresentable(e.to_string()))
+            }
+        }
+    };
+}
+
+messages! {
+    Ping(Ping) = "ping",
+    LeadOffer(LeadOffer) = "lead.offer",
+    LeadAccept(LeadAccept) = "lead.accept",
+    LeadDecline(LeadDecline) = "lead.decline",
+    LeadUpdate(LeadUpdate) = "lead.update",
+    OrderPlace(OrderPlace) = "order.place",
+    OrderAck(OrderAck) = "order.ack",
+    OrderShip(OrderShip) = "order.ship",
+    OrderCancel(OrderCancel) = "order.cancel",
+    WarrantyClaim(WarrantyClaim) = "warranty.claim",
+    WarrantyDecision(WarrantyDecision) = "warranty.decision",
+    ServiceOpen(ServiceOpen) = "service.open",
+    ServiceUpdate(ServiceUpdate) = "service.update",
+}
+
+fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
+    canonical::from_value(body.clone()).map_err(|e| match e {
+        DecodeError::Field { path, message } => BodyError::Field {
+            path: path.replacen('$', "body", 1),
+            message,
+        },
+        DecodeError::Syntax(e) => field_error("body", e.to_string()),
+    })
+}
+
+fn unique_lines(lines: impl Iterator<Item = u32>) -> Result<(), BodyError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, line) in lines.enumerate() {
+        if line == 0 {
+            return Err(field_error(format!("body.lines[{i}].line"), "line numbers start at 1"));
+        }
+        if !seen.insert(line) {
+            return Err(field_error(format!("body.lines[{i}].line"), format!("line {line} appears twice")));
+        }
+    }
+    if seen.is_empty() {
+        return Err(field_error("body.lines", "must have at least one line"));
+    }
+    if seen.len() > MAX_LINES {
+        return Err(field_error("body.lines", format!("must have at most {MAX_LINES} lines")));
+    }
+    Ok(())
+}
+
+fn positive(path: String, quantity: i64) -> Result<(), BodyError> {
+    if quantity <= 0 {
+        return Err(field_error(path, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+impl Message {
+    /// Checks the rules a body must meet on its own (the state machines check
+    /// the rules that depend on the record).
+    fn validate(&self) -> Result<(), BodyError> {
+        match self {
+            Message::Ping(b) => text("body.note", &b.note, SHORT_TEXT, false),
+            Message::LeadOffer(b) => {
+                b.customer.validate("body.customer")?;
+                country("body.country", &b.country)?;
+                text("body.region", &b.region, SHORT_TEXT, false)?;
+                for (i, line) in b.product_lines.iter().enumerate() {
+                    text(&format!("body.product_lines[{i}]"), line, SHORT_TEXT, true)?;
+                }
+                if let Some(v) = &b.estimated_value {
+                    money("body.estimated_value", v, false)?;
+                }
+                text("body.source", &b.source, SHORT_TEXT, false)?;
+                text("body.campaign", &b.campaign, SHORT_TEXT, false)?;
+                text("body.notes", &b.notes, LONG_TEXT, false)?;
+                if b.accept_by < 0 {
+                    return Err(field_error("body.accept_by", "must be a UTC millisecond count"));
+                }
+                Ok(())
+            }
+            Message::LeadAccept(b) => text("body.note", &b.note, LONG_TEXT, false),
+            Message::LeadDecline(b) => text("body.note", &b.note, LONG_TEXT, false),
+            Message::LeadUpdate(b) => {
+                text("body.note", &b.note, LONG_TEXT, false)?;
+                let won = b.status == LeadProgress::Won;
+                let lost = b.status == LeadProgress::Lost;
+                match (&b.won_value, won) {
+                    (Some(v), true) => money("body.won_value", v, false)?,
+                    (None, true) => return Err(field_error("body.won_value", "is required when status is won")),
+                    (Some(_), false) => return Err(field_error("body.won_value", "must be null unless status is won")),
+                    (None, false) => {}
+                }
+                if b.won_on.is_some() != won {
+                    return Err(field_error("body.won_on", "is required when status is won, null otherwise"));
+                }
+                match (&b.lost_reason, lost) {
+                    (Some(r), true) => text("body.lost_reason", r, SHORT_TEXT, true),
+                    (None, false) => Ok(()),
+                    _ => Err(field_error("body.lost_reason", "is required when status is lost, null otherwise")),
+                }
+            }
+            Message::OrderPlace(b) => {
+                text("body.reference", &b.reference, SHORT_TEXT, false)?;
+                unique_lines(b.lines.iter().map(|l| l.line))?;
+                for (i, l) in b.lines.iter().enumerate() {
+                    text(&format!("body.lines[{i}].sku"), &l.sku, SHORT_TEXT, true)?;
+                    positive(format!("body.lines[{i}].quantity"), l.quantity)?;
+                    if l.unit_price < 0 {
+                        return Err(field_error(format!("body.lines[{i}].unit_price"), "must not be negative"));
+                    }
+                }
+                text("body.ship_to.name", &b.ship_to.name, SHORT_TEXT, true)?;
+                country("body.ship_to.country", &b.ship_to.country)
+            }
+            Message::OrderAck(b) => {
+                unique_lines(b.lines.iter().map(|l| l.line))?;
+                for (i, l) in b.lines.iter().enumerate() {
+                    if l.accepted < 0 {
+                        return Err(field_error(format!("body.lines[{i}].accepted"), "must not be negative"));
+                    }
+                }
+                text("body.note", &b.note, LONG_TEXT, false)
+            }
+            Message::OrderShip(b) => {
+                text("body.shipment", &b.shipment, SHORT_TEXT, true)?;
+                unique_lines(b.lines.iter().map(|l| l.line))?;
+                for (i, l) in b.lines.iter().enumerate() {
+                    positive(format!("body.lines[{i}].quantity"), l.quantity)?;
+                    if !l.serials.is_empty() && l.serials.len() as i64 != l.quantity {
+                        return Err(field_error(
+                            format!("body.lines[{i}].serials"),
+                            "must be empty or list exactly `quantity` serial numbers",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Message::OrderCancel(b) => {
+                unique_lines(b.lines.iter().map(|l| l.line))?;
+                for (i, l) in b.lines.iter().enumerate() {
+                    positive(format!("body.lines[{i}].quantity"), l.quantity)?;
+                }
+                text("body.reason", &b.reason, LONG_TEXT, false)
+            }
+            Message::WarrantyClaim(b) => {
+                text("body.sku", &b.sku, SHORT_TEXT, true)?;
+                text("body.serial", &b.serial, SHORT_TEXT, true)?;
+                text("body.description", &b.description, LONG_TEXT, true)?;
+                b.customer.validate("body.customer")
+            }
+            Message::WarrantyDecision(b) => {
+                match (b.decision, &b.credit) {
+                    (WarrantyOutcome::Credit, Some(m)) => money("body.credit", m, true)?,
+                    (WarrantyOutcome::Credit, None) => {
+                        return Err(field_error("body.credit", "is required for a credit decision"));
+                    }
+                    (_, Some(_)) => return Err(field_error("body.credit", "must be null unless the decision is credit")),
+                    _ => {}
+                }
+                let needs_note = matches!(b.decision, WarrantyOutcome::NeedInfo | WarrantyOutcome::Reject);
+                text("body.note", &b.note, LONG_TEXT, needs_note)
+            }
+            Message::ServiceOpen(b) => {
+                b.customer.validate("body.customer")?;
+                text("body.sku", &b.sku, SHORT_TEXT, true)?;
+                text("body.problem", &b.problem, LONG_TEXT, true)
+            }
+            Message::ServiceUpdate(b) => {
+                text("body.comment", &b.comment, LONG_TEXT, b.status.is_none())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_kind_is_a_typed_error() {
+        assert_eq!(
+            Message::decode("lead.teleport", &json!({})),
+            Err(BodyError::UnknownKind("lead.teleport".into()))
+        );
+    }
+
+    #[test]
+    fn body_errors_name_the_field() {
+        let body = json!({"reference": "PO-1", "currency": "TWD", "requested_date": null,
+            "ship_to": {"name": "A", "street": "", "city": "", "postal_code": "", "region": "", "country": "TW"},
+            "lead": null,
+            "lines": [{"line": 1, "sku": "X", "quantity": 2, "unit_price": 100},
+                      {"line": 2, "sku": "Y", "quantity": -1, "unit_price": 100}]});
+        match Message::decode("order.place", &body) {
+            Err(BodyError::Field { path, .. }) => assert_eq!(path, "body.lines[1].quantity"),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+        let mut missing = body.clone();
+        missing.as_object_mut().map(|m| m.remove("lead"));
+        match Message::decode("order.place", &missing) {
+            Err(BodyError::Field { message, .. }) => assert!(message.contains("lead"), "{message}"),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn won_update_needs_value_and_date() {
+        let body = json!({"status": "won", "won_value": null, "won_on": null, "lost_reason": null, "note": ""});
+        assert!(matches!(
+            Message::decode("lead.update", &body),
+            Err(BodyError::Field { path, .. }) if path == "body.won_value"
+        ));
+    }
+
+    #[test]
+    fn every_kind_is_listed_once() {
+        let mut kinds = KINDS.to_vec();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), 13);
+    }
+}

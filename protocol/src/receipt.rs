@@ -1,0 +1,212 @@
+//! The signed receipt: the receiver's proof that it got exactly one envelope,
+//! and what it did with it.
+//!
+//! A receipt names the envelope by id and by the SHA-256 of the exact bytes
+//! received, signature included. It is signed by the receiver over
+//! [`Domain::Receipt`]'s prefix followed by the canonical JSON of the receipt
+//! without its `sig` member, and travels as the canonical JSON of all of it.
+
+use crate::canonical::{self, CanonicalError};
+use crate::crypto::{ALG_ED25519, Domain, NodeKey, PublicKey, Sha256Hash};
+use crate::envelope::{EnvelopeError, Millis, PROTOCOL_VERSION, Sig, SignedEnvelope, split_sig, with_sig};
+use crate::ids::NodeId;
+use crate::reason::ReasonCode;
+use serde::{Deserialize, Serialize};
+
+/// What the receiver did with the envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// Stored and applied.
+    Accepted,
+    /// Not applied; `reason` says why.
+    Rejected,
+}
+
+/// Why an envelope was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    /// Machine-readable code.
+    pub code: ReasonCode,
+    /// Human-readable explanation, English.
+    pub message: String,
+    /// For `seq_gap` and `chain_broken`: the seq the receiver expects next.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub expected_seq: Option<u64>,
+}
+
+/// Everything in a receipt but its signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptFields {
+    /// Protocol version, 1.
+    pub v: u32,
+    /// The receiver, who signs the receipt.
+    pub from: NodeId,
+    /// The envelope's sender.
+    pub to: NodeId,
+    /// The envelope's id.
+    pub envelope: String,
+    /// SHA-256 of the exact envelope bytes received.
+    pub hash: Sha256Hash,
+    /// The envelope's seq.
+    pub seq: u64,
+    /// Highest seq from this sender the receiver has consumed, after this one.
+    pub high_water: u64,
+    pub status: ReceiptStatus,
+    /// Null when accepted, the rejection otherwise.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub reason: Option<Rejection>,
+    /// When the receiver processed the envelope, UTC milliseconds.
+    pub received: Millis,
+}
+
+/// A complete receipt as it travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub fields: ReceiptFields,
+    pub sig: Sig,
+}
+
+/// A receipt with its exact canonical bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedReceipt {
+    pub receipt: Receipt,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a receipt does not prove what its holder thinks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptMismatch {
+    #[error("receipt is for envelope {got}, expected {expected}")]
+    Id { expected: String, got: String },
+    #[error("receipt hash {got} differs from the sent envelope's hash {expected}")]
+    Hash { expected: Sha256Hash, got: Sha256Hash },
+    #[error("receipt seq {got} differs from the envelope's seq {expected}")]
+    Seq { expected: u64, got: u64 },
+    #[error("receipt parties ({from} → {to}) do not match the envelope")]
+    Parties { from: NodeId, to: NodeId },
+}
+
+impl ReceiptFields {
+    /// A receipt for `envelope`, accepted when `reason` is `None`.
+    pub fn for_envelope(envelope: &SignedEnvelope, high_water: u64, reason: Option<Rejection>, received: Millis) -> Self {
+        let f = envelope.fields();
+        ReceiptFields {
+            v: PROTOCOL_VERSION,
+            from: f.to.clone(),
+            to: f.from.clone(),
+            envelope: f.id.clone(),
+            hash: envelope.hash,
+            seq: f.seq,
+            high_water,
+            status: if reason.is_some() {
+                ReceiptStatus::Rejected
+            } else {
+                ReceiptStatus::Accepted
+            },
+            reason,
+            received,
+        }
+    }
+
+    fn validate(&self) -> Result<(), EnvelopeError> {
+        if self.v != PROTOCOL_VERSION {
+            return Err(EnvelopeError::Version(self.v));
+        }
+        let consistent = matches!(
+            (self.status, &self.reason),
+            (ReceiptStatus::Accepted, None) | (ReceiptStatus::Rejected, Some(_))
+        );
+        if !consistent {
+            return Err(EnvelopeError::Field {
+                field: "reason",
+                message: "must be null exactly when status is accepted".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs the receipt with the receiver's key.
+    pub fn sign(self, key: &NodeKey) -> Result<SignedReceipt, EnvelopeError> {
+        self.validate()?;
+        let unsigned = canonical::to_canonical(&self)?;
+        let sig = Sig {
+            alg: ALG_ED25519.to_string(),
+            kid: key.kid(),
+            value: key.sign(Domain::Receipt, &unsigned),
+        };
+        let receipt = Receipt { fields: self, sig };
+        let bytes = canonical::canonicalize(&receipt.to_value()?)?;
+        Ok(SignedReceipt { receipt, bytes })
+    }
+}
+
+impl Receipt {
+    /// The JSON value of the whole receipt, `sig` included.
+    pub fn to_value(&self) -> Result<serde_json::Value, CanonicalError> {
+        with_sig(&self.fields, &self.sig)
+    }
+}
+
+impl SignedReceipt {
+    /// Parses receipt bytes strictly; they must be canonical. Does not verify.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
+        if canonical::canonicalize(&value)? != bytes {
+            return Err(EnvelopeError::NotCanonical);
+        }
+        let (fields, sig) = split_sig::<ReceiptFields>(value).map_err(EnvelopeError::Json)?;
+        let receipt = Receipt { fields, sig };
+        if canonical::canonicalize(&receipt.to_value()?)? != bytes {
+            return Err(EnvelopeError::NotCanonical);
+        }
+        receipt.fields.validate()?;
+        if receipt.sig.alg != ALG_ED25519 {
+            return Err(EnvelopeError::Alg(receipt.sig.alg.clone()));
+        }
+        Ok(SignedReceipt {
+            receipt,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// Verifies the receiver's signature (strict Ed25519).
+    pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
+        let unsigned = canonical::to_canonical(&self.receipt.fields)?;
+        key.verify(Domain::Receipt, &unsigned, &self.receipt.sig.value)
+            .map_err(EnvelopeError::Signature)
+    }
+
+    /// Checks that this receipt is about exactly `sent`.
+    pub fn matches(&self, sent: &SignedEnvelope) -> Result<(), ReceiptMismatch> {
+        let r = &self.receipt.fields;
+        let e = sent.fields();
+        if r.envelope != e.id {
+            return Err(ReceiptMismatch::Id {
+                expected: e.id.clone(),
+                got: r.envelope.clone(),
+            });
+        }
+        if r.hash != sent.hash {
+            return Err(ReceiptMismatch::Hash {
+                expected: sent.hash,
+                got: r.hash,
+            });
+        }
+        if r.seq != e.seq {
+            return Err(ReceiptMismatch::Seq {
+                expected: e.seq,
+                got: r.seq,
+            });
+        }
+        if r.from != e.to || r.to != e.from {
+            return Err(ReceiptMismatch::Parties {
+                from: r.from.clone(),
+                to: r.to.clone(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! State machines for shared records: leads, orders, warranty claims and
+//! service requests.
+//!
+//! Both nodes of a relationship run the same function on the same messages, so
+//! they compute the same state. [`apply`] takes the record as it is (or `None`
+//! when the subject is new between the two nodes), the message's context (who
+//! sent it to whom, and when, from the envelope) and the typed message, and
+//! returns the record as it becomes, or a [`StateError`] whose code travels in
+//! a signed rejection. Nothing here reads a clock: "now" is the envelope's
+//! `created` time.
+//!
+//! Between two nodes a subject names exactly one record, whatever its family.
+
+mod lead;
+mod order;
+mod service;
+mod warranty;
+
+pub use lead::{Lead, LeadStatus};
+pub use order::{Order, OrderLineState, OrderStatus, Shipment};
+pub use service::{ServiceRequest, ServiceStatus};
+pub use warranty::{WarrantyRecord, WarrantyStatus};
+
+use crate::envelope::Millis;
+use crate::ids::NodeId;
+use crate::messages::Message;
+use crate::reason::ReasonCode;
+use serde::{Deserialize, Serialize};
+
+/// Who sent a message to whom, and when (the envelope's `created`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub at: Millis,
+}
+
+/// Why a message cannot be applied to a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct StateError {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+impl StateError {
+    pub(crate) fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+        StateError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn illegal(message: impl Into<String>) -> Self {
+        Self::new(ReasonCode::IllegalTransition, message)
+    }
+}
+
+/// A shared record, in the state both nodes agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum Record {
+    Lead(Lead),
+    Order(Order),
+    Warranty(WarrantyRecord),
+    Service(ServiceRequest),
+}
+
+impl Record {
+    /// The family name, as in kinds (`lead`, `order`, `warranty`, `service`).
+    pub fn family(&self) -> &'static str {
+        match self {
+            Record::Lead(_) => "lead",
+            Record::Order(_) => "order",
+            Record::Warranty(_) => "warranty",
+            Record::Service(_) => "service",
+        }
+    }
+
+    /// The record's status as its wire name.
+    pub fn status(&self) -> String {
+        let value = match self {
+            Record::Lead(r) => serde_json::to_value(r.status),
+            Record::Order(r) => serde_json::to_value(r.status),
+            Record::Warranty(r) => serde_json::to_value(r.status),
+            Record::Service(r) => serde_json::to_value(r.status),
+        };
+        value.ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    }
+}
+
+/// What applying a message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The message changes no record (`ping`).
+    NoRecord,
+    /// The record as it now is.
+    Record(Record),
+}
+
+/// Applies `message` to `current` (the record named by the envelope's subject
+/// between the two nodes, if any).
+pub fn apply(current: Option<&Record>, ctx: &Context, message: &Message) -> Result<Outcome, StateError> {
+    let wrong_family = |record: &Record| {
+        StateError::new(
+            ReasonCode::IllegalTransition,
+            format!("subject is a {} record, not a {} record", record.family(), family_of(message)),
+        )
+    };
+    let record = match (message, current) {
+        (Message::Ping(_), _) => return Ok(Outcome::NoRecord),
+        (Message::LeadOffer(_) | Message::LeadAccept(_) | Message::LeadDecline(_) | Message::LeadUpdate(_), c) => {
+            let lead = match c {
+                None => None,
+                Some(Record::Lead(l)) => Some(l),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Lead(lead::apply(lead, ctx, message)?)
+        }
+        (Message::OrderPlace(_) | Message::OrderAck(_) | Message::OrderShip(_) | Message::OrderCancel(_), c) => {
+            let order = match c {
+                None => None,
+                Some(Record::Order(o)) => Some(o),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Order(order::apply(order, ctx, message)?)
+        }
+        (Message::WarrantyClaim(_) | Message::WarrantyDecision(_), c) => {
+            let claim = match c {
+                None => None,
+                Some(Record::Warranty(w)) => Some(w),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Warranty(warranty::apply(claim, ctx, message)?)
+        }
+        (Message::ServiceOpen(_) | Message::ServiceUpdate(_), c) => {
+            let request = match c {
+                None => None,
+                Some(Record::Service(s)) => Some(s),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Service(service::apply(request, ctx, message)?)
+        }
+    };
+    Ok(Outcome::Record(record))
+}
+
+fn family_of(message: &Message) -> &'static str {
+    message.kind().split('.').next().unwrap_or("")
+}
+
+/// The error for a follow-up message on a subject that does not exist.
+pub(crate) fn unknown_record(kind: &str) -> StateError {
+    StateError::new(
+        ReasonCode::UnknownRecord,
+        format!("{kind} refers to a record that does not exist between these nodes"),
+    )
+}
+
+/// The error for an opening message on a subject that already exists.
+pub(crate) fn record_exists(kind: &str) -> StateError {
+    StateError::new(
+        ReasonCode::RecordExists,
+        format!("{kind} opens a record, but the subject already names one between these nodes"),
+    )
+}
+
+/// Refuses a message from a node that may not send it for this record.
+pub(crate) fn require_sender(ctx: &Context, allowed: &NodeId, role: &str, kind: &str) -> Result<(), StateError> {
+    if &ctx.from == allowed {
+        Ok(())
+    } else {
+        Err(StateError::new(
+            ReasonCode::NotAllowed,
+            format!("{kind} may only be sent by the record's {role} ({allowed}), not by {}", ctx.from),
+        ))
+    }
+}
