@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Independent check of Guanxi's protocol test vectors, written from protocol/SPEC.md.
+
+Uses only the PyPI packages `cryptography` (Ed25519) and `rfc8785` (JCS), plus the
+standard library. Nothing here is derived from the Rust code.
+
+usage: verify_vectors.py [vectors.json]    exit 0 when every check passes, 1 otherwise
+"""
+
+import base64
+import hashlib
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+# SPEC.md §3: domain prefixes of the signing input.
+ENVELOPE_PREFIX = b"guanxi/v1/envelope\x00"
+RECEIPT_PREFIX = b"guanxi/v1/receipt\x00"
+KID_PREFIX = b"guanxi/v1/kid\x00"
+MAX_SAFE = 2**53 - 1
+
+failures = []
+
+
+def check(condition, what):
+    if condition:
+        print(f"ok    {what}")
+    else:
+        print(f"FAIL  {what}")
+        failures.append(what)
+
+
+def b64url_decode(text):
+    if "=" in text:
+        raise ValueError("padding is not allowed")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(raw) != text:
+        raise ValueError("non-canonical base64url")
+    return raw
+
+
+def b64url(raw):
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class Refused(Exception):
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+def strict_parse(text):
+    """SPEC.md §2: strict JSON: no duplicate keys, integers only within ±(2^53-1)."""
+
+    def pairs(items):
+        obj = {}
+        for k, v in items:
+            if k in obj:
+                raise Refused("duplicate_key")
+            obj[k] = v
+        return obj
+
+    def parse_float(literal):
+        # Integral literals like 56.0 mean the integer; anything else is refused.
+        d = Decimal(literal)
+        if d != 0 and d.adjusted() > 16:
+            raise Refused("number_out_of_range")
+        if d != d.to_integral_value():
+            raise Refused("not_an_integer")
+        return parse_int(str(int(d)))
+
+    def parse_int(literal):
+        n = int(literal)
+        if abs(n) > MAX_SAFE:
+            raise Refused("number_out_of_range")
+        return n
+
+    def no_constants(name):
+        raise Refused("bad_json")
+
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=pairs,
+            parse_float=parse_float,
+            parse_int=parse_int,
+            parse_constant=no_constants,
+        )
+    except json.JSONDecodeError as e:
+        raise Refused("bad_json") from e
+
+
+def is_small_order(encoded):
+    """SPEC.md §3: a public key is weak when its point has small order (8·A = identity)."""
+    p = 2**255 - 19
+    d = (-121665 * pow(121666, p - 2, p)) % p
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    sign = encoded[31] >> 7
+    if y >= p:
+        y -= p  # non-canonical encodings of small y
+    u = (y * y - 1) % p
+    v = (d * y * y + 1) % p
+    x = (u * pow(v, 3, p) * pow(u * pow(v, 7, p), (p - 5) // 8, p)) % p
+    if (v * x * x - u) % p != 0:
+        x = (x * pow(2, (p - 1) // 4, p)) % p
+        if (v * x * x - u) % p != 0:
+            return False  # not a point at all; refused elsewhere
+    if x == 0 and sign == 1:
+        return False
+    if x % 2 != sign:
+        x = p - x
+
+    def add(P, Q):
+        (x1, y1), (x2, y2) = P, Q
+        t = d * x1 * x2 * y1 * y2 % p
+        return ((x1 * y2 + y1 * x2) * pow(1 + t, p - 2, p) % p, (y1 * y2 + x1 * x2) * pow(1 - t, p - 2, p) % p)
+
+    point = (x, y)
+    for _ in range(3):
+        point = add(point, point)
+    return point == (0, 1)
+
+
+def load_public_key(text):
+    raw = b64url_decode(text)
+    if len(raw) != 32:
+        raise Refused("bad_length")
+    if is_small_order(raw):
+        raise Refused("weak_key")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def kid_of(raw):
+    return b64url(hashlib.sha256(KID_PREFIX + raw).digest()[:16])
+
+
+def verify_signed(text, key, prefix):
+    """Returns the parsed object after the checks of SPEC.md §4: strict, canonical, signature."""
+    data = text.encode("utf-8")
+    obj = strict_parse(text)
+    if rfc8785.dumps(obj) != data:
+        raise Refused("not_canonical")
+    sig = obj.get("sig")
+    if not isinstance(sig, dict) or sig.get("alg") != "ed25519":
+        raise Refused("bad_signature")
+    unsigned = {k: v for k, v in obj.items() if k != "sig"}
+    signing_input = prefix + rfc8785.dumps(unsigned)
+    try:
+        key.verify(b64url_decode(sig["value"]), signing_input)
+    except (InvalidSignature, ValueError) as e:
+        raise Refused("bad_signature") from e
+    return obj, unsigned
+
+
+def main(path):
+    vectors = json.loads(Path(path).read_text(encoding="utf-8"))
+    check(bytes.fromhex(vectors["envelope_prefix_hex"]) == ENVELOPE_PREFIX, "envelope prefix")
+    check(bytes.fromhex(vectors["receipt_prefix_hex"]) == RECEIPT_PREFIX, "receipt prefix")
+
+    keys = {}
+    for k in vectors["keys"]:
+        private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(k["seed_hex"]))
+        raw = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        check(b64url(raw) == k["public_key"], f"{k['node']}: seed gives the public key")
+        check(kid_of(raw) == k["kid"], f"{k['node']}: key id")
+        keys[k["node"]] = (load_public_key(k["public_key"]), k["kid"])
+
+    hashes = {}
+    streams = {}
+    for e in vectors["envelopes"]:
+        name = e["name"]
+        key, kid = keys[e["signer"]]
+        try:
+            obj, unsigned = verify_signed(e["canonical"], key, ENVELOPE_PREFIX)
+        except Refused as r:
+            check(False, f"{name}: refused with {r.code}")
+            continue
+        check(rfc8785.dumps(unsigned).decode() == e["unsigned_canonical"], f"{name}: unsigned canonical form")
+        check(ENVELOPE_PREFIX + rfc8785.dumps(unsigned) == bytes.fromhex(e["signing_input_hex"]), f"{name}: signing input")
+        check(obj["sig"]["kid"] == kid and obj["from"] == e["signer"], f"{name}: signer and kid")
+        check(obj["sig"]["value"] == e["signature"], f"{name}: signature value")
+        digest = hashlib.sha256(e["canonical"].encode()).hexdigest()
+        check(digest == e["sha256"], f"{name}: sha256 of the exact bytes")
+        check(obj["v"] == 1 and obj["id"][14] == "7", f"{name}: version 1, UUIDv7 id")
+        stream = (obj["from"], obj["to"])
+        expected_seq, expected_prev = streams.get(stream, (1, None))
+        check(obj["seq"] == expected_seq and obj["prev"] == expected_prev, f"{name}: seq/prev continue the chain")
+        streams[stream] = (obj["seq"] + 1, digest)
+        hashes[name] = digest
+
+    for r in vectors["receipts"]:
+        name = r["name"]
+        key, kid = keys[r["signer"]]
+        try:
+            obj, unsigned = verify_signed(r["canonical"], key, RECEIPT_PREFIX)
+        except Refused as x:
+            check(False, f"{name}: refused with {x.code}")
+            continue
+        check(RECEIPT_PREFIX + rfc8785.dumps(unsigned) == bytes.fromhex(r["signing_input_hex"]), f"{name}: signing input")
+        check(obj["hash"] in hashes.values(), f"{name}: names the hash of a vector envelope")
+        check(obj["from"] == r["signer"] and obj["sig"]["kid"] == kid, f"{name}: signed by the receiver")
+        check((obj["status"] == "accepted") == (obj["reason"] is None), f"{name}: reason null exactly when accepted")
+        try:
+            verify_signed(r["canonical"], key, ENVELOPE_PREFIX)
+            check(False, f"{name}: receipt signature must not verify as an envelope signature")
+        except Refused:
+            check(True, f"{name}: receipt signature does not verify as an envelope signature")
+
+    for bad in vectors["invalid"]:
+        name, expect = bad["name"], bad["expect"]
+        key, _ = keys[bad["signer"]]
+        try:
+            obj, _ = verify_signed(bad["canonical"], key, ENVELOPE_PREFIX)
+            if expect == "chain_broken":
+                previous = hashes[bad["after"]]
+                check(obj["prev"] != previous, f"{name}: refused with chain_broken")
+            else:
+                check(False, f"{name}: accepted, expected {expect}")
+        except Refused as r:
+            check(r.code == expect, f"{name}: refused with {r.code} (expected {expect})")
+
+    for bad in vectors["invalid_keys"]:
+        try:
+            load_public_key(bad["public_key"])
+            check(False, f"{bad['name']}: key accepted, expected {bad['expect']}")
+        except Refused as r:
+            check(r.code == bad["expect"], f"{bad['name']}: refused with {r.code}")
+
+    if failures:
+        print(f"{len(failures)} checks failed")
+        return 1
+    print("all vectors verified")
+    return 0
+
+
+if __name__ == "__main__":
+    target = sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("vectors.json")
+    sys.exit(main(target))
