@@ -1,1 +1,440 @@
-//! placeholder
+//! Guanxi's configuration: the TOML schema, loading and validation, and the
+//! embedded defaults that let `guanxi serve` run with no file at all.
+//!
+//! Loading is all-or-nothing: the whole file is parsed and checked (unknown
+//! keys, node and peer ids, addresses, URLs, keys, key validity windows, files
+//! that must exist) before anything uses it, and every error names the file,
+//! line and column and what was expected. Relative paths are resolved against
+//! the directory of the config file (or the current directory for defaults).
+
+#![forbid(unsafe_code)]
+
+pub mod keyfile;
+mod template;
+
+pub use template::commented_config;
+
+use guanxi_protocol::{KeyId, Millis, NodeId, PublicKey};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Default HTTPS listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default data directory, relative to the config file or the current directory.
+pub const DEFAULT_DATA_DIR: &str = "guanxi-data";
+/// Default node id when running on embedded defaults.
+pub const DEFAULT_NODE_ID: &str = "guanxi-local";
+
+/// A configuration error with its place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line and column, when the error has a place in the file.
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// How the daemon gets its TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Generate a self-signed pair at these paths when they do not exist.
+    pub self_signed: bool,
+}
+
+/// One public key of a peer, with its validity window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerKey {
+    pub kid: KeyId,
+    pub public_key: PublicKey,
+    pub not_before: Option<Millis>,
+    pub not_after: Option<Millis>,
+}
+
+impl PeerKey {
+    /// Whether the key may sign something created at `at`.
+    pub fn valid_at(&self, at: Millis) -> bool {
+        self.not_before.is_none_or(|nb| at >= nb) && self.not_after.is_none_or(|na| at <= na)
+    }
+}
+
+/// A peer daemon: a company this node exchanges signed requests with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub id: NodeId,
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    pub keys: Vec<PeerKey>,
+    /// SHA-256 of the peer's self-signed TLS certificate (DER), lowercase hex.
+    pub tls_cert_sha256: Option<String>,
+}
+
+/// Web view settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    pub enabled: bool,
+    pub session_idle_minutes: u32,
+    pub session_absolute_hours: u32,
+    /// `en` or `zh-TW`.
+    pub default_language: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it came from; `None` for embedded defaults.
+    pub source: Option<PathBuf>,
+    pub node_id: NodeId,
+    pub node_name: String,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub signing_key_file: PathBuf,
+    pub tls: TlsConfig,
+    pub web: WebConfig,
+    pub peers: Vec<PeerConfig>,
+}
+
+impl Config {
+    /// The embedded defaults, with paths relative to `base` (normally the
+    /// current directory): node `guanxi-local` on https://127.0.0.1:8443,
+    /// data in `guanxi-data/`, key and self-signed certificate generated there.
+    pub fn defaults(base: &Path) -> Config {
+        let data_dir = base.join(DEFAULT_DATA_DIR);
+        let listen: SocketAddr = DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443)));
+        Config {
+            source: None,
+            node_id: DEFAULT_NODE_ID.parse().unwrap_or_else(|_| unreachable!("default node id is valid")),
+            node_name: "Guanxi (local)".into(),
+            listen,
+            public_url: format!("https://{listen}"),
+            signing_key_file: data_dir.join("node.key"),
+            tls: TlsConfig {
+                cert_file: data_dir.join("tls").join("cert.pem"),
+                key_file: data_dir.join("tls").join("key.pem"),
+                self_signed: true,
+            },
+            data_dir,
+            web: WebConfig::default(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            position: None,
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, path, &base)
+    }
+
+    /// Validates config `text` that came from `file`, resolving relative
+    /// paths against `base`.
+    pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let ctx = Ctx { text, file };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.err(e.span().map(|s| s.start), e.message().to_string()))?;
+        ctx.validate(raw, base)
+    }
+
+    /// The peer with this id, if configured (enabled or not).
+    pub fn peer(&self, id: &NodeId) -> Option<&PeerConfig> {
+        self.peers.iter().find(|p| &p.id == id)
+    }
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            default_language: "en".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: Spanned<RawNode>,
+    #[serde(default)]
+    tls: Option<RawTls>,
+    #[serde(default)]
+    web: Option<RawWeb>,
+    #[serde(default)]
+    peers: Vec<Spanned<RawPeer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: Spanned<String>,
+    name: Option<String>,
+    listen: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
+    data_dir: Option<String>,
+    signing_key_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    self_signed: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    enabled: Option<bool>,
+    session_idle_minutes: Option<Spanned<u32>>,
+    session_absolute_hours: Option<Spanned<u32>>,
+    default_language: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    id: Spanned<String>,
+    name: Option<String>,
+    url: Spanned<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    tls_cert_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    keys: Vec<Spanned<RawPeerKey>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeerKey {
+    kid: Option<Spanned<String>>,
+    public_key: Spanned<String>,
+    not_before: Option<Spanned<String>>,
+    not_after: Option<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn err(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            position: offset.map(|o| guanxi_protocol::canonical::line_column(self.text, o)),
+            message: message.into(),
+        }
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        self.err(Some(spanned.span().start), message)
+    }
+
+    fn path(&self, base: &Path, value: &str) -> PathBuf {
+        let p = PathBuf::from(value);
+        if p.is_absolute() { p } else { base.join(p) }
+    }
+
+    fn https_url(&self, spanned: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
+        let url = spanned.get_ref().trim_end_matches('/');
+        let rest = url.strip_prefix("https://").ok_or_else(|| self.at(spanned, format!("{what} must start with https://")))?;
+        if rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(self.at(spanned, format!("{what} {url:?} has no valid host")));
+        }
+        Ok(url.to_string())
+    }
+
+    fn timestamp(&self, spanned: &Option<Spanned<String>>) -> Result<Option<Millis>, ConfigError> {
+        let Some(s) = spanned else { return Ok(None) };
+        let ts: jiff::Timestamp = s.get_ref().parse().map_err(|e| {
+            self.at(s, format!("expected an RFC 3339 UTC time like \"2026-01-01T00:00:00Z\": {e}"))
+        })?;
+        Ok(Some(ts.as_millisecond()))
+    }
+
+    fn validate(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+        let node_span = raw.node.span().start;
+        let node = raw.node.into_inner();
+        let node_id: NodeId = node.id.get_ref().parse().map_err(|e| self.at(&node.id, format!("{e}")))?;
+        let listen = match &node.listen {
+            Some(l) => l.get_ref().parse::<SocketAddr>().map_err(|_| {
+                self.at(l, format!("listen must be an IP address and port like \"{DEFAULT_LISTEN}\""))
+            })?,
+            None => DEFAULT_LISTEN.parse().map_err(|_| self.err(None, "bad default listen address"))?,
+        };
+        let public_url = match &node.public_url {
+            Some(u) => self.https_url(u, "public_url")?,
+            None => format!("https://{listen}"),
+        };
+        let data_dir = self.path(base, node.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR));
+        let signing_key_file = match &node.signing_key_file {
+            Some(k) => self.path(base, k.get_ref()),
+            None => data_dir.join("node.key"),
+        };
+        keyfile::read_node_key(&signing_key_file).map_err(|e| {
+            let place = node.signing_key_file.as_ref().map(|k| k.span().start).unwrap_or(node_span);
+            self.err(Some(place), format!("signing_key_file: {e}"))
+        })?;
+
+        let tls = match raw.tls {
+            None => TlsConfig {
+                cert_file: data_dir.join("tls").join("cert.pem"),
+                key_file: data_dir.join("tls").join("key.pem"),
+                self_signed: true,
+            },
+            Some(t) => {
+                let resolve = |f: &Option<Spanned<String>>, default: &str| {
+                    f.as_ref().map(|s| self.path(base, s.get_ref())).unwrap_or_else(|| data_dir.join("tls").join(default))
+                };
+                let tls = TlsConfig {
+                    cert_file: resolve(&t.cert_file, "cert.pem"),
+                    key_file: resolve(&t.key_file, "key.pem"),
+                    self_signed: t.self_signed,
+                };
+                if !tls.self_signed {
+                    for (spanned, path, what) in [(&t.cert_file, &tls.cert_file, "certificate"), (&t.key_file, &tls.key_file, "TLS key")] {
+                        if !path.is_file() {
+                            let message = format!(
+                                "{what} file {} does not exist (set self_signed = true to generate one)",
+                                path.display()
+                            );
+                            return Err(match spanned {
+                                Some(s) => self.at(s, message),
+                                None => self.err(None, message),
+                            });
+                        }
+                    }
+                }
+                tls
+            }
+        };
+
+        let mut web = WebConfig::default();
+        if let Some(w) = raw.web {
+            if let Some(e) = w.enabled {
+                web.enabled = e;
+            }
+            for (field, target) in [
+                (&w.session_idle_minutes, &mut web.session_idle_minutes),
+                (&w.session_absolute_hours, &mut web.session_absolute_hours),
+            ] {
+                if let Some(v) = field {
+                    if *v.get_ref() == 0 {
+                        return Err(self.at(v, "must be at least 1"));
+                    }
+                    *target = *v.get_ref();
+                }
+            }
+            if let Some(lang) = &w.default_language {
+                if !["en", "zh-TW"].contains(&lang.get_ref().as_str()) {
+                    return Err(self.at(lang, "default_language must be \"en\" or \"zh-TW\""));
+                }
+                web.default_language = lang.get_ref().clone();
+            }
+        }
+
+        let mut seen = BTreeSet::new();
+        let mut peers = Vec::new();
+        for spanned_peer in raw.peers {
+            let peer_span = spanned_peer.span().start;
+            let p = spanned_peer.into_inner();
+            let id: NodeId = p.id.get_ref().parse().map_err(|e| self.at(&p.id, format!("{e}")))?;
+            if id == node_id {
+                return Err(self.at(&p.id, format!("peer id {id} is this node's own id")));
+            }
+            if !seen.insert(id.clone()) {
+                return Err(self.at(&p.id, format!("duplicate peer id {id}")));
+            }
+            let url = self.https_url(&p.url, "peer url")?;
+            let tls_cert_sha256 = match &p.tls_cert_sha256 {
+                None => None,
+                Some(s) => {
+                    let hex: String = s.get_ref().chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+                    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                        return Err(self.at(s, "tls_cert_sha256 must be 64 hex digits (colons allowed)"));
+                    }
+                    Some(hex)
+                }
+            };
+            if p.keys.is_empty() {
+                return Err(self.err(Some(peer_span), format!("peer {id} has no [[peers.keys]]: add its public key")));
+            }
+            let mut keys = Vec::new();
+            for k in &p.keys {
+                let k = k.get_ref();
+                let public_key: PublicKey = k.public_key.get_ref().parse().map_err(|e| {
+                    self.at(&k.public_key, format!("public_key: {e}"))
+                })?;
+                let kid = public_key.kid();
+                if let Some(given) = &k.kid
+                    && given.get_ref() != &kid.0
+                {
+                    return Err(self.at(given, format!("kid {:?} does not match the public key (its kid is {kid})", given.get_ref())));
+                }
+                let not_before = self.timestamp(&k.not_before)?;
+                let not_after = self.timestamp(&k.not_after)?;
+                if let (Some(nb), Some(na), Some(span)) = (not_before, not_after, &k.not_after)
+                    && na < nb
+                {
+                    return Err(self.at(span, "not_after is before not_before"));
+                }
+                if keys.iter().any(|existing: &PeerKey| existing.kid == kid) {
+                    return Err(self.at(&k.public_key, format!("key {kid} is listed twice for peer {id}")));
+                }
+                keys.push(PeerKey {
+                    kid,
+                    public_key,
+                    not_before,
+                    not_after,
+                });
+            }
+            peers.push(PeerConfig {
+                name: p.name.unwrap_or_else(|| id.to_string()),
+                id,
+                url,
+                enabled: p.enabled,
+                keys,
+                tls_cert_sha256,
+            });
+        }
+
+        Ok(Config {
+            source: Some(self.file.to_path_buf()),
+            node_name: node.name.unwrap_or_else(|| node_id.to_string()),
+            node_id,
+            listen,
+            public_url,
+            data_dir,
+            signing_key_file,
+            tls,
+            web,
+            peers,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! The commented configuration file `guanxi init` writes: every setting with
+//! its default and a sentence on what it does.
+
+/// A complete, commented config for node `node_id` listening on `listen`.
+pub fn commented_config(node_id: &str, node_name: &str, listen: &str) -> String {
+    format!(
+        r#"# Guanxi node configuration.
+# Relative paths are resolved against the directory of this file.
+# Check it with `guanxi config check guanxi.toml`; reload a running daemon with SIGHUP.
+
+[node]
+# This node's id, as its peers know it: lowercase letters, digits, '-' and '.'.
+id = "{node_id}"
+# A display name for people.
+name = "{node_name}"
+# The address the HTTPS server binds.
+listen = "{listen}"
+# The URL peers and browsers use to reach this node (https:// only).
+public_url = "https://{listen}"
+# Where the database, attachments and generated TLS files live.
+data_dir = "guanxi-data"
+# The Ed25519 signing key (mode 0600). Create another with `guanxi keygen FILE`.
+signing_key_file = "guanxi-data/node.key"
+
+[tls]
+# Certificate chain and private key, PEM.
+cert_file = "guanxi-data/tls/cert.pem"
+key_file = "guanxi-data/tls/key.pem"
+# Generate a self-signed pair at those paths if they do not exist.
+# Set to false when you bring your own certificate (e.g. from your CA).
+self_signed = true
+
+[web]
+# The web view for staff and for partners without a daemon.
+enabled = true
+session_idle_minutes = 30
+session_absolute_hours = 12
+# "en" or "zh-TW"; users can switch.
+default_language = "en"
+
+# One [[peers]] block per company whose Guanxi daemon this node talks to.
+# Ask the peer's admin for its node id, URL, public key (see `guanxi init` or
+# the peer's https://.../fed/v1/keys) and, for a self-signed certificate, its SHA-256.
+#
+# [[peers]]
+# id = "globex"
+# name = "Globex Trading"
+# url = "https://globex.example.com:8443"
+# enabled = true
+# tls_cert_sha256 = "<64 hex digits, only for a self-signed certificate>"
+#
+#   [[peers.keys]]
+#   public_key = "<32 bytes, unpadded base64url>"
+#   # optional validity window, RFC 3339 UTC:
+#   not_before = "2026-01-01T00:00:00Z"
+#   # not_after = "2027-01-01T00:00:00Z"
+"#
+    )
+}
