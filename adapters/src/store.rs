@@ -22,8 +22,13 @@ const SCHEMA_KEY: &str = "schema_version";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
-    #[error("database {path} is in use by another process (is another guanxi running on this data directory?)")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "database {path} is in use by another process (is another guanxi running on this data directory?)"
+    )]
     InUse { path: PathBuf },
     #[error("cannot open database {path}: {message}")]
     Open { path: PathBuf, message: String },
@@ -31,7 +36,11 @@ pub enum StoreError {
         "database {path} has schema version {found}, this build uses {expected}; \
          use a matching guanxi version (no automatic migration exists yet)"
     )]
-    SchemaMismatch { path: PathBuf, found: u64, expected: u64 },
+    SchemaMismatch {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
     #[error("database error: {0}")]
     Db(String),
 }
@@ -45,7 +54,12 @@ macro_rules! db_error {
         }
     )*};
 }
-db_error!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+db_error!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
 
 /// The open database.
 pub struct Store {
@@ -129,10 +143,14 @@ mod tests {
         {
             let store = Store::open(dir.path()).expect("open");
             assert_eq!(store.schema_version().expect("read"), Some(SCHEMA_VERSION));
-            store.force_schema_version(SCHEMA_VERSION + 1).expect("force");
+            store
+                .force_schema_version(SCHEMA_VERSION + 1)
+                .expect("force");
         }
         match Store::open(dir.path()) {
-            Err(StoreError::SchemaMismatch { found, expected, .. }) => {
+            Err(StoreError::SchemaMismatch {
+                found, expected, ..
+            }) => {
                 assert_eq!((found, expected), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
             }
             Err(e) => panic!("expected a schema mismatch, got {e}"),
@@ -144,6 +162,9 @@ mod tests {
     fn a_second_open_is_refused_while_the_first_holds_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let _first = Store::open(dir.path()).expect("open");
-        assert!(matches!(Store::open(dir.path()), Err(StoreError::InUse { .. })));
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::InUse { .. })
+        ));
     }
 }

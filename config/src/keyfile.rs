@@ -21,11 +21,18 @@ pub enum KeyFileError {
     #[error("{path} does not exist (create it with `guanxi keygen` or `guanxi init`)")]
     Missing { path: String },
     #[error("cannot access {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} can be read by other users (mode {mode:o}); run `chmod 600 {path}`")]
     Permissions { path: String, mode: u32 },
     #[error("{path}:{line}: {message}")]
-    Format { path: String, line: usize, message: String },
+    Format {
+        path: String,
+        line: usize,
+        message: String,
+    },
     #[error("{path} already exists; refusing to overwrite a signing key")]
     Exists { path: String },
 }
@@ -35,8 +42,15 @@ pub fn read_node_key(path: &Path) -> Result<NodeKey, KeyFileError> {
     let shown = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(KeyFileError::Missing { path: shown }),
-        Err(source) => return Err(KeyFileError::Io { path: shown, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyFileError::Missing { path: shown });
+        }
+        Err(source) => {
+            return Err(KeyFileError::Io {
+                path: shown,
+                source,
+            });
+        }
     };
     #[cfg(unix)]
     {
@@ -67,12 +81,17 @@ pub fn read_node_key(path: &Path) -> Result<NodeKey, KeyFileError> {
             message,
         };
         let Some(encoded) = line.strip_prefix(SEED_PREFIX) else {
-            return Err(format(format!("expected a line `{SEED_PREFIX}<base64url>`")));
+            return Err(format(format!(
+                "expected a line `{SEED_PREFIX}<base64url>`"
+            )));
         };
         if seed.is_some() {
             return Err(format("more than one key in the file".into()));
         }
-        seed = Some(b64url_fixed::<32>(encoded).map_err(|e| format(format!("seed: {e} (expected 32 bytes)")))?);
+        seed = Some(
+            b64url_fixed::<32>(encoded)
+                .map_err(|e| format(format!("seed: {e} (expected 32 bytes)")))?,
+        );
     }
     let seed = seed.ok_or_else(|| KeyFileError::Format {
         path: shown,
@@ -103,7 +122,9 @@ pub fn write_node_key(path: &Path, key: &NodeKey) -> Result<(), KeyFileError> {
     }
     let mut file = match options.open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyFileError::Exists { path: shown }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(KeyFileError::Exists { path: shown });
+        }
         Err(e) => return Err(io(e)),
     };
     let text = format!(
@@ -134,7 +155,10 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
-        assert!(matches!(write_node_key(&path, &key), Err(KeyFileError::Exists { .. })));
+        assert!(matches!(
+            write_node_key(&path, &key),
+            Err(KeyFileError::Exists { .. })
+        ));
     }
 
     #[cfg(unix)]

@@ -41,7 +41,12 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.position {
-            Some((line, column)) => write!(f, "{}:{line}:{column}: {}", self.file.display(), self.message),
+            Some((line, column)) => write!(
+                f,
+                "{}:{line}:{column}: {}",
+                self.file.display(),
+                self.message
+            ),
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -116,10 +121,14 @@ impl Config {
     /// data in `guanxi-data/`, key and self-signed certificate generated there.
     pub fn defaults(base: &Path) -> Config {
         let data_dir = base.join(DEFAULT_DATA_DIR);
-        let listen: SocketAddr = DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443)));
+        let listen: SocketAddr = DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8443)));
         Config {
             source: None,
-            node_id: DEFAULT_NODE_ID.parse().unwrap_or_else(|_| unreachable!("default node id is valid")),
+            node_id: DEFAULT_NODE_ID
+                .parse()
+                .unwrap_or_else(|_| unreachable!("default node id is valid")),
             node_name: "Guanxi (local)".into(),
             listen,
             public_url: format!("https://{listen}"),
@@ -150,7 +159,8 @@ impl Config {
     /// paths against `base`.
     pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
         let ctx = Ctx { text, file };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ctx.err(e.span().map(|s| s.start), e.message().to_string()))?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ctx.err(e.span().map(|s| s.start), e.message().to_string()))?;
         ctx.validate(raw, base)
     }
 
@@ -263,7 +273,9 @@ impl Ctx<'_> {
 
     fn https_url(&self, spanned: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
         let url = spanned.get_ref().trim_end_matches('/');
-        let rest = url.strip_prefix("https://").ok_or_else(|| self.at(spanned, format!("{what} must start with https://")))?;
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| self.at(spanned, format!("{what} must start with https://")))?;
         if rest.is_empty() || rest.contains(char::is_whitespace) {
             return Err(self.at(spanned, format!("{what} {url:?} has no valid host")));
         }
@@ -273,7 +285,10 @@ impl Ctx<'_> {
     fn timestamp(&self, spanned: &Option<Spanned<String>>) -> Result<Option<Millis>, ConfigError> {
         let Some(s) = spanned else { return Ok(None) };
         let ts: jiff::Timestamp = s.get_ref().parse().map_err(|e| {
-            self.at(s, format!("expected an RFC 3339 UTC time like \"2026-01-01T00:00:00Z\": {e}"))
+            self.at(
+                s,
+                format!("expected an RFC 3339 UTC time like \"2026-01-01T00:00:00Z\": {e}"),
+            )
         })?;
         Ok(Some(ts.as_millisecond()))
     }
@@ -281,12 +296,21 @@ impl Ctx<'_> {
     fn validate(&self, raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         let node_span = raw.node.span().start;
         let node = raw.node.into_inner();
-        let node_id: NodeId = node.id.get_ref().parse().map_err(|e| self.at(&node.id, format!("{e}")))?;
+        let node_id: NodeId = node
+            .id
+            .get_ref()
+            .parse()
+            .map_err(|e| self.at(&node.id, format!("{e}")))?;
         let listen = match &node.listen {
             Some(l) => l.get_ref().parse::<SocketAddr>().map_err(|_| {
-                self.at(l, format!("listen must be an IP address and port like \"{DEFAULT_LISTEN}\""))
+                self.at(
+                    l,
+                    format!("listen must be an IP address and port like \"{DEFAULT_LISTEN}\""),
+                )
             })?,
-            None => DEFAULT_LISTEN.parse().map_err(|_| self.err(None, "bad default listen address"))?,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| self.err(None, "bad default listen address"))?,
         };
         let public_url = match &node.public_url {
             Some(u) => self.https_url(u, "public_url")?,
@@ -298,7 +322,11 @@ impl Ctx<'_> {
             None => data_dir.join("node.key"),
         };
         keyfile::read_node_key(&signing_key_file).map_err(|e| {
-            let place = node.signing_key_file.as_ref().map(|k| k.span().start).unwrap_or(node_span);
+            let place = node
+                .signing_key_file
+                .as_ref()
+                .map(|k| k.span().start)
+                .unwrap_or(node_span);
             self.err(Some(place), format!("signing_key_file: {e}"))
         })?;
 
@@ -310,7 +338,9 @@ impl Ctx<'_> {
             },
             Some(t) => {
                 let resolve = |f: &Option<Spanned<String>>, default: &str| {
-                    f.as_ref().map(|s| self.path(base, s.get_ref())).unwrap_or_else(|| data_dir.join("tls").join(default))
+                    f.as_ref()
+                        .map(|s| self.path(base, s.get_ref()))
+                        .unwrap_or_else(|| data_dir.join("tls").join(default))
                 };
                 let tls = TlsConfig {
                     cert_file: resolve(&t.cert_file, "cert.pem"),
@@ -318,7 +348,10 @@ impl Ctx<'_> {
                     self_signed: t.self_signed,
                 };
                 if !tls.self_signed {
-                    for (spanned, path, what) in [(&t.cert_file, &tls.cert_file, "certificate"), (&t.key_file, &tls.key_file, "TLS key")] {
+                    for (spanned, path, what) in [
+                        (&t.cert_file, &tls.cert_file, "certificate"),
+                        (&t.key_file, &tls.key_file, "TLS key"),
+                    ] {
                         if !path.is_file() {
                             let message = format!(
                                 "{what} file {} does not exist (set self_signed = true to generate one)",
@@ -364,7 +397,10 @@ impl Ctx<'_> {
         for spanned_peer in raw.peers {
             let peer_span = spanned_peer.span().start;
             let p = spanned_peer.into_inner();
-            let id: NodeId = p.id.get_ref().parse().map_err(|e| self.at(&p.id, format!("{e}")))?;
+            let id: NodeId =
+                p.id.get_ref()
+                    .parse()
+                    .map_err(|e| self.at(&p.id, format!("{e}")))?;
             if id == node_id {
                 return Err(self.at(&p.id, format!("peer id {id} is this node's own id")));
             }
@@ -375,27 +411,45 @@ impl Ctx<'_> {
             let tls_cert_sha256 = match &p.tls_cert_sha256 {
                 None => None,
                 Some(s) => {
-                    let hex: String = s.get_ref().chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+                    let hex: String = s
+                        .get_ref()
+                        .chars()
+                        .filter(|c| *c != ':')
+                        .collect::<String>()
+                        .to_lowercase();
                     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                        return Err(self.at(s, "tls_cert_sha256 must be 64 hex digits (colons allowed)"));
+                        return Err(
+                            self.at(s, "tls_cert_sha256 must be 64 hex digits (colons allowed)")
+                        );
                     }
                     Some(hex)
                 }
             };
             if p.keys.is_empty() {
-                return Err(self.err(Some(peer_span), format!("peer {id} has no [[peers.keys]]: add its public key")));
+                return Err(self.err(
+                    Some(peer_span),
+                    format!("peer {id} has no [[peers.keys]]: add its public key"),
+                ));
             }
             let mut keys = Vec::new();
             for k in &p.keys {
                 let k = k.get_ref();
-                let public_key: PublicKey = k.public_key.get_ref().parse().map_err(|e| {
-                    self.at(&k.public_key, format!("public_key: {e}"))
-                })?;
+                let public_key: PublicKey = k
+                    .public_key
+                    .get_ref()
+                    .parse()
+                    .map_err(|e| self.at(&k.public_key, format!("public_key: {e}")))?;
                 let kid = public_key.kid();
                 if let Some(given) = &k.kid
                     && given.get_ref() != &kid.0
                 {
-                    return Err(self.at(given, format!("kid {:?} does not match the public key (its kid is {kid})", given.get_ref())));
+                    return Err(self.at(
+                        given,
+                        format!(
+                            "kid {:?} does not match the public key (its kid is {kid})",
+                            given.get_ref()
+                        ),
+                    ));
                 }
                 let not_before = self.timestamp(&k.not_before)?;
                 let not_after = self.timestamp(&k.not_after)?;
@@ -405,7 +459,10 @@ impl Ctx<'_> {
                     return Err(self.at(span, "not_after is before not_before"));
                 }
                 if keys.iter().any(|existing: &PeerKey| existing.kid == kid) {
-                    return Err(self.at(&k.public_key, format!("key {kid} is listed twice for peer {id}")));
+                    return Err(self.at(
+                        &k.public_key,
+                        format!("key {kid} is listed twice for peer {id}"),
+                    ));
                 }
                 keys.push(PeerKey {
                     kid,

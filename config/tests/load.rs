@@ -13,7 +13,11 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
-        keyfile::write_node_key(&dir.path().join("guanxi-data/node.key"), &NodeKey::from_seed(&[1u8; 32])).expect("key");
+        keyfile::write_node_key(
+            &dir.path().join("guanxi-data/node.key"),
+            &NodeKey::from_seed(&[1u8; 32]),
+        )
+        .expect("key");
         Fixture { dir }
     }
 
@@ -26,7 +30,10 @@ impl Fixture {
     fn err(&self, text: &str) -> String {
         match self.load(text) {
             Ok(c) => panic!("accepted: {c:?}"),
-            Err(e) => e.strip_prefix(&self.dir.path().join("guanxi.toml").display().to_string()).map(str::to_string).unwrap_or(e),
+            Err(e) => e
+                .strip_prefix(&self.dir.path().join("guanxi.toml").display().to_string())
+                .map(str::to_string)
+                .unwrap_or(e),
         }
     }
 }
@@ -40,7 +47,9 @@ const NODE: &str = "[node]\nid = \"acme\"\n";
 #[test]
 fn template_loads_with_its_defaults() {
     let f = Fixture::new();
-    let c = f.load(&commented_config("acme", "Acme Ltd", "127.0.0.1:9443")).expect("template is valid");
+    let c = f
+        .load(&commented_config("acme", "Acme Ltd", "127.0.0.1:9443"))
+        .expect("template is valid");
     assert_eq!(c.node_id.as_str(), "acme");
     assert_eq!(c.public_url, "https://127.0.0.1:9443");
     assert_eq!(c.data_dir, f.dir.path().join("guanxi-data"));
@@ -60,7 +69,10 @@ fn peers_load_with_keys_and_windows() {
     );
     let c = f.load(&text).expect("valid");
     let p = &c.peers[0];
-    assert_eq!((p.url.as_str(), p.enabled), ("https://globex.example:8443", true));
+    assert_eq!(
+        (p.url.as_str(), p.enabled),
+        ("https://globex.example:8443", true)
+    );
     assert_eq!(p.tls_cert_sha256.as_deref(), Some("ab".repeat(32).as_str()));
     assert_eq!(p.keys[0].kid, kid);
     assert!(!p.keys[0].valid_at(1_767_225_599_999));
@@ -71,31 +83,99 @@ fn peers_load_with_keys_and_windows() {
 fn bad_input_names_file_line_and_column() {
     let f = Fixture::new();
     let peer = |extra: &str, key: &str| {
-        format!("{NODE}[[peers]]\nid = \"globex\"\nurl = \"https://g.example\"\n{extra}[[peers.keys]]\npublic_key = \"{key}\"\n")
+        format!(
+            "{NODE}[[peers]]\nid = \"globex\"\nurl = \"https://g.example\"\n{extra}[[peers.keys]]\npublic_key = \"{key}\"\n"
+        )
     };
     let cases: Vec<(String, &str, &str)> = vec![
         ("[node\nid = 1".into(), ":1:6:", "unclosed table"),
-        (format!("{NODE}colour = \"red\"\n"), ":3:1:", "unknown field `colour`"),
+        (
+            format!("{NODE}colour = \"red\"\n"),
+            ":3:1:",
+            "unknown field `colour`",
+        ),
         ("[node]\nid = \"Acme Corp\"\n".into(), ":2:6:", "node id"),
-        (format!("{NODE}listen = \"localhost\"\n"), ":3:10:", "IP address and port"),
-        (peer("", &b64url(&[7u8; 31])), ":7:14:", "expected 32 bytes, got 31"),
-        (peer("", &{ let mut w = [0u8; 32]; w[0] = 1; b64url(&w) }), ":7:14:", "weak"),
-        (format!("{}[[peers]]\nid = \"globex\"\nurl = \"https://h.example\"\n[[peers.keys]]\npublic_key = \"{}\"\n", peer("", &peer_key(2)), peer_key(3)), ":9:6:", "duplicate peer id globex"),
-        (peer("", &peer_key(2)).replace("https://g.example", "http://g.example"), ":5:7:", "must start with https://"),
-        (peer("tls_cert_sha256 = \"abc\"\n", &peer_key(2)), ":6:19:", "64 hex digits"),
-        (peer("kid = \"nope\"\n", &peer_key(2)), ":6:", "unknown field `kid`"),
-        (format!("{NODE}[[peers]]\nid = \"globex\"\nurl = \"https://g.example\"\n"), ":3:1:", "no [[peers.keys]]"),
-        (peer("", &peer_key(2)).replace("public_key", "not_before = \"yesterday\"\npublic_key"), ":7:14:", "RFC 3339"),
-        (format!("{NODE}[tls]\nself_signed = false\ncert_file = \"missing.pem\"\n"), ":5:13:", "certificate file"),
-        (format!("{NODE}signing_key_file = \"nokey\"\n"), ":3:20:", "does not exist"),
-        (format!("{NODE}[web]\ndefault_language = \"fr\"\n"), ":4:20:", "zh-TW"),
-        ("[node]\nid = \"acme\"\n[[peers]]\nid = \"acme\"\nurl = \"https://a.example\"\n".into(), ":4:6:", "own id"),
+        (
+            format!("{NODE}listen = \"localhost\"\n"),
+            ":3:10:",
+            "IP address and port",
+        ),
+        (
+            peer("", &b64url(&[7u8; 31])),
+            ":7:14:",
+            "expected 32 bytes, got 31",
+        ),
+        (
+            peer("", &{
+                let mut w = [0u8; 32];
+                w[0] = 1;
+                b64url(&w)
+            }),
+            ":7:14:",
+            "weak",
+        ),
+        (
+            format!(
+                "{}[[peers]]\nid = \"globex\"\nurl = \"https://h.example\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
+                peer("", &peer_key(2)),
+                peer_key(3)
+            ),
+            ":9:6:",
+            "duplicate peer id globex",
+        ),
+        (
+            peer("", &peer_key(2)).replace("https://g.example", "http://g.example"),
+            ":5:7:",
+            "must start with https://",
+        ),
+        (
+            peer("tls_cert_sha256 = \"abc\"\n", &peer_key(2)),
+            ":6:19:",
+            "64 hex digits",
+        ),
+        (
+            peer("kid = \"nope\"\n", &peer_key(2)),
+            ":6:",
+            "unknown field `kid`",
+        ),
+        (
+            format!("{NODE}[[peers]]\nid = \"globex\"\nurl = \"https://g.example\"\n"),
+            ":3:1:",
+            "no [[peers.keys]]",
+        ),
+        (
+            peer("", &peer_key(2)).replace("public_key", "not_before = \"yesterday\"\npublic_key"),
+            ":7:14:",
+            "RFC 3339",
+        ),
+        (
+            format!("{NODE}[tls]\nself_signed = false\ncert_file = \"missing.pem\"\n"),
+            ":5:13:",
+            "certificate file",
+        ),
+        (
+            format!("{NODE}signing_key_file = \"nokey\"\n"),
+            ":3:20:",
+            "does not exist",
+        ),
+        (
+            format!("{NODE}[web]\ndefault_language = \"fr\"\n"),
+            ":4:20:",
+            "zh-TW",
+        ),
+        (
+            "[node]\nid = \"acme\"\n[[peers]]\nid = \"acme\"\nurl = \"https://a.example\"\n".into(),
+            ":4:6:",
+            "own id",
+        ),
     ];
     let mut wrong = Vec::new();
     for (text, place, words) in cases {
         let e = f.err(&text);
         if !(e.starts_with(place) && e.contains(words)) {
-            wrong.push(format!("for\n{text}\ngot {e:?}, expected {place} … {words}"));
+            wrong.push(format!(
+                "for\n{text}\ngot {e:?}, expected {place} … {words}"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
@@ -104,7 +184,11 @@ fn bad_input_names_file_line_and_column() {
 #[test]
 fn missing_file_is_a_clear_error() {
     let e = Config::load(Path::new("/nonexistent/guanxi.toml")).expect_err("missing");
-    assert!(e.to_string().starts_with("/nonexistent/guanxi.toml: cannot read"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/guanxi.toml: cannot read"),
+        "{e}"
+    );
 }
 
 #[test]

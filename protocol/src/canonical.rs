@@ -44,7 +44,9 @@ pub enum ParseErrorKind {
     InvalidEscape,
     #[error("malformed number")]
     MalformedNumber,
-    #[error("number is not an integer (the wire carries integers only; money is integer minor units)")]
+    #[error(
+        "number is not an integer (the wire carries integers only; money is integer minor units)"
+    )]
     NotAnInteger,
     #[error("integer outside ±(2^53−1)")]
     OutOfRange,
@@ -142,7 +144,8 @@ pub fn canonicalize(value: &Value) -> Result<Vec<u8>, CanonicalError> {
 
 /// Serializes a typed value to canonical bytes.
 pub fn to_canonical<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    let v = serde_json::to_value(value).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
+    let v =
+        serde_json::to_value(value).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
     canonicalize(&v)
 }
 
@@ -390,7 +393,9 @@ impl Parser<'_> {
                             continue;
                         }
                         None => return Err(self.error(ParseErrorKind::UnexpectedEnd)),
-                        Some(_) => return Err(self.error_at(ParseErrorKind::InvalidEscape, esc_start)),
+                        Some(_) => {
+                            return Err(self.error_at(ParseErrorKind::InvalidEscape, esc_start));
+                        }
                     };
                     self.pos += 1;
                     out.push(c);
@@ -414,10 +419,12 @@ impl Parser<'_> {
                     return Err(self.error_at(ParseErrorKind::LoneSurrogate, esc_start));
                 }
                 let code = 0x10000 + (((unit as u32) - 0xD800) << 10) + ((low as u32) - 0xDC00);
-                char::from_u32(code).ok_or_else(|| self.error_at(ParseErrorKind::LoneSurrogate, esc_start))
+                char::from_u32(code)
+                    .ok_or_else(|| self.error_at(ParseErrorKind::LoneSurrogate, esc_start))
             }
             0xDC00..=0xDFFF => Err(self.error_at(ParseErrorKind::LoneSurrogate, esc_start)),
-            _ => char::from_u32(unit as u32).ok_or_else(|| self.error_at(ParseErrorKind::InvalidEscape, esc_start)),
+            _ => char::from_u32(unit as u32)
+                .ok_or_else(|| self.error_at(ParseErrorKind::InvalidEscape, esc_start)),
         }
     }
 
@@ -468,7 +475,9 @@ impl Parser<'_> {
             // Saturate: any exponent this large is out of range or fractional anyway.
             let magnitude = exp_digits
                 .bytes()
-                .fold(0i64, |acc, d| acc.saturating_mul(10).saturating_add((d - b'0') as i64))
+                .fold(0i64, |acc, d| {
+                    acc.saturating_mul(10).saturating_add((d - b'0') as i64)
+                })
                 .min(1 << 40);
             exponent = if exp_negative { -magnitude } else { magnitude };
         }
@@ -499,7 +508,11 @@ impl Parser<'_> {
         if magnitude > MAX_SAFE_INTEGER {
             return Err(self.error_at(ParseErrorKind::OutOfRange, start));
         }
-        Ok(Value::Number(Number::from(if negative { -magnitude } else { magnitude })))
+        Ok(Value::Number(Number::from(if negative {
+            -magnitude
+        } else {
+            magnitude
+        })))
     }
 }
 
@@ -588,7 +601,9 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
             '\n' => out.extend_from_slice(b"\\n"),
             '\r' => out.extend_from_slice(b"\\r"),
             '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+            c if (c as u32) < 0x20 => {
+                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+            }
             c => {
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());

@@ -69,7 +69,9 @@ pub fn b64url(bytes: &[u8]) -> String {
 /// Decodes unpadded base64url into exactly `N` bytes. Padding, other alphabets
 /// and non-zero trailing bits are refused, so each value has one spelling.
 pub fn b64url_fixed<const N: usize>(text: &str) -> Result<[u8; N], CryptoError> {
-    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| CryptoError::Base64)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| CryptoError::Base64)?;
     let got = bytes.len();
     bytes
         .try_into()
@@ -168,7 +170,12 @@ impl PublicKey {
     }
 
     /// Verifies `sig` over `domain`'s prefix followed by `canonical`, strictly.
-    pub fn verify(&self, domain: Domain, canonical: &[u8], sig: &SignatureBytes) -> Result<(), CryptoError> {
+    pub fn verify(
+        &self,
+        domain: Domain,
+        canonical: &[u8],
+        sig: &SignatureBytes,
+    ) -> Result<(), CryptoError> {
         let signature = ed25519_dalek::Signature::from_bytes(&sig.0);
         self.0
             .verify_strict(&domain.signing_input(canonical), &signature)
@@ -303,7 +310,10 @@ mod tests {
         assert_eq!(PublicKey::from_bytes(&identity), Err(CryptoError::WeakKey));
         assert_eq!(
             b64url(&[7u8; 31]).parse::<PublicKey>(),
-            Err(CryptoError::Length { expected: 32, got: 31 })
+            Err(CryptoError::Length {
+                expected: 32,
+                got: 31
+            })
         );
         assert_eq!("not base64!".parse::<PublicKey>(), Err(CryptoError::Base64));
     }

@@ -8,7 +8,9 @@
 //! and the receiver's receipt name.
 
 use crate::canonical::{self, CanonicalError, DecodeError, MAX_SAFE_INTEGER};
-use crate::crypto::{ALG_ED25519, CryptoError, Domain, KeyId, NodeKey, PublicKey, Sha256Hash, SignatureBytes};
+use crate::crypto::{
+    ALG_ED25519, CryptoError, Domain, KeyId, NodeKey, PublicKey, Sha256Hash, SignatureBytes,
+};
 use crate::ids::{NodeId, RecordId};
 use crate::reason::ReasonCode;
 use serde::{Deserialize, Serialize};
@@ -81,19 +83,25 @@ impl Envelope {
 
 /// Adds a `sig` member to the JSON object of `fields`.
 pub(crate) fn with_sig<T: Serialize>(fields: &T, sig: &Sig) -> Result<Value, CanonicalError> {
-    let mut value = serde_json::to_value(fields).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
-    let sig = serde_json::to_value(sig).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
+    let mut value =
+        serde_json::to_value(fields).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
+    let sig =
+        serde_json::to_value(sig).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
     match value.as_object_mut() {
         Some(map) => {
             map.insert("sig".into(), sig);
             Ok(value)
         }
-        None => Err(CanonicalError::Unrepresentable("signed value is not an object".into())),
+        None => Err(CanonicalError::Unrepresentable(
+            "signed value is not an object".into(),
+        )),
     }
 }
 
 /// Splits a parsed object into its `sig` member and the rest, decoding both.
-pub(crate) fn split_sig<T: serde::de::DeserializeOwned>(mut value: Value) -> Result<(T, Sig), DecodeError> {
+pub(crate) fn split_sig<T: serde::de::DeserializeOwned>(
+    mut value: Value,
+) -> Result<(T, Sig), DecodeError> {
     let sig = match value.as_object_mut().and_then(|m| m.remove("sig")) {
         Some(sig) => canonical::from_value::<Sig>(sig).map_err(|e| match e {
             DecodeError::Field { path, message } => DecodeError::Field {
@@ -131,7 +139,10 @@ pub enum EnvelopeError {
     #[error("envelope bytes are not in canonical form (RFC 8785)")]
     NotCanonical,
     #[error("envelope field {field}: {message}")]
-    Field { field: &'static str, message: String },
+    Field {
+        field: &'static str,
+        message: String,
+    },
     #[error("unsupported protocol version {0}")]
     Version(u32),
     #[error("signature algorithm {0:?} is not supported")]
@@ -148,7 +159,9 @@ impl EnvelopeError {
         match self {
             EnvelopeError::TooLarge { .. } => ReasonCode::TooLarge,
             EnvelopeError::Json(DecodeError::Syntax(e)) => ReasonCode::from_parse_error(&e.kind),
-            EnvelopeError::Json(DecodeError::Field { .. }) | EnvelopeError::Field { .. } => ReasonCode::BadEnvelope,
+            EnvelopeError::Json(DecodeError::Field { .. }) | EnvelopeError::Field { .. } => {
+                ReasonCode::BadEnvelope
+            }
             EnvelopeError::NotCanonical => ReasonCode::NotCanonical,
             EnvelopeError::Version(_) => ReasonCode::UnsupportedVersion,
             EnvelopeError::Alg(_) | EnvelopeError::Signature(_) => ReasonCode::BadSignature,
@@ -164,7 +177,10 @@ pub fn check_uuid_v7(id: &str) -> Result<(), String> {
         return Err("UUID must be lowercase and hyphenated".into());
     }
     if parsed.get_version_num() != 7 {
-        return Err(format!("UUID version is {}, must be 7", parsed.get_version_num()));
+        return Err(format!(
+            "UUID version is {}, must be 7",
+            parsed.get_version_num()
+        ));
     }
     Ok(())
 }
@@ -175,7 +191,10 @@ impl EnvelopeFields {
         if self.v != PROTOCOL_VERSION {
             return Err(EnvelopeError::Version(self.v));
         }
-        check_uuid_v7(&self.id).map_err(|message| EnvelopeError::Field { field: "id", message })?;
+        check_uuid_v7(&self.id).map_err(|message| EnvelopeError::Field {
+            field: "id",
+            message,
+        })?;
         let field = |field, message: &str| EnvelopeError::Field {
             field,
             message: message.to_string(),
@@ -185,11 +204,19 @@ impl EnvelopeFields {
         }
         match (self.seq, &self.prev) {
             (1, Some(_)) => return Err(field("prev", "must be null when seq is 1")),
-            (s, None) if s > 1 => return Err(field("prev", "must be the previous envelope's hash when seq > 1")),
+            (s, None) if s > 1 => {
+                return Err(field(
+                    "prev",
+                    "must be the previous envelope's hash when seq > 1",
+                ));
+            }
             _ => {}
         }
         if self.created < 0 {
-            return Err(field("created", "must be a non-negative UTC millisecond count"));
+            return Err(field(
+                "created",
+                "must be a non-negative UTC millisecond count",
+            ));
         }
         if self.from == self.to {
             return Err(field("to", "must differ from `from`"));
@@ -218,7 +245,11 @@ impl EnvelopeFields {
             return Err(EnvelopeError::TooLarge { size: bytes.len() });
         }
         let hash = Sha256Hash::of(&bytes);
-        Ok(SignedEnvelope { envelope, bytes, hash })
+        Ok(SignedEnvelope {
+            envelope,
+            bytes,
+            hash,
+        })
     }
 }
 

@@ -61,11 +61,17 @@ macro_rules! id_type {
 }
 
 fn check_node_id(s: &str) -> Result<(), &'static str> {
-    let first_ok = s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let first_ok = s
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     if s.is_empty() || s.len() > 63 || !first_ok {
         return Err("1 to 63 characters, starting with a lowercase letter or digit");
     }
-    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
         return Err("only lowercase letters, digits, '-' and '.'");
     }
     Ok(())
@@ -75,7 +81,10 @@ fn check_record_id(s: &str) -> Result<(), &'static str> {
     if s.is_empty() || s.len() > 128 {
         return Err("1 to 128 characters");
     }
-    if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:@".contains(&b)) {
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._:@".contains(&b))
+    {
         return Err("only ASCII letters, digits and '-._:@'");
     }
     Ok(())
@@ -92,7 +101,14 @@ mod tests {
     fn node_ids_follow_the_grammar() {
         assert!("acme".parse::<NodeId>().is_ok());
         assert!("acme-tw.example".parse::<NodeId>().is_ok());
-        for bad in ["", "Acme", "-acme", "acme corp", "ａｃｍｅ", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "Acme",
+            "-acme",
+            "acme corp",
+            "ａｃｍｅ",
+            &"a".repeat(64),
+        ] {
             assert!(bad.parse::<NodeId>().is_err(), "{bad:?} accepted");
         }
     }
@@ -100,7 +116,11 @@ mod tests {
     #[test]
     fn record_ids_follow_the_grammar() {
         assert!("L-2026-0001".parse::<RecordId>().is_ok());
-        assert!("0190f0d2-7c1e-7000-8000-000000000001".parse::<RecordId>().is_ok());
+        assert!(
+            "0190f0d2-7c1e-7000-8000-000000000001"
+                .parse::<RecordId>()
+                .is_ok()
+        );
         for bad in ["", "a b", "a/b", "線索", &"x".repeat(129)] {
             assert!(bad.parse::<RecordId>().is_err(), "{bad:?} accepted");
         }

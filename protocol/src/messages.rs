@@ -35,7 +35,10 @@ fn text(path: &str, value: &str, max_chars: usize, required: bool) -> Result<(),
         return Err(field_error(path, "must not be empty"));
     }
     if value.chars().count() > max_chars {
-        return Err(field_error(path, format!("must be at most {max_chars} characters")));
+        return Err(field_error(
+            path,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
     Ok(())
 }
@@ -83,7 +86,10 @@ fn country(path: &str, value: &str) -> Result<(), BodyError> {
     if value.len() == 2 && value.bytes().all(|b| b.is_ascii_uppercase()) {
         Ok(())
     } else {
-        Err(field_error(path, "must be an ISO 3166-1 alpha-2 code like \"TW\""))
+        Err(field_error(
+            path,
+            "must be an ISO 3166-1 alpha-2 code like \"TW\"",
+        ))
     }
 }
 
@@ -91,7 +97,11 @@ fn money(path: &str, m: &Money, positive: bool) -> Result<(), BodyError> {
     if m.amount < 0 || (positive && m.amount == 0) {
         return Err(field_error(
             format!("{path}.amount"),
-            if positive { "must be greater than 0" } else { "must not be negative" },
+            if positive {
+                "must be greater than 0"
+            } else {
+                "must not be negative"
+            },
         ));
     }
     Ok(())
@@ -407,17 +417,26 @@ fn unique_lines(lines: impl Iterator<Item = u32>) -> Result<(), BodyError> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, line) in lines.enumerate() {
         if line == 0 {
-            return Err(field_error(format!("body.lines[{i}].line"), "line numbers start at 1"));
+            return Err(field_error(
+                format!("body.lines[{i}].line"),
+                "line numbers start at 1",
+            ));
         }
         if !seen.insert(line) {
-            return Err(field_error(format!("body.lines[{i}].line"), format!("line {line} appears twice")));
+            return Err(field_error(
+                format!("body.lines[{i}].line"),
+                format!("line {line} appears twice"),
+            ));
         }
     }
     if seen.is_empty() {
         return Err(field_error("body.lines", "must have at least one line"));
     }
     if seen.len() > MAX_LINES {
-        return Err(field_error("body.lines", format!("must have at most {MAX_LINES} lines")));
+        return Err(field_error(
+            "body.lines",
+            format!("must have at most {MAX_LINES} lines"),
+        ));
     }
     Ok(())
 }
@@ -449,7 +468,10 @@ impl Message {
                 text("body.campaign", &b.campaign, SHORT_TEXT, false)?;
                 text("body.notes", &b.notes, LONG_TEXT, false)?;
                 if b.accept_by < 0 {
-                    return Err(field_error("body.accept_by", "must be a UTC millisecond count"));
+                    return Err(field_error(
+                        "body.accept_by",
+                        "must be a UTC millisecond count",
+                    ));
                 }
                 Ok(())
             }
@@ -461,17 +483,33 @@ impl Message {
                 let lost = b.status == LeadProgress::Lost;
                 match (&b.won_value, won) {
                     (Some(v), true) => money("body.won_value", v, false)?,
-                    (None, true) => return Err(field_error("body.won_value", "is required when status is won")),
-                    (Some(_), false) => return Err(field_error("body.won_value", "must be null unless status is won")),
+                    (None, true) => {
+                        return Err(field_error(
+                            "body.won_value",
+                            "is required when status is won",
+                        ));
+                    }
+                    (Some(_), false) => {
+                        return Err(field_error(
+                            "body.won_value",
+                            "must be null unless status is won",
+                        ));
+                    }
                     (None, false) => {}
                 }
                 if b.won_on.is_some() != won {
-                    return Err(field_error("body.won_on", "is required when status is won, null otherwise"));
+                    return Err(field_error(
+                        "body.won_on",
+                        "is required when status is won, null otherwise",
+                    ));
                 }
                 match (&b.lost_reason, lost) {
                     (Some(r), true) => text("body.lost_reason", r, SHORT_TEXT, true),
                     (None, false) => Ok(()),
-                    _ => Err(field_error("body.lost_reason", "is required when status is lost, null otherwise")),
+                    _ => Err(field_error(
+                        "body.lost_reason",
+                        "is required when status is lost, null otherwise",
+                    )),
                 }
             }
             Message::OrderPlace(b) => {
@@ -481,7 +519,10 @@ impl Message {
                     text(&format!("body.lines[{i}].sku"), &l.sku, SHORT_TEXT, true)?;
                     positive(format!("body.lines[{i}].quantity"), l.quantity)?;
                     if l.unit_price < 0 {
-                        return Err(field_error(format!("body.lines[{i}].unit_price"), "must not be negative"));
+                        return Err(field_error(
+                            format!("body.lines[{i}].unit_price"),
+                            "must not be negative",
+                        ));
                     }
                 }
                 text("body.ship_to.name", &b.ship_to.name, SHORT_TEXT, true)?;
@@ -491,7 +532,10 @@ impl Message {
                 unique_lines(b.lines.iter().map(|l| l.line))?;
                 for (i, l) in b.lines.iter().enumerate() {
                     if l.accepted < 0 {
-                        return Err(field_error(format!("body.lines[{i}].accepted"), "must not be negative"));
+                        return Err(field_error(
+                            format!("body.lines[{i}].accepted"),
+                            "must not be negative",
+                        ));
                     }
                 }
                 text("body.note", &b.note, LONG_TEXT, false)
@@ -527,12 +571,23 @@ impl Message {
                 match (b.decision, &b.credit) {
                     (WarrantyOutcome::Credit, Some(m)) => money("body.credit", m, true)?,
                     (WarrantyOutcome::Credit, None) => {
-                        return Err(field_error("body.credit", "is required for a credit decision"));
+                        return Err(field_error(
+                            "body.credit",
+                            "is required for a credit decision",
+                        ));
                     }
-                    (_, Some(_)) => return Err(field_error("body.credit", "must be null unless the decision is credit")),
+                    (_, Some(_)) => {
+                        return Err(field_error(
+                            "body.credit",
+                            "must be null unless the decision is credit",
+                        ));
+                    }
                     _ => {}
                 }
-                let needs_note = matches!(b.decision, WarrantyOutcome::NeedInfo | WarrantyOutcome::Reject);
+                let needs_note = matches!(
+                    b.decision,
+                    WarrantyOutcome::NeedInfo | WarrantyOutcome::Reject
+                );
                 text("body.note", &b.note, LONG_TEXT, needs_note)
             }
             Message::ServiceOpen(b) => {

@@ -28,7 +28,9 @@ impl FromStr for Currency {
         if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
             Ok(Currency(s.to_string()))
         } else {
-            Err(format!("currency {s:?} is not an ISO 4217 code (three uppercase letters)"))
+            Err(format!(
+                "currency {s:?} is not an ISO 4217 code (three uppercase letters)"
+            ))
         }
     }
 }
@@ -41,7 +43,9 @@ impl fmt::Display for Currency {
 
 impl<'de> Deserialize<'de> for Currency {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -92,9 +96,13 @@ impl FromStr for Date {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let well_formed = s.len() == 10
-            && s.bytes()
-                .enumerate()
-                .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+            && s.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
         if well_formed && s.parse::<jiff::civil::Date>().is_ok() {
             Ok(Date(s.to_string()))
         } else {
@@ -111,7 +119,9 @@ impl fmt::Display for Date {
 
 impl<'de> Deserialize<'de> for Date {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 

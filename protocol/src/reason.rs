@@ -116,7 +116,12 @@ mod tests {
 
     #[test]
     fn wire_spelling_matches_serde() {
-        for code in [ReasonCode::TooLarge, ReasonCode::FromTheFuture, ReasonCode::IllegalTransition, ReasonCode::SeqGap] {
+        for code in [
+            ReasonCode::TooLarge,
+            ReasonCode::FromTheFuture,
+            ReasonCode::IllegalTransition,
+            ReasonCode::SeqGap,
+        ] {
             let json = serde_json::to_string(&code).expect("serializes");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

@@ -8,7 +8,9 @@
 
 use crate::canonical::{self, CanonicalError};
 use crate::crypto::{ALG_ED25519, Domain, NodeKey, PublicKey, Sha256Hash};
-use crate::envelope::{EnvelopeError, Millis, PROTOCOL_VERSION, Sig, SignedEnvelope, split_sig, with_sig};
+use crate::envelope::{
+    EnvelopeError, Millis, PROTOCOL_VERSION, Sig, SignedEnvelope, split_sig, with_sig,
+};
 use crate::ids::NodeId;
 use crate::reason::ReasonCode;
 use serde::{Deserialize, Serialize};
@@ -82,7 +84,10 @@ pub enum ReceiptMismatch {
     #[error("receipt is for envelope {got}, expected {expected}")]
     Id { expected: String, got: String },
     #[error("receipt hash {got} differs from the sent envelope's hash {expected}")]
-    Hash { expected: Sha256Hash, got: Sha256Hash },
+    Hash {
+        expected: Sha256Hash,
+        got: Sha256Hash,
+    },
     #[error("receipt seq {got} differs from the envelope's seq {expected}")]
     Seq { expected: u64, got: u64 },
     #[error("receipt parties ({from} → {to}) do not match the envelope")]
@@ -91,7 +96,12 @@ pub enum ReceiptMismatch {
 
 impl ReceiptFields {
     /// A receipt for `envelope`, accepted when `reason` is `None`.
-    pub fn for_envelope(envelope: &SignedEnvelope, high_water: u64, reason: Option<Rejection>, received: Millis) -> Self {
+    pub fn for_envelope(
+        envelope: &SignedEnvelope,
+        high_water: u64,
+        reason: Option<Rejection>,
+        received: Millis,
+    ) -> Self {
         let f = envelope.fields();
         ReceiptFields {
             v: PROTOCOL_VERSION,

@@ -7,7 +7,10 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 fn jcs(dir: &str, name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/jcs").join(dir).join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/jcs")
+        .join(dir)
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -22,7 +25,11 @@ fn reference_cases_canonicalize_exactly() {
         let expected = jcs("output", &format!("{name}.json"));
         let value = parse_strict(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = canonicalize(&value).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected), "{name}");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&expected),
+            "{name}"
+        );
         let outhex: String = String::from_utf8_lossy(&jcs("outhex", &format!("{name}.txt")))
             .split_whitespace()
             .collect();
@@ -44,9 +51,20 @@ fn reference_values_case_is_refused_for_its_fractions() {
 
 #[test]
 fn integral_literals_with_fraction_or_exponent_mean_the_integer() {
-    for (text, canonical) in [("56.0", "56"), ("1E3", "1000"), ("-0", "0"), ("0.1e1", "1"), ("2.50e1", "25"), ("9007199254740991", "9007199254740991")] {
+    for (text, canonical) in [
+        ("56.0", "56"),
+        ("1E3", "1000"),
+        ("-0", "0"),
+        ("0.1e1", "1"),
+        ("2.50e1", "25"),
+        ("9007199254740991", "9007199254740991"),
+    ] {
         let v = parse_strict(text.as_bytes()).unwrap_or_else(|e| panic!("{text}: {e}"));
-        assert_eq!(canonicalize(&v).expect("canonical"), canonical.as_bytes(), "{text}");
+        assert_eq!(
+            canonicalize(&v).expect("canonical"),
+            canonical.as_bytes(),
+            "{text}"
+        );
     }
 }
 

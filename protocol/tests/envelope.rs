@@ -2,7 +2,9 @@
 //! before any business logic, each with its reason code.
 
 use guanxi_protocol::canonical;
-use guanxi_protocol::envelope::{EnvelopeFields, MAX_ENVELOPE_BYTES, PROTOCOL_VERSION, SignedEnvelope};
+use guanxi_protocol::envelope::{
+    EnvelopeFields, MAX_ENVELOPE_BYTES, PROTOCOL_VERSION, SignedEnvelope,
+};
 use guanxi_protocol::receipt::{ReceiptFields, ReceiptMismatch, Rejection, SignedReceipt};
 use guanxi_protocol::{NodeKey, ReasonCode, Sha256Hash};
 use serde_json::{Value, json};
@@ -32,7 +34,10 @@ fn resign(mut value: Value, key: &NodeKey) -> Vec<u8> {
     map.remove("sig");
     let unsigned = canonical::canonicalize(&Value::Object(map.clone())).expect("canonical");
     let sig = key.sign(guanxi_protocol::crypto::Domain::Envelope, &unsigned);
-    map.insert("sig".into(), json!({"alg": "ed25519", "kid": key.kid().0, "value": sig.to_string()}));
+    map.insert(
+        "sig".into(),
+        json!({"alg": "ed25519", "kid": key.kid().0, "value": sig.to_string()}),
+    );
     canonical::canonicalize(&value).expect("canonical")
 }
 
@@ -49,51 +54,132 @@ fn signed_envelope_decodes_and_verifies() {
     let decoded = SignedEnvelope::decode(&signed.bytes).expect("decodes");
     assert_eq!(decoded, signed);
     decoded.verify(&key().public()).expect("verifies");
-    assert!(decoded.verify(&NodeKey::from_seed(&[6u8; 32]).public()).is_err());
+    assert!(
+        decoded
+            .verify(&NodeKey::from_seed(&[6u8; 32]).public())
+            .is_err()
+    );
 }
 
 #[test]
 fn malformed_envelopes_are_refused_with_their_reason() {
     let k = key();
-    let good: Value = serde_json::from_slice(&fields(1, None).sign(&k).expect("signs").bytes).expect("json");
+    let good: Value =
+        serde_json::from_slice(&fields(1, None).sign(&k).expect("signs").bytes).expect("json");
     let edit = |f: &dyn Fn(&mut serde_json::Map<String, Value>)| {
         let mut v = good.clone();
         f(v.as_object_mut().expect("object"));
         resign(v, &k)
     };
-    assert_eq!(reason(&edit(&|m| { m.remove("prev"); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("extra".into(), json!(1)); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("seq".into(), json!(0)); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("prev".into(), json!(Sha256Hash::of(b"x").to_string())); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("id".into(), json!("019AC0A0-0000-7000-8000-0000000000AA")); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("id".into(), json!("019ac0a0-0000-4000-8000-0000000000aa")); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("v".into(), json!(2)); })), ReasonCode::UnsupportedVersion);
-    assert_eq!(reason(&edit(&|m| { m.insert("to".into(), json!("acme")); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("body".into(), json!([])); })), ReasonCode::BadEnvelope);
-    assert_eq!(reason(&edit(&|m| { m.insert("from".into(), json!("Acme Corp")); })), ReasonCode::BadEnvelope);
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.remove("prev");
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("extra".into(), json!(1));
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("seq".into(), json!(0));
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("prev".into(), json!(Sha256Hash::of(b"x").to_string()));
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("id".into(), json!("019AC0A0-0000-7000-8000-0000000000AA"));
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("id".into(), json!("019ac0a0-0000-4000-8000-0000000000aa"));
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("v".into(), json!(2));
+        })),
+        ReasonCode::UnsupportedVersion
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("to".into(), json!("acme"));
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("body".into(), json!([]));
+        })),
+        ReasonCode::BadEnvelope
+    );
+    assert_eq!(
+        reason(&edit(&|m| {
+            m.insert("from".into(), json!("Acme Corp"));
+        })),
+        ReasonCode::BadEnvelope
+    );
 
     let mut wrong_alg = good.clone();
     wrong_alg["sig"]["alg"] = json!("rsa");
-    assert_eq!(reason(&canonical::canonicalize(&wrong_alg).expect("canonical")), ReasonCode::BadSignature);
+    assert_eq!(
+        reason(&canonical::canonicalize(&wrong_alg).expect("canonical")),
+        ReasonCode::BadSignature
+    );
     let mut tampered = good.clone();
     tampered["body"]["note"] = json!("HI");
-    assert_eq!(reason(&canonical::canonicalize(&tampered).expect("canonical")), ReasonCode::BadSignature);
+    assert_eq!(
+        reason(&canonical::canonicalize(&tampered).expect("canonical")),
+        ReasonCode::BadSignature
+    );
 
     let text = String::from_utf8(canonical::canonicalize(&good).expect("canonical")).expect("utf8");
-    assert_eq!(reason(format!(" {text}").as_bytes()), ReasonCode::NotCanonical);
-    assert_eq!(reason(text.replacen("\"v\":1", "\"v\":1.0", 1).as_bytes()), ReasonCode::NotCanonical);
-    assert_eq!(reason(text.replacen("\"v\":1", "\"v\":1.5", 1).as_bytes()), ReasonCode::NotAnInteger);
-    assert_eq!(reason(text.replacen("{\"body\"", "{\"v\":1,\"body\"", 1).as_bytes()), ReasonCode::DuplicateKey);
+    assert_eq!(
+        reason(format!(" {text}").as_bytes()),
+        ReasonCode::NotCanonical
+    );
+    assert_eq!(
+        reason(text.replacen("\"v\":1", "\"v\":1.0", 1).as_bytes()),
+        ReasonCode::NotCanonical
+    );
+    assert_eq!(
+        reason(text.replacen("\"v\":1", "\"v\":1.5", 1).as_bytes()),
+        ReasonCode::NotAnInteger
+    );
+    assert_eq!(
+        reason(
+            text.replacen("{\"body\"", "{\"v\":1,\"body\"", 1)
+                .as_bytes()
+        ),
+        ReasonCode::DuplicateKey
+    );
     assert_eq!(reason(b"not json"), ReasonCode::BadJson);
-    assert_eq!(reason(&vec![b' '; MAX_ENVELOPE_BYTES + 1]), ReasonCode::TooLarge);
+    assert_eq!(
+        reason(&vec![b' '; MAX_ENVELOPE_BYTES + 1]),
+        ReasonCode::TooLarge
+    );
 }
 
 #[test]
 fn field_errors_name_the_field() {
     let k = key();
-    let mut v: Value = serde_json::from_slice(&fields(1, None).sign(&k).expect("signs").bytes).expect("json");
+    let mut v: Value =
+        serde_json::from_slice(&fields(1, None).sign(&k).expect("signs").bytes).expect("json");
     v["sig"]["value"] = json!("short");
-    let err = SignedEnvelope::decode(&canonical::canonicalize(&v).expect("canonical")).expect_err("bad sig value");
+    let err = SignedEnvelope::decode(&canonical::canonicalize(&v).expect("canonical"))
+        .expect_err("bad sig value");
     assert!(err.to_string().contains("$.sig.value"), "{err}");
 }
 
@@ -101,7 +187,10 @@ fn field_errors_name_the_field() {
 fn oversized_envelope_cannot_be_signed() {
     let mut f = fields(1, None);
     f.body = json!({"note": "x".repeat(MAX_ENVELOPE_BYTES)});
-    assert_eq!(f.sign(&key()).expect_err("too large").reason(), ReasonCode::TooLarge);
+    assert_eq!(
+        f.sign(&key()).expect_err("too large").reason(),
+        ReasonCode::TooLarge
+    );
 }
 
 #[test]
@@ -109,10 +198,17 @@ fn receipts_sign_decode_verify_and_match() {
     let sender = key();
     let receiver = NodeKey::from_seed(&[8u8; 32]);
     let first = fields(1, None).sign(&sender).expect("signs");
-    let second = EnvelopeFields { id: "019ac0a0-0000-7000-8000-0000000000bb".into(), ..fields(2, Some(first.hash)) }
-        .sign(&sender)
-        .expect("signs");
-    let rejection = Rejection { code: ReasonCode::SeqGap, message: "expected seq 1".into(), expected_seq: Some(1) };
+    let second = EnvelopeFields {
+        id: "019ac0a0-0000-7000-8000-0000000000bb".into(),
+        ..fields(2, Some(first.hash))
+    }
+    .sign(&sender)
+    .expect("signs");
+    let rejection = Rejection {
+        code: ReasonCode::SeqGap,
+        message: "expected seq 1".into(),
+        expected_seq: Some(1),
+    };
     let receipt = ReceiptFields::for_envelope(&second, 0, Some(rejection), 1_795_651_201_000)
         .sign(&receiver)
         .expect("signs");
@@ -120,10 +216,19 @@ fn receipts_sign_decode_verify_and_match() {
     assert_eq!(decoded, receipt);
     decoded.verify(&receiver.public()).expect("verifies");
     assert!(decoded.verify(&sender.public()).is_err());
-    decoded.matches(&second).expect("matches the second envelope");
-    assert!(matches!(decoded.matches(&first), Err(ReceiptMismatch::Id { .. })));
+    decoded
+        .matches(&second)
+        .expect("matches the second envelope");
+    assert!(matches!(
+        decoded.matches(&first),
+        Err(ReceiptMismatch::Id { .. })
+    ));
     // An accepted receipt with a reason is inconsistent and cannot be made.
     let mut bad = ReceiptFields::for_envelope(&first, 1, None, 0);
-    bad.reason = Some(Rejection { code: ReasonCode::BadBody, message: String::new(), expected_seq: None });
+    bad.reason = Some(Rejection {
+        code: ReasonCode::BadBody,
+        message: String::new(),
+        expected_seq: None,
+    });
     assert!(bad.sign(&receiver).is_err());
 }

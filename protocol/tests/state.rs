@@ -2,7 +2,9 @@
 //! reason codes, and an order property test over random message sequences.
 
 use guanxi_protocol::messages::Message;
-use guanxi_protocol::state::{self, Context, LeadStatus, OrderStatus, Outcome, Record, ServiceStatus, WarrantyStatus};
+use guanxi_protocol::state::{
+    self, Context, LeadStatus, OrderStatus, Outcome, Record, ServiceStatus, WarrantyStatus,
+};
 use guanxi_protocol::{NodeId, ReasonCode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -45,9 +47,15 @@ fn offer(accept_by: i64) -> Message {
 
 fn update(status: &str) -> Message {
     let body = match status {
-        "won" => json!({"status": "won", "won_value": {"amount": 500, "currency": "TWD"}, "won_on": "2026-12-01", "lost_reason": null, "note": ""}),
-        "lost" => json!({"status": "lost", "won_value": null, "won_on": null, "lost_reason": "price", "note": ""}),
-        s => json!({"status": s, "won_value": null, "won_on": null, "lost_reason": null, "note": ""}),
+        "won" => {
+            json!({"status": "won", "won_value": {"amount": 500, "currency": "TWD"}, "won_on": "2026-12-01", "lost_reason": null, "note": ""})
+        }
+        "lost" => {
+            json!({"status": "lost", "won_value": null, "won_on": null, "lost_reason": "price", "note": ""})
+        }
+        s => {
+            json!({"status": s, "won_value": null, "won_on": null, "lost_reason": null, "note": ""})
+        }
     };
     msg("lead.update", body)
 }
@@ -62,41 +70,99 @@ fn lead_happy_path_and_refusals() {
     assert_eq!(status_of(&offered), "offered");
 
     // Won before accepted.
-    let (code, message) = step(Some(&offered), &ctx("globex", "acme", T0 + HOUR), &update("won")).expect_err("illegal");
+    let (code, message) = step(
+        Some(&offered),
+        &ctx("globex", "acme", T0 + HOUR),
+        &update("won"),
+    )
+    .expect_err("illegal");
     assert_eq!(code, ReasonCode::IllegalTransition);
     assert!(message.contains("accepted"), "{message}");
     // Accepted by a node the lead was not offered to.
     let accept = msg("lead.accept", json!({"note": ""}));
-    let (code, _) = step(Some(&offered), &ctx("initech", "acme", T0 + HOUR), &accept).expect_err("not the partner");
+    let (code, _) = step(Some(&offered), &ctx("initech", "acme", T0 + HOUR), &accept)
+        .expect_err("not the partner");
     assert_eq!(code, ReasonCode::NotAllowed);
     // Accepted after the deadline.
-    let (code, _) = step(Some(&offered), &ctx("globex", "acme", T0 + 25 * HOUR), &accept).expect_err("expired");
+    let (code, _) = step(
+        Some(&offered),
+        &ctx("globex", "acme", T0 + 25 * HOUR),
+        &accept,
+    )
+    .expect_err("expired");
     assert_eq!(code, ReasonCode::Expired);
     // A second offer on the same subject.
-    let (code, _) = step(Some(&offered), &ctx("acme", "globex", T0 + HOUR), &offer(T0 + 48 * HOUR)).expect_err("exists");
+    let (code, _) = step(
+        Some(&offered),
+        &ctx("acme", "globex", T0 + HOUR),
+        &offer(T0 + 48 * HOUR),
+    )
+    .expect_err("exists");
     assert_eq!(code, ReasonCode::RecordExists);
 
-    let accepted = step(Some(&offered), &ctx("globex", "acme", T0 + HOUR), &accept).expect("accept");
-    let qualified = step(Some(&accepted), &ctx("globex", "acme", T0 + 2 * HOUR), &update("qualified")).expect("qualified");
-    let (code, _) = step(Some(&qualified), &ctx("globex", "acme", T0 + 3 * HOUR), &update("contacted")).expect_err("backwards");
+    let accepted =
+        step(Some(&offered), &ctx("globex", "acme", T0 + HOUR), &accept).expect("accept");
+    let qualified = step(
+        Some(&accepted),
+        &ctx("globex", "acme", T0 + 2 * HOUR),
+        &update("qualified"),
+    )
+    .expect("qualified");
+    let (code, _) = step(
+        Some(&qualified),
+        &ctx("globex", "acme", T0 + 3 * HOUR),
+        &update("contacted"),
+    )
+    .expect_err("backwards");
     assert_eq!(code, ReasonCode::IllegalTransition);
-    let won = step(Some(&qualified), &ctx("globex", "acme", T0 + 3 * HOUR), &update("won")).expect("won");
-    let Record::Lead(lead) = &won else { panic!("not a lead") };
-    assert_eq!((lead.status, lead.won_value.as_ref().map(|m| m.amount)), (LeadStatus::Won, Some(500)));
-    let (code, _) = step(Some(&won), &ctx("globex", "acme", T0 + 4 * HOUR), &update("lost")).expect_err("final");
+    let won = step(
+        Some(&qualified),
+        &ctx("globex", "acme", T0 + 3 * HOUR),
+        &update("won"),
+    )
+    .expect("won");
+    let Record::Lead(lead) = &won else {
+        panic!("not a lead")
+    };
+    assert_eq!(
+        (lead.status, lead.won_value.as_ref().map(|m| m.amount)),
+        (LeadStatus::Won, Some(500))
+    );
+    let (code, _) = step(
+        Some(&won),
+        &ctx("globex", "acme", T0 + 4 * HOUR),
+        &update("lost"),
+    )
+    .expect_err("final");
     assert_eq!(code, ReasonCode::IllegalTransition);
 }
 
 #[test]
 fn follow_ups_need_an_existing_record_of_their_family() {
-    let (code, _) = step(None, &ctx("globex", "acme", T0), &msg("lead.accept", json!({"note": ""}))).expect_err("unknown");
+    let (code, _) = step(
+        None,
+        &ctx("globex", "acme", T0),
+        &msg("lead.accept", json!({"note": ""})),
+    )
+    .expect_err("unknown");
     assert_eq!(code, ReasonCode::UnknownRecord);
     let lead = step(None, &ctx("acme", "globex", T0), &offer(T0 + HOUR)).expect("offer");
-    let ack = msg("order.ack", json!({"lines": [{"line": 1, "accepted": 1, "confirmed_date": null, "reason": null}], "note": ""}));
-    let (code, message) = step(Some(&lead), &ctx("acme", "globex", T0), &ack).expect_err("wrong family");
+    let ack = msg(
+        "order.ack",
+        json!({"lines": [{"line": 1, "accepted": 1, "confirmed_date": null, "reason": null}], "note": ""}),
+    );
+    let (code, message) =
+        step(Some(&lead), &ctx("acme", "globex", T0), &ack).expect_err("wrong family");
     assert_eq!(code, ReasonCode::IllegalTransition);
     assert!(message.contains("lead"), "{message}");
-    assert!(matches!(state::apply(None, &ctx("acme", "globex", T0), &msg("ping", json!({"note": ""}))), Ok(Outcome::NoRecord)));
+    assert!(matches!(
+        state::apply(
+            None,
+            &ctx("acme", "globex", T0),
+            &msg("ping", json!({"note": ""}))
+        ),
+        Ok(Outcome::NoRecord)
+    ));
 }
 
 fn place(lines: &[(u32, i64, i64)]) -> Message {
@@ -120,13 +186,25 @@ fn ack(lines: &[(u32, i64)]) -> Message {
 }
 
 fn ship(id: &str, lines: &[(u32, i64)]) -> Message {
-    let lines: Vec<Value> = lines.iter().map(|(line, q)| json!({"line": line, "quantity": q, "serials": []})).collect();
-    msg("order.ship", json!({"shipment": id, "carrier": "DHL", "tracking": "1Z", "lines": lines}))
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(line, q)| json!({"line": line, "quantity": q, "serials": []}))
+        .collect();
+    msg(
+        "order.ship",
+        json!({"shipment": id, "carrier": "DHL", "tracking": "1Z", "lines": lines}),
+    )
 }
 
 fn cancel(lines: &[(u32, i64)]) -> Message {
-    let lines: Vec<Value> = lines.iter().map(|(line, q)| json!({"line": line, "quantity": q})).collect();
-    msg("order.cancel", json!({"lines": lines, "reason": "changed plans"}))
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(line, q)| json!({"line": line, "quantity": q}))
+        .collect();
+    msg(
+        "order.cancel",
+        json!({"lines": lines, "reason": "changed plans"}),
+    )
 }
 
 #[test]
@@ -134,7 +212,9 @@ fn order_partial_ack_two_shipments_and_cancel_the_rest() {
     let p = ctx("globex", "acme", T0);
     let v = ctx("acme", "globex", T0 + HOUR);
     let placed = step(None, &p, &place(&[(1, 10, 1_000), (2, 5, 250)])).expect("place");
-    let Record::Order(o) = &placed else { panic!("not an order") };
+    let Record::Order(o) = &placed else {
+        panic!("not an order")
+    };
     assert_eq!(o.ordered_total(), Ok(11_250));
 
     let (code, _) = step(Some(&placed), &v, &ship("S1", &[(1, 1)])).expect_err("ship before ack");
@@ -154,9 +234,14 @@ fn order_partial_ack_two_shipments_and_cancel_the_rest() {
     let (code, _) = step(Some(&s2), &p, &cancel(&[(2, 1)])).expect_err("cancel shipped line");
     assert_eq!(code, ReasonCode::IllegalTransition);
     let done = step(Some(&s2), &p, &cancel(&[(1, 3)])).expect("cancel the rest");
-    let Record::Order(o) = &done else { panic!("not an order") };
+    let Record::Order(o) = &done else {
+        panic!("not an order")
+    };
     assert_eq!(o.status, OrderStatus::Shipped);
-    assert_eq!((o.lines[0].shipped, o.lines[0].cancelled, o.lines[0].open()), (5, 3, 0));
+    assert_eq!(
+        (o.lines[0].shipped, o.lines[0].cancelled, o.lines[0].open()),
+        (5, 3, 0)
+    );
     let (code, _) = step(Some(&done), &p, &cancel(&[(1, 1)])).expect_err("nothing left");
     assert_eq!(code, ReasonCode::IllegalTransition);
 }
@@ -166,19 +251,33 @@ fn order_rejected_when_no_line_is_accepted_and_cancelled_when_nothing_shipped() 
     let p = ctx("globex", "acme", T0);
     let v = ctx("acme", "globex", T0);
     let placed = step(None, &p, &place(&[(1, 2, 10)])).expect("place");
-    assert_eq!(status_of(&step(Some(&placed), &v, &ack(&[(1, 0)])).expect("ack")), "rejected");
-    assert_eq!(status_of(&step(Some(&placed), &p, &cancel(&[(1, 2)])).expect("cancel")), "cancelled");
+    assert_eq!(
+        status_of(&step(Some(&placed), &v, &ack(&[(1, 0)])).expect("ack")),
+        "rejected"
+    );
+    assert_eq!(
+        status_of(&step(Some(&placed), &p, &cancel(&[(1, 2)])).expect("cancel")),
+        "cancelled"
+    );
     // Cancel part before the acknowledgement; the vendor can accept only the rest.
     let part = step(Some(&placed), &p, &cancel(&[(1, 1)])).expect("cancel part");
     let (code, _) = step(Some(&part), &v, &ack(&[(1, 2)])).expect_err("accepts cancelled quantity");
     assert_eq!(code, ReasonCode::BadBody);
     let acked = step(Some(&part), &v, &ack(&[(1, 1)])).expect("ack rest");
-    assert_eq!(status_of(&step(Some(&acked), &v, &ship("S", &[(1, 1)])).expect("ship")), "shipped");
+    assert_eq!(
+        status_of(&step(Some(&acked), &v, &ship("S", &[(1, 1)])).expect("ship")),
+        "shipped"
+    );
 }
 
 #[test]
 fn order_total_overflow_is_a_clear_rejection() {
-    let (code, message) = step(None, &ctx("globex", "acme", T0), &place(&[(1, 9_000_000_000, 9_000_000_000)])).expect_err("overflow");
+    let (code, message) = step(
+        None,
+        &ctx("globex", "acme", T0),
+        &place(&[(1, 9_000_000_000, 9_000_000_000)]),
+    )
+    .expect_err("overflow");
     assert_eq!(code, ReasonCode::InvalidAmount);
     assert!(message.contains("2^53"), "{message}");
 }
@@ -193,14 +292,22 @@ fn warranty_need_info_then_credit() {
     let p = ctx("globex", "acme", T0);
     let v = ctx("acme", "globex", T0 + HOUR);
     let submitted = step(None, &p, &claim).expect("claim");
-    let need = msg("warranty.decision", json!({"decision": "need_info", "credit": null, "note": "photo please"}));
+    let need = msg(
+        "warranty.decision",
+        json!({"decision": "need_info", "credit": null, "note": "photo please"}),
+    );
     let (code, _) = step(Some(&submitted), &p, &need).expect_err("partner decides");
     assert_eq!(code, ReasonCode::NotAllowed);
     let asked = step(Some(&submitted), &v, &need).expect("need info");
     let amended = step(Some(&asked), &p, &claim).expect("amend");
-    let credit = msg("warranty.decision", json!({"decision": "credit", "credit": {"amount": 12_000, "currency": "EUR"}, "note": ""}));
+    let credit = msg(
+        "warranty.decision",
+        json!({"decision": "credit", "credit": {"amount": 12_000, "currency": "EUR"}, "note": ""}),
+    );
     let decided = step(Some(&amended), &v, &credit).expect("credit");
-    let Record::Warranty(w) = &decided else { panic!("not a claim") };
+    let Record::Warranty(w) = &decided else {
+        panic!("not a claim")
+    };
     assert_eq!((w.status, w.amendments), (WarrantyStatus::Approved, 1));
     let (code, _) = step(Some(&decided), &v, &credit).expect_err("decided twice");
     assert_eq!(code, ReasonCode::IllegalTransition);
@@ -215,22 +322,39 @@ fn service_request_round_trip_with_reopen() {
         json!({"customer": {"company": "Contoso", "contact": "", "email": "", "phone": ""}, "sku": "CNC-5X",
                "serial": null, "problem": "alarm 41", "priority": "high"}),
     );
-    let upd = |status: Option<&str>, comment: &str| msg("service.update", json!({"status": status, "comment": comment}));
+    let upd = |status: Option<&str>, comment: &str| {
+        msg(
+            "service.update",
+            json!({"status": status, "comment": comment}),
+        )
+    };
     let p = ctx("globex", "acme", T0);
     let v = ctx("acme", "globex", T0 + HOUR);
     let r = step(None, &p, &open).expect("open");
     let (code, _) = step(Some(&r), &p, &upd(Some("resolved"), "")).expect_err("partner resolves");
     assert_eq!(code, ReasonCode::IllegalTransition);
-    let r = step(Some(&r), &v, &upd(Some("waiting_on_partner"), "which firmware?")).expect("wait");
+    let r = step(
+        Some(&r),
+        &v,
+        &upd(Some("waiting_on_partner"), "which firmware?"),
+    )
+    .expect("wait");
     let r = step(Some(&r), &p, &upd(Some("in_progress"), "v2.1")).expect("answer");
     let r = step(Some(&r), &v, &upd(Some("resolved"), "patched")).expect("resolve");
     let r = step(Some(&r), &p, &upd(Some("closed"), "")).expect("close");
-    let (code, _) = step(Some(&r), &v, &upd(None, "one more thing")).expect_err("comment on closed");
+    let (code, _) =
+        step(Some(&r), &v, &upd(None, "one more thing")).expect_err("comment on closed");
     assert_eq!(code, ReasonCode::IllegalTransition);
     let r = step(Some(&r), &p, &upd(Some("reopened"), "alarm is back")).expect("reopen");
-    let Record::Service(s) = &r else { panic!("not a service request") };
-    assert_eq!((s.status, s.comments, s.first_response_at), (ServiceStatus::Open, 4, Some(T0 + HOUR)));
-    let (code, _) = step(Some(&r), &ctx("initech", "acme", T0), &upd(None, "hi")).expect_err("stranger");
+    let Record::Service(s) = &r else {
+        panic!("not a service request")
+    };
+    assert_eq!(
+        (s.status, s.comments, s.first_response_at),
+        (ServiceStatus::Open, 4, Some(T0 + HOUR))
+    );
+    let (code, _) =
+        step(Some(&r), &ctx("initech", "acme", T0), &upd(None, "hi")).expect_err("stranger");
     assert_eq!(code, ReasonCode::NotAllowed);
 }
 
@@ -243,7 +367,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let qs = prop::collection::vec(0i64..6, 3);
-    prop_oneof![qs.clone().prop_map(Op::Ack), qs.clone().prop_map(Op::Ship), qs.prop_map(Op::Cancel)]
+    prop_oneof![
+        qs.clone().prop_map(Op::Ack),
+        qs.clone().prop_map(Op::Ship),
+        qs.prop_map(Op::Cancel)
+    ]
 }
 
 proptest! {

@@ -119,7 +119,15 @@ fn build() -> Value {
     let lead = "019ac0a0-1111-7000-8000-000000000001";
     let order = "019ac0a0-2222-7000-8000-000000000002";
 
-    let ping = envelope(&acme, &globex, 1, 1, None, &msg("ping", json!({"note": "hello"})), "ping-1");
+    let ping = envelope(
+        &acme,
+        &globex,
+        1,
+        1,
+        None,
+        &msg("ping", json!({"note": "hello"})),
+        "ping-1",
+    );
     let offer = envelope(
         &acme,
         &globex,
@@ -138,7 +146,15 @@ fn build() -> Value {
         ),
         lead,
     );
-    let accept = envelope(&globex, &acme, 3, 1, None, &msg("lead.accept", json!({"note": "on it"})), lead);
+    let accept = envelope(
+        &globex,
+        &acme,
+        3,
+        1,
+        None,
+        &msg("lead.accept", json!({"note": "on it"})),
+        lead,
+    );
     let place = envelope(
         &globex,
         &acme,
@@ -183,9 +199,16 @@ fn build() -> Value {
     cross["sig"]["value"] = json!(acme.key.sign(Domain::Receipt, &unsigned).to_string());
     let cross_domain = text(&canonical::canonicalize(&cross).expect("canonical"));
 
-    let pretty = text(&serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&ping.bytes).expect("json")).expect("pretty"));
+    let pretty = text(
+        &serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&ping.bytes).expect("json"))
+            .expect("pretty"),
+    );
     let ping_text = text(&ping.bytes);
-    let duplicate = ping_text.replacen("{\"body\":{\"note\":\"hello\"}", "{\"body\":{\"note\":\"hello\"},\"body\":{\"note\":\"hello\"}", 1);
+    let duplicate = ping_text.replacen(
+        "{\"body\":{\"note\":\"hello\"}",
+        "{\"body\":{\"note\":\"hello\"},\"body\":{\"note\":\"hello\"}",
+        1,
+    );
     let float = ping_text.replacen("\"seq\":1", "\"seq\":1.5", 1);
     let wrong_prev = envelope(
         &acme,
@@ -239,7 +262,10 @@ fn vectors_file_is_what_the_code_produces() {
         std::fs::write(&path, &generated).expect("write vectors");
     }
     let on_disk = std::fs::read_to_string(&path).expect("read vectors.json");
-    assert_eq!(on_disk, generated, "vectors.json is stale: rerun with GUANXI_REGENERATE_VECTORS=1 after a deliberate wire change");
+    assert_eq!(
+        on_disk, generated,
+        "vectors.json is stale: rerun with GUANXI_REGENERATE_VECTORS=1 after a deliberate wire change"
+    );
 }
 
 #[test]
@@ -251,27 +277,45 @@ fn rust_verifies_every_vector_and_refuses_every_invalid_one() {
         .iter()
         .map(|k| {
             let seed_hex = k["seed_hex"].as_str().expect("seed");
-            let seed: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&seed_hex[2 * i..2 * i + 2], 16).expect("hex")).collect();
+            let seed: Vec<u8> = (0..32)
+                .map(|i| u8::from_str_radix(&seed_hex[2 * i..2 * i + 2], 16).expect("hex"))
+                .collect();
             let key = NodeKey::from_seed(&seed.try_into().expect("32 bytes"));
-            assert_eq!(key.public().to_string(), k["public_key"].as_str().expect("pk"));
+            assert_eq!(
+                key.public().to_string(),
+                k["public_key"].as_str().expect("pk")
+            );
             assert_eq!(key.kid().0, k["kid"].as_str().expect("kid"));
             (k["node"].as_str().expect("node").to_string(), key.public())
         })
         .collect();
-    let key_of = |name: &str| keys.iter().find(|(n, _)| n == name).map(|(_, k)| *k).expect("signer key");
+    let key_of = |name: &str| {
+        keys.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| *k)
+            .expect("signer key")
+    };
     let mut hashes = std::collections::HashMap::new();
     for e in v["envelopes"].as_array().expect("envelopes") {
         let bytes = e["canonical"].as_str().expect("canonical").as_bytes();
         let decoded = SignedEnvelope::decode(bytes).expect("decodes");
-        decoded.verify(&key_of(e["signer"].as_str().expect("signer"))).expect("verifies");
+        decoded
+            .verify(&key_of(e["signer"].as_str().expect("signer")))
+            .expect("verifies");
         Message::decode(&decoded.fields().kind, &decoded.fields().body).expect("body decodes");
         assert_eq!(decoded.hash.to_string(), e["sha256"].as_str().expect("sha"));
         hashes.insert(e["name"].as_str().expect("name").to_string(), decoded.hash);
     }
     for r in v["receipts"].as_array().expect("receipts") {
-        let decoded = SignedReceipt::decode(r["canonical"].as_str().expect("canonical").as_bytes()).expect("decodes");
-        decoded.verify(&key_of(r["signer"].as_str().expect("signer"))).expect("verifies");
-        assert!(hashes.values().any(|h| *h == decoded.receipt.fields.hash), "receipt names a known envelope");
+        let decoded = SignedReceipt::decode(r["canonical"].as_str().expect("canonical").as_bytes())
+            .expect("decodes");
+        decoded
+            .verify(&key_of(r["signer"].as_str().expect("signer")))
+            .expect("verifies");
+        assert!(
+            hashes.values().any(|h| *h == decoded.receipt.fields.hash),
+            "receipt names a known envelope"
+        );
     }
     for bad in v["invalid"].as_array().expect("invalid") {
         let expect = bad["expect"].as_str().expect("expect");
@@ -290,7 +334,13 @@ fn rust_verifies_every_vector_and_refuses_every_invalid_one() {
         }
     }
     for bad in v["invalid_keys"].as_array().expect("invalid keys") {
-        assert!(bad["public_key"].as_str().expect("pk").parse::<guanxi_protocol::PublicKey>().is_err());
+        assert!(
+            bad["public_key"]
+                .as_str()
+                .expect("pk")
+                .parse::<guanxi_protocol::PublicKey>()
+                .is_err()
+        );
     }
     assert!(parse_strict(b"{}").is_ok());
 }
@@ -326,6 +376,10 @@ fn python_independent_check_accepts_the_vectors_and_fails_on_tampering() {
     std::fs::write(&tampered_path, tampered).expect("write");
     let out = python_check(&tampered_path);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(!out.status.success(), "tampered vectors passed:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "tampered vectors passed:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
 }

@@ -1,1 +1,171 @@
-//! placeholder
+//! Support for integration tests that run real `guanxi` daemons as processes.
+//!
+//! The tests themselves live in `tests/tests/`; they find the daemon binary
+//! with `env!("CARGO_BIN_EXE_guanxi-test-node")` and drive it through
+//! [`Daemon`]: start with a config (or none) in a scratch directory, wait
+//! for the address it listens on, talk HTTPS to it, stop it with SIGTERM or
+//! kill it outright.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running daemon process and what it printed at start.
+pub struct Daemon {
+    child: Child,
+    /// Standard output lines printed up to "listening".
+    pub banner: Vec<String>,
+    /// The address from the "listening https://ADDR" line.
+    pub addr: String,
+    /// Lines printed to stderr, collected in the background.
+    stderr: mpsc::Receiver<String>,
+}
+
+/// How long a daemon may take to start.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Daemon {
+    /// Starts `binary` with `args` in `dir`, waiting for its "listening" line.
+    pub fn start(binary: &Path, dir: &Path, args: &[&str]) -> Result<Daemon, String> {
+        let mut child = Command::new(binary)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let (out_tx, out_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if out_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if err_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut banner = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match out_rx.recv_timeout(left) {
+                Ok(line) => {
+                    let addr = line
+                        .trim()
+                        .strip_prefix("listening")
+                        .map(|rest| rest.trim().trim_start_matches("https://").to_string());
+                    banner.push(line);
+                    if let Some(addr) = addr {
+                        return Ok(Daemon {
+                            child,
+                            banner,
+                            addr,
+                            stderr: err_rx,
+                        });
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().ok();
+                    let errors: Vec<String> = err_rx.try_iter().collect();
+                    return Err(format!(
+                        "daemon did not report listening (exit {status:?}); stdout: {banner:?}; stderr: {errors:?}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The value after `label` in the start banner (e.g. "key id").
+    pub fn banner_value(&self, label: &str) -> Option<String> {
+        self.banner.iter().find_map(|l| {
+            l.trim()
+                .strip_prefix(label)
+                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+    }
+
+    /// The daemon's base URL.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for the exit, up to `timeout`.
+    pub fn terminate(mut self, timeout: Duration) -> Result<(ExitStatus, Vec<String>), String> {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map_err(|e| format!("kill: {e}"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                std::thread::sleep(Duration::from_millis(50));
+                return Ok((status, self.stderr.try_iter().collect()));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err("daemon did not stop after SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `binary` with `args` in `dir` to completion: (exit code, stdout, stderr).
+pub fn run(binary: &Path, dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    match Command::new(binary)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Err(e) => (
+            None,
+            String::new(),
+            format!("cannot run {}: {e}", binary.display()),
+        ),
+    }
+}
+
+/// An HTTPS client that trusts exactly the certificate in `cert_file`.
+pub fn client_trusting(cert_file: &Path) -> Result<reqwest::Client, String> {
+    let pem = std::fs::read(cert_file).map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
+    reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The self-signed certificate path inside a data directory.
+pub fn cert_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("tls").join("cert.pem")
+}

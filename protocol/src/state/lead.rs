@@ -58,7 +58,11 @@ pub struct Lead {
     pub updated_at: Millis,
 }
 
-pub(super) fn apply(current: Option<&Lead>, ctx: &Context, message: &Message) -> Result<Lead, StateError> {
+pub(super) fn apply(
+    current: Option<&Lead>,
+    ctx: &Context,
+    message: &Message,
+) -> Result<Lead, StateError> {
     let kind = message.kind();
     let Some(lead) = current else {
         return match message {
@@ -144,7 +148,11 @@ pub(super) fn apply(current: Option<&Lead>, ctx: &Context, message: &Message) ->
             next.won_on = u.won_on.clone();
             next.lost_reason = u.lost_reason.clone();
         }
-        _ => return Err(StateError::illegal(format!("{kind} does not apply to a lead"))),
+        _ => {
+            return Err(StateError::illegal(format!(
+                "{kind} does not apply to a lead"
+            )));
+        }
     }
     Ok(next)
 }

@@ -85,7 +85,10 @@ impl Record {
             Record::Warranty(r) => serde_json::to_value(r.status),
             Record::Service(r) => serde_json::to_value(r.status),
         };
-        value.ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        value
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 }
 
@@ -100,16 +103,30 @@ pub enum Outcome {
 
 /// Applies `message` to `current` (the record named by the envelope's subject
 /// between the two nodes, if any).
-pub fn apply(current: Option<&Record>, ctx: &Context, message: &Message) -> Result<Outcome, StateError> {
+pub fn apply(
+    current: Option<&Record>,
+    ctx: &Context,
+    message: &Message,
+) -> Result<Outcome, StateError> {
     let wrong_family = |record: &Record| {
         StateError::new(
             ReasonCode::IllegalTransition,
-            format!("subject is a {} record, not a {} record", record.family(), family_of(message)),
+            format!(
+                "subject is a {} record, not a {} record",
+                record.family(),
+                family_of(message)
+            ),
         )
     };
     let record = match (message, current) {
         (Message::Ping(_), _) => return Ok(Outcome::NoRecord),
-        (Message::LeadOffer(_) | Message::LeadAccept(_) | Message::LeadDecline(_) | Message::LeadUpdate(_), c) => {
+        (
+            Message::LeadOffer(_)
+            | Message::LeadAccept(_)
+            | Message::LeadDecline(_)
+            | Message::LeadUpdate(_),
+            c,
+        ) => {
             let lead = match c {
                 None => None,
                 Some(Record::Lead(l)) => Some(l),
@@ -117,7 +134,13 @@ pub fn apply(current: Option<&Record>, ctx: &Context, message: &Message) -> Resu
             };
             Record::Lead(lead::apply(lead, ctx, message)?)
         }
-        (Message::OrderPlace(_) | Message::OrderAck(_) | Message::OrderShip(_) | Message::OrderCancel(_), c) => {
+        (
+            Message::OrderPlace(_)
+            | Message::OrderAck(_)
+            | Message::OrderShip(_)
+            | Message::OrderCancel(_),
+            c,
+        ) => {
             let order = match c {
                 None => None,
                 Some(Record::Order(o)) => Some(o),
@@ -166,13 +189,21 @@ pub(crate) fn record_exists(kind: &str) -> StateError {
 }
 
 /// Refuses a message from a node that may not send it for this record.
-pub(crate) fn require_sender(ctx: &Context, allowed: &NodeId, role: &str, kind: &str) -> Result<(), StateError> {
+pub(crate) fn require_sender(
+    ctx: &Context,
+    allowed: &NodeId,
+    role: &str,
+    kind: &str,
+) -> Result<(), StateError> {
     if &ctx.from == allowed {
         Ok(())
     } else {
         Err(StateError::new(
             ReasonCode::NotAllowed,
-            format!("{kind} may only be sent by the record's {role} ({allowed}), not by {}", ctx.from),
+            format!(
+                "{kind} may only be sent by the record's {role} ({allowed}), not by {}",
+                ctx.from
+            ),
         ))
     }
 }

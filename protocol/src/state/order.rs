@@ -86,13 +86,21 @@ pub struct Order {
 impl Order {
     /// Σ quantity × unit price over the lines as ordered, in minor units.
     pub fn ordered_total(&self) -> Result<i64, money::Overflow> {
-        self.lines.iter().try_fold(0i64, |sum, l| money::add(sum, money::mul(l.ordered, l.unit_price)?))
+        self.lines.iter().try_fold(0i64, |sum, l| {
+            money::add(sum, money::mul(l.ordered, l.unit_price)?)
+        })
     }
 
     fn line_index(&self, kind: &str, line: u32) -> Result<usize, StateError> {
-        self.lines.iter().position(|l| l.line == line).ok_or_else(|| {
-            StateError::new(ReasonCode::BadBody, format!("{kind}: the order has no line {line}"))
-        })
+        self.lines
+            .iter()
+            .position(|l| l.line == line)
+            .ok_or_else(|| {
+                StateError::new(
+                    ReasonCode::BadBody,
+                    format!("{kind}: the order has no line {line}"),
+                )
+            })
     }
 
     /// Recomputes the status after a shipment or cancellation.
@@ -110,7 +118,11 @@ impl Order {
     }
 }
 
-pub(super) fn apply(current: Option<&Order>, ctx: &Context, message: &Message) -> Result<Order, StateError> {
+pub(super) fn apply(
+    current: Option<&Order>,
+    ctx: &Context,
+    message: &Message,
+) -> Result<Order, StateError> {
     let kind = message.kind();
     let Some(order) = current else {
         let Message::OrderPlace(place) = message else {
@@ -181,7 +193,10 @@ pub(super) fn apply(current: Option<&Order>, ctx: &Context, message: &Message) -
                 if a.accepted > available {
                     return Err(StateError::new(
                         ReasonCode::BadBody,
-                        format!("order.ack: line {} accepts {}, only {available} ordered and not cancelled", a.line, a.accepted),
+                        format!(
+                            "order.ack: line {} accepts {}, only {available} ordered and not cancelled",
+                            a.line, a.accepted
+                        ),
                     ));
                 }
                 line.accepted = Some(a.accepted + line.cancelled);
@@ -196,7 +211,10 @@ pub(super) fn apply(current: Option<&Order>, ctx: &Context, message: &Message) -
         }
         Message::OrderShip(ship) => {
             require_sender(ctx, &order.vendor, "vendor", kind)?;
-            if !matches!(order.status, OrderStatus::Acknowledged | OrderStatus::PartiallyShipped) {
+            if !matches!(
+                order.status,
+                OrderStatus::Acknowledged | OrderStatus::PartiallyShipped
+            ) {
                 return Err(StateError::illegal(format!(
                     "order.ship: the order is {:?}; only an acknowledged order with open quantities ships",
                     order.status
@@ -205,7 +223,10 @@ pub(super) fn apply(current: Option<&Order>, ctx: &Context, message: &Message) -
             if order.shipments.iter().any(|s| s.id == ship.shipment) {
                 return Err(StateError::new(
                     ReasonCode::BadBody,
-                    format!("order.ship: shipment {:?} was already recorded", ship.shipment),
+                    format!(
+                        "order.ship: shipment {:?} was already recorded",
+                        ship.shipment
+                    ),
                 ));
             }
             for s in &ship.lines {
@@ -214,7 +235,12 @@ pub(super) fn apply(current: Option<&Order>, ctx: &Context, message: &Message) -
                 if s.quantity > line.open() {
                     return Err(StateError::new(
                         ReasonCode::BadBody,
-                        format!("order.ship: line {} ships {}, only {} open", s.line, s.quantity, line.open()),
+                        format!(
+                            "order.ship: line {} ships {}, only {} open",
+                            s.line,
+                            s.quantity,
+                            line.open()
+                        ),
                     ));
                 }
                 line.shipped += s.quantity;
@@ -223,7 +249,11 @@ pub(super) fn apply(current: Option<&Order>, ctx: &Context, message: &Message) -
                 id: ship.shipment.clone(),
                 carrier: ship.carrier.clone(),
                 tracking: ship.tracking.clone(),
-                lines: ship.lines.iter().map(|l| (l.line, l.quantity, l.serials.clone())).collect(),
+                lines: ship
+                    .lines
+                    .iter()
+                    .map(|l| (l.line, l.quantity, l.serials.clone()))
+                    .collect(),
                 at: ctx.at,
             });
             next.settle();
@@ -254,7 +284,11 @@ pub(super) fn apply(current: Option<&Order>, ctx: &Context, message: &Message) -
             }
             next.settle();
         }
-        _ => return Err(StateError::illegal(format!("{kind} does not apply to an order"))),
+        _ => {
+            return Err(StateError::illegal(format!(
+                "{kind} does not apply to an order"
+            )));
+        }
     }
     Ok(next)
 }

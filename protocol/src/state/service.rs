@@ -42,7 +42,11 @@ pub struct ServiceRequest {
     pub comments: u32,
 }
 
-pub(super) fn apply(current: Option<&ServiceRequest>, ctx: &Context, message: &Message) -> Result<ServiceRequest, StateError> {
+pub(super) fn apply(
+    current: Option<&ServiceRequest>,
+    ctx: &Context,
+    message: &Message,
+) -> Result<ServiceRequest, StateError> {
     let kind = message.kind();
     let (request, update) = match (current, message) {
         (None, Message::ServiceOpen(open)) => {
@@ -61,11 +65,18 @@ pub(super) fn apply(current: Option<&ServiceRequest>, ctx: &Context, message: &M
         (None, _) => return Err(unknown_record(kind)),
         (Some(_), Message::ServiceOpen(_)) => return Err(record_exists(kind)),
         (Some(r), Message::ServiceUpdate(u)) => (r, u),
-        (Some(_), _) => return Err(StateError::illegal(format!("{kind} does not apply to a service request"))),
+        (Some(_), _) => {
+            return Err(StateError::illegal(format!(
+                "{kind} does not apply to a service request"
+            )));
+        }
     };
     let by_vendor = ctx.from == request.vendor;
     if !by_vendor && ctx.from != request.partner {
-        return Err(StateError::new(ReasonCode::NotAllowed, "service.update from a node that is not a party"));
+        return Err(StateError::new(
+            ReasonCode::NotAllowed,
+            "service.update from a node that is not a party",
+        ));
     }
     let mut next = request.clone();
     use ServiceChange as C;
@@ -97,7 +108,9 @@ pub(super) fn apply(current: Option<&ServiceRequest>, ctx: &Context, message: &M
             _ => {}
         }
     } else if request.status == S::Closed {
-        return Err(StateError::illegal("service.update: a closed request takes no comments; reopen it first"));
+        return Err(StateError::illegal(
+            "service.update: a closed request takes no comments; reopen it first",
+        ));
     }
     if !update.comment.trim().is_empty() {
         next.comments += 1;

@@ -38,7 +38,11 @@ pub struct WarrantyRecord {
     pub amendments: u32,
 }
 
-pub(super) fn apply(current: Option<&WarrantyRecord>, ctx: &Context, message: &Message) -> Result<WarrantyRecord, StateError> {
+pub(super) fn apply(
+    current: Option<&WarrantyRecord>,
+    ctx: &Context,
+    message: &Message,
+) -> Result<WarrantyRecord, StateError> {
     let kind = message.kind();
     match (current, message) {
         (None, Message::WarrantyClaim(claim)) => Ok(WarrantyRecord {
@@ -78,7 +82,9 @@ pub(super) fn apply(current: Option<&WarrantyRecord>, ctx: &Context, message: &M
             }
             let mut next = record.clone();
             next.status = match decision.decision {
-                WarrantyOutcome::Repair | WarrantyOutcome::Replacement | WarrantyOutcome::Credit => WarrantyStatus::Approved,
+                WarrantyOutcome::Repair
+                | WarrantyOutcome::Replacement
+                | WarrantyOutcome::Credit => WarrantyStatus::Approved,
                 WarrantyOutcome::NeedInfo => WarrantyStatus::NeedInfo,
                 WarrantyOutcome::Reject => WarrantyStatus::Rejected,
             };
@@ -86,6 +92,8 @@ pub(super) fn apply(current: Option<&WarrantyRecord>, ctx: &Context, message: &M
             next.decided_at = Some(ctx.at);
             Ok(next)
         }
-        (Some(_), _) => Err(StateError::illegal(format!("{kind} does not apply to a warranty claim"))),
+        (Some(_), _) => Err(StateError::illegal(format!(
+            "{kind} does not apply to a warranty claim"
+        ))),
     }
 }

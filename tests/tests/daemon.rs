@@ -1,0 +1,224 @@
+//! The daemon as a real process: `serve` on embedded defaults and with a
+//! config from `init`, the key document over real TLS, graceful shutdown on
+//! SIGTERM, and clear refusals of bad configuration and mismatched stores.
+
+use guanxi_tests::{Daemon, cert_in, client_trusting, run};
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
+
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0)
+}
+
+async fn key_document(daemon: &Daemon, data_dir: &Path) -> Value {
+    let client = client_trusting(&cert_in(data_dir)).expect("client");
+    let response = client
+        .get(format!("{}/fed/v1/keys", daemon.url()))
+        .send()
+        .await
+        .expect("key document over HTTPS");
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.expect("body");
+    // The key document is canonical JSON.
+    let value = guanxi_protocol::canonical::parse_strict(&bytes).expect("strict JSON");
+    assert_eq!(
+        guanxi_protocol::canonical::canonicalize(&value).expect("canonical"),
+        bytes.to_vec()
+    );
+    value
+}
+
+#[tokio::test]
+async fn serve_runs_on_embedded_defaults_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon =
+        Daemon::start(bin(), dir.path(), &["serve"]).expect("daemon starts with no config");
+    assert_eq!(daemon.addr, "127.0.0.1:8443");
+    assert!(
+        daemon.banner[0].contains("guanxi-local"),
+        "{:?}",
+        daemon.banner
+    );
+    let kid = daemon.banner_value("key id").expect("key id line");
+    let public_key = daemon.banner_value("public key").expect("public key line");
+    assert!(
+        daemon
+            .banner
+            .iter()
+            .any(|l| l.contains("web") && l.contains("https://127.0.0.1:8443/"))
+    );
+
+    let data = dir.path().join("guanxi-data");
+    let doc = key_document(&daemon, &data).await;
+    assert_eq!(doc["node"], "guanxi-local");
+    assert_eq!(doc["keys"][0]["kid"], kid.as_str());
+    assert_eq!(doc["keys"][0]["public_key"], public_key.as_str());
+    let pk: guanxi_protocol::PublicKey = public_key.parse().expect("valid key");
+    assert_eq!(pk.kid().0, kid, "key id is derived from the key");
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&data.join("node.key")), 0o600);
+        assert_eq!(mode(&data.join("tls/key.pem")), 0o600);
+        assert_eq!(mode(&data), 0o700);
+    }
+    assert!(data.join("guanxi.redb").is_file());
+
+    let daemon_banner = daemon.banner.clone();
+    let (status, stderr) = daemon.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success(), "exit {status:?}; stderr {stderr:?}");
+    assert!(stderr.iter().any(|l| l.contains("SIGTERM")), "{stderr:?}");
+    // The secret seed never appears in what the daemon prints.
+    let key_text = std::fs::read_to_string(data.join("node.key")).expect("key file");
+    let seed = key_text
+        .lines()
+        .find_map(|l| l.strip_prefix("ed25519-seed:"))
+        .expect("seed line");
+    assert!(
+        !stderr
+            .iter()
+            .chain(daemon_banner.iter())
+            .any(|l| l.contains(seed))
+    );
+
+    // A restart keeps the identity: same key, nothing regenerated.
+    let again = Daemon::start(bin(), dir.path(), &["serve"]).expect("restarts");
+    assert_eq!(again.banner_value("key id"), Some(kid));
+    assert!(
+        !again.banner.iter().any(|l| l.contains("generated now")),
+        "{:?}",
+        again.banner
+    );
+    let (status, _) = again.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn init_writes_a_config_that_checks_and_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = run(
+        bin(),
+        dir.path(),
+        &[
+            "init",
+            "--node-id",
+            "acme",
+            "--name",
+            "Acme Ltd",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let config = dir.path().join("guanxi.toml");
+    assert!(config.is_file());
+    let kid_line = out
+        .lines()
+        .find(|l| l.contains("public_key"))
+        .expect("public key for peers");
+    let kid = kid_line
+        .rsplit("kid ")
+        .next()
+        .expect("kid")
+        .trim()
+        .to_string();
+    #[cfg(unix)]
+    assert_eq!(mode(&dir.path().join("guanxi-data/node.key")), 0o600);
+
+    let (code, out, err) = run(bin(), dir.path(), &["config", "check", "guanxi.toml"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("ok") && out.contains("acme"), "{out}");
+
+    // init never overwrites.
+    let (code, _, err) = run(bin(), dir.path(), &["init", "--node-id", "acme"]);
+    assert_eq!(code, Some(78));
+    assert!(err.contains("already exists"), "{err}");
+
+    let daemon =
+        Daemon::start(bin(), dir.path(), &["serve", "--config", "guanxi.toml"]).expect("serves");
+    assert_ne!(
+        daemon.addr, "127.0.0.1:0",
+        "port 0 resolves to the bound port"
+    );
+    let doc = key_document(&daemon, &dir.path().join("guanxi-data")).await;
+    assert_eq!(doc["node"], "acme");
+    assert_eq!(doc["name"], "Acme Ltd");
+    assert_eq!(doc["keys"][0]["kid"], kid.as_str());
+    assert_eq!(doc["public_url"], daemon.url().as_str());
+    let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success());
+}
+
+#[test]
+fn bad_config_is_refused_with_its_place_before_binding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run(bin(), dir.path(), &["keygen", "guanxi-data/node.key"]);
+    assert_eq!(code, Some(0), "{err}");
+    std::fs::write(
+        dir.path().join("guanxi.toml"),
+        "[node]\nid = \"acme\"\nlisten = \"127.0.0.1:0\"\n\n[[peers]]\nid = \"globex\"\nurl = \"https://g.example\"\ncolour = \"red\"\n",
+    )
+    .expect("write");
+    for args in [
+        &["config", "check", "guanxi.toml"][..],
+        &["serve", "--config", "guanxi.toml"][..],
+    ] {
+        let (code, out, err) = run(bin(), dir.path(), args);
+        assert_eq!(code, Some(78), "{args:?}: {out}{err}");
+        assert!(
+            err.contains("guanxi.toml:8:1: unknown field `colour`"),
+            "{args:?}: {err}"
+        );
+        assert!(!out.contains("listening"), "{out}");
+    }
+    let (code, _, err) = run(bin(), dir.path(), &["config", "check", "missing.toml"]);
+    assert_eq!(code, Some(78));
+    assert!(err.contains("missing.toml: cannot read"), "{err}");
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_never_overwrites() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = run(bin(), dir.path(), &["keygen", "k/node.key"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("key id"), "{out}");
+    #[cfg(unix)]
+    assert_eq!(mode(&dir.path().join("k/node.key")), 0o600);
+    let before = std::fs::read(dir.path().join("k/node.key")).expect("read");
+    let (code, _, err) = run(bin(), dir.path(), &["keygen", "k/node.key"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("k/node.key")).expect("read"),
+        before
+    );
+}
+
+#[test]
+fn a_store_of_another_schema_version_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("guanxi-data");
+    {
+        let store = guanxi_adapters::store::Store::open(&data).expect("open");
+        store
+            .force_schema_version(guanxi_adapters::store::SCHEMA_VERSION + 7)
+            .expect("force");
+    }
+    let (code, out, err) = run(bin(), dir.path(), &["serve"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("schema version") && err.contains("this build uses"),
+        "{err}"
+    );
+    assert!(!out.contains("listening"), "{out}");
+}
