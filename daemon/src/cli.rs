@@ -257,33 +257,6 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
     )
     .context("building the key document")?;
 
-    println!("Guanxi node {} ({})", config.node_id, config.node_name);
-    println!("  public key   {}", key.public());
-    println!(
-        "  key id       {}{}",
-        key.kid(),
-        if created_key { " (generated now)" } else { "" }
-    );
-    println!(
-        "  TLS cert     sha256 {fingerprint}{}",
-        if generated_cert {
-            " (self-signed, generated now)"
-        } else {
-            ""
-        }
-    );
-    println!("  data         {}", store.path().display());
-    println!(
-        "  config       {}",
-        config
-            .source
-            .as_deref()
-            .map_or("embedded defaults".into(), |p| p.display().to_string())
-    );
-    println!("  web          {public_url}/");
-    // Printed last: scripts and tests wait for this line.
-    println!("  listening    https://{bound}");
-
     let state = Arc::new(AppState {
         node_id: config.node_id.to_string(),
         node_name: config.node_name.clone(),
@@ -294,12 +267,34 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal().context("installing signal handlers")?;
+        println!("Guanxi node {} ({})", config.node_id, config.node_name);
+        println!("  public key   {}", key.public());
+        let generated = |yes: bool, what: &'static str| if yes { what } else { "" };
+        println!(
+            "  key id       {}{}",
+            key.kid(),
+            generated(created_key, " (generated now)")
+        );
+        println!(
+            "  TLS cert     sha256 {fingerprint}{}",
+            generated(generated_cert, " (self-signed, generated now)")
+        );
+        println!("  data         {}", store.path().display());
+        let source = config
+            .source
+            .as_deref()
+            .map_or("embedded defaults".into(), |p| p.display().to_string());
+        println!("  config       {source}");
+        println!("  web          {public_url}/");
+        // Printed last, once signals are handled: scripts and tests wait for it.
+        println!("  listening    https://{bound}");
         tracing::info!(node = %config.node_id, addr = %bound, "serving");
         server::run(
             listener,
             tls_config,
             server::router(state),
-            shutdown_signal(),
+            shutdown,
             Duration::from_secs(10),
         )
         .await
@@ -311,30 +306,17 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
+/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives at
+/// once is not lost to the default action) and returns a future that
+/// completes on the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
-    }
+    })
 }
