@@ -3,7 +3,7 @@
 
 use guanxi_protocol::messages::Message;
 use guanxi_protocol::state::{
-    self, Context, LeadStatus, OrderStatus, Outcome, Record, ServiceStatus, WarrantyStatus,
+    self, Context, LeadStatus, OrderStatus, Record, ServiceStatus, WarrantyStatus,
 };
 use guanxi_protocol::{NodeId, ReasonCode};
 use proptest::prelude::*;
@@ -30,8 +30,8 @@ fn msg(kind: &str, body: Value) -> Message {
 
 fn step(record: Option<&Record>, c: &Context, m: &Message) -> Result<Record, (ReasonCode, String)> {
     match state::apply(record, c, m) {
-        Ok(Outcome::Record(r)) => Ok(r),
-        Ok(Outcome::NoRecord) => panic!("{} changed no record", m.kind()),
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => panic!("{} changed no record", m.kind()),
         Err(e) => Err((e.code, e.message)),
     }
 }
@@ -161,7 +161,7 @@ fn follow_ups_need_an_existing_record_of_their_family() {
             &ctx("acme", "globex", T0),
             &msg("ping", json!({"note": ""}))
         ),
-        Ok(Outcome::NoRecord)
+        Ok(None)
     ));
 }
 
@@ -393,8 +393,8 @@ proptest! {
             };
             let before = record.clone();
             match state::apply(Some(&record), c, &m) {
-                Ok(Outcome::Record(r)) => record = r,
-                Ok(Outcome::NoRecord) => prop_assert!(false, "order message changed no record"),
+                Ok(Some(r)) => record = r,
+                Ok(None) => prop_assert!(false, "order message changed no record"),
                 Err(_) => prop_assert_eq!(&record, &before),
             }
             let Record::Order(o) = &record else { panic!("not an order") };

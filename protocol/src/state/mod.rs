@@ -92,22 +92,14 @@ impl Record {
     }
 }
 
-/// What applying a message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The message changes no record (`ping`).
-    NoRecord,
-    /// The record as it now is.
-    Record(Record),
-}
-
 /// Applies `message` to `current` (the record named by the envelope's subject
-/// between the two nodes, if any).
+/// between the two nodes, if any). Returns the record as it now is, or `None`
+/// for a message that concerns no record (`ping`).
 pub fn apply(
     current: Option<&Record>,
     ctx: &Context,
     message: &Message,
-) -> Result<Outcome, StateError> {
+) -> Result<Option<Record>, StateError> {
     let wrong_family = |record: &Record| {
         StateError::new(
             ReasonCode::IllegalTransition,
@@ -119,7 +111,7 @@ pub fn apply(
         )
     };
     let record = match (message, current) {
-        (Message::Ping(_), _) => return Ok(Outcome::NoRecord),
+        (Message::Ping(_), _) => return Ok(None),
         (
             Message::LeadOffer(_)
             | Message::LeadAccept(_)
@@ -165,7 +157,7 @@ pub fn apply(
             Record::Service(service::apply(request, ctx, message)?)
         }
     };
-    Ok(Outcome::Record(record))
+    Ok(Some(record))
 }
 
 fn family_of(message: &Message) -> &'static str {
