@@ -20,6 +20,8 @@ pub enum ReasonCode {
     BadEnvelope,
     UnsupportedVersion,
     BatchTooLarge,
+    /// In a batch: not looked at, because an earlier element failed.
+    NotProcessed,
     // Authentication: answered without a receipt.
     UnknownSender,
     SenderDisabled,
@@ -56,6 +58,7 @@ impl ReasonCode {
             ReasonCode::BadEnvelope => "bad_envelope",
             ReasonCode::UnsupportedVersion => "unsupported_version",
             ReasonCode::BatchTooLarge => "batch_too_large",
+            ReasonCode::NotProcessed => "not_processed",
             ReasonCode::UnknownSender => "unknown_sender",
             ReasonCode::SenderDisabled => "sender_disabled",
             ReasonCode::WrongRecipient => "wrong_recipient",
