@@ -6,7 +6,7 @@ pub fn commented_config(node_id: &str, node_name: &str, listen: &str) -> String 
     format!(
         r#"# Guanxi node configuration.
 # Relative paths are resolved against the directory of this file.
-# Check it with `guanxi config check guanxi.toml`; reload a running daemon with SIGHUP.
+# Check it with `guanxi config check guanxi.toml`; restart the daemon to apply changes.
 
 [node]
 # This node's id, as its peers know it: lowercase letters, digits, '-' and '.'.

@@ -198,3 +198,26 @@ fn defaults_need_no_file() {
     assert_eq!(c.public_url, "https://127.0.0.1:8443");
     assert!(c.source.is_none() && c.tls.self_signed);
 }
+
+#[test]
+fn deploy_examples_are_valid() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).expect("deploy/examples") {
+        let source = entry.expect("entry").path().join("guanxi.toml");
+        let f = Fixture::new();
+        let mut text = std::fs::read_to_string(&source).expect("example");
+        // CA-signed examples name system paths; point them at files that exist here.
+        let cert = f.dir.path().join("fullchain.pem");
+        std::fs::write(&cert, "placeholder").expect("write");
+        text = text
+            .replace("/etc/guanxi/tls/fullchain.pem", &cert.display().to_string())
+            .replace("/etc/guanxi/tls/privkey.pem", &cert.display().to_string());
+        let c = f
+            .load(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+        assert_eq!(c.peers.len(), 1, "{}", source.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}
