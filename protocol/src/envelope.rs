@@ -40,6 +40,22 @@ pub struct Sig {
     pub value: SignatureBytes,
 }
 
+impl Sig {
+    /// Checks the algorithm and the key id's form (22 base64url characters).
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        if self.alg != ALG_ED25519 {
+            return Err(EnvelopeError::Alg(self.alg.clone()));
+        }
+        if crate::crypto::b64url_fixed::<16>(&self.kid.0).is_err() {
+            return Err(EnvelopeError::Field {
+                field: "sig.kid",
+                message: "must be 16 bytes as unpadded base64url (22 characters)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Everything in an envelope but its signature: what a sender fills in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +94,15 @@ impl Envelope {
     /// The JSON value of the whole envelope, `sig` included.
     pub fn to_value(&self) -> Result<Value, CanonicalError> {
         with_sig(&self.fields, &self.sig)
+    }
+}
+
+/// Refuses a signature whose `kid` is not the id of `key`.
+pub(crate) fn check_kid(sig: &Sig, key: &PublicKey) -> Result<(), EnvelopeError> {
+    if sig.kid == key.kid() {
+        Ok(())
+    } else {
+        Err(EnvelopeError::Signature(CryptoError::BadSignature))
     }
 }
 
@@ -273,9 +298,7 @@ impl SignedEnvelope {
             return Err(EnvelopeError::NotCanonical);
         }
         envelope.fields.validate()?;
-        if envelope.sig.alg != ALG_ED25519 {
-            return Err(EnvelopeError::Alg(envelope.sig.alg.clone()));
-        }
+        envelope.sig.validate()?;
         Ok(SignedEnvelope {
             envelope,
             bytes: bytes.to_vec(),
@@ -283,8 +306,11 @@ impl SignedEnvelope {
         })
     }
 
-    /// Verifies the signature with the sender's key (strict Ed25519).
+    /// Verifies the signature with the sender's key (strict Ed25519). The
+    /// `sig.kid` must be that key's id: the kid lies outside the signed bytes,
+    /// so binding it to the key is what keeps it from being altered.
     pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
+        check_kid(&self.envelope.sig, key)?;
         let unsigned = canonical::to_canonical(&self.envelope.fields)?;
         key.verify(Domain::Envelope, &unsigned, &self.envelope.sig.value)
             .map_err(EnvelopeError::Signature)

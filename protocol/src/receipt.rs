@@ -9,7 +9,7 @@
 use crate::canonical::{self, CanonicalError};
 use crate::crypto::{ALG_ED25519, Domain, NodeKey, PublicKey, Sha256Hash};
 use crate::envelope::{
-    EnvelopeError, Millis, PROTOCOL_VERSION, Sig, SignedEnvelope, split_sig, with_sig,
+    EnvelopeError, Millis, PROTOCOL_VERSION, Sig, SignedEnvelope, check_kid, split_sig, with_sig,
 };
 use crate::ids::NodeId;
 use crate::reason::ReasonCode;
@@ -173,9 +173,7 @@ impl SignedReceipt {
             return Err(EnvelopeError::NotCanonical);
         }
         receipt.fields.validate()?;
-        if receipt.sig.alg != ALG_ED25519 {
-            return Err(EnvelopeError::Alg(receipt.sig.alg.clone()));
-        }
+        receipt.sig.validate()?;
         Ok(SignedReceipt {
             receipt,
             bytes: bytes.to_vec(),
@@ -184,6 +182,7 @@ impl SignedReceipt {
 
     /// Verifies the receiver's signature (strict Ed25519).
     pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
+        check_kid(&self.receipt.sig, key)?;
         let unsigned = canonical::to_canonical(&self.receipt.fields)?;
         key.verify(Domain::Receipt, &unsigned, &self.receipt.sig.value)
             .map_err(EnvelopeError::Signature)

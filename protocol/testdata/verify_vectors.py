@@ -141,18 +141,20 @@ def kid_of(raw):
 
 
 def verify_signed(text, key, prefix):
+    # key is (Ed25519PublicKey, kid): the sig's kid must be that key's id (SPEC §4).
     """Returns the parsed object after the checks of SPEC.md §4: strict, canonical, signature."""
     data = text.encode("utf-8")
     obj = strict_parse(text)
     if rfc8785.dumps(obj) != data:
         raise Refused("not_canonical")
     sig = obj.get("sig")
-    if not isinstance(sig, dict) or sig.get("alg") != "ed25519":
+    public_key, kid = key
+    if not isinstance(sig, dict) or sig.get("alg") != "ed25519" or sig.get("kid") != kid:
         raise Refused("bad_signature")
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
     signing_input = prefix + rfc8785.dumps(unsigned)
     try:
-        key.verify(b64url_decode(sig["value"]), signing_input)
+        public_key.verify(b64url_decode(sig["value"]), signing_input)
     except (InvalidSignature, ValueError) as e:
         raise Refused("bad_signature") from e
     return obj, unsigned
@@ -177,7 +179,7 @@ def main(path):
         name = e["name"]
         key, kid = keys[e["signer"]]
         try:
-            obj, unsigned = verify_signed(e["canonical"], key, ENVELOPE_PREFIX)
+            obj, unsigned = verify_signed(e["canonical"], (key, kid), ENVELOPE_PREFIX)
         except Refused as r:
             check(False, f"{name}: refused with {r.code}")
             continue
@@ -198,7 +200,7 @@ def main(path):
         name = r["name"]
         key, kid = keys[r["signer"]]
         try:
-            obj, unsigned = verify_signed(r["canonical"], key, RECEIPT_PREFIX)
+            obj, unsigned = verify_signed(r["canonical"], (key, kid), RECEIPT_PREFIX)
         except Refused as x:
             check(False, f"{name}: refused with {x.code}")
             continue
@@ -207,16 +209,15 @@ def main(path):
         check(obj["from"] == r["signer"] and obj["sig"]["kid"] == kid, f"{name}: signed by the receiver")
         check((obj["status"] == "accepted") == (obj["reason"] is None), f"{name}: reason null exactly when accepted")
         try:
-            verify_signed(r["canonical"], key, ENVELOPE_PREFIX)
+            verify_signed(r["canonical"], (key, kid), ENVELOPE_PREFIX)
             check(False, f"{name}: receipt signature must not verify as an envelope signature")
         except Refused:
             check(True, f"{name}: receipt signature does not verify as an envelope signature")
 
     for bad in vectors["invalid"]:
         name, expect = bad["name"], bad["expect"]
-        key, _ = keys[bad["signer"]]
         try:
-            obj, _ = verify_signed(bad["canonical"], key, ENVELOPE_PREFIX)
+            obj, _ = verify_signed(bad["canonical"], keys[bad["signer"]], ENVELOPE_PREFIX)
             if expect == "chain_broken":
                 previous = hashes[bad["after"]]
                 check(obj["prev"] != previous, f"{name}: refused with chain_broken")

@@ -232,3 +232,45 @@ fn receipts_sign_decode_verify_and_match() {
     });
     assert!(bad.sign(&receiver).is_err());
 }
+
+#[test]
+fn a_float_or_duplicate_key_in_a_body_names_its_place() {
+    let good = String::from_utf8(fields(1, None).sign(&key()).expect("signs").bytes).expect("utf8");
+    let float = good.replacen("{\"note\":\"hi\"}", "{\"amount\":12.5,\"note\":\"hi\"}", 1);
+    let err = SignedEnvelope::decode(float.as_bytes()).expect_err("float");
+    assert_eq!(err.reason(), ReasonCode::NotAnInteger);
+    assert!(
+        err.to_string().contains("path $.body.amount") && err.to_string().contains("column 19"),
+        "{err}"
+    );
+    let dup = good.replacen("{\"note\":\"hi\"}", "{\"note\":\"hi\",\"note\":\"ho\"}", 1);
+    let err = SignedEnvelope::decode(dup.as_bytes()).expect_err("duplicate");
+    assert_eq!(err.reason(), ReasonCode::DuplicateKey);
+    assert!(
+        err.to_string().contains("\"note\"") && err.to_string().contains("path $.body"),
+        "{err}"
+    );
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Mutating any byte of a valid envelope never panics the decoder,
+        /// and a mutated envelope that still decodes never verifies.
+        #[test]
+        fn mutated_envelopes_never_panic_or_verify(pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let signed = fields(1, None).sign(&key()).expect("signs");
+            let mut bytes = signed.bytes.clone();
+            let i = pos.index(bytes.len());
+            prop_assume!(bytes[i] != byte);
+            bytes[i] = byte;
+            if let Ok(decoded) = SignedEnvelope::decode(&bytes) {
+                prop_assert!(decoded.verify(&key().public()).is_err());
+            }
+        }
+    }
+}

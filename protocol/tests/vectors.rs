@@ -199,6 +199,10 @@ fn build() -> Value {
     cross["sig"]["value"] = json!(acme.key.sign(Domain::Receipt, &unsigned).to_string());
     let cross_domain = text(&canonical::canonicalize(&cross).expect("canonical"));
 
+    let mut other_kid: Value = serde_json::from_slice(&ping.bytes).expect("json");
+    other_kid["sig"]["kid"] = json!(globex.key.kid().0);
+    let other_kid = text(&canonical::canonicalize(&other_kid).expect("canonical"));
+
     let pretty = text(
         &serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&ping.bytes).expect("json"))
             .expect("pretty"),
@@ -241,6 +245,7 @@ fn build() -> Value {
         "invalid": [
             {"name": "tampered-body", "signer": "acme", "canonical": tampered, "expect": "bad_signature"},
             {"name": "receipt-domain-signature-on-envelope", "signer": "acme", "canonical": cross_domain, "expect": "bad_signature"},
+            {"name": "kid-of-another-key", "signer": "acme", "canonical": other_kid, "expect": "bad_signature"},
             {"name": "not-canonical-whitespace", "signer": "acme", "canonical": pretty, "expect": "not_canonical"},
             {"name": "duplicate-key", "signer": "acme", "canonical": duplicate, "expect": "duplicate_key"},
             {"name": "float-number", "signer": "acme", "canonical": float, "expect": "not_an_integer"},
