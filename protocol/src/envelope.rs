@@ -13,6 +13,7 @@ use crate::crypto::{
 };
 use crate::ids::{NodeId, RecordId};
 use crate::reason::ReasonCode;
+use crate::signed;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -93,56 +94,8 @@ pub struct Envelope {
 impl Envelope {
     /// The JSON value of the whole envelope, `sig` included.
     pub fn to_value(&self) -> Result<Value, CanonicalError> {
-        with_sig(&self.fields, &self.sig)
+        signed::with_sig(&self.fields, &self.sig)
     }
-}
-
-/// Refuses a signature whose `kid` is not the id of `key`.
-pub(crate) fn check_kid(sig: &Sig, key: &PublicKey) -> Result<(), EnvelopeError> {
-    if sig.kid == key.kid() {
-        Ok(())
-    } else {
-        Err(EnvelopeError::Signature(CryptoError::BadSignature))
-    }
-}
-
-/// Adds a `sig` member to the JSON object of `fields`.
-pub(crate) fn with_sig<T: Serialize>(fields: &T, sig: &Sig) -> Result<Value, CanonicalError> {
-    let mut value =
-        serde_json::to_value(fields).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
-    let sig =
-        serde_json::to_value(sig).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
-    match value.as_object_mut() {
-        Some(map) => {
-            map.insert("sig".into(), sig);
-            Ok(value)
-        }
-        None => Err(CanonicalError::Unrepresentable(
-            "signed value is not an object".into(),
-        )),
-    }
-}
-
-/// Splits a parsed object into its `sig` member and the rest, decoding both.
-pub(crate) fn split_sig<T: serde::de::DeserializeOwned>(
-    mut value: Value,
-) -> Result<(T, Sig), DecodeError> {
-    let sig = match value.as_object_mut().and_then(|m| m.remove("sig")) {
-        Some(sig) => canonical::from_value::<Sig>(sig).map_err(|e| match e {
-            DecodeError::Field { path, message } => DecodeError::Field {
-                path: path.replacen('$', "$.sig", 1),
-                message,
-            },
-            other => other,
-        })?,
-        None => {
-            return Err(DecodeError::Field {
-                path: "$".into(),
-                message: "missing field `sig`".into(),
-            });
-        }
-    };
-    Ok((canonical::from_value(value)?, sig))
 }
 
 /// An envelope together with its exact canonical bytes and their hash.
@@ -258,20 +211,13 @@ impl EnvelopeFields {
     /// Signs these fields with `key`, producing the envelope's exact bytes.
     pub fn sign(self, key: &NodeKey) -> Result<SignedEnvelope, EnvelopeError> {
         self.validate()?;
-        let unsigned = canonical::to_canonical(&self)?;
-        let sig = Sig {
-            alg: ALG_ED25519.to_string(),
-            kid: key.kid(),
-            value: key.sign(Domain::Envelope, &unsigned),
-        };
-        let envelope = Envelope { fields: self, sig };
-        let bytes = canonical::canonicalize(&envelope.to_value()?)?;
+        let (sig, bytes) = signed::sign(&self, key, Domain::Envelope)?;
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge { size: bytes.len() });
         }
         let hash = Sha256Hash::of(&bytes);
         Ok(SignedEnvelope {
-            envelope,
+            envelope: Envelope { fields: self, sig },
             bytes,
             hash,
         })
@@ -286,19 +232,9 @@ impl SignedEnvelope {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge { size: bytes.len() });
         }
-        let value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
-        if canonical::canonicalize(&value)? != bytes {
-            return Err(EnvelopeError::NotCanonical);
-        }
-        let (fields, sig) = split_sig::<EnvelopeFields>(value).map_err(EnvelopeError::Json)?;
+        let (fields, sig) = signed::decode::<EnvelopeFields>(bytes)?;
+        fields.validate()?;
         let envelope = Envelope { fields, sig };
-        // Every member must have been present: re-encoding the typed envelope
-        // must give back the same bytes.
-        if canonical::canonicalize(&envelope.to_value()?)? != bytes {
-            return Err(EnvelopeError::NotCanonical);
-        }
-        envelope.fields.validate()?;
-        envelope.sig.validate()?;
         Ok(SignedEnvelope {
             envelope,
             bytes: bytes.to_vec(),
@@ -310,10 +246,12 @@ impl SignedEnvelope {
     /// `sig.kid` must be that key's id: the kid lies outside the signed bytes,
     /// so binding it to the key is what keeps it from being altered.
     pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
-        check_kid(&self.envelope.sig, key)?;
-        let unsigned = canonical::to_canonical(&self.envelope.fields)?;
-        key.verify(Domain::Envelope, &unsigned, &self.envelope.sig.value)
-            .map_err(EnvelopeError::Signature)
+        signed::verify(
+            &self.envelope.fields,
+            &self.envelope.sig,
+            key,
+            Domain::Envelope,
+        )
     }
 
     /// Shorthand for the envelope's fields.

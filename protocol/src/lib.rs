@@ -8,6 +8,7 @@
 //! - [`money`]: integer money with a currency, calendar dates.
 //! - [`envelope`]: the signed envelope and the receiver's checks on its bytes.
 //! - [`receipt`]: the receiver's signed receipt.
+//! - `signed`: what both share: signing, strict decoding and verifying of an object with a `sig`.
 //! - [`reason`]: machine-readable reason codes.
 //! - [`messages`]: the request kinds and their typed bodies.
 //! - [`state`]: the state machines of leads, orders, warranty claims and service requests.
@@ -26,6 +27,7 @@ pub mod messages;
 pub mod money;
 pub mod reason;
 pub mod receipt;
+mod signed;
 pub mod state;
 
 pub use crypto::{KeyId, NodeKey, PublicKey, Sha256Hash};

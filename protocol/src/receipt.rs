@@ -7,12 +7,11 @@
 //! without its `sig` member, and travels as the canonical JSON of all of it.
 
 use crate::canonical::{self, CanonicalError};
-use crate::crypto::{ALG_ED25519, Domain, NodeKey, PublicKey, Sha256Hash};
-use crate::envelope::{
-    EnvelopeError, Millis, PROTOCOL_VERSION, Sig, SignedEnvelope, check_kid, split_sig, with_sig,
-};
+use crate::crypto::{Domain, NodeKey, PublicKey, Sha256Hash};
+use crate::envelope::{EnvelopeError, Millis, PROTOCOL_VERSION, Sig, SignedEnvelope};
 use crate::ids::NodeId;
 use crate::reason::ReasonCode;
+use crate::signed;
 use serde::{Deserialize, Serialize};
 
 /// What the receiver did with the envelope.
@@ -141,39 +140,27 @@ impl ReceiptFields {
     /// Signs the receipt with the receiver's key.
     pub fn sign(self, key: &NodeKey) -> Result<SignedReceipt, EnvelopeError> {
         self.validate()?;
-        let unsigned = canonical::to_canonical(&self)?;
-        let sig = Sig {
-            alg: ALG_ED25519.to_string(),
-            kid: key.kid(),
-            value: key.sign(Domain::Receipt, &unsigned),
-        };
-        let receipt = Receipt { fields: self, sig };
-        let bytes = canonical::canonicalize(&receipt.to_value()?)?;
-        Ok(SignedReceipt { receipt, bytes })
+        let (sig, bytes) = signed::sign(&self, key, Domain::Receipt)?;
+        Ok(SignedReceipt {
+            receipt: Receipt { fields: self, sig },
+            bytes,
+        })
     }
 }
 
 impl Receipt {
     /// The JSON value of the whole receipt, `sig` included.
     pub fn to_value(&self) -> Result<serde_json::Value, CanonicalError> {
-        with_sig(&self.fields, &self.sig)
+        signed::with_sig(&self.fields, &self.sig)
     }
 }
 
 impl SignedReceipt {
     /// Parses receipt bytes strictly; they must be canonical. Does not verify.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
-        if canonical::canonicalize(&value)? != bytes {
-            return Err(EnvelopeError::NotCanonical);
-        }
-        let (fields, sig) = split_sig::<ReceiptFields>(value).map_err(EnvelopeError::Json)?;
+        let (fields, sig) = signed::decode::<ReceiptFields>(bytes)?;
+        fields.validate()?;
         let receipt = Receipt { fields, sig };
-        if canonical::canonicalize(&receipt.to_value()?)? != bytes {
-            return Err(EnvelopeError::NotCanonical);
-        }
-        receipt.fields.validate()?;
-        receipt.sig.validate()?;
         Ok(SignedReceipt {
             receipt,
             bytes: bytes.to_vec(),
@@ -182,10 +169,12 @@ impl SignedReceipt {
 
     /// Verifies the receiver's signature (strict Ed25519).
     pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
-        check_kid(&self.receipt.sig, key)?;
-        let unsigned = canonical::to_canonical(&self.receipt.fields)?;
-        key.verify(Domain::Receipt, &unsigned, &self.receipt.sig.value)
-            .map_err(EnvelopeError::Signature)
+        signed::verify(
+            &self.receipt.fields,
+            &self.receipt.sig,
+            key,
+            Domain::Receipt,
+        )
     }
 
     /// Checks that this receipt is about exactly `sent`.

@@ -1,0 +1,100 @@
+//! What envelopes and receipts share: a JSON object with a `sig` member,
+//! signed over a domain prefix and the canonical JSON of the object without
+//! `sig`, travelling as the canonical JSON of the whole object (SPEC §4).
+
+use crate::canonical::{self, CanonicalError, DecodeError};
+use crate::crypto::{ALG_ED25519, CryptoError, Domain, NodeKey, PublicKey};
+use crate::envelope::{EnvelopeError, Sig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Signs `fields` for `domain`: the signature member and the exact bytes of
+/// the whole signed object.
+pub(crate) fn sign<T: Serialize>(
+    fields: &T,
+    key: &NodeKey,
+    domain: Domain,
+) -> Result<(Sig, Vec<u8>), EnvelopeError> {
+    let unsigned = canonical::to_canonical(fields)?;
+    let sig = Sig {
+        alg: ALG_ED25519.to_string(),
+        kid: key.kid(),
+        value: key.sign(domain, &unsigned),
+    };
+    let bytes = canonical::canonicalize(&with_sig(fields, &sig)?)?;
+    Ok((sig, bytes))
+}
+
+/// Parses signed-object bytes: strict JSON, canonical form, every member
+/// present (re-encoding the typed value gives back the same bytes), and a
+/// well-formed `sig`. Does not verify the signature.
+pub(crate) fn decode<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, Sig), EnvelopeError> {
+    let value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
+    if canonical::canonicalize(&value)? != bytes {
+        return Err(EnvelopeError::NotCanonical);
+    }
+    let (fields, sig) = split_sig::<T>(value).map_err(EnvelopeError::Json)?;
+    if canonical::canonicalize(&with_sig(&fields, &sig)?)? != bytes {
+        return Err(EnvelopeError::NotCanonical);
+    }
+    sig.validate()?;
+    Ok((fields, sig))
+}
+
+/// Verifies `sig` over `fields` for `domain` with `key`, strictly; the
+/// signature's kid must be the key's id.
+pub(crate) fn verify<T: Serialize>(
+    fields: &T,
+    sig: &Sig,
+    key: &PublicKey,
+    domain: Domain,
+) -> Result<(), EnvelopeError> {
+    if sig.kid != key.kid() {
+        return Err(EnvelopeError::Signature(CryptoError::BadSignature));
+    }
+    let unsigned = canonical::to_canonical(fields)?;
+    key.verify(domain, &unsigned, &sig.value)
+        .map_err(EnvelopeError::Signature)
+}
+
+/// Adds a `sig` member to the JSON object of `fields`.
+pub(crate) fn with_sig<T: Serialize>(fields: &T, sig: &Sig) -> Result<Value, CanonicalError> {
+    let mut value =
+        serde_json::to_value(fields).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
+    let sig =
+        serde_json::to_value(sig).map_err(|e| CanonicalError::Unrepresentable(e.to_string()))?;
+    match value.as_object_mut() {
+        Some(map) => {
+            map.insert("sig".into(), sig);
+            Ok(value)
+        }
+        None => Err(CanonicalError::Unrepresentable(
+            "signed value is not an object".into(),
+        )),
+    }
+}
+
+/// Splits a parsed object into its `sig` member and the rest, decoding both.
+pub(crate) fn split_sig<T: serde::de::DeserializeOwned>(
+    mut value: Value,
+) -> Result<(T, Sig), DecodeError> {
+    let sig = match value.as_object_mut().and_then(|m| m.remove("sig")) {
+        Some(sig) => canonical::from_value::<Sig>(sig).map_err(|e| match e {
+            DecodeError::Field { path, message } => DecodeError::Field {
+                path: path.replacen('$', "$.sig", 1),
+                message,
+            },
+            other => other,
+        })?,
+        None => {
+            return Err(DecodeError::Field {
+                path: "$".into(),
+                message: "missing field `sig`".into(),
+            });
+        }
+    };
+    Ok((canonical::from_value(value)?, sig))
+}
