@@ -1,20 +1,50 @@
 //! The redb store: one file, `guanxi.redb`, in the data directory.
 //!
-//! Every table is defined here and nowhere else. The `meta` table records the
-//! schema version; opening a database written by another schema version is a
-//! clear error, never a silent reinterpretation of bytes.
+//! Every table is defined here and nowhere else, with typed keys. The `meta`
+//! table records the schema version; opening a database written by another
+//! schema version is a clear error, never a silent reinterpretation of bytes.
+//!
+//! Envelopes and receipts, in and out, are kept verbatim: they are the legal
+//! record of what two companies said to each other. Records (leads, orders,
+//! ...) are stored as JSON of `guanxi_protocol::state::Record`.
+//!
+//! redb has one writer at a time; the daemon's engine owns writing and groups
+//! many messages into one durable commit ([`Store::write`]).
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "guanxi.redb";
 
 /// `meta`: schema version and other single values, by name.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Per sending peer: the incoming stream's high-water seq and last hash.
+const IN_STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("in_streams");
+/// Incoming envelope id → (peer, seq, hash) of where it was consumed.
+const IN_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("in_ids");
+/// (peer, seq) → the incoming envelope's exact bytes.
+const IN_ENVELOPES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("in_envelopes");
+/// (peer, seq) → the exact bytes of the receipt we signed for it.
+const IN_RECEIPTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("in_receipts");
+/// (peer, seq) → reason code, for incoming envelopes we rejected.
+const IN_REJECTED: TableDefinition<(&str, u64), &str> = TableDefinition::new("in_rejected");
+/// (peer, subject) → JSON of the shared record.
+const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+/// Per receiving peer: the outgoing stream's last seq and hash.
+const OUT_STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("out_streams");
+/// (peer, seq) → the outgoing envelope's exact bytes (signed once).
+const OUT_ENVELOPES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("out_envelopes");
+/// (peer, seq) → the exact bytes of the peer's verified receipt.
+const OUT_RECEIPTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("out_receipts");
+/// (peer, seq) → reason code, for outgoing envelopes the peer rejected.
+const OUT_REJECTED: TableDefinition<(&str, u64), &str> = TableDefinition::new("out_rejected");
+/// Per receiving peer: JSON of [`Delivery`].
+const DELIVERY: TableDefinition<&str, &[u8]> = TableDefinition::new("delivery");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -43,6 +73,11 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Db(String),
+    #[error("corrupt value in table {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
 }
 
 macro_rules! db_error {
@@ -60,6 +95,116 @@ db_error!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// Where one stream (one direction between two nodes) stands: the last seq
+/// and the hash of that envelope (seq 0, no hash: nothing yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamState {
+    pub seq: u64,
+    pub hash: Option<[u8; 32]>,
+}
+
+impl StreamState {
+    fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..8].copy_from_slice(&self.seq.to_be_bytes());
+        if let Some(h) = self.hash {
+            out[8..].copy_from_slice(&h);
+        }
+        out
+    }
+
+    fn decode(table: &'static str, bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt {
+            table,
+            message: format!("stream state of {} bytes, expected 40", bytes.len()),
+        };
+        let seq = u64::from_be_bytes(
+            bytes
+                .get(..8)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .map_err(|_| corrupt())?,
+        );
+        let hash: [u8; 32] = bytes
+            .get(8..40)
+            .ok_or_else(corrupt)?
+            .try_into()
+            .map_err(|_| corrupt())?;
+        Ok(StreamState {
+            seq,
+            hash: if seq == 0 { None } else { Some(hash) },
+        })
+    }
+}
+
+/// Where an incoming envelope id was consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenId {
+    pub peer: String,
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+impl SeenId {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40 + self.peer.len());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.hash);
+        out.extend_from_slice(self.peer.as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = |message: &str| StoreError::Corrupt {
+            table: "in_ids",
+            message: message.into(),
+        };
+        if bytes.len() < 40 {
+            return Err(corrupt("entry shorter than 40 bytes"));
+        }
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&bytes[..8]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&bytes[8..40]);
+        let peer =
+            std::str::from_utf8(&bytes[40..]).map_err(|_| corrupt("peer id is not UTF-8"))?;
+        Ok(SeenId {
+            peer: peer.to_string(),
+            seq: u64::from_be_bytes(seq),
+            hash,
+        })
+    }
+}
+
+/// Delivery state of the outgoing stream to one peer; persisted so that a
+/// restart neither resets nor stampedes the backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Highest seq for which the peer's receipt is stored.
+    pub delivered_seq: u64,
+    /// Consecutive failed attempts.
+    pub attempts: u32,
+    /// Earliest time of the next attempt (UTC ms); 0 = now.
+    pub next_attempt_at: i64,
+    /// The last failure, for admins.
+    pub last_error: Option<String>,
+    /// When the current run of failures started (UTC ms).
+    pub failing_since: Option<i64>,
+    /// Set when the peer reported a broken stream (seq_gap, chain_broken):
+    /// delivery stops until an admin intervenes.
+    pub halted: Option<String>,
+}
+
+/// One outgoing envelope as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutEntry {
+    pub peer: String,
+    pub seq: u64,
+    pub envelope: Vec<u8>,
+    pub receipt: Option<Vec<u8>>,
+    pub rejected: Option<String>,
+}
 
 /// The open database.
 pub struct Store {
@@ -106,6 +251,18 @@ impl Store {
                     });
                 }
             }
+            // Create every table, so that readers never meet a missing one.
+            txn.open_table(IN_STREAMS)?;
+            txn.open_table(IN_IDS)?;
+            txn.open_table(IN_ENVELOPES)?;
+            txn.open_table(IN_RECEIPTS)?;
+            txn.open_table(IN_REJECTED)?;
+            txn.open_table(RECORDS)?;
+            txn.open_table(OUT_STREAMS)?;
+            txn.open_table(OUT_ENVELOPES)?;
+            txn.open_table(OUT_RECEIPTS)?;
+            txn.open_table(OUT_REJECTED)?;
+            txn.open_table(DELIVERY)?;
         }
         txn.commit()?;
         Ok(())
@@ -130,6 +287,304 @@ impl Store {
         txn.open_table(META)?.insert(SCHEMA_KEY, version)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Starts a write transaction. Nothing it writes is visible or durable
+    /// until [`Write::commit`] returns.
+    pub fn write(&self) -> Result<Write, StoreError> {
+        Ok(Write {
+            txn: self.db.begin_write()?,
+        })
+    }
+
+    /// Starts a read transaction: a consistent snapshot.
+    pub fn read(&self) -> Result<Read, StoreError> {
+        Ok(Read {
+            txn: self.db.begin_read()?,
+        })
+    }
+}
+
+/// A write transaction with typed access to every table.
+pub struct Write {
+    txn: redb::WriteTransaction,
+}
+
+/// A read-only snapshot with typed access.
+pub struct Read {
+    txn: redb::ReadTransaction,
+}
+
+fn stream_of(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &'static str,
+    peer: &str,
+) -> Result<StreamState, StoreError> {
+    match table.get(peer)? {
+        Some(v) => StreamState::decode(name, v.value()),
+        None => Ok(StreamState::default()),
+    }
+}
+
+fn delivery_of(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    peer: &str,
+) -> Result<Delivery, StoreError> {
+    match table.get(peer)? {
+        Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::Corrupt {
+            table: "delivery",
+            message: e.to_string(),
+        }),
+        None => Ok(Delivery::default()),
+    }
+}
+
+fn bytes_at(
+    table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    peer: &str,
+    seq: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(table.get((peer, seq))?.map(|v| v.value().to_vec()))
+}
+
+impl Write {
+    /// The incoming stream from `peer`.
+    pub fn in_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
+        stream_of(&self.txn.open_table(IN_STREAMS)?, "in_streams", peer)
+    }
+
+    /// Where an incoming envelope id was consumed, if it was.
+    pub fn seen_id(&self, id: &str) -> Result<Option<SeenId>, StoreError> {
+        match self.txn.open_table(IN_IDS)?.get(id)? {
+            Some(v) => Ok(Some(SeenId::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The receipt we signed for (peer, seq).
+    pub fn in_receipt(&self, peer: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        bytes_at(&self.txn.open_table(IN_RECEIPTS)?, peer, seq)
+    }
+
+    /// Consumes an incoming envelope: its bytes, its receipt, its id, the
+    /// stream's new position, and (when rejected) the reason code.
+    pub fn put_in(
+        &mut self,
+        id: &str,
+        seen: &SeenId,
+        envelope: &[u8],
+        receipt: &[u8],
+        rejected: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let key = (seen.peer.as_str(), seen.seq);
+        self.txn.open_table(IN_ENVELOPES)?.insert(key, envelope)?;
+        self.txn.open_table(IN_RECEIPTS)?.insert(key, receipt)?;
+        self.txn
+            .open_table(IN_IDS)?
+            .insert(id, seen.encode().as_slice())?;
+        let state = StreamState {
+            seq: seen.seq,
+            hash: Some(seen.hash),
+        };
+        self.txn
+            .open_table(IN_STREAMS)?
+            .insert(seen.peer.as_str(), state.encode().as_slice())?;
+        if let Some(code) = rejected {
+            self.txn.open_table(IN_REJECTED)?.insert(key, code)?;
+        }
+        Ok(())
+    }
+
+    /// The shared record `subject` between this node and `peer`, as JSON.
+    pub fn record(&self, peer: &str, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .txn
+            .open_table(RECORDS)?
+            .get((peer, subject))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Stores the shared record `subject` between this node and `peer`.
+    pub fn put_record(&mut self, peer: &str, subject: &str, json: &[u8]) -> Result<(), StoreError> {
+        self.txn
+            .open_table(RECORDS)?
+            .insert((peer, subject), json)?;
+        Ok(())
+    }
+
+    /// The outgoing stream to `peer`.
+    pub fn out_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
+        stream_of(&self.txn.open_table(OUT_STREAMS)?, "out_streams", peer)
+    }
+
+    /// Queues an outgoing envelope (exact bytes) and advances the stream.
+    pub fn put_out(
+        &mut self,
+        peer: &str,
+        seq: u64,
+        hash: [u8; 32],
+        envelope: &[u8],
+    ) -> Result<(), StoreError> {
+        self.txn
+            .open_table(OUT_ENVELOPES)?
+            .insert((peer, seq), envelope)?;
+        let state = StreamState {
+            seq,
+            hash: Some(hash),
+        };
+        self.txn
+            .open_table(OUT_STREAMS)?
+            .insert(peer, state.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Stores the peer's verified receipt for an outgoing envelope.
+    pub fn put_out_receipt(
+        &mut self,
+        peer: &str,
+        seq: u64,
+        receipt: &[u8],
+        rejected: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.txn
+            .open_table(OUT_RECEIPTS)?
+            .insert((peer, seq), receipt)?;
+        if let Some(code) = rejected {
+            self.txn
+                .open_table(OUT_REJECTED)?
+                .insert((peer, seq), code)?;
+        }
+        Ok(())
+    }
+
+    /// The delivery state of the stream to `peer`.
+    pub fn delivery(&self, peer: &str) -> Result<Delivery, StoreError> {
+        delivery_of(&self.txn.open_table(DELIVERY)?, peer)
+    }
+
+    /// Stores the delivery state of the stream to `peer`.
+    pub fn put_delivery(&mut self, peer: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(delivery).map_err(|e| StoreError::Db(e.to_string()))?;
+        self.txn
+            .open_table(DELIVERY)?
+            .insert(peer, json.as_slice())?;
+        Ok(())
+    }
+
+    /// Makes everything written durable (fsync) and visible.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}
+
+impl Read {
+    /// The incoming stream from `peer`.
+    pub fn in_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
+        stream_of(&self.txn.open_table(IN_STREAMS)?, "in_streams", peer)
+    }
+
+    /// The outgoing stream to `peer`.
+    pub fn out_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
+        stream_of(&self.txn.open_table(OUT_STREAMS)?, "out_streams", peer)
+    }
+
+    /// The delivery state of the stream to `peer`.
+    pub fn delivery(&self, peer: &str) -> Result<Delivery, StoreError> {
+        delivery_of(&self.txn.open_table(DELIVERY)?, peer)
+    }
+
+    /// Up to `limit` outgoing envelopes to `peer` from `from_seq` on, in seq order.
+    pub fn out_envelopes(
+        &self,
+        peer: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let table = self.txn.open_table(OUT_ENVELOPES)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((peer, from_seq)..=(peer, u64::MAX))?
+            .take(limit)
+        {
+            let (k, v) = entry?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// One outgoing envelope with its receipt and rejection, if any.
+    pub fn out_entry(&self, peer: &str, seq: u64) -> Result<Option<OutEntry>, StoreError> {
+        let Some(envelope) = bytes_at(&self.txn.open_table(OUT_ENVELOPES)?, peer, seq)? else {
+            return Ok(None);
+        };
+        Ok(Some(OutEntry {
+            peer: peer.to_string(),
+            seq,
+            envelope,
+            receipt: bytes_at(&self.txn.open_table(OUT_RECEIPTS)?, peer, seq)?,
+            rejected: self
+                .txn
+                .open_table(OUT_REJECTED)?
+                .get((peer, seq))?
+                .map(|v| v.value().to_string()),
+        }))
+    }
+
+    /// Outgoing envelopes the peers rejected: (peer, seq, reason code).
+    pub fn out_rejected(&self) -> Result<Vec<(String, u64, String)>, StoreError> {
+        let table = self.txn.open_table(OUT_REJECTED)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let (peer, seq) = k.value();
+            out.push((peer.to_string(), seq, v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Incoming envelopes this node rejected: (peer, seq, reason code).
+    pub fn in_rejected(&self) -> Result<Vec<(String, u64, String)>, StoreError> {
+        let table = self.txn.open_table(IN_REJECTED)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let (peer, seq) = k.value();
+            out.push((peer.to_string(), seq, v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// The incoming envelope (peer, seq) and our receipt for it.
+    pub fn in_entry(&self, peer: &str, seq: u64) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let envelope = bytes_at(&self.txn.open_table(IN_ENVELOPES)?, peer, seq)?;
+        let receipt = bytes_at(&self.txn.open_table(IN_RECEIPTS)?, peer, seq)?;
+        Ok(envelope.zip(receipt))
+    }
+
+    /// Every incoming envelope from `peer` in seq order (for checks and tests).
+    pub fn in_envelopes(&self, peer: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let table = self.txn.open_table(IN_ENVELOPES)?;
+        let mut out = Vec::new();
+        for entry in table.range((peer, 0)..=(peer, u64::MAX))? {
+            let (k, v) = entry?;
+            out.push((k.value().1, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The shared record `subject` between this node and `peer`, as JSON.
+    pub fn record(&self, peer: &str, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .txn
+            .open_table(RECORDS)?
+            .get((peer, subject))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// How many envelopes were ever received (all peers).
+    pub fn in_count(&self) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(IN_ENVELOPES)?.len()?)
     }
 }
 
@@ -166,5 +621,65 @@ mod tests {
             Store::open(dir.path()),
             Err(StoreError::InUse { .. })
         ));
+    }
+
+    #[test]
+    fn streams_ids_and_envelopes_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seen = SeenId {
+            peer: "globex".into(),
+            seq: 1,
+            hash: [7u8; 32],
+        };
+        {
+            let store = Store::open(dir.path()).expect("open");
+            let mut w = store.write().expect("write");
+            assert_eq!(
+                w.in_stream("globex").expect("stream"),
+                StreamState::default()
+            );
+            w.put_in("id-1", &seen, b"env", b"rcpt", Some("bad_body"))
+                .expect("put");
+            w.put_out("globex", 1, [9u8; 32], b"out-1").expect("out");
+            w.put_out("globex", 2, [8u8; 32], b"out-2").expect("out");
+            w.put_delivery(
+                "globex",
+                &Delivery {
+                    delivered_seq: 1,
+                    ..Delivery::default()
+                },
+            )
+            .expect("delivery");
+            w.commit().expect("commit");
+            // An uncommitted write leaves no trace.
+            let mut w = store.write().expect("write");
+            w.put_out("globex", 3, [1u8; 32], b"out-3").expect("out");
+            drop(w);
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        let r = store.read().expect("read");
+        assert_eq!(
+            r.in_stream("globex").expect("stream"),
+            StreamState {
+                seq: 1,
+                hash: Some([7u8; 32])
+            }
+        );
+        assert_eq!(r.out_stream("globex").expect("stream").seq, 2);
+        assert_eq!(
+            r.out_envelopes("globex", 2, 10).expect("range"),
+            vec![(2, b"out-2".to_vec())]
+        );
+        assert_eq!(
+            r.in_rejected().expect("rejected"),
+            vec![("globex".to_string(), 1, "bad_body".to_string())]
+        );
+        assert_eq!(
+            r.in_entry("globex", 1).expect("entry"),
+            Some((b"env".to_vec(), b"rcpt".to_vec()))
+        );
+        assert_eq!(r.delivery("globex").expect("delivery").delivered_seq, 1);
+        let w = store.write().expect("write");
+        assert_eq!(w.seen_id("id-1").expect("seen"), Some(seen));
     }
 }

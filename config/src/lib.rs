@@ -99,6 +99,33 @@ pub struct WebConfig {
     pub default_language: String,
 }
 
+/// Federation (peer exchange) settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederationConfig {
+    /// A peer failing to take deliveries for longer than this is flagged.
+    pub alert_after_minutes: u32,
+    /// Connect timeout for requests to peers.
+    pub connect_timeout_seconds: u32,
+    /// Whole-request timeout, for requests to peers and from them.
+    pub request_timeout_seconds: u32,
+    /// Requests from one peer processed at the same time; more wait.
+    pub max_concurrent_per_peer: u32,
+    /// Most envelopes sent to a peer in one batch request (1–100).
+    pub max_batch: u32,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            alert_after_minutes: 60,
+            connect_timeout_seconds: 10,
+            request_timeout_seconds: 30,
+            max_concurrent_per_peer: 4,
+            max_batch: 100,
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -112,6 +139,7 @@ pub struct Config {
     pub signing_key_file: PathBuf,
     pub tls: TlsConfig,
     pub web: WebConfig,
+    pub federation: FederationConfig,
     pub peers: Vec<PeerConfig>,
 }
 
@@ -140,6 +168,7 @@ impl Config {
             },
             data_dir,
             web: WebConfig::default(),
+            federation: FederationConfig::default(),
             peers: Vec::new(),
         }
     }
@@ -190,6 +219,8 @@ struct RawConfig {
     #[serde(default)]
     web: Option<RawWeb>,
     #[serde(default)]
+    federation: Option<RawFederation>,
+    #[serde(default)]
     peers: Vec<Spanned<RawPeer>>,
 }
 
@@ -220,6 +251,16 @@ struct RawWeb {
     session_idle_minutes: Option<Spanned<u32>>,
     session_absolute_hours: Option<Spanned<u32>>,
     default_language: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFederation {
+    alert_after_minutes: Option<Spanned<u32>>,
+    connect_timeout_seconds: Option<Spanned<u32>>,
+    request_timeout_seconds: Option<Spanned<u32>>,
+    max_concurrent_per_peer: Option<Spanned<u32>>,
+    max_batch: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -392,6 +433,41 @@ impl Ctx<'_> {
             }
         }
 
+        let mut federation = FederationConfig::default();
+        if let Some(f) = raw.federation {
+            for (field, target) in [
+                (&f.alert_after_minutes, &mut federation.alert_after_minutes),
+                (
+                    &f.connect_timeout_seconds,
+                    &mut federation.connect_timeout_seconds,
+                ),
+                (
+                    &f.request_timeout_seconds,
+                    &mut federation.request_timeout_seconds,
+                ),
+                (
+                    &f.max_concurrent_per_peer,
+                    &mut federation.max_concurrent_per_peer,
+                ),
+                (&f.max_batch, &mut federation.max_batch),
+            ] {
+                if let Some(v) = field {
+                    if *v.get_ref() == 0 {
+                        return Err(self.at(v, "must be at least 1"));
+                    }
+                    *target = *v.get_ref();
+                }
+            }
+            if let Some(v) = &f.max_batch
+                && *v.get_ref() > 100
+            {
+                return Err(self.at(
+                    v,
+                    "max_batch must be at most 100 (the protocol's batch limit)",
+                ));
+            }
+        }
+
         let mut seen = BTreeSet::new();
         let mut peers = Vec::new();
         for spanned_peer in raw.peers {
@@ -491,6 +567,7 @@ impl Ctx<'_> {
             signing_key_file,
             tls,
             web,
+            federation,
             peers,
         })
     }

@@ -6,7 +6,7 @@ pub fn commented_config(node_id: &str, node_name: &str, listen: &str) -> String 
     format!(
         r#"# Guanxi node configuration.
 # Relative paths are resolved against the directory of this file.
-# Check it with `guanxi config check guanxi.toml`; restart the daemon to apply changes.
+# Check it with `guanxi config check guanxi.toml`; send SIGHUP to a running daemon to reload it.
 
 [node]
 # This node's id, as its peers know it: lowercase letters, digits, '-' and '.'.
@@ -37,6 +37,17 @@ session_idle_minutes = 30
 session_absolute_hours = 12
 # "en" or "zh-TW"; users can switch.
 default_language = "en"
+
+[federation]
+# Flag a peer (in `guanxi peers`, logs and metrics) when deliveries to it have
+# failed for this long. Messages are kept and retried regardless.
+alert_after_minutes = 60
+connect_timeout_seconds = 10
+request_timeout_seconds = 30
+# Requests from one peer handled at once; more wait their turn.
+max_concurrent_per_peer = 4
+# Most envelopes sent to a peer in one request when a backlog builds (1-100).
+max_batch = 100
 
 # One [[peers]] block per company whose Guanxi daemon this node talks to.
 # Ask the peer's admin for its node id, URL, public key (see `guanxi init` or

@@ -4,9 +4,13 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 usage error (clap),
 //! 78 configuration error (EX_CONFIG).
 
+use crate::admin;
+use crate::delivery::Workers;
+use crate::engine::{Engine, Identity};
 use crate::identity;
 use crate::logging::{self, LogFormat};
-use crate::server::{self, AppState};
+use crate::node::Node;
+use crate::server;
 use crate::tls;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration error (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
@@ -70,6 +75,54 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Per peer: enabled, last delivered seq, backlog, last error, next retry.
+    Peers {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Envelopes waiting for delivery; with PEER and --seq, one envelope
+    /// with its receipt.
+    Outbox {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Only this peer.
+        peer: Option<String>,
+        /// Show this seq in full (needs PEER).
+        #[arg(long)]
+        seq: Option<u64>,
+    },
+    /// Envelopes rejected by peers, and envelopes this node rejected.
+    Rejected {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
+    /// Send a ping to PEER and print its verified receipt.
+    Ping {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        peer: String,
+        /// How long to wait for the receipt, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Send a message of KIND about SUBJECT to PEER (BODY is the JSON body).
+    Send {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        peer: String,
+        kind: String,
+        subject: String,
+        body: String,
+    },
+}
+
+/// How the CLI finds a running daemon: through the admin socket in its data
+/// directory, named by the config file (or the default ./guanxi-data).
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// The running daemon's config file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +170,52 @@ pub fn main_entry() -> ExitCode {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
         Command::Serve { config } => serve(config.as_deref()),
+        Command::Peers { daemon } => {
+            admin_call(&daemon, "GET", "/admin/v1/peers", None, print_peers)
+        }
+        Command::Outbox { daemon, peer, seq } => match (peer, seq) {
+            (Some(p), Some(n)) => admin_call(
+                &daemon,
+                "GET",
+                &format!("/admin/v1/outbox/{p}/{n}"),
+                None,
+                print_json,
+            ),
+            (Some(p), None) => admin_call(
+                &daemon,
+                "GET",
+                &format!("/admin/v1/outbox?peer={p}"),
+                None,
+                print_outbox,
+            ),
+            (None, None) => admin_call(&daemon, "GET", "/admin/v1/outbox", None, print_outbox),
+            (None, Some(_)) => Err(config_failure(anyhow!("--seq needs a PEER"))),
+        },
+        Command::Rejected { daemon } => {
+            admin_call(&daemon, "GET", "/admin/v1/rejected", None, print_rejected)
+        }
+        Command::Ping {
+            daemon,
+            peer,
+            timeout,
+        } => {
+            let body =
+                serde_json::json!({"peer": peer, "timeout_ms": timeout.saturating_mul(1000)});
+            admin_call(&daemon, "POST", "/admin/v1/ping", Some(body), print_json)
+        }
+        Command::Send {
+            daemon,
+            peer,
+            kind,
+            subject,
+            body,
+        } => match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(body) => {
+                let request = serde_json::json!({"peer": peer, "kind": kind, "subject": subject, "body": body});
+                admin_call(&daemon, "POST", "/admin/v1/send", Some(request), print_json)
+            }
+            Err(e) => Err(config_failure(anyhow!("BODY is not JSON: {e}"))),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -257,18 +356,43 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
     )
     .context("building the key document")?;
 
-    let state = Arc::new(AppState {
-        node_id: config.node_id.to_string(),
-        node_name: config.node_name.clone(),
-        key_document,
+    let data_dir = config.data_dir.clone();
+    let source = config.source.clone();
+    let node_id = config.node_id.clone();
+    let store = Arc::new(store);
+    let identity = Arc::new(Identity {
+        id: config.node_id.clone(),
+        key: key.clone(),
     });
+    let (engine, writer) = Engine::start(store.clone(), identity.clone());
+    let node = Arc::new(
+        Node::new(identity, engine, store.clone(), key_document, config)
+            .context("building peer clients")?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let shutdown = shutdown_signal().context("installing signal handlers")?;
-        println!("Guanxi node {} ({})", config.node_id, config.node_name);
+        let shutdown = CancellationToken::new();
+        let signals = handle_signals(shutdown.clone()).context("installing signal handlers")?;
+        let workers = Workers::new(node.clone(), shutdown.child_token());
+        workers.sync();
+        let socket = data_dir.join(admin::SOCKET_FILE);
+        let admin_listener =
+            admin::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+        let admin_task = tokio::spawn(
+            axum::serve(admin_listener, admin::routes(node.clone()))
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .into_future(),
+        );
+        let reload_task = tokio::spawn(reload_on_hangup(
+            signals,
+            node.clone(),
+            workers.clone(),
+            source,
+        ));
+        println!("Guanxi node {} ({})", node_id, node.config().node_name);
         println!("  public key   {}", key.public());
         let generated = |yes: bool, what: &'static str| if yes { what } else { "" };
         println!(
@@ -281,42 +405,216 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
             generated(generated_cert, " (self-signed, generated now)")
         );
         println!("  data         {}", store.path().display());
-        let source = config
+        let source = node
+            .config()
             .source
             .as_deref()
             .map_or("embedded defaults".into(), |p| p.display().to_string());
         println!("  config       {source}");
+        println!("  admin        {}", socket.display());
         println!("  web          {public_url}/");
         // Printed last, once signals are handled: scripts and tests wait for it.
         println!("  listening    https://{bound}");
-        tracing::info!(node = %config.node_id, addr = %bound, "serving");
-        server::run(
+        tracing::info!(node = %node_id, addr = %bound, "serving");
+        let served = server::run(
             listener,
             tls_config,
-            server::router(state),
-            shutdown,
+            server::router(node.clone()),
+            shutdown.clone().cancelled_owned(),
             Duration::from_secs(10),
         )
         .await
-        .context("HTTPS server")
+        .context("HTTPS server");
+        // Teardown: HTTP has stopped; then the workers and the admin socket.
+        shutdown.cancel();
+        workers.stop().await;
+        let _ = admin_task.await;
+        reload_task.abort();
+        let _ = std::fs::remove_file(&socket);
+        served
     })?;
-    // Teardown order: HTTP has stopped; now the database closes.
+    // Last, the engine drains its queue and the database closes.
+    drop(node);
+    if writer.join().is_err() {
+        tracing::error!("the writer thread panicked");
+    }
     drop(store);
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Registers SIGINT and SIGTERM handlers now (so a signal that arrives at
-/// once is not lost to the default action) and returns a future that
-/// completes on the first of them.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+/// Registers SIGINT, SIGTERM and SIGHUP handlers now (so a signal that
+/// arrives at once is not lost to the default action). SIGINT and SIGTERM
+/// cancel `shutdown`; the SIGHUP stream is returned for the reloader.
+fn handle_signals(shutdown: CancellationToken) -> std::io::Result<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    Ok(async move {
+    let hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
             _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
         }
-    })
+        shutdown.cancel();
+    });
+    Ok(hangup)
+}
+
+/// On SIGHUP, re-reads the config file; a bad file is refused and the old
+/// configuration stays.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    node: Arc<Node>,
+    workers: Arc<Workers>,
+    source: Option<PathBuf>,
+) {
+    while hangup.recv().await.is_some() {
+        let Some(path) = &source else {
+            tracing::warn!(
+                "SIGHUP: running on embedded defaults, there is no config file to reload"
+            );
+            continue;
+        };
+        match Config::load(path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| node.replace_config(c))
+        {
+            Ok(()) => {
+                workers.sync();
+                let config = node.config();
+                let enabled = config.peers.iter().filter(|p| p.enabled).count();
+                tracing::info!(
+                    peers = config.peers.len(),
+                    enabled,
+                    "SIGHUP: configuration reloaded from {}",
+                    path.display()
+                );
+            }
+            Err(e) => tracing::error!("SIGHUP: configuration refused, keeping the old one: {e}"),
+        }
+    }
+}
+
+/// Runs one admin request against the daemon named by `daemon` and prints the answer.
+fn admin_call(
+    daemon: &DaemonArgs,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    print: fn(&serde_json::Value),
+) -> Result<(), Failure> {
+    let data_dir = match &daemon.config {
+        Some(file) => Config::load(file).map_err(config_failure)?.data_dir,
+        None => std::env::current_dir()
+            .context("reading the current directory")?
+            .join(guanxi_config::DEFAULT_DATA_DIR),
+    };
+    let socket = data_dir.join(admin::SOCKET_FILE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (status, value) = runtime
+        .block_on(admin::request(&socket, method, path, body))
+        .map_err(|e| anyhow!(e))?;
+    if status >= 400 {
+        return Err(anyhow!(
+            "{} ({})",
+            value["message"].as_str().unwrap_or("request failed"),
+            value["code"].as_str().unwrap_or("error")
+        )
+        .into());
+    }
+    print(&value);
+    Ok(())
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+fn when(ms: Option<i64>) -> String {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_peers(value: &serde_json::Value) {
+    println!(
+        "{:<20} {:<8} {:>9} {:>8} {:>9} {:<20} {:<10} LAST ERROR",
+        "PEER", "ENABLED", "DELIVERED", "BACKLOG", "RECEIVED", "NEXT RETRY", "STATE"
+    );
+    for p in value["peers"].as_array().into_iter().flatten() {
+        let state = if p["halted"].is_string() {
+            "HALTED"
+        } else if p["failing_too_long"].as_bool() == Some(true) {
+            "FAILING"
+        } else if p["failing_since"].is_i64() {
+            "retrying"
+        } else {
+            "ok"
+        };
+        println!(
+            "{:<20} {:<8} {:>9} {:>8} {:>9} {:<20} {:<10} {}",
+            p["id"].as_str().unwrap_or("?"),
+            if p["enabled"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            p["last_delivered_seq"],
+            p["backlog"],
+            p["last_received_seq"],
+            when(p["next_retry_at"].as_i64()),
+            state,
+            p["halted"]
+                .as_str()
+                .or(p["last_error"].as_str())
+                .unwrap_or("")
+        );
+    }
+}
+
+fn print_outbox(value: &serde_json::Value) {
+    let pending = value["pending"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<20} {:>8} {:<20} {:<40} CREATED",
+        "TO", "SEQ", "KIND", "SUBJECT"
+    );
+    for e in &pending {
+        println!(
+            "{:<20} {:>8} {:<20} {:<40} {}",
+            e["to"].as_str().unwrap_or("?"),
+            e["seq"],
+            e["kind"].as_str().unwrap_or("?"),
+            e["subject"].as_str().unwrap_or("?"),
+            when(e["created"].as_i64())
+        );
+    }
+    println!("{} envelope(s) waiting", pending.len());
+}
+
+fn print_rejected(value: &serde_json::Value) {
+    for (title, key, party) in [
+        ("Rejected by peers", "outgoing", "to"),
+        ("Rejected by this node", "incoming", "from"),
+    ] {
+        let list = value[key].as_array().cloned().unwrap_or_default();
+        println!("{title}: {}", list.len());
+        for e in &list {
+            println!(
+                "  {} seq {} {} {}: {} — {}",
+                e[party].as_str().unwrap_or("?"),
+                e["seq"],
+                e["kind"].as_str().unwrap_or("?"),
+                e["subject"].as_str().unwrap_or("?"),
+                e["reason"]["code"].as_str().unwrap_or("?"),
+                e["reason"]["message"].as_str().unwrap_or("")
+            );
+        }
+    }
 }

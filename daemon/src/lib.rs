@@ -3,21 +3,32 @@
 //! # Layout
 //!
 //! - [`cli`]: command-line parsing and each command (`init`, `keygen`,
-//!   `config check`, `serve`); the binary's edge, where errors become exit codes.
+//!   `config check`, `serve`, `peers`, `outbox`, `rejected`, `ping`, `send`);
+//!   the binary's edge, where errors become exit codes.
+//! - [`engine`]: the only writer of the store: applies messages through the
+//!   protocol's state machines and writes record, envelope, receipt and
+//!   outbox in one transaction per group of jobs (group commit).
+//! - [`inbox`]: the federation endpoints; checks that need no store.
+//! - [`delivery`]: one worker per peer sending the outbox in order, with backoff.
+//! - [`node`]: what handlers, workers and admin share; config reload.
+//! - [`admin`]: the admin Unix socket the CLI talks to.
 //! - [`identity`]: the node's signing key and its published key document.
 //! - [`tls`]: rustls provider, self-signed certificates, certificate loading.
 //! - [`server`]: HTTPS routes and serving them until shutdown.
 //! - [`logging`]: tracing setup (human or JSON).
 //!
-//! The engine (apply a message through the protocol's state machine, write
-//! record and outbox in one transaction), delivery workers, the web view and
-//! the JSON API join this crate in later issues.
+//! The web view and the JSON API join this crate in later issues.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
+pub mod delivery;
+pub mod engine;
 pub mod identity;
+pub mod inbox;
 pub mod logging;
+pub mod node;
 pub mod server;
 pub mod tls;
 

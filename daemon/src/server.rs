@@ -3,60 +3,46 @@
 //! `run` takes an already-bound listener and a shutdown future, so tests and
 //! the daemon alike bind first (port 0 works) and decide when to stop.
 
+use crate::inbox;
+use crate::node::Node;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What request handlers share.
-pub struct AppState {
-    pub node_id: String,
-    pub node_name: String,
-    /// Canonical bytes of the key document.
-    pub key_document: Vec<u8>,
-}
-
 /// Every route of the daemon.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
-        .route("/fed/v1/keys", get(keys))
-        .with_state(state)
+        .merge(inbox::routes())
+        .with_state(node)
 }
 
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn keys(State(state): State<Arc<AppState>>) -> Response {
-    let mut response = state.key_document.clone().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 /// A minimal landing page until the web view exists.
-async fn home(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+async fn home(State(node): State<Arc<Node>>) -> impl IntoResponse {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     };
+    let config = node.config();
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Guanxi — {name}</title></head>\
          <body><h1>Guanxi</h1><p>Node <code>{id}</code> ({name}) is running.</p>\
          <p><a href=\"/fed/v1/keys\">Key document</a></p></body></html>",
-        id = escape(&state.node_id),
-        name = escape(&state.node_name),
+        id = escape(node.identity.id.as_str()),
+        name = escape(&config.node_name),
     );
     (StatusCode::OK, Html(page))
 }

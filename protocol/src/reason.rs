@@ -80,6 +80,24 @@ impl ReasonCode {
         }
     }
 
+    /// The HTTP status this code travels with (SPEC §10). Business
+    /// rejections are 200: the envelope was consumed.
+    pub fn http_status(self) -> u16 {
+        use ReasonCode::*;
+        match self {
+            TooLarge => 413,
+            BadJson | DuplicateKey | NotAnInteger | NumberOutOfRange | NotCanonical
+            | BadEnvelope | UnsupportedVersion | BatchTooLarge | FromTheFuture => 400,
+            NotProcessed => 400,
+            UnknownSender | SenderDisabled => 403,
+            WrongRecipient => 421,
+            UnknownKey | KeyNotValid | BadSignature => 401,
+            IdConflict | SeqGap | ChainBroken => 409,
+            UnknownKind | BadBody | UnknownRecord | RecordExists | IllegalTransition
+            | NotAllowed | Expired | InvalidAmount => 200,
+        }
+    }
+
     /// The code for a strict-parser error.
     pub fn from_parse_error(kind: &ParseErrorKind) -> Self {
         match kind {

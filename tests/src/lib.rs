@@ -169,3 +169,127 @@ pub fn client_trusting(cert_file: &Path) -> Result<reqwest::Client, String> {
 pub fn cert_in(data_dir: &Path) -> PathBuf {
     data_dir.join("tls").join("cert.pem")
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A node set up with `guanxi init` in its own directory.
+#[derive(Debug, Clone)]
+pub struct NodeSetup {
+    pub dir: PathBuf,
+    pub id: String,
+    pub port: u16,
+    pub public_key: String,
+    pub cert_sha256: String,
+}
+
+impl NodeSetup {
+    /// Runs `init` for node `id` listening on a free port in `dir`.
+    pub fn init(binary: &Path, dir: &Path, id: &str) -> Result<NodeSetup, String> {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let (code, out, err) = run(binary, dir, &["init", "--node-id", id, "--listen", &listen]);
+        if code != Some(0) {
+            return Err(format!("init failed: {out}{err}"));
+        }
+        let value_of = |key: &str| {
+            out.lines()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .and_then(|rest| rest.split('"').nth(1))
+                .map(str::to_string)
+                .ok_or_else(|| format!("no {key} in init output: {out}"))
+        };
+        Ok(NodeSetup {
+            dir: dir.to_path_buf(),
+            id: id.to_string(),
+            port,
+            public_key: value_of("public_key =")?,
+            cert_sha256: value_of("tls_cert_sha256 =")?,
+        })
+    }
+
+    /// The `[[peers]]` block another node needs to talk to this one.
+    pub fn peer_block(&self, enabled: bool) -> String {
+        format!(
+            "\n[[peers]]\nid = \"{}\"\nurl = \"https://127.0.0.1:{}\"\nenabled = {enabled}\ntls_cert_sha256 = \"{}\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
+            self.id, self.port, self.cert_sha256, self.public_key
+        )
+    }
+
+    /// Appends `text` to this node's config file.
+    pub fn append_config(&self, text: &str) -> Result<(), String> {
+        let path = self.config_file();
+        let mut config = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        config.push_str(text);
+        std::fs::write(&path, config).map_err(|e| e.to_string())
+    }
+
+    /// This node's config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("guanxi.toml")
+    }
+
+    /// This node's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("guanxi-data")
+    }
+
+    /// Starts `serve` for this node.
+    pub fn start(&self, binary: &Path) -> Result<Daemon, String> {
+        Daemon::start(binary, &self.dir, &["serve", "--config", "guanxi.toml"])
+    }
+
+    /// One request to this node's admin socket: (status, JSON).
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let socket = self.data_dir().join(guanxi::admin::SOCKET_FILE);
+        match guanxi::admin::request(&socket, method, path, body).await {
+            Ok(answer) => answer,
+            Err(e) => (0, serde_json::json!({"error": e})),
+        }
+    }
+
+    /// The peers table of this node's admin API, as (peer id → entry).
+    pub async fn peer_status(&self, peer: &str) -> serde_json::Value {
+        let (_, v) = self.admin("GET", "/admin/v1/peers", None).await;
+        v["peers"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["id"] == peer).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Daemon {
+    /// Kills the process outright (SIGKILL), as a crash would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGHUP (reload the configuration).
+    pub fn hangup(&self) -> Result<(), String> {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err("kill -HUP failed".into())
+        }
+    }
+
+    /// Stderr lines collected so far.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}

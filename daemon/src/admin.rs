@@ -1,0 +1,415 @@
+//! The admin socket: a Unix domain socket `admin.sock` in the data directory
+//! (mode 0600, so only the daemon's user can use it), serving a small JSON
+//! API to the `guanxi` CLI running on the same machine: peers, outbox,
+//! rejections, ping, send.
+//!
+//! Why a socket and not reading the store: redb allows one process to open a
+//! database, and the running daemon holds it. The socket gives the CLI the
+//! daemon's live view (worker state included) with filesystem permissions as
+//! the access control; nothing of it is reachable over the network.
+
+use crate::engine::{SendError, now_ms};
+use crate::node::Node;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use guanxi_protocol::envelope::SignedEnvelope;
+use guanxi_protocol::messages::Message;
+use guanxi_protocol::receipt::SignedReceipt;
+use guanxi_protocol::{NodeId, RecordId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// File name of the socket in the data directory.
+pub const SOCKET_FILE: &str = "admin.sock";
+
+/// The admin routes.
+pub fn routes(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/admin/v1/peers", get(peers))
+        .route("/admin/v1/outbox", get(outbox))
+        .route("/admin/v1/outbox/{peer}/{seq}", get(outbox_entry))
+        .route("/admin/v1/rejected", get(rejected))
+        .route("/admin/v1/inbox/{peer}", get(inbox_list))
+        .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
+        .route("/admin/v1/records/{peer}/{subject}", get(record))
+        .route("/admin/v1/send", post(send))
+        .route("/admin/v1/ping", post(ping))
+        .with_state(node)
+}
+
+/// An error answer: `{"code","message"}`.
+struct AdminError(StatusCode, String, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"code": self.1, "message": self.2}))).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> AdminError {
+    AdminError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal".into(),
+        e.to_string(),
+    )
+}
+
+fn bad_request(code: &str, message: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, code.into(), message.into())
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+async fn peers(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let config = node.config();
+    let alert_ms = i64::from(config.federation.alert_after_minutes) * 60_000;
+    let now = now_ms();
+    let mut out = Vec::new();
+    for p in &config.peers {
+        let id = p.id.as_str();
+        let delivery = read.delivery(id).map_err(internal)?;
+        let queued = read.out_stream(id).map_err(internal)?.seq;
+        let received = read.in_stream(id).map_err(internal)?.seq;
+        out.push(json!({
+            "id": id,
+            "url": p.url,
+            "enabled": p.enabled,
+            "last_delivered_seq": delivery.delivered_seq,
+            "last_queued_seq": queued,
+            "backlog": queued - delivery.delivered_seq.min(queued),
+            "last_received_seq": received,
+            "attempts": delivery.attempts,
+            "last_error": delivery.last_error,
+            "next_retry_at": (delivery.next_attempt_at > now).then_some(delivery.next_attempt_at),
+            "failing_since": delivery.failing_since,
+            "failing_too_long": delivery.failing_since.is_some_and(|s| now - s > alert_ms),
+            "halted": delivery.halted,
+        }));
+    }
+    Ok(Json(
+        json!({"node": node.identity.id.as_str(), "now": now, "peers": out}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct OutboxQuery {
+    peer: Option<String>,
+    limit: Option<usize>,
+}
+
+fn summary(bytes: &[u8]) -> Value {
+    match SignedEnvelope::decode(bytes) {
+        Ok(e) => {
+            let f = e.fields();
+            json!({"id": f.id, "seq": f.seq, "kind": f.kind, "subject": f.subject.as_str(), "created": f.created, "to": f.to.as_str(), "from": f.from.as_str()})
+        }
+        Err(err) => json!({"error": err.to_string()}),
+    }
+}
+
+async fn outbox(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<OutboxQuery>,
+) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let config = node.config();
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let mut out = Vec::new();
+    for p in config
+        .peers
+        .iter()
+        .filter(|p| q.peer.as_deref().is_none_or(|w| w == p.id.as_str()))
+    {
+        let delivery = read.delivery(p.id.as_str()).map_err(internal)?;
+        for (_, bytes) in read
+            .out_envelopes(p.id.as_str(), delivery.delivered_seq + 1, limit)
+            .map_err(internal)?
+        {
+            out.push(summary(&bytes));
+        }
+    }
+    Ok(Json(json!({"pending": out})))
+}
+
+async fn outbox_entry(
+    State(node): State<Arc<Node>>,
+    Path((peer, seq)): Path<(String, u64)>,
+) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let Some(entry) = read.out_entry(&peer, seq).map_err(internal)? else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "not_found".into(),
+            format!("no outgoing envelope {peer}/{seq}"),
+        ));
+    };
+    Ok(Json(json!({
+        "envelope": json_of(&entry.envelope),
+        "receipt": entry.receipt.as_deref().map(json_of),
+        "rejected": entry.rejected,
+    })))
+}
+
+async fn inbox_entry(
+    State(node): State<Arc<Node>>,
+    Path((peer, seq)): Path<(String, u64)>,
+) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let Some((envelope, receipt)) = read.in_entry(&peer, seq).map_err(internal)? else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "not_found".into(),
+            format!("no incoming envelope {peer}/{seq}"),
+        ));
+    };
+    Ok(Json(
+        json!({"envelope": json_of(&envelope), "receipt": json_of(&receipt)}),
+    ))
+}
+
+/// Every envelope received from `peer`, in seq order, with its hash.
+async fn inbox_list(
+    State(node): State<Arc<Node>>,
+    Path(peer): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let list: Vec<Value> = read
+        .in_envelopes(&peer)
+        .map_err(internal)?
+        .iter()
+        .map(|(_, bytes)| {
+            let mut s = summary(bytes);
+            s["hash"] = json!(guanxi_protocol::Sha256Hash::of(bytes).to_string());
+            s["prev"] = json_of(bytes)["prev"].clone();
+            s
+        })
+        .collect();
+    Ok(Json(json!({"received": list})))
+}
+
+/// The shared record `subject` between this node and `peer`.
+async fn record(
+    State(node): State<Arc<Node>>,
+    Path((peer, subject)): Path<(String, String)>,
+) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    match read.record(&peer, &subject).map_err(internal)? {
+        Some(json) => Ok(Json(json_of(&json))),
+        None => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "not_found".into(),
+            format!("no record {subject} with {peer}"),
+        )),
+    }
+}
+
+fn rejection_of(receipt: Option<&[u8]>) -> Value {
+    receipt
+        .and_then(|r| SignedReceipt::decode(r).ok())
+        .and_then(|r| r.receipt.fields.reason)
+        .map(|r| json!({"code": r.code.as_str(), "message": r.message}))
+        .unwrap_or(Value::Null)
+}
+
+async fn rejected(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let mut outgoing = Vec::new();
+    for (peer, seq, _) in read.out_rejected().map_err(internal)? {
+        if let Some(entry) = read.out_entry(&peer, seq).map_err(internal)? {
+            let mut s = summary(&entry.envelope);
+            s["reason"] = rejection_of(entry.receipt.as_deref());
+            outgoing.push(s);
+        }
+    }
+    let mut incoming = Vec::new();
+    for (peer, seq, _) in read.in_rejected().map_err(internal)? {
+        if let Some((envelope, receipt)) = read.in_entry(&peer, seq).map_err(internal)? {
+            let mut s = summary(&envelope);
+            s["reason"] = rejection_of(Some(&receipt));
+            incoming.push(s);
+        }
+    }
+    Ok(Json(json!({"outgoing": outgoing, "incoming": incoming})))
+}
+
+#[derive(Deserialize)]
+struct SendRequest {
+    peer: String,
+    subject: String,
+    kind: String,
+    body: Value,
+}
+
+fn parse_peer(node: &Node, peer: &str) -> Result<NodeId, AdminError> {
+    let id: NodeId = peer
+        .parse()
+        .map_err(|e| bad_request("bad_peer", format!("{e}")))?;
+    if node.peer(&id).is_none() {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "unknown_peer".into(),
+            format!("{id} is not a configured peer"),
+        ));
+    }
+    Ok(id)
+}
+
+async fn send_message(
+    node: &Node,
+    peer: NodeId,
+    subject: RecordId,
+    message: Message,
+) -> Result<Value, AdminError> {
+    match node.engine.send(peer.clone(), subject, message).await {
+        Ok(sent) => {
+            node.wake(&peer);
+            Ok(
+                json!({"id": sent.id, "seq": sent.seq, "hash": sent.hash.to_string(), "peer": peer.as_str()}),
+            )
+        }
+        Err(SendError::Refused(e)) => Err(AdminError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            e.code.as_str().into(),
+            e.message,
+        )),
+        Err(SendError::Engine(e)) => Err(internal(e)),
+    }
+}
+
+async fn send(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<SendRequest>,
+) -> Result<Json<Value>, AdminError> {
+    let peer = parse_peer(&node, &req.peer)?;
+    let subject: RecordId = req
+        .subject
+        .parse()
+        .map_err(|e| bad_request("bad_subject", format!("{e}")))?;
+    let body = guanxi_protocol::canonical::canonicalize(&req.body)
+        .map_err(|e| bad_request("bad_body", e.to_string()))
+        .and_then(|b| {
+            guanxi_protocol::canonical::parse_strict(&b)
+                .map_err(|e| bad_request("bad_body", e.to_string()))
+        })?;
+    let message =
+        Message::decode(&req.kind, &body).map_err(|e| bad_request("bad_body", e.to_string()))?;
+    Ok(Json(send_message(&node, peer, subject, message).await?))
+}
+
+#[derive(Deserialize)]
+struct PingRequest {
+    peer: String,
+    timeout_ms: Option<u64>,
+}
+
+async fn ping(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<PingRequest>,
+) -> Result<Json<Value>, AdminError> {
+    let peer = parse_peer(&node, &req.peer)?;
+    let subject: RecordId = format!("ping-{}", uuid::Uuid::now_v7())
+        .parse()
+        .map_err(|e| internal(format!("{e}")))?;
+    let message = Message::Ping(guanxi_protocol::messages::Ping {
+        note: "guanxi ping".into(),
+    });
+    let sent = send_message(&node, peer.clone(), subject, message).await?;
+    let seq = sent["seq"].as_u64().unwrap_or(0);
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(req.timeout_ms.unwrap_or(30_000).min(600_000));
+    loop {
+        // Register for the wake-up before looking, so none is missed.
+        let stored = node.receipts_stored.notified();
+        let entry = node
+            .store
+            .read()
+            .and_then(|r| r.out_entry(peer.as_str(), seq))
+            .map_err(internal)?;
+        if let Some(receipt) = entry.and_then(|e| e.receipt) {
+            // The delivery worker stored it only after verifying it.
+            let decoded = SignedReceipt::decode(&receipt).map_err(internal)?;
+            return Ok(Json(json!({
+                "sent": sent,
+                "receipt": json_of(&receipt),
+                "verified_with": decoded.receipt.sig.kid.0,
+            })));
+        }
+        if tokio::time::Instant::now() > deadline {
+            let delivery = node
+                .store
+                .read()
+                .and_then(|r| r.delivery(peer.as_str()))
+                .map_err(internal)?;
+            return Err(AdminError(
+                StatusCode::GATEWAY_TIMEOUT,
+                "no_receipt".into(),
+                format!(
+                    "ping queued as seq {seq} but no receipt yet; it stays queued. Last error: {}",
+                    delivery.last_error.unwrap_or_else(|| "none".into())
+                ),
+            ));
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(250), stored).await;
+    }
+}
+
+/// Binds the admin socket at `path` (replacing a stale one) with mode 0600.
+pub fn bind(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// The CLI side: one request to the admin socket. Returns the status and JSON body.
+pub async fn request(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value), String> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        format!("cannot reach the daemon at {} ({e}); is `guanxi serve` running with this data directory?", socket.display())
+    })?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("admin socket handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "guanxi")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("admin request: {e}"))?;
+    let status = response.status().as_u16();
+    let collected = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("admin answer: {e}"))?;
+    let value = serde_json::from_slice(&collected.to_bytes()).unwrap_or(Value::Null);
+    Ok((status, value))
+}

@@ -1,0 +1,414 @@
+//! Delivery workers: one per enabled peer, sending the outgoing stream in seq
+//! order with one request in flight, batching up to 100 envelopes when there
+//! is a backlog, resending the stored bytes until a verified receipt comes
+//! back.
+//!
+//! Failures back off exponentially (1 s doubling, × a random factor in
+//! [0.8, 1.4], capped at 1 hour); the state is persisted, so a restart neither
+//! resets nor stampedes. A wake-up (a new message queued, or any valid request
+//! from the peer) ends the wait at once. A peer that reports a broken stream
+//! (`seq_gap`, `chain_broken`, `id_conflict`) halts its stream for an admin:
+//! nothing is ever skipped or dropped.
+
+use crate::engine::{ReturnedReceipt, now_ms};
+use crate::node::{Node, PeerRuntime};
+use guanxi_adapters::store::Delivery;
+use guanxi_protocol::canonical;
+use guanxi_protocol::envelope::{MAX_BATCH, SignedEnvelope};
+use guanxi_protocol::receipt::{ReceiptStatus, SignedReceipt};
+use guanxi_protocol::{NodeId, ReasonCode};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// First retry delay.
+const BASE_DELAY_MS: i64 = 1_000;
+/// Longest retry delay.
+const MAX_DELAY_MS: i64 = 3_600_000;
+
+/// The delay before retry number `attempts` (1 = first retry), before jitter.
+pub fn backoff_ms(attempts: u32) -> i64 {
+    let exp = attempts.saturating_sub(1).min(32);
+    BASE_DELAY_MS.saturating_mul(1i64 << exp).min(MAX_DELAY_MS)
+}
+
+/// `delay` × a random factor in [0.8, 1.4], still capped at one hour.
+fn jitter(delay: i64) -> i64 {
+    let mut b = [0u8; 4];
+    let r = if getrandom::fill(&mut b).is_ok() {
+        u32::from_le_bytes(b)
+    } else {
+        u32::MAX / 2
+    };
+    let factor_permille = 800 + i64::from(r % 601);
+    (delay * factor_permille / 1000).min(MAX_DELAY_MS)
+}
+
+/// Runs and supervises one worker per enabled peer; follows config reloads.
+pub struct Workers {
+    node: Arc<Node>,
+    tracker: TaskTracker,
+    running: std::sync::Mutex<HashMap<NodeId, CancellationToken>>,
+    shutdown: CancellationToken,
+}
+
+impl Workers {
+    pub fn new(node: Arc<Node>, shutdown: CancellationToken) -> Arc<Workers> {
+        Arc::new(Workers {
+            node,
+            tracker: TaskTracker::new(),
+            running: std::sync::Mutex::new(HashMap::new()),
+            shutdown,
+        })
+    }
+
+    /// Starts workers for enabled peers without one and stops those of
+    /// peers removed or disabled. Call at start and after every reload.
+    pub fn sync(&self) {
+        let peers = self.node.peers();
+        let mut running = match self.running.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        running.retain(|id, token| {
+            let keep = peers.get(id).is_some_and(|p| p.config.enabled);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for (id, peer) in peers.iter() {
+            if peer.config.enabled && !running.contains_key(id) {
+                let token = self.shutdown.child_token();
+                running.insert(id.clone(), token.clone());
+                let node = self.node.clone();
+                let id = id.clone();
+                self.tracker
+                    .spawn(async move { worker(node, id, token).await });
+            }
+        }
+    }
+
+    /// Stops every worker and waits for them (each finishes its request).
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Why one delivery attempt failed.
+struct Failure {
+    message: String,
+    /// The peer said the stream is broken: stop until an admin acts.
+    halt: bool,
+}
+
+impl Failure {
+    fn retry(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            halt: false,
+        }
+    }
+}
+
+async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
+    let wake = node.waker(&peer);
+    let mut alerted = false;
+    tracing::info!(%peer, "delivery worker started");
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let Some(rt) = node.peer(&peer) else { break };
+        let (delivery, pending) = match read_state(&node, &peer) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%peer, "cannot read the outbox: {e}");
+                wait(&cancel, &wake, Some(5_000)).await;
+                continue;
+            }
+        };
+        if let Some(why) = &delivery.halted {
+            tracing::error!(%peer, "delivery halted: {why}; see `guanxi peers`");
+            wait(&cancel, &wake, None).await;
+            continue;
+        }
+        if pending.is_empty() {
+            wait(&cancel, &wake, None).await;
+            continue;
+        }
+        let now = now_ms();
+        if delivery.next_attempt_at > now {
+            // Back off, unless something wakes us first (then try at once).
+            wait(&cancel, &wake, Some(delivery.next_attempt_at - now)).await;
+            if cancel.is_cancelled() {
+                break;
+            }
+        }
+        let alert_after = i64::from(node.config().federation.alert_after_minutes) * 60_000;
+        let outcome = deliver(&rt, &pending).await;
+        let mut next = delivery.clone();
+        let (receipts, failure) = match outcome {
+            Ok(receipts) => (receipts, None),
+            Err((receipts, failure)) => (receipts, Some(failure)),
+        };
+        if let Some(last) = receipts.last() {
+            next.delivered_seq = last.seq;
+        }
+        match &failure {
+            None => {
+                if delivery.failing_since.is_some() {
+                    tracing::info!(%peer, "deliveries succeed again");
+                }
+                next.attempts = 0;
+                next.next_attempt_at = 0;
+                next.last_error = None;
+                next.failing_since = None;
+                alerted = false;
+            }
+            Some(f) if f.halt => {
+                tracing::error!(%peer, "peer reports a broken stream, delivery halted: {}", f.message);
+                next.halted = Some(f.message.clone());
+                next.last_error = Some(f.message.clone());
+            }
+            Some(f) => {
+                next.attempts = next.attempts.saturating_add(1);
+                let delay = jitter(backoff_ms(next.attempts));
+                let now = now_ms();
+                next.next_attempt_at = now + delay;
+                next.last_error = Some(f.message.clone());
+                let since = *next.failing_since.get_or_insert(now);
+                tracing::warn!(%peer, attempts = next.attempts, retry_in_ms = delay, "delivery failed: {}", f.message);
+                if now - since > alert_after && !alerted {
+                    alerted = true;
+                    tracing::error!(%peer, failing_for_ms = now - since, "peer has been failing for too long; messages are kept and retried");
+                }
+            }
+        }
+        let saved = if receipts.is_empty() {
+            node.engine.save_delivery(peer.clone(), next).await
+        } else {
+            let stored = node.engine.delivered(peer.clone(), receipts, next).await;
+            node.receipts_stored.notify_waiters();
+            stored
+        };
+        if let Err(e) = saved {
+            tracing::error!(%peer, "cannot store delivery results: {e}");
+            wait(&cancel, &wake, Some(1_000)).await;
+        }
+    }
+    tracing::info!(%peer, "delivery worker stopped");
+}
+
+fn read_state(
+    node: &Node,
+    peer: &NodeId,
+) -> Result<(Delivery, Vec<(u64, Vec<u8>)>), guanxi_adapters::store::StoreError> {
+    let r = node.store.read()?;
+    let delivery = r.delivery(peer.as_str())?;
+    let batch = (node.config().federation.max_batch as usize).clamp(1, MAX_BATCH);
+    let pending = r.out_envelopes(peer.as_str(), delivery.delivered_seq + 1, batch)?;
+    Ok((delivery, pending))
+}
+
+/// Waits for a wake-up, cancellation, or `timeout_ms` if given.
+async fn wait(cancel: &CancellationToken, wake: &tokio::sync::Notify, timeout_ms: Option<i64>) {
+    let sleep = async {
+        match timeout_ms {
+            Some(ms) => tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = wake.notified() => {}
+        () = sleep => {}
+    }
+}
+
+type Delivered = Vec<ReturnedReceipt>;
+
+/// Sends `pending` (consecutive seqs) and verifies what comes back. Returns
+/// the receipts for a prefix, and the failure that stopped it, if any.
+async fn deliver(
+    rt: &PeerRuntime,
+    pending: &[(u64, Vec<u8>)],
+) -> Result<Delivered, (Delivered, Failure)> {
+    let answer = if pending.len() == 1 {
+        rt.client
+            .post("/fed/v1/envelope", pending[0].1.clone())
+            .await
+    } else {
+        let mut body =
+            Vec::with_capacity(pending.iter().map(|(_, b)| b.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
+        for (i, (_, bytes)) in pending.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(bytes);
+        }
+        body.push(b']');
+        rt.client.post("/fed/v1/batch", body).await
+    };
+    let answer = answer.map_err(|e| (Vec::new(), Failure::retry(e.to_string())))?;
+
+    // One result per envelope sent: the receipt bytes, or the error.
+    let results: Vec<Result<Vec<u8>, String>> = if pending.len() == 1 {
+        if matches!(answer.status, 200 | 409) {
+            vec![Ok(answer.body)]
+        } else {
+            vec![Err(error_text(answer.status, &answer.body))]
+        }
+    } else if answer.status == 200 {
+        batch_results(&answer.body).map_err(|e| (Vec::new(), Failure::retry(e)))?
+    } else {
+        return Err((
+            Vec::new(),
+            Failure::retry(error_text(answer.status, &answer.body)),
+        ));
+    };
+
+    let mut delivered = Vec::new();
+    for ((seq, bytes), result) in pending.iter().zip(results) {
+        let receipt = match result {
+            Ok(r) => r,
+            Err(message) => {
+                return Err((delivered, Failure::retry(format!("seq {seq}: {message}"))));
+            }
+        };
+        match check_receipt(rt, bytes, &receipt) {
+            Ok(returned) => delivered.push(returned),
+            Err(failure) => return Err((delivered, failure)),
+        }
+    }
+    Ok(delivered)
+}
+
+fn error_text(status: u16, body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) if v.get("code").is_some() => format!(
+            "HTTP {status} {}: {}",
+            v["code"].as_str().unwrap_or("?"),
+            v["message"].as_str().unwrap_or("")
+        ),
+        _ => format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        ),
+    }
+}
+
+fn batch_results(body: &[u8]) -> Result<Vec<Result<Vec<u8>, String>>, String> {
+    let value = canonical::parse_strict(body)
+        .map_err(|e| format!("batch answer is not strict JSON: {e}"))?;
+    let Some(results) = value.get("results").and_then(|r| r.as_array()) else {
+        return Err("batch answer has no results array".into());
+    };
+    results
+        .iter()
+        .map(|r| {
+            if let Some(receipt) = r.get("receipt") {
+                canonical::canonicalize(receipt)
+                    .map(Ok)
+                    .map_err(|e| format!("receipt in batch answer: {e}"))
+            } else if let Some(error) = r.get("error") {
+                Ok(Err(format!(
+                    "{}: {}",
+                    error["code"].as_str().unwrap_or("?"),
+                    error["message"].as_str().unwrap_or("")
+                )))
+            } else {
+                Err("batch result is neither a receipt nor an error".into())
+            }
+        })
+        .collect()
+}
+
+/// Verifies a receipt against the envelope it answers, with the peer's key.
+fn check_receipt(
+    rt: &PeerRuntime,
+    sent: &[u8],
+    receipt: &[u8],
+) -> Result<ReturnedReceipt, Failure> {
+    let sent = SignedEnvelope::decode(sent)
+        .map_err(|e| Failure::retry(format!("stored envelope unreadable: {e}")))?;
+    let r = SignedReceipt::decode(receipt)
+        .map_err(|e| Failure::retry(format!("receipt refused: {e}")))?;
+    let kid = &r.receipt.sig.kid;
+    let key = rt
+        .config
+        .keys
+        .iter()
+        .find(|k| &k.kid == kid && k.valid_at(r.receipt.fields.received))
+        .ok_or_else(|| {
+            Failure::retry(format!(
+                "receipt signed with key {kid}, not a valid key of peer {}",
+                rt.config.id
+            ))
+        })?;
+    r.verify(&key.public_key)
+        .map_err(|e| Failure::retry(format!("receipt signature: {e}")))?;
+    r.matches(&sent)
+        .map_err(|e| Failure::retry(format!("receipt mismatch: {e}")))?;
+    let fields = &r.receipt.fields;
+    let seq = fields.seq;
+    match (fields.status, &fields.reason) {
+        (ReceiptStatus::Accepted, _) => Ok(ReturnedReceipt {
+            seq,
+            bytes: r.bytes,
+            rejected: None,
+        }),
+        (ReceiptStatus::Rejected, Some(reason))
+            if !matches!(
+                reason.code,
+                ReasonCode::IdConflict | ReasonCode::SeqGap | ReasonCode::ChainBroken
+            ) =>
+        {
+            tracing::warn!(peer = %rt.config.id, seq, code = %reason.code, "peer rejected envelope: {}", reason.message);
+            Ok(ReturnedReceipt {
+                seq,
+                bytes: r.bytes,
+                rejected: Some(reason.code),
+            })
+        }
+        (_, reason) => {
+            let text = reason
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        "{} (expected seq {:?}): {}",
+                        r.code, r.expected_seq, r.message
+                    )
+                })
+                .unwrap_or_else(|| "rejected without a reason".into());
+            Err(Failure {
+                message: format!("seq {seq}: {text}"),
+                halt: true,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_and_caps_at_an_hour() {
+        assert_eq!(backoff_ms(1), 1_000);
+        assert_eq!(backoff_ms(2), 2_000);
+        assert_eq!(backoff_ms(5), 16_000);
+        assert_eq!(backoff_ms(13), MAX_DELAY_MS);
+        assert_eq!(backoff_ms(1000), MAX_DELAY_MS);
+        for _ in 0..200 {
+            let d = jitter(10_000);
+            assert!((8_000..=14_000).contains(&d), "{d}");
+        }
+        assert_eq!(jitter(MAX_DELAY_MS).max(MAX_DELAY_MS), MAX_DELAY_MS);
+    }
+}

@@ -1,0 +1,526 @@
+//! The engine: the only writer of the store.
+//!
+//! Every change goes through one thread that owns redb's write side. Jobs
+//! (incoming envelopes, messages to send, receipts that came back, delivery
+//! state) queue on a channel; the writer takes every job waiting, runs them in
+//! order inside ONE write transaction, commits (one fsync for all: group
+//! commit), and only then answers each job. So a receipt is never sent for an
+//! envelope that is not durable, and a message is never queued without the
+//! record change it announces, or the reverse.
+//!
+//! Every record change goes through `guanxi_protocol::state::apply`, for
+//! incoming and outgoing messages alike.
+
+use guanxi_adapters::store::{Delivery, SeenId, Store, StoreError, Write};
+use guanxi_protocol::envelope::{EnvelopeFields, Millis, PROTOCOL_VERSION, SignedEnvelope};
+use guanxi_protocol::messages::{BodyError, Message};
+use guanxi_protocol::receipt::{ReceiptFields, Rejection};
+use guanxi_protocol::state::{self, Context, Record, StateError};
+use guanxi_protocol::{EnvelopeError, NodeId, NodeKey, ReasonCode, RecordId, Sha256Hash};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most jobs committed together.
+const MAX_GROUP: usize = 1024;
+
+/// The current time, UTC milliseconds.
+pub fn now_ms() -> Millis {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// This node: its id and signing key.
+pub struct Identity {
+    pub id: NodeId,
+    pub key: NodeKey,
+}
+
+/// Why the engine could not do a job. The job changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("signing failed: {0}")]
+    Sign(#[from] EnvelopeError),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// Why a message could not be sent. Nothing was queued or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0}")]
+    Refused(StateError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// An incoming envelope that passed the checks that need no store (SPEC §7
+/// steps 1–6), with its body decoded (or the reason it could not be).
+pub struct Inbound {
+    pub envelope: SignedEnvelope,
+    pub message: Result<Message, BodyError>,
+}
+
+/// The engine's answer to one incoming envelope.
+#[derive(Debug, Clone)]
+pub struct InboundAnswer {
+    /// 200 (accepted, business rejection, duplicate) or 409 (stream rejection).
+    pub http_status: u16,
+    /// The signed receipt's exact bytes.
+    pub receipt: Vec<u8>,
+}
+
+impl InboundAnswer {
+    /// Whether later envelopes of a batch may still be processed.
+    pub fn continues(&self) -> bool {
+        self.http_status == 200
+    }
+}
+
+/// A message queued for a peer.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub id: String,
+    pub seq: u64,
+    pub hash: Sha256Hash,
+}
+
+/// A receipt that came back for an outgoing envelope, already verified.
+pub struct ReturnedReceipt {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+    pub rejected: Option<ReasonCode>,
+}
+
+enum Job {
+    Inbound {
+        items: Vec<Inbound>,
+        reply: oneshot::Sender<Result<Vec<InboundAnswer>, EngineError>>,
+    },
+    Send {
+        peer: NodeId,
+        subject: RecordId,
+        message: Message,
+        reply: oneshot::Sender<Result<Result<Sent, StateError>, EngineError>>,
+    },
+    Delivered {
+        peer: NodeId,
+        receipts: Vec<ReturnedReceipt>,
+        delivery: Delivery,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    SaveDelivery {
+        peer: NodeId,
+        delivery: Delivery,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+}
+
+/// A handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Engine {
+    /// Starts the writer thread over `store`. It stops when every handle is
+    /// dropped, after finishing the jobs already queued.
+    pub fn start(
+        store: Arc<Store>,
+        identity: Arc<Identity>,
+    ) -> (Engine, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8192);
+        let handle = std::thread::Builder::new()
+            .name("guanxi-writer".into())
+            .spawn(move || writer(store, identity, rx))
+            .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
+        (Engine { jobs: tx }, handle)
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, EngineError>>) -> Job,
+    ) -> Result<T, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(make(reply))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Processes incoming envelopes in order (SPEC §7 steps 7–11) and answers
+    /// them after the commit. Stops after the first that gets a 409; the
+    /// answers are for that prefix.
+    pub async fn inbound(&self, items: Vec<Inbound>) -> Result<Vec<InboundAnswer>, EngineError> {
+        self.call(|reply| Job::Inbound { items, reply }).await
+    }
+
+    /// Applies `message` to the record `subject` shared with `peer` and queues
+    /// it for delivery, in one transaction. A message the state machine
+    /// refuses changes nothing.
+    pub async fn send(
+        &self,
+        peer: NodeId,
+        subject: RecordId,
+        message: Message,
+    ) -> Result<Sent, SendError> {
+        match self
+            .call(|reply| Job::Send {
+                peer,
+                subject,
+                message,
+                reply,
+            })
+            .await?
+        {
+            Ok(sent) => Ok(sent),
+            Err(refused) => Err(SendError::Refused(refused)),
+        }
+    }
+
+    /// Stores verified receipts for outgoing envelopes and the new delivery state.
+    pub async fn delivered(
+        &self,
+        peer: NodeId,
+        receipts: Vec<ReturnedReceipt>,
+        delivery: Delivery,
+    ) -> Result<(), EngineError> {
+        self.call(|reply| Job::Delivered {
+            peer,
+            receipts,
+            delivery,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores the delivery state of the stream to `peer` (backoff, errors).
+    pub async fn save_delivery(&self, peer: NodeId, delivery: Delivery) -> Result<(), EngineError> {
+        self.call(|reply| Job::SaveDelivery {
+            peer,
+            delivery,
+            reply,
+        })
+        .await
+    }
+}
+
+/// What a job produced, waiting for the commit.
+enum Done {
+    Inbound(Vec<InboundAnswer>),
+    Send(Result<Sent, StateError>),
+    Unit,
+}
+
+fn writer(store: Arc<Store>, identity: Arc<Identity>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let result = run_group(&store, &identity, &jobs, now);
+        match result {
+            Ok(done) => {
+                for (job, done) in jobs.into_iter().zip(done) {
+                    answer(job, Ok(done));
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    "write transaction failed, {} job(s) answered with an error: {e}",
+                    jobs.len()
+                );
+                let message = e.to_string();
+                for job in jobs {
+                    answer(job, Err(EngineError::Corrupt(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn run_group(
+    store: &Store,
+    identity: &Identity,
+    jobs: &[Job],
+    now: Millis,
+) -> Result<Vec<Done>, EngineError> {
+    let mut w = store.write()?;
+    let mut done = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        done.push(match job {
+            Job::Inbound { items, .. } => {
+                let mut answers = Vec::with_capacity(items.len());
+                for item in items {
+                    let a = inbound(&mut w, identity, item, now)?;
+                    let stop = !a.continues();
+                    answers.push(a);
+                    if stop {
+                        break;
+                    }
+                }
+                Done::Inbound(answers)
+            }
+            Job::Send {
+                peer,
+                subject,
+                message,
+                ..
+            } => Done::Send(send(&mut w, identity, peer, subject, message, now)?),
+            Job::Delivered {
+                peer,
+                receipts,
+                delivery,
+                ..
+            } => {
+                for r in receipts {
+                    w.put_out_receipt(
+                        peer.as_str(),
+                        r.seq,
+                        &r.bytes,
+                        r.rejected.map(ReasonCode::as_str),
+                    )?;
+                }
+                w.put_delivery(peer.as_str(), delivery)?;
+                Done::Unit
+            }
+            Job::SaveDelivery { peer, delivery, .. } => {
+                w.put_delivery(peer.as_str(), delivery)?;
+                Done::Unit
+            }
+        });
+    }
+    w.commit()?;
+    Ok(done)
+}
+
+fn answer(job: Job, result: Result<Done, EngineError>) {
+    // A dropped receiver means the caller gave up (timeout); the work is done
+    // and durable regardless, and a retry will find it.
+    match (job, result) {
+        (Job::Inbound { reply, .. }, Ok(Done::Inbound(a))) => drop(reply.send(Ok(a))),
+        (Job::Send { reply, .. }, Ok(Done::Send(s))) => drop(reply.send(Ok(s))),
+        (Job::Delivered { reply, .. } | Job::SaveDelivery { reply, .. }, Ok(Done::Unit)) => {
+            drop(reply.send(Ok(())))
+        }
+        (Job::Inbound { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+        (Job::Send { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
+        (Job::Delivered { reply, .. } | Job::SaveDelivery { reply, .. }, Err(e)) => {
+            drop(reply.send(Err(e)))
+        }
+        (_, Ok(_)) => tracing::error!("engine produced an answer of the wrong shape"),
+    }
+}
+
+fn load_record(w: &Write, peer: &str, subject: &str) -> Result<Option<Record>, EngineError> {
+    match w.record(peer, subject)? {
+        Some(json) => serde_json::from_slice(&json)
+            .map(Some)
+            .map_err(|e| EngineError::Corrupt(format!("record ({peer}, {subject}): {e}"))),
+        None => Ok(None),
+    }
+}
+
+fn save_record(
+    w: &mut Write,
+    peer: &str,
+    subject: &str,
+    record: &Record,
+) -> Result<(), EngineError> {
+    let json = serde_json::to_vec(record).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    w.put_record(peer, subject, &json)?;
+    Ok(())
+}
+
+fn reject(
+    code: ReasonCode,
+    message: impl Into<String>,
+    expected_seq: Option<u64>,
+) -> Option<Rejection> {
+    Some(Rejection {
+        code,
+        message: message.into(),
+        expected_seq,
+    })
+}
+
+/// SPEC §7 steps 7–10 for one envelope, inside the group's transaction.
+fn inbound(
+    w: &mut Write,
+    identity: &Identity,
+    item: &Inbound,
+    now: Millis,
+) -> Result<InboundAnswer, EngineError> {
+    let env = &item.envelope;
+    let f = env.fields();
+    let peer = f.from.as_str();
+    let stream = w.in_stream(peer)?;
+
+    // Step 7: a retry gets the original receipt; the same id with other bytes is a conflict.
+    if let Some(seen) = w.seen_id(&f.id)? {
+        if seen.hash == env.hash.0 && seen.peer == peer {
+            if let Some(receipt) = w.in_receipt(&seen.peer, seen.seq)? {
+                return Ok(InboundAnswer {
+                    http_status: 200,
+                    receipt,
+                });
+            }
+        }
+        let reason = reject(
+            ReasonCode::IdConflict,
+            format!("envelope id {} was already used with other bytes", f.id),
+            None,
+        );
+        let receipt =
+            ReceiptFields::for_envelope(env, stream.seq, reason, now).sign(&identity.key)?;
+        return Ok(InboundAnswer {
+            http_status: 409,
+            receipt: receipt.bytes,
+        });
+    }
+
+    // Step 8: the stream must continue exactly.
+    let expected = stream.seq + 1;
+    let prev_ok = f.prev.map(|h| h.0) == stream.hash;
+    let stream_error = if f.seq > expected {
+        Some((
+            ReasonCode::SeqGap,
+            format!("seq {} skips ahead; expected seq {expected}", f.seq),
+        ))
+    } else if f.seq < expected {
+        Some((
+            ReasonCode::ChainBroken,
+            format!(
+                "seq {} was already used by another envelope; expected seq {expected}",
+                f.seq
+            ),
+        ))
+    } else if !prev_ok {
+        Some((
+            ReasonCode::ChainBroken,
+            format!(
+                "prev does not match the hash of envelope seq {}",
+                stream.seq
+            ),
+        ))
+    } else {
+        None
+    };
+    if let Some((code, message)) = stream_error {
+        let receipt = ReceiptFields::for_envelope(
+            env,
+            stream.seq,
+            reject(code, message, Some(expected)),
+            now,
+        )
+        .sign(&identity.key)?;
+        return Ok(InboundAnswer {
+            http_status: 409,
+            receipt: receipt.bytes,
+        });
+    }
+
+    // Step 9: the business rules. A failure is a rejection that consumes the seq.
+    let reason = match &item.message {
+        Err(BodyError::UnknownKind(kind)) => reject(
+            ReasonCode::UnknownKind,
+            format!("unknown kind {kind:?}"),
+            None,
+        ),
+        Err(e @ BodyError::Field { .. }) => reject(ReasonCode::BadBody, e.to_string(), None),
+        Ok(message) => {
+            let ctx = Context {
+                from: f.from.clone(),
+                to: f.to.clone(),
+                at: f.created,
+            };
+            let current = load_record(w, peer, f.subject.as_str())?;
+            match state::apply(current.as_ref(), &ctx, message) {
+                Ok(Some(record)) => {
+                    save_record(w, peer, f.subject.as_str(), &record)?;
+                    None
+                }
+                Ok(None) => None,
+                Err(e) => reject(e.code, e.message, None),
+            }
+        }
+    };
+
+    // Step 10: envelope, receipt and stream position in the same transaction.
+    let rejected = reason.as_ref().map(|r| r.code.as_str());
+    let receipt =
+        ReceiptFields::for_envelope(env, f.seq, reason.clone(), now).sign(&identity.key)?;
+    let seen = SeenId {
+        peer: peer.to_string(),
+        seq: f.seq,
+        hash: env.hash.0,
+    };
+    w.put_in(&f.id, &seen, &env.bytes, &receipt.bytes, rejected)?;
+    Ok(InboundAnswer {
+        http_status: 200,
+        receipt: receipt.bytes,
+    })
+}
+
+/// Applies a local message and queues its envelope, inside the group's transaction.
+fn send(
+    w: &mut Write,
+    identity: &Identity,
+    peer: &NodeId,
+    subject: &RecordId,
+    message: &Message,
+    now: Millis,
+) -> Result<Result<Sent, StateError>, EngineError> {
+    let ctx = Context {
+        from: identity.id.clone(),
+        to: peer.clone(),
+        at: now,
+    };
+    let current = load_record(w, peer.as_str(), subject.as_str())?;
+    let record = match state::apply(current.as_ref(), &ctx, message) {
+        Ok(record) => record,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let stream = w.out_stream(peer.as_str())?;
+    let fields = EnvelopeFields {
+        v: PROTOCOL_VERSION,
+        id: uuid::Uuid::now_v7().hyphenated().to_string(),
+        from: identity.id.clone(),
+        to: peer.clone(),
+        seq: stream.seq + 1,
+        prev: stream.hash.map(Sha256Hash),
+        created: now,
+        kind: message.kind().to_string(),
+        subject: subject.clone(),
+        body: message.body().map_err(EnvelopeError::from)?,
+    };
+    let signed = match fields.sign(&identity.key) {
+        Ok(s) => s,
+        Err(EnvelopeError::TooLarge { size }) => {
+            return Ok(Err(StateError {
+                code: ReasonCode::TooLarge,
+                message: format!(
+                    "the message would be {size} bytes, over the 1 MiB envelope limit"
+                ),
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some(record) = record {
+        save_record(w, peer.as_str(), subject.as_str(), &record)?;
+    }
+    let seq = signed.fields().seq;
+    w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes)?;
+    Ok(Ok(Sent {
+        id: signed.fields().id.clone(),
+        seq,
+        hash: signed.hash,
+    }))
+}

@@ -1,0 +1,303 @@
+//! The federation endpoints (SPEC §9): one envelope, a batch, the key document.
+//!
+//! A handler does SPEC §7 steps 1–6 itself (size, strict canonical parse,
+//! sender, recipient, key, strict signature, clock) — in parallel, without the
+//! store — and hands what passes to the engine for steps 7–11, which answers
+//! only after the commit. Errors before the engine are plain JSON
+//! `{"code","message"}` with the status of SPEC §10; nothing is stored.
+
+use crate::engine::{Inbound, InboundAnswer, now_ms};
+use crate::node::Node;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use guanxi_protocol::canonical;
+use guanxi_protocol::envelope::{MAX_BATCH, MAX_ENVELOPE_BYTES, Millis, SignedEnvelope};
+use guanxi_protocol::messages::Message;
+use guanxi_protocol::{EnvelopeError, NodeId, ReasonCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest batch request body.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// How far ahead of our clock an envelope's `created` may be.
+pub const MAX_CLOCK_SKEW_MS: Millis = 5 * 60 * 1000;
+
+/// An answer without a receipt.
+#[derive(Debug)]
+pub struct FedError {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+impl FedError {
+    fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+        FedError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn json(&self) -> String {
+        let body = serde_json::json!({"code": self.code.as_str(), "message": self.message});
+        canonical::canonicalize(&body)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl From<EnvelopeError> for FedError {
+    fn from(e: EnvelopeError) -> Self {
+        FedError::new(e.reason(), e.to_string())
+    }
+}
+
+fn json_response(status: u16, body: Vec<u8>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl IntoResponse for FedError {
+    fn into_response(self) -> Response {
+        json_response(self.code.http_status(), self.json().into_bytes())
+    }
+}
+
+/// The federation routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/fed/v1/envelope", post(post_envelope))
+        .route("/fed/v1/batch", post(post_batch))
+        .route("/fed/v1/keys", get(keys))
+}
+
+async fn keys(State(node): State<Arc<Node>>) -> Response {
+    json_response(200, node.key_document.clone())
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("inbox: {e}");
+    let body = serde_json::json!({"code": "internal", "message": "the node could not store the envelope; retry later"});
+    json_response(503, body.to_string().into_bytes())
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, FedError> {
+    axum::body::to_bytes(body, limit)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| {
+            FedError::new(
+                ReasonCode::TooLarge,
+                format!("request body over {limit} bytes, or unreadable: {e}"),
+            )
+        })
+}
+
+fn request_timeout(node: &Node) -> Duration {
+    Duration::from_secs(node.config().federation.request_timeout_seconds.into())
+}
+
+async fn post_envelope(State(node): State<Arc<Node>>, body: Body) -> Response {
+    let timeout = request_timeout(&node);
+    match tokio::time::timeout(timeout, one_envelope(node, body)).await {
+        Ok(response) => response,
+        Err(_) => internal("request timed out"),
+    }
+}
+
+async fn one_envelope(node: Arc<Node>, body: Body) -> Response {
+    let bytes = match read_body(body, MAX_ENVELOPE_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let item = match check(&node, &bytes, now_ms()) {
+        Ok(item) => item,
+        Err(e) => return e.into_response(),
+    };
+    let peer = item.envelope.fields().from.clone();
+    let _permit = acquire(&node, &peer).await;
+    match node.engine.inbound(vec![item]).await {
+        Ok(answers) => match answers.into_iter().next() {
+            Some(InboundAnswer {
+                http_status,
+                receipt,
+            }) => json_response(http_status, receipt),
+            None => internal("engine gave no answer"),
+        },
+        Err(e) => internal(e),
+    }
+}
+
+async fn acquire(node: &Node, peer: &NodeId) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match node.peer(peer) {
+        Some(rt) => rt.permits.clone().acquire_owned().await.ok(),
+        None => None,
+    }
+}
+
+/// SPEC §7 steps 1–6: everything that needs no store.
+pub fn check(node: &Node, bytes: &[u8], now: Millis) -> Result<Inbound, FedError> {
+    let envelope = SignedEnvelope::decode(bytes)?;
+    let f = envelope.fields();
+    let Some(peer) = node.peer(&f.from) else {
+        return Err(FedError::new(
+            ReasonCode::UnknownSender,
+            format!("{} is not a configured peer of this node", f.from),
+        ));
+    };
+    if !peer.config.enabled {
+        return Err(FedError::new(
+            ReasonCode::SenderDisabled,
+            format!("peer {} is disabled here", f.from),
+        ));
+    }
+    if f.to != node.identity.id {
+        return Err(FedError::new(
+            ReasonCode::WrongRecipient,
+            format!(
+                "envelope is for {}, this node is {}",
+                f.to, node.identity.id
+            ),
+        ));
+    }
+    let kid = &envelope.envelope.sig.kid;
+    let Some(key) = peer.config.keys.iter().find(|k| &k.kid == kid) else {
+        return Err(FedError::new(
+            ReasonCode::UnknownKey,
+            format!("key {kid} is not configured for peer {}", f.from),
+        ));
+    };
+    if !key.valid_at(f.created) {
+        return Err(FedError::new(
+            ReasonCode::KeyNotValid,
+            format!(
+                "key {kid} of peer {} is not valid at the envelope's creation time",
+                f.from
+            ),
+        ));
+    }
+    envelope.verify(&key.public_key)?;
+    if f.created > now + MAX_CLOCK_SKEW_MS {
+        return Err(FedError::new(
+            ReasonCode::FromTheFuture,
+            format!(
+                "created is {} ms ahead of this node's clock (at most {MAX_CLOCK_SKEW_MS} allowed)",
+                f.created - now
+            ),
+        ));
+    }
+    // A valid request shows the peer is alive: deliver what waits for it now.
+    node.wake(&f.from);
+    let message = Message::decode(&f.kind, &f.body);
+    Ok(Inbound { envelope, message })
+}
+
+async fn post_batch(State(node): State<Arc<Node>>, body: Body) -> Response {
+    let timeout = request_timeout(&node);
+    match tokio::time::timeout(timeout, batch(node, body)).await {
+        Ok(response) => response,
+        Err(_) => internal("request timed out"),
+    }
+}
+
+async fn batch(node: Arc<Node>, body: Body) -> Response {
+    let bytes = match read_body(body, MAX_BATCH_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let elements = match split_batch(&bytes) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let now = now_ms();
+    let mut items = Vec::new();
+    let mut first_error = None;
+    for element in &elements {
+        match check(&node, element, now) {
+            Ok(item) => items.push(item),
+            Err(e) => {
+                first_error = Some(e);
+                break;
+            }
+        }
+    }
+    let checked = items.len();
+    let answers = if items.is_empty() {
+        Vec::new()
+    } else {
+        let peer = items[0].envelope.fields().from.clone();
+        let _permit = acquire(&node, &peer).await;
+        match node.engine.inbound(items).await {
+            Ok(a) => a,
+            Err(e) => return internal(e),
+        }
+    };
+    let stopped_early = answers.len() < checked || answers.last().is_some_and(|a| !a.continues());
+    let mut results: Vec<Vec<u8>> = Vec::with_capacity(elements.len());
+    for a in &answers {
+        let mut r = b"{\"receipt\":".to_vec();
+        r.extend_from_slice(&a.receipt);
+        r.push(b'}');
+        results.push(r);
+    }
+    if !stopped_early && let Some(e) = first_error {
+        results.push(format!("{{\"error\":{}}}", e.json()).into_bytes());
+    }
+    while results.len() < elements.len() {
+        let e = FedError::new(
+            ReasonCode::NotProcessed,
+            "not processed: an earlier envelope of the batch failed",
+        );
+        results.push(format!("{{\"error\":{}}}", e.json()).into_bytes());
+    }
+    let mut body = b"{\"results\":[".to_vec();
+    body.extend_from_slice(&results.join(&b","[..]));
+    body.extend_from_slice(b"]}");
+    json_response(200, body)
+}
+
+/// Splits a batch body (the canonical JSON array of 1–100 envelopes) into
+/// each envelope's exact bytes.
+fn split_batch(bytes: &[u8]) -> Result<Vec<Vec<u8>>, FedError> {
+    let value = canonical::parse_strict(bytes)
+        .map_err(|e| FedError::new(ReasonCode::from_parse_error(&e.kind), e.to_string()))?;
+    let Some(array) = value.as_array() else {
+        return Err(FedError::new(
+            ReasonCode::BadJson,
+            "a batch is a JSON array of envelopes",
+        ));
+    };
+    if array.is_empty() || array.len() > MAX_BATCH {
+        return Err(FedError::new(
+            ReasonCode::BatchTooLarge,
+            format!(
+                "a batch holds 1 to {MAX_BATCH} envelopes, this one {}",
+                array.len()
+            ),
+        ));
+    }
+    let canonical = canonical::canonicalize(&value)
+        .map_err(|e| FedError::new(ReasonCode::BadJson, e.to_string()))?;
+    if canonical != bytes {
+        return Err(FedError::new(
+            ReasonCode::NotCanonical,
+            "the batch body is not the canonical form of the array",
+        ));
+    }
+    array
+        .iter()
+        .map(|e| {
+            canonical::canonicalize(e)
+                .map_err(|err| FedError::new(ReasonCode::BadJson, err.to_string()))
+        })
+        .collect()
+}

@@ -1,0 +1,177 @@
+//! The running node: what the HTTP handlers, delivery workers and admin
+//! commands share — identity, engine, store, the current configuration and
+//! one runtime entry per configured peer (HTTPS client, concurrency permits,
+//! the wake-up of its delivery worker).
+//!
+//! The configuration can be replaced while running (SIGHUP): peers added,
+//! removed, disabled or re-keyed take effect at once; a bad file is refused
+//! and the old configuration stays.
+
+use crate::engine::{Engine, Identity};
+use guanxi_adapters::peer_client::{ClientError, PeerClient, Trust};
+use guanxi_adapters::store::Store;
+use guanxi_config::{Config, PeerConfig};
+use guanxi_protocol::{NodeId, Sha256Hash};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// One configured peer at run time.
+pub struct PeerRuntime {
+    pub config: PeerConfig,
+    pub client: PeerClient,
+    /// Limits requests from this peer handled at once.
+    pub permits: Arc<Semaphore>,
+}
+
+/// The shared state of a running node.
+pub struct Node {
+    pub identity: Arc<Identity>,
+    pub engine: Engine,
+    pub store: Arc<Store>,
+    /// Canonical bytes of the key document.
+    pub key_document: Vec<u8>,
+    config: RwLock<Arc<Config>>,
+    peers: RwLock<Arc<HashMap<NodeId, Arc<PeerRuntime>>>>,
+    /// Wake-ups of delivery workers, by peer; kept across reloads.
+    wakers: RwLock<HashMap<NodeId, Arc<Notify>>>,
+    /// Notified (all waiters) whenever receipts for outgoing envelopes are stored.
+    pub receipts_stored: Notify,
+}
+
+fn trust_of(peer: &PeerConfig) -> Trust {
+    match peer
+        .tls_cert_sha256
+        .as_deref()
+        .and_then(|h| h.parse::<Sha256Hash>().ok())
+    {
+        Some(hash) => Trust::Pinned(hash),
+        None => Trust::WebPki,
+    }
+}
+
+fn build_peers(
+    config: &Config,
+    old: &HashMap<NodeId, Arc<PeerRuntime>>,
+) -> Result<HashMap<NodeId, Arc<PeerRuntime>>, ClientError> {
+    let f = &config.federation;
+    let mut peers = HashMap::new();
+    for p in &config.peers {
+        // Keep the client (and its connections) when nothing about TLS or the URL changed.
+        let client = match old.get(&p.id) {
+            Some(rt)
+                if rt.config.url == p.url && rt.config.tls_cert_sha256 == p.tls_cert_sha256 =>
+            {
+                rt.client.clone()
+            }
+            _ => PeerClient::new(
+                &p.url,
+                &trust_of(p),
+                Duration::from_secs(f.connect_timeout_seconds.into()),
+                Duration::from_secs(f.request_timeout_seconds.into()),
+            )?,
+        };
+        let permits = match old.get(&p.id) {
+            Some(rt) if rt.config.id == p.id => rt.permits.clone(),
+            _ => Arc::new(Semaphore::new(f.max_concurrent_per_peer as usize)),
+        };
+        peers.insert(
+            p.id.clone(),
+            Arc::new(PeerRuntime {
+                config: p.clone(),
+                client,
+                permits,
+            }),
+        );
+    }
+    Ok(peers)
+}
+
+impl Node {
+    /// The node for `config`, with its peers' clients built.
+    pub fn new(
+        identity: Arc<Identity>,
+        engine: Engine,
+        store: Arc<Store>,
+        key_document: Vec<u8>,
+        config: Config,
+    ) -> Result<Node, ClientError> {
+        let peers = build_peers(&config, &HashMap::new())?;
+        Ok(Node {
+            identity,
+            engine,
+            store,
+            key_document,
+            config: RwLock::new(Arc::new(config)),
+            peers: RwLock::new(Arc::new(peers)),
+            wakers: RwLock::new(HashMap::new()),
+            receipts_stored: Notify::new(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Every configured peer (enabled or not).
+    pub fn peers(&self) -> Arc<HashMap<NodeId, Arc<PeerRuntime>>> {
+        match self.peers.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// One peer, if configured.
+    pub fn peer(&self, id: &NodeId) -> Option<Arc<PeerRuntime>> {
+        self.peers().get(id).cloned()
+    }
+
+    /// The wake-up of `peer`'s delivery worker.
+    pub fn waker(&self, peer: &NodeId) -> Arc<Notify> {
+        if let Ok(w) = self.wakers.read()
+            && let Some(n) = w.get(peer)
+        {
+            return n.clone();
+        }
+        let mut w = match self.wakers.write() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        w.entry(peer.clone())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    /// Wakes `peer`'s delivery worker (a message was queued, or the peer
+    /// showed it is alive).
+    pub fn wake(&self, peer: &NodeId) {
+        self.waker(peer).notify_one();
+    }
+
+    /// Replaces the configuration. The node id and the listen address cannot
+    /// change while running; such a file is refused whole.
+    pub fn replace_config(&self, new: Config) -> Result<(), String> {
+        let old = self.config();
+        if new.node_id != old.node_id {
+            return Err(format!(
+                "node id changed from {} to {}: restart to change it",
+                old.node_id, new.node_id
+            ));
+        }
+        let peers = build_peers(&new, &self.peers()).map_err(|e| e.to_string())?;
+        match self.peers.write() {
+            Ok(mut p) => *p = Arc::new(peers),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(peers),
+        }
+        match self.config.write() {
+            Ok(mut c) => *c = Arc::new(new),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
+        }
+        Ok(())
+    }
+}

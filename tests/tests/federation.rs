@@ -1,0 +1,412 @@
+//! Two (real, separate-process) daemons exchanging signed requests over real
+//! TLS on loopback: in both directions, with one of them down, with the
+//! receiver SIGKILLed mid-stream, and across a configuration reload.
+
+use guanxi_protocol::receipt::{ReceiptStatus, SignedReceipt};
+use guanxi_protocol::{PublicKey, Sha256Hash, canonical};
+use guanxi_tests::NodeSetup;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
+
+fn bin() -> &'static Path {
+    Path::new(BIN)
+}
+
+/// Two nodes, acme and globex, set up with `init`, each a peer of the other.
+fn pair(dir: &Path) -> (NodeSetup, NodeSetup) {
+    let a_dir = dir.join("acme");
+    let b_dir = dir.join("globex");
+    std::fs::create_dir_all(&a_dir).expect("mkdir");
+    std::fs::create_dir_all(&b_dir).expect("mkdir");
+    let a = NodeSetup::init(bin(), &a_dir, "acme").expect("init acme");
+    let b = NodeSetup::init(bin(), &b_dir, "globex").expect("init globex");
+    a.append_config(&b.peer_block(true)).expect("peer");
+    b.append_config(&a.peer_block(true)).expect("peer");
+    (a, b)
+}
+
+async fn send(node: &NodeSetup, peer: &str, kind: &str, subject: &str, body: Value) -> u64 {
+    let (status, v) = node
+        .admin(
+            "POST",
+            "/admin/v1/send",
+            Some(json!({"peer": peer, "kind": kind, "subject": subject, "body": body})),
+        )
+        .await;
+    assert_eq!(status, 200, "send {kind}: {v}");
+    v["seq"].as_u64().expect("seq")
+}
+
+/// Waits until `node` holds a receipt for its envelope `seq` to `peer`; returns
+/// (envelope bytes, receipt bytes), recovered exactly by canonicalization.
+async fn receipt_for(
+    node: &NodeSetup,
+    peer: &str,
+    seq: u64,
+    timeout: Duration,
+) -> (Vec<u8>, Vec<u8>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, v) = node
+            .admin("GET", &format!("/admin/v1/outbox/{peer}/{seq}"), None)
+            .await;
+        if status == 200 && v["receipt"].is_object() {
+            let envelope = canonical::canonicalize(&v["envelope"]).expect("canonical");
+            let receipt = canonical::canonicalize(&v["receipt"]).expect("canonical");
+            return (envelope, receipt);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no receipt for {peer}/{seq} in {timeout:?}: {v}; peers: {}",
+            node.peer_status(peer).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn verify_receipt(receiver: &NodeSetup, envelope: &[u8], receipt: &[u8]) -> SignedReceipt {
+    let key: PublicKey = receiver.public_key.parse().expect("receiver key");
+    let r = SignedReceipt::decode(receipt).expect("receipt decodes");
+    r.verify(&key)
+        .expect("receipt verifies with the receiver's key");
+    assert_eq!(
+        r.receipt.fields.hash,
+        Sha256Hash::of(envelope),
+        "receipt names the hash of what was sent"
+    );
+    r
+}
+
+fn customer() -> Value {
+    json!({"company": "Contoso 台灣", "contact": "Lin", "email": "lin@contoso.example", "phone": ""})
+}
+
+fn lead_offer() -> Value {
+    json!({"customer": customer(), "country": "TW", "region": "Taipei", "product_lines": ["cnc"],
+           "estimated_value": {"amount": 1_250_000, "currency": "TWD"}, "source": "web", "campaign": "",
+           "notes": "", "accept_by": 4_102_444_800_000i64})
+}
+
+fn order_place() -> Value {
+    json!({"reference": "PO-7", "currency": "TWD", "requested_date": null, "lead": "lead-1",
+           "ship_to": {"name": "Globex", "street": "", "city": "Kaohsiung", "postal_code": "", "region": "", "country": "TW"},
+           "lines": [{"line": 1, "sku": "CNC-5X", "quantity": 2, "unit_price": 500_000}]})
+}
+
+fn warranty_claim() -> Value {
+    json!({"sku": "CNC-5X", "serial": "SN-1", "purchase_date": "2026-01-10", "description": "spindle noise", "customer": customer()})
+}
+
+async fn record(node: &NodeSetup, peer: &str, subject: &str) -> Value {
+    node.admin("GET", &format!("/admin/v1/records/{peer}/{subject}"), None)
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn two_daemons_exchange_requests_in_both_directions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path());
+    let da = a.start(bin()).expect("acme starts");
+    let db = b.start(bin()).expect("globex starts");
+    let t = Duration::from_secs(30);
+
+    // Acme → Globex: ping, lead.offer.
+    let s1 = send(&a, "globex", "ping", "p-1", json!({"note": "hello"})).await;
+    let s2 = send(&a, "globex", "lead.offer", "lead-1", lead_offer()).await;
+    // Globex → Acme: ping, lead.accept, order.place, warranty.claim.
+    let r1 = send(&b, "acme", "ping", "p-2", json!({"note": "hi"})).await;
+    let (e, r) = receipt_for(&a, "globex", s2, t).await;
+    verify_receipt(&b, &e, &r);
+    let r2 = send(
+        &b,
+        "acme",
+        "lead.accept",
+        "lead-1",
+        json!({"note": "on it"}),
+    )
+    .await;
+    let r3 = send(&b, "acme", "order.place", "order-1", order_place()).await;
+    let r4 = send(&b, "acme", "warranty.claim", "claim-1", warranty_claim()).await;
+    assert_eq!((s1, s2, r1, r2, r3, r4), (1, 2, 1, 2, 3, 4));
+
+    for seq in [s1, s2] {
+        let (e, r) = receipt_for(&a, "globex", seq, t).await;
+        let receipt = verify_receipt(&b, &e, &r);
+        assert_eq!(
+            receipt.receipt.fields.status,
+            ReceiptStatus::Accepted,
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+    for seq in [r1, r2, r3, r4] {
+        let (e, r) = receipt_for(&b, "acme", seq, t).await;
+        let receipt = verify_receipt(&a, &e, &r);
+        assert_eq!(
+            receipt.receipt.fields.status,
+            ReceiptStatus::Accepted,
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+        assert_eq!(receipt.receipt.fields.seq, seq);
+    }
+
+    // Both daemons computed the same records.
+    for (subject, status) in [
+        ("lead-1", "accepted"),
+        ("order-1", "placed"),
+        ("claim-1", "submitted"),
+    ] {
+        let at_a = record(&a, "globex", subject).await;
+        let at_b = record(&b, "acme", subject).await;
+        assert_eq!(at_a["status"], status, "{subject} at acme: {at_a}");
+        assert_eq!(at_a, at_b, "{subject} differs between the two daemons");
+    }
+
+    // An illegal transition is refused locally and nothing is queued.
+    let (status, v) = a
+        .admin("POST", "/admin/v1/send", Some(json!({"peer": "globex", "kind": "lead.accept", "subject": "lead-1", "body": {"note": ""}})))
+        .await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (422, Some("not_allowed")),
+        "{v}"
+    );
+    assert_eq!(a.peer_status("globex").await["last_queued_seq"], 2);
+
+    // The CLI's ping prints the verified receipt.
+    let (code, out, err) = guanxi_tests::run(
+        bin(),
+        &a.dir,
+        &["ping", "globex", "--config", "guanxi.toml"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("\"verified_with\"") && out.contains("\"status\": \"accepted\""),
+        "{out}"
+    );
+    let (code, out, _) = guanxi_tests::run(bin(), &a.dir, &["peers", "--config", "guanxi.toml"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("globex") && l.contains(" ok")),
+        "{out}"
+    );
+
+    for d in [da, db] {
+        let (status, _) = d.terminate(Duration::from_secs(20)).expect("stops");
+        assert!(status.success());
+    }
+}
+
+#[tokio::test]
+async fn messages_wait_for_a_peer_that_is_down_and_survive_a_sender_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path());
+    let da = a.start(bin()).expect("acme starts");
+    for i in 1..=5 {
+        send(
+            &a,
+            "globex",
+            "ping",
+            &format!("p-{i}"),
+            json!({"note": format!("n{i}")}),
+        )
+        .await;
+    }
+    // Globex is down: the messages wait, and the failure is visible.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = a.peer_status("globex").await;
+        if p["last_error"].is_string() && p["attempts"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(p["backlog"], 5, "{p}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failure recorded: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, out, _) = guanxi_tests::run(bin(), &a.dir, &["outbox", "--config", "guanxi.toml"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("5 envelope(s) waiting"), "{out}");
+
+    // The sender restarts meanwhile: nothing is lost, backoff is kept.
+    let (status, _) = da.terminate(Duration::from_secs(20)).expect("stops");
+    assert!(status.success());
+    let da = a.start(bin()).expect("acme restarts");
+    assert_eq!(a.peer_status("globex").await["backlog"], 5);
+
+    // Globex comes up and says something: that wakes acme's worker at once.
+    let db = b.start(bin()).expect("globex starts");
+    send(&b, "acme", "ping", "wake-up", json!({"note": "I am back"})).await;
+    let started = Instant::now();
+    for seq in 1..=5 {
+        receipt_for(&a, "globex", seq, Duration::from_secs(30)).await;
+    }
+    let waited = started.elapsed();
+    let (_, received) = b.admin("GET", "/admin/v1/inbox/acme", None).await;
+    let notes: Vec<u64> = received["received"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(notes, vec![1, 2, 3, 4, 5], "in order, exactly once");
+    assert!(
+        waited < Duration::from_secs(20),
+        "delivery after wake-up took {waited:?}"
+    );
+    let p = a.peer_status("globex").await;
+    assert_eq!(
+        (p["backlog"].as_u64(), p["last_error"].is_null()),
+        (Some(0), true),
+        "{p}"
+    );
+    drop((da, db));
+}
+
+#[tokio::test]
+async fn a_receiver_killed_mid_stream_ends_with_every_message_exactly_once_in_order() {
+    const N: u64 = 1000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path());
+    // Small batches make the stream long enough to kill the receiver inside it.
+    let config = std::fs::read_to_string(a.config_file()).expect("read");
+    assert!(config.contains("max_batch = 100"));
+    std::fs::write(
+        a.config_file(),
+        config.replace("max_batch = 100", "max_batch = 5"),
+    )
+    .expect("write");
+    let _da = a.start(bin()).expect("acme starts");
+    // Queue everything while globex is down, concurrently (group commit).
+    let mut tasks = tokio::task::JoinSet::new();
+    for chunk in 0..10u64 {
+        let a = a.clone();
+        tasks.spawn(async move {
+            for i in 0..N / 10 {
+                send(
+                    &a,
+                    "globex",
+                    "ping",
+                    &format!("p-{chunk}-{i}"),
+                    json!({"note": ""}),
+                )
+                .await;
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("sender task");
+    }
+    assert_eq!(a.peer_status("globex").await["last_queued_seq"], N);
+
+    let db = b.start(bin()).expect("globex starts");
+    send(&b, "acme", "ping", "wake", json!({"note": ""})).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let at_kill = loop {
+        let received = b.peer_status("acme").await["last_received_seq"]
+            .as_u64()
+            .unwrap_or(0);
+        if received >= 100 {
+            break received;
+        }
+        assert!(Instant::now() < deadline, "globex received nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    db.kill();
+    assert!(
+        at_kill < N,
+        "the stream finished before the kill ({at_kill}); the test needs a longer stream"
+    );
+
+    let _db = b.start(bin()).expect("globex restarts");
+    send(&b, "acme", "ping", "wake-again", json!({"note": ""})).await;
+    receipt_for(&a, "globex", N, Duration::from_secs(120)).await;
+
+    // Every message that got a receipt is stored exactly once, in order, on an unbroken chain.
+    let (_, inbox) = b.admin("GET", "/admin/v1/inbox/acme", None).await;
+    let received = inbox["received"].as_array().expect("list");
+    assert_eq!(received.len() as u64, N);
+    let mut prev = Value::Null;
+    let mut ids = std::collections::HashSet::new();
+    for (i, e) in received.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(i as u64 + 1));
+        assert_eq!(e["prev"], prev, "chain broken at seq {}", i + 1);
+        assert!(
+            ids.insert(e["id"].as_str().expect("id").to_string()),
+            "id stored twice"
+        );
+        prev = e["hash"].clone();
+    }
+    for seq in [1, at_kill, at_kill + 1, N] {
+        let (envelope, receipt) = receipt_for(&a, "globex", seq, Duration::from_secs(5)).await;
+        let r = verify_receipt(&b, &envelope, &receipt);
+        assert_eq!(
+            json!(r.receipt.fields.hash.to_string()),
+            received[seq as usize - 1]["hash"]
+        );
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_peers_and_refuses_a_bad_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path());
+    // Acme starts with globex disabled.
+    let config = std::fs::read_to_string(a.config_file()).expect("read");
+    std::fs::write(
+        a.config_file(),
+        config.replace(
+            "enabled = true\ntls_cert_sha256",
+            "enabled = false\ntls_cert_sha256",
+        ),
+    )
+    .expect("write");
+    let da = a.start(bin()).expect("acme starts");
+    let _db = b.start(bin()).expect("globex starts");
+    send(&b, "acme", "ping", "p-1", json!({"note": ""})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = b.peer_status("acme").await;
+        if p["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("sender_disabled"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "expected sender_disabled: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A broken file is refused; the old configuration stays.
+    let good = std::fs::read_to_string(a.config_file()).expect("read");
+    std::fs::write(a.config_file(), format!("{good}\nthis is not toml")).expect("write");
+    da.hangup().expect("hup");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = da.stderr_lines().join("\n");
+    assert!(log.contains("configuration refused"), "{log}");
+    assert_eq!(a.peer_status("globex").await["enabled"], false);
+
+    // Enabling the peer takes effect without a restart.
+    std::fs::write(
+        a.config_file(),
+        good.replace(
+            "enabled = false\ntls_cert_sha256",
+            "enabled = true\ntls_cert_sha256",
+        ),
+    )
+    .expect("write");
+    da.hangup().expect("hup");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.peer_status("globex").await["enabled"] != true {
+        assert!(Instant::now() < deadline, "reload did not enable the peer");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(&a, "globex", "ping", "p-2", json!({"note": ""})).await;
+    let (e, r) = receipt_for(&b, "acme", 1, Duration::from_secs(30)).await;
+    verify_receipt(&a, &e, &r);
+}
