@@ -206,6 +206,9 @@ pub struct OutEntry {
     pub rejected: Option<String>,
 }
 
+/// An incoming envelope and the receipt this node signed for it (exact bytes).
+pub type InEntry = (Vec<u8>, Vec<u8>);
+
 /// The open database.
 pub struct Store {
     db: Database,
@@ -556,7 +559,7 @@ impl Read {
     }
 
     /// The incoming envelope (peer, seq) and our receipt for it.
-    pub fn in_entry(&self, peer: &str, seq: u64) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn in_entry(&self, peer: &str, seq: u64) -> Result<Option<InEntry>, StoreError> {
         let envelope = bytes_at(&self.txn.open_table(IN_ENVELOPES)?, peer, seq)?;
         let receipt = bytes_at(&self.txn.open_table(IN_RECEIPTS)?, peer, seq)?;
         Ok(envelope.zip(receipt))

@@ -207,7 +207,7 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
 fn read_state(
     node: &Node,
     peer: &NodeId,
-) -> Result<(Delivery, Vec<(u64, Vec<u8>)>), guanxi_adapters::store::StoreError> {
+) -> Result<(Delivery, Pending), guanxi_adapters::store::StoreError> {
     let r = node.store.read()?;
     let delivery = r.delivery(peer.as_str())?;
     let batch = (node.config().federation.max_batch as usize).clamp(1, MAX_BATCH);
@@ -231,6 +231,9 @@ async fn wait(cancel: &CancellationToken, wake: &tokio::sync::Notify, timeout_ms
 }
 
 type Delivered = Vec<ReturnedReceipt>;
+
+/// Outgoing envelopes waiting, as (seq, exact bytes), in seq order.
+type Pending = Vec<(u64, Vec<u8>)>;
 
 /// Sends `pending` (consecutive seqs) and verifies what comes back. Returns
 /// the receipts for a prefix, and the failure that stopped it, if any.

@@ -365,13 +365,14 @@ fn inbound(
 
     // Step 7: a retry gets the original receipt; the same id with other bytes is a conflict.
     if let Some(seen) = w.seen_id(&f.id)? {
-        if seen.hash == env.hash.0 && seen.peer == peer {
-            if let Some(receipt) = w.in_receipt(&seen.peer, seen.seq)? {
-                return Ok(InboundAnswer {
-                    http_status: 200,
-                    receipt,
-                });
-            }
+        if seen.hash == env.hash.0
+            && seen.peer == peer
+            && let Some(receipt) = w.in_receipt(&seen.peer, seen.seq)?
+        {
+            return Ok(InboundAnswer {
+                http_status: 200,
+                receipt,
+            });
         }
         let reason = reject(
             ReasonCode::IdConflict,
