@@ -103,7 +103,7 @@ pub struct WebConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FederationConfig {
     /// A peer failing to take deliveries for longer than this is flagged.
-    pub alert_after_minutes: u32,
+    pub alert_after_seconds: u32,
     /// Connect timeout for requests to peers.
     pub connect_timeout_seconds: u32,
     /// Whole-request timeout, for requests to peers and from them.
@@ -117,7 +117,7 @@ pub struct FederationConfig {
 impl Default for FederationConfig {
     fn default() -> Self {
         FederationConfig {
-            alert_after_minutes: 60,
+            alert_after_seconds: 3600,
             connect_timeout_seconds: 10,
             request_timeout_seconds: 30,
             max_concurrent_per_peer: 4,
@@ -134,6 +134,8 @@ pub struct Config {
     pub node_id: NodeId,
     pub node_name: String,
     pub listen: SocketAddr,
+    /// Plain-HTTP Prometheus endpoint (`/metrics`), off when `None`.
+    pub metrics_listen: Option<SocketAddr>,
     pub public_url: String,
     pub data_dir: PathBuf,
     pub signing_key_file: PathBuf,
@@ -159,6 +161,7 @@ impl Config {
                 .unwrap_or_else(|_| unreachable!("default node id is valid")),
             node_name: "Guanxi (local)".into(),
             listen,
+            metrics_listen: None,
             public_url: format!("https://{listen}"),
             signing_key_file: data_dir.join("node.key"),
             tls: TlsConfig {
@@ -230,6 +233,7 @@ struct RawNode {
     id: Spanned<String>,
     name: Option<String>,
     listen: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     data_dir: Option<String>,
     signing_key_file: Option<Spanned<String>>,
@@ -256,7 +260,7 @@ struct RawWeb {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFederation {
-    alert_after_minutes: Option<Spanned<u32>>,
+    alert_after_seconds: Option<Spanned<u32>>,
     connect_timeout_seconds: Option<Spanned<u32>>,
     request_timeout_seconds: Option<Spanned<u32>>,
     max_concurrent_per_peer: Option<Spanned<u32>>,
@@ -353,6 +357,15 @@ impl Ctx<'_> {
                 .parse()
                 .map_err(|_| self.err(None, "bad default listen address"))?,
         };
+        let metrics_listen = match &node.metrics_listen {
+            Some(l) => Some(l.get_ref().parse::<SocketAddr>().map_err(|_| {
+                self.at(
+                    l,
+                    "metrics_listen must be an IP address and port like \"127.0.0.1:9464\"",
+                )
+            })?),
+            None => None,
+        };
         let public_url = match &node.public_url {
             Some(u) => self.https_url(u, "public_url")?,
             None => format!("https://{listen}"),
@@ -436,7 +449,7 @@ impl Ctx<'_> {
         let mut federation = FederationConfig::default();
         if let Some(f) = raw.federation {
             for (field, target) in [
-                (&f.alert_after_minutes, &mut federation.alert_after_minutes),
+                (&f.alert_after_seconds, &mut federation.alert_after_seconds),
                 (
                     &f.connect_timeout_seconds,
                     &mut federation.connect_timeout_seconds,
@@ -562,6 +575,7 @@ impl Ctx<'_> {
             node_name: node.name.unwrap_or_else(|| node_id.to_string()),
             node_id,
             listen,
+            metrics_listen,
             public_url,
             data_dir,
             signing_key_file,

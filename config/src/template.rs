@@ -15,6 +15,9 @@ id = "{node_id}"
 name = "{node_name}"
 # The address the HTTPS server binds.
 listen = "{listen}"
+# Prometheus metrics over plain HTTP at /metrics; keep it on loopback or a
+# private network. Remove the line to turn it off.
+# metrics_listen = "127.0.0.1:9464"
 # The URL peers and browsers use to reach this node (https:// only).
 public_url = "https://{listen}"
 # Where the database, attachments and generated TLS files live.
@@ -41,7 +44,7 @@ default_language = "en"
 [federation]
 # Flag a peer (in `guanxi peers`, logs and metrics) when deliveries to it have
 # failed for this long. Messages are kept and retried regardless.
-alert_after_minutes = 60
+alert_after_seconds = 3600
 connect_timeout_seconds = 10
 request_timeout_seconds = 30
 # Requests from one peer handled at once; more wait their turn.

@@ -40,11 +40,12 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/records/{peer}/{subject}", get(record))
         .route("/admin/v1/send", post(send))
         .route("/admin/v1/ping", post(ping))
+        .route("/metrics", get(metrics))
         .with_state(node)
 }
 
 /// An error answer: `{"code","message"}`.
-struct AdminError(StatusCode, String, String);
+pub struct AdminError(StatusCode, String, String);
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
@@ -71,7 +72,7 @@ fn json_of(bytes: &[u8]) -> Value {
 async fn peers(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
     let read = node.store.read().map_err(internal)?;
     let config = node.config();
-    let alert_ms = i64::from(config.federation.alert_after_minutes) * 60_000;
+    let alert_ms = i64::from(config.federation.alert_after_seconds) * 1000;
     let now = now_ms();
     let mut out = Vec::new();
     for p in &config.peers {
@@ -98,6 +99,93 @@ async fn peers(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError>
     Ok(Json(
         json!({"node": node.identity.id.as_str(), "now": now, "peers": out}),
     ))
+}
+
+/// Prometheus text exposition of the node's federation state.
+pub async fn metrics(State(node): State<Arc<Node>>) -> Result<String, AdminError> {
+    render_metrics(&node).map_err(internal)
+}
+
+fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreError> {
+    use std::fmt::Write as _;
+    let read = node.store.read()?;
+    let config = node.config();
+    let alert_ms = i64::from(config.federation.alert_after_seconds) * 1000;
+    let now = now_ms();
+    let mut gauges: Vec<(&str, &str, Vec<(String, i64)>)> = vec![
+        (
+            "guanxi_peer_enabled",
+            "1 when the peer is enabled",
+            Vec::new(),
+        ),
+        (
+            "guanxi_peer_backlog",
+            "outgoing envelopes not yet receipted",
+            Vec::new(),
+        ),
+        (
+            "guanxi_peer_delivered_seq",
+            "last outgoing seq with a stored receipt",
+            Vec::new(),
+        ),
+        (
+            "guanxi_peer_received_seq",
+            "last incoming seq consumed",
+            Vec::new(),
+        ),
+        (
+            "guanxi_peer_delivery_attempts",
+            "consecutive failed delivery attempts",
+            Vec::new(),
+        ),
+        (
+            "guanxi_peer_failing",
+            "1 when deliveries have failed longer than alert_after_seconds",
+            Vec::new(),
+        ),
+        (
+            "guanxi_peer_halted",
+            "1 when the peer reported a broken stream",
+            Vec::new(),
+        ),
+    ];
+    for p in &config.peers {
+        let id = p.id.as_str();
+        let d = read.delivery(id)?;
+        let queued = read.out_stream(id)?.seq;
+        let values = [
+            i64::from(p.enabled),
+            (queued.saturating_sub(d.delivered_seq)) as i64,
+            d.delivered_seq as i64,
+            read.in_stream(id)?.seq as i64,
+            i64::from(d.attempts),
+            i64::from(d.failing_since.is_some_and(|s| now - s > alert_ms)),
+            i64::from(d.halted.is_some()),
+        ];
+        for (g, v) in gauges.iter_mut().zip(values) {
+            g.2.push((id.to_string(), v));
+        }
+    }
+    let mut out = String::new();
+    for (name, help, samples) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (peer, v) in samples {
+            let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {v}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP guanxi_inbox_envelopes envelopes received and stored\n# TYPE guanxi_inbox_envelopes gauge\nguanxi_inbox_envelopes {}",
+        read.in_count()?
+    );
+    Ok(out)
+}
+
+/// The routes of the optional plain-HTTP metrics listener.
+pub fn metrics_routes(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(node)
 }
 
 #[derive(Deserialize)]
@@ -410,6 +498,9 @@ pub async fn request(
         .collect()
         .await
         .map_err(|e| format!("admin answer: {e}"))?;
-    let value = serde_json::from_slice(&collected.to_bytes()).unwrap_or(Value::Null);
+    let bytes = collected.to_bytes();
+    // JSON answers parse; the text of /metrics comes back as a string.
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     Ok((status, value))
 }

@@ -386,6 +386,19 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
         );
+        let metrics_task = match node.config().metrics_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding metrics_listen {addr}"))?;
+                Some(tokio::spawn(
+                    axum::serve(listener, admin::metrics_routes(node.clone()))
+                        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                        .into_future(),
+                ))
+            }
+            None => None,
+        };
         let reload_task = tokio::spawn(reload_on_hangup(
             signals,
             node.clone(),
@@ -429,6 +442,9 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         shutdown.cancel();
         workers.stop().await;
         let _ = admin_task.await;
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         reload_task.abort();
         let _ = std::fs::remove_file(&socket);
         served

@@ -149,7 +149,7 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
                 break;
             }
         }
-        let alert_after = i64::from(node.config().federation.alert_after_minutes) * 60_000;
+        let alert_after = i64::from(node.config().federation.alert_after_seconds) * 1000;
         let outcome = deliver(&rt, &pending).await;
         let mut next = delivery.clone();
         let (receipts, failure) = match outcome {

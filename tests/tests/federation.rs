@@ -155,11 +155,34 @@ async fn two_daemons_exchange_requests_in_both_directions() {
         assert_eq!(receipt.receipt.fields.seq, seq);
     }
 
+    // The relationship is symmetric: acme also orders from globex and claims
+    // warranty there, and globex offers acme a lead.
+    let s3 = send(&a, "globex", "order.place", "order-2", order_place()).await;
+    let s4 = send(&a, "globex", "warranty.claim", "claim-2", warranty_claim()).await;
+    let r5 = send(&b, "acme", "lead.offer", "lead-2", lead_offer()).await;
+    for (node, peer, receiver, seq) in [
+        (&a, "globex", &b, s3),
+        (&a, "globex", &b, s4),
+        (&b, "acme", &a, r5),
+    ] {
+        let (e, r) = receipt_for(node, peer, seq, t).await;
+        let receipt = verify_receipt(receiver, &e, &r);
+        assert_eq!(
+            receipt.receipt.fields.status,
+            ReceiptStatus::Accepted,
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
+    }
+
     // Both daemons computed the same records.
     for (subject, status) in [
         ("lead-1", "accepted"),
         ("order-1", "placed"),
         ("claim-1", "submitted"),
+        ("order-2", "placed"),
+        ("claim-2", "submitted"),
+        ("lead-2", "offered"),
     ] {
         let at_a = record(&a, "globex", subject).await;
         let at_b = record(&b, "acme", subject).await;
@@ -176,7 +199,7 @@ async fn two_daemons_exchange_requests_in_both_directions() {
         (422, Some("not_allowed")),
         "{v}"
     );
-    assert_eq!(a.peer_status("globex").await["last_queued_seq"], 2);
+    assert_eq!(a.peer_status("globex").await["last_queued_seq"], 4);
 
     // The CLI's ping prints the verified receipt.
     let (code, out, err) = guanxi_tests::run(
@@ -207,6 +230,12 @@ async fn two_daemons_exchange_requests_in_both_directions() {
 async fn messages_wait_for_a_peer_that_is_down_and_survive_a_sender_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = pair(dir.path());
+    let config = std::fs::read_to_string(a.config_file()).expect("read");
+    std::fs::write(
+        a.config_file(),
+        config.replace("alert_after_seconds = 3600", "alert_after_seconds = 1"),
+    )
+    .expect("write");
     let da = a.start(bin()).expect("acme starts");
     for i in 1..=5 {
         send(
@@ -229,6 +258,32 @@ async fn messages_wait_for_a_peer_that_is_down_and_survive_a_sender_restart() {
         assert!(Instant::now() < deadline, "no failure recorded: {p}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Failing longer than alert_after_seconds: flagged in peers and metrics.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.peer_status("globex").await["failing_too_long"] != true {
+        assert!(
+            Instant::now() < deadline,
+            "never flagged as failing too long"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, metrics) = a.admin("GET", "/metrics", None).await;
+    let metrics = metrics.as_str().unwrap_or("");
+    assert!(
+        metrics.contains("guanxi_peer_backlog{peer=\"globex\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("guanxi_peer_failing{peer=\"globex\"} 1"),
+        "{metrics}"
+    );
+    let (code, out, _) = guanxi_tests::run(bin(), &a.dir, &["peers", "--config", "guanxi.toml"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("globex") && l.contains("FAILING")),
+        "{out}"
+    );
     let (code, out, _) = guanxi_tests::run(bin(), &a.dir, &["outbox", "--config", "guanxi.toml"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("5 envelope(s) waiting"), "{out}");
@@ -409,4 +464,32 @@ async fn sighup_reloads_peers_and_refuses_a_bad_file() {
     send(&a, "globex", "ping", "p-2", json!({"note": ""})).await;
     let (e, r) = receipt_for(&b, "acme", 1, Duration::from_secs(30)).await;
     verify_receipt(&a, &e, &r);
+}
+
+#[tokio::test]
+async fn a_pinned_certificate_that_does_not_match_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path());
+    let config = std::fs::read_to_string(a.config_file()).expect("read");
+    std::fs::write(
+        a.config_file(),
+        config.replace(&b.cert_sha256, &"ab".repeat(32)),
+    )
+    .expect("write");
+    let _da = a.start(bin()).expect("acme starts");
+    let _db = b.start(bin()).expect("globex starts");
+    send(&a, "globex", "ping", "p-1", json!({"note": ""})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = a.peer_status("globex").await;
+        if let Some(e) = p["last_error"].as_str() {
+            assert!(e.contains("does not match the pinned"), "{e}");
+            assert_eq!(p["backlog"], 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no TLS failure recorded: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, inbox) = b.admin("GET", "/admin/v1/inbox/acme", None).await;
+    assert_eq!(inbox["received"].as_array().map(Vec::len), Some(0));
 }

@@ -1,0 +1,350 @@
+//! Federation benchmarks against real daemon processes on loopback TLS.
+//!
+//! Build and run (release, from the workspace root):
+//!
+//! ```sh
+//! cargo build --release -p guanxi-tests --bins
+//! target/release/guanxi-bench all --runs 3
+//! ```
+//!
+//! - `ingest`: pre-signed envelopes from 4 peers, each its own stream posted
+//!   in batches of 100 on its own connection, to one daemon; reports
+//!   verified, committed, receipted messages per second.
+//! - `e2e`: two daemons; the sender holds a backlog (default 100,000) queued
+//!   while the receiver was down; reports delivered-and-receipted messages
+//!   per second, receipts stored at the sender.
+//! - `latency`: one ping at a time on an idle pair, from the admin call that
+//!   creates it to the receipt stored at the sender; p50 and p99.
+//!
+//! Each benchmark reports the median of `--runs` runs, each on fresh daemons
+//! and fresh databases in a temporary directory.
+
+use guanxi_protocol::envelope::{EnvelopeFields, PROTOCOL_VERSION};
+use guanxi_protocol::{NodeKey, Sha256Hash};
+use guanxi_tests::{NodeSetup, client_trusting};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+struct Args {
+    what: String,
+    runs: usize,
+    messages: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut parsed = Args {
+        what: "all".into(),
+        runs: 3,
+        messages: 0,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "ingest" | "e2e" | "latency" | "all" => parsed.what = a,
+            "--runs" => {
+                parsed.runs = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--runs needs a number")?
+            }
+            "--messages" => {
+                parsed.messages = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--messages needs a number")?
+            }
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|all] [--runs N] [--messages N]"
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+fn daemon_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let path = exe.with_file_name("guanxi-test-node");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: build with `cargo build --release -p guanxi-tests --bins`",
+            path.display()
+        ))
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let bin = match daemon_binary() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    println!(
+        "guanxi-bench: {} run(s) each, daemon {}",
+        args.runs,
+        bin.display()
+    );
+    if matches!(args.what.as_str(), "ingest" | "all") {
+        let n = if args.messages > 0 {
+            args.messages
+        } else {
+            100_000
+        };
+        let mut rates = Vec::new();
+        for run in 1..=args.runs {
+            match ingest(&bin, n).await {
+                Ok(rate) => {
+                    println!("  ingest run {run}: {rate:.0} msg/s");
+                    rates.push(rate);
+                }
+                Err(e) => eprintln!("  ingest run {run} failed: {e}"),
+            }
+        }
+        if !rates.is_empty() {
+            println!(
+                "ingest: median {:.0} msg/s ({n} messages, 4 streams, batches of 100)",
+                median(rates)
+            );
+        }
+    }
+    if matches!(args.what.as_str(), "e2e" | "all") {
+        let n = if args.messages > 0 {
+            args.messages
+        } else {
+            100_000
+        };
+        let mut rates = Vec::new();
+        for run in 1..=args.runs {
+            match end_to_end(&bin, n).await {
+                Ok(rate) => {
+                    println!("  e2e run {run}: {rate:.0} msg/s");
+                    rates.push(rate);
+                }
+                Err(e) => eprintln!("  e2e run {run} failed: {e}"),
+            }
+        }
+        if !rates.is_empty() {
+            println!(
+                "end to end: median {:.0} msg/s (backlog of {n})",
+                median(rates)
+            );
+        }
+    }
+    if matches!(args.what.as_str(), "latency" | "all") {
+        let mut p50s = Vec::new();
+        let mut p99s = Vec::new();
+        for run in 1..=args.runs {
+            match latency(&bin, 300).await {
+                Ok((p50, p99)) => {
+                    println!("  latency run {run}: p50 {p50:.2} ms, p99 {p99:.2} ms");
+                    p50s.push(p50);
+                    p99s.push(p99);
+                }
+                Err(e) => eprintln!("  latency run {run} failed: {e}"),
+            }
+        }
+        if !p50s.is_empty() {
+            println!(
+                "latency: median p50 {:.2} ms, median p99 {:.2} ms (300 pings)",
+                median(p50s),
+                median(p99s)
+            );
+        }
+    }
+}
+
+async fn ingest(bin: &Path, total: u64) -> Result<f64, String> {
+    const STREAMS: u64 = 4;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let node = NodeSetup::init(bin, dir.path(), "bench-target")?;
+    let keys: Vec<NodeKey> = (0..STREAMS)
+        .map(|i| NodeKey::from_seed(&[0x40 + i as u8; 32]))
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        node.append_config(&format!(
+            "\n[[peers]]\nid = \"load-{i}\"\nurl = \"https://127.0.0.1:9\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
+            key.public()
+        ))?;
+    }
+    let daemon = node.start(bin)?;
+    let client = client_trusting(&node.data_dir().join("tls/cert.pem"))?;
+    let url = format!("{}/fed/v1/batch", daemon.url());
+
+    // Pre-sign every stream's envelopes, grouped in batch bodies of 100.
+    let per_stream = total / STREAMS;
+    let created = guanxi::engine::now_ms();
+    let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let mut prev: Option<Sha256Hash> = None;
+        let mut stream = Vec::new();
+        let mut body = Vec::new();
+        for seq in 1..=per_stream {
+            let signed = EnvelopeFields {
+                v: PROTOCOL_VERSION,
+                id: uuid::Uuid::now_v7().hyphenated().to_string(),
+                from: format!("load-{i}").parse().map_err(|e| format!("{e}"))?,
+                to: "bench-target".parse().map_err(|e| format!("{e}"))?,
+                seq,
+                prev,
+                created,
+                kind: "ping".into(),
+                subject: format!("bench-{seq}").parse().map_err(|e| format!("{e}"))?,
+                body: json!({"note": "bench"}),
+            }
+            .sign(key)
+            .map_err(|e| e.to_string())?;
+            prev = Some(signed.hash);
+            body.push(if body.is_empty() { b'[' } else { b',' });
+            body.extend_from_slice(&signed.bytes);
+            if seq % 100 == 0 || seq == per_stream {
+                body.push(b']');
+                stream.push(std::mem::take(&mut body));
+            }
+        }
+        bodies.push(stream);
+    }
+
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for stream in bodies {
+        let client = client.clone();
+        let url = url.clone();
+        tasks.spawn(async move {
+            let mut accepted = 0u64;
+            for body in stream {
+                let r = client
+                    .post(&url)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if r.status() != 200 {
+                    return Err(format!("HTTP {}", r.status()));
+                }
+                let text = r.text().await.map_err(|e| e.to_string())?;
+                accepted += text.matches("\"status\":\"accepted\"").count() as u64;
+            }
+            Ok::<u64, String>(accepted)
+        });
+    }
+    let mut accepted = 0;
+    while let Some(r) = tasks.join_next().await {
+        accepted += r.map_err(|e| e.to_string())??;
+    }
+    let elapsed = start.elapsed();
+    let _ = daemon.terminate(Duration::from_secs(30));
+    if accepted != per_stream * STREAMS {
+        return Err(format!("{accepted} of {} accepted", per_stream * STREAMS));
+    }
+    Ok(accepted as f64 / elapsed.as_secs_f64())
+}
+
+fn pair(bin: &Path, dir: &Path) -> Result<(NodeSetup, NodeSetup), String> {
+    let (a_dir, b_dir) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&a_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&b_dir).map_err(|e| e.to_string())?;
+    let a = NodeSetup::init(bin, &a_dir, "sender")?;
+    let b = NodeSetup::init(bin, &b_dir, "receiver")?;
+    a.append_config(&b.peer_block(true))?;
+    b.append_config(&a.peer_block(true))?;
+    Ok((a, b))
+}
+
+async fn end_to_end(bin: &Path, total: u64) -> Result<f64, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (a, b) = pair(bin, dir.path())?;
+    let da = a.start(bin)?;
+    // Queue the backlog while the receiver is down (32 concurrent admin callers).
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..32u64 {
+        let a = a.clone();
+        tasks.spawn(async move {
+            for i in (t..total).step_by(32) {
+                let body = json!({"peer": "receiver", "kind": "ping", "subject": format!("m-{i}"), "body": {"note": ""}});
+                let (status, v) = a.admin("POST", "/admin/v1/send", Some(body)).await;
+                if status != 200 {
+                    return Err(format!("send: {status} {v}"));
+                }
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    let db = b.start(bin)?;
+    let start = Instant::now();
+    let (status, v) = b
+        .admin(
+            "POST",
+            "/admin/v1/send",
+            Some(
+                json!({"peer": "sender", "kind": "ping", "subject": "wake", "body": {"note": ""}}),
+            ),
+        )
+        .await;
+    if status != 200 {
+        return Err(format!("wake-up ping: {v}"));
+    }
+    loop {
+        let delivered = a.peer_status("receiver").await["last_delivered_seq"]
+            .as_u64()
+            .unwrap_or(0);
+        if delivered >= total {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            return Err(format!("only {delivered} delivered in 600 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    let _ = db.terminate(Duration::from_secs(30));
+    let _ = da.terminate(Duration::from_secs(30));
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+async fn latency(bin: &Path, pings: usize) -> Result<(f64, f64), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (a, b) = pair(bin, dir.path())?;
+    let da = a.start(bin)?;
+    let db = b.start(bin)?;
+    let mut samples = Vec::with_capacity(pings);
+    for i in 0..pings + 10 {
+        let start = Instant::now();
+        let (status, v) = a
+            .admin("POST", "/admin/v1/ping", Some(json!({"peer": "receiver"})))
+            .await;
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if status != 200 {
+            return Err(format!("ping {i}: {status} {v}"));
+        }
+        if i >= 10 {
+            samples.push(ms); // the first ten warm up connections
+        }
+    }
+    samples.sort_by(|x, y| x.total_cmp(y));
+    let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let _ = db.terminate(Duration::from_secs(30));
+    let _ = da.terminate(Duration::from_secs(30));
+    Ok((pick(0.5), pick(0.99)))
+}
