@@ -106,13 +106,16 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<String, AdminError
     render_metrics(&node).map_err(internal)
 }
 
+/// A gauge: name, help text, and one value per peer.
+type Gauge = (&'static str, &'static str, Vec<(String, i64)>);
+
 fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreError> {
     use std::fmt::Write as _;
     let read = node.store.read()?;
     let config = node.config();
     let alert_ms = i64::from(config.federation.alert_after_seconds) * 1000;
     let now = now_ms();
-    let mut gauges: Vec<(&str, &str, Vec<(String, i64)>)> = vec![
+    let mut gauges: Vec<Gauge> = vec![
         (
             "guanxi_peer_enabled",
             "1 when the peer is enabled",
