@@ -292,12 +292,19 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a write transaction. Nothing it writes is visible or durable
-    /// until [`Write::commit`] returns.
-    pub fn write(&self) -> Result<Write, StoreError> {
-        Ok(Write {
-            txn: self.db.begin_write()?,
-        })
+    /// Runs `work` in one write transaction and commits it (durably: fsync)
+    /// when `work` succeeds; when it fails, nothing it wrote remains.
+    pub fn transact<R, E: From<StoreError>>(
+        &self,
+        work: impl FnOnce(&mut Tables<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let result = {
+            let mut tables = Tables::open(&txn)?;
+            work(&mut tables)?
+        };
+        txn.commit().map_err(StoreError::from)?;
+        Ok(result)
     }
 
     /// Starts a read transaction: a consistent snapshot.
@@ -308,9 +315,38 @@ impl Store {
     }
 }
 
-/// A write transaction with typed access to every table.
-pub struct Write {
-    txn: redb::WriteTransaction,
+/// Every table, opened once in one write transaction: typed access for the
+/// engine, which runs a whole group of jobs against one `Tables`.
+pub struct Tables<'t> {
+    in_streams: redb::Table<'t, &'static str, &'static [u8]>,
+    in_ids: redb::Table<'t, &'static str, &'static [u8]>,
+    in_envelopes: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    in_receipts: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    in_rejected: redb::Table<'t, (&'static str, u64), &'static str>,
+    records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    out_streams: redb::Table<'t, &'static str, &'static [u8]>,
+    out_envelopes: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    out_receipts: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    out_rejected: redb::Table<'t, (&'static str, u64), &'static str>,
+    delivery: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Tables {
+            in_streams: txn.open_table(IN_STREAMS)?,
+            in_ids: txn.open_table(IN_IDS)?,
+            in_envelopes: txn.open_table(IN_ENVELOPES)?,
+            in_receipts: txn.open_table(IN_RECEIPTS)?,
+            in_rejected: txn.open_table(IN_REJECTED)?,
+            records: txn.open_table(RECORDS)?,
+            out_streams: txn.open_table(OUT_STREAMS)?,
+            out_envelopes: txn.open_table(OUT_ENVELOPES)?,
+            out_receipts: txn.open_table(OUT_RECEIPTS)?,
+            out_rejected: txn.open_table(OUT_REJECTED)?,
+            delivery: txn.open_table(DELIVERY)?,
+        })
+    }
 }
 
 /// A read-only snapshot with typed access.
@@ -350,15 +386,15 @@ fn bytes_at(
     Ok(table.get((peer, seq))?.map(|v| v.value().to_vec()))
 }
 
-impl Write {
+impl Tables<'_> {
     /// The incoming stream from `peer`.
     pub fn in_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
-        stream_of(&self.txn.open_table(IN_STREAMS)?, "in_streams", peer)
+        stream_of(&self.in_streams, "in_streams", peer)
     }
 
     /// Where an incoming envelope id was consumed, if it was.
     pub fn seen_id(&self, id: &str) -> Result<Option<SeenId>, StoreError> {
-        match self.txn.open_table(IN_IDS)?.get(id)? {
+        match self.in_ids.get(id)? {
             Some(v) => Ok(Some(SeenId::decode(v.value())?)),
             None => Ok(None),
         }
@@ -366,7 +402,7 @@ impl Write {
 
     /// The receipt we signed for (peer, seq).
     pub fn in_receipt(&self, peer: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        bytes_at(&self.txn.open_table(IN_RECEIPTS)?, peer, seq)
+        bytes_at(&self.in_receipts, peer, seq)
     }
 
     /// Consumes an incoming envelope: its bytes, its receipt, its id, the
@@ -380,20 +416,17 @@ impl Write {
         rejected: Option<&str>,
     ) -> Result<(), StoreError> {
         let key = (seen.peer.as_str(), seen.seq);
-        self.txn.open_table(IN_ENVELOPES)?.insert(key, envelope)?;
-        self.txn.open_table(IN_RECEIPTS)?.insert(key, receipt)?;
-        self.txn
-            .open_table(IN_IDS)?
-            .insert(id, seen.encode().as_slice())?;
+        self.in_envelopes.insert(key, envelope)?;
+        self.in_receipts.insert(key, receipt)?;
+        self.in_ids.insert(id, seen.encode().as_slice())?;
         let state = StreamState {
             seq: seen.seq,
             hash: Some(seen.hash),
         };
-        self.txn
-            .open_table(IN_STREAMS)?
+        self.in_streams
             .insert(seen.peer.as_str(), state.encode().as_slice())?;
         if let Some(code) = rejected {
-            self.txn.open_table(IN_REJECTED)?.insert(key, code)?;
+            self.in_rejected.insert(key, code)?;
         }
         Ok(())
     }
@@ -401,23 +434,20 @@ impl Write {
     /// The shared record `subject` between this node and `peer`, as JSON.
     pub fn record(&self, peer: &str, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .txn
-            .open_table(RECORDS)?
+            .records
             .get((peer, subject))?
             .map(|v| v.value().to_vec()))
     }
 
     /// Stores the shared record `subject` between this node and `peer`.
     pub fn put_record(&mut self, peer: &str, subject: &str, json: &[u8]) -> Result<(), StoreError> {
-        self.txn
-            .open_table(RECORDS)?
-            .insert((peer, subject), json)?;
+        self.records.insert((peer, subject), json)?;
         Ok(())
     }
 
     /// The outgoing stream to `peer`.
     pub fn out_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
-        stream_of(&self.txn.open_table(OUT_STREAMS)?, "out_streams", peer)
+        stream_of(&self.out_streams, "out_streams", peer)
     }
 
     /// Queues an outgoing envelope (exact bytes) and advances the stream.
@@ -428,16 +458,12 @@ impl Write {
         hash: [u8; 32],
         envelope: &[u8],
     ) -> Result<(), StoreError> {
-        self.txn
-            .open_table(OUT_ENVELOPES)?
-            .insert((peer, seq), envelope)?;
+        self.out_envelopes.insert((peer, seq), envelope)?;
         let state = StreamState {
             seq,
             hash: Some(hash),
         };
-        self.txn
-            .open_table(OUT_STREAMS)?
-            .insert(peer, state.encode().as_slice())?;
+        self.out_streams.insert(peer, state.encode().as_slice())?;
         Ok(())
     }
 
@@ -449,34 +475,22 @@ impl Write {
         receipt: &[u8],
         rejected: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.txn
-            .open_table(OUT_RECEIPTS)?
-            .insert((peer, seq), receipt)?;
+        self.out_receipts.insert((peer, seq), receipt)?;
         if let Some(code) = rejected {
-            self.txn
-                .open_table(OUT_REJECTED)?
-                .insert((peer, seq), code)?;
+            self.out_rejected.insert((peer, seq), code)?;
         }
         Ok(())
     }
 
     /// The delivery state of the stream to `peer`.
     pub fn delivery(&self, peer: &str) -> Result<Delivery, StoreError> {
-        delivery_of(&self.txn.open_table(DELIVERY)?, peer)
+        delivery_of(&self.delivery, peer)
     }
 
     /// Stores the delivery state of the stream to `peer`.
     pub fn put_delivery(&mut self, peer: &str, delivery: &Delivery) -> Result<(), StoreError> {
         let json = serde_json::to_vec(delivery).map_err(|e| StoreError::Db(e.to_string()))?;
-        self.txn
-            .open_table(DELIVERY)?
-            .insert(peer, json.as_slice())?;
-        Ok(())
-    }
-
-    /// Makes everything written durable (fsync) and visible.
-    pub fn commit(self) -> Result<(), StoreError> {
-        self.txn.commit()?;
+        self.delivery.insert(peer, json.as_slice())?;
         Ok(())
     }
 }
@@ -636,28 +650,26 @@ mod tests {
         };
         {
             let store = Store::open(dir.path()).expect("open");
-            let mut w = store.write().expect("write");
-            assert_eq!(
-                w.in_stream("globex").expect("stream"),
-                StreamState::default()
-            );
-            w.put_in("id-1", &seen, b"env", b"rcpt", Some("bad_body"))
-                .expect("put");
-            w.put_out("globex", 1, [9u8; 32], b"out-1").expect("out");
-            w.put_out("globex", 2, [8u8; 32], b"out-2").expect("out");
-            w.put_delivery(
-                "globex",
-                &Delivery {
-                    delivered_seq: 1,
-                    ..Delivery::default()
-                },
-            )
-            .expect("delivery");
-            w.commit().expect("commit");
-            // An uncommitted write leaves no trace.
-            let mut w = store.write().expect("write");
-            w.put_out("globex", 3, [1u8; 32], b"out-3").expect("out");
-            drop(w);
+            store
+                .transact(|w| {
+                    assert_eq!(w.in_stream("globex")?, StreamState::default());
+                    w.put_in("id-1", &seen, b"env", b"rcpt", Some("bad_body"))?;
+                    w.put_out("globex", 1, [9u8; 32], b"out-1")?;
+                    w.put_out("globex", 2, [8u8; 32], b"out-2")?;
+                    let delivery = Delivery {
+                        delivered_seq: 1,
+                        ..Delivery::default()
+                    };
+                    w.put_delivery("globex", &delivery)?;
+                    Ok::<(), StoreError>(())
+                })
+                .expect("commit");
+            // A failed transaction leaves no trace.
+            let failed = store.transact(|w| {
+                w.put_out("globex", 3, [1u8; 32], b"out-3")?;
+                Err::<(), StoreError>(StoreError::Db("abandoned".into()))
+            });
+            assert!(failed.is_err());
         }
         let store = Store::open(dir.path()).expect("reopen");
         let r = store.read().expect("read");
@@ -682,7 +694,7 @@ mod tests {
             Some((b"env".to_vec(), b"rcpt".to_vec()))
         );
         assert_eq!(r.delivery("globex").expect("delivery").delivered_seq, 1);
-        let w = store.write().expect("write");
-        assert_eq!(w.seen_id("id-1").expect("seen"), Some(seen));
+        let seen_again = store.transact(|w| w.seen_id("id-1")).expect("read");
+        assert_eq!(seen_again, Some(seen));
     }
 }

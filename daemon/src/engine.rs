@@ -11,7 +11,7 @@
 //! Every record change goes through `guanxi_protocol::state::apply`, for
 //! incoming and outgoing messages alike.
 
-use guanxi_adapters::store::{Delivery, SeenId, Store, StoreError, Write};
+use guanxi_adapters::store::{Delivery, SeenId, Store, StoreError, Tables};
 use guanxi_protocol::envelope::{EnvelopeFields, Millis, PROTOCOL_VERSION, SignedEnvelope};
 use guanxi_protocol::messages::{BodyError, Message};
 use guanxi_protocol::receipt::{ReceiptFields, Rejection};
@@ -252,53 +252,53 @@ fn run_group(
     jobs: &[Job],
     now: Millis,
 ) -> Result<Vec<Done>, EngineError> {
-    let mut w = store.write()?;
-    let mut done = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        done.push(match job {
-            Job::Inbound { items, .. } => {
-                let mut answers = Vec::with_capacity(items.len());
-                for item in items {
-                    let a = inbound(&mut w, identity, item, now)?;
-                    let stop = !a.continues();
-                    answers.push(a);
-                    if stop {
-                        break;
+    store.transact(|w| {
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            done.push(match job {
+                Job::Inbound { items, .. } => {
+                    let mut answers = Vec::with_capacity(items.len());
+                    for item in items {
+                        let a = inbound(w, identity, item, now)?;
+                        let stop = !a.continues();
+                        answers.push(a);
+                        if stop {
+                            break;
+                        }
                     }
+                    Done::Inbound(answers)
                 }
-                Done::Inbound(answers)
-            }
-            Job::Send {
-                peer,
-                subject,
-                message,
-                ..
-            } => Done::Send(send(&mut w, identity, peer, subject, message, now)?),
-            Job::Delivered {
-                peer,
-                receipts,
-                delivery,
-                ..
-            } => {
-                for r in receipts {
-                    w.put_out_receipt(
-                        peer.as_str(),
-                        r.seq,
-                        &r.bytes,
-                        r.rejected.map(ReasonCode::as_str),
-                    )?;
+                Job::Send {
+                    peer,
+                    subject,
+                    message,
+                    ..
+                } => Done::Send(send(w, identity, peer, subject, message, now)?),
+                Job::Delivered {
+                    peer,
+                    receipts,
+                    delivery,
+                    ..
+                } => {
+                    for r in receipts {
+                        w.put_out_receipt(
+                            peer.as_str(),
+                            r.seq,
+                            &r.bytes,
+                            r.rejected.map(ReasonCode::as_str),
+                        )?;
+                    }
+                    w.put_delivery(peer.as_str(), delivery)?;
+                    Done::Unit
                 }
-                w.put_delivery(peer.as_str(), delivery)?;
-                Done::Unit
-            }
-            Job::SaveDelivery { peer, delivery, .. } => {
-                w.put_delivery(peer.as_str(), delivery)?;
-                Done::Unit
-            }
-        });
-    }
-    w.commit()?;
-    Ok(done)
+                Job::SaveDelivery { peer, delivery, .. } => {
+                    w.put_delivery(peer.as_str(), delivery)?;
+                    Done::Unit
+                }
+            });
+        }
+        Ok(done)
+    })
 }
 
 fn answer(job: Job, result: Result<Done, EngineError>) {
@@ -319,7 +319,7 @@ fn answer(job: Job, result: Result<Done, EngineError>) {
     }
 }
 
-fn load_record(w: &Write, peer: &str, subject: &str) -> Result<Option<Record>, EngineError> {
+fn load_record(w: &Tables<'_>, peer: &str, subject: &str) -> Result<Option<Record>, EngineError> {
     match w.record(peer, subject)? {
         Some(json) => serde_json::from_slice(&json)
             .map(Some)
@@ -328,8 +328,22 @@ fn load_record(w: &Write, peer: &str, subject: &str) -> Result<Option<Record>, E
     }
 }
 
+/// The record a message applies to; none is read for a message that
+/// concerns no record (`ping`).
+fn current_record(
+    w: &Tables<'_>,
+    peer: &str,
+    subject: &str,
+    message: &Message,
+) -> Result<Option<Record>, EngineError> {
+    if matches!(message, Message::Ping(_)) {
+        return Ok(None);
+    }
+    load_record(w, peer, subject)
+}
+
 fn save_record(
-    w: &mut Write,
+    w: &mut Tables<'_>,
     peer: &str,
     subject: &str,
     record: &Record,
@@ -353,7 +367,7 @@ fn reject(
 
 /// SPEC §7 steps 7–10 for one envelope, inside the group's transaction.
 fn inbound(
-    w: &mut Write,
+    w: &mut Tables<'_>,
     identity: &Identity,
     item: &Inbound,
     now: Millis,
@@ -442,7 +456,7 @@ fn inbound(
                 to: f.to.clone(),
                 at: f.created,
             };
-            let current = load_record(w, peer, f.subject.as_str())?;
+            let current = current_record(w, peer, f.subject.as_str(), message)?;
             match state::apply(current.as_ref(), &ctx, message) {
                 Ok(Some(record)) => {
                     save_record(w, peer, f.subject.as_str(), &record)?;
@@ -472,7 +486,7 @@ fn inbound(
 
 /// Applies a local message and queues its envelope, inside the group's transaction.
 fn send(
-    w: &mut Write,
+    w: &mut Tables<'_>,
     identity: &Identity,
     peer: &NodeId,
     subject: &RecordId,
@@ -484,7 +498,7 @@ fn send(
         to: peer.clone(),
         at: now,
     };
-    let current = load_record(w, peer.as_str(), subject.as_str())?;
+    let current = current_record(w, peer.as_str(), subject.as_str(), message)?;
     let record = match state::apply(current.as_ref(), &ctx, message) {
         Ok(record) => record,
         Err(refused) => return Ok(Err(refused)),

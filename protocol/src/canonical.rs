@@ -157,18 +157,25 @@ pub fn from_slice_strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeE
 
 /// Decodes an already strictly parsed value into `T`, naming the field on error.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, DecodeError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let raw = e.path().to_string();
-        let path = if raw == "." || raw.is_empty() {
-            "$".to_string()
-        } else {
-            format!("$.{raw}")
-        };
-        DecodeError::Field {
-            path,
-            message: e.into_inner().to_string(),
-        }
-    })
+    serde_path_to_error::deserialize(value).map_err(field_error)
+}
+
+/// Like [`from_value`], borrowing the value (no copy of the whole tree).
+pub fn from_value_ref<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
+    serde_path_to_error::deserialize(value).map_err(field_error)
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    let raw = e.path().to_string();
+    let path = if raw == "." || raw.is_empty() {
+        "$".to_string()
+    } else {
+        format!("$.{raw}")
+    };
+    DecodeError::Field {
+        path,
+        message: e.into_inner().to_string(),
+    }
 }
 
 /// Deserializes an `Option` whose member must be present (null allowed):

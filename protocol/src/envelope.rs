@@ -104,6 +104,8 @@ pub struct SignedEnvelope {
     pub envelope: Envelope,
     pub bytes: Vec<u8>,
     pub hash: Sha256Hash,
+    /// The bytes the signature covers (canonical JSON without `sig`).
+    unsigned: Vec<u8>,
 }
 
 /// Why envelope bytes were refused. [`EnvelopeError::reason`] gives the
@@ -211,7 +213,7 @@ impl EnvelopeFields {
     /// Signs these fields with `key`, producing the envelope's exact bytes.
     pub fn sign(self, key: &NodeKey) -> Result<SignedEnvelope, EnvelopeError> {
         self.validate()?;
-        let (sig, bytes) = signed::sign(&self, key, Domain::Envelope)?;
+        let (sig, bytes, unsigned) = signed::sign(&self, key, Domain::Envelope)?;
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge { size: bytes.len() });
         }
@@ -220,6 +222,7 @@ impl EnvelopeFields {
             envelope: Envelope { fields: self, sig },
             bytes,
             hash,
+            unsigned,
         })
     }
 }
@@ -232,13 +235,16 @@ impl SignedEnvelope {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge { size: bytes.len() });
         }
-        let (fields, sig) = signed::decode::<EnvelopeFields>(bytes)?;
-        fields.validate()?;
-        let envelope = Envelope { fields, sig };
+        let decoded = signed::decode::<EnvelopeFields>(bytes)?;
+        decoded.fields.validate()?;
         Ok(SignedEnvelope {
-            envelope,
+            envelope: Envelope {
+                fields: decoded.fields,
+                sig: decoded.sig,
+            },
             bytes: bytes.to_vec(),
             hash: Sha256Hash::of(bytes),
+            unsigned: decoded.unsigned,
         })
     }
 
@@ -246,12 +252,7 @@ impl SignedEnvelope {
     /// `sig.kid` must be that key's id: the kid lies outside the signed bytes,
     /// so binding it to the key is what keeps it from being altered.
     pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
-        signed::verify(
-            &self.envelope.fields,
-            &self.envelope.sig,
-            key,
-            Domain::Envelope,
-        )
+        signed::verify_bytes(&self.unsigned, &self.envelope.sig, key, Domain::Envelope)
     }
 
     /// Shorthand for the envelope's fields.

@@ -404,7 +404,7 @@ messages! {
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
-    canonical::from_value(body.clone()).map_err(|e| match e {
+    canonical::from_value_ref(body).map_err(|e| match e {
         DecodeError::Field { path, message } => BodyError::Field {
             path: path.replacen('$', "body", 1),
             message,

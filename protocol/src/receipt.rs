@@ -75,6 +75,8 @@ pub struct Receipt {
 pub struct SignedReceipt {
     pub receipt: Receipt,
     pub bytes: Vec<u8>,
+    /// The bytes the signature covers (canonical JSON without `sig`).
+    unsigned: Vec<u8>,
 }
 
 /// Why a receipt does not prove what its holder thinks.
@@ -140,10 +142,11 @@ impl ReceiptFields {
     /// Signs the receipt with the receiver's key.
     pub fn sign(self, key: &NodeKey) -> Result<SignedReceipt, EnvelopeError> {
         self.validate()?;
-        let (sig, bytes) = signed::sign(&self, key, Domain::Receipt)?;
+        let (sig, bytes, unsigned) = signed::sign(&self, key, Domain::Receipt)?;
         Ok(SignedReceipt {
             receipt: Receipt { fields: self, sig },
             bytes,
+            unsigned,
         })
     }
 }
@@ -158,23 +161,21 @@ impl Receipt {
 impl SignedReceipt {
     /// Parses receipt bytes strictly; they must be canonical. Does not verify.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let (fields, sig) = signed::decode::<ReceiptFields>(bytes)?;
-        fields.validate()?;
-        let receipt = Receipt { fields, sig };
+        let decoded = signed::decode::<ReceiptFields>(bytes)?;
+        decoded.fields.validate()?;
         Ok(SignedReceipt {
-            receipt,
+            receipt: Receipt {
+                fields: decoded.fields,
+                sig: decoded.sig,
+            },
             bytes: bytes.to_vec(),
+            unsigned: decoded.unsigned,
         })
     }
 
     /// Verifies the receiver's signature (strict Ed25519).
     pub fn verify(&self, key: &PublicKey) -> Result<(), EnvelopeError> {
-        signed::verify(
-            &self.receipt.fields,
-            &self.receipt.sig,
-            key,
-            Domain::Receipt,
-        )
+        signed::verify_bytes(&self.unsigned, &self.receipt.sig, key, Domain::Receipt)
     }
 
     /// Checks that this receipt is about exactly `sent`.

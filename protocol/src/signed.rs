@@ -9,13 +9,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Signs `fields` for `domain`: the signature member and the exact bytes of
-/// the whole signed object.
+/// Signs `fields` for `domain`: the signature member, the exact bytes of the
+/// whole signed object, and the signed (unsigned-object) bytes.
 pub(crate) fn sign<T: Serialize>(
     fields: &T,
     key: &NodeKey,
     domain: Domain,
-) -> Result<(Sig, Vec<u8>), EnvelopeError> {
+) -> Result<(Sig, Vec<u8>, Vec<u8>), EnvelopeError> {
     let unsigned = canonical::to_canonical(fields)?;
     let sig = Sig {
         alg: ALG_ED25519.to_string(),
@@ -23,7 +23,7 @@ pub(crate) fn sign<T: Serialize>(
         value: key.sign(domain, &unsigned),
     };
     let bytes = canonical::canonicalize(&with_sig(fields, &sig)?)?;
-    Ok((sig, bytes))
+    Ok((sig, bytes, unsigned))
 }
 
 /// Parses signed-object bytes: strict JSON, canonical form, every member
@@ -31,23 +31,53 @@ pub(crate) fn sign<T: Serialize>(
 /// well-formed `sig`. Does not verify the signature.
 pub(crate) fn decode<T: Serialize + DeserializeOwned>(
     bytes: &[u8],
-) -> Result<(T, Sig), EnvelopeError> {
-    let value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
+) -> Result<Decoded<T>, EnvelopeError> {
+    let mut value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
     if canonical::canonicalize(&value)? != bytes {
         return Err(EnvelopeError::NotCanonical);
     }
-    let (fields, sig) = split_sig::<T>(value).map_err(EnvelopeError::Json)?;
-    if canonical::canonicalize(&with_sig(&fields, &sig)?)? != bytes {
+    let Some(sig) = value.as_object_mut().and_then(|m| m.remove("sig")) else {
+        return Err(EnvelopeError::Json(DecodeError::Field {
+            path: "$".into(),
+            message: "missing field `sig`".into(),
+        }));
+    };
+    // The canonical bytes without `sig` are the signed bytes.
+    let unsigned = canonical::canonicalize(&value)?;
+    let fields: T = canonical::from_value_ref(&value).map_err(EnvelopeError::Json)?;
+    // Every member must have been present: re-encoding gives the same bytes.
+    if canonical::to_canonical(&fields)? != unsigned {
         return Err(EnvelopeError::NotCanonical);
     }
+    let sig: Sig = canonical::from_value(sig).map_err(|e| {
+        EnvelopeError::Json(match e {
+            DecodeError::Field { path, message } => DecodeError::Field {
+                path: path.replacen('$', "$.sig", 1),
+                message,
+            },
+            other => other,
+        })
+    })?;
     sig.validate()?;
-    Ok((fields, sig))
+    Ok(Decoded {
+        fields,
+        sig,
+        unsigned,
+    })
 }
 
-/// Verifies `sig` over `fields` for `domain` with `key`, strictly; the
-/// signature's kid must be the key's id.
-pub(crate) fn verify<T: Serialize>(
-    fields: &T,
+/// A decoded signed object: its fields, its signature, and the exact bytes
+/// the signature covers (after the domain prefix).
+pub(crate) struct Decoded<T> {
+    pub fields: T,
+    pub sig: Sig,
+    pub unsigned: Vec<u8>,
+}
+
+/// Verifies `sig` over the canonical `unsigned` bytes for `domain` with
+/// `key`, strictly; the signature's kid must be the key's id.
+pub(crate) fn verify_bytes(
+    unsigned: &[u8],
     sig: &Sig,
     key: &PublicKey,
     domain: Domain,
@@ -55,8 +85,7 @@ pub(crate) fn verify<T: Serialize>(
     if sig.kid != key.kid() {
         return Err(EnvelopeError::Signature(CryptoError::BadSignature));
     }
-    let unsigned = canonical::to_canonical(fields)?;
-    key.verify(domain, &unsigned, &sig.value)
+    key.verify(domain, unsigned, &sig.value)
         .map_err(EnvelopeError::Signature)
 }
 
@@ -75,26 +104,4 @@ pub(crate) fn with_sig<T: Serialize>(fields: &T, sig: &Sig) -> Result<Value, Can
             "signed value is not an object".into(),
         )),
     }
-}
-
-/// Splits a parsed object into its `sig` member and the rest, decoding both.
-pub(crate) fn split_sig<T: serde::de::DeserializeOwned>(
-    mut value: Value,
-) -> Result<(T, Sig), DecodeError> {
-    let sig = match value.as_object_mut().and_then(|m| m.remove("sig")) {
-        Some(sig) => canonical::from_value::<Sig>(sig).map_err(|e| match e {
-            DecodeError::Field { path, message } => DecodeError::Field {
-                path: path.replacen('$', "$.sig", 1),
-                message,
-            },
-            other => other,
-        })?,
-        None => {
-            return Err(DecodeError::Field {
-                path: "$".into(),
-                message: "missing field `sig`".into(),
-            });
-        }
-    };
-    Ok((canonical::from_value(value)?, sig))
 }
