@@ -14,9 +14,9 @@ use crate::engine::{ReturnedReceipt, now_ms};
 use crate::node::{Node, PeerRuntime};
 use guanxi_adapters::store::Delivery;
 use guanxi_protocol::canonical;
-use guanxi_protocol::envelope::{MAX_BATCH, SignedEnvelope};
+use guanxi_protocol::envelope::MAX_BATCH;
 use guanxi_protocol::receipt::{ReceiptStatus, SignedReceipt};
-use guanxi_protocol::{NodeId, ReasonCode};
+use guanxi_protocol::{NodeId, ReasonCode, Sha256Hash};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,49 +119,70 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
     let wake = node.waker(&peer);
     let mut alerted = false;
     tracing::info!(%peer, "delivery worker started");
+    // The delivery state lives here; the store holds its last committed copy
+    // (receipts are committed behind the next request: a crash in between
+    // only means those envelopes are sent again and answered as duplicates).
+    let mut delivery: Option<Delivery> = None;
     loop {
         if cancel.is_cancelled() {
             break;
         }
         let Some(rt) = node.peer(&peer) else { break };
-        let (delivery, pending) = match read_state(&node, &peer) {
-            Ok(s) => s,
+        let current = match &delivery {
+            Some(d) if d.halted.is_none() => d.clone(),
+            // First round, or halted: (re)read what an admin may have changed.
+            _ => match node.store.read().and_then(|r| r.delivery(peer.as_str())) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(%peer, "cannot read the delivery state: {e}");
+                    wait(&cancel, &wake, Some(5_000)).await;
+                    continue;
+                }
+            },
+        };
+        delivery = Some(current.clone());
+        if let Some(why) = &current.halted {
+            tracing::error!(%peer, "delivery halted: {why}; see `guanxi peers`");
+            wait(&cancel, &wake, None).await;
+            continue;
+        }
+        let batch = (node.config().federation.max_batch as usize).clamp(1, MAX_BATCH);
+        let pending = match node
+            .store
+            .read()
+            .and_then(|r| r.out_envelopes(peer.as_str(), current.delivered_seq + 1, batch))
+        {
+            Ok(p) => p,
             Err(e) => {
                 tracing::error!(%peer, "cannot read the outbox: {e}");
                 wait(&cancel, &wake, Some(5_000)).await;
                 continue;
             }
         };
-        if let Some(why) = &delivery.halted {
-            tracing::error!(%peer, "delivery halted: {why}; see `guanxi peers`");
-            wait(&cancel, &wake, None).await;
-            continue;
-        }
         if pending.is_empty() {
             wait(&cancel, &wake, None).await;
             continue;
         }
         let now = now_ms();
-        if delivery.next_attempt_at > now {
+        if current.next_attempt_at > now {
             // Back off, unless something wakes us first (then try at once).
-            wait(&cancel, &wake, Some(delivery.next_attempt_at - now)).await;
+            wait(&cancel, &wake, Some(current.next_attempt_at - now)).await;
             if cancel.is_cancelled() {
                 break;
             }
         }
         let alert_after = i64::from(node.config().federation.alert_after_seconds) * 1000;
-        let outcome = deliver(&rt, &pending).await;
-        let mut next = delivery.clone();
-        let (receipts, failure) = match outcome {
+        let (receipts, failure) = match deliver(&rt, &node.identity.id, pending).await {
             Ok(receipts) => (receipts, None),
             Err((receipts, failure)) => (receipts, Some(failure)),
         };
+        let mut next = current.clone();
         if let Some(last) = receipts.last() {
             next.delivered_seq = last.seq;
         }
         match &failure {
             None => {
-                if delivery.failing_since.is_some() {
+                if current.failing_since.is_some() {
                     tracing::info!(%peer, "deliveries succeed again");
                 }
                 next.attempts = 0;
@@ -189,30 +210,40 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
                 }
             }
         }
-        let saved = if receipts.is_empty() {
-            node.engine.save_delivery(peer.clone(), next).await
-        } else {
-            let stored = node.engine.delivered(peer.clone(), receipts, next).await;
-            node.receipts_stored.notify_waiters();
-            stored
-        };
-        if let Err(e) = saved {
-            tracing::error!(%peer, "cannot store delivery results: {e}");
-            wait(&cancel, &wake, Some(1_000)).await;
+        delivery = Some(next.clone());
+        if receipts.is_empty() {
+            if let Err(e) = node.engine.save_delivery(peer.clone(), next).await {
+                tracing::error!(%peer, "cannot store the delivery state: {e}");
+                wait(&cancel, &wake, Some(1_000)).await;
+            }
+            continue;
+        }
+        // Queue the receipts' commit and go on sending; the commit is
+        // awaited (and announced) behind us, in order.
+        match node
+            .engine
+            .enqueue_delivered(peer.clone(), receipts, next)
+            .await
+        {
+            Ok(committed) => {
+                let node = node.clone();
+                let peer = peer.clone();
+                tokio::spawn(async move {
+                    match committed.await {
+                        Ok(Ok(())) => node.receipts_stored.notify_waiters(),
+                        Ok(Err(e)) => tracing::error!(%peer, "cannot store receipts: {e}"),
+                        Err(_) => tracing::error!(%peer, "engine stopped before storing receipts"),
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(%peer, "cannot store receipts: {e}");
+                delivery = None;
+                wait(&cancel, &wake, Some(1_000)).await;
+            }
         }
     }
     tracing::info!(%peer, "delivery worker stopped");
-}
-
-fn read_state(
-    node: &Node,
-    peer: &NodeId,
-) -> Result<(Delivery, Pending), guanxi_adapters::store::StoreError> {
-    let r = node.store.read()?;
-    let delivery = r.delivery(peer.as_str())?;
-    let batch = (node.config().federation.max_batch as usize).clamp(1, MAX_BATCH);
-    let pending = r.out_envelopes(peer.as_str(), delivery.delivered_seq + 1, batch)?;
-    Ok((delivery, pending))
 }
 
 /// Waits for a wake-up, cancellation, or `timeout_ms` if given.
@@ -238,8 +269,9 @@ type Pending = Vec<(u64, Vec<u8>)>;
 /// Sends `pending` (consecutive seqs) and verifies what comes back. Returns
 /// the receipts for a prefix, and the failure that stopped it, if any.
 async fn deliver(
-    rt: &PeerRuntime,
-    pending: &[(u64, Vec<u8>)],
+    rt: &Arc<PeerRuntime>,
+    me: &NodeId,
+    pending: Pending,
 ) -> Result<Delivered, (Delivered, Failure)> {
     let answer = if pending.len() == 1 {
         rt.client
@@ -276,17 +308,41 @@ async fn deliver(
         ));
     };
 
+    // Verify the receipts on two threads (signature checks dominate), then
+    // take them in order up to the first problem.
+    let items: Vec<(u64, Vec<u8>, Result<Vec<u8>, String>)> = pending
+        .into_iter()
+        .zip(results)
+        .map(|((seq, bytes), r)| (seq, bytes, r))
+        .collect();
+    let mut halves = Vec::new();
+    let mut rest = items;
+    let second = rest.split_off(rest.len() / 2);
+    for half in [rest, second] {
+        let rt = rt.clone();
+        let me = me.clone();
+        halves.push(tokio::task::spawn_blocking(move || {
+            half.into_iter()
+                .map(|(seq, sent, result)| match result {
+                    Ok(receipt) => check_receipt(&rt, &me, seq, &sent, &receipt),
+                    Err(message) => Err(Failure::retry(format!("seq {seq}: {message}"))),
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
     let mut delivered = Vec::new();
-    for ((seq, bytes), result) in pending.iter().zip(results) {
-        let receipt = match result {
-            Ok(r) => r,
-            Err(message) => {
-                return Err((delivered, Failure::retry(format!("seq {seq}: {message}"))));
+    for half in halves {
+        let checked = half.await.map_err(|e| {
+            (
+                Vec::new(),
+                Failure::retry(format!("receipt check failed: {e}")),
+            )
+        })?;
+        for c in checked {
+            match c {
+                Ok(returned) => delivered.push(returned),
+                Err(failure) => return Err((delivered, failure)),
             }
-        };
-        match check_receipt(rt, bytes, &receipt) {
-            Ok(returned) => delivered.push(returned),
-            Err(failure) => return Err((delivered, failure)),
         }
     }
     Ok(delivered)
@@ -332,14 +388,14 @@ fn batch_results(body: &[u8]) -> Result<Vec<Result<Vec<u8>, String>>, String> {
         .collect()
 }
 
-/// Verifies a receipt against the envelope it answers, with the peer's key.
+/// Verifies a receipt against the envelope it answers (by hash), with the peer's key.
 fn check_receipt(
     rt: &PeerRuntime,
+    me: &NodeId,
+    seq: u64,
     sent: &[u8],
     receipt: &[u8],
 ) -> Result<ReturnedReceipt, Failure> {
-    let sent = SignedEnvelope::decode(sent)
-        .map_err(|e| Failure::retry(format!("stored envelope unreadable: {e}")))?;
     let r = SignedReceipt::decode(receipt)
         .map_err(|e| Failure::retry(format!("receipt refused: {e}")))?;
     let kid = &r.receipt.sig.kid;
@@ -356,10 +412,9 @@ fn check_receipt(
         })?;
     r.verify(&key.public_key)
         .map_err(|e| Failure::retry(format!("receipt signature: {e}")))?;
-    r.matches(&sent)
+    r.matches_sent(&Sha256Hash::of(sent), seq, me, &rt.config.id)
         .map_err(|e| Failure::retry(format!("receipt mismatch: {e}")))?;
     let fields = &r.receipt.fields;
-    let seq = fields.seq;
     match (fields.status, &fields.reason) {
         (ReceiptStatus::Accepted, _) => Ok(ReturnedReceipt {
             seq,

@@ -181,20 +181,26 @@ impl Engine {
         }
     }
 
-    /// Stores verified receipts for outgoing envelopes and the new delivery state.
-    pub async fn delivered(
+    /// Queues storing receipts and the delivery state, returning at once;
+    /// the returned channel answers after the commit. Jobs commit in the
+    /// order they were queued.
+    pub async fn enqueue_delivered(
         &self,
         peer: NodeId,
         receipts: Vec<ReturnedReceipt>,
         delivery: Delivery,
-    ) -> Result<(), EngineError> {
-        self.call(|reply| Job::Delivered {
-            peer,
-            receipts,
-            delivery,
-            reply,
-        })
-        .await
+    ) -> Result<oneshot::Receiver<Result<(), EngineError>>, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Delivered {
+                peer,
+                receipts,
+                delivery,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(answer)
     }
 
     /// Stores the delivery state of the stream to `peer` (backoff, errors).

@@ -180,27 +180,40 @@ impl SignedReceipt {
 
     /// Checks that this receipt is about exactly `sent`.
     pub fn matches(&self, sent: &SignedEnvelope) -> Result<(), ReceiptMismatch> {
-        let r = &self.receipt.fields;
         let e = sent.fields();
-        if r.envelope != e.id {
+        if self.receipt.fields.envelope != e.id {
             return Err(ReceiptMismatch::Id {
                 expected: e.id.clone(),
-                got: r.envelope.clone(),
+                got: self.receipt.fields.envelope.clone(),
             });
         }
-        if r.hash != sent.hash {
+        self.matches_sent(&sent.hash, e.seq, &e.from, &e.to)
+    }
+
+    /// Checks that this receipt is about the envelope with hash `sent_hash`
+    /// and seq `seq` sent by `sender` to `receiver`. The hash names the exact
+    /// bytes, id included, so the sender need not parse its own envelope.
+    pub fn matches_sent(
+        &self,
+        sent_hash: &Sha256Hash,
+        seq: u64,
+        sender: &NodeId,
+        receiver: &NodeId,
+    ) -> Result<(), ReceiptMismatch> {
+        let r = &self.receipt.fields;
+        if &r.hash != sent_hash {
             return Err(ReceiptMismatch::Hash {
-                expected: sent.hash,
+                expected: *sent_hash,
                 got: r.hash,
             });
         }
-        if r.seq != e.seq {
+        if r.seq != seq {
             return Err(ReceiptMismatch::Seq {
-                expected: e.seq,
+                expected: seq,
                 got: r.seq,
             });
         }
-        if r.from != e.to || r.to != e.from {
+        if &r.from != receiver || &r.to != sender {
             return Err(ReceiptMismatch::Parties {
                 from: r.from.clone(),
                 to: r.to.clone(),

@@ -7,7 +7,7 @@
 //! target/release/guanxi-bench all --runs 3
 //! ```
 //!
-//! - `ingest`: pre-signed envelopes from 4 peers, each its own stream posted
+//! - `ingest`: pre-signed envelopes from 8 peers, each its own stream posted
 //!   in batches of 100 on its own connection, to one daemon; reports
 //!   verified, committed, receipted messages per second.
 //! - `e2e`: two daemons; the sender holds a backlog (default 100,000) queued
@@ -173,7 +173,7 @@ async fn main() {
 }
 
 async fn ingest(bin: &Path, total: u64) -> Result<f64, String> {
-    const STREAMS: u64 = 4;
+    const STREAMS: u64 = 8;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let node = NodeSetup::init(bin, dir.path(), "bench-target")?;
     let keys: Vec<NodeKey> = (0..STREAMS)
