@@ -263,6 +263,9 @@ async fn wait(cancel: &CancellationToken, wake: &tokio::sync::Notify, timeout_ms
 
 type Delivered = Vec<ReturnedReceipt>;
 
+/// A sent envelope (seq, exact bytes) with what came back for it.
+type Answered = (u64, Vec<u8>, Result<Vec<u8>, String>);
+
 /// Outgoing envelopes waiting, as (seq, exact bytes), in seq order.
 type Pending = Vec<(u64, Vec<u8>)>;
 
@@ -310,7 +313,7 @@ async fn deliver(
 
     // Verify the receipts on two threads (signature checks dominate), then
     // take them in order up to the first problem.
-    let items: Vec<(u64, Vec<u8>, Result<Vec<u8>, String>)> = pending
+    let items: Vec<Answered> = pending
         .into_iter()
         .zip(results)
         .map(|((seq, bytes), r)| (seq, bytes, r))

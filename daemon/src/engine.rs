@@ -14,7 +14,7 @@
 use guanxi_adapters::store::{Delivery, SeenId, Store, StoreError, Tables};
 use guanxi_protocol::envelope::{EnvelopeFields, Millis, PROTOCOL_VERSION, SignedEnvelope};
 use guanxi_protocol::messages::{BodyError, Message};
-use guanxi_protocol::receipt::{ReceiptFields, Rejection};
+use guanxi_protocol::receipt::{ReceiptFields, Rejection, SignedReceipt};
 use guanxi_protocol::state::{self, Context, Record, StateError};
 use guanxi_protocol::{EnvelopeError, NodeId, NodeKey, ReasonCode, RecordId, Sha256Hash};
 use std::sync::Arc;
@@ -61,6 +61,10 @@ pub enum SendError {
 pub struct Inbound {
     pub envelope: SignedEnvelope,
     pub message: Result<Message, BodyError>,
+    /// The receipt this envelope gets in the common case (accepted, next in
+    /// its stream), signed ahead on a parallel thread; the engine uses it
+    /// only when its decision is exactly that, and signs anew otherwise.
+    pub presigned: Option<SignedReceipt>,
 }
 
 /// The engine's answer to one incoming envelope.
@@ -476,8 +480,14 @@ fn inbound(
 
     // Step 10: envelope, receipt and stream position in the same transaction.
     let rejected = reason.as_ref().map(|r| r.code.as_str());
-    let receipt =
-        ReceiptFields::for_envelope(env, f.seq, reason.clone(), now).sign(&identity.key)?;
+    let receipt = match (&reason, &item.presigned) {
+        (None, Some(pre))
+            if pre.receipt.fields.high_water == f.seq && pre.receipt.fields.reason.is_none() =>
+        {
+            pre.clone()
+        }
+        _ => ReceiptFields::for_envelope(env, f.seq, reason.clone(), now).sign(&identity.key)?,
+    };
     let seen = SeenId {
         peer: peer.to_string(),
         seq: f.seq,

@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 use guanxi_protocol::canonical;
 use guanxi_protocol::envelope::{MAX_BATCH, MAX_ENVELOPE_BYTES, Millis, SignedEnvelope};
 use guanxi_protocol::messages::Message;
+use guanxi_protocol::receipt::ReceiptFields;
 use guanxi_protocol::{EnvelopeError, NodeId, ReasonCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,7 +199,15 @@ pub fn check(node: &Node, bytes: &[u8], now: Millis) -> Result<Inbound, FedError
     // A valid request shows the peer is alive: deliver what waits for it now.
     node.wake(&f.from);
     let message = Message::decode(&f.kind, &f.body);
-    Ok(Inbound { envelope, message })
+    // Sign the common answer here, in parallel; the engine decides whether it fits.
+    let presigned = ReceiptFields::for_envelope(&envelope, f.seq, None, now)
+        .sign(&node.identity.key)
+        .ok();
+    Ok(Inbound {
+        envelope,
+        message,
+        presigned,
+    })
 }
 
 async fn post_batch(State(node): State<Arc<Node>>, body: Body) -> Response {

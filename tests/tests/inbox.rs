@@ -83,15 +83,29 @@ struct Target {
 
 impl Target {
     async fn post(&self, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.url))
-            .body(body)
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.bytes().await.expect("body").to_vec())
+        // A server that refuses an oversized body answers before reading it
+        // all and closes; the client may then see the reset instead of the
+        // answer. Retry a few times: the answer itself is what is checked.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match self
+                .client
+                .post(format!("{}{path}", self.url))
+                .body(body.clone())
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    match r.bytes().await {
+                        Ok(b) => return (status, b.to_vec()),
+                        Err(e) => last_error = e.to_string(),
+                    }
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        panic!("no answer after 5 tries: {last_error}");
     }
 
     async fn received(&self, peer: &str) -> usize {
