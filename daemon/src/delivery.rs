@@ -263,8 +263,11 @@ async fn wait(cancel: &CancellationToken, wake: &tokio::sync::Notify, timeout_ms
 
 type Delivered = Vec<ReturnedReceipt>;
 
+/// A receipt's exact bytes, with its parsed value when it came in a batch.
+type ReceiptBytes = (Vec<u8>, Option<serde_json::Value>);
+
 /// A sent envelope (seq, exact bytes) with what came back for it.
-type Answered = (u64, Vec<u8>, Result<Vec<u8>, String>);
+type Answered = (u64, Vec<u8>, Result<ReceiptBytes, String>);
 
 /// Outgoing envelopes waiting, as (seq, exact bytes), in seq order.
 type Pending = Vec<(u64, Vec<u8>)>;
@@ -296,9 +299,9 @@ async fn deliver(
     let answer = answer.map_err(|e| (Vec::new(), Failure::retry(e.to_string())))?;
 
     // One result per envelope sent: the receipt bytes, or the error.
-    let results: Vec<Result<Vec<u8>, String>> = if pending.len() == 1 {
+    let results: Vec<Result<ReceiptBytes, String>> = if pending.len() == 1 {
         if matches!(answer.status, 200 | 409) {
-            vec![Ok(answer.body)]
+            vec![Ok((answer.body, None))]
         } else {
             vec![Err(error_text(answer.status, &answer.body))]
         }
@@ -327,7 +330,7 @@ async fn deliver(
         halves.push(tokio::task::spawn_blocking(move || {
             half.into_iter()
                 .map(|(seq, sent, result)| match result {
-                    Ok(receipt) => check_receipt(&rt, &me, seq, &sent, &receipt),
+                    Ok(receipt) => check_receipt(&rt, &me, seq, &sent, receipt),
                     Err(message) => Err(Failure::retry(format!("seq {seq}: {message}"))),
                 })
                 .collect::<Vec<_>>()
@@ -365,18 +368,21 @@ fn error_text(status: u16, body: &[u8]) -> String {
     }
 }
 
-fn batch_results(body: &[u8]) -> Result<Vec<Result<Vec<u8>, String>>, String> {
+fn batch_results(body: &[u8]) -> Result<Vec<Result<ReceiptBytes, String>>, String> {
     let value = canonical::parse_strict(body)
         .map_err(|e| format!("batch answer is not strict JSON: {e}"))?;
-    let Some(results) = value.get("results").and_then(|r| r.as_array()) else {
+    let Some(serde_json::Value::Array(results)) =
+        value.as_object().and_then(|o| o.get("results")).cloned()
+    else {
         return Err("batch answer has no results array".into());
     };
     results
-        .iter()
-        .map(|r| {
-            if let Some(receipt) = r.get("receipt") {
-                canonical::canonicalize(receipt)
-                    .map(Ok)
+        .into_iter()
+        .map(|mut r| {
+            if let Some(receipt) = r.as_object_mut().and_then(|o| o.remove("receipt")) {
+                // Receipts are canonical: canonicalizing recovers their exact bytes.
+                canonical::canonicalize(&receipt)
+                    .map(|bytes| Ok((bytes, Some(receipt))))
                     .map_err(|e| format!("receipt in batch answer: {e}"))
             } else if let Some(error) = r.get("error") {
                 Ok(Err(format!(
@@ -397,10 +403,13 @@ fn check_receipt(
     me: &NodeId,
     seq: u64,
     sent: &[u8],
-    receipt: &[u8],
+    receipt: ReceiptBytes,
 ) -> Result<ReturnedReceipt, Failure> {
-    let r = SignedReceipt::decode(receipt)
-        .map_err(|e| Failure::retry(format!("receipt refused: {e}")))?;
+    let decoded = match receipt {
+        (bytes, Some(value)) => SignedReceipt::decode_parsed(bytes, value),
+        (bytes, None) => SignedReceipt::decode(&bytes),
+    };
+    let r = decoded.map_err(|e| Failure::retry(format!("receipt refused: {e}")))?;
     let kid = &r.receipt.sig.kid;
     let key = rt
         .config

@@ -147,7 +147,11 @@ async fn acquire(node: &Node, peer: &NodeId) -> Option<tokio::sync::OwnedSemapho
 
 /// SPEC §7 steps 1–6: everything that needs no store.
 pub fn check(node: &Node, bytes: &[u8], now: Millis) -> Result<Inbound, FedError> {
-    let envelope = SignedEnvelope::decode(bytes)?;
+    check_decoded(node, SignedEnvelope::decode(bytes)?, now)
+}
+
+/// [`check`] after step 1 (the envelope is decoded).
+fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<Inbound, FedError> {
     let f = envelope.fields();
     let Some(peer) = node.peer(&f.from) else {
         return Err(FedError::new(
@@ -272,7 +276,7 @@ async fn batch(node: Arc<Node>, body: Body) -> Response {
 /// ended it, if any.
 async fn check_all(
     node: &Arc<Node>,
-    elements: Vec<Vec<u8>>,
+    elements: Vec<Element>,
 ) -> Result<(Vec<Inbound>, Option<FedError>), tokio::task::JoinError> {
     let now = now_ms();
     let mut first = elements;
@@ -281,8 +285,11 @@ async fn check_all(
     for half in [first, second] {
         let node = node.clone();
         halves.push(tokio::task::spawn_blocking(move || {
-            half.iter()
-                .map(|e| check(&node, e, now))
+            half.into_iter()
+                .map(|(bytes, value)| {
+                    let envelope = SignedEnvelope::decode_parsed(bytes, value)?;
+                    check_decoded(&node, envelope, now)
+                })
                 .collect::<Vec<_>>()
         }));
     }
@@ -298,12 +305,15 @@ async fn check_all(
     Ok((items, None))
 }
 
+/// One batch element: its exact (canonical) bytes and its parsed value.
+type Element = (Vec<u8>, serde_json::Value);
+
 /// Splits a batch body (the canonical JSON array of 1–100 envelopes) into
-/// each envelope's exact bytes.
-fn split_batch(bytes: &[u8]) -> Result<Vec<Vec<u8>>, FedError> {
+/// each envelope's exact bytes and parsed value.
+fn split_batch(bytes: &[u8]) -> Result<Vec<Element>, FedError> {
     let value = canonical::parse_strict(bytes)
         .map_err(|e| FedError::new(ReasonCode::from_parse_error(&e.kind), e.to_string()))?;
-    let Some(array) = value.as_array() else {
+    let serde_json::Value::Array(array) = value else {
         return Err(FedError::new(
             ReasonCode::BadJson,
             "a batch is a JSON array of envelopes",
@@ -318,19 +328,36 @@ fn split_batch(bytes: &[u8]) -> Result<Vec<Vec<u8>>, FedError> {
             ),
         ));
     }
-    let canonical = canonical::canonicalize(&value)
-        .map_err(|e| FedError::new(ReasonCode::BadJson, e.to_string()))?;
-    if canonical != bytes {
+    // The canonical form of an array is its elements' canonical forms,
+    // comma-separated in brackets: compare piece by piece.
+    let count = array.len();
+    let mut elements = Vec::with_capacity(count);
+    let mut at = 1;
+    if bytes.first() != Some(&b'[') {
         return Err(FedError::new(
             ReasonCode::NotCanonical,
             "the batch body is not the canonical form of the array",
         ));
     }
-    array
-        .iter()
-        .map(|e| {
-            canonical::canonicalize(e)
-                .map_err(|err| FedError::new(ReasonCode::BadJson, err.to_string()))
-        })
-        .collect()
+    for (i, element) in array.into_iter().enumerate() {
+        let canonical = canonical::canonicalize(&element)
+            .map_err(|err| FedError::new(ReasonCode::BadJson, err.to_string()))?;
+        let end = at + canonical.len();
+        let separator = if i + 1 == count { b']' } else { b',' };
+        if bytes.get(at..end) != Some(canonical.as_slice()) || bytes.get(end) != Some(&separator) {
+            return Err(FedError::new(
+                ReasonCode::NotCanonical,
+                "the batch body is not the canonical form of the array",
+            ));
+        }
+        at = end + 1;
+        elements.push((canonical, element));
+    }
+    if at != bytes.len() {
+        return Err(FedError::new(
+            ReasonCode::NotCanonical,
+            "the batch body is not the canonical form of the array",
+        ));
+    }
+    Ok(elements)
 }

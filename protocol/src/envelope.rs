@@ -235,15 +235,31 @@ impl SignedEnvelope {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge { size: bytes.len() });
         }
-        let decoded = signed::decode::<EnvelopeFields>(bytes)?;
+        Self::from_decoded(bytes.to_vec(), signed::decode::<EnvelopeFields>(bytes)?)
+    }
+
+    /// [`SignedEnvelope::decode`] for a value already parsed strictly, whose
+    /// canonical form the caller computed as `bytes` (a batch element).
+    pub fn decode_parsed(bytes: Vec<u8>, value: Value) -> Result<Self, EnvelopeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge { size: bytes.len() });
+        }
+        let decoded = signed::decode_canonical::<EnvelopeFields>(value)?;
+        Self::from_decoded(bytes, decoded)
+    }
+
+    fn from_decoded(
+        bytes: Vec<u8>,
+        decoded: signed::Decoded<EnvelopeFields>,
+    ) -> Result<Self, EnvelopeError> {
         decoded.fields.validate()?;
         Ok(SignedEnvelope {
             envelope: Envelope {
                 fields: decoded.fields,
                 sig: decoded.sig,
             },
-            bytes: bytes.to_vec(),
-            hash: Sha256Hash::of(bytes),
+            hash: Sha256Hash::of(&bytes),
+            bytes,
             unsigned: decoded.unsigned,
         })
     }

@@ -161,14 +161,26 @@ impl Receipt {
 impl SignedReceipt {
     /// Parses receipt bytes strictly; they must be canonical. Does not verify.
     pub fn decode(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let decoded = signed::decode::<ReceiptFields>(bytes)?;
+        Self::from_decoded(bytes.to_vec(), signed::decode::<ReceiptFields>(bytes)?)
+    }
+
+    /// [`SignedReceipt::decode`] for a value already parsed strictly, whose
+    /// canonical form the caller computed as `bytes` (a batch result).
+    pub fn decode_parsed(bytes: Vec<u8>, value: serde_json::Value) -> Result<Self, EnvelopeError> {
+        Self::from_decoded(bytes, signed::decode_canonical::<ReceiptFields>(value)?)
+    }
+
+    fn from_decoded(
+        bytes: Vec<u8>,
+        decoded: signed::Decoded<ReceiptFields>,
+    ) -> Result<Self, EnvelopeError> {
         decoded.fields.validate()?;
         Ok(SignedReceipt {
             receipt: Receipt {
                 fields: decoded.fields,
                 sig: decoded.sig,
             },
-            bytes: bytes.to_vec(),
+            bytes,
             unsigned: decoded.unsigned,
         })
     }

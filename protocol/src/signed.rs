@@ -27,15 +27,21 @@ pub(crate) fn sign<T: Serialize>(
 }
 
 /// Parses signed-object bytes: strict JSON, canonical form, every member
-/// present (re-encoding the typed value gives back the same bytes), and a
-/// well-formed `sig`. Does not verify the signature.
-pub(crate) fn decode<T: Serialize + DeserializeOwned>(
-    bytes: &[u8],
-) -> Result<Decoded<T>, EnvelopeError> {
-    let mut value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
+/// present and no other, and a well-formed `sig`. Does not verify the
+/// signature.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Decoded<T>, EnvelopeError> {
+    let value = canonical::parse_strict(bytes).map_err(|e| EnvelopeError::Json(e.into()))?;
     if canonical::canonicalize(&value)? != bytes {
         return Err(EnvelopeError::NotCanonical);
     }
+    decode_canonical(value)
+}
+
+/// [`decode`] for a value already parsed strictly from bytes that are its
+/// canonical form (the caller has checked that).
+pub(crate) fn decode_canonical<T: DeserializeOwned>(
+    mut value: Value,
+) -> Result<Decoded<T>, EnvelopeError> {
     let Some(sig) = value.as_object_mut().and_then(|m| m.remove("sig")) else {
         return Err(EnvelopeError::Json(DecodeError::Field {
             path: "$".into(),
@@ -44,11 +50,10 @@ pub(crate) fn decode<T: Serialize + DeserializeOwned>(
     };
     // The canonical bytes without `sig` are the signed bytes.
     let unsigned = canonical::canonicalize(&value)?;
+    // Every member is required (optional ones as null, via
+    // `required_nullable`) and unknown ones are refused, so a value that
+    // decodes has exactly the members of `T`.
     let fields: T = canonical::from_value_ref(&value).map_err(EnvelopeError::Json)?;
-    // Every member must have been present: re-encoding gives the same bytes.
-    if canonical::to_canonical(&fields)? != unsigned {
-        return Err(EnvelopeError::NotCanonical);
-    }
     let sig: Sig = canonical::from_value(sig).map_err(|e| {
         EnvelopeError::Json(match e {
             DecodeError::Field { path, message } => DecodeError::Field {
