@@ -40,6 +40,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/records/{peer}/{subject}", get(record))
         .route("/admin/v1/send", post(send))
         .route("/admin/v1/ping", post(ping))
+        .route("/admin/v1/peers/{peer}/resume", post(resume))
         .route("/metrics", get(metrics))
         .with_state(node)
 }
@@ -394,6 +395,29 @@ async fn send(
     let message =
         Message::decode(&req.kind, &body).map_err(|e| bad_request("bad_body", e.to_string()))?;
     Ok(Json(send_message(&node, peer, subject, message).await?))
+}
+
+/// Clears a halted stream (after an admin fixed what broke it) and retries now.
+async fn resume(
+    State(node): State<Arc<Node>>,
+    Path(peer): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let peer = parse_peer(&node, &peer)?;
+    let mut delivery = node
+        .store
+        .read()
+        .and_then(|r| r.delivery(peer.as_str()))
+        .map_err(internal)?;
+    let was = delivery.halted.take();
+    delivery.attempts = 0;
+    delivery.next_attempt_at = 0;
+    node.engine
+        .save_delivery(peer.clone(), delivery)
+        .await
+        .map_err(internal)?;
+    node.wake(&peer);
+    tracing::warn!(%peer, "delivery resumed by an admin (was halted: {})", was.as_deref().unwrap_or("no"));
+    Ok(Json(json!({"peer": peer.as_str(), "was_halted": was})))
 }
 
 #[derive(Deserialize)]

@@ -96,6 +96,13 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
     },
+    /// Resume delivery to PEER after it halted on a broken stream (once the
+    /// cause is fixed); also retries a backed-off peer at once.
+    Resume {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        peer: String,
+    },
     /// Send a ping to PEER and print its verified receipt.
     Ping {
         #[command(flatten)]
@@ -191,6 +198,13 @@ pub fn main_entry() -> ExitCode {
             (None, None) => admin_call(&daemon, "GET", "/admin/v1/outbox", None, print_outbox),
             (None, Some(_)) => Err(config_failure(anyhow!("--seq needs a PEER"))),
         },
+        Command::Resume { daemon, peer } => admin_call(
+            &daemon,
+            "POST",
+            &format!("/admin/v1/peers/{peer}/resume"),
+            None,
+            print_json,
+        ),
         Command::Rejected { daemon } => {
             admin_call(&daemon, "GET", "/admin/v1/rejected", None, print_rejected)
         }

@@ -493,3 +493,55 @@ async fn a_pinned_certificate_that_does_not_match_is_refused() {
     let (_, inbox) = b.admin("GET", "/admin/v1/inbox/acme", None).await;
     assert_eq!(inbox["received"].as_array().map(Vec::len), Some(0));
 }
+
+#[tokio::test]
+async fn a_receiver_that_lost_its_data_halts_the_stream_instead_of_skipping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path());
+    let _da = a.start(bin()).expect("acme starts");
+    let db = b.start(bin()).expect("globex starts");
+    send(&a, "globex", "ping", "p-1", json!({"note": ""})).await;
+    receipt_for(&a, "globex", 1, Duration::from_secs(30)).await;
+    // Globex loses its database (say, restored from a backup that predates seq 1).
+    let (status, _) = db.terminate(Duration::from_secs(20)).expect("stops");
+    assert!(status.success());
+    std::fs::remove_file(b.data_dir().join("guanxi.redb")).expect("remove the database");
+    let _db = b.start(bin()).expect("globex restarts empty");
+    send(&a, "globex", "ping", "p-2", json!({"note": ""})).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = a.peer_status("globex").await;
+        if let Some(why) = p["halted"].as_str() {
+            assert!(why.contains("seq_gap") && why.contains("Some(1)"), "{why}");
+            assert_eq!(
+                (p["last_delivered_seq"].as_u64(), p["backlog"].as_u64()),
+                (Some(1), Some(1)),
+                "{p}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "stream never halted: {p}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, out, _) = guanxi_tests::run(bin(), &a.dir, &["peers", "--config", "guanxi.toml"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("globex") && l.contains("HALTED")),
+        "{out}"
+    );
+    // Resuming retries at once; the receiver still has the gap, so it halts again.
+    let (code, out, err) = guanxi_tests::run(
+        bin(),
+        &a.dir,
+        &["resume", "globex", "--config", "guanxi.toml"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("seq_gap"), "{out}");
+    let (_, inbox) = b.admin("GET", "/admin/v1/inbox/acme", None).await;
+    assert_eq!(
+        inbox["received"].as_array().map(Vec::len),
+        Some(0),
+        "nothing skipped into the new database"
+    );
+}

@@ -121,7 +121,7 @@ async fn main() {
         }
         if !rates.is_empty() {
             println!(
-                "ingest: median {:.0} msg/s ({n} messages, 4 streams, batches of 100)",
+                "ingest: median {:.0} msg/s ({n} messages, 8 streams on 8 connections, batches of 100)",
                 median(rates)
             );
         }
