@@ -45,6 +45,8 @@ pub enum EngineError {
     Corrupt(String),
     #[error("the engine has stopped")]
     Stopped,
+    #[error("the write transaction failed, nothing was stored: {0}")]
+    Failed(String),
 }
 
 /// Why a message could not be sent. Nothing was queued or changed.
@@ -249,7 +251,7 @@ fn writer(store: Arc<Store>, identity: Arc<Identity>, mut rx: mpsc::Receiver<Job
                 );
                 let message = e.to_string();
                 for job in jobs {
-                    answer(job, Err(EngineError::Corrupt(message.clone())));
+                    answer(job, Err(EngineError::Failed(message.clone())));
                 }
             }
         }
