@@ -117,40 +117,44 @@ impl Failure {
 
 async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
     let wake = node.waker(&peer);
-    let mut alerted = false;
     tracing::info!(%peer, "delivery worker started");
     // The delivery state lives here; the store holds its last committed copy
     // (receipts are committed behind the next request: a crash in between
     // only means those envelopes are sent again and answered as duplicates).
-    let mut delivery: Option<Delivery> = None;
+    let mut state = WorkerState {
+        node: node.clone(),
+        peer: peer.clone(),
+        delivery: None,
+        alerted: false,
+    };
+    // The receipts of the last request, verified while the next one travels.
+    let mut verifying: Option<(u64, tokio::task::JoinHandle<Outcome>)> = None;
     loop {
         if cancel.is_cancelled() {
             break;
         }
         let Some(rt) = node.peer(&peer) else { break };
-        let current = match &delivery {
-            Some(d) if d.halted.is_none() => d.clone(),
-            // First round, or halted: (re)read what an admin may have changed.
-            _ => match node.store.read().and_then(|r| r.delivery(peer.as_str())) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(%peer, "cannot read the delivery state: {e}");
-                    wait(&cancel, &wake, Some(5_000)).await;
-                    continue;
-                }
-            },
+        let current = match state.current() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(%peer, "cannot read the delivery state: {e}");
+                wait(&cancel, &wake, Some(5_000)).await;
+                continue;
+            }
         };
-        delivery = Some(current.clone());
         if let Some(why) = &current.halted {
             tracing::error!(%peer, "delivery halted: {why}; see `guanxi peers`");
             wait(&cancel, &wake, None).await;
             continue;
         }
+        let sent_through = verifying
+            .as_ref()
+            .map_or(current.delivered_seq, |(last, _)| *last);
         let batch = (node.config().federation.max_batch as usize).clamp(1, MAX_BATCH);
         let pending = match node
             .store
             .read()
-            .and_then(|r| r.out_envelopes(peer.as_str(), current.delivered_seq + 1, batch))
+            .and_then(|r| r.out_envelopes(peer.as_str(), sent_through + 1, batch))
         {
             Ok(p) => p,
             Err(e) => {
@@ -160,27 +164,92 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
             }
         };
         if pending.is_empty() {
+            if let Some((_, task)) = verifying.take() {
+                state
+                    .settle(task.await.unwrap_or_else(|e| {
+                        Outcome::failed(Vec::new(), Failure::retry(e.to_string()))
+                    }))
+                    .await;
+                continue;
+            }
             wait(&cancel, &wake, None).await;
             continue;
         }
         let now = now_ms();
-        if current.next_attempt_at > now {
+        if verifying.is_none() && current.next_attempt_at > now {
             // Back off, unless something wakes us first (then try at once).
             wait(&cancel, &wake, Some(current.next_attempt_at - now)).await;
             if cancel.is_cancelled() {
                 break;
             }
         }
-        let alert_after = i64::from(node.config().federation.alert_after_seconds) * 1000;
-        let (receipts, failure) = match deliver(&rt, &node.identity.id, pending).await {
-            Ok(receipts) => (receipts, None),
-            Err((receipts, failure)) => (receipts, Some(failure)),
+        let last = pending.last().map_or(sent_through, |(seq, _)| *seq);
+        let posted = post_pending(&rt, pending).await;
+        // The previous request's receipts were verified meanwhile: settle them first.
+        if let Some((_, task)) = verifying.take() {
+            let outcome = task
+                .await
+                .unwrap_or_else(|e| Outcome::failed(Vec::new(), Failure::retry(e.to_string())));
+            if !state.settle(outcome).await {
+                // Something was wrong with those receipts: start again from
+                // what is delivered; this answer is dropped (a resend gets
+                // the same receipts back as duplicates).
+                continue;
+            }
+        }
+        match posted {
+            Ok(answered) => {
+                let task = tokio::spawn(verify_answered(
+                    rt.clone(),
+                    node.identity.id.clone(),
+                    answered,
+                ));
+                verifying = Some((last, task));
+            }
+            Err(failure) => {
+                state.settle(Outcome::failed(Vec::new(), failure)).await;
+            }
+        }
+    }
+    tracing::info!(%peer, "delivery worker stopped");
+}
+
+/// A worker's view of its stream's delivery state.
+struct WorkerState {
+    node: Arc<Node>,
+    peer: NodeId,
+    delivery: Option<Delivery>,
+    alerted: bool,
+}
+
+impl WorkerState {
+    /// The delivery state; read from the store at first and while halted (an
+    /// admin may have resumed it).
+    fn current(&mut self) -> Result<Delivery, guanxi_adapters::store::StoreError> {
+        match &self.delivery {
+            Some(d) if d.halted.is_none() => Ok(d.clone()),
+            _ => {
+                let d = self.node.store.read()?.delivery(self.peer.as_str())?;
+                self.delivery = Some(d.clone());
+                Ok(d)
+            }
+        }
+    }
+
+    /// Applies an attempt's outcome and stores it (receipts committed behind
+    /// us, in order). Returns whether the attempt fully succeeded.
+    async fn settle(&mut self, outcome: Outcome) -> bool {
+        let Ok(current) = self.current() else {
+            return false;
         };
+        let peer = &self.peer.clone();
+        let alert_after = i64::from(self.node.config().federation.alert_after_seconds) * 1000;
         let mut next = current.clone();
-        if let Some(last) = receipts.last() {
+        if let Some(last) = outcome.delivered.last() {
             next.delivered_seq = last.seq;
         }
-        match &failure {
+        let success = outcome.failure.is_none();
+        match &outcome.failure {
             None => {
                 if current.failing_since.is_some() {
                     tracing::info!(%peer, "deliveries succeed again");
@@ -189,7 +258,7 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
                 next.next_attempt_at = 0;
                 next.last_error = None;
                 next.failing_since = None;
-                alerted = false;
+                self.alerted = false;
             }
             Some(f) if f.halt => {
                 tracing::error!(%peer, "peer reports a broken stream, delivery halted: {}", f.message);
@@ -204,29 +273,29 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
                 next.last_error = Some(f.message.clone());
                 let since = *next.failing_since.get_or_insert(now);
                 tracing::warn!(%peer, attempts = next.attempts, retry_in_ms = delay, "delivery failed: {}", f.message);
-                if now - since > alert_after && !alerted {
-                    alerted = true;
+                if now - since > alert_after && !self.alerted {
+                    self.alerted = true;
                     tracing::error!(%peer, failing_for_ms = now - since, "peer has been failing for too long; messages are kept and retried");
                 }
             }
         }
-        delivery = Some(next.clone());
-        if receipts.is_empty() {
-            if let Err(e) = node.engine.save_delivery(peer.clone(), next).await {
+        self.delivery = Some(next.clone());
+        if outcome.delivered.is_empty() {
+            if let Err(e) = self.node.engine.save_delivery(peer.clone(), next).await {
                 tracing::error!(%peer, "cannot store the delivery state: {e}");
-                wait(&cancel, &wake, Some(1_000)).await;
+                self.delivery = None;
+                return false;
             }
-            continue;
+            return success;
         }
-        // Queue the receipts' commit and go on sending; the commit is
-        // awaited (and announced) behind us, in order.
-        match node
+        match self
+            .node
             .engine
-            .enqueue_delivered(peer.clone(), receipts, next)
+            .enqueue_delivered(peer.clone(), outcome.delivered, next)
             .await
         {
             Ok(committed) => {
-                let node = node.clone();
+                let node = self.node.clone();
                 let peer = peer.clone();
                 tokio::spawn(async move {
                     match committed.await {
@@ -235,15 +304,15 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
                         Err(_) => tracing::error!(%peer, "engine stopped before storing receipts"),
                     }
                 });
+                success
             }
             Err(e) => {
                 tracing::error!(%peer, "cannot store receipts: {e}");
-                delivery = None;
-                wait(&cancel, &wake, Some(1_000)).await;
+                self.delivery = None;
+                false
             }
         }
     }
-    tracing::info!(%peer, "delivery worker stopped");
 }
 
 /// Waits for a wake-up, cancellation, or `timeout_ms` if given.
@@ -272,13 +341,9 @@ type Answered = (u64, Vec<u8>, Result<ReceiptBytes, String>);
 /// Outgoing envelopes waiting, as (seq, exact bytes), in seq order.
 type Pending = Vec<(u64, Vec<u8>)>;
 
-/// Sends `pending` (consecutive seqs) and verifies what comes back. Returns
-/// the receipts for a prefix, and the failure that stopped it, if any.
-async fn deliver(
-    rt: &Arc<PeerRuntime>,
-    me: &NodeId,
-    pending: Pending,
-) -> Result<Delivered, (Delivered, Failure)> {
+/// Sends `pending` (consecutive seqs) and pairs each envelope with what came
+/// back for it (not yet verified).
+async fn post_pending(rt: &PeerRuntime, pending: Pending) -> Result<Vec<Answered>, Failure> {
     let answer = if pending.len() == 1 {
         rt.client
             .post("/fed/v1/envelope", pending[0].1.clone())
@@ -296,8 +361,7 @@ async fn deliver(
         body.push(b']');
         rt.client.post("/fed/v1/batch", body).await
     };
-    let answer = answer.map_err(|e| (Vec::new(), Failure::retry(e.to_string())))?;
-
+    let answer = answer.map_err(|e| Failure::retry(e.to_string()))?;
     // One result per envelope sent: the receipt bytes, or the error.
     let results: Vec<Result<ReceiptBytes, String>> = if pending.len() == 1 {
         if matches!(answer.status, 200 | 409) {
@@ -306,21 +370,20 @@ async fn deliver(
             vec![Err(error_text(answer.status, &answer.body))]
         }
     } else if answer.status == 200 {
-        batch_results(&answer.body).map_err(|e| (Vec::new(), Failure::retry(e)))?
+        batch_results(&answer.body).map_err(Failure::retry)?
     } else {
-        return Err((
-            Vec::new(),
-            Failure::retry(error_text(answer.status, &answer.body)),
-        ));
+        return Err(Failure::retry(error_text(answer.status, &answer.body)));
     };
-
-    // Verify the receipts on two threads (signature checks dominate), then
-    // take them in order up to the first problem.
-    let items: Vec<Answered> = pending
+    Ok(pending
         .into_iter()
         .zip(results)
         .map(|((seq, bytes), r)| (seq, bytes, r))
-        .collect();
+        .collect())
+}
+
+/// Verifies the receipts on two threads (signature checks dominate) and
+/// takes them in order up to the first problem.
+async fn verify_answered(rt: Arc<PeerRuntime>, me: NodeId, items: Vec<Answered>) -> Outcome {
     let mut halves = Vec::new();
     let mut rest = items;
     let second = rest.split_off(rest.len() / 2);
@@ -338,20 +401,42 @@ async fn deliver(
     }
     let mut delivered = Vec::new();
     for half in halves {
-        let checked = half.await.map_err(|e| {
-            (
-                Vec::new(),
-                Failure::retry(format!("receipt check failed: {e}")),
-            )
-        })?;
+        let checked = match half.await {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome::failed(
+                    delivered,
+                    Failure::retry(format!("receipt check failed: {e}")),
+                );
+            }
+        };
         for c in checked {
             match c {
                 Ok(returned) => delivered.push(returned),
-                Err(failure) => return Err((delivered, failure)),
+                Err(failure) => return Outcome::failed(delivered, failure),
             }
         }
     }
-    Ok(delivered)
+    Outcome {
+        delivered,
+        failure: None,
+    }
+}
+
+/// What one delivery attempt produced: receipts for a prefix of what was
+/// sent, and the failure that ended it, if any.
+struct Outcome {
+    delivered: Delivered,
+    failure: Option<Failure>,
+}
+
+impl Outcome {
+    fn failed(delivered: Delivered, failure: Failure) -> Self {
+        Outcome {
+            delivered,
+            failure: Some(failure),
+        }
+    }
 }
 
 fn error_text(status: u16, body: &[u8]) -> String {
