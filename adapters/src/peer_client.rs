@@ -89,35 +89,30 @@ impl PeerClient {
     /// POSTs `body` (JSON) to `path` and returns the answer, whatever its status.
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<Answer, ClientError> {
         let url = format!("{}{path}", self.base_url);
-        let transport = |e: reqwest::Error| ClientError::Transport {
-            url: url.clone(),
-            message: error_chain(&e),
-        };
-        let response = self
+        let request = self
             .http
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(transport)?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport)?.to_vec();
-        Ok(Answer { status, body })
+            .body(body);
+        send(request, url).await
     }
 
-    /// GETs `path` and returns the answer.
+    /// GETs `path` and returns the answer, whatever its status.
     pub async fn get(&self, path: &str) -> Result<Answer, ClientError> {
         let url = format!("{}{path}", self.base_url);
-        let transport = |e: reqwest::Error| ClientError::Transport {
-            url: url.clone(),
-            message: error_chain(&e),
-        };
-        let response = self.http.get(&url).send().await.map_err(transport)?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(transport)?.to_vec();
-        Ok(Answer { status, body })
+        send(self.http.get(&url), url).await
     }
+}
+
+async fn send(request: reqwest::RequestBuilder, url: String) -> Result<Answer, ClientError> {
+    let transport = |e: reqwest::Error| ClientError::Transport {
+        url: url.clone(),
+        message: error_chain(&e),
+    };
+    let response = request.send().await.map_err(transport)?;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.map_err(transport)?.to_vec();
+    Ok(Answer { status, body })
 }
 
 /// The error and its causes, on one line (reqwest's Display hides the cause).

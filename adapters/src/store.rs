@@ -378,6 +378,21 @@ fn delivery_of(
     }
 }
 
+/// A rejected envelope: (peer, seq, reason code).
+pub type Rejected = (String, u64, String);
+
+fn rejections(
+    table: &impl ReadableTable<(&'static str, u64), &'static str>,
+) -> Result<Vec<Rejected>, StoreError> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        let (peer, seq) = k.value();
+        out.push((peer.to_string(), seq, v.value().to_string()));
+    }
+    Ok(out)
+}
+
 fn bytes_at(
     table: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
     peer: &str,
@@ -549,27 +564,13 @@ impl Read {
     }
 
     /// Outgoing envelopes the peers rejected: (peer, seq, reason code).
-    pub fn out_rejected(&self) -> Result<Vec<(String, u64, String)>, StoreError> {
-        let table = self.txn.open_table(OUT_REJECTED)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            let (peer, seq) = k.value();
-            out.push((peer.to_string(), seq, v.value().to_string()));
-        }
-        Ok(out)
+    pub fn out_rejected(&self) -> Result<Vec<Rejected>, StoreError> {
+        rejections(&self.txn.open_table(OUT_REJECTED)?)
     }
 
     /// Incoming envelopes this node rejected: (peer, seq, reason code).
-    pub fn in_rejected(&self) -> Result<Vec<(String, u64, String)>, StoreError> {
-        let table = self.txn.open_table(IN_REJECTED)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            let (peer, seq) = k.value();
-            out.push((peer.to_string(), seq, v.value().to_string()));
-        }
-        Ok(out)
+    pub fn in_rejected(&self) -> Result<Vec<Rejected>, StoreError> {
+        rejections(&self.txn.open_table(IN_REJECTED)?)
     }
 
     /// The incoming envelope (peer, seq) and our receipt for it.

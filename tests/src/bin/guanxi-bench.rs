@@ -103,22 +103,13 @@ async fn main() {
         args.runs,
         bin.display()
     );
+    let n = if args.messages > 0 {
+        args.messages
+    } else {
+        100_000
+    };
     if matches!(args.what.as_str(), "ingest" | "all") {
-        let n = if args.messages > 0 {
-            args.messages
-        } else {
-            100_000
-        };
-        let mut rates = Vec::new();
-        for run in 1..=args.runs {
-            match ingest(&bin, n).await {
-                Ok(rate) => {
-                    println!("  ingest run {run}: {rate:.0} msg/s");
-                    rates.push(rate);
-                }
-                Err(e) => eprintln!("  ingest run {run} failed: {e}"),
-            }
-        }
+        let rates = repeat("ingest", args.runs, || ingest(&bin, n)).await;
         if !rates.is_empty() {
             println!(
                 "ingest: median {:.0} msg/s ({n} messages, 8 streams on 8 connections, batches of 100)",
@@ -127,21 +118,7 @@ async fn main() {
         }
     }
     if matches!(args.what.as_str(), "e2e" | "all") {
-        let n = if args.messages > 0 {
-            args.messages
-        } else {
-            100_000
-        };
-        let mut rates = Vec::new();
-        for run in 1..=args.runs {
-            match end_to_end(&bin, n).await {
-                Ok(rate) => {
-                    println!("  e2e run {run}: {rate:.0} msg/s");
-                    rates.push(rate);
-                }
-                Err(e) => eprintln!("  e2e run {run} failed: {e}"),
-            }
-        }
+        let rates = repeat("e2e", args.runs, || end_to_end(&bin, n)).await;
         if !rates.is_empty() {
             println!(
                 "end to end: median {:.0} msg/s (backlog of {n})",
@@ -170,6 +147,25 @@ async fn main() {
             );
         }
     }
+}
+
+/// Runs a throughput benchmark `runs` times, printing each rate.
+async fn repeat<F, Fut>(name: &str, runs: usize, mut run: F) -> Vec<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<f64, String>>,
+{
+    let mut rates = Vec::new();
+    for i in 1..=runs {
+        match run().await {
+            Ok(rate) => {
+                println!("  {name} run {i}: {rate:.0} msg/s");
+                rates.push(rate);
+            }
+            Err(e) => eprintln!("  {name} run {i} failed: {e}"),
+        }
+    }
+    rates
 }
 
 async fn ingest(bin: &Path, total: u64) -> Result<f64, String> {
