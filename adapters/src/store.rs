@@ -45,6 +45,35 @@ const OUT_RECEIPTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("
 const OUT_REJECTED: TableDefinition<(&str, u64), &str> = TableDefinition::new("out_rejected");
 /// Per receiving peer: JSON of [`Delivery`].
 const DELIVERY: TableDefinition<&str, &[u8]> = TableDefinition::new("delivery");
+/// Local documents (JSON, not shared with peers), one table per [`Doc`] kind.
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const PARTNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partners");
+const THROTTLE: TableDefinition<&str, &[u8]> = TableDefinition::new("throttle");
+
+/// Kinds of local JSON documents, each in its own table keyed by a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Doc {
+    /// username → account
+    User,
+    /// SHA-256 of the session token → session
+    Session,
+    /// partner organization id → directory entry
+    Partner,
+    /// "user:NAME" or "addr:IP" → failed-login counter
+    Throttle,
+}
+
+impl Doc {
+    fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Doc::User => USERS,
+            Doc::Session => SESSIONS,
+            Doc::Partner => PARTNERS,
+            Doc::Throttle => THROTTLE,
+        }
+    }
+}
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -266,6 +295,9 @@ impl Store {
             txn.open_table(OUT_RECEIPTS)?;
             txn.open_table(OUT_REJECTED)?;
             txn.open_table(DELIVERY)?;
+            for doc in [Doc::User, Doc::Session, Doc::Partner, Doc::Throttle] {
+                txn.open_table(doc.table())?;
+            }
         }
         txn.commit()?;
         Ok(())
@@ -318,6 +350,7 @@ impl Store {
 /// Every table, opened once in one write transaction: typed access for the
 /// engine, which runs a whole group of jobs against one `Tables`.
 pub struct Tables<'t> {
+    txn: &'t redb::WriteTransaction,
     in_streams: redb::Table<'t, &'static str, &'static [u8]>,
     in_ids: redb::Table<'t, &'static str, &'static [u8]>,
     in_envelopes: redb::Table<'t, (&'static str, u64), &'static [u8]>,
@@ -334,6 +367,7 @@ pub struct Tables<'t> {
 impl<'t> Tables<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
+            txn,
             in_streams: txn.open_table(IN_STREAMS)?,
             in_ids: txn.open_table(IN_IDS)?,
             in_envelopes: txn.open_table(IN_ENVELOPES)?,
@@ -402,6 +436,26 @@ fn bytes_at(
 }
 
 impl Tables<'_> {
+    /// A local document, as JSON bytes.
+    pub fn doc(&self, kind: Doc, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .txn
+            .open_table(kind.table())?
+            .get(key)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a local document.
+    pub fn put_doc(&mut self, kind: Doc, key: &str, json: &[u8]) -> Result<(), StoreError> {
+        self.txn.open_table(kind.table())?.insert(key, json)?;
+        Ok(())
+    }
+
+    /// Deletes a local document; true when it existed.
+    pub fn delete_doc(&mut self, kind: Doc, key: &str) -> Result<bool, StoreError> {
+        Ok(self.txn.open_table(kind.table())?.remove(key)?.is_some())
+    }
+
     /// The incoming stream from `peer`.
     pub fn in_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
         stream_of(&self.in_streams, "in_streams", peer)
@@ -511,6 +565,26 @@ impl Tables<'_> {
 }
 
 impl Read {
+    /// A local document, as JSON bytes.
+    pub fn doc(&self, kind: Doc, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .txn
+            .open_table(kind.table())?
+            .get(key)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Every local document of a kind, in key order.
+    pub fn docs(&self, kind: Doc) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let table = self.txn.open_table(kind.table())?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The incoming stream from `peer`.
     pub fn in_stream(&self, peer: &str) -> Result<StreamState, StoreError> {
         stream_of(&self.txn.open_table(IN_STREAMS)?, "in_streams", peer)

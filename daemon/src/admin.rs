@@ -42,6 +42,12 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/ping", post(ping))
         .route("/admin/v1/peers/{peer}/resume", post(resume))
         .route("/metrics", get(metrics))
+        .route("/admin/v1/users", get(users).post(add_user))
+        .route(
+            "/admin/v1/users/{name}/reset-password",
+            post(reset_password),
+        )
+        .route("/admin/v1/users/{name}/disable", post(disable_user))
         .with_state(node)
 }
 
@@ -189,6 +195,12 @@ fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreEr
 pub fn metrics_routes(node: Arc<Node>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/admin/v1/users", get(users).post(add_user))
+        .route(
+            "/admin/v1/users/{name}/reset-password",
+            post(reset_password),
+        )
+        .route("/admin/v1/users/{name}/disable", post(disable_user))
         .with_state(node)
 }
 
@@ -418,6 +430,79 @@ async fn resume(
     node.wake(&peer);
     tracing::warn!(%peer, "delivery resumed by an admin (was halted: {})", was.as_deref().unwrap_or("no"));
     Ok(Json(json!({"peer": peer.as_str(), "was_halted": was})))
+}
+
+fn account_error(e: crate::accounts::AccountError) -> AdminError {
+    use crate::accounts::AccountError as E;
+    match e {
+        E::NoSuchUser(_) | E::NoSuchPartner(_) => {
+            AdminError(StatusCode::NOT_FOUND, "not_found".into(), e.to_string())
+        }
+        E::Exists(_) => AdminError(StatusCode::CONFLICT, "exists".into(), e.to_string()),
+        E::BadUsername(_) | E::PartnerMismatch => bad_request("bad_request", e.to_string()),
+        other => internal(other),
+    }
+}
+
+async fn users(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let list: Vec<Value> = crate::accounts::list_users(&read)
+        .map_err(internal)?
+        .into_iter()
+        .map(|u| json!({"username": u.username, "display_name": u.display_name, "role": u.role, "partner": u.partner, "disabled": u.disabled}))
+        .collect();
+    Ok(Json(json!({"users": list})))
+}
+
+#[derive(Deserialize)]
+struct AddUser {
+    username: String,
+    display_name: Option<String>,
+    role: String,
+    partner: Option<String>,
+}
+
+async fn add_user(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<AddUser>,
+) -> Result<Json<Value>, AdminError> {
+    let role = req
+        .role
+        .parse()
+        .map_err(|e: String| bad_request("bad_role", e))?;
+    let password = crate::accounts::add_user(
+        &node.engine,
+        &req.username,
+        req.display_name.as_deref().unwrap_or(""),
+        role,
+        req.partner,
+        now_ms(),
+    )
+    .await
+    .map_err(account_error)?;
+    Ok(Json(
+        json!({"username": req.username, "password": password}),
+    ))
+}
+
+async fn reset_password(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let password = crate::accounts::reset_password(&node.engine, &name)
+        .await
+        .map_err(account_error)?;
+    Ok(Json(json!({"username": name, "password": password})))
+}
+
+async fn disable_user(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    crate::accounts::update_user(&node.engine, &name, |u| u.disabled = true)
+        .await
+        .map_err(account_error)?;
+    Ok(Json(json!({"username": name, "disabled": true})))
 }
 
 #[derive(Deserialize)]

@@ -103,6 +103,13 @@ pub enum Command {
         daemon: DaemonArgs,
         peer: String,
     },
+    /// Web-view accounts: add, reset-password, disable, list.
+    User {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Send a ping to PEER and print its verified receipt.
     Ping {
         #[command(flatten)]
@@ -123,12 +130,35 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account; prints its one-time password.
+    Add {
+        username: String,
+        /// admin, staff or partner.
+        #[arg(long, default_value = "staff")]
+        role: String,
+        /// The partner organization (partner users only).
+        #[arg(long)]
+        partner: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Set a new one-time password and print it.
+    ResetPassword { username: String },
+    /// Disable an account (it can no longer log in).
+    Disable { username: String },
+    /// List accounts.
+    List,
+}
+
 /// How the CLI finds a running daemon: through the admin socket in its data
 /// directory, named by the config file (or the default ./guanxi-data).
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
     /// The running daemon's config file.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
 }
 
@@ -205,6 +235,38 @@ pub fn main_entry() -> ExitCode {
             None,
             print_json,
         ),
+        Command::User { daemon, command } => match command {
+            UserCommand::Add {
+                username,
+                role,
+                partner,
+                name,
+            } => {
+                let body = serde_json::json!({"username": username, "role": role, "partner": partner, "display_name": name});
+                admin_call(
+                    &daemon,
+                    "POST",
+                    "/admin/v1/users",
+                    Some(body),
+                    print_password,
+                )
+            }
+            UserCommand::ResetPassword { username } => admin_call(
+                &daemon,
+                "POST",
+                &format!("/admin/v1/users/{username}/reset-password"),
+                None,
+                print_password,
+            ),
+            UserCommand::Disable { username } => admin_call(
+                &daemon,
+                "POST",
+                &format!("/admin/v1/users/{username}/disable"),
+                None,
+                print_json,
+            ),
+            UserCommand::List => admin_call(&daemon, "GET", "/admin/v1/users", None, print_users),
+        },
         Command::Rejected { daemon } => {
             admin_call(&daemon, "GET", "/admin/v1/rejected", None, print_rejected)
         }
@@ -419,7 +481,19 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
             workers.clone(),
             source,
         ));
+        let first_admin = match node.store.read() {
+            Ok(read) => {
+                crate::accounts::ensure_first_admin(&node.engine, &read, crate::engine::now_ms())
+                    .await
+                    .context("creating the first admin account")?
+            }
+            Err(e) => return Err(anyhow!("reading accounts: {e}")),
+        };
         println!("Guanxi node {} ({})", node_id, node.config().node_name);
+        if let Some(password) = first_admin {
+            // Shown once, on the terminal only (never logged).
+            println!("  first admin  user \"admin\", one-time password {password}");
+        }
         println!("  public key   {}", key.public());
         let generated = |yes: bool, what: &'static str| if yes { what } else { "" };
         println!(
@@ -558,6 +632,33 @@ fn admin_call(
     }
     print(&value);
     Ok(())
+}
+
+fn print_password(value: &serde_json::Value) {
+    println!("user      {}", value["username"].as_str().unwrap_or("?"));
+    println!("password  {}", value["password"].as_str().unwrap_or("?"));
+    println!("(shown once: give it to the user, who should change it after logging in)");
+}
+
+fn print_users(value: &serde_json::Value) {
+    println!(
+        "{:<24} {:<8} {:<20} {:<9} NAME",
+        "USERNAME", "ROLE", "PARTNER", "STATE"
+    );
+    for u in value["users"].as_array().into_iter().flatten() {
+        println!(
+            "{:<24} {:<8} {:<20} {:<9} {}",
+            u["username"].as_str().unwrap_or("?"),
+            u["role"].as_str().unwrap_or("?"),
+            u["partner"].as_str().unwrap_or("-"),
+            if u["disabled"].as_bool() == Some(true) {
+                "disabled"
+            } else {
+                "active"
+            },
+            u["display_name"].as_str().unwrap_or("")
+        );
+    }
 }
 
 fn print_json(value: &serde_json::Value) {

@@ -17,6 +17,7 @@ use guanxi_protocol::messages::{BodyError, Message};
 use guanxi_protocol::receipt::{ReceiptFields, Rejection, SignedReceipt};
 use guanxi_protocol::state::{self, Context, Record, StateError};
 use guanxi_protocol::{EnvelopeError, NodeId, NodeKey, ReasonCode, RecordId, Sha256Hash};
+use std::any::Any;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -100,7 +101,16 @@ pub struct ReturnedReceipt {
     pub rejected: Option<ReasonCode>,
 }
 
+/// Local work on the store (accounts, sessions, the partner directory):
+/// runs in the writer's transaction like every other change.
+type LocalWork =
+    Box<dyn FnOnce(&mut Tables<'_>) -> Result<Box<dyn Any + Send>, EngineError> + Send>;
+
 enum Job {
+    Local {
+        work: Option<LocalWork>,
+        reply: oneshot::Sender<Result<Box<dyn Any + Send>, EngineError>>,
+    },
     Inbound {
         items: Vec<Inbound>,
         reply: oneshot::Sender<Result<Vec<InboundAnswer>, EngineError>>,
@@ -155,6 +165,27 @@ impl Engine {
             .await
             .map_err(|_| EngineError::Stopped)?;
         answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
+    /// Runs `work` in the writer's next transaction and returns its result
+    /// after the commit. An `Err` from `work` aborts the whole group: use it
+    /// for storage failures, and return business refusals inside `T`.
+    pub async fn local<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let boxed: LocalWork =
+            Box::new(move |t| work(t).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        let value = self
+            .call(|reply| Job::Local {
+                work: Some(boxed),
+                reply,
+            })
+            .await?;
+        value
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| EngineError::Failed("local job returned another type".into()))
     }
 
     /// Processes incoming envelopes in order (SPEC §7 steps 7–11) and answers
@@ -222,6 +253,7 @@ impl Engine {
 
 /// What a job produced, waiting for the commit.
 enum Done {
+    Local(Box<dyn Any + Send>),
     Inbound(Vec<InboundAnswer>),
     Send(Result<Sent, StateError>),
     Unit,
@@ -237,7 +269,7 @@ fn writer(store: Arc<Store>, identity: Arc<Identity>, mut rx: mpsc::Receiver<Job
             }
         }
         let now = now_ms();
-        let result = run_group(&store, &identity, &jobs, now);
+        let result = run_group(&store, &identity, &mut jobs, now);
         match result {
             Ok(done) => {
                 for (job, done) in jobs.into_iter().zip(done) {
@@ -261,13 +293,17 @@ fn writer(store: Arc<Store>, identity: Arc<Identity>, mut rx: mpsc::Receiver<Job
 fn run_group(
     store: &Store,
     identity: &Identity,
-    jobs: &[Job],
+    jobs: &mut [Job],
     now: Millis,
 ) -> Result<Vec<Done>, EngineError> {
     store.transact(|w| {
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
+                Job::Local { work, .. } => match work.take() {
+                    Some(work) => Done::Local(work(w)?),
+                    None => return Err(EngineError::Failed("local job ran twice".into())),
+                },
                 Job::Inbound { items, .. } => {
                     let mut answers = Vec::with_capacity(items.len());
                     for item in items {
@@ -317,6 +353,8 @@ fn answer(job: Job, result: Result<Done, EngineError>) {
     // A dropped receiver means the caller gave up (timeout); the work is done
     // and durable regardless, and a retry will find it.
     match (job, result) {
+        (Job::Local { reply, .. }, Ok(Done::Local(v))) => drop(reply.send(Ok(v))),
+        (Job::Local { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
         (Job::Inbound { reply, .. }, Ok(Done::Inbound(a))) => drop(reply.send(Ok(a))),
         (Job::Send { reply, .. }, Ok(Done::Send(s))) => drop(reply.send(Ok(s))),
         (Job::Delivered { reply, .. } | Job::SaveDelivery { reply, .. }, Ok(Done::Unit)) => {

@@ -12,6 +12,7 @@
 //! - [`delivery`]: one worker per peer sending the outbox in order, with backoff.
 //! - [`node`]: what handlers, workers and admin share; config reload.
 //! - [`admin`]: the admin Unix socket the CLI talks to.
+//! - [`accounts`]: web-view users (admin, staff, partner), argon2id passwords.
 //! - [`identity`]: the node's signing key and its published key document.
 //! - [`tls`]: rustls provider, self-signed certificates, certificate loading.
 //! - [`server`]: HTTPS routes and serving them until shutdown.
@@ -21,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod admin;
 pub mod cli;
 pub mod delivery;

@@ -222,3 +222,83 @@ fn a_store_of_another_schema_version_is_refused() {
     );
     assert!(!out.contains("listening"), "{out}");
 }
+
+#[test]
+fn the_first_admin_is_created_once_and_accounts_are_managed_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = run(
+        bin(),
+        dir.path(),
+        &["init", "--node-id", "acme", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let daemon =
+        Daemon::start(bin(), dir.path(), &["serve", "--config", "guanxi.toml"]).expect("serves");
+    let first = daemon
+        .banner
+        .iter()
+        .find(|l| l.contains("first admin"))
+        .cloned()
+        .expect("first start prints the first admin's password");
+    let password = first.rsplit(' ').next().expect("password").to_string();
+    assert_eq!(password.len(), 24, "{first}");
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", "guanxi.toml"]);
+        run(bin(), dir.path(), &all)
+    };
+    let (code, out, err) = cli(&["user", "add", "mei", "--role", "staff", "--name", "Lin Mei"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("password") && out.contains("shown once"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&["user", "add", "mei"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = cli(&["user", "add", "ext", "--role", "partner"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--partner"), "{err}");
+    let (code, _, err) = cli(&[
+        "user",
+        "add",
+        "ext",
+        "--role",
+        "partner",
+        "--partner",
+        "no-such-org",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no partner organization"), "{err}");
+    let (code, out, _) = cli(&["user", "reset-password", "mei"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("password"), "{out}");
+    let (code, _, _) = cli(&["user", "disable", "mei"]);
+    assert_eq!(code, Some(0));
+    let (code, out, _) = cli(&["user", "list"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("admin") && l.contains("admin") && l.contains("active")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("mei") && l.contains("disabled") && l.contains("Lin Mei")),
+        "{out}"
+    );
+    let (status, stderr) = daemon.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success());
+    assert!(
+        !stderr.iter().any(|l| l.contains(&password)),
+        "the password was logged"
+    );
+    // A restart creates no second admin.
+    let again =
+        Daemon::start(bin(), dir.path(), &["serve", "--config", "guanxi.toml"]).expect("serves");
+    assert!(
+        !again.banner.iter().any(|l| l.contains("first admin")),
+        "{:?}",
+        again.banner
+    );
+}

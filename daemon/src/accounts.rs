@@ -1,0 +1,257 @@
+//! Accounts of people who use the web view: the company's own staff (roles
+//! admin and staff) and partner users (each belonging to one partner
+//! organization). Passwords are hashed with argon2id; generated passwords
+//! and session tokens come from the OS's random source. Nothing here logs a
+//! password or token.
+
+use crate::engine::{Engine, EngineError};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
+use guanxi_protocol::Millis;
+use guanxi_protocol::crypto::b64url;
+use serde::{Deserialize, Serialize};
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Staff who also manage accounts.
+    Admin,
+    /// The company's own staff.
+    Staff,
+    /// A user of one partner organization.
+    Partner,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "staff" => Ok(Role::Staff),
+            "partner" => Ok(Role::Partner),
+            other => Err(format!("role {other:?} is not admin, staff or partner")),
+        }
+    }
+}
+
+/// One account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// The partner organization, for partner users.
+    pub partner: Option<String>,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created: Millis,
+}
+
+/// Why an account operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("username {0:?} must be 1 to 64 characters of letters, digits, '.', '_', '-' and '@'")]
+    BadUsername(String),
+    #[error("user {0} already exists")]
+    Exists(String),
+    #[error("no user {0}")]
+    NoSuchUser(String),
+    #[error("a partner user needs --partner ORG; staff users must not have one")]
+    PartnerMismatch,
+    #[error("no partner organization {0}")]
+    NoSuchPartner(String),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("no randomness available: {0}")]
+    Random(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `n` random bytes as unpadded base64url.
+pub fn random_token(n: usize) -> Result<String, AccountError> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(|e| AccountError::Random(e.to_string()))?;
+    Ok(b64url(&bytes))
+}
+
+/// A generated password: 18 random bytes, 24 characters.
+pub fn generate_password() -> Result<String, AccountError> {
+    random_token(18)
+}
+
+/// The argon2id hash (PHC string) of `password`, with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, AccountError> {
+    let hash: PasswordHash = argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map_err(|e| AccountError::Hash(e.to_string()))?;
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the stored `hash` (constant time in argon2).
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+fn check_username(name: &str) -> Result<(), AccountError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountError::BadUsername(name.into()))
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
+    serde_json::to_vec(value).map_err(|e| EngineError::Failed(e.to_string()))
+}
+
+/// Reads one user.
+pub fn load_user(read: &Read, username: &str) -> Result<Option<User>, StoreError> {
+    Ok(read
+        .doc(Doc::User, username)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Every user, by username.
+pub fn list_users(read: &Read) -> Result<Vec<User>, StoreError> {
+    Ok(read
+        .docs(Doc::User)?
+        .into_iter()
+        .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+        .collect())
+}
+
+fn user_in(t: &Tables<'_>, username: &str) -> Result<Option<User>, EngineError> {
+    Ok(t.doc(Doc::User, username)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Creates a user with a generated password, which is returned (shown once).
+pub async fn add_user(
+    engine: &Engine,
+    username: &str,
+    display_name: &str,
+    role: Role,
+    partner: Option<String>,
+    now: Millis,
+) -> Result<String, AccountError> {
+    check_username(username)?;
+    if (role == Role::Partner) != partner.is_some() {
+        return Err(AccountError::PartnerMismatch);
+    }
+    let password = generate_password()?;
+    let user = User {
+        username: username.to_string(),
+        display_name: if display_name.is_empty() {
+            username.to_string()
+        } else {
+            display_name.to_string()
+        },
+        role,
+        partner,
+        password_hash: hash_password(&password)?,
+        disabled: false,
+        created: now,
+    };
+    let outcome = engine
+        .local(move |t| {
+            if t.doc(Doc::User, &user.username)?.is_some() {
+                return Ok(Err(AccountError::Exists(user.username)));
+            }
+            if let Some(org) = &user.partner
+                && t.doc(Doc::Partner, org)?.is_none()
+            {
+                return Ok(Err(AccountError::NoSuchPartner(org.clone())));
+            }
+            t.put_doc(Doc::User, &user.username, &json(&user)?)?;
+            Ok(Ok(()))
+        })
+        .await?;
+    outcome.map(|()| password)
+}
+
+/// Changes a user's fields through `change`; fails when the user is unknown.
+pub async fn update_user(
+    engine: &Engine,
+    username: &str,
+    change: impl FnOnce(&mut User) + Send + 'static,
+) -> Result<User, AccountError> {
+    let name = username.to_string();
+    engine
+        .local(move |t| {
+            let Some(mut user) = user_in(t, &name)? else {
+                return Ok(Err(AccountError::NoSuchUser(name)));
+            };
+            change(&mut user);
+            t.put_doc(Doc::User, &name, &json(&user)?)?;
+            Ok(Ok(user))
+        })
+        .await?
+}
+
+/// Sets a new generated password, returned once.
+pub async fn reset_password(engine: &Engine, username: &str) -> Result<String, AccountError> {
+    let password = generate_password()?;
+    let hash = hash_password(&password)?;
+    update_user(engine, username, move |u| u.password_hash = hash).await?;
+    Ok(password)
+}
+
+/// Creates the first admin when the store has no user at all; returns its
+/// generated password (to print once), or `None` when users exist.
+pub async fn ensure_first_admin(
+    engine: &Engine,
+    read: &Read,
+    now: Millis,
+) -> Result<Option<String>, AccountError> {
+    if !read.docs(Doc::User)?.is_empty() {
+        return Ok(None);
+    }
+    add_user(engine, "admin", "Administrator", Role::Admin, None, now)
+        .await
+        .map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let hash = hash_password("correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_password(&hash, "correct horse"));
+        assert!(!verify_password(&hash, "wrong horse"));
+        assert!(!verify_password("not a hash", "correct horse"));
+        assert_ne!(
+            hash_password("correct horse").expect("hash"),
+            hash,
+            "fresh salt each time"
+        );
+    }
+
+    #[test]
+    fn usernames_and_roles_are_checked() {
+        assert!(check_username("lin.mei@globex").is_ok());
+        assert!(check_username("").is_err());
+        assert!(check_username("a b").is_err());
+        assert_eq!("staff".parse::<Role>(), Ok(Role::Staff));
+        assert!("boss".parse::<Role>().is_err());
+        assert_eq!(generate_password().expect("password").len(), 24);
+    }
+}
