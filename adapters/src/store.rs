@@ -564,7 +564,63 @@ impl Tables<'_> {
     }
 }
 
+/// What became of an envelope, as far as this node knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receipted {
+    Accepted,
+    Rejected,
+    /// Outgoing, no receipt yet.
+    Waiting,
+}
+
 impl Read {
+    /// The newest `n` envelopes sent to `peer` (newest first), with their status.
+    pub fn out_recent(
+        &self,
+        peer: &str,
+        n: usize,
+    ) -> Result<Vec<(u64, Vec<u8>, Receipted)>, StoreError> {
+        let table = self.txn.open_table(OUT_ENVELOPES)?;
+        let receipts = self.txn.open_table(OUT_RECEIPTS)?;
+        let rejected = self.txn.open_table(OUT_REJECTED)?;
+        let mut out = Vec::new();
+        for entry in table.range((peer, 0)..=(peer, u64::MAX))?.rev().take(n) {
+            let (k, v) = entry?;
+            let seq = k.value().1;
+            let status = if rejected.get((peer, seq))?.is_some() {
+                Receipted::Rejected
+            } else if receipts.get((peer, seq))?.is_some() {
+                Receipted::Accepted
+            } else {
+                Receipted::Waiting
+            };
+            out.push((seq, v.value().to_vec(), status));
+        }
+        Ok(out)
+    }
+
+    /// The newest `n` envelopes received from `peer` (newest first), with their status.
+    pub fn in_recent(
+        &self,
+        peer: &str,
+        n: usize,
+    ) -> Result<Vec<(u64, Vec<u8>, Receipted)>, StoreError> {
+        let table = self.txn.open_table(IN_ENVELOPES)?;
+        let rejected = self.txn.open_table(IN_REJECTED)?;
+        let mut out = Vec::new();
+        for entry in table.range((peer, 0)..=(peer, u64::MAX))?.rev().take(n) {
+            let (k, v) = entry?;
+            let seq = k.value().1;
+            let status = if rejected.get((peer, seq))?.is_some() {
+                Receipted::Rejected
+            } else {
+                Receipted::Accepted
+            };
+            out.push((seq, v.value().to_vec(), status));
+        }
+        Ok(out)
+    }
+
     /// A local document, as JSON bytes.
     pub fn doc(&self, kind: Doc, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self

@@ -93,8 +93,8 @@ pub struct PeerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebConfig {
     pub enabled: bool,
-    pub session_idle_minutes: u32,
-    pub session_absolute_hours: u32,
+    pub session_idle_seconds: u32,
+    pub session_absolute_seconds: u32,
     /// `en` or `zh-TW`.
     pub default_language: String,
 }
@@ -206,8 +206,8 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             enabled: true,
-            session_idle_minutes: 30,
-            session_absolute_hours: 12,
+            session_idle_seconds: 1800,
+            session_absolute_seconds: 43200,
             default_language: "en".into(),
         }
     }
@@ -252,8 +252,8 @@ struct RawTls {
 #[serde(deny_unknown_fields)]
 struct RawWeb {
     enabled: Option<bool>,
-    session_idle_minutes: Option<Spanned<u32>>,
-    session_absolute_hours: Option<Spanned<u32>>,
+    session_idle_seconds: Option<Spanned<u32>>,
+    session_absolute_seconds: Option<Spanned<u32>>,
     default_language: Option<Spanned<String>>,
 }
 
@@ -428,8 +428,11 @@ impl Ctx<'_> {
                 web.enabled = e;
             }
             for (field, target) in [
-                (&w.session_idle_minutes, &mut web.session_idle_minutes),
-                (&w.session_absolute_hours, &mut web.session_absolute_hours),
+                (&w.session_idle_seconds, &mut web.session_idle_seconds),
+                (
+                    &w.session_absolute_seconds,
+                    &mut web.session_absolute_seconds,
+                ),
             ] {
                 if let Some(v) = field {
                     if *v.get_ref() == 0 {

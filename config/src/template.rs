@@ -36,8 +36,9 @@ self_signed = true
 [web]
 # The web view for staff and for partners without a daemon.
 enabled = true
-session_idle_minutes = 30
-session_absolute_hours = 12
+# Sessions end after this long without a request, and this long after login.
+session_idle_seconds = 1800
+session_absolute_seconds = 43200
 # "en" or "zh-TW"; users can switch.
 default_language = "en"
 

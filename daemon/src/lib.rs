@@ -18,7 +18,10 @@
 //! - [`server`]: HTTPS routes and serving them until shutdown.
 //! - [`logging`]: tracing setup (human or JSON).
 //!
-//! The web view and the JSON API join this crate in later issues.
+//! - [`web`]: the web view (askama templates, sessions, CSRF, en and zh-TW).
+//! - [`directory`]: the partner directory.
+//!
+//! The JSON API joins this crate in a later step.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +29,7 @@ pub mod accounts;
 pub mod admin;
 pub mod cli;
 pub mod delivery;
+pub mod directory;
 pub mod engine;
 pub mod identity;
 pub mod inbox;
@@ -33,5 +37,6 @@ pub mod logging;
 pub mod node;
 pub mod server;
 pub mod tls;
+pub mod web;
 
 pub use cli::main_entry;

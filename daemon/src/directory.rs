@@ -1,0 +1,286 @@
+//! The partner directory ("centralized information"): one entry per partner
+//! organization — type, tier, territory, lifecycle stage, contacts, how it is
+//! connected (a peer daemon from the TOML, or web users), notes. Local data:
+//! stored in the `partners` table, never sent to peers.
+
+use crate::engine::{Engine, EngineError};
+use guanxi_adapters::store::{Doc, Read, StoreError};
+use guanxi_protocol::Millis;
+use serde::{Deserialize, Serialize};
+
+/// What kind of partner an organization is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerType {
+    Reseller,
+    Distributor,
+    Agent,
+    Supplier,
+}
+
+/// Where the relationship stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Prospect,
+    Onboarding,
+    Active,
+    Strategic,
+    AtRisk,
+    Dormant,
+}
+
+/// Every type, in display order, with its wire name.
+pub const TYPES: &[(PartnerType, &str)] = &[
+    (PartnerType::Reseller, "reseller"),
+    (PartnerType::Distributor, "distributor"),
+    (PartnerType::Agent, "agent"),
+    (PartnerType::Supplier, "supplier"),
+];
+
+/// Every stage, in display order, with its wire name.
+pub const STAGES: &[(Stage, &str)] = &[
+    (Stage::Prospect, "prospect"),
+    (Stage::Onboarding, "onboarding"),
+    (Stage::Active, "active"),
+    (Stage::Strategic, "strategic"),
+    (Stage::AtRisk, "at_risk"),
+    (Stage::Dormant, "dormant"),
+];
+
+/// A contact person at a partner.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+/// One partner organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partner {
+    /// Stable id, like `globex-tw` (same grammar as node ids).
+    pub id: String,
+    pub name: String,
+    pub kind: PartnerType,
+    pub tier: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    pub region: String,
+    pub stage: Stage,
+    /// The peer id from the TOML when the partner runs its own daemon.
+    pub peer: Option<String>,
+    pub contact: Contact,
+    pub notes: String,
+    pub created: Millis,
+    pub updated: Millis,
+}
+
+impl Partner {
+    /// The type's wire name.
+    pub fn kind_name(&self) -> &'static str {
+        TYPES
+            .iter()
+            .find(|(k, _)| *k == self.kind)
+            .map_or("", |(_, n)| n)
+    }
+
+    /// The stage's wire name.
+    pub fn stage_name(&self) -> &'static str {
+        STAGES
+            .iter()
+            .find(|(s, _)| *s == self.stage)
+            .map_or("", |(_, n)| n)
+    }
+}
+
+/// A form field that is wrong, and why (a message key and the field name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: &'static str,
+}
+
+/// The fields a person fills in for a partner.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PartnerForm {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub tier: String,
+    #[serde(default)]
+    pub country: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub stage: String,
+    #[serde(default)]
+    pub peer: String,
+    #[serde(default)]
+    pub contact_name: String,
+    #[serde(default)]
+    pub contact_email: String,
+    #[serde(default)]
+    pub contact_phone: String,
+    #[serde(default)]
+    pub notes: String,
+}
+
+impl PartnerForm {
+    /// Checks the form; on success the partner it describes (times unset).
+    pub fn validate(&self) -> Result<Partner, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut bad = |field, message| errors.push(FieldError { field, message });
+        let id = self.id.trim();
+        if id.parse::<guanxi_protocol::NodeId>().is_err() {
+            bad("id", "error.partner_id");
+        }
+        if self.name.trim().is_empty() || self.name.chars().count() > 200 {
+            bad("name", "error.required");
+        }
+        let kind = TYPES.iter().find(|(_, n)| *n == self.kind).map(|(k, _)| *k);
+        if kind.is_none() {
+            bad("kind", "error.choose");
+        }
+        let stage = STAGES
+            .iter()
+            .find(|(_, n)| *n == self.stage)
+            .map(|(s, _)| *s);
+        if stage.is_none() {
+            bad("stage", "error.choose");
+        }
+        let country = self.country.trim().to_uppercase();
+        if !(country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase())) {
+            bad("country", "error.country");
+        }
+        let peer = self.peer.trim();
+        if !peer.is_empty() && peer.parse::<guanxi_protocol::NodeId>().is_err() {
+            bad("peer", "error.partner_id");
+        }
+        let long = |s: &str| s.chars().count() > 10_000;
+        if long(&self.notes) {
+            bad("notes", "error.too_long");
+        }
+        match (kind, stage, errors.is_empty()) {
+            (Some(kind), Some(stage), true) => Ok(Partner {
+                id: id.to_string(),
+                name: self.name.trim().to_string(),
+                kind,
+                tier: self.tier.trim().to_string(),
+                country,
+                region: self.region.trim().to_string(),
+                stage,
+                peer: (!peer.is_empty()).then(|| peer.to_string()),
+                contact: Contact {
+                    name: self.contact_name.trim().to_string(),
+                    email: self.contact_email.trim().to_string(),
+                    phone: self.contact_phone.trim().to_string(),
+                },
+                notes: self.notes.clone(),
+                created: 0,
+                updated: 0,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The form filled from an existing partner.
+    pub fn from_partner(p: &Partner) -> PartnerForm {
+        PartnerForm {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            kind: p.kind_name().to_string(),
+            tier: p.tier.clone(),
+            country: p.country.clone(),
+            region: p.region.clone(),
+            stage: p.stage_name().to_string(),
+            peer: p.peer.clone().unwrap_or_default(),
+            contact_name: p.contact.name.clone(),
+            contact_email: p.contact.email.clone(),
+            contact_phone: p.contact.phone.clone(),
+            notes: p.notes.clone(),
+        }
+    }
+}
+
+/// Reads one partner.
+pub fn load(read: &Read, id: &str) -> Result<Option<Partner>, StoreError> {
+    Ok(read
+        .doc(Doc::Partner, id)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Every partner, by id.
+pub fn list(read: &Read) -> Result<Vec<Partner>, StoreError> {
+    Ok(read
+        .docs(Doc::Partner)?
+        .into_iter()
+        .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+        .collect())
+}
+
+/// Creates (`create`) or replaces a partner. Returns `false` when creating
+/// an id that exists, or replacing one that does not.
+pub async fn save(
+    engine: &Engine,
+    mut partner: Partner,
+    create: bool,
+    now: Millis,
+) -> Result<bool, EngineError> {
+    engine
+        .local(move |t| {
+            let existing: Option<Partner> = t
+                .doc(Doc::Partner, &partner.id)?
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            match (&existing, create) {
+                (Some(_), true) | (None, false) => return Ok(false),
+                (Some(old), false) => partner.created = old.created,
+                (None, true) => partner.created = now,
+            }
+            partner.updated = now;
+            let json =
+                serde_json::to_vec(&partner).map_err(|e| EngineError::Failed(e.to_string()))?;
+            t.put_doc(Doc::Partner, &partner.id, &json)?;
+            Ok(true)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_names_every_wrong_field() {
+        let form = PartnerForm {
+            id: "Globex TW".into(),
+            country: "Taiwan".into(),
+            kind: "wholesaler".into(),
+            ..PartnerForm::default()
+        };
+        let fields: Vec<&str> = form
+            .validate()
+            .expect_err("invalid")
+            .iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, vec!["id", "name", "kind", "stage", "country"]);
+        let ok = PartnerForm {
+            id: "globex-tw".into(),
+            name: "Globex".into(),
+            kind: "distributor".into(),
+            stage: "active".into(),
+            country: "tw".into(),
+            ..PartnerForm::default()
+        };
+        let p = ok.validate().expect("valid");
+        assert_eq!(
+            (p.country.as_str(), p.kind_name(), p.peer),
+            ("TW", "distributor", None)
+        );
+    }
+}

@@ -1,0 +1,876 @@
+//! The web view: server-rendered HTML (askama templates compiled into the
+//! binary, one stylesheet, no JavaScript) for the company's staff and for
+//! partner users without a daemon, in English and Traditional Chinese.
+//!
+//! Every page but the login page needs a session; every form carries a CSRF
+//! token; staff pages refuse partner users (403), and a partner user asking
+//! for another organization's record gets the same 404 as for a record that
+//! does not exist.
+
+// Handlers answer early with a whole `Response` (a redirect to the login
+// page, a 403, a 404); it is large, and that is fine on this path.
+#![allow(clippy::result_large_err)]
+
+pub mod i18n;
+pub mod session;
+
+use crate::accounts::{self, Role, User};
+use crate::directory::{self, Partner, PartnerForm};
+use crate::engine::now_ms;
+use crate::node::Node;
+use askama::Template;
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use guanxi_adapters::store::Receipted;
+use guanxi_protocol::envelope::SignedEnvelope;
+use i18n::{Catalog, Lang};
+use serde::Deserialize;
+use session::{Found, LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE, Session};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Cookie carrying a flash message key to the next page.
+const FLASH_COOKIE: &str = "gx_flash";
+/// Exchanges shown per page on a partner's page.
+const PAGE_SIZE: usize = 20;
+
+/// The web routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/static/app.css", get(stylesheet))
+        .route("/lang/{code}", get(switch_language))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/partners", get(partners).post(create_partner))
+        .route("/partners/new", get(new_partner))
+        .route("/partners/{id}", get(partner_page).post(update_partner))
+        .route("/partners/{id}/edit", get(edit_partner))
+        .route(
+            "/account/password",
+            get(password_page).post(change_password),
+        )
+}
+
+/// What every page shows around its content.
+pub struct Frame {
+    pub t: &'static Catalog,
+    pub lang: &'static str,
+    pub user: Option<String>,
+    pub staff: bool,
+    pub csrf: String,
+    pub flash: Option<String>,
+    pub path: String,
+}
+
+/// One request's context: language, session, flash.
+struct Ctx {
+    lang: Lang,
+    token: Option<String>,
+    found: Found,
+    flash: Option<String>,
+    path: String,
+}
+
+impl Ctx {
+    fn read(node: &Node, headers: &HeaderMap, uri: &Uri) -> Ctx {
+        let cookies = headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let config = node.config();
+        let lang = session::cookie(cookies, LANG_COOKIE)
+            .and_then(Lang::from_code)
+            .or_else(|| {
+                headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Lang::from_accept_language)
+            })
+            .or_else(|| Lang::from_code(&config.web.default_language))
+            .unwrap_or(Lang::En);
+        let token = session::cookie(cookies, SESSION_COOKIE).map(str::to_string);
+        let found = match (&token, node.store.read()) {
+            (Some(t), Ok(read)) => session::find(
+                &read,
+                t,
+                now_ms(),
+                i64::from(config.web.session_idle_seconds) * 1000,
+                i64::from(config.web.session_absolute_seconds) * 1000,
+            )
+            .unwrap_or(Found::None),
+            _ => Found::None,
+        };
+        let flash = session::cookie(cookies, FLASH_COOKIE)
+            .filter(|k| {
+                k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+            })
+            .map(|k| i18n::catalog(lang).get(k));
+        Ctx {
+            lang,
+            token,
+            found,
+            flash,
+            path: uri.path().to_string(),
+        }
+    }
+
+    fn frame(&self, csrf: String) -> Frame {
+        let (user, staff) = match &self.found {
+            Found::Valid(_, u) => (Some(u.display_name.clone()), u.role != Role::Partner),
+            _ => (None, false),
+        };
+        Frame {
+            t: i18n::catalog(self.lang),
+            lang: self.lang.code(),
+            user,
+            staff,
+            csrf,
+            flash: self.flash.clone(),
+            path: self.path.clone(),
+        }
+    }
+
+    /// The signed-in user and session, or the response that sends the
+    /// visitor to the login page.
+    fn require(&self) -> Result<(&Session, &User, &str), Response> {
+        match (&self.found, &self.token) {
+            (Found::Valid(s, u), Some(t)) => Ok((s, u, t.as_str())),
+            (Found::Expired, _) => Err(redirect_with_flash("/login", "login.expired")),
+            _ => Err(Redirect::to("/login").into_response()),
+        }
+    }
+
+    fn page(&self, status: StatusCode, body: Result<String, askama::Error>) -> Response {
+        let mut response = match body {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!("template: {e}");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        };
+        if self.flash.is_some() {
+            add_cookie(&mut response, &session::set_cookie(FLASH_COOKIE, "", 0));
+        }
+        let h = response.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        );
+        response
+    }
+
+    fn error(&self, status: StatusCode, message: &'static str) -> Response {
+        let csrf = match &self.found {
+            Found::Valid(s, _) => s.csrf.clone(),
+            _ => String::new(),
+        };
+        self.page(
+            status,
+            ErrorPage {
+                f: self.frame(csrf),
+                message,
+            }
+            .render(),
+        )
+    }
+}
+
+fn add_cookie(response: &mut Response, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn redirect_with_flash(to: &str, key: &str) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    add_cookie(&mut response, &session::set_cookie(FLASH_COOKIE, key, 60));
+    response
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("web: {e}");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service could not complete the request; please retry.",
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    f: Frame,
+    message: &'static str,
+}
+
+async fn stylesheet() -> Response {
+    let mut r = include_str!("../../static/app.css").into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/css; charset=utf-8"),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+struct Next {
+    next: Option<String>,
+}
+
+/// Keeps the chosen language in a cookie and goes back where the user was.
+async fn switch_language(Path(code): Path<String>, Query(q): Query<Next>) -> Response {
+    let next = q
+        .next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
+    let mut response = Redirect::to(&next).into_response();
+    if let Some(lang) = Lang::from_code(&code) {
+        let cookie = format!(
+            "{LANG_COOKIE}={}; Path=/; Secure; SameSite=Strict; Max-Age=31536000",
+            lang.code()
+        );
+        add_cookie(&mut response, &cookie);
+    }
+    response
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    f: Frame,
+    error: Option<&'static str>,
+    username: String,
+}
+
+async fn login_page(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
+    let ctx = Ctx::read(&node, &headers, &uri);
+    if matches!(ctx.found, Found::Valid(..)) {
+        return Redirect::to("/").into_response();
+    }
+    login_form(&ctx, StatusCode::OK, None, String::new())
+}
+
+fn login_form(
+    ctx: &Ctx,
+    status: StatusCode,
+    error: Option<&'static str>,
+    username: String,
+) -> Response {
+    let Ok(token) = accounts::random_token(24) else {
+        return internal("no randomness");
+    };
+    let page = LoginPage {
+        f: ctx.frame(token.clone()),
+        error,
+        username,
+    };
+    let mut response = ctx.page(status, page.render());
+    add_cookie(
+        &mut response,
+        &session::set_cookie(LOGIN_COOKIE, &token, 3600),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let ctx = Ctx::read(&node, &headers, &uri);
+    let cookies = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let expected = session::cookie(cookies, LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || !session::same(expected, &form.csrf) {
+        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
+    }
+    let now = now_ms();
+    let username = form.username.trim().to_string();
+    let keys = vec![format!("user:{username}"), format!("addr:{}", addr.ip())];
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    match session::locked(&read, &keys, now) {
+        Ok(true) => {
+            tracing::warn!(user = %username, addr = %addr.ip(), "login refused: too many failures");
+            return login_form(
+                &ctx,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("login.throttled"),
+                username,
+            );
+        }
+        Ok(false) => {}
+        Err(e) => return internal(e),
+    }
+    let user = accounts::load_user(&read, &username).ok().flatten();
+    drop(read);
+    let valid = user.as_ref().is_some_and(|u| {
+        !u.disabled && accounts::verify_password(&u.password_hash, &form.password)
+    });
+    if !valid {
+        tracing::info!(user = %username, addr = %addr.ip(), "login failed");
+        if let Err(e) = session::record_failure(&node.engine, keys, now).await {
+            return internal(e);
+        }
+        return login_form(
+            &ctx,
+            StatusCode::UNAUTHORIZED,
+            Some("login.failed"),
+            username,
+        );
+    }
+    if let Err(e) = session::clear_failures(&node.engine, format!("user:{username}")).await {
+        return internal(e);
+    }
+    let token = match session::start(&node.engine, &username, now).await {
+        Ok(t) => t,
+        Err(e) => return internal(e),
+    };
+    tracing::info!(user = %username, "logged in");
+    let mut response = Redirect::to("/").into_response();
+    add_cookie(
+        &mut response,
+        &session::set_cookie(
+            SESSION_COOKIE,
+            &token,
+            i64::from(node.config().web.session_absolute_seconds),
+        ),
+    );
+    add_cookie(&mut response, &session::set_cookie(LOGIN_COOKIE, "", 0));
+    response
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    let ctx = Ctx::read(&node, &headers, &uri);
+    let (session, _, token) = match ctx.require() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !session::same(&session.csrf, &form.csrf) {
+        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
+    }
+    if let Err(e) = session::end(&node.engine, token).await {
+        return internal(e);
+    }
+    let mut response = redirect_with_flash("/login", "login.logged_out");
+    add_cookie(&mut response, &session::set_cookie(SESSION_COOKIE, "", 0));
+    response
+}
+
+/// Loads the signed-in context and records the request on the session.
+async fn signed_in(node: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, Response> {
+    let ctx = Ctx::read(node, headers, uri);
+    if let Found::Valid(s, _) = &ctx.found
+        && let Some(t) = &ctx.token
+        && let Err(e) = session::touch(&node.engine, t, s, now_ms()).await
+    {
+        return Err(internal(e));
+    }
+    ctx.require()?;
+    Ok(ctx)
+}
+
+fn user_of(ctx: &Ctx) -> Option<(&Session, &User)> {
+    match &ctx.found {
+        Found::Valid(s, u) => Some((s, u)),
+        _ => None,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    f: Frame,
+    partners: usize,
+    peers: usize,
+    backlog: u64,
+    organization: Option<Partner>,
+}
+
+async fn home(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let config = node.config();
+    let mut backlog = 0;
+    for p in &config.peers {
+        let queued = read.out_stream(p.id.as_str()).map(|s| s.seq).unwrap_or(0);
+        let delivered = read
+            .delivery(p.id.as_str())
+            .map(|d| d.delivered_seq)
+            .unwrap_or(0);
+        backlog += queued.saturating_sub(delivered);
+    }
+    let organization = match &user.partner {
+        Some(org) => directory::load(&read, org).ok().flatten(),
+        None => None,
+    };
+    let page = HomePage {
+        f: ctx.frame(session.csrf.clone()),
+        partners: directory::list(&read).map(|l| l.len()).unwrap_or(0),
+        peers: config.peers.iter().filter(|p| p.enabled).count(),
+        backlog,
+        organization,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+/// The staff-only gate: 403 for partner users.
+fn staff_only(ctx: &Ctx) -> Result<&Session, Response> {
+    match user_of(ctx) {
+        Some((s, u)) if u.role != Role::Partner => Ok(s),
+        Some(_) => Err(ctx.error(StatusCode::FORBIDDEN, "error.forbidden")),
+        None => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "partners.html")]
+struct PartnersPage {
+    f: Frame,
+    partners: Vec<Partner>,
+}
+
+async fn partners(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let list = match node.store.read().and_then(|r| directory::list(&r)) {
+        Ok(l) => l,
+        Err(e) => return internal(e),
+    };
+    ctx.page(
+        StatusCode::OK,
+        PartnersPage {
+            f: ctx.frame(session.csrf.clone()),
+            partners: list,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "partner_form.html")]
+struct PartnerFormPage {
+    f: Frame,
+    heading: &'static str,
+    action: String,
+    creating: bool,
+    form: PartnerForm,
+    errors: Vec<directory::FieldError>,
+    kinds: Vec<&'static str>,
+    stages: Vec<&'static str>,
+}
+
+impl PartnerFormPage {
+    fn error_for(&self, field: &str) -> Option<&'static str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.message)
+    }
+}
+
+fn partner_form(
+    ctx: &Ctx,
+    session: &Session,
+    status: StatusCode,
+    form: PartnerForm,
+    errors: Vec<directory::FieldError>,
+    creating: bool,
+) -> Response {
+    let page = PartnerFormPage {
+        f: ctx.frame(session.csrf.clone()),
+        heading: if creating {
+            "partners.new"
+        } else {
+            "partners.edit"
+        },
+        action: if creating {
+            "/partners".into()
+        } else {
+            format!("/partners/{}", form.id)
+        },
+        creating,
+        form,
+        errors,
+        kinds: directory::TYPES.iter().map(|(_, n)| *n).collect(),
+        stages: directory::STAGES.iter().map(|(_, n)| *n).collect(),
+    };
+    ctx.page(status, page.render())
+}
+
+async fn new_partner(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let form = PartnerForm {
+        kind: "reseller".into(),
+        stage: "prospect".into(),
+        ..PartnerForm::default()
+    };
+    partner_form(&ctx, session, StatusCode::OK, form, Vec::new(), true)
+}
+
+#[derive(Deserialize)]
+struct PartnerSubmit {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: PartnerForm,
+}
+
+async fn save_partner(
+    node: Arc<Node>,
+    headers: HeaderMap,
+    uri: Uri,
+    submit: PartnerSubmit,
+    id: Option<String>,
+) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !session::same(&session.csrf, &submit.csrf) {
+        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
+    }
+    let creating = id.is_none();
+    let mut form = submit.form;
+    if let Some(id) = id {
+        form.id = id;
+    }
+    let partner = match form.validate() {
+        Ok(p) => p,
+        Err(errors) => {
+            return partner_form(
+                &ctx,
+                session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form,
+                errors,
+                creating,
+            );
+        }
+    };
+    let id = partner.id.clone();
+    match directory::save(&node.engine, partner, creating, now_ms()).await {
+        Ok(true) => redirect_with_flash(
+            &format!("/partners/{id}"),
+            if creating {
+                "partners.created"
+            } else {
+                "partners.updated"
+            },
+        ),
+        Ok(false) if creating => {
+            let errors = vec![directory::FieldError {
+                field: "id",
+                message: "error.exists",
+            }];
+            partner_form(&ctx, session, StatusCode::CONFLICT, form, errors, true)
+        }
+        Ok(false) => ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => internal(e),
+    }
+}
+
+async fn create_partner(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(submit): Form<PartnerSubmit>,
+) -> Response {
+    save_partner(node, headers, uri, submit, None).await
+}
+
+async fn update_partner(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(submit): Form<PartnerSubmit>,
+) -> Response {
+    save_partner(node, headers, uri, submit, Some(id)).await
+}
+
+async fn edit_partner(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match node.store.read().and_then(|r| directory::load(&r, &id)) {
+        Ok(Some(p)) => partner_form(
+            &ctx,
+            session,
+            StatusCode::OK,
+            PartnerForm::from_partner(&p),
+            Vec::new(),
+            false,
+        ),
+        Ok(None) => ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => internal(e),
+    }
+}
+
+/// One exchange on a partner's page.
+pub struct ExchangeRow {
+    pub created: String,
+    pub direction: &'static str,
+    pub kind: String,
+    pub subject: String,
+    pub seq: u64,
+    pub status: &'static str,
+    at: i64,
+}
+
+#[derive(Template)]
+#[template(path = "partner.html")]
+struct PartnerPage {
+    f: Frame,
+    partner: Partner,
+    exchanges: Vec<ExchangeRow>,
+    page: usize,
+    more: bool,
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+fn rows(list: Vec<(u64, Vec<u8>, Receipted)>, direction: &'static str) -> Vec<ExchangeRow> {
+    list.into_iter()
+        .filter_map(|(seq, bytes, status)| {
+            let e = SignedEnvelope::decode(&bytes).ok()?;
+            let f = e.fields();
+            Some(ExchangeRow {
+                created: jiff::Timestamp::from_millisecond(f.created)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
+                direction,
+                kind: f.kind.clone(),
+                subject: f.subject.to_string(),
+                seq,
+                status: match status {
+                    Receipted::Accepted => "exchange.accepted",
+                    Receipted::Rejected => "exchange.rejected",
+                    Receipted::Waiting => "exchange.pending",
+                },
+                at: f.created,
+            })
+        })
+        .collect()
+}
+
+async fn partner_page(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    // A partner user sees only its own organization; anything else is "not found".
+    if user.role == Role::Partner && user.partner.as_deref() != Some(id.as_str()) {
+        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+    }
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let partner = match directory::load(&read, &id) {
+        Ok(Some(p)) => p,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let page = q.page.unwrap_or(1).clamp(1, 10_000);
+    let want = page * PAGE_SIZE + 1;
+    let mut exchanges = Vec::new();
+    if let Some(peer) = &partner.peer {
+        exchanges.extend(rows(
+            read.out_recent(peer, want).unwrap_or_default(),
+            "exchange.out",
+        ));
+        exchanges.extend(rows(
+            read.in_recent(peer, want).unwrap_or_default(),
+            "exchange.in",
+        ));
+    }
+    exchanges.sort_by_key(|e| std::cmp::Reverse(e.at));
+    let more = exchanges.len() > page * PAGE_SIZE;
+    let exchanges: Vec<ExchangeRow> = exchanges
+        .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
+        .collect();
+    ctx.page(
+        StatusCode::OK,
+        PartnerPage {
+            f: ctx.frame(session.csrf.clone()),
+            partner,
+            exchanges,
+            page,
+            more,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+struct PasswordPage {
+    f: Frame,
+    error: Option<&'static str>,
+}
+
+async fn password_page(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((session, _)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    ctx.page(
+        StatusCode::OK,
+        PasswordPage {
+            f: ctx.frame(session.csrf.clone()),
+            error: None,
+        }
+        .render(),
+    )
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+async fn change_password(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    if !session::same(&session.csrf, &form.csrf) {
+        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
+    }
+    let refuse = |key| {
+        ctx.page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            PasswordPage {
+                f: ctx.frame(session.csrf.clone()),
+                error: Some(key),
+            }
+            .render(),
+        )
+    };
+    if !accounts::verify_password(&user.password_hash, &form.current) {
+        return refuse("password.wrong");
+    }
+    if form.new != form.confirm {
+        return refuse("password.mismatch");
+    }
+    if form.new.chars().count() < 12 {
+        return refuse("password.short");
+    }
+    let hash = match accounts::hash_password(&form.new) {
+        Ok(h) => h,
+        Err(e) => return internal(e),
+    };
+    match accounts::update_user(&node.engine, &user.username, move |u| {
+        u.password_hash = hash
+    })
+    .await
+    {
+        Ok(_) => redirect_with_flash("/", "password.changed"),
+        Err(e) => internal(e),
+    }
+}

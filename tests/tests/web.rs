@@ -1,0 +1,466 @@
+//! The web view over real HTTPS against a real daemon: login, CSRF, sessions
+//! (logout, idle expiry), throttling, staff-only pages, cross-organization
+//! access, and the language switch.
+
+use guanxi_tests::{Daemon, NodeSetup, run};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
+
+/// A minimal browser: keeps cookies, does not follow redirects.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+    accept_language: Option<&'static str>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Browser {
+    fn new(node: &NodeSetup, daemon: &Daemon) -> Browser {
+        let pem = std::fs::read(node.data_dir().join("tls/cert.pem")).expect("cert");
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Browser {
+            client,
+            base: daemon.url(),
+            cookies: HashMap::new(),
+            accept_language: None,
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let mut request = request.header("cookie", cookie.join("; "));
+        if let Some(lang) = self.accept_language {
+            request = request.header("accept-language", lang);
+        }
+        let r = request.send().await.expect("request");
+        for set in r.headers().get_all("set-cookie") {
+            let set = set.to_str().expect("ascii");
+            assert!(
+                set.contains("Secure") && set.contains("SameSite=Strict"),
+                "{set}"
+            );
+            let (pair, attrs) = set.split_once(';').unwrap_or((set, ""));
+            let (k, v) = pair.split_once('=').expect("cookie");
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_string(), v.to_string());
+            }
+        }
+        Page {
+            status: r.status().as_u16(),
+            location: r
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string),
+            body: r.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.client.get(format!("{}{path}", self.base));
+        self.send(request).await
+    }
+
+    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(pairs));
+        self.send(request).await
+    }
+
+    /// The CSRF token in the last form of `page`.
+    fn csrf(page: &Page) -> String {
+        let at = page
+            .body
+            .rfind("name=\"csrf\" value=\"")
+            .expect("a form with a csrf token");
+        page.body[at + 19..]
+            .split('"')
+            .next()
+            .expect("token")
+            .to_string()
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        let csrf = Self::csrf(&form);
+        self.post(
+            "/login",
+            &[("csrf", &csrf), ("username", user), ("password", password)],
+        )
+        .await
+    }
+}
+
+fn start(dir: &Path, extra_config: &str) -> (NodeSetup, Daemon, String) {
+    let node = NodeSetup::init(Path::new(BIN), dir, "acme").expect("init");
+    if !extra_config.is_empty() {
+        let config = std::fs::read_to_string(node.config_file()).expect("read");
+        std::fs::write(
+            node.config_file(),
+            config.replace("session_idle_seconds = 1800", extra_config),
+        )
+        .expect("write");
+    }
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let line = daemon
+        .banner
+        .iter()
+        .find(|l| l.contains("first admin"))
+        .expect("first admin")
+        .clone();
+    let password = line.rsplit(' ').next().expect("password").to_string();
+    (node, daemon, password)
+}
+
+fn cli(node: &NodeSetup, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.extend(["--config", "guanxi.toml"]);
+    let (code, out, err) = run(Path::new(BIN), &node.dir, &all);
+    assert_eq!(code, Some(0), "{args:?}: {out}{err}");
+    out
+}
+
+fn password_from(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("password"))
+        .map(|p| p.trim().to_string())
+        .expect("password line")
+}
+
+async fn create_partner(b: &mut Browser, id: &str, name: &str) {
+    let form = b.get("/partners/new").await;
+    assert_eq!(form.status, 200);
+    let csrf = Browser::csrf(&form);
+    let done = b
+        .post(
+            "/partners",
+            &[
+                ("csrf", &csrf),
+                ("id", id),
+                ("name", name),
+                ("kind", "distributor"),
+                ("tier", "gold"),
+                ("country", "tw"),
+                ("region", "Taipei"),
+                ("stage", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (done.status, done.location.as_deref()),
+        (303, Some(format!("/partners/{id}").as_str())),
+        "{}",
+        done.body
+    );
+    let shown = b.get(&format!("/partners/{id}")).await;
+    assert!(
+        shown.body.contains("Partner added.") && shown.body.contains(name),
+        "{}",
+        shown.body
+    );
+}
+
+#[tokio::test]
+async fn staff_and_partner_users_see_what_they_may_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "");
+    let mut staff = Browser::new(&node, &daemon);
+
+    // Not logged in: every page sends to the login page.
+    for path in ["/", "/partners", "/partners/globex", "/account/password"] {
+        let page = staff.get(path).await;
+        assert_eq!(
+            (page.status, page.location.as_deref()),
+            (303, Some("/login")),
+            "{path}"
+        );
+    }
+    let wrong = staff.login("admin", "not the password").await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.body.contains("Wrong username or password."),
+        "{}",
+        wrong.body
+    );
+    let ok = staff.login("admin", &admin_password).await;
+    assert_eq!((ok.status, ok.location.as_deref()), (303, Some("/")));
+    let home = staff.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body.contains("Inbox") && home.body.contains("Administrator"),
+        "{}",
+        home.body
+    );
+
+    // A form without (or with a wrong) CSRF token changes nothing.
+    let refused = staff
+        .post(
+            "/partners",
+            &[
+                ("id", "evil"),
+                ("name", "Evil"),
+                ("kind", "agent"),
+                ("country", "TW"),
+                ("stage", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    let refused = staff
+        .post(
+            "/partners",
+            &[
+                ("csrf", "guess"),
+                ("id", "evil"),
+                ("name", "Evil"),
+                ("kind", "agent"),
+                ("country", "TW"),
+                ("stage", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(staff.get("/partners/evil").await.status, 404);
+
+    // Bad input names the field and keeps what was typed.
+    let form = staff.get("/partners/new").await;
+    let csrf = Browser::csrf(&form);
+    let bad = staff
+        .post(
+            "/partners",
+            &[
+                ("csrf", &csrf),
+                ("id", "Globex TW"),
+                ("name", "Globex 台灣"),
+                ("kind", "distributor"),
+                ("country", "Taiwan"),
+                ("stage", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert!(
+        bad.body.contains("Use a two-letter country code") && bad.body.contains("Globex 台灣"),
+        "{}",
+        bad.body
+    );
+
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    create_partner(&mut staff, "initech", "Initech").await;
+    let list = staff.get("/partners").await;
+    assert!(
+        list.body.contains("Globex Taiwan") && list.body.contains("Initech"),
+        "{}",
+        list.body
+    );
+    let page = staff.get("/partners/globex").await;
+    assert!(
+        !page.body.contains("Partner added.") && page.body.contains("Distributor"),
+        "{}",
+        page.body
+    );
+
+    // A partner user of Initech.
+    let out = cli(
+        &node,
+        &[
+            "user",
+            "add",
+            "ina",
+            "--role",
+            "partner",
+            "--partner",
+            "initech",
+        ],
+    );
+    let ina_password = password_from(&out);
+    let mut partner = Browser::new(&node, &daemon);
+    assert_eq!(partner.login("ina", &ina_password).await.status, 303);
+    let home = partner.get("/").await;
+    assert!(
+        home.body.contains("/partners/initech") && !home.body.contains("href=\"/partners\""),
+        "{}",
+        home.body
+    );
+    assert_eq!(partner.get("/partners/initech").await.status, 200);
+    // Another organization's record looks exactly like one that does not exist.
+    let other = partner.get("/partners/globex").await;
+    let missing = partner.get("/partners/no-such-org").await;
+    assert_eq!((other.status, missing.status), (404, 404));
+    assert!(!other.body.contains("Globex"), "leaked: {}", other.body);
+    // Staff pages refuse partner users.
+    for path in ["/partners", "/partners/new", "/partners/initech/edit"] {
+        assert_eq!(partner.get(path).await.status, 403, "{path}");
+    }
+    let csrf = Browser::csrf(&partner.get("/").await);
+    let change = partner
+        .post(
+            "/partners/initech",
+            &[
+                ("csrf", &csrf),
+                ("name", "Hacked"),
+                ("kind", "agent"),
+                ("country", "TW"),
+                ("stage", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(change.status, 403);
+    assert!(
+        staff
+            .get("/partners/initech")
+            .await
+            .body
+            .contains("Initech")
+    );
+
+    // Logout ends the session for good.
+    let csrf = Browser::csrf(&partner.get("/").await);
+    let session = partner
+        .cookies
+        .get("gx_session")
+        .cloned()
+        .expect("session cookie");
+    let out = partner.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((out.status, out.location.as_deref()), (303, Some("/login")));
+    partner.cookies.insert("gx_session".into(), session);
+    assert_eq!(partner.get("/").await.location.as_deref(), Some("/login"));
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn throttling_idle_expiry_password_change_and_language() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "session_idle_seconds = 2");
+    let out = cli(&node, &["user", "add", "mei", "--role", "staff"]);
+    let mei_password = password_from(&out);
+
+    // Five wrong passwords lock the account, even for the right one.
+    let mut b = Browser::new(&node, &daemon);
+    for _ in 0..5 {
+        assert_eq!(b.login("mei", "wrong").await.status, 401);
+    }
+    let locked = b.login("mei", &mei_password).await;
+    assert_eq!(locked.status, 429);
+    assert!(
+        locked.body.contains("Too many failed attempts"),
+        "{}",
+        locked.body
+    );
+    // ... and from this address, other accounts too.
+    assert_eq!(b.login("admin", &admin_password).await.status, 429);
+    let _ = cli(&node, &["user", "disable", "mei"]);
+
+    // Idle expiry (2 s here): the session ends and says so.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let (node2, daemon2, admin2) = start(dir2.path(), "session_idle_seconds = 2");
+    let mut a = Browser::new(&node2, &daemon2);
+    assert_eq!(a.login("admin", &admin2).await.status, 303);
+    assert_eq!(a.get("/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let expired = a.get("/").await;
+    assert_eq!(expired.location.as_deref(), Some("/login"));
+    assert!(
+        a.get("/login").await.body.contains("Your session ended"),
+        "flash shown"
+    );
+
+    // Password change: wrong current, mismatch, then success; the new one works.
+    assert_eq!(a.login("admin", &admin2).await.status, 303);
+    let form = a.get("/account/password").await;
+    let csrf = Browser::csrf(&form);
+    let wrong = a
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", "nope"),
+                ("new", "a new long passphrase"),
+                ("confirm", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 422);
+    let ok = a
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", &admin2),
+                ("new", "a new long passphrase"),
+                ("confirm", "a new long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 303);
+    let mut fresh = Browser::new(&node2, &daemon2);
+    assert_eq!(fresh.login("admin", &admin2).await.status, 401);
+    assert_eq!(
+        fresh.login("admin", "a new long passphrase").await.status,
+        303
+    );
+
+    // Language: Accept-Language, then the kept switch.
+    let mut zh = Browser::new(&node2, &daemon2);
+    zh.accept_language = Some("zh-TW,zh;q=0.9,en;q=0.5");
+    let login = zh.get("/login").await;
+    assert!(
+        login.body.contains("lang=\"zh-TW\"") && login.body.contains("登入"),
+        "{}",
+        login.body
+    );
+    let switched = zh.get("/lang/en?next=/login").await;
+    assert_eq!(
+        (switched.status, switched.location.as_deref()),
+        (303, Some("/login"))
+    );
+    let login = zh.get("/login").await;
+    assert!(
+        login.body.contains("Log in") && login.body.contains("lang=\"en\""),
+        "switch kept over Accept-Language"
+    );
+    let offsite = zh.get("/lang/en?next=//evil.example").await;
+    assert_eq!(offsite.location.as_deref(), Some("/"), "no open redirect");
+    drop((daemon, daemon2));
+}
