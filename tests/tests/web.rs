@@ -301,20 +301,45 @@ async fn staff_and_partner_users_see_what_they_may_and_nothing_else() {
         page.body
     );
 
-    // A partner user of Initech.
-    let out = cli(
-        &node,
-        &[
-            "user",
-            "add",
-            "ina",
-            "--role",
-            "partner",
-            "--partner",
-            "initech",
-        ],
+    // A partner user of Initech, created by staff in the web view.
+    let page = staff.get("/partners/initech").await;
+    let csrf = Browser::csrf(&page);
+    let created = staff
+        .post(
+            "/partners/initech/users",
+            &[
+                ("csrf", &csrf),
+                ("username", "ina"),
+                ("display_name", "Ina Wang"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let at = created
+        .body
+        .find("id=\"new-password\">")
+        .expect("password shown once")
+        + 18;
+    let ina_password = created.body[at..]
+        .split('<')
+        .next()
+        .expect("password")
+        .to_string();
+    assert_eq!(ina_password.len(), 24, "{}", created.body);
+    let again = staff
+        .post(
+            "/partners/initech/users",
+            &[("csrf", &csrf), ("username", "ina"), ("display_name", "")],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    assert!(
+        staff
+            .get("/partners/initech")
+            .await
+            .body
+            .contains("Ina Wang")
     );
-    let ina_password = password_from(&out);
     let mut partner = Browser::new(&node, &daemon);
     assert_eq!(partner.login("ina", &ina_password).await.status, 303);
     let home = partner.get("/").await;

@@ -50,6 +50,10 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/partners/{id}", get(partner_page).post(update_partner))
         .route("/partners/{id}/edit", get(edit_partner))
         .route(
+            "/partners/{id}/users",
+            axum::routing::post(add_partner_user),
+        )
+        .route(
             "/account/password",
             get(password_page).post(change_password),
         )
@@ -695,6 +699,7 @@ pub struct ExchangeRow {
 struct PartnerPage {
     f: Frame,
     partner: Partner,
+    users: Vec<User>,
     exchanges: Vec<ExchangeRow>,
     page: usize,
     more: bool,
@@ -780,6 +785,11 @@ async fn partner_page(
         StatusCode::OK,
         PartnerPage {
             f: ctx.frame(session.csrf.clone()),
+            users: accounts::list_users(&read)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|u| u.partner.as_deref() == Some(id.as_str()))
+                .collect(),
             partner,
             exchanges,
             page,
@@ -871,6 +881,78 @@ async fn change_password(
     .await
     {
         Ok(_) => redirect_with_flash("/", "password.changed"),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "user_created.html")]
+struct UserCreatedPage {
+    f: Frame,
+    username: String,
+    password: String,
+    partner: String,
+}
+
+#[derive(Deserialize)]
+struct NewUserForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+/// Staff create a partner user; its one-time password is shown once.
+async fn add_partner_user(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Form(form): Form<NewUserForm>,
+) -> Response {
+    let ctx = match signed_in(&node, &headers, &uri).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !session::same(&session.csrf, &form.csrf) {
+        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
+    }
+    let username = form.username.trim().to_string();
+    match accounts::add_user(
+        &node.engine,
+        &username,
+        form.display_name.trim(),
+        Role::Partner,
+        Some(id.clone()),
+        now_ms(),
+    )
+    .await
+    {
+        Ok(password) => {
+            tracing::info!(user = %username, partner = %id, "partner user created");
+            let page = UserCreatedPage {
+                f: ctx.frame(session.csrf.clone()),
+                username,
+                password,
+                partner: id,
+            };
+            ctx.page(StatusCode::CREATED, page.render())
+        }
+        Err(accounts::AccountError::NoSuchPartner(_)) => {
+            ctx.error(StatusCode::NOT_FOUND, "error.not_found")
+        }
+        Err(accounts::AccountError::Exists(_)) => {
+            ctx.error(StatusCode::CONFLICT, "error.user_exists")
+        }
+        Err(accounts::AccountError::BadUsername(_)) => {
+            ctx.error(StatusCode::UNPROCESSABLE_ENTITY, "error.username")
+        }
         Err(e) => internal(e),
     }
 }
