@@ -81,10 +81,8 @@ struct Ctx {
 
 impl Ctx {
     fn read(node: &Node, headers: &HeaderMap, uri: &Uri) -> Ctx {
-        let cookies = headers
-            .get(header::COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let all = cookie_header(headers);
+        let cookies = all.as_str();
         let config = node.config();
         let lang = session::cookie(cookies, LANG_COOKIE)
             .and_then(Lang::from_code)
@@ -186,6 +184,17 @@ impl Ctx {
             .render(),
         )
     }
+}
+
+/// Every Cookie header joined: over HTTP/2 browsers send each cookie in a
+/// header of its own.
+fn cookie_header(headers: &HeaderMap) -> String {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn add_cookie(response: &mut Response, value: &str) {
@@ -303,11 +312,8 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let ctx = Ctx::read(&node, &headers, &uri);
-    let cookies = headers
-        .get(header::COOKIE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let expected = session::cookie(cookies, LOGIN_COOKIE).unwrap_or("");
+    let cookies = cookie_header(&headers);
+    let expected = session::cookie(&cookies, LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || !session::same(expected, &form.csrf) {
         return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
     }

@@ -1,0 +1,274 @@
+//! The web view in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, driven over WebDriver with thirtyfour): staff log in,
+//! create a partner and a partner user; the partner user logs in, sees only
+//! its organization, switches to 中文, and logs out.
+
+use guanxi_tests::NodeSetup;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use thirtyfour::prelude::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
+
+/// A chromedriver process on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = guanxi_tests::free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("chromedriver is needed (apt-get install chromium chromium-driver): {e}")
+            });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver, profile: &Path) -> WebDriver {
+    let mut caps = DesiredCapabilities::chrome();
+    caps.set_binary("/usr/bin/chromium").expect("binary");
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        // The daemon's certificate is self-signed; this test is about the pages.
+        "--ignore-certificate-errors",
+        "--window-size=412,915",
+    ] {
+        caps.add_arg(arg).expect("arg");
+    }
+    caps.add_arg(&format!("--user-data-dir={}", profile.display()))
+        .expect("arg");
+    WebDriver::new(format!("http://127.0.0.1:{}", driver.port), caps)
+        .await
+        .expect("a Chromium session")
+}
+
+async fn fill(page: &WebDriver, name: &str, value: &str) {
+    let field = page
+        .find(By::Name(name))
+        .await
+        .unwrap_or_else(|e| panic!("field {name}: {e}"));
+    field.clear().await.expect("clear");
+    field.send_keys(value).await.expect("type");
+}
+
+async fn text_of(page: &WebDriver) -> String {
+    // The page may be navigating after a click: retry a stale body.
+    for _ in 0..50 {
+        if let Ok(body) = page.find(By::Tag("body")).await
+            && let Ok(text) = body.text().await
+        {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no page body");
+}
+
+/// Waits until the page's text contains `needle` (after a click navigates).
+async fn wait_text(page: &WebDriver, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = text_of(page).await;
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn log_in(page: &WebDriver, base: &str, user: &str, password: &str) {
+    page.goto(format!("{base}/login"))
+        .await
+        .expect("login page");
+    fill(page, "username", user).await;
+    fill(page, "password", password).await;
+    page.find(By::Id("login"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn log_out(page: &WebDriver) {
+    page.find(By::Css("header form button"))
+        .await
+        .expect("logout")
+        .click()
+        .await
+        .expect("click");
+}
+
+#[tokio::test]
+async fn staff_set_up_a_partner_user_who_sees_only_its_organization_in_chinese() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).expect("mkdir");
+    let node = NodeSetup::init(Path::new(BIN), &node_dir, "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let admin_password = daemon
+        .banner
+        .iter()
+        .find(|l| l.contains("first admin"))
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("first admin password")
+        .to_string();
+    let base = daemon.url();
+    let driver = Driver::start();
+
+    // Staff: log in, add two partners, add a user to one of them.
+    let staff = browser(&driver, &dir.path().join("profile-staff")).await;
+    let t0 = Instant::now();
+    log_in(&staff, &base, "admin", &admin_password).await;
+    wait_text(&staff, "Inbox").await;
+    eprintln!("logged in after {:?}", t0.elapsed());
+    for (id, name) in [("globex", "Globex Taiwan"), ("initech", "Initech Trading")] {
+        staff
+            .goto(format!("{base}/partners/new"))
+            .await
+            .expect("form");
+        fill(&staff, "id", id).await;
+        fill(&staff, "name", name).await;
+        fill(&staff, "country", "TW").await;
+        fill(&staff, "region", "Taipei").await;
+        staff
+            .find(By::Id("save-partner"))
+            .await
+            .expect("save")
+            .click()
+            .await
+            .expect("click");
+        let text = wait_text(&staff, "Partner added.").await;
+        assert!(text.contains(name), "{text}");
+        eprintln!("partner {id} after {:?}", t0.elapsed());
+    }
+    staff
+        .goto(format!("{base}/partners/initech"))
+        .await
+        .expect("partner page");
+    fill(&staff, "username", "ina").await;
+    fill(&staff, "display_name", "Ina Wang").await;
+    staff
+        .find(By::Id("add-user"))
+        .await
+        .expect("add user")
+        .click()
+        .await
+        .expect("click");
+    wait_text(&staff, "One-time password").await;
+    let password = staff
+        .find(By::Id("new-password"))
+        .await
+        .expect("the one-time password")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(password.len(), 24);
+    log_out(&staff).await;
+    wait_text(&staff, "You are logged out.").await;
+    eprintln!("staff done after {:?}", t0.elapsed());
+    staff.quit().await.expect("quit");
+
+    // The partner user: only its own organization.
+    let partner = browser(&driver, &dir.path().join("profile-partner")).await;
+    log_in(&partner, &base, "ina", &password).await;
+    let home = wait_text(&partner, "Inbox").await;
+    eprintln!("partner logged in after {:?}", t0.elapsed());
+    assert!(
+        home.contains("Initech Trading") && !home.contains("Globex"),
+        "{home}"
+    );
+    assert!(
+        partner
+            .find_all(By::Css("a[href='/partners']"))
+            .await
+            .expect("query")
+            .is_empty(),
+        "no directory link for partners"
+    );
+    partner
+        .find(By::Id("own-org"))
+        .await
+        .expect("own organization")
+        .click()
+        .await
+        .expect("click");
+    wait_text(&partner, "Exchanges").await;
+    partner
+        .goto(format!("{base}/partners/globex"))
+        .await
+        .expect("other org");
+    let other = text_of(&partner).await;
+    assert!(
+        other.contains("There is no such page.") && !other.contains("Globex"),
+        "{other}"
+    );
+    partner
+        .goto(format!("{base}/partners"))
+        .await
+        .expect("directory");
+    assert!(
+        text_of(&partner)
+            .await
+            .contains("You may not see this page.")
+    );
+
+    // Switch to 中文; the choice is kept.
+    partner.goto(format!("{base}/")).await.expect("home");
+    partner
+        .find(By::Css("a[lang='zh-TW']"))
+        .await
+        .expect("switch")
+        .click()
+        .await
+        .expect("click");
+    let zh = wait_text(&partner, "收件匣").await;
+    assert!(zh.contains("登出"), "{zh}");
+    partner
+        .goto(format!("{base}/partners/initech"))
+        .await
+        .expect("page");
+    assert!(
+        text_of(&partner).await.contains("經銷商"),
+        "type shown in Chinese"
+    );
+    let html = partner.source().await.expect("source");
+    assert!(html.contains("lang=\"zh-TW\""));
+    log_out(&partner).await;
+    wait_text(&partner, "您已登出").await;
+    eprintln!("all done after {:?}", t0.elapsed());
+    partner.quit().await.expect("quit");
+    drop(daemon);
+}
