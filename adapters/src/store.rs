@@ -50,6 +50,7 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const PARTNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partners");
 const THROTTLE: TableDefinition<&str, &[u8]> = TableDefinition::new("throttle");
+const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
 
 /// Kinds of local JSON documents, each in its own table keyed by a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,8 @@ pub enum Doc {
     Partner,
     /// "user:NAME" or "addr:IP" → failed-login counter
     Throttle,
+    /// SHA-256 of an API token → its name, user and state
+    ApiToken,
 }
 
 impl Doc {
@@ -71,6 +74,7 @@ impl Doc {
             Doc::Session => SESSIONS,
             Doc::Partner => PARTNERS,
             Doc::Throttle => THROTTLE,
+            Doc::ApiToken => API_TOKENS,
         }
     }
 }
@@ -295,7 +299,13 @@ impl Store {
             txn.open_table(OUT_RECEIPTS)?;
             txn.open_table(OUT_REJECTED)?;
             txn.open_table(DELIVERY)?;
-            for doc in [Doc::User, Doc::Session, Doc::Partner, Doc::Throttle] {
+            for doc in [
+                Doc::User,
+                Doc::Session,
+                Doc::Partner,
+                Doc::Throttle,
+                Doc::ApiToken,
+            ] {
                 txn.open_table(doc.table())?;
             }
         }

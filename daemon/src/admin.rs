@@ -48,6 +48,8 @@ pub fn routes(node: Arc<Node>) -> Router {
             post(reset_password),
         )
         .route("/admin/v1/users/{name}/disable", post(disable_user))
+        .route("/admin/v1/tokens", get(tokens).post(create_token))
+        .route("/admin/v1/tokens/{name}/revoke", post(revoke_token))
         .with_state(node)
 }
 
@@ -201,6 +203,8 @@ pub fn metrics_routes(node: Arc<Node>) -> Router {
             post(reset_password),
         )
         .route("/admin/v1/users/{name}/disable", post(disable_user))
+        .route("/admin/v1/tokens", get(tokens).post(create_token))
+        .route("/admin/v1/tokens/{name}/revoke", post(revoke_token))
         .with_state(node)
 }
 
@@ -503,6 +507,60 @@ async fn disable_user(
         .await
         .map_err(account_error)?;
     Ok(Json(json!({"username": name, "disabled": true})))
+}
+
+async fn tokens(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let list: Vec<Value> = crate::api::list_tokens(&read)
+        .map_err(internal)?
+        .into_iter()
+        .map(|(_, t)| json!({"name": t.name, "username": t.username, "created": t.created, "revoked": t.revoked}))
+        .collect();
+    Ok(Json(json!({"tokens": list})))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+    username: String,
+}
+
+async fn create_token(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<NewToken>,
+) -> Result<Json<Value>, AdminError> {
+    if req.name.trim().is_empty() {
+        return Err(bad_request("bad_name", "a token needs a name"));
+    }
+    match crate::api::create_token(&node.engine, req.name.trim(), &req.username, now_ms()).await {
+        Ok(Ok(secret)) => Ok(Json(
+            json!({"name": req.name.trim(), "username": req.username, "token": secret}),
+        )),
+        Ok(Err(message)) => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "not_found".into(),
+            message,
+        )),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn revoke_token(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let count = crate::api::revoke_token(&node.engine, &read, &name)
+        .await
+        .map_err(internal)?;
+    if count == 0 {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "not_found".into(),
+            format!("no active token named {name}"),
+        ));
+    }
+    Ok(Json(json!({"name": name, "revoked": count})))
 }
 
 #[derive(Deserialize)]

@@ -110,6 +110,13 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// API bearer tokens: create, revoke, list.
+    Token {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Send a ping to PEER and print its verified receipt.
     Ping {
         #[command(flatten)]
@@ -150,6 +157,20 @@ pub enum UserCommand {
     /// Disable an account (it can no longer log in).
     Disable { username: String },
     /// List accounts.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token acting as USER; prints the secret once.
+    Create {
+        name: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke every active token called NAME.
+    Revoke { name: String },
+    /// List tokens (never their secrets).
     List,
 }
 
@@ -266,6 +287,20 @@ pub fn main_entry() -> ExitCode {
                 print_json,
             ),
             UserCommand::List => admin_call(&daemon, "GET", "/admin/v1/users", None, print_users),
+        },
+        Command::Token { daemon, command } => match command {
+            TokenCommand::Create { name, user } => {
+                let body = serde_json::json!({"name": name, "username": user});
+                admin_call(&daemon, "POST", "/admin/v1/tokens", Some(body), print_token)
+            }
+            TokenCommand::Revoke { name } => admin_call(
+                &daemon,
+                "POST",
+                &format!("/admin/v1/tokens/{name}/revoke"),
+                None,
+                print_json,
+            ),
+            TokenCommand::List => admin_call(&daemon, "GET", "/admin/v1/tokens", None, print_json),
         },
         Command::Rejected { daemon } => {
             admin_call(&daemon, "GET", "/admin/v1/rejected", None, print_rejected)
@@ -638,6 +673,11 @@ fn print_password(value: &serde_json::Value) {
     println!("user      {}", value["username"].as_str().unwrap_or("?"));
     println!("password  {}", value["password"].as_str().unwrap_or("?"));
     println!("(shown once: give it to the user, who should change it after logging in)");
+}
+
+fn print_token(value: &serde_json::Value) {
+    println!("token     {}", value["token"].as_str().unwrap_or("?"));
+    println!("(shown once: use it as `Authorization: Bearer <token>` on /api/v1)");
 }
 
 fn print_users(value: &serde_json::Value) {

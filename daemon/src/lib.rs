@@ -21,12 +21,13 @@
 //! - [`web`]: the web view (askama templates, sessions, CSRF, en and zh-TW).
 //! - [`directory`]: the partner directory.
 //!
-//! The JSON API joins this crate in a later step.
+//! - [`api`]: the admin JSON API under /api/v1 (bearer tokens, OpenAPI).
 
 #![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod admin;
+pub mod api;
 pub mod cli;
 pub mod delivery;
 pub mod directory;

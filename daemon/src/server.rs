@@ -17,6 +17,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(healthz))
         .merge(inbox::routes())
         .merge(crate::web::routes())
+        .merge(crate::api::routes())
         .with_state(node)
 }
 

@@ -1,0 +1,483 @@
+//! The admin JSON API under `/api/v1`, for scripts and other systems: the
+//! same operations as the web view, with the same authorization, behind
+//! bearer tokens. Tokens are created and revoked with `guanxi token`; the
+//! store keeps only their SHA-256. Errors are `{"code","message"}` (plus
+//! `"field"` for a bad field). `/api/v1/openapi.json` describes exactly the
+//! routes in [`ROUTES`] (a test keeps the two equal).
+
+use crate::accounts::{self, Role, User};
+use crate::directory::{self, Partner, PartnerForm};
+use crate::engine::{Engine, EngineError, now_ms};
+use crate::node::Node;
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use guanxi_adapters::store::{Doc, Read, StoreError};
+use guanxi_protocol::{Millis, Sha256Hash};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Every API route: (method, path as in OpenAPI).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/me"),
+    ("get", "/api/v1/partners"),
+    ("post", "/api/v1/partners"),
+    ("get", "/api/v1/partners/{id}"),
+    ("put", "/api/v1/partners/{id}"),
+];
+
+/// The API routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/partners", get(list_partners).post(create_partner))
+        .route(
+            "/api/v1/partners/{id}",
+            get(get_partner).put(update_partner),
+        )
+}
+
+/// A stored API token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub name: String,
+    pub username: String,
+    pub created: Millis,
+    pub revoked: bool,
+}
+
+/// Creates a token for `username`; returns the secret (shown once).
+pub async fn create_token(
+    engine: &Engine,
+    name: &str,
+    username: &str,
+    now: Millis,
+) -> Result<Result<String, String>, EngineError> {
+    let secret = format!(
+        "gxt_{}",
+        accounts::random_token(32).map_err(|e| EngineError::Failed(e.to_string()))?
+    );
+    let key = Sha256Hash::of(secret.as_bytes()).to_string();
+    let token = ApiToken {
+        name: name.to_string(),
+        username: username.to_string(),
+        created: now,
+        revoked: false,
+    };
+    let user = username.to_string();
+    let done = engine
+        .local(move |t| {
+            if t.doc(Doc::User, &user)?.is_none() {
+                return Ok(Err(format!("no user {user}")));
+            }
+            let json =
+                serde_json::to_vec(&token).map_err(|e| EngineError::Failed(e.to_string()))?;
+            t.put_doc(Doc::ApiToken, &key, &json)?;
+            Ok(Ok(()))
+        })
+        .await?;
+    Ok(done.map(|()| secret))
+}
+
+/// Every token (without secrets): (storage key, token).
+pub fn list_tokens(read: &Read) -> Result<Vec<(String, ApiToken)>, StoreError> {
+    Ok(read
+        .docs(Doc::ApiToken)?
+        .into_iter()
+        .filter_map(|(k, b)| serde_json::from_slice(&b).ok().map(|t| (k, t)))
+        .collect())
+}
+
+/// Revokes every token named `name`; returns how many.
+pub async fn revoke_token(engine: &Engine, read: &Read, name: &str) -> Result<usize, EngineError> {
+    let keys: Vec<(String, ApiToken)> = list_tokens(read)?
+        .into_iter()
+        .filter(|(_, t)| t.name == name && !t.revoked)
+        .collect();
+    let count = keys.len();
+    engine
+        .local(move |t| {
+            for (key, mut token) in keys {
+                token.revoked = true;
+                let json =
+                    serde_json::to_vec(&token).map_err(|e| EngineError::Failed(e.to_string()))?;
+                t.put_doc(Doc::ApiToken, &key, &json)?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(count)
+}
+
+/// An API error answer.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(f) = self.field {
+            body["field"] = json!(f);
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!("api: {e}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "internal",
+        "the node could not complete the request; retry later",
+    )
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such record")
+}
+
+/// The user behind the request's bearer token.
+fn authenticate(node: &Node, headers: &HeaderMap) -> Result<User, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    };
+    let secret = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(unauthorized)?;
+    let read = node.store.read().map_err(internal)?;
+    let token: ApiToken = read
+        .doc(
+            Doc::ApiToken,
+            &Sha256Hash::of(secret.trim().as_bytes()).to_string(),
+        )
+        .map_err(internal)?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(unauthorized)?;
+    if token.revoked {
+        return Err(unauthorized());
+    }
+    match accounts::load_user(&read, &token.username).map_err(internal)? {
+        Some(user) if !user.disabled => Ok(user),
+        _ => Err(unauthorized()),
+    }
+}
+
+fn staff(user: &User) -> Result<(), ApiError> {
+    if user.role == Role::Partner {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "staff only",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn partner_json(p: &Partner, staff: bool) -> Value {
+    let mut v = json!({
+        "id": p.id, "name": p.name, "type": p.kind_name(), "tier": p.tier, "country": p.country,
+        "region": p.region, "stage": p.stage_name(), "peer": p.peer,
+        "contact": {"name": p.contact.name, "email": p.contact.email, "phone": p.contact.phone},
+        "created": p.created, "updated": p.updated,
+    });
+    if staff {
+        v["notes"] = json!(p.notes);
+    }
+    v
+}
+
+async fn openapi() -> Json<Value> {
+    Json(document())
+}
+
+async fn me(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    Ok(Json(
+        json!({"username": user.username, "display_name": user.display_name, "role": user.role, "partner": user.partner}),
+    ))
+}
+
+async fn list_partners(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let list = node
+        .store
+        .read()
+        .and_then(|r| directory::list(&r))
+        .map_err(internal)?;
+    Ok(Json(
+        json!({"partners": list.iter().map(|p| partner_json(p, true)).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_partner(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    // A partner user's view of another organization is "not found", like a missing one.
+    if user.role == Role::Partner && user.partner.as_deref() != Some(id.as_str()) {
+        return Err(not_found());
+    }
+    match node
+        .store
+        .read()
+        .and_then(|r| directory::load(&r, &id))
+        .map_err(internal)?
+    {
+        Some(p) => Ok(Json(partner_json(&p, user.role != Role::Partner))),
+        None => Err(not_found()),
+    }
+}
+
+/// A partner as the API takes it (`type` rather than the form's `kind`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnerBody {
+    id: Option<String>,
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    tier: String,
+    country: String,
+    #[serde(default)]
+    region: String,
+    stage: String,
+    #[serde(default)]
+    peer: Option<String>,
+    #[serde(default)]
+    contact: Option<ContactBody>,
+    #[serde(default)]
+    notes: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ContactBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    phone: String,
+}
+
+fn parse_body(bytes: &[u8]) -> Result<PartnerBody, ApiError> {
+    guanxi_protocol::canonical::parse_strict(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))
+        .and_then(|v| {
+            guanxi_protocol::canonical::from_value::<PartnerBody>(v).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string())
+            })
+        })
+}
+
+async fn save(
+    node: Arc<Node>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+    id: Option<String>,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let body = parse_body(&bytes)?;
+    let creating = id.is_none();
+    let contact = body.contact.unwrap_or_default();
+    let form = PartnerForm {
+        id: id.or(body.id).unwrap_or_default(),
+        name: body.name,
+        kind: body.kind,
+        tier: body.tier,
+        country: body.country,
+        region: body.region,
+        stage: body.stage,
+        peer: body.peer.unwrap_or_default(),
+        contact_name: contact.name,
+        contact_email: contact.email,
+        contact_phone: contact.phone,
+        notes: body.notes,
+    };
+    let partner = form.validate().map_err(|errors| {
+        let first = &errors[0];
+        let field = match first.field {
+            "kind" => "type",
+            other => other,
+        };
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!(
+                "{field}: {}",
+                crate::web::i18n::catalog(crate::web::i18n::Lang::En).get(first.message)
+            ),
+        );
+        e.field = Some(first.field);
+        e
+    })?;
+    let id = partner.id.clone();
+    match directory::save(&node.engine, partner, creating, now_ms())
+        .await
+        .map_err(internal)?
+    {
+        true => {
+            let saved = node
+                .store
+                .read()
+                .and_then(|r| directory::load(&r, &id))
+                .map_err(internal)?;
+            let status = if creating {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((
+                status,
+                Json(saved.map(|p| partner_json(&p, true)).unwrap_or(Value::Null)),
+            )
+                .into_response())
+        }
+        false if creating => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("partner {id} already exists"),
+        )),
+        false => Err(not_found()),
+    }
+}
+
+async fn create_partner(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    save(node, headers, bytes, None).await
+}
+
+async fn update_partner(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    save(node, headers, bytes, Some(id)).await
+}
+
+/// The OpenAPI 3 document of the routes in [`ROUTES`].
+pub fn document() -> Value {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    let errors = |codes: &[&str]| {
+        let mut m = serde_json::Map::new();
+        for c in codes {
+            m.insert(
+                (*c).to_string(),
+                json!({"description": "error", "content": {"application/json": {"schema": error}}}),
+            );
+        }
+        m
+    };
+    let partner = json!({"$ref": "#/components/schemas/Partner"});
+    let partner_in = json!({"$ref": "#/components/schemas/PartnerInput"});
+    let ok = |schema: Value| json!({"description": "ok", "content": {"application/json": {"schema": schema}}});
+    let id_param =
+        json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    let with = |mut base: serde_json::Map<String, Value>, code: &str, body: Value| {
+        base.insert(code.to_string(), body);
+        Value::Object(base)
+    };
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Guanxi admin API", "version": "1"},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["code", "message"], "properties": {
+                    "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}},
+                "Partner": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"},
+                    "type": {"type": "string", "enum": ["reseller", "distributor", "agent", "supplier"]},
+                    "tier": {"type": "string"}, "country": {"type": "string"}, "region": {"type": "string"},
+                    "stage": {"type": "string", "enum": ["prospect", "onboarding", "active", "strategic", "at_risk", "dormant"]},
+                    "peer": {"type": "string", "nullable": true},
+                    "contact": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}},
+                    "notes": {"type": "string"}, "created": {"type": "integer"}, "updated": {"type": "integer"}}},
+                "PartnerInput": {"type": "object", "required": ["name", "type", "country", "stage"], "additionalProperties": false, "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"}, "type": {"type": "string"}, "tier": {"type": "string"},
+                    "country": {"type": "string"}, "region": {"type": "string"}, "stage": {"type": "string"},
+                    "peer": {"type": "string", "nullable": true},
+                    "contact": {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}},
+                    "notes": {"type": "string"}}},
+            }
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "ok"}}}},
+            "/api/v1/me": {"get": {"summary": "The token's user", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))}},
+            "/api/v1/partners": {
+                "get": {"summary": "The partner directory (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object", "properties": {"partners": {"type": "array", "items": partner}}})))},
+                "post": {"summary": "Add a partner (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": partner_in}}},
+                         "responses": with(errors(&["400", "401", "403", "409", "422"]), "201", ok(partner.clone()))}
+            },
+            "/api/v1/partners/{id}": {
+                "get": {"summary": "One partner (staff; a partner user: its own only)", "parameters": id_param, "responses": with(errors(&["401", "404"]), "200", ok(partner.clone()))},
+                "put": {"summary": "Replace a partner (staff)", "parameters": id_param, "requestBody": {"required": true, "content": {"application/json": {"schema": partner_in}}},
+                        "responses": with(errors(&["400", "401", "403", "404", "422"]), "200", ok(partner))}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc = document();
+        let mut documented: Vec<(String, String)> = Vec::new();
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for method in ops.as_object().expect("operations").keys() {
+                documented.push((method.clone(), path.clone()));
+            }
+        }
+        let mut routes: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        routes.sort();
+        assert_eq!(documented, routes);
+    }
+}
