@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/partners"),
     ("get", "/api/v1/partners/{id}"),
     ("put", "/api/v1/partners/{id}"),
+    ("post", "/api/v1/partners/{id}/users"),
 ];
 
 /// The API routes.
@@ -40,6 +41,10 @@ pub fn routes() -> Router<Arc<Node>> {
         .route(
             "/api/v1/partners/{id}",
             get(get_partner).put(update_partner),
+        )
+        .route(
+            "/api/v1/partners/{id}/users",
+            axum::routing::post(add_partner_user),
         )
 }
 
@@ -395,6 +400,55 @@ async fn update_partner(
     save(node, headers, bytes, Some(id)).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+}
+
+/// Staff create a partner user; the answer carries its one-time password.
+async fn add_partner_user(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let value = guanxi_protocol::canonical::parse_strict(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+    let body: NewUser = guanxi_protocol::canonical::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string()))?;
+    use crate::accounts::AccountError as E;
+    match accounts::add_user(
+        &node.engine,
+        &body.username,
+        &body.display_name,
+        Role::Partner,
+        Some(id),
+        now_ms(),
+    )
+    .await
+    {
+        Ok(password) => Ok((
+            StatusCode::CREATED,
+            Json(json!({"username": body.username, "password": password})),
+        )
+            .into_response()),
+        Err(E::NoSuchPartner(_)) => Err(not_found()),
+        Err(e @ E::Exists(_)) => Err(ApiError::new(StatusCode::CONFLICT, "exists", e.to_string())),
+        Err(e @ E::BadUsername(_)) => {
+            let mut err =
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string());
+            err.field = Some("username");
+            Err(err)
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
 /// The OpenAPI 3 document of the routes in [`ROUTES`].
 pub fn document() -> Value {
     let error = json!({"$ref": "#/components/schemas/Error"});
@@ -454,6 +508,12 @@ pub fn document() -> Value {
                 "get": {"summary": "One partner (staff; a partner user: its own only)", "parameters": id_param, "responses": with(errors(&["401", "404"]), "200", ok(partner.clone()))},
                 "put": {"summary": "Replace a partner (staff)", "parameters": id_param, "requestBody": {"required": true, "content": {"application/json": {"schema": partner_in}}},
                         "responses": with(errors(&["400", "401", "403", "404", "422"]), "200", ok(partner))}
+            },
+            "/api/v1/partners/{id}/users": {
+                "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username"], "additionalProperties": false,
+                             "properties": {"username": {"type": "string"}, "display_name": {"type": "string"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "201", ok(json!({"type": "object", "properties": {"username": {"type": "string"}, "password": {"type": "string"}}})))}
             }
         }
     })
