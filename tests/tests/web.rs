@@ -489,3 +489,55 @@ async fn throttling_idle_expiry_password_change_and_language() {
     assert_eq!(offsite.location.as_deref(), Some("/"), "no open redirect");
     drop((daemon, daemon2));
 }
+
+#[tokio::test]
+async fn the_staff_inbox_shows_a_peer_that_keeps_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let config = std::fs::read_to_string(node.config_file()).expect("read");
+    std::fs::write(
+        node.config_file(),
+        config.replace("alert_after_seconds = 3600", "alert_after_seconds = 1"),
+    )
+    .expect("write");
+    // A peer nobody answers for (a closed port on loopback).
+    let key = guanxi_protocol::NodeKey::from_seed(&[0x55; 32]);
+    node.append_config(&format!(
+        "\n[[peers]]\nid = \"ghost\"\nurl = \"https://127.0.0.1:{}\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
+        guanxi_tests::free_port(),
+        key.public()
+    ))
+    .expect("peer");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let password = daemon
+        .banner
+        .iter()
+        .find(|l| l.contains("first admin"))
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("password")
+        .to_string();
+    let (status, v) = node
+        .admin("POST", "/admin/v1/send", Some(serde_json::json!({"peer": "ghost", "kind": "ping", "subject": "p-1", "body": {"note": ""}})))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while node.peer_status("ghost").await["failing_too_long"] != true {
+        assert!(std::time::Instant::now() < deadline, "never flagged");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut b = Browser::new(&node, &daemon);
+    assert_eq!(b.login("admin", &password).await.status, 303);
+    let home = b.get("/").await;
+    assert!(
+        home.body
+            .contains("Deliveries to a peer have been failing for too long")
+            && home.body.contains("ghost"),
+        "{}",
+        home.body
+    );
+    assert!(
+        !home.body.contains("Nothing needs your action"),
+        "{}",
+        home.body
+    );
+}

@@ -431,6 +431,8 @@ struct HomePage {
     peers: usize,
     backlog: u64,
     organization: Option<Partner>,
+    /// Things that need a staff member's action, as (message key, detail).
+    items: Vec<(&'static str, String)>,
 }
 
 async fn home(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
@@ -447,13 +449,26 @@ async fn home(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Re
     };
     let config = node.config();
     let mut backlog = 0;
+    let mut items = Vec::new();
+    let alert_ms = i64::from(config.federation.alert_after_seconds) * 1000;
+    let now = now_ms();
     for p in &config.peers {
         let queued = read.out_stream(p.id.as_str()).map(|s| s.seq).unwrap_or(0);
-        let delivered = read
-            .delivery(p.id.as_str())
-            .map(|d| d.delivered_seq)
-            .unwrap_or(0);
-        backlog += queued.saturating_sub(delivered);
+        let delivery = read.delivery(p.id.as_str()).unwrap_or_default();
+        backlog += queued.saturating_sub(delivery.delivered_seq);
+        if user.role != Role::Partner {
+            if let Some(why) = &delivery.halted {
+                items.push(("home.peer_halted", format!("{}: {why}", p.id)));
+            } else if delivery.failing_since.is_some_and(|s| now - s > alert_ms) {
+                let error = delivery.last_error.clone().unwrap_or_default();
+                items.push(("home.peer_failing", format!("{}: {error}", p.id)));
+            }
+        }
+    }
+    if user.role != Role::Partner {
+        for (peer, seq, code) in read.out_rejected().unwrap_or_default() {
+            items.push(("home.rejected_out", format!("{peer} #{seq}: {code}")));
+        }
     }
     let organization = match &user.partner {
         Some(org) => directory::load(&read, org).ok().flatten(),
@@ -465,6 +480,7 @@ async fn home(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Re
         peers: config.peers.iter().filter(|p| p.enabled).count(),
         backlog,
         organization,
+        items,
     };
     ctx.page(StatusCode::OK, page.render())
 }
