@@ -210,7 +210,7 @@ fn partner_json(p: &Partner, staff: bool) -> Value {
     let mut v = json!({
         "id": p.id, "name": p.name, "type": p.kind_name(), "tier": p.tier, "country": p.country,
         "region": p.region, "stage": p.stage_name(), "peer": p.peer,
-        "contact": {"name": p.contact.name, "email": p.contact.email, "phone": p.contact.phone},
+        "contacts": p.contacts.iter().map(|c| json!({"name": c.name, "email": c.email, "phone": c.phone})).collect::<Vec<_>>(),
         "created": p.created, "updated": p.updated,
     });
     if staff {
@@ -284,7 +284,7 @@ struct PartnerBody {
     #[serde(default)]
     peer: Option<String>,
     #[serde(default)]
-    contact: Option<ContactBody>,
+    contacts: Vec<ContactBody>,
     #[serde(default)]
     notes: String,
 }
@@ -320,7 +320,28 @@ async fn save(
     staff(&user)?;
     let body = parse_body(&bytes)?;
     let creating = id.is_none();
-    let contact = body.contact.unwrap_or_default();
+    // The API takes contacts as objects; the directory's one validation
+    // path takes them as lines, so a separator inside a field is refused.
+    let clean = |s: &str| !s.contains([';', '\n', '\r']);
+    if !body
+        .contacts
+        .iter()
+        .all(|c| clean(&c.name) && clean(&c.email) && clean(&c.phone))
+    {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            "contacts: ';' and line breaks are not allowed in contact fields",
+        );
+        e.field = Some("contacts");
+        return Err(e);
+    }
+    let contacts = body
+        .contacts
+        .iter()
+        .map(|c| format!("{}; {}; {}", c.name, c.email, c.phone))
+        .collect::<Vec<_>>()
+        .join("\n");
     let form = PartnerForm {
         id: id.or(body.id).unwrap_or_default(),
         name: body.name,
@@ -330,9 +351,7 @@ async fn save(
         region: body.region,
         stage: body.stage,
         peer: body.peer.unwrap_or_default(),
-        contact_name: contact.name,
-        contact_email: contact.email,
-        contact_phone: contact.phone,
+        contacts,
         notes: body.notes,
     };
     let partner = form.validate().map_err(|errors| {
@@ -485,13 +504,13 @@ pub fn document() -> Value {
                     "tier": {"type": "string"}, "country": {"type": "string"}, "region": {"type": "string"},
                     "stage": {"type": "string", "enum": ["prospect", "onboarding", "active", "strategic", "at_risk", "dormant"]},
                     "peer": {"type": "string", "nullable": true},
-                    "contact": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}},
+                    "contacts": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}}},
                     "notes": {"type": "string"}, "created": {"type": "integer"}, "updated": {"type": "integer"}}},
                 "PartnerInput": {"type": "object", "required": ["name", "type", "country", "stage"], "additionalProperties": false, "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"}, "type": {"type": "string"}, "tier": {"type": "string"},
                     "country": {"type": "string"}, "region": {"type": "string"}, "stage": {"type": "string"},
                     "peer": {"type": "string", "nullable": true},
-                    "contact": {"type": "object", "additionalProperties": false, "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}},
+                    "contacts": {"type": "array", "items": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}}},
                     "notes": {"type": "string"}}},
             }
         },

@@ -70,7 +70,9 @@ pub struct Partner {
     pub stage: Stage,
     /// The peer id from the TOML when the partner runs its own daemon.
     pub peer: Option<String>,
-    pub contact: Contact,
+    /// Contact people, in the order given.
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
     pub notes: String,
     pub created: Millis,
     pub updated: Millis,
@@ -120,12 +122,9 @@ pub struct PartnerForm {
     pub stage: String,
     #[serde(default)]
     pub peer: String,
+    /// One contact per line: `name; email; phone` (email and phone optional).
     #[serde(default)]
-    pub contact_name: String,
-    #[serde(default)]
-    pub contact_email: String,
-    #[serde(default)]
-    pub contact_phone: String,
+    pub contacts: String,
     #[serde(default)]
     pub notes: String,
 }
@@ -161,6 +160,11 @@ impl PartnerForm {
         if !peer.is_empty() && peer.parse::<guanxi_protocol::NodeId>().is_err() {
             bad("peer", "error.partner_id");
         }
+        let contacts = parse_contacts(&self.contacts);
+        if contacts.is_none() {
+            bad("contacts", "error.contacts");
+        }
+        let contacts = contacts.unwrap_or_default();
         let long = |s: &str| s.chars().count() > 10_000;
         if long(&self.notes) {
             bad("notes", "error.too_long");
@@ -175,11 +179,7 @@ impl PartnerForm {
                 region: self.region.trim().to_string(),
                 stage,
                 peer: (!peer.is_empty()).then(|| peer.to_string()),
-                contact: Contact {
-                    name: self.contact_name.trim().to_string(),
-                    email: self.contact_email.trim().to_string(),
-                    phone: self.contact_phone.trim().to_string(),
-                },
+                contacts,
                 notes: self.notes.clone(),
                 created: 0,
                 updated: 0,
@@ -199,12 +199,37 @@ impl PartnerForm {
             region: p.region.clone(),
             stage: p.stage_name().to_string(),
             peer: p.peer.clone().unwrap_or_default(),
-            contact_name: p.contact.name.clone(),
-            contact_email: p.contact.email.clone(),
-            contact_phone: p.contact.phone.clone(),
+            contacts: contacts_text(&p.contacts),
             notes: p.notes.clone(),
         }
     }
+}
+
+/// Parses contact lines (`name; email; phone`); `None` when a line has no
+/// name, more than three parts, or there are more than 20 contacts.
+pub fn parse_contacts(text: &str) -> Option<Vec<Contact>> {
+    let mut contacts = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let parts: Vec<&str> = line.split(';').map(str::trim).collect();
+        if parts.len() > 3 || parts[0].is_empty() || line.chars().count() > 300 {
+            return None;
+        }
+        contacts.push(Contact {
+            name: parts[0].to_string(),
+            email: parts.get(1).unwrap_or(&"").to_string(),
+            phone: parts.get(2).unwrap_or(&"").to_string(),
+        });
+    }
+    (contacts.len() <= 20).then_some(contacts)
+}
+
+/// Contacts as the form's lines.
+pub fn contacts_text(contacts: &[Contact]) -> String {
+    contacts
+        .iter()
+        .map(|c| format!("{}; {}; {}", c.name, c.email, c.phone))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Reads one partner.

@@ -62,7 +62,9 @@ impl Api {
 }
 
 fn partner(id: &str, name: &str) -> String {
-    json!({"id": id, "name": name, "type": "reseller", "country": "TW", "stage": "active", "notes": "private"}).to_string()
+    json!({"id": id, "name": name, "type": "reseller", "country": "TW", "stage": "active", "notes": "private",
+           "contacts": [{"name": "Lin Mei", "email": "mei@example.tw", "phone": "+886 2 1234"}, {"name": "Chen Wei"}]})
+    .to_string()
 }
 
 #[tokio::test]
@@ -119,6 +121,18 @@ async fn tokens_authorization_errors_and_the_openapi_document() {
             "bad_field",
             "type",
         ),
+        (
+            r#"{"id":"x","name":"X","type":"agent","country":"TW","stage":"active","contacts":[{"name":"a;b"}]}"#,
+            422,
+            "bad_field",
+            "contacts",
+        ),
+        (
+            r#"{"id":"x","name":"X","type":"agent","country":"TW","stage":"active","contacts":[{"email":"a@b"}]}"#,
+            422,
+            "bad_field",
+            "contacts",
+        ),
     ];
     for (body, want_status, want_code, mention) in cases {
         let (status, v) = api
@@ -152,6 +166,14 @@ async fn tokens_authorization_errors_and_the_openapi_document() {
         )
         .await;
     assert_eq!((status, v["id"].as_str()), (201, Some("globex")), "{v}");
+    assert_eq!(v["contacts"][0]["email"], "mei@example.tw");
+    assert_eq!(
+        (
+            v["contacts"][1]["name"].as_str(),
+            v["contacts"].as_array().map(Vec::len)
+        ),
+        (Some("Chen Wei"), Some(2))
+    );
     let (status, _) = api
         .call(
             "post",
