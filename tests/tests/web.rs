@@ -541,3 +541,39 @@ async fn the_staff_inbox_shows_a_peer_that_keeps_failing() {
         home.body
     );
 }
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_limit_even_when_in_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let config = std::fs::read_to_string(node.config_file()).expect("read");
+    assert!(config.contains("session_absolute_seconds = 43200"));
+    std::fs::write(
+        node.config_file(),
+        config.replace(
+            "session_absolute_seconds = 43200",
+            "session_absolute_seconds = 2",
+        ),
+    )
+    .expect("write");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let password = daemon
+        .banner
+        .iter()
+        .find(|l| l.contains("first admin"))
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("password")
+        .to_string();
+    let mut b = Browser::new(&node, &daemon);
+    assert_eq!(b.login("admin", &password).await.status, 303);
+    for _ in 0..3 {
+        assert_eq!(b.get("/").await.status, 200, "in use, within the limit");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        b.get("/").await.location.as_deref(),
+        Some("/login"),
+        "ended after 2 s of use"
+    );
+}
