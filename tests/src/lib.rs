@@ -293,3 +293,26 @@ impl Daemon {
         self.stderr.try_iter().collect()
     }
 }
+
+impl NodeSetup {
+    /// Runs a CLI command against this node's running daemon (`--config`
+    /// added); panics with the output when it fails.
+    pub fn cli(&self, binary: &Path, args: &[&str]) -> String {
+        let mut all = args.to_vec();
+        all.extend(["--config", "guanxi.toml"]);
+        let (code, out, err) = run(binary, &self.dir, &all);
+        assert_eq!(code, Some(0), "{args:?}: {out}{err}");
+        out
+    }
+}
+
+impl Daemon {
+    /// The first admin's one-time password from the start banner.
+    pub fn first_admin_password(&self) -> Option<String> {
+        self.banner
+            .iter()
+            .find(|l| l.contains("first admin"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_string)
+    }
+}

@@ -2,19 +2,11 @@
 //! the CLI), errors as JSON naming the field, the same authorization as the
 //! web view, and an OpenAPI document that matches the served routes.
 
-use guanxi_tests::{NodeSetup, client_trusting, run};
+use guanxi_tests::{NodeSetup, client_trusting};
 use serde_json::{Value, json};
 use std::path::Path;
 
 const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
-
-fn cli(node: &NodeSetup, args: &[&str]) -> String {
-    let mut all = args.to_vec();
-    all.extend(["--config", "guanxi.toml"]);
-    let (code, out, err) = run(Path::new(BIN), &node.dir, &all);
-    assert_eq!(code, Some(0), "{args:?}: {out}{err}");
-    out
-}
 
 fn token_from(out: &str) -> String {
     out.lines()
@@ -76,7 +68,10 @@ async fn tokens_authorization_errors_and_the_openapi_document() {
         client: client_trusting(&node.data_dir().join("tls/cert.pem")).expect("client"),
         base: daemon.url(),
     };
-    let admin = token_from(&cli(&node, &["token", "create", "ci", "--user", "admin"]));
+    let admin = token_from(&node.cli(
+        Path::new(BIN),
+        &["token", "create", "ci", "--user", "admin"],
+    ));
 
     let (status, v) = api.call("get", "/api/v1/me", None, None).await;
     assert_eq!((status, v["code"].as_str()), (401, Some("unauthorized")));
@@ -216,8 +211,8 @@ async fn tokens_authorization_errors_and_the_openapi_document() {
     assert_eq!(status, 404);
 
     // A partner user's token: its own organization only, no staff routes.
-    cli(
-        &node,
+    node.cli(
+        Path::new(BIN),
         &[
             "user",
             "add",
@@ -228,8 +223,8 @@ async fn tokens_authorization_errors_and_the_openapi_document() {
             "initech",
         ],
     );
-    let ina = token_from(&cli(
-        &node,
+    let ina = token_from(&node.cli(
+        Path::new(BIN),
         &["token", "create", "ina-erp", "--user", "ina"],
     ));
     let (status, _) = api.call("get", "/api/v1/partners", Some(&ina), None).await;
@@ -281,10 +276,10 @@ async fn tokens_authorization_errors_and_the_openapi_document() {
     }
 
     // A revoked token stops working at once.
-    cli(&node, &["token", "revoke", "ci"]);
+    node.cli(Path::new(BIN), &["token", "revoke", "ci"]);
     let (status, _) = api.call("get", "/api/v1/me", Some(&admin), None).await;
     assert_eq!(status, 401);
-    let out = cli(&node, &["token", "list"]);
+    let out = node.cli(Path::new(BIN), &["token", "list"]);
     assert!(
         out.contains("\"revoked\": true") && !out.contains("gxt_"),
         "{out}"

@@ -138,13 +138,7 @@ async fn staff_set_up_a_partner_user_who_sees_only_its_organization_in_chinese()
     std::fs::create_dir_all(&node_dir).expect("mkdir");
     let node = NodeSetup::init(Path::new(BIN), &node_dir, "acme").expect("init");
     let daemon = node.start(Path::new(BIN)).expect("starts");
-    let admin_password = daemon
-        .banner
-        .iter()
-        .find(|l| l.contains("first admin"))
-        .and_then(|l| l.rsplit(' ').next())
-        .expect("first admin password")
-        .to_string();
+    let admin_password = daemon.first_admin_password().expect("first admin password");
     let base = daemon.url();
     let driver = Driver::start();
 

@@ -2,7 +2,7 @@
 //! (logout, idle expiry), throttling, staff-only pages, cross-organization
 //! access, and the language switch.
 
-use guanxi_tests::{Daemon, NodeSetup, run};
+use guanxi_tests::{Daemon, NodeSetup};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -143,22 +143,8 @@ fn start(dir: &Path, extra_config: &str) -> (NodeSetup, Daemon, String) {
         .expect("write");
     }
     let daemon = node.start(Path::new(BIN)).expect("starts");
-    let line = daemon
-        .banner
-        .iter()
-        .find(|l| l.contains("first admin"))
-        .expect("first admin")
-        .clone();
-    let password = line.rsplit(' ').next().expect("password").to_string();
+    let password = daemon.first_admin_password().expect("first admin");
     (node, daemon, password)
-}
-
-fn cli(node: &NodeSetup, args: &[&str]) -> String {
-    let mut all = args.to_vec();
-    all.extend(["--config", "guanxi.toml"]);
-    let (code, out, err) = run(Path::new(BIN), &node.dir, &all);
-    assert_eq!(code, Some(0), "{args:?}: {out}{err}");
-    out
 }
 
 fn password_from(out: &str) -> String {
@@ -398,7 +384,7 @@ async fn staff_and_partner_users_see_what_they_may_and_nothing_else() {
 async fn throttling_idle_expiry_password_change_and_language() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (node, daemon, admin_password) = start(dir.path(), "session_idle_seconds = 2");
-    let out = cli(&node, &["user", "add", "mei", "--role", "staff"]);
+    let out = node.cli(Path::new(BIN), &["user", "add", "mei", "--role", "staff"]);
     let mei_password = password_from(&out);
 
     // Five wrong passwords lock the account, even for the right one.
@@ -415,7 +401,7 @@ async fn throttling_idle_expiry_password_change_and_language() {
     );
     // ... and from this address, other accounts too.
     assert_eq!(b.login("admin", &admin_password).await.status, 429);
-    let _ = cli(&node, &["user", "disable", "mei"]);
+    let _ = node.cli(Path::new(BIN), &["user", "disable", "mei"]);
 
     // Idle expiry (2 s here): the session ends and says so.
     let dir2 = tempfile::tempdir().expect("tempdir");
@@ -509,13 +495,7 @@ async fn the_staff_inbox_shows_a_peer_that_keeps_failing() {
     ))
     .expect("peer");
     let daemon = node.start(Path::new(BIN)).expect("starts");
-    let password = daemon
-        .banner
-        .iter()
-        .find(|l| l.contains("first admin"))
-        .and_then(|l| l.rsplit(' ').next())
-        .expect("password")
-        .to_string();
+    let password = daemon.first_admin_password().expect("password");
     let (status, v) = node
         .admin("POST", "/admin/v1/send", Some(serde_json::json!({"peer": "ghost", "kind": "ping", "subject": "p-1", "body": {"note": ""}})))
         .await;
@@ -557,13 +537,7 @@ async fn a_session_ends_at_its_absolute_limit_even_when_in_use() {
     )
     .expect("write");
     let daemon = node.start(Path::new(BIN)).expect("starts");
-    let password = daemon
-        .banner
-        .iter()
-        .find(|l| l.contains("first admin"))
-        .and_then(|l| l.rsplit(' ').next())
-        .expect("password")
-        .to_string();
+    let password = daemon.first_admin_password().expect("password");
     let mut b = Browser::new(&node, &daemon);
     assert_eq!(b.login("admin", &password).await.status, 303);
     for _ in 0..3 {
