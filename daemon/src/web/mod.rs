@@ -403,6 +403,23 @@ async fn logout(
     response
 }
 
+/// Extracts a signed-in request's context; anyone else is sent to the
+/// login page (or told the session expired).
+struct SignedIn(Ctx);
+
+impl axum::extract::FromRequestParts<Arc<Node>> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        node: &Arc<Node>,
+    ) -> Result<Self, Response> {
+        signed_in(node, &parts.headers, &parts.uri)
+            .await
+            .map(SignedIn)
+    }
+}
+
 /// Loads the signed-in context and records the request on the session.
 async fn signed_in(node: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, Response> {
     let ctx = Ctx::read(node, headers, uri);
@@ -435,11 +452,7 @@ struct HomePage {
     items: Vec<(&'static str, String)>,
 }
 
-async fn home(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
@@ -501,11 +514,7 @@ struct PartnersPage {
     partners: Vec<Partner>,
 }
 
-async fn partners(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn partners(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
     let session = match staff_only(&ctx) {
         Ok(s) => s,
         Err(r) => return r,
@@ -575,11 +584,7 @@ fn partner_form(
     ctx.page(status, page.render())
 }
 
-async fn new_partner(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn new_partner(SignedIn(ctx): SignedIn) -> Response {
     let session = match staff_only(&ctx) {
         Ok(s) => s,
         Err(r) => return r,
@@ -602,15 +607,10 @@ struct PartnerSubmit {
 
 async fn save_partner(
     node: Arc<Node>,
-    headers: HeaderMap,
-    uri: Uri,
+    ctx: Ctx,
     submit: PartnerSubmit,
     id: Option<String>,
 ) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let session = match staff_only(&ctx) {
         Ok(s) => s,
         Err(r) => return r,
@@ -660,33 +660,26 @@ async fn save_partner(
 
 async fn create_partner(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(ctx): SignedIn,
     Form(submit): Form<PartnerSubmit>,
 ) -> Response {
-    save_partner(node, headers, uri, submit, None).await
+    save_partner(node, ctx, submit, None).await
 }
 
 async fn update_partner(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(ctx): SignedIn,
     Form(submit): Form<PartnerSubmit>,
 ) -> Response {
-    save_partner(node, headers, uri, submit, Some(id)).await
+    save_partner(node, ctx, submit, Some(id)).await
 }
 
 async fn edit_partner(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let session = match staff_only(&ctx) {
         Ok(s) => s,
         Err(r) => return r,
@@ -760,13 +753,8 @@ async fn partner_page(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(ctx): SignedIn,
 ) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
@@ -828,11 +816,7 @@ struct PasswordPage {
     error: Option<&'static str>,
 }
 
-async fn password_page(State(node): State<Arc<Node>>, headers: HeaderMap, uri: Uri) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+async fn password_page(SignedIn(ctx): SignedIn) -> Response {
     let Some((session, _)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
@@ -860,14 +844,9 @@ struct PasswordForm {
 
 async fn change_password(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(ctx): SignedIn,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
@@ -930,14 +909,9 @@ struct NewUserForm {
 async fn add_partner_user(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(ctx): SignedIn,
     Form(form): Form<NewUserForm>,
 ) -> Response {
-    let ctx = match signed_in(&node, &headers, &uri).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let session = match staff_only(&ctx) {
         Ok(s) => s,
         Err(r) => return r,
