@@ -193,18 +193,11 @@ fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreEr
     Ok(out)
 }
 
-/// The routes of the optional plain-HTTP metrics listener.
+/// The routes of the optional plain-HTTP metrics listener: `/metrics` and
+/// nothing else (it is reachable over the network, unlike the admin socket).
 pub fn metrics_routes(node: Arc<Node>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/admin/v1/users", get(users).post(add_user))
-        .route(
-            "/admin/v1/users/{name}/reset-password",
-            post(reset_password),
-        )
-        .route("/admin/v1/users/{name}/disable", post(disable_user))
-        .route("/admin/v1/tokens", get(tokens).post(create_token))
-        .route("/admin/v1/tokens/{name}/revoke", post(revoke_token))
         .with_state(node)
 }
 

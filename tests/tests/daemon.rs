@@ -302,3 +302,61 @@ fn the_first_admin_is_created_once_and_accounts_are_managed_from_the_cli() {
         again.banner
     );
 }
+
+#[tokio::test]
+async fn the_metrics_listener_serves_metrics_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = run(
+        bin(),
+        dir.path(),
+        &["init", "--node-id", "acme", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let port = guanxi_tests::free_port();
+    let config = std::fs::read_to_string(dir.path().join("guanxi.toml")).expect("read");
+    std::fs::write(
+        dir.path().join("guanxi.toml"),
+        config.replace(
+            "# metrics_listen = \"127.0.0.1:9464\"",
+            &format!("metrics_listen = \"127.0.0.1:{port}\""),
+        ),
+    )
+    .expect("write");
+    let daemon =
+        Daemon::start(bin(), dir.path(), &["serve", "--config", "guanxi.toml"]).expect("serves");
+    let client = reqwest::Client::new();
+    let metrics = client
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics
+            .text()
+            .await
+            .expect("text")
+            .contains("guanxi_inbox_envelopes")
+    );
+    // The admin operations live on the local socket only.
+    for (method, path) in [
+        ("GET", "/admin/v1/users"),
+        ("POST", "/admin/v1/tokens"),
+        ("GET", "/admin/v1/peers"),
+    ] {
+        let request = if method == "GET" {
+            client.get(format!("http://127.0.0.1:{port}{path}"))
+        } else {
+            client
+                .post(format!("http://127.0.0.1:{port}{path}"))
+                .body("{}")
+        };
+        assert_eq!(
+            request.send().await.expect("request").status(),
+            404,
+            "{method} {path}"
+        );
+    }
+    let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success());
+}
