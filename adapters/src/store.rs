@@ -583,52 +583,59 @@ pub enum Receipted {
     Waiting,
 }
 
+/// A recent envelope: (seq, exact bytes, status).
+pub type Recent = (u64, Vec<u8>, Receipted);
+
+/// The newest `n` envelopes of `peer` in `envelopes`, newest first. Without a
+/// receipts table, every envelope not rejected counts as accepted.
+fn recent(
+    envelopes: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    rejected: &impl ReadableTable<(&'static str, u64), &'static str>,
+    receipts: Option<&redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>>,
+    peer: &str,
+    n: usize,
+) -> Result<Vec<Recent>, StoreError> {
+    let mut out = Vec::new();
+    for entry in envelopes.range((peer, 0)..=(peer, u64::MAX))?.rev().take(n) {
+        let (k, v) = entry?;
+        let seq = k.value().1;
+        let status = if rejected.get((peer, seq))?.is_some() {
+            Receipted::Rejected
+        } else if let Some(receipts) = receipts
+            && receipts.get((peer, seq))?.is_none()
+        {
+            Receipted::Waiting
+        } else {
+            Receipted::Accepted
+        };
+        out.push((seq, v.value().to_vec(), status));
+    }
+    Ok(out)
+}
+
 impl Read {
     /// The newest `n` envelopes sent to `peer` (newest first), with their status.
-    pub fn out_recent(
-        &self,
-        peer: &str,
-        n: usize,
-    ) -> Result<Vec<(u64, Vec<u8>, Receipted)>, StoreError> {
-        let table = self.txn.open_table(OUT_ENVELOPES)?;
+    pub fn out_recent(&self, peer: &str, n: usize) -> Result<Vec<Recent>, StoreError> {
         let receipts = self.txn.open_table(OUT_RECEIPTS)?;
-        let rejected = self.txn.open_table(OUT_REJECTED)?;
-        let mut out = Vec::new();
-        for entry in table.range((peer, 0)..=(peer, u64::MAX))?.rev().take(n) {
-            let (k, v) = entry?;
-            let seq = k.value().1;
-            let status = if rejected.get((peer, seq))?.is_some() {
-                Receipted::Rejected
-            } else if receipts.get((peer, seq))?.is_some() {
-                Receipted::Accepted
-            } else {
-                Receipted::Waiting
-            };
-            out.push((seq, v.value().to_vec(), status));
-        }
-        Ok(out)
+        recent(
+            &self.txn.open_table(OUT_ENVELOPES)?,
+            &self.txn.open_table(OUT_REJECTED)?,
+            Some(&receipts),
+            peer,
+            n,
+        )
     }
 
-    /// The newest `n` envelopes received from `peer` (newest first), with their status.
-    pub fn in_recent(
-        &self,
-        peer: &str,
-        n: usize,
-    ) -> Result<Vec<(u64, Vec<u8>, Receipted)>, StoreError> {
-        let table = self.txn.open_table(IN_ENVELOPES)?;
-        let rejected = self.txn.open_table(IN_REJECTED)?;
-        let mut out = Vec::new();
-        for entry in table.range((peer, 0)..=(peer, u64::MAX))?.rev().take(n) {
-            let (k, v) = entry?;
-            let seq = k.value().1;
-            let status = if rejected.get((peer, seq))?.is_some() {
-                Receipted::Rejected
-            } else {
-                Receipted::Accepted
-            };
-            out.push((seq, v.value().to_vec(), status));
-        }
-        Ok(out)
+    /// The newest `n` envelopes received from `peer` (newest first), with
+    /// their status (every stored incoming envelope has our receipt).
+    pub fn in_recent(&self, peer: &str, n: usize) -> Result<Vec<Recent>, StoreError> {
+        recent(
+            &self.txn.open_table(IN_ENVELOPES)?,
+            &self.txn.open_table(IN_REJECTED)?,
+            None,
+            peer,
+            n,
+        )
     }
 
     /// A local document, as JSON bytes.
@@ -835,6 +842,32 @@ mod tests {
             Some((b"env".to_vec(), b"rcpt".to_vec()))
         );
         assert_eq!(r.delivery("globex").expect("delivery").delivered_seq, 1);
+        store
+            .transact(|w| w.put_out_receipt("globex", 1, b"rcpt-1", None))
+            .expect("receipt");
+        let r = store.read().expect("read");
+        let statuses: Vec<(u64, Receipted)> = r
+            .out_recent("globex", 10)
+            .expect("recent")
+            .into_iter()
+            .map(|(s, _, st)| (s, st))
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![(2, Receipted::Waiting), (1, Receipted::Accepted)]
+        );
+        assert_eq!(
+            r.out_recent("globex", 1).expect("recent").len(),
+            1,
+            "newest first, limited"
+        );
+        let incoming: Vec<Receipted> = r
+            .in_recent("globex", 10)
+            .expect("recent")
+            .into_iter()
+            .map(|(_, _, st)| st)
+            .collect();
+        assert_eq!(incoming, vec![Receipted::Rejected]);
         let seen_again = store.transact(|w| w.seen_id("id-1")).expect("read");
         assert_eq!(seen_again, Some(seen));
     }
