@@ -184,6 +184,63 @@ pub struct LeadUpdate {
     pub note: String,
 }
 
+/// `lead.expire`, vendor → partner: the offer lapsed unanswered; the vendor
+/// takes the lead back (and may offer it to someone else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadExpire {
+    pub note: String,
+}
+
+/// `lead.withdraw`, vendor → partner: the vendor takes the lead back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadWithdraw {
+    pub reason: String,
+    pub note: String,
+}
+
+/// `lead.register`, partner → vendor: deal registration of the partner's own
+/// opportunity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadRegister {
+    pub customer: Customer,
+    pub country: String,
+    pub region: String,
+    pub product_lines: Vec<String>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub estimated_value: Option<Money>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub expected_close: Option<Date>,
+    pub notes: String,
+}
+
+/// The vendor's answer to a deal registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationDecision {
+    Approved,
+    Rejected,
+}
+
+/// `lead.registration`, vendor → partner: the decision on a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadRegistration {
+    pub decision: RegistrationDecision,
+    /// The `created` time of the `lead.register` envelope it answers: with
+    /// the vendor's signature it proves when the partner registered.
+    pub registered_at: Millis,
+    /// Required when approved: the registration is exclusive until this date.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub exclusive_until: Option<Date>,
+    /// Required (non-empty) when rejected, null when approved.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub reason: Option<String>,
+    pub note: String,
+}
+
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -393,6 +450,10 @@ messages! {
     LeadAccept(LeadAccept) = "lead.accept",
     LeadDecline(LeadDecline) = "lead.decline",
     LeadUpdate(LeadUpdate) = "lead.update",
+    LeadExpire(LeadExpire) = "lead.expire",
+    LeadWithdraw(LeadWithdraw) = "lead.withdraw",
+    LeadRegister(LeadRegister) = "lead.register",
+    LeadRegistration(LeadRegistration) = "lead.registration",
     OrderPlace(OrderPlace) = "order.place",
     OrderAck(OrderAck) = "order.ack",
     OrderShip(OrderShip) = "order.ship",
@@ -509,6 +570,47 @@ impl Message {
                     _ => Err(field_error(
                         "body.lost_reason",
                         "is required when status is lost, null otherwise",
+                    )),
+                }
+            }
+            Message::LeadExpire(b) => text("body.note", &b.note, LONG_TEXT, false),
+            Message::LeadWithdraw(b) => {
+                text("body.reason", &b.reason, SHORT_TEXT, true)?;
+                text("body.note", &b.note, LONG_TEXT, false)
+            }
+            Message::LeadRegister(b) => {
+                b.customer.validate("body.customer")?;
+                country("body.country", &b.country)?;
+                text("body.region", &b.region, SHORT_TEXT, false)?;
+                if b.product_lines.is_empty() {
+                    return Err(field_error(
+                        "body.product_lines",
+                        "must name at least one product line",
+                    ));
+                }
+                for (i, line) in b.product_lines.iter().enumerate() {
+                    text(&format!("body.product_lines[{i}]"), line, SHORT_TEXT, true)?;
+                }
+                if let Some(v) = &b.estimated_value {
+                    money("body.estimated_value", v, false)?;
+                }
+                text("body.notes", &b.notes, LONG_TEXT, false)
+            }
+            Message::LeadRegistration(b) => {
+                text("body.note", &b.note, LONG_TEXT, false)?;
+                let approved = b.decision == RegistrationDecision::Approved;
+                if b.exclusive_until.is_some() != approved {
+                    return Err(field_error(
+                        "body.exclusive_until",
+                        "is required when approved, null when rejected",
+                    ));
+                }
+                match (&b.reason, approved) {
+                    (None, true) => Ok(()),
+                    (Some(r), false) => text("body.reason", r, SHORT_TEXT, true),
+                    _ => Err(field_error(
+                        "body.reason",
+                        "is required when rejected, null when approved",
                     )),
                 }
             }
@@ -648,6 +750,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 13);
+        assert_eq!(kinds.len(), 17);
     }
 }

@@ -409,3 +409,162 @@ proptest! {
         }
     }
 }
+
+fn lead_of(r: &Record) -> &state::Lead {
+    match r {
+        Record::Lead(l) => l,
+        other => panic!("not a lead: {other:?}"),
+    }
+}
+
+#[test]
+fn expiry_and_withdrawal_are_the_vendors_and_keep_the_history() {
+    let offered = step(None, &ctx("acme", "globex", T0), &offer(T0 + HOUR)).expect("offer");
+    let expire = msg("lead.expire", json!({"note": "no answer"}));
+    // Not before the deadline, and never by the partner.
+    let (code, _) = step(Some(&offered), &ctx("acme", "globex", T0 + HOUR), &expire)
+        .expect_err("too early");
+    assert_eq!(code, ReasonCode::IllegalTransition);
+    let (code, _) = step(
+        Some(&offered),
+        &ctx("globex", "acme", T0 + 2 * HOUR),
+        &expire,
+    )
+    .expect_err("partner");
+    assert_eq!(code, ReasonCode::NotAllowed);
+    let expired = step(
+        Some(&offered),
+        &ctx("acme", "globex", T0 + 2 * HOUR),
+        &expire,
+    )
+    .expect("expire");
+    assert_eq!(lead_of(&expired).status, LeadStatus::Expired);
+    // Accepting an expired lead, even with a timely envelope, is `expired`.
+    let (code, message) = step(
+        Some(&expired),
+        &ctx("globex", "acme", T0 + HOUR / 2),
+        &msg("lead.accept", json!({"note": ""})),
+    )
+    .expect_err("accept after expiry");
+    assert_eq!(code, ReasonCode::Expired);
+    assert!(message.contains("expired"), "{message}");
+    let history: Vec<(&str, LeadStatus)> = lead_of(&expired)
+        .history
+        .iter()
+        .map(|e| (e.kind.as_str(), e.status))
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("lead.offer", LeadStatus::Offered),
+            ("lead.expire", LeadStatus::Expired)
+        ]
+    );
+
+    // Withdrawal: vendor only, from an accepted lead; reason kept.
+    let accepted = step(
+        Some(&offered),
+        &ctx("globex", "acme", T0 + 1),
+        &msg("lead.accept", json!({"note": ""})),
+    )
+    .expect("accept");
+    let withdraw = msg(
+        "lead.withdraw",
+        json!({"reason": "customer bought direct", "note": ""}),
+    );
+    let (code, _) = step(Some(&accepted), &ctx("globex", "acme", T0 + 2), &withdraw)
+        .expect_err("partner withdraws");
+    assert_eq!(code, ReasonCode::NotAllowed);
+    let withdrawn =
+        step(Some(&accepted), &ctx("acme", "globex", T0 + 2), &withdraw).expect("withdraw");
+    let lead = lead_of(&withdrawn);
+    assert_eq!(lead.status, LeadStatus::Withdrawn);
+    assert_eq!(
+        lead.history.last().map(|e| e.note.as_str()),
+        Some("customer bought direct")
+    );
+    let (code, _) = step(Some(&withdrawn), &ctx("acme", "globex", T0 + 3), &withdraw)
+        .expect_err("twice");
+    assert_eq!(code, ReasonCode::IllegalTransition);
+}
+
+/// An acceptance and an expiry that cross in flight: whichever order each
+/// node reads them in, both end in the same state.
+#[test]
+fn crossing_accept_and_expire_converge() {
+    let offered = step(None, &ctx("acme", "globex", T0), &offer(T0 + HOUR)).expect("offer");
+    let accept = msg("lead.accept", json!({"note": ""}));
+    let won = update("won");
+    let expire = msg("lead.expire", json!({"note": ""}));
+    let (a_ctx, w_ctx, e_ctx) = (
+        ctx("globex", "acme", T0 + HOUR - 1),
+        ctx("globex", "acme", T0 + HOUR),
+        ctx("acme", "globex", T0 + HOUR + 1),
+    );
+    // The vendor expired first; the partner's accept and won then arrive.
+    let vendor = step(Some(&offered), &e_ctx, &expire).expect("expire");
+    assert!(step(Some(&vendor), &a_ctx, &accept).is_err());
+    assert!(step(Some(&vendor), &w_ctx, &won).is_err());
+    // The partner accepted and won before the expiry arrived.
+    let partner = step(Some(&offered), &a_ctx, &accept).expect("accept");
+    let partner = step(Some(&partner), &w_ctx, &won).expect("won");
+    let partner = step(Some(&partner), &e_ctx, &expire).expect("expire wins");
+    assert_eq!(lead_of(&vendor).status, lead_of(&partner).status);
+}
+
+#[test]
+fn registration_is_decided_once_by_the_vendor() {
+    let register = msg(
+        "lead.register",
+        json!({"customer": {"company": "Contoso", "contact": "", "email": "it@contoso.tw", "phone": ""},
+               "country": "TW", "region": "", "product_lines": ["cnc"], "estimated_value": null,
+               "expected_close": "2027-03-31", "notes": ""}),
+    );
+    let submitted = step(None, &ctx("globex", "acme", T0), &register).expect("register");
+    assert_eq!(status_of(&submitted), "submitted");
+    let approve = |at: i64| {
+        msg(
+            "lead.registration",
+            json!({"decision": "approved", "registered_at": at, "exclusive_until": "2027-06-30", "reason": null, "note": ""}),
+        )
+    };
+    let (code, _) = step(Some(&submitted), &ctx("globex", "acme", T0 + 1), &approve(T0))
+        .expect_err("partner approves itself");
+    assert_eq!(code, ReasonCode::NotAllowed);
+    let (code, _) = step(
+        Some(&submitted),
+        &ctx("acme", "globex", T0 + 1),
+        &approve(T0 - 5),
+    )
+    .expect_err("wrong time");
+    assert_eq!(code, ReasonCode::BadBody);
+    let approved =
+        step(Some(&submitted), &ctx("acme", "globex", T0 + 1), &approve(T0)).expect("approve");
+    assert_eq!(status_of(&approved), "approved");
+    let (code, _) = step(Some(&approved), &ctx("acme", "globex", T0 + 2), &approve(T0))
+        .expect_err("twice");
+    assert_eq!(code, ReasonCode::IllegalTransition);
+    // Rejections need a reason; approvals need a date.
+    assert!(
+        Message::decode(
+            "lead.registration",
+            &json!({"decision": "rejected", "registered_at": T0, "exclusive_until": null, "reason": null, "note": ""})
+        )
+        .is_err()
+    );
+    assert!(
+        Message::decode(
+            "lead.registration",
+            &json!({"decision": "approved", "registered_at": T0, "exclusive_until": null, "reason": null, "note": ""})
+        )
+        .is_err()
+    );
+    // A lead message on a registration subject is the wrong family.
+    let (code, _) = step(
+        Some(&submitted),
+        &ctx("globex", "acme", T0 + 1),
+        &msg("lead.accept", json!({"note": ""})),
+    )
+    .expect_err("family");
+    assert_eq!(code, ReasonCode::IllegalTransition);
+}

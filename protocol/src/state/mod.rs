@@ -13,11 +13,13 @@
 
 mod lead;
 mod order;
+mod registration;
 mod service;
 mod warranty;
 
-pub use lead::{Lead, LeadStatus};
+pub use lead::{Lead, LeadEvent, LeadStatus};
 pub use order::{Order, OrderLineState, OrderStatus, Shipment};
+pub use registration::{Registration, RegistrationStatus};
 pub use service::{ServiceRequest, ServiceStatus};
 pub use warranty::{WarrantyRecord, WarrantyStatus};
 
@@ -61,6 +63,7 @@ impl StateError {
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum Record {
     Lead(Lead),
+    Registration(Registration),
     Order(Order),
     Warranty(WarrantyRecord),
     Service(ServiceRequest),
@@ -71,6 +74,7 @@ impl Record {
     pub fn family(&self) -> &'static str {
         match self {
             Record::Lead(_) => "lead",
+            Record::Registration(_) => "registration",
             Record::Order(_) => "order",
             Record::Warranty(_) => "warranty",
             Record::Service(_) => "service",
@@ -81,6 +85,7 @@ impl Record {
     pub fn status(&self) -> String {
         let value = match self {
             Record::Lead(r) => serde_json::to_value(r.status),
+            Record::Registration(r) => serde_json::to_value(r.status),
             Record::Order(r) => serde_json::to_value(r.status),
             Record::Warranty(r) => serde_json::to_value(r.status),
             Record::Service(r) => serde_json::to_value(r.status),
@@ -116,7 +121,9 @@ pub fn apply(
             Message::LeadOffer(_)
             | Message::LeadAccept(_)
             | Message::LeadDecline(_)
-            | Message::LeadUpdate(_),
+            | Message::LeadUpdate(_)
+            | Message::LeadExpire(_)
+            | Message::LeadWithdraw(_),
             c,
         ) => {
             let lead = match c {
@@ -125,6 +132,14 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Lead(lead::apply(lead, ctx, message)?)
+        }
+        (Message::LeadRegister(_) | Message::LeadRegistration(_), c) => {
+            let reg = match c {
+                None => None,
+                Some(Record::Registration(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Registration(registration::apply(reg, ctx, message)?)
         }
         (
             Message::OrderPlace(_)
@@ -161,6 +176,12 @@ pub fn apply(
 }
 
 fn family_of(message: &Message) -> &'static str {
+    if matches!(
+        message,
+        Message::LeadRegister(_) | Message::LeadRegistration(_)
+    ) {
+        return "registration";
+    }
     message.kind().split('.').next().unwrap_or("")
 }
 
