@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 2;
+pub const SCHEMA_VERSION: u64 = 3;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "guanxi.redb";
@@ -51,6 +51,8 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const PARTNERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partners");
 const THROTTLE: TableDefinition<&str, &[u8]> = TableDefinition::new("throttle");
 const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
+const LEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("leads");
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
 /// Kinds of local JSON documents, each in its own table keyed by a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +67,22 @@ pub enum Doc {
     Throttle,
     /// SHA-256 of an API token → its name, user and state
     ApiToken,
+    /// lead id → the vendor's lead (customer, consent, offers, rule trace)
+    Lead,
+    /// setting name → value (distribution rules and their round-robin state)
+    Setting,
 }
+
+/// Every kind of local document.
+const DOCS: [Doc; 7] = [
+    Doc::User,
+    Doc::Session,
+    Doc::Partner,
+    Doc::Throttle,
+    Doc::ApiToken,
+    Doc::Lead,
+    Doc::Setting,
+];
 
 impl Doc {
     fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -75,6 +92,8 @@ impl Doc {
             Doc::Partner => PARTNERS,
             Doc::Throttle => THROTTLE,
             Doc::ApiToken => API_TOKENS,
+            Doc::Lead => LEADS,
+            Doc::Setting => SETTINGS,
         }
     }
 }
@@ -299,13 +318,7 @@ impl Store {
             txn.open_table(OUT_RECEIPTS)?;
             txn.open_table(OUT_REJECTED)?;
             txn.open_table(DELIVERY)?;
-            for doc in [
-                Doc::User,
-                Doc::Session,
-                Doc::Partner,
-                Doc::Throttle,
-                Doc::ApiToken,
-            ] {
+            for doc in DOCS {
                 txn.open_table(doc.table())?;
             }
         }
@@ -398,6 +411,29 @@ pub struct Read {
     txn: redb::ReadTransaction,
 }
 
+fn all_docs(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value().to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn all_records(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (k, v) = entry?;
+        let (peer, subject) = k.value();
+        out.push((peer.to_string(), subject.to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
 fn stream_of(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     name: &'static str,
@@ -453,6 +489,16 @@ impl Tables<'_> {
             .open_table(kind.table())?
             .get(key)?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// Every local document of a kind, in key order.
+    pub fn docs(&self, kind: Doc) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        all_docs(&self.txn.open_table(kind.table())?)
+    }
+
+    /// Every shared record as (peer or `web:<partner>`, subject, JSON).
+    pub fn records(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        all_records(&self.records)
     }
 
     /// Stores a local document.
@@ -649,13 +695,12 @@ impl Read {
 
     /// Every local document of a kind, in key order.
     pub fn docs(&self, kind: Doc) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let table = self.txn.open_table(kind.table())?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (k, v) = entry?;
-            out.push((k.value().to_string(), v.value().to_vec()));
-        }
-        Ok(out)
+        all_docs(&self.txn.open_table(kind.table())?)
+    }
+
+    /// Every shared record as (peer or `web:<partner>`, subject, JSON).
+    pub fn records(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        all_records(&self.txn.open_table(RECORDS)?)
     }
 
     /// The incoming stream from `peer`.

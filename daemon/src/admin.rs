@@ -8,7 +8,8 @@
 //! daemon's live view (worker state included) with filesystem permissions as
 //! the access control; nothing of it is reachable over the network.
 
-use crate::engine::{SendError, now_ms};
+use crate::clock::now_ms;
+use crate::engine::SendError;
 use crate::node::Node;
 use axum::Json;
 use axum::Router;

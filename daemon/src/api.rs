@@ -7,7 +7,8 @@
 
 use crate::accounts::{self, Role, User};
 use crate::directory::{self, Partner, PartnerForm};
-use crate::engine::{Engine, EngineError, now_ms};
+use crate::clock::now_ms;
+use crate::engine::{Engine, EngineError};
 use crate::node::Node;
 use axum::Json;
 use axum::Router;

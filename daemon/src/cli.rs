@@ -518,7 +518,7 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         ));
         let first_admin = match node.store.read() {
             Ok(read) => {
-                crate::accounts::ensure_first_admin(&node.engine, &read, crate::engine::now_ms())
+                crate::accounts::ensure_first_admin(&node.engine, &read, crate::clock::now_ms())
                     .await
                     .context("creating the first admin account")?
             }

@@ -10,7 +10,8 @@
 //! (`seq_gap`, `chain_broken`, `id_conflict`) halts its stream for an admin:
 //! nothing is ever skipped or dropped.
 
-use crate::engine::{ReturnedReceipt, now_ms};
+use crate::clock::now_ms;
+use crate::engine::ReturnedReceipt;
 use crate::node::{Node, PeerRuntime};
 use guanxi_adapters::store::Delivery;
 use guanxi_protocol::canonical;

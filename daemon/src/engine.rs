@@ -17,17 +17,13 @@ use guanxi_protocol::messages::{BodyError, Message};
 use guanxi_protocol::receipt::{ReceiptFields, Rejection, SignedReceipt};
 use guanxi_protocol::state::{self, Context, Record, StateError};
 use guanxi_protocol::{EnvelopeError, NodeId, NodeKey, ReasonCode, RecordId, Sha256Hash};
+use crate::clock::now_ms;
 use std::any::Any;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 1024;
-
-/// The current time, UTC milliseconds.
-pub fn now_ms() -> Millis {
-    jiff::Timestamp::now().as_millisecond()
-}
 
 /// This node: its id and signing key.
 pub struct Identity {
@@ -101,10 +97,70 @@ pub struct ReturnedReceipt {
     pub rejected: Option<ReasonCode>,
 }
 
-/// Local work on the store (accounts, sessions, the partner directory):
-/// runs in the writer's transaction like every other change.
-type LocalWork =
-    Box<dyn FnOnce(&mut Tables<'_>) -> Result<Box<dyn Any + Send>, EngineError> + Send>;
+/// Local work on the store (accounts, sessions, the partner directory, lead
+/// handling): runs in the writer's transaction like every other change.
+type LocalWork = Box<dyn FnOnce(&mut Act<'_, '_>) -> Result<Box<dyn Any + Send>, EngineError> + Send>;
+
+/// What local work may do inside the writer's transaction: read and write
+/// tables, send messages to peers, and apply messages of partners that have
+/// no daemon — all committed together, or not at all.
+pub struct Act<'a, 't> {
+    pub tables: &'a mut Tables<'t>,
+    identity: &'a Identity,
+    /// The time of this group of jobs.
+    pub now: Millis,
+}
+
+impl Act<'_, '_> {
+    /// This node's id.
+    pub fn me(&self) -> &NodeId {
+        &self.identity.id
+    }
+
+    /// Applies `message` to the record `subject` shared with `peer` and queues
+    /// it for delivery (as [`Engine::send`]). A refusal changes nothing.
+    pub fn send(
+        &mut self,
+        peer: &NodeId,
+        subject: &RecordId,
+        message: &Message,
+    ) -> Result<Result<Sent, StateError>, EngineError> {
+        send(self.tables, self.identity, peer, subject, message, self.now)
+    }
+
+    /// Applies a message exchanged with a partner that has no daemon: the
+    /// record is kept under `key` (`web:<partner id>`) and no envelope is
+    /// written. `from`/`to` are this node and the partner's id, either way
+    /// round. A refusal changes nothing.
+    pub fn apply_local(
+        &mut self,
+        key: &str,
+        subject: &str,
+        from: &NodeId,
+        to: &NodeId,
+        message: &Message,
+    ) -> Result<Result<Option<Record>, StateError>, EngineError> {
+        let ctx = Context {
+            from: from.clone(),
+            to: to.clone(),
+            at: self.now,
+        };
+        let current = current_record(self.tables, key, subject, message)?;
+        match state::apply(current.as_ref(), &ctx, message) {
+            Ok(Some(record)) => {
+                save_record(self.tables, key, subject, &record)?;
+                Ok(Ok(Some(record)))
+            }
+            Ok(None) => Ok(Ok(None)),
+            Err(refused) => Ok(Err(refused)),
+        }
+    }
+
+    /// The record `subject` kept under `key` (a peer id or `web:<partner>`).
+    pub fn record(&self, key: &str, subject: &str) -> Result<Option<Record>, EngineError> {
+        load_record(self.tables, key, subject)
+    }
+}
 
 enum Job {
     Local {
@@ -174,8 +230,19 @@ impl Engine {
         &self,
         work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
+        self.act(move |a| work(a.tables)).await
+    }
+
+    /// Like [`Engine::local`], with the whole [`Act`]: the work may also send
+    /// messages and apply web partners' messages, in the same transaction.
+    /// Check every business rule before the first change: an `Err` aborts
+    /// the group, a refusal returned inside `T` does not undo earlier writes.
+    pub async fn act<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Act<'_, '_>) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
         let boxed: LocalWork =
-            Box::new(move |t| work(t).map(|v| Box::new(v) as Box<dyn Any + Send>));
+            Box::new(move |a| work(a).map(|v| Box::new(v) as Box<dyn Any + Send>));
         let value = self
             .call(|reply| Job::Local {
                 work: Some(boxed),
@@ -301,7 +368,11 @@ fn run_group(
         for job in jobs {
             done.push(match job {
                 Job::Local { work, .. } => match work.take() {
-                    Some(work) => Done::Local(work(w)?),
+                    Some(work) => Done::Local(work(&mut Act {
+                        tables: w,
+                        identity,
+                        now,
+                    })?),
                     None => return Err(EngineError::Failed("local job ran twice".into())),
                 },
                 Job::Inbound { items, .. } => {

@@ -6,7 +6,8 @@
 //! only after the commit. Errors before the engine are plain JSON
 //! `{"code","message"}` with the status of SPEC §10; nothing is stored.
 
-use crate::engine::{Inbound, InboundAnswer, now_ms};
+use crate::clock::now_ms;
+use crate::engine::{Inbound, InboundAnswer};
 use crate::node::Node;
 use axum::Router;
 use axum::body::Body;

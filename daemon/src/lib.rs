@@ -5,6 +5,7 @@
 //! - [`cli`]: command-line parsing and each command (`init`, `keygen`,
 //!   `config check`, `serve`, `peers`, `outbox`, `rejected`, `ping`, `send`);
 //!   the binary's edge, where errors become exit codes.
+//! - [`clock`]: "now" (UTC milliseconds), shiftable by tests.
 //! - [`engine`]: the only writer of the store: applies messages through the
 //!   protocol's state machines and writes record, envelope, receipt and
 //!   outbox in one transaction per group of jobs (group commit).
@@ -29,10 +30,12 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod delivery;
 pub mod directory;
 pub mod engine;
 pub mod identity;
+pub mod leads;
 pub mod inbox;
 pub mod logging;
 pub mod node;

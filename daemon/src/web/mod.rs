@@ -16,7 +16,7 @@ pub mod session;
 
 use crate::accounts::{self, Role, User};
 use crate::directory::{self, Partner, PartnerForm};
-use crate::engine::now_ms;
+use crate::clock::now_ms;
 use crate::node::Node;
 use askama::Template;
 use axum::Router;

@@ -187,7 +187,7 @@ async fn ingest(bin: &Path, total: u64) -> Result<f64, String> {
 
     // Pre-sign every stream's envelopes, grouped in batch bodies of 100.
     let per_stream = total / STREAMS;
-    let created = guanxi::engine::now_ms();
+    let created = guanxi::clock::now_ms();
     let mut bodies: Vec<Vec<Vec<u8>>> = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let mut prev: Option<Sha256Hash> = None;

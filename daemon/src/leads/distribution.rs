@@ -1,0 +1,551 @@
+//! Lead distribution rules and the choice of a partner: pure functions over
+//! the lead, the partner directory and counts, so that they can be tested
+//! over random inputs and explained step by step (the rule trace).
+//!
+//! The first rule whose countries and product lines match the lead applies
+//! (no rules at all: every partner, round robin, no cap). Within it a partner
+//! is eligible when it was not offered this lead before, is in a working
+//! stage (onboarding, active, strategic, at risk), can be reached (a peer
+//! daemon or at least one web user), has one of the rule's tiers, covers the
+//! lead's territory (same country; same region unless either is empty), and
+//! holds fewer open leads than the rule's capacity. Among the eligible,
+//! round robin takes the next partner id after the last one chosen by the
+//! rule; by weight, the partner with the lowest (offers so far + 1) / weight.
+
+use super::intake::LeadInput;
+use crate::directory::{Partner, Stage};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How a rule chooses among eligible partners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    RoundRobin,
+    Weighted,
+}
+
+/// One distribution rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    /// ISO country codes the rule covers; empty: every country.
+    pub countries: Vec<String>,
+    /// Product lines the rule covers (any in common); empty: every line.
+    pub product_lines: Vec<String>,
+    /// Partner tiers that may receive (case-insensitive); empty: every tier.
+    pub tiers: Vec<String>,
+    /// Most open leads (offered or in progress) per partner; 0: no cap.
+    pub capacity: u32,
+    pub strategy: Strategy,
+    /// Weight per partner id for [`Strategy::Weighted`]; missing or 0: never.
+    pub weights: BTreeMap<String, u32>,
+}
+
+/// The distribution settings, kept in the store and edited by staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Hours a partner has to accept an offer.
+    pub offer_hours: u32,
+    pub rules: Vec<Rule>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            offer_hours: 72,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// Longest offer window, in hours (90 days).
+pub const MAX_OFFER_HOURS: u32 = 24 * 90;
+
+impl Rules {
+    /// Every problem with the rules, as (field path, English message).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        if self.offer_hours == 0 || self.offer_hours > MAX_OFFER_HOURS {
+            errors.push((
+                "offer_hours".into(),
+                format!("must be 1 to {MAX_OFFER_HOURS} hours"),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let at = |f: &str| format!("rules[{i}].{f}");
+            if r.name.trim().is_empty() || r.name.chars().count() > 100 {
+                errors.push((at("name"), "must be 1 to 100 characters".into()));
+            } else if !names.insert(r.name.trim().to_lowercase()) {
+                errors.push((at("name"), format!("rule name {:?} is used twice", r.name)));
+            }
+            for c in &r.countries {
+                if !(c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase())) {
+                    errors.push((at("countries"), format!("{c:?} is not a code like TW")));
+                }
+            }
+            if r.strategy == Strategy::Weighted && r.weights.values().all(|w| *w == 0) {
+                errors.push((
+                    at("weights"),
+                    "a weighted rule needs at least one partner with a weight above 0".into(),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// What the rules remember between choices: per rule, the last partner
+/// chosen (round robin) and how many offers each partner got (weights).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleState {
+    pub last: BTreeMap<String, String>,
+    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl RuleState {
+    /// Records that `rule` chose `partner`.
+    pub fn chose(&mut self, rule: &str, partner: &str) {
+        self.last.insert(rule.to_string(), partner.to_string());
+        *self
+            .counts
+            .entry(rule.to_string())
+            .or_default()
+            .entry(partner.to_string())
+            .or_insert(0) += 1;
+    }
+}
+
+/// A partner as distribution sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub partner: &'a Partner,
+    /// Leads offered to or worked by the partner right now.
+    pub open_leads: u32,
+    /// It has an enabled peer daemon or at least one web user.
+    pub reachable: bool,
+}
+
+/// One line of the rule trace: a code (catalog key `trace.<code>`), the
+/// partner it is about, if any, and details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceStep {
+    pub code: String,
+    pub partner: Option<String>,
+    pub detail: String,
+}
+
+fn step(code: &str, partner: Option<&str>, detail: impl Into<String>) -> TraceStep {
+    TraceStep {
+        code: code.to_string(),
+        partner: partner.map(str::to_string),
+        detail: detail.into(),
+    }
+}
+
+/// The outcome of a distribution round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The partner id and the rule name, when someone was chosen.
+    pub chosen: Option<(String, String)>,
+    pub trace: Vec<TraceStep>,
+}
+
+/// The implicit rule when none is configured.
+fn default_rule() -> Rule {
+    Rule {
+        name: "default".into(),
+        countries: Vec::new(),
+        product_lines: Vec::new(),
+        tiers: Vec::new(),
+        capacity: 0,
+        strategy: Strategy::RoundRobin,
+        weights: BTreeMap::new(),
+    }
+}
+
+fn rule_matches(rule: &Rule, lead: &LeadInput) -> bool {
+    (rule.countries.is_empty() || rule.countries.iter().any(|c| c == &lead.country))
+        && (rule.product_lines.is_empty()
+            || rule.product_lines.iter().any(|r| {
+                lead.product_lines
+                    .iter()
+                    .any(|l| l.eq_ignore_ascii_case(r))
+            }))
+}
+
+/// Whether the partner's territory covers the lead's.
+pub fn covers(partner: &Partner, lead: &LeadInput) -> bool {
+    partner.country.eq_ignore_ascii_case(&lead.country)
+        && (partner.region.is_empty()
+            || lead.region.is_empty()
+            || partner.region.trim().eq_ignore_ascii_case(lead.region.trim()))
+}
+
+fn working(stage: Stage) -> bool {
+    matches!(
+        stage,
+        Stage::Onboarding | Stage::Active | Stage::Strategic | Stage::AtRisk
+    )
+}
+
+/// Chooses a partner for `lead` among `candidates`, never one in `exclude`
+/// (partners it was offered to before). Changes nothing: the caller records
+/// the choice in `state` with [`RuleState::chose`].
+pub fn choose(
+    lead: &LeadInput,
+    candidates: &[Candidate<'_>],
+    rules: &Rules,
+    state: &RuleState,
+    exclude: &BTreeSet<String>,
+) -> Choice {
+    let mut trace = Vec::new();
+    if !lead.consent {
+        trace.push(step("no_consent", None, ""));
+        return Choice {
+            chosen: None,
+            trace,
+        };
+    }
+    let fallback = default_rule();
+    let rule = if rules.rules.is_empty() {
+        trace.push(step("default_rule", None, ""));
+        &fallback
+    } else {
+        match rules.rules.iter().find(|r| rule_matches(r, lead)) {
+            Some(r) => {
+                trace.push(step("rule", None, r.name.clone()));
+                r
+            }
+            None => {
+                trace.push(step(
+                    "no_rule",
+                    None,
+                    format!("{} / {}", lead.country, lead.product_lines.join(", ")),
+                ));
+                return Choice {
+                    chosen: None,
+                    trace,
+                };
+            }
+        }
+    };
+    let mut sorted: Vec<&Candidate<'_>> = candidates.iter().collect();
+    sorted.sort_by(|a, b| a.partner.id.cmp(&b.partner.id));
+    let mut eligible: Vec<&Candidate<'_>> = Vec::new();
+    for c in sorted {
+        let p = c.partner;
+        let id = Some(p.id.as_str());
+        let skip = if exclude.contains(&p.id) {
+            Some(step("already_offered", id, ""))
+        } else if !working(p.stage) {
+            Some(step("inactive", id, p.stage_name()))
+        } else if !c.reachable {
+            Some(step("unreachable", id, ""))
+        } else if !rule.tiers.is_empty()
+            && !rule.tiers.iter().any(|t| t.eq_ignore_ascii_case(&p.tier))
+        {
+            Some(step(
+                "tier",
+                id,
+                format!("{} ∉ [{}]", p.tier, rule.tiers.join(", ")),
+            ))
+        } else if !covers(p, lead) {
+            Some(step(
+                "territory",
+                id,
+                format!("{} {} ≠ {} {}", p.country, p.region, lead.country, lead.region),
+            ))
+        } else if rule.capacity > 0 && c.open_leads >= rule.capacity {
+            Some(step(
+                "capacity",
+                id,
+                format!("{}/{}", c.open_leads, rule.capacity),
+            ))
+        } else if rule.strategy == Strategy::Weighted
+            && rule.weights.get(&p.id).copied().unwrap_or(0) == 0
+        {
+            Some(step("no_weight", id, ""))
+        } else {
+            None
+        };
+        match skip {
+            Some(s) => trace.push(s),
+            None => {
+                trace.push(step("eligible", id, ""));
+                eligible.push(c);
+            }
+        }
+    }
+    if eligible.is_empty() {
+        trace.push(step("nobody", None, ""));
+        return Choice {
+            chosen: None,
+            trace,
+        };
+    }
+    let chosen = match rule.strategy {
+        Strategy::RoundRobin => {
+            let last = state.last.get(&rule.name);
+            let next = last
+                .and_then(|l| eligible.iter().find(|c| &c.partner.id > l))
+                .unwrap_or(&eligible[0]);
+            trace.push(step(
+                "round_robin",
+                Some(&next.partner.id),
+                last.cloned().unwrap_or_default(),
+            ));
+            next.partner.id.clone()
+        }
+        Strategy::Weighted => {
+            let counts = state.counts.get(&rule.name);
+            let score = |c: &Candidate<'_>| {
+                let n = counts.and_then(|m| m.get(&c.partner.id)).copied().unwrap_or(0);
+                let w = u64::from(rule.weights.get(&c.partner.id).copied().unwrap_or(1));
+                (n + 1, w)
+            };
+            // Lowest (n+1)/w, compared exactly by cross-multiplication; ties by id.
+            let mut best = eligible[0];
+            for c in &eligible[1..] {
+                let (n1, w1) = score(c);
+                let (n0, w0) = score(best);
+                if u128::from(n1) * u128::from(w0) < u128::from(n0) * u128::from(w1) {
+                    best = c;
+                }
+            }
+            let (n, w) = score(best);
+            trace.push(step(
+                "weighted",
+                Some(&best.partner.id),
+                format!("{}/{}", n - 1, w),
+            ));
+            best.partner.id.clone()
+        }
+    };
+    Choice {
+        chosen: Some((chosen, rule.name.clone())),
+        trace,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::PartnerType;
+    use guanxi_protocol::messages::Customer;
+    use proptest::prelude::{Strategy as _, *};
+    use super::Strategy;
+
+    fn partner(id: &str, tier: &str, country: &str, region: &str, stage: Stage) -> Partner {
+        Partner {
+            id: id.into(),
+            name: id.into(),
+            kind: PartnerType::Reseller,
+            tier: tier.into(),
+            country: country.into(),
+            region: region.into(),
+            stage,
+            peer: None,
+            contacts: Vec::new(),
+            notes: String::new(),
+            created: 0,
+            updated: 0,
+        }
+    }
+
+    fn lead(country: &str, region: &str, lines: &[&str], consent: bool) -> LeadInput {
+        LeadInput {
+            customer: Customer {
+                company: "Contoso".into(),
+                contact: String::new(),
+                email: String::new(),
+                phone: String::new(),
+            },
+            country: country.into(),
+            region: region.into(),
+            product_lines: lines.iter().map(|s| s.to_string()).collect(),
+            estimated_value: None,
+            source: String::new(),
+            campaign: String::new(),
+            consent,
+            notes: String::new(),
+        }
+    }
+
+    fn rule(tiers: &[&str], capacity: u32, strategy: Strategy) -> Rule {
+        Rule {
+            name: "r".into(),
+            countries: Vec::new(),
+            product_lines: Vec::new(),
+            tiers: tiers.iter().map(|s| s.to_string()).collect(),
+            capacity,
+            strategy,
+            weights: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_robin_rotates_and_the_trace_explains() {
+        let ps = [
+            partner("a", "gold", "TW", "", Stage::Active),
+            partner("b", "silver", "TW", "", Stage::Active),
+            partner("c", "gold", "TW", "", Stage::Active),
+            partner("d", "gold", "JP", "", Stage::Active),
+        ];
+        let cands: Vec<Candidate> = ps
+            .iter()
+            .map(|p| Candidate {
+                partner: p,
+                open_leads: 0,
+                reachable: true,
+            })
+            .collect();
+        let rules = Rules {
+            offer_hours: 24,
+            rules: vec![rule(&["Gold"], 0, Strategy::RoundRobin)],
+        };
+        let mut state = RuleState::default();
+        let l = lead("TW", "", &["cnc"], true);
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let c = choose(&l, &cands, &rules, &state, &BTreeSet::new());
+            let (p, r) = c.chosen.expect("someone");
+            state.chose(&r, &p);
+            got.push(p);
+        }
+        assert_eq!(got, vec!["a", "c", "a"]);
+        let c = choose(&l, &cands, &rules, &state, &BTreeSet::new());
+        let codes: Vec<(&str, Option<&str>)> = c
+            .trace
+            .iter()
+            .map(|s| (s.code.as_str(), s.partner.as_deref()))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("rule", None),
+                ("eligible", Some("a")),
+                ("tier", Some("b")),
+                ("eligible", Some("c")),
+                ("territory", Some("d")),
+                ("round_robin", Some("c")),
+            ]
+        );
+        let none = choose(&lead("TW", "", &["cnc"], false), &cands, &rules, &state, &BTreeSet::new());
+        assert_eq!(none.chosen, None);
+        assert_eq!(none.trace[0].code, "no_consent");
+    }
+
+    #[test]
+    fn weights_share_offers_in_proportion() {
+        let ps = [
+            partner("a", "", "TW", "", Stage::Active),
+            partner("b", "", "TW", "", Stage::Active),
+        ];
+        let cands: Vec<Candidate> = ps
+            .iter()
+            .map(|p| Candidate {
+                partner: p,
+                open_leads: 0,
+                reachable: true,
+            })
+            .collect();
+        let mut r = rule(&[], 0, Strategy::Weighted);
+        r.weights.insert("a".into(), 3);
+        r.weights.insert("b".into(), 1);
+        let rules = Rules {
+            offer_hours: 24,
+            rules: vec![r],
+        };
+        let mut state = RuleState::default();
+        let l = lead("TW", "", &["cnc"], true);
+        let mut a = 0;
+        for _ in 0..40 {
+            let (p, r) = choose(&l, &cands, &rules, &state, &BTreeSet::new())
+                .chosen
+                .expect("someone");
+            if p == "a" {
+                a += 1;
+            }
+            state.chose(&r, &p);
+        }
+        assert_eq!(a, 30);
+    }
+
+    fn arb_partner(i: usize) -> impl proptest::strategy::Strategy<Value = (Partner, u32, bool)> {
+        (
+            prop::sample::select(vec!["gold", "silver", "bronze"]),
+            prop::sample::select(vec!["TW", "JP", "US"]),
+            prop::sample::select(vec!["", "north", "south"]),
+            prop::sample::select(vec![Stage::Active, Stage::Prospect, Stage::Strategic, Stage::Dormant]),
+            0u32..5,
+            any::<bool>(),
+        )
+            .prop_map(move |(tier, country, region, stage, open, reachable)| {
+                (partner(&format!("p{i:02}"), tier, country, region, stage), open, reachable)
+            })
+    }
+
+    fn arb_partners() -> impl proptest::strategy::Strategy<Value = Vec<(Partner, u32, bool)>> {
+        (0usize..12).prop_flat_map(|n| (0..n).map(arb_partner).collect::<Vec<_>>())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Whoever is chosen satisfies consent, tier, territory, capacity,
+        /// stage, reachability and exclusion; and someone is chosen whenever
+        /// such a partner exists.
+        #[test]
+        fn choices_honour_every_constraint(
+            partners in arb_partners(),
+            country in prop::sample::select(vec!["TW", "JP", "US"]),
+            region in prop::sample::select(vec!["", "north", "south"]),
+            tiers in prop::sample::subsequence(vec!["gold", "silver", "bronze"], 0..=3),
+            capacity in 0u32..4,
+            consent in any::<bool>(),
+            weighted in any::<bool>(),
+            excluded in prop::collection::btree_set(0usize..12, 0..4),
+            rounds in 1usize..6,
+        ) {
+            let strategy = if weighted { Strategy::Weighted } else { Strategy::RoundRobin };
+            let mut r = rule(&tiers, capacity, strategy);
+            for (p, _, _) in &partners {
+                r.weights.insert(p.id.clone(), 1 + (p.id.len() as u32 % 3));
+            }
+            let rules = Rules { offer_hours: 24, rules: vec![r] };
+            let l = lead(country, region, &["cnc"], consent);
+            let exclude: BTreeSet<String> = excluded.iter().map(|i| format!("p{i:02}")).collect();
+            let mut open: BTreeMap<String, u32> =
+                partners.iter().map(|(p, n, _)| (p.id.clone(), *n)).collect();
+            let mut state = RuleState::default();
+            for _ in 0..rounds {
+                let cands: Vec<Candidate> = partners
+                    .iter()
+                    .map(|(p, _, reachable)| Candidate { partner: p, open_leads: open[&p.id], reachable: *reachable })
+                    .collect();
+                let ok = |c: &Candidate| {
+                    consent
+                        && !exclude.contains(&c.partner.id)
+                        && working(c.partner.stage)
+                        && c.reachable
+                        && (tiers.is_empty() || tiers.contains(&c.partner.tier.as_str()))
+                        && covers(c.partner, &l)
+                        && (capacity == 0 || c.open_leads < capacity)
+                };
+                let choice = choose(&l, &cands, &rules, &state, &exclude);
+                match &choice.chosen {
+                    Some((id, rule)) => {
+                        let c = cands.iter().find(|c| &c.partner.id == id).expect("a candidate");
+                        prop_assert!(ok(c), "chose {id}, which breaks a constraint: {:?}", choice.trace);
+                        state.chose(rule, id);
+                        *open.get_mut(id).expect("known") += 1;
+                    }
+                    None => prop_assert!(!cands.iter().any(ok), "nobody chosen though someone qualifies: {:?}", choice.trace),
+                }
+            }
+        }
+    }
+}

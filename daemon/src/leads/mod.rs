@@ -1,0 +1,1063 @@
+//! Leads: the vendor's leads and their distribution to partners, the
+//! partner's answers and progress, deal registrations, and the conversion
+//! analysis.
+//!
+//! A lead is a local document of the vendor ([`LeadDoc`]: the end customer,
+//! consent, the offers made, the rule trace of every distribution round). Each
+//! offer to a partner is a shared record driven by the protocol's lead state
+//! machine: with a connected partner it lives between the two daemons (subject
+//! `<lead id>.<n>`, messages over federation); with a partner that has no
+//! daemon it is kept under `web:<partner id>` and the partner's users act on
+//! it in the vendor's web view — the same state machine, no envelopes. So a
+//! lead works the same on both channels and keeps its whole history on one
+//! document: re-offers add offers, never copies.
+//!
+//! Timers are data: each offer carries its `accept_by`; [`sweep`] (run every
+//! second by [`run_sweeper`]) expires offers past `accept_by` + grace and
+//! re-offers declined or expired leads to the next eligible partner, so a
+//! restart loses nothing.
+
+pub mod analysis;
+pub mod conflicts;
+pub mod distribution;
+pub mod intake;
+
+use crate::accounts::{Role, User};
+use crate::directory::Partner;
+use crate::engine::{Act, EngineError, SendError};
+use crate::node::Node;
+use distribution::{Candidate, Rules, RuleState, TraceStep};
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
+use guanxi_protocol::messages::{
+    LeadExpire, LeadOffer, LeadRegister, LeadRegistration, LeadWithdraw, Message,
+    RegistrationDecision,
+};
+use guanxi_protocol::state::{Lead, LeadStatus, Record, Registration, StateError};
+use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
+use intake::LeadInput;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An offer is expired no earlier than this long after its `accept_by`, so
+/// that an acceptance created in time but delayed in transit still counts.
+pub const EXPIRY_GRACE_MS: Millis = 5 * 60 * 1000;
+/// How often the sweeper looks for offers to expire and leads to re-offer.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Settings keys.
+const RULES_KEY: &str = "lead_rules";
+const RULE_STATE_KEY: &str = "lead_rule_state";
+
+/// Why a lead waits for staff instead of being offered automatically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hold {
+    /// The end customer did not consent to sharing.
+    NoConsent,
+    /// No partner is eligible under the rules.
+    Nobody,
+    /// Staff took the lead back.
+    Withdrawn,
+}
+
+impl Hold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::NoConsent => "no_consent",
+            Hold::Nobody => "nobody",
+            Hold::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// One offer of the lead to one partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferRef {
+    /// The partner's directory id.
+    pub partner: String,
+    /// Where the shared record is kept: the peer id, or `web:<partner id>`.
+    pub key: String,
+    pub subject: String,
+    pub offered_at: Millis,
+    pub accept_by: Millis,
+    /// Assigned by hand (`by` names who), not by the rules.
+    pub manual: bool,
+    pub by: String,
+}
+
+/// One distribution round: why the lead went where it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Round {
+    pub at: Millis,
+    /// `rules`, or the staff member who assigned by hand.
+    pub by: String,
+    pub trace: Vec<TraceStep>,
+    pub partner: Option<String>,
+}
+
+/// The vendor's lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadDoc {
+    pub id: String,
+    pub input: LeadInput,
+    pub created: Millis,
+    pub created_by: String,
+    pub offers: Vec<OfferRef>,
+    pub rounds: Vec<Round>,
+    pub hold: Option<Hold>,
+}
+
+/// A refusal of a lead action, with the reason code every channel reports.
+pub type Refusal = StateError;
+
+fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
+    StateError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The record key of a partner without a daemon.
+pub fn web_key(partner: &str) -> String {
+    format!("web:{partner}")
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, EngineError> {
+    serde_json::from_slice(bytes).map_err(|e| EngineError::Corrupt(format!("{what}: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
+    serde_json::to_vec(value).map_err(|e| EngineError::Corrupt(e.to_string()))
+}
+
+fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
+    match serde_json::from_slice(bytes) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("record ({key}, {subject}) is unreadable: {e}");
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------- reading
+
+/// The lead `id`, if it exists.
+pub fn load(read: &Read, id: &str) -> Result<Option<LeadDoc>, StoreError> {
+    Ok(read
+        .doc(Doc::Lead, id)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// Every lead, newest first.
+pub fn list(read: &Read) -> Result<Vec<LeadDoc>, StoreError> {
+    let mut leads: Vec<LeadDoc> = read
+        .docs(Doc::Lead)?
+        .into_iter()
+        .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+        .collect();
+    leads.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+    Ok(leads)
+}
+
+/// The distribution rules in force.
+pub fn rules(read: &Read) -> Result<Rules, StoreError> {
+    Ok(read
+        .doc(Doc::Setting, RULES_KEY)?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+/// The shared lead record of an offer.
+pub fn offer_record(read: &Read, offer: &OfferRef) -> Option<Lead> {
+    let bytes = read.record(&offer.key, &offer.subject).ok()??;
+    match parse_record(&offer.key, &offer.subject, &bytes)? {
+        Record::Lead(l) => Some(l),
+        _ => None,
+    }
+}
+
+/// A lead with the current state of each of its offers.
+pub struct LeadView {
+    pub doc: LeadDoc,
+    pub offers: Vec<(OfferRef, Option<Lead>)>,
+}
+
+impl LeadView {
+    pub fn load(read: &Read, doc: LeadDoc) -> LeadView {
+        let offers = doc
+            .offers
+            .iter()
+            .map(|o| (o.clone(), offer_record(read, o)))
+            .collect();
+        LeadView { doc, offers }
+    }
+
+    /// The lead's stage for the vendor: the current offer's status, or
+    /// `unassigned`.
+    pub fn stage(&self) -> &'static str {
+        match self.offers.last() {
+            Some((_, Some(l))) => l.status.as_str(),
+            Some((_, None)) => "unknown",
+            None => "unassigned",
+        }
+    }
+
+    /// The partner holding or last offered the lead.
+    pub fn partner(&self) -> Option<&str> {
+        self.offers.last().map(|(o, _)| o.partner.as_str())
+    }
+}
+
+/// A lead record as the partner sees it: where it is kept and the record.
+pub struct Incoming {
+    pub key: String,
+    pub subject: String,
+    pub lead: Lead,
+}
+
+/// Leads offered to the user's organization: for a partner user, the web
+/// offers to its organization; for staff, the offers other vendors' daemons
+/// sent to this node. Newest first.
+pub fn incoming(read: &Read, user: &User, me: &NodeId) -> Result<Vec<Incoming>, StoreError> {
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        let Some(Record::Lead(lead)) = parse_record(&key, &subject, &bytes) else {
+            continue;
+        };
+        if visible_incoming(user, me, &key, &lead) {
+            out.push(Incoming { key, subject, lead });
+        }
+    }
+    out.sort_by(|a, b| b.lead.offered_at.cmp(&a.lead.offered_at));
+    Ok(out)
+}
+
+fn visible_incoming(user: &User, me: &NodeId, key: &str, lead: &Lead) -> bool {
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) => key == web_key(org) && &lead.vendor == me,
+        (Role::Partner, None) => false,
+        _ => !key.starts_with("web:") && &lead.partner == me,
+    }
+}
+
+/// Where the user's record for vendor `vendor` is kept, or `None` when the
+/// user may not act there.
+fn incoming_key(user: &User, me: &NodeId, vendor: &str) -> Option<String> {
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) if vendor == me.as_str() => Some(web_key(org)),
+        (Role::Partner, _) => None,
+        _ if vendor != me.as_str() && !vendor.starts_with("web:") => Some(vendor.to_string()),
+        _ => None,
+    }
+}
+
+/// One incoming lead, if the user may see it.
+pub fn incoming_one(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    vendor: &str,
+    subject: &str,
+) -> Result<Option<Incoming>, StoreError> {
+    let Some(key) = incoming_key(user, me, vendor) else {
+        return Ok(None);
+    };
+    let Some(bytes) = read.record(&key, subject)? else {
+        return Ok(None);
+    };
+    Ok(match parse_record(&key, subject, &bytes) {
+        Some(Record::Lead(lead)) if visible_incoming(user, me, &key, &lead) => Some(Incoming {
+            key,
+            subject: subject.to_string(),
+            lead,
+        }),
+        _ => None,
+    })
+}
+
+// ---------------------------------------------------------- distribution
+
+/// What distribution needs to know, read once per transaction.
+struct World {
+    partners: Vec<Partner>,
+    reachable: BTreeSet<String>,
+    open: BTreeMap<String, u32>,
+    rules: Rules,
+    state: RuleState,
+    /// Enabled peers (from the configuration).
+    peers: BTreeSet<String>,
+}
+
+fn docs_of<T: DeserializeOwned>(t: &Tables<'_>, kind: Doc) -> Result<Vec<T>, EngineError> {
+    Ok(t.docs(kind)?
+        .into_iter()
+        .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+        .collect())
+}
+
+fn setting<T: DeserializeOwned + Default>(t: &Tables<'_>, key: &str) -> Result<T, EngineError> {
+    match t.doc(Doc::Setting, key)? {
+        Some(b) => decode(key, &b),
+        None => Ok(T::default()),
+    }
+}
+
+impl World {
+    fn read(a: &Act<'_, '_>, peers: BTreeSet<String>) -> Result<World, EngineError> {
+        let partners: Vec<Partner> = docs_of(a.tables, Doc::Partner)?;
+        let users: Vec<User> = docs_of(a.tables, Doc::User)?;
+        let mut reachable: BTreeSet<String> = users
+            .iter()
+            .filter(|u| u.role == Role::Partner && !u.disabled)
+            .filter_map(|u| u.partner.clone())
+            .collect();
+        let mut by_peer = BTreeMap::new();
+        for p in &partners {
+            if let Some(peer) = &p.peer
+                && peers.contains(peer)
+            {
+                reachable.insert(p.id.clone());
+                by_peer.insert(peer.clone(), p.id.clone());
+            }
+        }
+        let me = a.me().clone();
+        let mut open = BTreeMap::new();
+        for (key, subject, bytes) in a.tables.records()? {
+            if let Some(Record::Lead(l)) = parse_record(&key, &subject, &bytes)
+                && l.vendor == me
+                && l.status.is_open()
+            {
+                let partner = match key.strip_prefix("web:") {
+                    Some(id) => Some(id.to_string()),
+                    None => by_peer.get(&key).cloned(),
+                };
+                if let Some(p) = partner {
+                    *open.entry(p).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(World {
+            partners,
+            reachable,
+            open,
+            rules: setting(a.tables, RULES_KEY)?,
+            state: setting(a.tables, RULE_STATE_KEY)?,
+            peers,
+        })
+    }
+
+    fn partner(&self, id: &str) -> Option<&Partner> {
+        self.partners.iter().find(|p| p.id == id)
+    }
+
+    /// The peer to send to, if the partner has an enabled daemon.
+    fn peer_of(&self, p: &Partner) -> Option<String> {
+        p.peer.clone().filter(|peer| self.peers.contains(peer))
+    }
+}
+
+/// Sends the offer of `doc` to `partner` (checked by the caller) and
+/// records it on the document.
+fn offer_to(
+    a: &mut Act<'_, '_>,
+    world: &mut World,
+    doc: &mut LeadDoc,
+    partner: &str,
+    manual: bool,
+    by: &str,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let Some(p) = world.partner(partner).cloned() else {
+        return Ok(Err(refuse(
+            ReasonCode::UnknownRecord,
+            format!("no partner {partner:?} in the directory"),
+        )));
+    };
+    let accept_by = a.now + i64::from(world.rules.offer_hours) * 3_600_000;
+    let subject = format!("{}.{}", doc.id, doc.offers.len() + 1);
+    let Ok(record_id) = subject.parse::<RecordId>() else {
+        return Err(EngineError::Corrupt(format!("lead subject {subject:?}")));
+    };
+    let i = &doc.input;
+    let message = Message::LeadOffer(LeadOffer {
+        customer: i.customer.clone(),
+        country: i.country.clone(),
+        region: i.region.clone(),
+        product_lines: i.product_lines.clone(),
+        estimated_value: i.estimated_value.clone(),
+        source: i.source.clone(),
+        campaign: i.campaign.clone(),
+        notes: i.notes.clone(),
+        accept_by,
+    });
+    let key = match world.peer_of(&p) {
+        Some(peer) => {
+            let Ok(node) = peer.parse::<NodeId>() else {
+                return Err(EngineError::Corrupt(format!("peer id {peer:?}")));
+            };
+            if let Err(refused) = a.send(&node, &record_id, &message)? {
+                return Ok(Err(refused));
+            }
+            peer
+        }
+        None => {
+            let Ok(node) = p.id.parse::<NodeId>() else {
+                return Err(EngineError::Corrupt(format!("partner id {:?}", p.id)));
+            };
+            let key = web_key(&p.id);
+            let me = a.me().clone();
+            if let Err(refused) = a.apply_local(&key, &subject, &me, &node, &message)? {
+                return Ok(Err(refused));
+            }
+            key
+        }
+    };
+    doc.offers.push(OfferRef {
+        partner: p.id.clone(),
+        key,
+        subject,
+        offered_at: a.now,
+        accept_by,
+        manual,
+        by: by.to_string(),
+    });
+    *world.open.entry(p.id).or_insert(0) += 1;
+    doc.hold = None;
+    Ok(Ok(()))
+}
+
+/// Runs the rules for `doc` and offers it to the chosen partner, or puts it
+/// on hold. Records the round either way.
+fn distribute(
+    a: &mut Act<'_, '_>,
+    world: &mut World,
+    doc: &mut LeadDoc,
+) -> Result<(), EngineError> {
+    let exclude: BTreeSet<String> = doc.offers.iter().map(|o| o.partner.clone()).collect();
+    let candidates: Vec<Candidate<'_>> = world
+        .partners
+        .iter()
+        .map(|p| Candidate {
+            partner: p,
+            open_leads: world.open.get(&p.id).copied().unwrap_or(0),
+            reachable: world.reachable.contains(&p.id),
+        })
+        .collect();
+    let choice = distribution::choose(&doc.input, &candidates, &world.rules, &world.state, &exclude);
+    doc.rounds.push(Round {
+        at: a.now,
+        by: "rules".into(),
+        trace: choice.trace,
+        partner: choice.chosen.as_ref().map(|(p, _)| p.clone()),
+    });
+    match choice.chosen {
+        Some((partner, rule)) => {
+            if let Err(refused) = offer_to(a, world, doc, &partner, false, "rules")? {
+                // Only an envelope over 1 MiB gets here; keep the lead for staff.
+                tracing::warn!(lead = %doc.id, "offer to {partner} refused: {refused}");
+                doc.hold = Some(Hold::Nobody);
+            } else {
+                world.state.chose(&rule, &partner);
+            }
+        }
+        None => {
+            doc.hold = Some(if doc.input.consent {
+                Hold::Nobody
+            } else {
+                Hold::NoConsent
+            })
+        }
+    }
+    Ok(())
+}
+
+fn save(a: &mut Act<'_, '_>, doc: &LeadDoc) -> Result<(), EngineError> {
+    a.tables.put_doc(Doc::Lead, &doc.id, &encode(doc)?)?;
+    Ok(())
+}
+
+fn save_state(a: &mut Act<'_, '_>, world: &World) -> Result<(), EngineError> {
+    a.tables
+        .put_doc(Doc::Setting, RULE_STATE_KEY, &encode(&world.state)?)?;
+    Ok(())
+}
+
+fn enabled_peers(node: &Node) -> BTreeSet<String> {
+    node.config()
+        .peers
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| p.id.to_string())
+        .collect()
+}
+
+/// Stores new leads (already checked) and distributes each, in one
+/// transaction. Returns their ids.
+pub async fn create(
+    node: &Node,
+    inputs: Vec<LeadInput>,
+    by: &str,
+) -> Result<Vec<String>, EngineError> {
+    let peers = enabled_peers(node);
+    let by = by.to_string();
+    node.engine
+        .act(move |a| {
+            let mut world = World::read(a, peers)?;
+            let mut ids = Vec::with_capacity(inputs.len());
+            for input in inputs {
+                let mut doc = LeadDoc {
+                    id: uuid::Uuid::now_v7().hyphenated().to_string(),
+                    input,
+                    created: a.now,
+                    created_by: by.clone(),
+                    offers: Vec::new(),
+                    rounds: Vec::new(),
+                    hold: None,
+                };
+                distribute(a, &mut world, &mut doc)?;
+                save(a, &doc)?;
+                ids.push(doc.id);
+            }
+            save_state(a, &world)?;
+            Ok(ids)
+        })
+        .await
+}
+
+fn current_offer(a: &Act<'_, '_>, doc: &LeadDoc) -> Result<Option<(OfferRef, Lead)>, EngineError> {
+    let Some(offer) = doc.offers.last() else {
+        return Ok(None);
+    };
+    match a.record(&offer.key, &offer.subject)? {
+        Some(Record::Lead(l)) => Ok(Some((offer.clone(), l))),
+        _ => Ok(None),
+    }
+}
+
+fn load_doc(a: &Act<'_, '_>, id: &str) -> Result<Option<LeadDoc>, EngineError> {
+    match a.tables.doc(Doc::Lead, id)? {
+        Some(b) => decode("lead", &b).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn no_lead(id: &str) -> Refusal {
+    refuse(ReasonCode::UnknownRecord, format!("no lead {id}"))
+}
+
+/// Sends a vendor message (`lead.expire`, `lead.withdraw`) on an offer.
+fn vendor_message(
+    a: &mut Act<'_, '_>,
+    offer: &OfferRef,
+    message: &Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let me = a.me().clone();
+    let done = match offer.key.strip_prefix("web:") {
+        Some(partner) => {
+            let Ok(to) = partner.parse::<NodeId>() else {
+                return Err(EngineError::Corrupt(format!("partner id {partner:?}")));
+            };
+            a.apply_local(&offer.key, &offer.subject, &me, &to, message)?
+                .map(|_| ())
+        }
+        None => {
+            let (Ok(to), Ok(subject)) = (
+                offer.key.parse::<NodeId>(),
+                offer.subject.parse::<RecordId>(),
+            ) else {
+                return Err(EngineError::Corrupt(format!("offer {}", offer.subject)));
+            };
+            a.send(&to, &subject, message)?.map(|_| ())
+        }
+    };
+    Ok(done)
+}
+
+/// Offers the lead to `partner` by hand, overriding the rules (not consent,
+/// and not an offer still open: withdraw it first).
+pub async fn assign(
+    node: &Node,
+    id: &str,
+    partner: &str,
+    by: &str,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let peers = enabled_peers(node);
+    let (id, partner, by) = (id.to_string(), partner.to_string(), by.to_string());
+    node.engine
+        .act(move |a| {
+            let Some(mut doc) = load_doc(a, &id)? else {
+                return Ok(Err(no_lead(&id)));
+            };
+            if !doc.input.consent {
+                return Ok(Err(refuse(
+                    ReasonCode::NotAllowed,
+                    "the end customer did not consent to sharing; the lead cannot be offered",
+                )));
+            }
+            if let Some((_, l)) = current_offer(a, &doc)?
+                && l.status.is_open()
+            {
+                return Ok(Err(refuse(
+                    ReasonCode::IllegalTransition,
+                    format!(
+                        "the lead is {} with {}; withdraw it before offering it again",
+                        l.status.as_str(),
+                        doc.offers.last().map_or("", |o| o.partner.as_str())
+                    ),
+                )));
+            }
+            let mut world = World::read(a, peers)?;
+            if !world.reachable.contains(&partner) {
+                return Ok(Err(refuse(
+                    ReasonCode::NotAllowed,
+                    format!(
+                        "partner {partner:?} cannot receive leads: it needs a connected daemon or a web user"
+                    ),
+                )));
+            }
+            let step = TraceStep {
+                code: "manual".into(),
+                partner: Some(partner.clone()),
+                detail: by.clone(),
+            };
+            if let Err(refused) = offer_to(a, &mut world, &mut doc, &partner, true, &by)? {
+                return Ok(Err(refused));
+            }
+            doc.rounds.push(Round {
+                at: a.now,
+                by: by.clone(),
+                trace: vec![step],
+                partner: Some(partner),
+            });
+            save(a, &doc)?;
+            Ok(Ok(()))
+        })
+        .await
+}
+
+/// Takes the lead back from the partner holding it; the partner is told.
+pub async fn withdraw(
+    node: &Node,
+    id: &str,
+    reason: &str,
+    by: &str,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let (id, reason, by) = (id.to_string(), reason.trim().to_string(), by.to_string());
+    node.engine
+        .act(move |a| {
+            let Some(mut doc) = load_doc(a, &id)? else {
+                return Ok(Err(no_lead(&id)));
+            };
+            let Some((offer, l)) = current_offer(a, &doc)? else {
+                return Ok(Err(refuse(
+                    ReasonCode::IllegalTransition,
+                    "the lead is not with any partner",
+                )));
+            };
+            if !l.status.is_open() {
+                return Ok(Err(refuse(
+                    ReasonCode::IllegalTransition,
+                    format!("the lead is {}; only an open lead can be withdrawn", l.status.as_str()),
+                )));
+            }
+            let message = Message::LeadWithdraw(LeadWithdraw {
+                reason: if reason.is_empty() { "withdrawn by the vendor".into() } else { reason },
+                note: format!("by {by}"),
+            });
+            if let Err(e) = message.body().map_err(|e| e.to_string()).and_then(|body| {
+                Message::decode("lead.withdraw", &body).map_err(|e| e.to_string())
+            }) {
+                return Ok(Err(refuse(ReasonCode::BadBody, e)));
+            }
+            if let Err(refused) = vendor_message(a, &offer, &message)? {
+                return Ok(Err(refused));
+            }
+            doc.hold = Some(Hold::Withdrawn);
+            save(a, &doc)?;
+            Ok(Ok(()))
+        })
+        .await
+}
+
+/// Leads whose current offer may need the sweeper: lapsed, declined or
+/// expired, and not on hold. A read-only pre-check, repeated in the
+/// transaction.
+fn due(read: &Read, now: Millis) -> Result<Vec<String>, StoreError> {
+    let mut ids = Vec::new();
+    for (id, bytes) in read.docs(Doc::Lead)? {
+        let Ok(doc) = serde_json::from_slice::<LeadDoc>(&bytes) else {
+            continue;
+        };
+        if doc.hold.is_some() {
+            continue;
+        }
+        if let Some(offer) = doc.offers.last()
+            && let Some(l) = offer_record(read, offer)
+            && needs_sweep(&l, now)
+        {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+fn needs_sweep(l: &Lead, now: Millis) -> bool {
+    match l.status {
+        LeadStatus::Offered => now > l.offer.accept_by + EXPIRY_GRACE_MS,
+        LeadStatus::Declined | LeadStatus::Expired => true,
+        _ => false,
+    }
+}
+
+/// Expires lapsed offers and re-offers declined or expired leads to the next
+/// eligible partner. Returns how many leads it moved.
+pub async fn sweep(node: &Node) -> Result<usize, EngineError> {
+    let ids = due(&node.store.read()?, crate::clock::now_ms())?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let peers = enabled_peers(node);
+    node.engine
+        .act(move |a| {
+            let mut world = World::read(a, peers)?;
+            let mut moved = 0;
+            for id in ids {
+                let Some(mut doc) = load_doc(a, &id)? else {
+                    continue;
+                };
+                let Some((offer, l)) = current_offer(a, &doc)? else {
+                    continue;
+                };
+                if doc.hold.is_some() || !needs_sweep(&l, a.now) {
+                    continue;
+                }
+                if l.status == LeadStatus::Offered {
+                    let expire = Message::LeadExpire(LeadExpire {
+                        note: "not accepted in time".into(),
+                    });
+                    if let Err(refused) = vendor_message(a, &offer, &expire)? {
+                        tracing::warn!(lead = %id, "expiry refused: {refused}");
+                        continue;
+                    }
+                    if let Some(n) = world.open.get_mut(&offer.partner) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                distribute(a, &mut world, &mut doc)?;
+                save(a, &doc)?;
+                moved += 1;
+            }
+            save_state(a, &world)?;
+            Ok(moved)
+        })
+        .await
+}
+
+/// Runs [`sweep`] every second until the node stops.
+pub async fn run_sweeper(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        match sweep(&node).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("lead sweeper: {n} lead(s) expired or re-offered"),
+            Err(e) => tracing::error!("lead sweeper: {e}"),
+        }
+    }
+}
+
+/// Stores new distribution rules (checked by the caller).
+pub async fn save_rules(node: &Node, rules: Rules) -> Result<(), EngineError> {
+    node.engine
+        .local(move |t| {
+            t.put_doc(Doc::Setting, RULES_KEY, &encode(&rules)?)?;
+            Ok(())
+        })
+        .await
+}
+
+// ------------------------------------------------------ partner answers
+
+/// Builds a message from a kind and a JSON body with the wire's own checks,
+/// so every channel reports a bad field the same way.
+pub fn message(kind: &str, body: serde_json::Value) -> Result<Message, Refusal> {
+    Message::decode(kind, &body).map_err(|e| refuse(ReasonCode::BadBody, e.to_string()))
+}
+
+/// Sends the partner's answer or progress (`lead.accept`, `lead.decline`,
+/// `lead.update`) on an incoming lead: over federation to the vendor's
+/// daemon, or applied here for a partner user of this node.
+pub async fn respond(
+    node: &Node,
+    user: &User,
+    vendor: &str,
+    subject: &str,
+    message: Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    if !matches!(
+        message,
+        Message::LeadAccept(_) | Message::LeadDecline(_) | Message::LeadUpdate(_)
+    ) {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("{} is not a partner's answer to a lead", message.kind()),
+        )));
+    }
+    let me = node.identity.id.clone();
+    let found = incoming_one(&node.store.read()?, user, &me, vendor, subject)?;
+    let Some(found) = found else {
+        return Ok(Err(refuse(
+            ReasonCode::UnknownRecord,
+            "no such lead offered to you",
+        )));
+    };
+    send_as_partner(node, user, &found.key, subject, message).await
+}
+
+/// Sends `message` as the partner on the record (`key`, `subject`).
+async fn send_as_partner(
+    node: &Node,
+    user: &User,
+    key: &str,
+    subject: &str,
+    message: Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) => {
+            let Ok(from) = org.parse::<NodeId>() else {
+                return Ok(Err(refuse(ReasonCode::NotAllowed, "organization id")));
+            };
+            let (key, subject) = (key.to_string(), subject.to_string());
+            node.engine
+                .act(move |a| {
+                    let me = a.me().clone();
+                    Ok(a.apply_local(&key, &subject, &from, &me, &message)?
+                        .map(|_| ()))
+                })
+                .await
+        }
+        (Role::Partner, None) => Ok(Err(refuse(ReasonCode::NotAllowed, "no organization"))),
+        _ => {
+            let (Ok(peer), Ok(subject)) = (key.parse::<NodeId>(), subject.parse::<RecordId>())
+            else {
+                return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such record")));
+            };
+            if !enabled_peers(node).contains(peer.as_str()) {
+                return Ok(Err(refuse(
+                    ReasonCode::NotAllowed,
+                    format!("{peer} is not an enabled peer in the configuration"),
+                )));
+            }
+            match node.engine.send(peer, subject, message).await {
+                Ok(_) => Ok(Ok(())),
+                Err(SendError::Refused(r)) => Ok(Err(r)),
+                Err(SendError::Engine(e)) => Err(e),
+            }
+        }
+    }
+}
+
+// -------------------------------------------------- deal registrations
+
+/// A registration with where it is kept.
+pub struct RegistrationView {
+    pub key: String,
+    pub subject: String,
+    pub reg: Registration,
+}
+
+/// Registrations: those this node decides as the vendor (`as_vendor`), or
+/// those the user's organization filed (partner users: on this node; staff:
+/// with other vendors' daemons). Newest first.
+pub fn registrations(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    as_vendor: bool,
+) -> Result<Vec<RegistrationView>, StoreError> {
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        let Some(Record::Registration(reg)) = parse_record(&key, &subject, &bytes) else {
+            continue;
+        };
+        let visible = match (as_vendor, &user.role, &user.partner) {
+            (true, Role::Partner, _) => false,
+            (true, _, _) => &reg.vendor == me,
+            (false, Role::Partner, Some(org)) => key == web_key(org),
+            (false, Role::Partner, None) => false,
+            (false, _, _) => !key.starts_with("web:") && &reg.partner == me,
+        };
+        if visible {
+            out.push(RegistrationView { key, subject, reg });
+        }
+    }
+    out.sort_by(|a, b| b.reg.registered_at.cmp(&a.reg.registered_at));
+    Ok(out)
+}
+
+/// Files a deal registration with `vendor` (a peer id for staff; this node
+/// for a partner user). Returns the record's subject.
+pub async fn register(
+    node: &Node,
+    user: &User,
+    vendor: &str,
+    deal: LeadRegister,
+) -> Result<Result<String, Refusal>, EngineError> {
+    let message = Message::LeadRegister(deal);
+    let checked = message
+        .body()
+        .map_err(|e| refuse(ReasonCode::BadBody, e.to_string()))
+        .and_then(|b| Message::decode("lead.register", &b).map_err(|e| refuse(ReasonCode::BadBody, e.to_string())));
+    if let Err(r) = checked {
+        return Ok(Err(r));
+    }
+    let me = node.identity.id.clone();
+    let Some(key) = incoming_key(user, &me, vendor) else {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("you cannot register deals with {vendor}"),
+        )));
+    };
+    let subject = format!("reg-{}", uuid::Uuid::now_v7().hyphenated());
+    Ok(send_as_partner(node, user, &key, &subject, message)
+        .await?
+        .map(|()| subject))
+}
+
+/// The vendor's decision on a registration (`key` is the peer id or
+/// `web:<partner>`): approve until a date, or reject with a reason.
+pub async fn decide_registration(
+    node: &Node,
+    key: &str,
+    subject: &str,
+    approve: bool,
+    exclusive_until: Option<String>,
+    reason: Option<String>,
+    note: String,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let read = node.store.read()?;
+    let reg = match read.record(key, subject)?.and_then(|b| parse_record(key, subject, &b)) {
+        Some(Record::Registration(r)) if r.vendor == node.identity.id => r,
+        _ => return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such registration"))),
+    };
+    drop(read);
+    let body = serde_json::json!({
+        "decision": if approve { "approved" } else { "rejected" },
+        "registered_at": reg.registered_at,
+        "exclusive_until": if approve { exclusive_until.map(|d| d.trim().to_string()) } else { None },
+        "reason": if approve { None } else { reason.map(|r| r.trim().to_string()) },
+        "note": note,
+    });
+    let message = match message("lead.registration", body) {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    debug_assert!(matches!(
+        &message,
+        Message::LeadRegistration(LeadRegistration {
+            decision: RegistrationDecision::Approved | RegistrationDecision::Rejected,
+            ..
+        })
+    ));
+    let offer = OfferRef {
+        partner: reg.partner.to_string(),
+        key: key.to_string(),
+        subject: subject.to_string(),
+        offered_at: 0,
+        accept_by: 0,
+        manual: false,
+        by: String::new(),
+    };
+    node.engine
+        .act(move |a| vendor_message(a, &offer, &message))
+        .await
+}
+
+/// The other deals a registration may clash with: the vendor's open leads
+/// and other approved (still exclusive) or pending registrations.
+pub fn registration_conflicts(
+    read: &Read,
+    me: &NodeId,
+    key: &str,
+    subject: &str,
+    reg: &Registration,
+    today: &str,
+) -> Result<Vec<conflicts::Conflict>, StoreError> {
+    let leads: Vec<LeadView> = list(read)?
+        .into_iter()
+        .map(|d| LeadView::load(read, d))
+        .collect();
+    let mut others = Vec::new();
+    for v in &leads {
+        let open = match v.offers.last() {
+            Some((_, Some(l))) => l.status.is_open() || l.status == LeadStatus::Won,
+            Some((_, None)) => false,
+            None => true,
+        } && v.doc.hold != Some(Hold::Withdrawn);
+        if open {
+            others.push(conflicts::Other {
+                what: "lead",
+                link: format!("/leads/{}", v.doc.id),
+                label: v.doc.input.customer.company.clone(),
+                customer: &v.doc.input.customer,
+                product_lines: &v.doc.input.product_lines,
+            });
+        }
+    }
+    let regs: Vec<(String, String, Registration)> = read
+        .records()?
+        .into_iter()
+        .filter_map(|(k, s, b)| match parse_record(&k, &s, &b) {
+            Some(Record::Registration(r)) => Some((k, s, r)),
+            _ => None,
+        })
+        .collect();
+    for (k, s, r) in &regs {
+        if (k == key && s == subject) || &r.vendor != me {
+            continue;
+        }
+        let live = match r.status {
+            guanxi_protocol::state::RegistrationStatus::Approved => r
+                .exclusive_until
+                .as_ref()
+                .is_some_and(|d| d.as_str() >= today),
+            guanxi_protocol::state::RegistrationStatus::Submitted => r.registered_at < reg.registered_at,
+            guanxi_protocol::state::RegistrationStatus::Rejected => false,
+        };
+        if live {
+            others.push(conflicts::Other {
+                what: "registration",
+                link: format!("/registrations/{k}/{s}"),
+                label: format!("{} ({})", r.deal.customer.company, r.partner),
+                customer: &r.deal.customer,
+                product_lines: &r.deal.product_lines,
+            });
+        }
+    }
+    Ok(conflicts::find(&reg.deal.customer, &reg.deal.product_lines, &others))
+}
+
+/// Every offer as analysis counts it.
+pub fn offer_facts(read: &Read) -> Result<Vec<analysis::OfferFact>, StoreError> {
+    let mut facts = Vec::new();
+    for doc in list(read)? {
+        for offer in &doc.offers {
+            if let Some(l) = offer_record(read, offer) {
+                facts.push(analysis::OfferFact {
+                    partner: offer.partner.clone(),
+                    source: doc.input.source.clone(),
+                    campaign: doc.input.campaign.clone(),
+                    offered_at: l.offered_at,
+                    accepted_at: l.accepted_at,
+                    status: l.status,
+                    won_value: l.won_value.clone(),
+                });
+            }
+        }
+    }
+    Ok(facts)
+}
