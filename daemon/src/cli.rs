@@ -510,6 +510,10 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
             }
             None => None,
         };
+        let sweeper_task = tokio::spawn(crate::leads::run_sweeper(
+            node.clone(),
+            shutdown.child_token(),
+        ));
         let reload_task = tokio::spawn(reload_on_hangup(
             signals,
             node.clone(),
@@ -564,6 +568,7 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         // Teardown: HTTP has stopped; then the workers and the admin socket.
         shutdown.cancel();
         workers.stop().await;
+        let _ = sweeper_task.await;
         let _ = admin_task.await;
         if let Some(t) = metrics_task {
             let _ = t.await;

@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod i18n;
+pub mod leads;
 pub mod session;
 
 use crate::accounts::{self, Role, User};
@@ -57,6 +58,7 @@ pub fn routes() -> Router<Arc<Node>> {
             "/account/password",
             get(password_page).post(change_password),
         )
+        .merge(leads::routes())
 }
 
 /// What every page shows around its content.

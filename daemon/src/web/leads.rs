@@ -1,0 +1,1399 @@
+//! Web pages for leads: the vendor's lead list, new lead form, CSV import,
+//! lead page (offers, history, rule trace, manual assignment, withdrawal),
+//! distribution rules and conversion analysis; deal registrations for the
+//! vendor to decide; and for partners (users of this node without a daemon,
+//! or staff of a partner daemon) the leads offered to them and the deals they
+//! registered.
+
+use super::{Ctx, Frame, SignedIn, internal, redirect_with_flash, session, staff_only, user_of};
+use crate::accounts::{Role, User};
+use crate::clock::now_ms;
+use crate::directory::{self, Partner};
+use crate::leads::analysis::{self, GroupBy, Row};
+use crate::leads::distribution::{Rule, Rules, Strategy};
+use crate::leads::intake::{self, FieldError, LeadForm, RowError};
+use crate::leads::{self, Incoming, LeadView, Refusal, RegistrationView, conflicts};
+use crate::node::Node;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use guanxi_protocol::ReasonCode;
+use guanxi_protocol::messages::{Customer, LeadRegister};
+use guanxi_protocol::money::{Currency, Money};
+use guanxi_protocol::state::LeadEvent;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The lead routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/leads", get(list).post(create))
+        .route("/leads/new", get(new_form))
+        .route("/leads/import", get(import_page).post(import))
+        .route("/leads/rules", get(rules_page).post(save_rules))
+        .route("/leads/analysis", get(analysis_page))
+        .route("/leads/{id}", get(lead_page))
+        .route("/leads/{id}/assign", post(assign))
+        .route("/leads/{id}/withdraw", post(withdraw))
+        .route("/registrations", get(registrations))
+        .route(
+            "/registrations/{key}/{subject}",
+            get(registration_page).post(decide),
+        )
+        .route("/offers", get(offers))
+        .route("/offers/{vendor}/{subject}", get(offer_page).post(respond))
+        .route("/deals", get(deals).post(register))
+}
+
+/// A time for people: `2026-11-26 21:48 UTC`.
+pub fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// Money for people, or empty.
+pub fn money(m: &Option<Money>) -> String {
+    m.as_ref().map(Money::to_string).unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "refused.html")]
+struct RefusedPage {
+    f: Frame,
+    code: &'static str,
+    message: String,
+    back: String,
+}
+
+/// The page for an action the rules refused: the reason code and its
+/// explanation, with the HTTP status every channel uses for it.
+fn refused(ctx: &Ctx, csrf: &str, refusal: &Refusal, back: String) -> Response {
+    ctx.page(
+        status_of(refusal.code),
+        RefusedPage {
+            f: ctx.frame(csrf.to_string()),
+            code: refusal.code.as_str(),
+            message: refusal.message.clone(),
+            back,
+        }
+        .render(),
+    )
+}
+
+/// The HTTP status of a refused lead action (web and API alike).
+pub fn status_of(code: ReasonCode) -> StatusCode {
+    match code {
+        ReasonCode::UnknownRecord => StatusCode::NOT_FOUND,
+        ReasonCode::NotAllowed => StatusCode::FORBIDDEN,
+        ReasonCode::BadBody => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
+fn csrf_ok(ctx: &Ctx, given: &str) -> Result<String, Response> {
+    match user_of(ctx) {
+        Some((s, _)) if session::same(&s.csrf, given) => Ok(s.csrf.clone()),
+        Some(_) => Err(ctx.error(StatusCode::FORBIDDEN, "error.csrf")),
+        None => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+// ------------------------------------------------------------ lead list
+
+pub struct LeadRow {
+    pub id: String,
+    pub created: String,
+    pub company: String,
+    pub territory: String,
+    pub product_lines: String,
+    pub value: String,
+    pub source: String,
+    pub stage: &'static str,
+    pub partner: String,
+    pub hold: Option<&'static str>,
+}
+
+#[derive(Template)]
+#[template(path = "leads.html")]
+struct LeadsPage {
+    f: Frame,
+    leads: Vec<LeadRow>,
+    stage: String,
+    stages: Vec<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct StageQuery {
+    stage: Option<String>,
+}
+
+async fn list(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<StageQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let stage = q.stage.unwrap_or_default();
+    let docs = match leads::list(&read) {
+        Ok(d) => d,
+        Err(e) => return internal(e),
+    };
+    let rows = docs
+        .into_iter()
+        .map(|d| LeadView::load(&read, d))
+        .filter(|v| stage.is_empty() || v.stage() == stage)
+        .map(|v| LeadRow {
+            id: v.doc.id.clone(),
+            created: when(v.doc.created),
+            company: v.doc.input.customer.company.clone(),
+            territory: format!("{} {}", v.doc.input.country, v.doc.input.region),
+            product_lines: v.doc.input.product_lines.join(", "),
+            value: money(&v.doc.input.estimated_value),
+            source: [v.doc.input.source.as_str(), v.doc.input.campaign.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" / "),
+            stage: v.stage(),
+            partner: v.partner().unwrap_or("").to_string(),
+            hold: v.doc.hold.map(|h| h.as_str()),
+        })
+        .collect();
+    let mut stages = vec!["unassigned"];
+    stages.extend(
+        guanxi_protocol::state::LeadStatus::ALL
+            .iter()
+            .map(|s| s.as_str()),
+    );
+    ctx.page(
+        StatusCode::OK,
+        LeadsPage {
+            f: ctx.frame(session.csrf.clone()),
+            leads: rows,
+            stage,
+            stages,
+        }
+        .render(),
+    )
+}
+
+// ------------------------------------------------------------- new lead
+
+#[derive(Template)]
+#[template(path = "lead_form.html")]
+struct LeadFormPage {
+    f: Frame,
+    form: LeadForm,
+    errors: Vec<FieldError>,
+}
+
+impl LeadFormPage {
+    fn error_for(&self, field: &str) -> Option<&'static str> {
+        self.errors.iter().find(|e| e.field == field).map(|e| e.key)
+    }
+}
+
+async fn new_form(SignedIn(ctx): SignedIn) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    ctx.page(
+        StatusCode::OK,
+        LeadFormPage {
+            f: ctx.frame(session.csrf.clone()),
+            form: LeadForm::default(),
+            errors: Vec::new(),
+        }
+        .render(),
+    )
+}
+
+#[derive(Deserialize)]
+struct LeadSubmit {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: LeadForm,
+}
+
+async fn create(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(submit): Form<LeadSubmit>,
+) -> Response {
+    if let Err(r) = staff_only(&ctx) {
+        return r;
+    }
+    let csrf = match csrf_ok(&ctx, &submit.csrf) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let input = match submit.form.parse() {
+        Ok(i) => i,
+        Err(errors) => {
+            return ctx.page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                LeadFormPage {
+                    f: ctx.frame(csrf),
+                    form: submit.form,
+                    errors,
+                }
+                .render(),
+            );
+        }
+    };
+    match leads::create(&node, vec![input], &user.username).await {
+        Ok(ids) => {
+            let id = ids.first().cloned().unwrap_or_default();
+            tracing::info!(lead = %id, user = %user.username, "lead created");
+            redirect_with_flash(&format!("/leads/{id}"), "leads.created")
+        }
+        Err(e) => internal(e),
+    }
+}
+
+// ----------------------------------------------------------- CSV import
+
+#[derive(Template)]
+#[template(path = "lead_import.html")]
+struct ImportPage {
+    f: Frame,
+    columns: String,
+    errors: Vec<RowError>,
+}
+
+async fn import_page(SignedIn(ctx): SignedIn) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    ctx.page(
+        StatusCode::OK,
+        ImportPage {
+            f: ctx.frame(session.csrf.clone()),
+            columns: intake::CSV_COLUMNS.join(","),
+            errors: Vec::new(),
+        }
+        .render(),
+    )
+}
+
+async fn import(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    mut multipart: Multipart,
+) -> Response {
+    if let Err(r) = staff_only(&ctx) {
+        return r;
+    }
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let mut csrf = String::new();
+    let mut file = Vec::new();
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                let name = field.name().unwrap_or("").to_string();
+                match field.bytes().await {
+                    Ok(b) if name == "csrf" => csrf = String::from_utf8_lossy(&b).into_owned(),
+                    Ok(b) if name == "file" => file = b.to_vec(),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::info!("lead import: unreadable upload: {e}");
+                        return ctx.error(StatusCode::BAD_REQUEST, "error.upload");
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!("lead import: unreadable upload: {e}");
+                return ctx.error(StatusCode::BAD_REQUEST, "error.upload");
+            }
+        }
+    }
+    if !session::same(&session.csrf, &csrf) {
+        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
+    }
+    let inputs = match intake::parse_csv(&file) {
+        Ok(i) => i,
+        Err(errors) => {
+            return ctx.page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ImportPage {
+                    f: ctx.frame(session.csrf.clone()),
+                    columns: intake::CSV_COLUMNS.join(","),
+                    errors,
+                }
+                .render(),
+            );
+        }
+    };
+    let count = inputs.len();
+    match leads::create(&node, inputs, &user.username).await {
+        Ok(_) => {
+            tracing::info!(user = %user.username, count, "leads imported");
+            redirect_with_flash("/leads", "leads.imported")
+        }
+        Err(e) => internal(e),
+    }
+}
+
+// ------------------------------------------------------------ lead page
+
+pub struct OfferRow {
+    pub partner: String,
+    pub channel: &'static str,
+    pub offered: String,
+    pub accept_by: String,
+    pub status: &'static str,
+    pub manual: bool,
+    pub won: String,
+    pub history: Vec<EventRow>,
+}
+
+pub struct EventRow {
+    pub at: String,
+    pub by: String,
+    pub kind: String,
+    pub status: &'static str,
+    pub note: String,
+}
+
+fn events(history: &[LeadEvent]) -> Vec<EventRow> {
+    history
+        .iter()
+        .map(|e| EventRow {
+            at: when(e.at),
+            by: e.by.to_string(),
+            kind: e.kind.clone(),
+            status: e.status.as_str(),
+            note: e.note.clone(),
+        })
+        .collect()
+}
+
+pub struct RoundRow {
+    pub at: String,
+    pub by: String,
+    pub partner: String,
+    pub steps: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "lead.html")]
+struct LeadPage {
+    f: Frame,
+    id: String,
+    form: LeadForm,
+    stage: &'static str,
+    hold: Option<&'static str>,
+    offers: Vec<OfferRow>,
+    rounds: Vec<RoundRow>,
+    partners: Vec<Partner>,
+    can_withdraw: bool,
+}
+
+async fn lead_page(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let doc = match leads::load(&read, &id) {
+        Ok(Some(d)) => d,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let view = LeadView::load(&read, doc);
+    let offers = view
+        .offers
+        .iter()
+        .map(|(o, l)| OfferRow {
+            partner: o.partner.clone(),
+            channel: if o.key.starts_with("web:") {
+                "leads.channel_web"
+            } else {
+                "leads.channel_peer"
+            },
+            offered: when(o.offered_at),
+            accept_by: when(o.accept_by),
+            status: l.as_ref().map_or("unknown", |l| l.status.as_str()),
+            manual: o.manual,
+            won: l.as_ref().map(|l| money(&l.won_value)).unwrap_or_default(),
+            history: l.as_ref().map(|l| events(&l.history)).unwrap_or_default(),
+        })
+        .collect();
+    let rounds = view
+        .doc
+        .rounds
+        .iter()
+        .rev()
+        .map(|r| RoundRow {
+            at: when(r.at),
+            by: r.by.clone(),
+            partner: r.partner.clone().unwrap_or_default(),
+            steps: r
+                .trace
+                .iter()
+                .map(|s| {
+                    (
+                        format!("trace.{}", s.code),
+                        s.partner.clone().unwrap_or_default(),
+                        s.detail.clone(),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    let can_withdraw = matches!(view.offers.last(), Some((_, Some(l))) if l.status.is_open());
+    let page = LeadPage {
+        f: ctx.frame(session.csrf.clone()),
+        id: view.doc.id.clone(),
+        form: LeadForm::from_input(&view.doc.input),
+        stage: view.stage(),
+        hold: view.doc.hold.map(|h| h.as_str()),
+        offers,
+        rounds,
+        partners: directory::list(&read).unwrap_or_default(),
+        can_withdraw,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+#[derive(Deserialize)]
+struct AssignForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    partner: String,
+}
+
+async fn assign(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    SignedIn(ctx): SignedIn,
+    Form(form): Form<AssignForm>,
+) -> Response {
+    if let Err(r) = staff_only(&ctx) {
+        return r;
+    }
+    let csrf = match csrf_ok(&ctx, &form.csrf) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    match leads::assign(&node, &id, form.partner.trim(), &user.username).await {
+        Ok(Ok(())) => redirect_with_flash(&format!("/leads/{id}"), "leads.assigned"),
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, format!("/leads/{id}")),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct WithdrawForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn withdraw(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    SignedIn(ctx): SignedIn,
+    Form(form): Form<WithdrawForm>,
+) -> Response {
+    if let Err(r) = staff_only(&ctx) {
+        return r;
+    }
+    let csrf = match csrf_ok(&ctx, &form.csrf) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    match leads::withdraw(&node, &id, &form.reason, &user.username).await {
+        Ok(Ok(())) => redirect_with_flash(&format!("/leads/{id}"), "leads.withdrawn"),
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, format!("/leads/{id}")),
+        Err(e) => internal(e),
+    }
+}
+
+// ---------------------------------------------------------------- rules
+
+pub struct RuleRow {
+    pub index: usize,
+    pub name: String,
+    pub countries: String,
+    pub product_lines: String,
+    pub tiers: String,
+    pub capacity: String,
+    pub weighted: bool,
+    pub weights: String,
+}
+
+#[derive(Template)]
+#[template(path = "lead_rules.html")]
+struct RulesPage {
+    f: Frame,
+    offer_hours: String,
+    rows: Vec<RuleRow>,
+    errors: Vec<(String, String)>,
+}
+
+fn rule_rows(rules: &Rules) -> Vec<RuleRow> {
+    let mut rows: Vec<RuleRow> = rules
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(index, r)| RuleRow {
+            index,
+            name: r.name.clone(),
+            countries: r.countries.join(", "),
+            product_lines: r.product_lines.join(", "),
+            tiers: r.tiers.join(", "),
+            capacity: r.capacity.to_string(),
+            weighted: r.strategy == Strategy::Weighted,
+            weights: r
+                .weights
+                .iter()
+                .map(|(p, w)| format!("{p}={w}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    rows.push(RuleRow {
+        index: rows.len(),
+        name: String::new(),
+        countries: String::new(),
+        product_lines: String::new(),
+        tiers: String::new(),
+        capacity: "0".into(),
+        weighted: false,
+        weights: String::new(),
+    });
+    rows
+}
+
+async fn rules_page(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let rules = match node.store.read().and_then(|r| leads::rules(&r)) {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    ctx.page(
+        StatusCode::OK,
+        RulesPage {
+            f: ctx.frame(session.csrf.clone()),
+            offer_hours: rules.offer_hours.to_string(),
+            rows: rule_rows(&rules),
+            errors: Vec::new(),
+        }
+        .render(),
+    )
+}
+
+/// Reads the rules form: `offer_hours`, then per row `name_N`,
+/// `countries_N`, `product_lines_N`, `tiers_N`, `capacity_N`, `strategy_N`,
+/// `weights_N` (`partner=weight, ...`). Rows with an empty name are dropped.
+fn parse_rules(fields: &HashMap<String, String>) -> Result<Rules, Vec<(String, String)>> {
+    let mut errors = Vec::new();
+    let get = |k: &str| fields.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
+    let offer_hours = get("offer_hours").parse::<u32>().unwrap_or_else(|_| {
+        errors.push(("offer_hours".into(), "must be a whole number of hours".into()));
+        0
+    });
+    let mut rules = Vec::new();
+    for i in 0..100 {
+        let Some(name) = fields.get(&format!("name_{i}")) else {
+            break;
+        };
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            continue;
+        }
+        let capacity = get(&format!("capacity_{i}"));
+        let capacity = if capacity.is_empty() {
+            0
+        } else {
+            capacity.parse::<u32>().unwrap_or_else(|_| {
+                errors.push((format!("rules[{i}].capacity"), "must be a whole number".into()));
+                0
+            })
+        };
+        let mut weights = BTreeMap::new();
+        for pair in intake::split_list(&get(&format!("weights_{i}"))) {
+            match pair.split_once('=').map(|(p, w)| (p.trim(), w.trim().parse::<u32>())) {
+                Some((p, Ok(w))) if !p.is_empty() => {
+                    weights.insert(p.to_string(), w);
+                }
+                _ => errors.push((
+                    format!("rules[{i}].weights"),
+                    format!("{pair:?} is not partner=weight"),
+                )),
+            }
+        }
+        rules.push(Rule {
+            name,
+            countries: intake::split_list(&get(&format!("countries_{i}")).to_uppercase()),
+            product_lines: intake::split_list(&get(&format!("product_lines_{i}"))),
+            tiers: intake::split_list(&get(&format!("tiers_{i}"))),
+            capacity,
+            strategy: if get(&format!("strategy_{i}")) == "weighted" {
+                Strategy::Weighted
+            } else {
+                Strategy::RoundRobin
+            },
+            weights,
+        });
+    }
+    let rules = Rules { offer_hours, rules };
+    errors.extend(rules.check());
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
+}
+
+async fn save_rules(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(fields): Form<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = staff_only(&ctx) {
+        return r;
+    }
+    let csrf = match csrf_ok(&ctx, fields.get("csrf").map_or("", String::as_str)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match parse_rules(&fields) {
+        Ok(rules) => match leads::save_rules(&node, rules).await {
+            Ok(()) => redirect_with_flash("/leads/rules", "leads.rules_saved"),
+            Err(e) => internal(e),
+        },
+        Err(errors) => {
+            // Show what was typed, with the errors.
+            let mut shown = Rules::default();
+            for i in 0..100 {
+                let Some(name) = fields.get(&format!("name_{i}")) else {
+                    break;
+                };
+                let get = |k: &str| fields.get(&format!("{k}_{i}")).cloned().unwrap_or_default();
+                shown.rules.push(Rule {
+                    name: name.clone(),
+                    countries: intake::split_list(&get("countries")),
+                    product_lines: intake::split_list(&get("product_lines")),
+                    tiers: intake::split_list(&get("tiers")),
+                    capacity: get("capacity").trim().parse().unwrap_or(0),
+                    strategy: if get("strategy") == "weighted" {
+                        Strategy::Weighted
+                    } else {
+                        Strategy::RoundRobin
+                    },
+                    weights: BTreeMap::new(),
+                });
+            }
+            let mut rows = rule_rows(&shown);
+            rows.pop();
+            for r in rows.iter_mut() {
+                r.weights = fields
+                    .get(&format!("weights_{}", r.index))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            ctx.page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                RulesPage {
+                    f: ctx.frame(csrf),
+                    offer_hours: fields.get("offer_hours").cloned().unwrap_or_default(),
+                    rows,
+                    errors,
+                }
+                .render(),
+            )
+        }
+    }
+}
+
+// ------------------------------------------------------------- analysis
+
+/// One bar pair of the chart.
+pub struct Bar {
+    pub label: String,
+    pub y: u32,
+    pub offered: u32,
+    pub won: u32,
+}
+
+#[derive(Template)]
+#[template(path = "lead_analysis.html")]
+struct AnalysisPage {
+    f: Frame,
+    group: &'static str,
+    from: String,
+    to: String,
+    rows: Vec<Row>,
+    total: Row,
+    bars: Vec<Bar>,
+    height: u32,
+    error: Option<String>,
+}
+
+impl AnalysisPage {
+    fn rate(&self, row: &Row) -> String {
+        row.win_rate_permille
+            .map(|p| format!("{}.{}%", p / 10, p % 10))
+            .unwrap_or_else(|| "–".into())
+    }
+
+    fn median(&self, row: &Row) -> String {
+        row.median_accept_ms
+            .map(|ms| {
+                let minutes = ms / 60_000;
+                format!("{}h {:02}m", minutes / 60, minutes % 60)
+            })
+            .unwrap_or_else(|| "–".into())
+    }
+
+    fn values(&self, row: &Row) -> String {
+        analysis::format_values(&row.won_value)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AnalysisQuery {
+    pub group: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// Reads the query: group (default partner), from/to dates (`YYYY-MM-DD`,
+/// UTC, `to` inclusive). Errors name the parameter.
+pub fn analysis_params(
+    q: &AnalysisQuery,
+) -> Result<(GroupBy, Option<i64>, Option<i64>), (&'static str, String)> {
+    let group = match q.group.as_deref().filter(|s| !s.is_empty()) {
+        None => GroupBy::Partner,
+        Some(g) => GroupBy::parse(g).ok_or(("group", format!("{g:?} is not partner, source, campaign or month")))?,
+    };
+    let day = |name: &'static str, s: &Option<String>, add_day: bool| -> Result<Option<i64>, (&'static str, String)> {
+        match s.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(text) => {
+                let date: jiff::civil::Date = text
+                    .parse()
+                    .map_err(|_| (name, format!("{text:?} is not a date like 2026-11-30")))?;
+                let date = if add_day { date.tomorrow().map_err(|e| (name, e.to_string()))? } else { date };
+                let ts: jiff::Timestamp = format!("{date}T00:00:00Z")
+                    .parse()
+                    .map_err(|e: jiff::Error| (name, e.to_string()))?;
+                Ok(Some(ts.as_millisecond()))
+            }
+        }
+    };
+    Ok((group, day("from", &q.from, false)?, day("to", &q.to, true)?))
+}
+
+async fn analysis_page(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<AnalysisQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (params, error) = match analysis_params(&q) {
+        Ok(p) => (p, None),
+        Err((field, message)) => ((GroupBy::Partner, None, None), Some(format!("{field}: {message}"))),
+    };
+    let facts = match node.store.read().and_then(|r| leads::offer_facts(&r)) {
+        Ok(f) => f,
+        Err(e) => return internal(e),
+    };
+    let (rows, total, error) = match analysis::analyse(&facts, params.0, params.1, params.2) {
+        Ok((rows, total)) => (rows, total, error),
+        Err(e) => (Vec::new(), Row::default(), Some(e.to_string())),
+    };
+    let max = rows.iter().map(|r| r.offered).max().unwrap_or(0).max(1);
+    let scale = |n: u64| u32::try_from(n * 400 / max).unwrap_or(400);
+    let bars: Vec<Bar> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Bar {
+            label: r.key.clone(),
+            y: 10 + 34 * i as u32,
+            offered: scale(r.offered),
+            won: scale(r.won),
+        })
+        .collect();
+    let page = AnalysisPage {
+        f: ctx.frame(session.csrf.clone()),
+        group: params.0.as_str(),
+        from: q.from.clone().unwrap_or_default(),
+        to: q.to.clone().unwrap_or_default(),
+        height: 20 + 34 * bars.len() as u32,
+        bars,
+        rows,
+        total,
+        error,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+// ------------------------------------------------- registrations (vendor)
+
+pub struct RegistrationRow {
+    pub link: String,
+    pub partner: String,
+    pub company: String,
+    pub product_lines: String,
+    pub registered: String,
+    pub status: &'static str,
+    pub conflicts: usize,
+}
+
+#[derive(Template)]
+#[template(path = "registrations.html")]
+struct RegistrationsPage {
+    f: Frame,
+    rows: Vec<RegistrationRow>,
+}
+
+fn today() -> String {
+    jiff::Timestamp::from_millisecond(now_ms())
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn partner_label(key: &str, view: &RegistrationView) -> String {
+    key.strip_prefix("web:")
+        .map_or_else(|| view.reg.partner.to_string(), str::to_string)
+}
+
+async fn registrations(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let me = node.identity.id.clone();
+    let list = match leads::registrations(&read, user, &me, true) {
+        Ok(l) => l,
+        Err(e) => return internal(e),
+    };
+    let today = today();
+    let rows = list
+        .iter()
+        .map(|v| RegistrationRow {
+            link: format!("/registrations/{}/{}", v.key, v.subject),
+            partner: partner_label(&v.key, v),
+            company: v.reg.deal.customer.company.clone(),
+            product_lines: v.reg.deal.product_lines.join(", "),
+            registered: when(v.reg.registered_at),
+            status: v.reg.status.as_str(),
+            conflicts: leads::registration_conflicts(&read, &me, &v.key, &v.subject, &v.reg, &today)
+                .map(|c| c.len())
+                .unwrap_or(0),
+        })
+        .collect();
+    ctx.page(
+        StatusCode::OK,
+        RegistrationsPage {
+            f: ctx.frame(session.csrf.clone()),
+            rows,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "registration.html")]
+struct RegistrationPage {
+    f: Frame,
+    action: String,
+    partner: String,
+    reg: guanxi_protocol::state::Registration,
+    registered: String,
+    decided: String,
+    value: String,
+    conflicts: Vec<conflicts::Conflict>,
+}
+
+async fn registration_page(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let me = node.identity.id.clone();
+    let found = leads::registrations(&read, user, &me, true)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| v.key == key && v.subject == subject);
+    let Some(view) = found else {
+        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+    };
+    let conflicts =
+        leads::registration_conflicts(&read, &me, &key, &subject, &view.reg, &today())
+            .unwrap_or_default();
+    let page = RegistrationPage {
+        f: ctx.frame(session.csrf.clone()),
+        action: format!("/registrations/{key}/{subject}"),
+        partner: partner_label(&key, &view),
+        registered: when(view.reg.registered_at),
+        decided: view.reg.decided_at.map(when).unwrap_or_default(),
+        value: money(&view.reg.deal.estimated_value),
+        reg: view.reg,
+        conflicts,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+#[derive(Deserialize)]
+struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+    #[serde(default)]
+    exclusive_until: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn decide(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    if let Err(r) = staff_only(&ctx) {
+        return r;
+    }
+    let csrf = match csrf_ok(&ctx, &form.csrf) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let back = format!("/registrations/{key}/{subject}");
+    let approve = form.decision == "approve";
+    match leads::decide_registration(
+        &node,
+        &key,
+        &subject,
+        approve,
+        Some(form.exclusive_until).filter(|s| !s.trim().is_empty()),
+        Some(form.reason).filter(|s| !s.trim().is_empty()),
+        form.note,
+    )
+    .await
+    {
+        Ok(Ok(())) => redirect_with_flash(&back, "registrations.decided"),
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, back),
+        Err(e) => internal(e),
+    }
+}
+
+// ------------------------------------------------- offers (partner side)
+
+pub struct IncomingRow {
+    pub link: String,
+    pub vendor: String,
+    pub company: String,
+    pub territory: String,
+    pub product_lines: String,
+    pub offered: String,
+    pub accept_by: String,
+    pub status: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "offers.html")]
+struct OffersPage {
+    f: Frame,
+    rows: Vec<IncomingRow>,
+}
+
+fn vendor_of(i: &Incoming) -> String {
+    i.lead.vendor.to_string()
+}
+
+async fn offers(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let list = match leads::incoming(&read, user, &node.identity.id) {
+        Ok(l) => l,
+        Err(e) => return internal(e),
+    };
+    let rows = list
+        .iter()
+        .map(|i| IncomingRow {
+            link: format!("/offers/{}/{}", vendor_of(i), i.subject),
+            vendor: vendor_of(i),
+            company: i.lead.offer.customer.company.clone(),
+            territory: format!("{} {}", i.lead.offer.country, i.lead.offer.region),
+            product_lines: i.lead.offer.product_lines.join(", "),
+            offered: when(i.lead.offered_at),
+            accept_by: when(i.lead.offer.accept_by),
+            status: i.lead.status.as_str(),
+        })
+        .collect();
+    ctx.page(
+        StatusCode::OK,
+        OffersPage {
+            f: ctx.frame(session.csrf.clone()),
+            rows,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "offer.html")]
+struct OfferPage {
+    f: Frame,
+    action: String,
+    vendor: String,
+    lead: guanxi_protocol::state::Lead,
+    offered: String,
+    accept_by: String,
+    value: String,
+    won: String,
+    history: Vec<EventRow>,
+    can_answer: bool,
+    can_progress: bool,
+}
+
+async fn offer_page(
+    State(node): State<Arc<Node>>,
+    Path((vendor, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let found = match leads::incoming_one(&read, user, &node.identity.id, &vendor, &subject) {
+        Ok(Some(i)) => i,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let l = &found.lead;
+    let status = l.status;
+    let page = OfferPage {
+        f: ctx.frame(session.csrf.clone()),
+        action: format!("/offers/{vendor}/{subject}"),
+        vendor: vendor.clone(),
+        offered: when(l.offered_at),
+        accept_by: when(l.offer.accept_by),
+        value: money(&l.offer.estimated_value),
+        won: money(&l.won_value),
+        history: events(&l.history),
+        can_answer: status == guanxi_protocol::state::LeadStatus::Offered,
+        can_progress: status.is_in_progress(),
+        lead: found.lead,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+/// The partner's answer as typed in the offer page's forms.
+#[derive(Deserialize, Default)]
+pub struct AnswerForm {
+    #[serde(default)]
+    pub csrf: String,
+    /// `accept`, `decline` or `progress`.
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub note: String,
+    /// Decline reason: no_capacity, out_of_territory, not_a_fit, duplicate, other.
+    #[serde(default)]
+    pub reason: String,
+    /// Progress: contacted, qualified, won, lost.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub won_amount: String,
+    #[serde(default)]
+    pub won_currency: String,
+    #[serde(default)]
+    pub won_on: String,
+    #[serde(default)]
+    pub lost_reason: String,
+}
+
+/// Turns the answer form into a protocol message (with the wire's checks).
+pub fn answer_message(form: &AnswerForm) -> Result<guanxi_protocol::messages::Message, Refusal> {
+    let bad = |m: String| Refusal {
+        code: ReasonCode::BadBody,
+        message: m,
+    };
+    match form.action.as_str() {
+        "accept" => leads::message("lead.accept", json!({"note": form.note})),
+        "decline" => leads::message(
+            "lead.decline",
+            json!({"reason": if form.reason.is_empty() { "other" } else { form.reason.as_str() }, "note": form.note}),
+        ),
+        "progress" => {
+            let won = form.status == "won";
+            let lost = form.status == "lost";
+            let won_value = if won {
+                let currency = form
+                    .won_currency
+                    .trim()
+                    .to_ascii_uppercase()
+                    .parse::<Currency>()
+                    .map_err(|e| bad(format!("won_currency: {e}")))?;
+                let m = Money::parse_decimal(&form.won_amount, currency)
+                    .map_err(|e| bad(format!("won_amount: {e}")))?;
+                json!({"amount": m.amount, "currency": m.currency})
+            } else {
+                serde_json::Value::Null
+            };
+            leads::message(
+                "lead.update",
+                json!({
+                    "status": form.status,
+                    "won_value": won_value,
+                    "won_on": if won { json!(form.won_on.trim()) } else { serde_json::Value::Null },
+                    "lost_reason": if lost { json!(form.lost_reason.trim()) } else { serde_json::Value::Null },
+                    "note": form.note,
+                }),
+            )
+        }
+        other => Err(bad(format!(
+            "action {other:?} is not accept, decline or progress"
+        ))),
+    }
+}
+
+async fn respond(
+    State(node): State<Arc<Node>>,
+    Path((vendor, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+    Form(form): Form<AnswerForm>,
+) -> Response {
+    let csrf = match csrf_ok(&ctx, &form.csrf) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let back = format!("/offers/{vendor}/{subject}");
+    let message = match answer_message(&form) {
+        Ok(m) => m,
+        Err(r) => return refused(&ctx, &csrf, &r, back),
+    };
+    match leads::respond(&node, user, &vendor, &subject, message).await {
+        Ok(Ok(())) => redirect_with_flash(&back, "offers.sent"),
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, back),
+        Err(e) => internal(e),
+    }
+}
+
+// --------------------------------------------------- deals (partner side)
+
+pub struct DealRow {
+    pub vendor: String,
+    pub company: String,
+    pub product_lines: String,
+    pub registered: String,
+    pub status: &'static str,
+    pub exclusive_until: String,
+    pub reason: String,
+}
+
+#[derive(Template)]
+#[template(path = "deals.html")]
+struct DealsPage {
+    f: Frame,
+    rows: Vec<DealRow>,
+    vendors: Vec<String>,
+}
+
+/// A deal registration as typed in.
+#[derive(Deserialize, Default, Clone)]
+pub struct DealForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(flatten)]
+    pub lead: LeadForm,
+    #[serde(default)]
+    pub expected_close: String,
+}
+
+/// The vendors the user can register deals with.
+fn vendors_for(node: &Node, user: &User) -> Vec<String> {
+    match user.role {
+        Role::Partner => vec![node.identity.id.to_string()],
+        _ => node
+            .config()
+            .peers
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.id.to_string())
+            .collect(),
+    }
+}
+
+/// Turns the deal form into a `lead.register` body (consent is not asked:
+/// the partner registers its own customer).
+pub fn deal_from_form(form: &DealForm) -> Result<LeadRegister, Refusal> {
+    let mut lead = form.lead.clone();
+    lead.consent = "yes".into();
+    let input = lead.parse().map_err(|errors| Refusal {
+        code: ReasonCode::BadBody,
+        message: errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.detail))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
+    let close = form.expected_close.trim();
+    let expected_close = if close.is_empty() {
+        None
+    } else {
+        Some(close.parse().map_err(|e: String| Refusal {
+            code: ReasonCode::BadBody,
+            message: format!("expected_close: {e}"),
+        })?)
+    };
+    Ok(LeadRegister {
+        customer: Customer { ..input.customer },
+        country: input.country,
+        region: input.region,
+        product_lines: input.product_lines,
+        estimated_value: input.estimated_value,
+        expected_close,
+        notes: input.notes,
+    })
+}
+
+fn deal_rows(views: &[RegistrationView]) -> Vec<DealRow> {
+    views
+        .iter()
+        .map(|v| DealRow {
+            vendor: v.reg.vendor.to_string(),
+            company: v.reg.deal.customer.company.clone(),
+            product_lines: v.reg.deal.product_lines.join(", "),
+            registered: when(v.reg.registered_at),
+            status: v.reg.status.as_str(),
+            exclusive_until: v
+                .reg
+                .exclusive_until
+                .as_ref()
+                .map(|d| d.as_str().to_string())
+                .unwrap_or_default(),
+            reason: v.reg.reason.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+async fn deals(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let list = match leads::registrations(&read, user, &node.identity.id, false) {
+        Ok(l) => l,
+        Err(e) => return internal(e),
+    };
+    ctx.page(
+        StatusCode::OK,
+        DealsPage {
+            f: ctx.frame(session.csrf.clone()),
+            rows: deal_rows(&list),
+            vendors: vendors_for(&node, user),
+        }
+        .render(),
+    )
+}
+
+async fn register(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(form): Form<DealForm>,
+) -> Response {
+    let csrf = match csrf_ok(&ctx, &form.csrf) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let deal = match deal_from_form(&form) {
+        Ok(d) => d,
+        Err(r) => return refused(&ctx, &csrf, &r, "/deals".into()),
+    };
+    match leads::register(&node, user, form.vendor.trim(), deal).await {
+        Ok(Ok(_)) => redirect_with_flash("/deals", "deals.registered"),
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/deals".into()),
+        Err(e) => internal(e),
+    }
+}
