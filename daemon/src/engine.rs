@@ -11,16 +11,17 @@
 //! Every record change goes through `guanxi_protocol::state::apply`, for
 //! incoming and outgoing messages alike.
 
+use crate::clock::now_ms;
 use guanxi_adapters::store::{Delivery, SeenId, Store, StoreError, Tables};
 use guanxi_protocol::envelope::{EnvelopeFields, Millis, PROTOCOL_VERSION, SignedEnvelope};
 use guanxi_protocol::messages::{BodyError, Message};
 use guanxi_protocol::receipt::{ReceiptFields, Rejection, SignedReceipt};
 use guanxi_protocol::state::{self, Context, Record, StateError};
 use guanxi_protocol::{EnvelopeError, NodeId, NodeKey, ReasonCode, RecordId, Sha256Hash};
-use crate::clock::now_ms;
 use std::any::Any;
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Most jobs committed together.
 const MAX_GROUP: usize = 1024;
@@ -99,7 +100,8 @@ pub struct ReturnedReceipt {
 
 /// Local work on the store (accounts, sessions, the partner directory, lead
 /// handling): runs in the writer's transaction like every other change.
-type LocalWork = Box<dyn FnOnce(&mut Act<'_, '_>) -> Result<Box<dyn Any + Send>, EngineError> + Send>;
+type LocalWork =
+    Box<dyn FnOnce(&mut Act<'_, '_>) -> Result<Box<dyn Any + Send>, EngineError> + Send>;
 
 /// What local work may do inside the writer's transaction: read and write
 /// tables, send messages to peers, and apply messages of partners that have
@@ -109,6 +111,8 @@ pub struct Act<'a, 't> {
     identity: &'a Identity,
     /// The time of this group of jobs.
     pub now: Millis,
+    /// Peers that got new outgoing envelopes (woken after the commit).
+    queued: Vec<NodeId>,
 }
 
 impl Act<'_, '_> {
@@ -125,7 +129,11 @@ impl Act<'_, '_> {
         subject: &RecordId,
         message: &Message,
     ) -> Result<Result<Sent, StateError>, EngineError> {
-        send(self.tables, self.identity, peer, subject, message, self.now)
+        let sent = send(self.tables, self.identity, peer, subject, message, self.now)?;
+        if sent.is_ok() {
+            self.queued.push(peer.clone());
+        }
+        Ok(sent)
     }
 
     /// Applies a message exchanged with a partner that has no daemon: the
@@ -190,10 +198,40 @@ enum Job {
     },
 }
 
+/// The wake-ups of delivery workers, by peer. The engine wakes a peer's
+/// worker after every commit that queued envelopes for it, whoever queued
+/// them (a peer's request, the web view, the API, a timer).
+#[derive(Default)]
+pub struct Wakers(RwLock<HashMap<NodeId, Arc<Notify>>>);
+
+impl Wakers {
+    /// The wake-up of `peer`'s delivery worker.
+    pub fn get(&self, peer: &NodeId) -> Arc<Notify> {
+        if let Ok(w) = self.0.read()
+            && let Some(n) = w.get(peer)
+        {
+            return n.clone();
+        }
+        let mut w = match self.0.write() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        w.entry(peer.clone())
+            .or_insert_with(|| Arc::new(Notify::new()))
+            .clone()
+    }
+
+    /// Wakes `peer`'s delivery worker.
+    pub fn wake(&self, peer: &NodeId) {
+        self.get(peer).notify_one();
+    }
+}
+
 /// A handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     jobs: mpsc::Sender<Job>,
+    wakers: Arc<Wakers>,
 }
 
 impl Engine {
@@ -204,11 +242,18 @@ impl Engine {
         identity: Arc<Identity>,
     ) -> (Engine, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(8192);
+        let wakers = Arc::new(Wakers::default());
+        let for_writer = wakers.clone();
         let handle = std::thread::Builder::new()
             .name("guanxi-writer".into())
-            .spawn(move || writer(store, identity, rx))
+            .spawn(move || writer(store, identity, rx, for_writer))
             .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
-        (Engine { jobs: tx }, handle)
+        (Engine { jobs: tx, wakers }, handle)
+    }
+
+    /// The delivery workers' wake-ups.
+    pub fn wakers(&self) -> Arc<Wakers> {
+        self.wakers.clone()
     }
 
     async fn call<T>(
@@ -326,7 +371,12 @@ enum Done {
     Unit,
 }
 
-fn writer(store: Arc<Store>, identity: Arc<Identity>, mut rx: mpsc::Receiver<Job>) {
+fn writer(
+    store: Arc<Store>,
+    identity: Arc<Identity>,
+    mut rx: mpsc::Receiver<Job>,
+    wakers: Arc<Wakers>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -336,11 +386,15 @@ fn writer(store: Arc<Store>, identity: Arc<Identity>, mut rx: mpsc::Receiver<Job
             }
         }
         let now = now_ms();
-        let result = run_group(&store, &identity, &mut jobs, now);
+        let mut queued = BTreeSet::new();
+        let result = run_group(&store, &identity, &mut jobs, now, &mut queued);
         match result {
             Ok(done) => {
                 for (job, done) in jobs.into_iter().zip(done) {
                     answer(job, Ok(done));
+                }
+                for peer in &queued {
+                    wakers.wake(peer);
                 }
             }
             Err(e) => {
@@ -362,17 +416,25 @@ fn run_group(
     identity: &Identity,
     jobs: &mut [Job],
     now: Millis,
+    queued: &mut BTreeSet<NodeId>,
 ) -> Result<Vec<Done>, EngineError> {
     store.transact(|w| {
+        queued.clear();
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
                 Job::Local { work, .. } => match work.take() {
-                    Some(work) => Done::Local(work(&mut Act {
-                        tables: w,
-                        identity,
-                        now,
-                    })?),
+                    Some(work) => {
+                        let mut act = Act {
+                            tables: w,
+                            identity,
+                            now,
+                            queued: Vec::new(),
+                        };
+                        let value = work(&mut act)?;
+                        queued.extend(act.queued);
+                        Done::Local(value)
+                    }
                     None => return Err(EngineError::Failed("local job ran twice".into())),
                 },
                 Job::Inbound { items, .. } => {
@@ -392,7 +454,13 @@ fn run_group(
                     subject,
                     message,
                     ..
-                } => Done::Send(send(w, identity, peer, subject, message, now)?),
+                } => {
+                    let sent = send(w, identity, peer, subject, message, now)?;
+                    if sent.is_ok() {
+                        queued.insert(peer.clone());
+                    }
+                    Done::Send(sent)
+                }
                 Job::Delivered {
                     peer,
                     receipts,

@@ -7,7 +7,7 @@
 //! removed, disabled or re-keyed take effect at once; a bad file is refused
 //! and the old configuration stays.
 
-use crate::engine::{Engine, Identity};
+use crate::engine::{Engine, Identity, Wakers};
 use guanxi_adapters::peer_client::{ClientError, PeerClient, Trust};
 use guanxi_adapters::store::Store;
 use guanxi_config::{Config, PeerConfig};
@@ -34,8 +34,9 @@ pub struct Node {
     pub key_document: Vec<u8>,
     config: RwLock<Arc<Config>>,
     peers: RwLock<Arc<HashMap<NodeId, Arc<PeerRuntime>>>>,
-    /// Wake-ups of delivery workers, by peer; kept across reloads.
-    wakers: RwLock<HashMap<NodeId, Arc<Notify>>>,
+    /// Wake-ups of delivery workers, by peer (shared with the engine, which
+    /// wakes a worker after queuing for its peer); kept across reloads.
+    wakers: Arc<Wakers>,
     /// Notified (all waiters) whenever receipts for outgoing envelopes are stored.
     pub receipts_stored: Notify,
 }
@@ -98,6 +99,7 @@ impl Node {
         config: Config,
     ) -> Result<Node, ClientError> {
         let peers = build_peers(&config, &HashMap::new())?;
+        let wakers = engine.wakers();
         Ok(Node {
             identity,
             engine,
@@ -105,7 +107,7 @@ impl Node {
             key_document,
             config: RwLock::new(Arc::new(config)),
             peers: RwLock::new(Arc::new(peers)),
-            wakers: RwLock::new(HashMap::new()),
+            wakers,
             receipts_stored: Notify::new(),
         })
     }
@@ -133,24 +135,13 @@ impl Node {
 
     /// The wake-up of `peer`'s delivery worker.
     pub fn waker(&self, peer: &NodeId) -> Arc<Notify> {
-        if let Ok(w) = self.wakers.read()
-            && let Some(n) = w.get(peer)
-        {
-            return n.clone();
-        }
-        let mut w = match self.wakers.write() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        w.entry(peer.clone())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
+        self.wakers.get(peer)
     }
 
     /// Wakes `peer`'s delivery worker (a message was queued, or the peer
     /// showed it is alive).
     pub fn wake(&self, peer: &NodeId) {
-        self.waker(peer).notify_one();
+        self.wakers.wake(peer);
     }
 
     /// Replaces the configuration. The node id and the listen address cannot

@@ -66,7 +66,9 @@ impl Money {
         let frac_value: i64 = if frac.is_empty() {
             0
         } else {
-            format!("{frac:0<digits$}").parse().map_err(|_| too_large())?
+            format!("{frac:0<digits$}")
+                .parse()
+                .map_err(|_| too_large())?
         };
         amount = add(amount, frac_value).map_err(|_| too_large())?;
         Ok(Money {
@@ -221,7 +223,14 @@ mod tests {
         let back = Money::parse_decimal("1234.05", c("EUR")).expect("parse");
         assert_eq!(back.decimal(), "1234.05");
         assert_eq!(back.to_string(), "EUR 1234.05");
-        assert_eq!(Money { amount: -5, currency: c("BHD") }.decimal(), "-0.005");
+        assert_eq!(
+            Money {
+                amount: -5,
+                currency: c("BHD")
+            }
+            .decimal(),
+            "-0.005"
+        );
     }
 
     #[test]

@@ -422,8 +422,8 @@ fn expiry_and_withdrawal_are_the_vendors_and_keep_the_history() {
     let offered = step(None, &ctx("acme", "globex", T0), &offer(T0 + HOUR)).expect("offer");
     let expire = msg("lead.expire", json!({"note": "no answer"}));
     // Not before the deadline, and never by the partner.
-    let (code, _) = step(Some(&offered), &ctx("acme", "globex", T0 + HOUR), &expire)
-        .expect_err("too early");
+    let (code, _) =
+        step(Some(&offered), &ctx("acme", "globex", T0 + HOUR), &expire).expect_err("too early");
     assert_eq!(code, ReasonCode::IllegalTransition);
     let (code, _) = step(
         Some(&offered),
@@ -483,8 +483,8 @@ fn expiry_and_withdrawal_are_the_vendors_and_keep_the_history() {
         lead.history.last().map(|e| e.note.as_str()),
         Some("customer bought direct")
     );
-    let (code, _) = step(Some(&withdrawn), &ctx("acme", "globex", T0 + 3), &withdraw)
-        .expect_err("twice");
+    let (code, _) =
+        step(Some(&withdrawn), &ctx("acme", "globex", T0 + 3), &withdraw).expect_err("twice");
     assert_eq!(code, ReasonCode::IllegalTransition);
 }
 
@@ -528,8 +528,12 @@ fn registration_is_decided_once_by_the_vendor() {
             json!({"decision": "approved", "registered_at": at, "exclusive_until": "2027-06-30", "reason": null, "note": ""}),
         )
     };
-    let (code, _) = step(Some(&submitted), &ctx("globex", "acme", T0 + 1), &approve(T0))
-        .expect_err("partner approves itself");
+    let (code, _) = step(
+        Some(&submitted),
+        &ctx("globex", "acme", T0 + 1),
+        &approve(T0),
+    )
+    .expect_err("partner approves itself");
     assert_eq!(code, ReasonCode::NotAllowed);
     let (code, _) = step(
         Some(&submitted),
@@ -538,11 +542,19 @@ fn registration_is_decided_once_by_the_vendor() {
     )
     .expect_err("wrong time");
     assert_eq!(code, ReasonCode::BadBody);
-    let approved =
-        step(Some(&submitted), &ctx("acme", "globex", T0 + 1), &approve(T0)).expect("approve");
+    let approved = step(
+        Some(&submitted),
+        &ctx("acme", "globex", T0 + 1),
+        &approve(T0),
+    )
+    .expect("approve");
     assert_eq!(status_of(&approved), "approved");
-    let (code, _) = step(Some(&approved), &ctx("acme", "globex", T0 + 2), &approve(T0))
-        .expect_err("twice");
+    let (code, _) = step(
+        Some(&approved),
+        &ctx("acme", "globex", T0 + 2),
+        &approve(T0),
+    )
+    .expect_err("twice");
     assert_eq!(code, ReasonCode::IllegalTransition);
     // Rejections need a reason; approvals need a date.
     assert!(

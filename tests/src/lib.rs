@@ -23,6 +23,10 @@ pub struct Daemon {
     stderr: mpsc::Receiver<String>,
 }
 
+/// The file in a daemon's working directory whose content (milliseconds)
+/// shifts the test daemon's clock; see `guanxi-test-node`.
+pub const CLOCK_FILE: &str = "test-clock-offset";
+
 /// How long a daemon may take to start.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -33,6 +37,7 @@ impl Daemon {
             .args(args)
             .current_dir(dir)
             .env("RUST_LOG", "info")
+            .env("GUANXI_TEST_CLOCK_FILE", dir.join(CLOCK_FILE))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -314,5 +319,75 @@ impl Daemon {
             .find(|l| l.contains("first admin"))
             .and_then(|l| l.rsplit(' ').next())
             .map(str::to_string)
+    }
+}
+
+impl NodeSetup {
+    /// Shifts this node's clock by `offset_ms` (the daemon re-reads it every
+    /// 20 ms; waits 100 ms so that it has).
+    pub fn set_clock_offset(&self, offset_ms: i64) {
+        std::fs::write(self.dir.join(CLOCK_FILE), offset_ms.to_string()).expect("clock file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Creates an API token for `user` with the CLI; returns its secret.
+    pub fn token(&self, binary: &Path, name: &str, user: &str) -> String {
+        token_from(&self.cli(binary, &["token", "create", name, "--user", user]))
+    }
+}
+
+/// The secret from the output of `guanxi token create`.
+pub fn token_from(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("token"))
+        .map(|t| t.trim().to_string())
+        .expect("token line")
+}
+
+/// A client of a node's JSON API.
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    /// A client of `daemon`'s API trusting `node`'s certificate.
+    pub fn of(node: &NodeSetup, daemon: &Daemon) -> Api {
+        Api {
+            client: client_trusting(&cert_in(&node.data_dir())).expect("client"),
+            base: daemon.url(),
+        }
+    }
+
+    /// One request: (status, JSON body, or the text as a JSON string).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let mut request = match method {
+            "get" => self.client.get(&url),
+            "post" => self.client.post(&url),
+            "put" => self.client.put(&url),
+            other => panic!("method {other}"),
+        };
+        if let Some(t) = token {
+            request = request.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(b) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = request.send().await.expect("request");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 }

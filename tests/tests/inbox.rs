@@ -43,7 +43,7 @@ impl Sender {
             to: "acme".parse().expect("node id"),
             seq: self.seq + 1,
             prev: self.prev,
-            created: guanxi::engine::now_ms(),
+            created: guanxi::clock::now_ms(),
             kind: kind.into(),
             subject: subject.parse().expect("subject"),
             body,
@@ -174,7 +174,7 @@ async fn bad_input_gets_the_documented_answer_and_changes_nothing() {
     let mut wrong_to = good_value.clone();
     wrong_to["to"] = json!("initech");
     let mut future = good_value.clone();
-    future["created"] = json!(guanxi::engine::now_ms() + 10 * 60 * 1000);
+    future["created"] = json!(guanxi::clock::now_ms() + 10 * 60 * 1000);
     let mut tampered = good_value.clone();
     tampered["body"]["note"] = json!("y");
     let stranger = NodeKey::from_seed(&[0x99; 32]);

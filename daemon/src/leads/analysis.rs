@@ -4,9 +4,9 @@
 //! the facts it is given. Integers only: the win rate is in per mille
 //! (won ÷ (won + lost)), money in minor units per currency.
 
+use guanxi_protocol::Millis;
 use guanxi_protocol::money::{self, Currency, Money};
 use guanxi_protocol::state::LeadStatus;
-use guanxi_protocol::Millis;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -143,10 +143,7 @@ fn count(row: &mut Row, times: &mut Vec<i64>, f: &OfferFact) -> Result<(), TooLa
         _ => {}
     }
     if let (LeadStatus::Won, Some(v)) = (f.status, &f.won_value) {
-        let sum = row
-            .won_value
-            .entry(v.currency.to_string())
-            .or_insert(0);
+        let sum = row.won_value.entry(v.currency.to_string()).or_insert(0);
         *sum = money::add(*sum, v.amount).map_err(|_| TooLarge {
             currency: v.currency.to_string(),
         })?;
@@ -185,7 +182,13 @@ pub fn format_values(values: &BTreeMap<String, i64>) -> String {
 mod tests {
     use super::*;
 
-    fn fact(partner: &str, offered: i64, accepted: Option<i64>, status: LeadStatus, won: i64) -> OfferFact {
+    fn fact(
+        partner: &str,
+        offered: i64,
+        accepted: Option<i64>,
+        status: LeadStatus,
+        won: i64,
+    ) -> OfferFact {
         OfferFact {
             partner: partner.into(),
             source: "web".into(),

@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn names_domains_and_phones_are_normalized() {
         assert_eq!(company_key("Contoso, Ltd."), company_key("CONTOSO LTD"));
-        assert_eq!(company_key("台灣康托索股份有限公司"), company_key("台灣康托索公司"));
+        assert_eq!(
+            company_key("台灣康托索股份有限公司"),
+            company_key("台灣康托索公司")
+        );
         assert_ne!(company_key("Contoso"), company_key("Contoso Labs"));
         assert_eq!(company_key("Co"), "co");
         assert_eq!(email_domain("A@Contoso.TW"), Some("contoso.tw".into()));

@@ -170,11 +170,10 @@ fn default_rule() -> Rule {
 fn rule_matches(rule: &Rule, lead: &LeadInput) -> bool {
     (rule.countries.is_empty() || rule.countries.iter().any(|c| c == &lead.country))
         && (rule.product_lines.is_empty()
-            || rule.product_lines.iter().any(|r| {
-                lead.product_lines
-                    .iter()
-                    .any(|l| l.eq_ignore_ascii_case(r))
-            }))
+            || rule
+                .product_lines
+                .iter()
+                .any(|r| lead.product_lines.iter().any(|l| l.eq_ignore_ascii_case(r))))
 }
 
 /// Whether the partner's territory covers the lead's.
@@ -182,7 +181,10 @@ pub fn covers(partner: &Partner, lead: &LeadInput) -> bool {
     partner.country.eq_ignore_ascii_case(&lead.country)
         && (partner.region.is_empty()
             || lead.region.is_empty()
-            || partner.region.trim().eq_ignore_ascii_case(lead.region.trim()))
+            || partner
+                .region
+                .trim()
+                .eq_ignore_ascii_case(lead.region.trim()))
 }
 
 fn working(stage: Stage) -> bool {
@@ -257,7 +259,10 @@ pub fn choose(
             Some(step(
                 "territory",
                 id,
-                format!("{} {} ≠ {} {}", p.country, p.region, lead.country, lead.region),
+                format!(
+                    "{} {} ≠ {} {}",
+                    p.country, p.region, lead.country, lead.region
+                ),
             ))
         } else if rule.capacity > 0 && c.open_leads >= rule.capacity {
             Some(step(
@@ -303,7 +308,10 @@ pub fn choose(
         Strategy::Weighted => {
             let counts = state.counts.get(&rule.name);
             let score = |c: &Candidate<'_>| {
-                let n = counts.and_then(|m| m.get(&c.partner.id)).copied().unwrap_or(0);
+                let n = counts
+                    .and_then(|m| m.get(&c.partner.id))
+                    .copied()
+                    .unwrap_or(0);
                 let w = u64::from(rule.weights.get(&c.partner.id).copied().unwrap_or(1));
                 (n + 1, w)
             };
@@ -333,11 +341,11 @@ pub fn choose(
 
 #[cfg(test)]
 mod tests {
+    use super::Strategy;
     use super::*;
     use crate::directory::PartnerType;
     use guanxi_protocol::messages::Customer;
     use proptest::prelude::{Strategy as _, *};
-    use super::Strategy;
 
     fn partner(id: &str, tier: &str, country: &str, region: &str, stage: Stage) -> Partner {
         Partner {
@@ -434,7 +442,13 @@ mod tests {
                 ("round_robin", Some("c")),
             ]
         );
-        let none = choose(&lead("TW", "", &["cnc"], false), &cands, &rules, &state, &BTreeSet::new());
+        let none = choose(
+            &lead("TW", "", &["cnc"], false),
+            &cands,
+            &rules,
+            &state,
+            &BTreeSet::new(),
+        );
         assert_eq!(none.chosen, None);
         assert_eq!(none.trace[0].code, "no_consent");
     }
@@ -480,12 +494,21 @@ mod tests {
             prop::sample::select(vec!["gold", "silver", "bronze"]),
             prop::sample::select(vec!["TW", "JP", "US"]),
             prop::sample::select(vec!["", "north", "south"]),
-            prop::sample::select(vec![Stage::Active, Stage::Prospect, Stage::Strategic, Stage::Dormant]),
+            prop::sample::select(vec![
+                Stage::Active,
+                Stage::Prospect,
+                Stage::Strategic,
+                Stage::Dormant,
+            ]),
             0u32..5,
             any::<bool>(),
         )
             .prop_map(move |(tier, country, region, stage, open, reachable)| {
-                (partner(&format!("p{i:02}"), tier, country, region, stage), open, reachable)
+                (
+                    partner(&format!("p{i:02}"), tier, country, region, stage),
+                    open,
+                    reachable,
+                )
             })
     }
 

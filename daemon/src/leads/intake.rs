@@ -67,7 +67,11 @@ impl LeadInput {
         };
         let c = &self.customer;
         if c.company.trim().is_empty() {
-            bad("company", "error.required", "the end customer's company is required");
+            bad(
+                "company",
+                "error.required",
+                "the end customer's company is required",
+            );
         }
         for (field, value) in [
             ("company", &c.company),
@@ -86,10 +90,18 @@ impl LeadInput {
             bad("email", "error.email", "not an e-mail address");
         }
         if !(self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase())) {
-            bad("country", "error.country", "a two-letter ISO 3166 code like TW");
+            bad(
+                "country",
+                "error.country",
+                "a two-letter ISO 3166 code like TW",
+            );
         }
         if self.product_lines.is_empty() {
-            bad("product_lines", "error.required", "name at least one product line");
+            bad(
+                "product_lines",
+                "error.required",
+                "name at least one product line",
+            );
         } else if self.product_lines.len() > MAX_PRODUCT_LINES
             || self
                 .product_lines
@@ -390,8 +402,7 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<LeadInput>, Vec<RowError>> {
                 row,
                 field: "consent".into(),
                 key: "error.consent",
-                detail: "say yes or no: may the customer's data be shared with a partner?"
-                    .into(),
+                detail: "say yes or no: may the customer's data be shared with a partner?".into(),
             });
             continue;
         }
@@ -409,7 +420,10 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<LeadInput>, Vec<RowError>> {
         return Err(errors);
     }
     if leads.is_empty() {
-        return Err(file_error(2, "the file has no rows after the header".into()));
+        return Err(file_error(
+            2,
+            "the file has no rows after the header".into(),
+        ));
     }
     Ok(leads)
 }
@@ -427,7 +441,10 @@ mod tests {
         assert_eq!(leads.len(), 2);
         assert_eq!(leads[0].country, "TW");
         assert_eq!(leads[0].product_lines, vec!["cnc", "laser"]);
-        assert_eq!(leads[0].estimated_value.as_ref().map(|m| m.amount), Some(12_500_050));
+        assert_eq!(
+            leads[0].estimated_value.as_ref().map(|m| m.amount),
+            Some(12_500_050)
+        );
         assert_eq!(leads[1].customer.company, "Fabrikam, Ltd");
         assert!(!leads[1].consent);
 

@@ -26,7 +26,7 @@ use crate::accounts::{Role, User};
 use crate::directory::Partner;
 use crate::engine::{Act, EngineError, SendError};
 use crate::node::Node;
-use distribution::{Candidate, Rules, RuleState, TraceStep};
+use distribution::{Candidate, RuleState, Rules, TraceStep};
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::messages::{
     LeadExpire, LeadOffer, LeadRegister, LeadRegistration, LeadWithdraw, Message,
@@ -231,7 +231,7 @@ pub fn incoming(read: &Read, user: &User, me: &NodeId) -> Result<Vec<Incoming>, 
             out.push(Incoming { key, subject, lead });
         }
     }
-    out.sort_by(|a, b| b.lead.offered_at.cmp(&a.lead.offered_at));
+    out.sort_by_key(|i| std::cmp::Reverse(i.lead.offered_at));
     Ok(out)
 }
 
@@ -445,7 +445,13 @@ fn distribute(
             reachable: world.reachable.contains(&p.id),
         })
         .collect();
-    let choice = distribution::choose(&doc.input, &candidates, &world.rules, &world.state, &exclude);
+    let choice = distribution::choose(
+        &doc.input,
+        &candidates,
+        &world.rules,
+        &world.state,
+        &exclude,
+    );
     doc.rounds.push(Round {
         at: a.now,
         by: "rules".into(),
@@ -659,16 +665,25 @@ pub async fn withdraw(
             if !l.status.is_open() {
                 return Ok(Err(refuse(
                     ReasonCode::IllegalTransition,
-                    format!("the lead is {}; only an open lead can be withdrawn", l.status.as_str()),
+                    format!(
+                        "the lead is {}; only an open lead can be withdrawn",
+                        l.status.as_str()
+                    ),
                 )));
             }
             let message = Message::LeadWithdraw(LeadWithdraw {
-                reason: if reason.is_empty() { "withdrawn by the vendor".into() } else { reason },
+                reason: if reason.is_empty() {
+                    "withdrawn by the vendor".into()
+                } else {
+                    reason
+                },
                 note: format!("by {by}"),
             });
-            if let Err(e) = message.body().map_err(|e| e.to_string()).and_then(|body| {
-                Message::decode("lead.withdraw", &body).map_err(|e| e.to_string())
-            }) {
+            if let Err(e) = message
+                .body()
+                .map_err(|e| e.to_string())
+                .and_then(|body| Message::decode("lead.withdraw", &body).map_err(|e| e.to_string()))
+            {
                 return Ok(Err(refuse(ReasonCode::BadBody, e)));
             }
             if let Err(refused) = vendor_message(a, &offer, &message)? {
@@ -895,7 +910,7 @@ pub fn registrations(
             out.push(RegistrationView { key, subject, reg });
         }
     }
-    out.sort_by(|a, b| b.reg.registered_at.cmp(&a.reg.registered_at));
+    out.sort_by_key(|v| std::cmp::Reverse(v.reg.registered_at));
     Ok(out)
 }
 
@@ -911,7 +926,10 @@ pub async fn register(
     let checked = message
         .body()
         .map_err(|e| refuse(ReasonCode::BadBody, e.to_string()))
-        .and_then(|b| Message::decode("lead.register", &b).map_err(|e| refuse(ReasonCode::BadBody, e.to_string())));
+        .and_then(|b| {
+            Message::decode("lead.register", &b)
+                .map_err(|e| refuse(ReasonCode::BadBody, e.to_string()))
+        });
     if let Err(r) = checked {
         return Ok(Err(r));
     }
@@ -940,9 +958,17 @@ pub async fn decide_registration(
     note: String,
 ) -> Result<Result<(), Refusal>, EngineError> {
     let read = node.store.read()?;
-    let reg = match read.record(key, subject)?.and_then(|b| parse_record(key, subject, &b)) {
+    let reg = match read
+        .record(key, subject)?
+        .and_then(|b| parse_record(key, subject, &b))
+    {
         Some(Record::Registration(r)) if r.vendor == node.identity.id => r,
-        _ => return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such registration"))),
+        _ => {
+            return Ok(Err(refuse(
+                ReasonCode::UnknownRecord,
+                "no such registration",
+            )));
+        }
     };
     drop(read);
     let body = serde_json::json!({
@@ -1025,7 +1051,9 @@ pub fn registration_conflicts(
                 .exclusive_until
                 .as_ref()
                 .is_some_and(|d| d.as_str() >= today),
-            guanxi_protocol::state::RegistrationStatus::Submitted => r.registered_at < reg.registered_at,
+            guanxi_protocol::state::RegistrationStatus::Submitted => {
+                r.registered_at < reg.registered_at
+            }
             guanxi_protocol::state::RegistrationStatus::Rejected => false,
         };
         if live {
@@ -1038,7 +1066,11 @@ pub fn registration_conflicts(
             });
         }
     }
-    Ok(conflicts::find(&reg.deal.customer, &reg.deal.product_lines, &others))
+    Ok(conflicts::find(
+        &reg.deal.customer,
+        &reg.deal.product_lines,
+        &others,
+    ))
 }
 
 /// Every offer as analysis counts it.

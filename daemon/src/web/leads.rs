@@ -630,9 +630,17 @@ async fn rules_page(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> R
 /// `weights_N` (`partner=weight, ...`). Rows with an empty name are dropped.
 fn parse_rules(fields: &HashMap<String, String>) -> Result<Rules, Vec<(String, String)>> {
     let mut errors = Vec::new();
-    let get = |k: &str| fields.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     let offer_hours = get("offer_hours").parse::<u32>().unwrap_or_else(|_| {
-        errors.push(("offer_hours".into(), "must be a whole number of hours".into()));
+        errors.push((
+            "offer_hours".into(),
+            "must be a whole number of hours".into(),
+        ));
         0
     });
     let mut rules = Vec::new();
@@ -649,13 +657,19 @@ fn parse_rules(fields: &HashMap<String, String>) -> Result<Rules, Vec<(String, S
             0
         } else {
             capacity.parse::<u32>().unwrap_or_else(|_| {
-                errors.push((format!("rules[{i}].capacity"), "must be a whole number".into()));
+                errors.push((
+                    format!("rules[{i}].capacity"),
+                    "must be a whole number".into(),
+                ));
                 0
             })
         };
         let mut weights = BTreeMap::new();
         for pair in intake::split_list(&get(&format!("weights_{i}"))) {
-            match pair.split_once('=').map(|(p, w)| (p.trim(), w.trim().parse::<u32>())) {
+            match pair
+                .split_once('=')
+                .map(|(p, w)| (p.trim(), w.trim().parse::<u32>()))
+            {
                 Some((p, Ok(w))) if !p.is_empty() => {
                     weights.insert(p.to_string(), w);
                 }
@@ -801,23 +815,36 @@ pub struct AnalysisQuery {
     pub to: Option<String>,
 }
 
+/// The analysis grouping and its period [from, to) in UTC milliseconds.
+pub type AnalysisParams = (GroupBy, Option<i64>, Option<i64>);
+
 /// Reads the query: group (default partner), from/to dates (`YYYY-MM-DD`,
 /// UTC, `to` inclusive). Errors name the parameter.
 pub fn analysis_params(
     q: &AnalysisQuery,
-) -> Result<(GroupBy, Option<i64>, Option<i64>), (&'static str, String)> {
+) -> Result<AnalysisParams, (&'static str, String)> {
     let group = match q.group.as_deref().filter(|s| !s.is_empty()) {
         None => GroupBy::Partner,
-        Some(g) => GroupBy::parse(g).ok_or(("group", format!("{g:?} is not partner, source, campaign or month")))?,
+        Some(g) => GroupBy::parse(g).ok_or((
+            "group",
+            format!("{g:?} is not partner, source, campaign or month"),
+        ))?,
     };
-    let day = |name: &'static str, s: &Option<String>, add_day: bool| -> Result<Option<i64>, (&'static str, String)> {
+    let day = |name: &'static str,
+               s: &Option<String>,
+               add_day: bool|
+     -> Result<Option<i64>, (&'static str, String)> {
         match s.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(None),
             Some(text) => {
                 let date: jiff::civil::Date = text
                     .parse()
                     .map_err(|_| (name, format!("{text:?} is not a date like 2026-11-30")))?;
-                let date = if add_day { date.tomorrow().map_err(|e| (name, e.to_string()))? } else { date };
+                let date = if add_day {
+                    date.tomorrow().map_err(|e| (name, e.to_string()))?
+                } else {
+                    date
+                };
                 let ts: jiff::Timestamp = format!("{date}T00:00:00Z")
                     .parse()
                     .map_err(|e: jiff::Error| (name, e.to_string()))?;
@@ -839,7 +866,10 @@ async fn analysis_page(
     };
     let (params, error) = match analysis_params(&q) {
         Ok(p) => (p, None),
-        Err((field, message)) => ((GroupBy::Partner, None, None), Some(format!("{field}: {message}"))),
+        Err((field, message)) => (
+            (GroupBy::Partner, None, None),
+            Some(format!("{field}: {message}")),
+        ),
     };
     let facts = match node.store.read().and_then(|r| leads::offer_facts(&r)) {
         Ok(f) => f,
@@ -932,9 +962,11 @@ async fn registrations(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -
             product_lines: v.reg.deal.product_lines.join(", "),
             registered: when(v.reg.registered_at),
             status: v.reg.status.as_str(),
-            conflicts: leads::registration_conflicts(&read, &me, &v.key, &v.subject, &v.reg, &today)
-                .map(|c| c.len())
-                .unwrap_or(0),
+            conflicts: leads::registration_conflicts(
+                &read, &me, &v.key, &v.subject, &v.reg, &today,
+            )
+            .map(|c| c.len())
+            .unwrap_or(0),
         })
         .collect();
     ctx.page(
@@ -984,9 +1016,8 @@ async fn registration_page(
     let Some(view) = found else {
         return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
     };
-    let conflicts =
-        leads::registration_conflicts(&read, &me, &key, &subject, &view.reg, &today())
-            .unwrap_or_default();
+    let conflicts = leads::registration_conflicts(&read, &me, &key, &subject, &view.reg, &today())
+        .unwrap_or_default();
     let page = RegistrationPage {
         f: ctx.frame(session.csrf.clone()),
         action: format!("/registrations/{key}/{subject}"),

@@ -16,8 +16,8 @@ pub mod leads;
 pub mod session;
 
 use crate::accounts::{self, Role, User};
-use crate::directory::{self, Partner, PartnerForm};
 use crate::clock::now_ms;
+use crate::directory::{self, Partner, PartnerForm};
 use crate::node::Node;
 use askama::Template;
 use axum::Router;

@@ -5,9 +5,11 @@
 //! `"field"` for a bad field). `/api/v1/openapi.json` describes exactly the
 //! routes in [`ROUTES`] (a test keeps the two equal).
 
+pub mod leads;
+
 use crate::accounts::{self, Role, User};
-use crate::directory::{self, Partner, PartnerForm};
 use crate::clock::now_ms;
+use crate::directory::{self, Partner, PartnerForm};
 use crate::engine::{Engine, EngineError};
 use crate::node::Node;
 use axum::Json;
@@ -15,7 +17,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use guanxi_adapters::store::{Doc, Read, StoreError};
 use guanxi_protocol::{Millis, Sha256Hash};
 use serde::{Deserialize, Serialize};
@@ -31,6 +33,21 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/partners/{id}"),
     ("put", "/api/v1/partners/{id}"),
     ("post", "/api/v1/partners/{id}/users"),
+    ("get", "/api/v1/leads"),
+    ("post", "/api/v1/leads"),
+    ("post", "/api/v1/leads/import"),
+    ("get", "/api/v1/leads/analysis"),
+    ("get", "/api/v1/leads/{id}"),
+    ("post", "/api/v1/leads/{id}/assign"),
+    ("post", "/api/v1/leads/{id}/withdraw"),
+    ("get", "/api/v1/lead-rules"),
+    ("put", "/api/v1/lead-rules"),
+    ("get", "/api/v1/registrations"),
+    ("post", "/api/v1/registrations/{key}/{subject}/decision"),
+    ("get", "/api/v1/offers"),
+    ("post", "/api/v1/offers/{vendor}/{subject}/messages"),
+    ("get", "/api/v1/deals"),
+    ("post", "/api/v1/deals"),
 ];
 
 /// The API routes.
@@ -47,6 +64,27 @@ pub fn routes() -> Router<Arc<Node>> {
             "/api/v1/partners/{id}/users",
             axum::routing::post(add_partner_user),
         )
+        .route("/api/v1/leads", get(leads::list).post(leads::create))
+        .route("/api/v1/leads/import", post(leads::import))
+        .route("/api/v1/leads/analysis", get(leads::analysis))
+        .route("/api/v1/leads/{id}", get(leads::one))
+        .route("/api/v1/leads/{id}/assign", post(leads::assign))
+        .route("/api/v1/leads/{id}/withdraw", post(leads::withdraw))
+        .route(
+            "/api/v1/lead-rules",
+            get(leads::get_rules).put(leads::put_rules),
+        )
+        .route("/api/v1/registrations", get(leads::registrations))
+        .route(
+            "/api/v1/registrations/{key}/{subject}/decision",
+            post(leads::decide),
+        )
+        .route("/api/v1/offers", get(leads::offers))
+        .route(
+            "/api/v1/offers/{vendor}/{subject}/messages",
+            post(leads::answer),
+        )
+        .route("/api/v1/deals", get(leads::deals).post(leads::register))
 }
 
 /// A stored API token.
@@ -484,6 +522,8 @@ pub fn document() -> Value {
     };
     let partner = json!({"$ref": "#/components/schemas/Partner"});
     let partner_in = json!({"$ref": "#/components/schemas/PartnerInput"});
+    let lead = json!({"$ref": "#/components/schemas/Lead"});
+    let lead_in = json!({"$ref": "#/components/schemas/LeadInput"});
     let ok = |schema: Value| json!({"description": "ok", "content": {"application/json": {"schema": schema}}});
     let id_param =
         json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
@@ -507,6 +547,18 @@ pub fn document() -> Value {
                     "peer": {"type": "string", "nullable": true},
                     "contacts": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}}},
                     "notes": {"type": "string"}, "created": {"type": "integer"}, "updated": {"type": "integer"}}},
+                "Lead": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "lead": lead_in.clone(), "status": {"type": "string"},
+                    "hold": {"type": "string", "nullable": true}, "created": {"type": "integer"}, "created_by": {"type": "string"},
+                    "offers": {"type": "array", "items": {"type": "object"}}, "rounds": {"type": "array", "items": {"type": "object"}}}},
+                "LeadInput": {"type": "object", "additionalProperties": false,
+                    "required": ["customer", "country", "region", "product_lines", "estimated_value", "source", "campaign", "consent", "notes"],
+                    "properties": {
+                        "customer": {"type": "object", "required": ["company", "contact", "email", "phone"], "properties": {"company": {"type": "string"}, "contact": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}},
+                        "country": {"type": "string"}, "region": {"type": "string"},
+                        "product_lines": {"type": "array", "items": {"type": "string"}},
+                        "estimated_value": {"type": "object", "nullable": true, "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}}},
+                        "source": {"type": "string"}, "campaign": {"type": "string"}, "consent": {"type": "boolean"}, "notes": {"type": "string"}}},
                 "PartnerInput": {"type": "object", "required": ["name", "type", "country", "stage"], "additionalProperties": false, "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"}, "type": {"type": "string"}, "tier": {"type": "string"},
                     "country": {"type": "string"}, "region": {"type": "string"}, "stage": {"type": "string"},
@@ -528,6 +580,67 @@ pub fn document() -> Value {
                 "get": {"summary": "One partner (staff; a partner user: its own only)", "parameters": id_param, "responses": with(errors(&["401", "404"]), "200", ok(partner.clone()))},
                 "put": {"summary": "Replace a partner (staff)", "parameters": id_param, "requestBody": {"required": true, "content": {"application/json": {"schema": partner_in}}},
                         "responses": with(errors(&["400", "401", "403", "404", "422"]), "200", ok(partner))}
+            },
+            "/api/v1/leads": {
+                "get": {"summary": "Every lead with its offers, records and rule trace (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object", "properties": {"leads": {"type": "array", "items": lead}}})))},
+                "post": {"summary": "Create a lead and distribute it by the rules (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": lead_in}}},
+                         "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(lead.clone()))}
+            },
+            "/api/v1/leads/import": {
+                "post": {"summary": "Import leads from CSV (text/csv body; header row; all rows valid or nothing imported) (staff)",
+                         "requestBody": {"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}},
+                         "responses": with(errors(&["401", "403", "422"]), "201", ok(json!({"type": "object", "properties": {"ids": {"type": "array", "items": {"type": "string"}}}})))}
+            },
+            "/api/v1/leads/analysis": {
+                "get": {"summary": "Conversion analysis (staff)", "parameters": [
+                    {"name": "group", "in": "query", "schema": {"type": "string", "enum": ["partner", "source", "campaign", "month"]}},
+                    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}}],
+                        "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/leads/{id}": {
+                "get": {"summary": "One lead (staff)", "parameters": id_param, "responses": with(errors(&["401", "403", "404"]), "200", ok(lead.clone()))}
+            },
+            "/api/v1/leads/{id}/assign": {
+                "post": {"summary": "Offer the lead to a partner by hand (staff)", "parameters": id_param,
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["partner"], "additionalProperties": false, "properties": {"partner": {"type": "string"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(lead.clone()))}
+            },
+            "/api/v1/leads/{id}/withdraw": {
+                "post": {"summary": "Take the lead back from its partner, who is told (staff)", "parameters": id_param,
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(lead))}
+            },
+            "/api/v1/lead-rules": {
+                "get": {"summary": "The distribution rules (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))},
+                "put": {"summary": "Replace the distribution rules (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["offer_hours", "rules"]}}}},
+                        "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/registrations": {
+                "get": {"summary": "Deal registrations this node decides, with conflicts (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/registrations/{key}/{subject}/decision": {
+                "post": {"summary": "Approve (exclusive until a date) or reject (with a reason) a registration (staff)", "parameters": [
+                    {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}}],
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["decision", "exclusive_until", "reason", "note"], "additionalProperties": false, "properties": {
+                             "decision": {"type": "string", "enum": ["approved", "rejected"]}, "exclusive_until": {"type": "string", "nullable": true}, "reason": {"type": "string", "nullable": true}, "note": {"type": "string"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/offers": {
+                "get": {"summary": "Leads offered to the token's organization (partner user) or to this node (staff)", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/offers/{vendor}/{subject}/messages": {
+                "post": {"summary": "Answer an offered lead with a protocol message: lead.accept, lead.decline or lead.update", "parameters": [
+                    {"name": "vendor", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}}],
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind", "body"], "additionalProperties": false, "properties": {"kind": {"type": "string"}, "body": {"type": "object"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/deals": {
+                "get": {"summary": "Deal registrations the organization filed", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "Register a deal with a vendor (body: the lead.register message body)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["vendor", "deal"], "additionalProperties": false, "properties": {"vendor": {"type": "string"}, "deal": {"type": "object"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

@@ -1,0 +1,457 @@
+//! The lead part of the JSON API: leads (create, import CSV, list, one,
+//! assign, withdraw), distribution rules, conversion analysis, deal
+//! registrations to decide; and for partners the leads offered to them
+//! (answered with protocol messages: `{"kind", "body"}`) and their own deal
+//! registrations. Refusals carry the protocol's reason code (`expired`,
+//! `illegal_transition`, `not_allowed`, ...) and the state machine's message.
+
+use super::{ApiError, authenticate, internal, not_found, staff};
+use crate::leads::analysis;
+use crate::leads::distribution::Rules;
+use crate::leads::{self, Incoming, LeadView, Refusal, RegistrationView, intake};
+use crate::node::Node;
+use crate::web::leads::{AnalysisQuery, analysis_params, status_of};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use guanxi_protocol::canonical;
+use guanxi_protocol::messages::LeadRegister;
+use guanxi_protocol::state::Lead;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn refusal(r: Refusal) -> ApiError {
+    ApiError::new(status_of(r.code), r.code.as_str(), r.message)
+}
+
+/// A strict JSON body (duplicate keys, unknown members refused), with the
+/// error naming the field.
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = canonical::parse_strict(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+    canonical::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string()))
+}
+
+fn lead_record_json(l: &Lead) -> Value {
+    json!({
+        "vendor": l.vendor, "partner": l.partner, "status": l.status.as_str(),
+        "offer": l.offer, "offered_at": l.offered_at, "accepted_at": l.accepted_at,
+        "decline_reason": l.decline_reason, "won_value": l.won_value, "won_on": l.won_on,
+        "lost_reason": l.lost_reason, "updated_at": l.updated_at, "history": l.history,
+    })
+}
+
+fn lead_json(v: &LeadView) -> Value {
+    json!({
+        "id": v.doc.id,
+        "lead": v.doc.input,
+        "status": v.stage(),
+        "hold": v.doc.hold.map(|h| h.as_str()),
+        "created": v.doc.created,
+        "created_by": v.doc.created_by,
+        "offers": v.offers.iter().map(|(o, l)| json!({
+            "partner": o.partner,
+            "channel": if o.key.starts_with("web:") { "web" } else { "peer" },
+            "subject": o.subject, "offered_at": o.offered_at, "accept_by": o.accept_by,
+            "manual": o.manual, "by": o.by,
+            "record": l.as_ref().map(lead_record_json),
+        })).collect::<Vec<_>>(),
+        "rounds": v.doc.rounds,
+    })
+}
+
+fn load_view(node: &Node, id: &str) -> Result<Value, ApiError> {
+    let read = node.store.read().map_err(internal)?;
+    match leads::load(&read, id).map_err(internal)? {
+        Some(doc) => Ok(lead_json(&LeadView::load(&read, doc))),
+        None => Err(not_found()),
+    }
+}
+
+pub async fn list(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let read = node.store.read().map_err(internal)?;
+    let all: Vec<Value> = leads::list(&read)
+        .map_err(internal)?
+        .into_iter()
+        .map(|d| lead_json(&LeadView::load(&read, d)))
+        .collect();
+    Ok(Json(json!({ "leads": all })))
+}
+
+pub async fn create(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let input: intake::LeadInput = body(&bytes)?;
+    if let Some(e) = input.check().into_iter().next() {
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("{}: {}", e.field, e.detail),
+        );
+        err.field = Some(e.field);
+        return Err(err);
+    }
+    let ids = leads::create(&node, vec![input], &user.username)
+        .await
+        .map_err(internal)?;
+    let id = ids.first().cloned().unwrap_or_default();
+    Ok((StatusCode::CREATED, Json(load_view(&node, &id)?)).into_response())
+}
+
+pub async fn import(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let inputs = match intake::parse_csv(&bytes) {
+        Ok(i) => i,
+        Err(rows) => {
+            let first = rows
+                .first()
+                .map(|r| format!("row {}: {} {}", r.row, r.field, r.detail))
+                .unwrap_or_default();
+            return Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({
+                    "code": "bad_csv",
+                    "message": format!("nothing was imported; {} problem(s), first: {first}", rows.len()),
+                    "rows": rows.iter().map(|r| json!({"row": r.row, "field": r.field, "message": r.detail})).collect::<Vec<_>>(),
+                })),
+            )
+                .into_response());
+        }
+    };
+    let ids = leads::create(&node, inputs, &user.username)
+        .await
+        .map_err(internal)?;
+    Ok((StatusCode::CREATED, Json(json!({ "ids": ids }))).into_response())
+}
+
+pub async fn one(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    Ok(Json(load_view(&node, &id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    partner: String,
+}
+
+pub async fn assign(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let b: AssignBody = body(&bytes)?;
+    leads::assign(&node, &id, b.partner.trim(), &user.username)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok(Json(load_view(&node, &id)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    reason: String,
+}
+
+pub async fn withdraw(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let b: WithdrawBody = body(&bytes)?;
+    leads::withdraw(&node, &id, &b.reason, &user.username)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok(Json(load_view(&node, &id)?))
+}
+
+pub async fn get_rules(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let rules = node
+        .store
+        .read()
+        .and_then(|r| leads::rules(&r))
+        .map_err(internal)?;
+    Ok(Json(json!(rules)))
+}
+
+pub async fn put_rules(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let rules: Rules = body(&bytes)?;
+    if let Some((field, message)) = rules.check().into_iter().next() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("{field}: {message}"),
+        ));
+    }
+    leads::save_rules(&node, rules.clone())
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!(rules)))
+}
+
+pub async fn analysis(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<AnalysisQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let (group, from, to) = analysis_params(&q).map_err(|(field, message)| {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("{field}: {message}"),
+        );
+        e.field = Some(field);
+        e
+    })?;
+    let facts = node
+        .store
+        .read()
+        .and_then(|r| leads::offer_facts(&r))
+        .map_err(internal)?;
+    let (rows, total) = analysis::analyse(&facts, group, from, to).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_amount",
+            e.to_string(),
+        )
+    })?;
+    Ok(Json(
+        json!({"group": group.as_str(), "from": from, "to": to, "rows": rows, "total": total}),
+    ))
+}
+
+fn registration_json(
+    v: &RegistrationView,
+    conflicts: Option<Vec<leads::conflicts::Conflict>>,
+) -> Value {
+    let mut j = json!({
+        "key": v.key, "subject": v.subject, "vendor": v.reg.vendor, "partner": v.reg.partner,
+        "status": v.reg.status.as_str(), "deal": v.reg.deal, "registered_at": v.reg.registered_at,
+        "decided_at": v.reg.decided_at, "exclusive_until": v.reg.exclusive_until,
+        "reason": v.reg.reason, "note": v.reg.note,
+    });
+    if let Some(c) = conflicts {
+        j["conflicts"] = json!(c);
+    }
+    j
+}
+
+fn today() -> String {
+    jiff::Timestamp::from_millisecond(crate::clock::now_ms())
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+pub async fn registrations(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let read = node.store.read().map_err(internal)?;
+    let me = node.identity.id.clone();
+    let today = today();
+    let list: Vec<Value> = leads::registrations(&read, &user, &me, true)
+        .map_err(internal)?
+        .iter()
+        .map(|v| {
+            let c = leads::registration_conflicts(&read, &me, &v.key, &v.subject, &v.reg, &today)
+                .unwrap_or_default();
+            registration_json(v, Some(c))
+        })
+        .collect();
+    Ok(Json(json!({ "registrations": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: String,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    exclusive_until: Option<String>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    reason: Option<String>,
+    note: String,
+}
+
+pub async fn decide(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let b: DecisionBody = body(&bytes)?;
+    let approve = match b.decision.as_str() {
+        "approved" => true,
+        "rejected" => false,
+        other => {
+            let mut e = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_field",
+                format!("decision: {other:?} is not approved or rejected"),
+            );
+            e.field = Some("decision");
+            return Err(e);
+        }
+    };
+    leads::decide_registration(
+        &node,
+        &key,
+        &subject,
+        approve,
+        b.exclusive_until,
+        b.reason,
+        b.note,
+    )
+    .await
+    .map_err(internal)?
+    .map_err(refusal)?;
+    let read = node.store.read().map_err(internal)?;
+    let found = leads::registrations(&read, &user, &node.identity.id, true)
+        .map_err(internal)?
+        .into_iter()
+        .find(|v| v.key == key && v.subject == subject)
+        .ok_or_else(not_found)?;
+    Ok(Json(registration_json(&found, None)))
+}
+
+fn incoming_json(i: &Incoming) -> Value {
+    let mut j = lead_record_json(&i.lead);
+    j["subject"] = json!(i.subject);
+    j
+}
+
+pub async fn offers(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let list: Vec<Value> = leads::incoming(&read, &user, &node.identity.id)
+        .map_err(internal)?
+        .iter()
+        .map(incoming_json)
+        .collect();
+    Ok(Json(json!({ "offers": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    kind: String,
+    body: Value,
+}
+
+pub async fn answer(
+    State(node): State<Arc<Node>>,
+    Path((vendor, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let b: MessageBody = body(&bytes)?;
+    let message = leads::message(&b.kind, b.body).map_err(refusal)?;
+    leads::respond(&node, &user, &vendor, &subject, message)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    let read = node.store.read().map_err(internal)?;
+    match leads::incoming_one(&read, &user, &node.identity.id, &vendor, &subject)
+        .map_err(internal)?
+    {
+        Some(i) => Ok(Json(incoming_json(&i))),
+        None => Err(not_found()),
+    }
+}
+
+pub async fn deals(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let list: Vec<Value> = leads::registrations(&read, &user, &node.identity.id, false)
+        .map_err(internal)?
+        .iter()
+        .map(|v| registration_json(v, None))
+        .collect();
+    Ok(Json(json!({ "deals": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DealBody {
+    vendor: String,
+    deal: Value,
+}
+
+pub async fn register(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let b: DealBody = body(&bytes)?;
+    let deal: LeadRegister = match leads::message("lead.register", b.deal).map_err(refusal)? {
+        guanxi_protocol::messages::Message::LeadRegister(d) => d,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_body",
+                "deal",
+            ));
+        }
+    };
+    let subject = leads::register(&node, &user, b.vendor.trim(), deal)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    let read = node.store.read().map_err(internal)?;
+    let found = leads::registrations(&read, &user, &node.identity.id, false)
+        .map_err(internal)?
+        .into_iter()
+        .find(|v| v.subject == subject)
+        .ok_or_else(not_found)?;
+    Ok((StatusCode::CREATED, Json(registration_json(&found, None))).into_response())
+}
