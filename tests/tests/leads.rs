@@ -608,3 +608,127 @@ async fn csv_import_is_all_or_nothing_through_the_api() {
     );
     drop(daemon);
 }
+
+/// The vendor withdraws while its stream to the partner is cut; the
+/// partner, not yet told, accepts. The vendor's daemon rejects the
+/// acceptance over federation with `expired`, and once the stream is back
+/// the withdrawal reaches the partner: both end withdrawn, with one history.
+#[tokio::test]
+async fn an_acceptance_crossing_a_withdrawal_is_rejected_over_federation_and_both_converge() {
+    let p = two_nodes();
+    let va = Api::of(&p.vendor, &p.vendor_daemon);
+    let pa = Api::of(&p.partner, &p.partner_daemon);
+    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
+    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    expect(
+        &va,
+        "post",
+        "/api/v1/partners",
+        &vt,
+        Some(&partner_body("globex", Some("globex"))),
+        201,
+    )
+    .await;
+    let lead = expect(
+        &va,
+        "post",
+        "/api/v1/leads",
+        &vt,
+        Some(&lead_body("Contoso", "", true)),
+        201,
+    )
+    .await;
+    let id = lead["id"].as_str().expect("id").to_string();
+    let offer = eventually("the offer at globex", || async {
+        let (_, v) = pa.call("get", "/api/v1/offers", Some(&pt), None).await;
+        v["offers"].as_array().and_then(|o| o.first().cloned())
+    })
+    .await;
+    let subject = offer["subject"].as_str().expect("subject").to_string();
+
+    // Cut the vendor → partner stream (the partner moved, as far as the
+    // vendor knows), then withdraw: the withdrawal waits in the outbox.
+    let good = std::fs::read_to_string(p.vendor.config_file()).expect("config");
+    let dead = format!("https://127.0.0.1:{}", guanxi_tests::free_port());
+    let live = format!("https://127.0.0.1:{}", p.partner.port);
+    std::fs::write(p.vendor.config_file(), good.replace(&live, &dead)).expect("write");
+    p.vendor_daemon.hangup().expect("hup");
+    eventually("the vendor to use the dead address", || async {
+        (p.vendor.peer_status("globex").await["url"] == dead.as_str()).then_some(())
+    })
+    .await;
+    expect(
+        &va,
+        "post",
+        &format!("/api/v1/leads/{id}/withdraw"),
+        &vt,
+        Some(r#"{"reason":"customer bought direct"}"#),
+        200,
+    )
+    .await;
+
+    // The partner accepts; its daemon sends the acceptance, the vendor's
+    // daemon rejects it with the reason.
+    let path = format!("/api/v1/offers/acme/{subject}/messages");
+    let v = expect(
+        &pa,
+        "post",
+        &path,
+        &pt,
+        Some(r#"{"kind":"lead.accept","body":{"note":""}}"#),
+        200,
+    )
+    .await;
+    assert_eq!(v["status"], "accepted");
+    let rejection = eventually("the rejection at the partner", || async {
+        let (_, v) = p.partner.admin("GET", "/admin/v1/rejected", None).await;
+        v["outgoing"]
+            .as_array()?
+            .iter()
+            .find(|e| e["kind"] == "lead.accept")
+            .cloned()
+    })
+    .await;
+    assert_eq!(rejection["reason"]["code"], "expired", "{rejection}");
+    assert!(
+        rejection["reason"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("withdrawn"),
+        "{rejection}"
+    );
+    let (_, v) = va
+        .call("get", &format!("/api/v1/leads/{id}"), Some(&vt), None)
+        .await;
+    assert_eq!(v["offers"][0]["record"]["status"], "withdrawn", "{v}");
+
+    // The stream comes back; the withdrawal arrives and wins.
+    std::fs::write(p.vendor.config_file(), &good).expect("write");
+    p.vendor_daemon.hangup().expect("hup");
+    eventually("the vendor to use the live address", || async {
+        (p.vendor.peer_status("globex").await["url"] == live.as_str()).then_some(())
+    })
+    .await;
+    p.vendor.cli(Path::new(BIN), &["resume", "globex"]);
+    let converged = eventually("the withdrawal at globex", || async {
+        let (_, v) = pa.call("get", "/api/v1/offers", Some(&pt), None).await;
+        let o = v["offers"].as_array()?.first()?.clone();
+        (o["status"] == "withdrawn").then_some(o)
+    })
+    .await;
+    let (_, v) = va
+        .call("get", &format!("/api/v1/leads/{id}"), Some(&vt), None)
+        .await;
+    let mut at_partner = converged.clone();
+    at_partner.as_object_mut().map(|m| m.remove("subject"));
+    // The partner's history has its own (rejected) acceptance; the vendor's
+    // does not: the state is the same, the vendor's record is the reference.
+    assert_eq!(v["offers"][0]["record"]["status"], at_partner["status"]);
+    let kinds: Vec<&str> = at_partner["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, vec!["lead.offer", "lead.accept", "lead.withdraw"]);
+}

@@ -820,9 +820,7 @@ pub type AnalysisParams = (GroupBy, Option<i64>, Option<i64>);
 
 /// Reads the query: group (default partner), from/to dates (`YYYY-MM-DD`,
 /// UTC, `to` inclusive). Errors name the parameter.
-pub fn analysis_params(
-    q: &AnalysisQuery,
-) -> Result<AnalysisParams, (&'static str, String)> {
+pub fn analysis_params(q: &AnalysisQuery) -> Result<AnalysisParams, (&'static str, String)> {
     let group = match q.group.as_deref().filter(|s| !s.is_empty()) {
         None => GroupBy::Partner,
         Some(g) => GroupBy::parse(g).ok_or((
