@@ -108,6 +108,28 @@ impl Browser {
         self.send(request).await
     }
 
+    /// Posts a form with one file (`multipart/form-data`).
+    async fn post_file(&mut self, path: &str, csrf: &str, file: &[u8]) -> Page {
+        let boundary = "guanxi-test-boundary-7f3a";
+        let mut body = format!(
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+             --{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"leads.csv\"\r\n\
+             content-type: text/csv\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(file);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        self.send(request).await
+    }
+
     /// The CSRF token in the last form of `page`.
     fn csrf(page: &Page) -> String {
         let at = page
@@ -185,6 +207,36 @@ async fn create_partner(b: &mut Browser, id: &str, name: &str) {
         "{}",
         shown.body
     );
+}
+
+/// Staff create a partner user in the web view; returns the one-time
+/// password the page shows once.
+async fn add_partner_user(b: &mut Browser, org: &str, username: &str, name: &str) -> String {
+    let page = b.get(&format!("/partners/{org}")).await;
+    let csrf = Browser::csrf(&page);
+    let created = b
+        .post(
+            &format!("/partners/{org}/users"),
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("display_name", name),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let at = created
+        .body
+        .find("id=\"new-password\">")
+        .expect("password shown once")
+        + 18;
+    let password = created.body[at..]
+        .split('<')
+        .next()
+        .expect("password")
+        .to_string();
+    assert_eq!(password.len(), 24, "{}", created.body);
+    password
 }
 
 #[tokio::test]
@@ -288,30 +340,8 @@ async fn staff_and_partner_users_see_what_they_may_and_nothing_else() {
     );
 
     // A partner user of Initech, created by staff in the web view.
-    let page = staff.get("/partners/initech").await;
-    let csrf = Browser::csrf(&page);
-    let created = staff
-        .post(
-            "/partners/initech/users",
-            &[
-                ("csrf", &csrf),
-                ("username", "ina"),
-                ("display_name", "Ina Wang"),
-            ],
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
-    let at = created
-        .body
-        .find("id=\"new-password\">")
-        .expect("password shown once")
-        + 18;
-    let ina_password = created.body[at..]
-        .split('<')
-        .next()
-        .expect("password")
-        .to_string();
-    assert_eq!(ina_password.len(), 24, "{}", created.body);
+    let ina_password = add_partner_user(&mut staff, "initech", "ina", "Ina Wang").await;
+    let csrf = Browser::csrf(&staff.get("/partners/initech").await);
     let again = staff
         .post(
             "/partners/initech/users",
@@ -550,4 +580,299 @@ async fn a_session_ends_at_its_absolute_limit_even_when_in_use() {
         Some("/login"),
         "ended after 2 s of use"
     );
+}
+
+/// The first link on `page` that starts with `prefix`.
+fn link(page: &Page, prefix: &str) -> String {
+    let at = page
+        .body
+        .find(&format!("href=\"{prefix}"))
+        .unwrap_or_else(|| panic!("no link {prefix} in {}", page.body))
+        + 6;
+    page.body[at..].split('"').next().expect("link").to_string()
+}
+
+#[tokio::test]
+async fn leads_on_the_web_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "");
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    create_partner(&mut staff, "initech", "Initech").await;
+    let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
+    let ina_password = add_partner_user(&mut staff, "initech", "ina", "Ina").await;
+
+    // Rules: Taiwan, gold tier, one open lead per partner.
+    let rules = staff.get("/leads/rules").await;
+    let csrf = Browser::csrf(&rules);
+    let bad = staff
+        .post(
+            "/leads/rules",
+            &[("csrf", &csrf), ("offer_hours", "0"), ("name_0", "tw")],
+        )
+        .await;
+    assert!(
+        bad.status == 422 && bad.body.contains("offer_hours"),
+        "{}",
+        bad.body
+    );
+    let saved = staff
+        .post(
+            "/leads/rules",
+            &[
+                ("csrf", &csrf),
+                ("offer_hours", "24"),
+                ("name_0", "tw"),
+                ("countries_0", "tw"),
+                ("product_lines_0", ""),
+                ("tiers_0", "gold"),
+                ("capacity_0", "1"),
+                ("strategy_0", "round_robin"),
+                ("weights_0", ""),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+
+    // A new lead: bad input names the field and keeps what was typed.
+    let form = staff.get("/leads/new").await;
+    let csrf = Browser::csrf(&form);
+    let lead = |company: &'static str, country: &'static str| {
+        vec![
+            ("company", company),
+            ("email", "it@contoso.tw"),
+            ("country", country),
+            ("region", "Taipei"),
+            ("product_lines", "cnc; laser"),
+            ("estimated_value", "125000.50"),
+            ("currency", "TWD"),
+            ("source", "web"),
+            ("campaign", "spring"),
+            ("consent", "yes"),
+        ]
+    };
+    let mut fields = lead("Contoso", "Taiwan");
+    fields.push(("csrf", &csrf));
+    let bad = staff.post("/leads", &fields).await;
+    assert!(
+        bad.status == 422
+            && bad.body.contains("Use a two-letter country code")
+            && bad.body.contains("Contoso"),
+        "{}",
+        bad.body
+    );
+    let mut fields = lead("Contoso", "tw");
+    fields.push(("csrf", &csrf));
+    let created = staff.post("/leads", &fields).await;
+    assert_eq!(created.status, 303, "{}", created.body);
+    let lead_path = created.location.expect("to the lead");
+    let page = staff.get(&lead_path).await;
+    assert!(
+        page.body.contains("id=\"lead-stage\">offered")
+            && page.body.contains("globex")
+            && page.body.contains("TWD 125000.50"),
+        "{}",
+        page.body
+    );
+
+    // The second goes to initech: globex is at capacity; the trace says so.
+    let mut fields = lead("Fabrikam", "TW");
+    fields.push(("csrf", &csrf));
+    let second = staff.post("/leads", &fields).await;
+    let page = staff.get(&second.location.expect("to the lead")).await;
+    assert!(
+        page.body.contains("skipped: at capacity (open leads)")
+            && page.body.contains("<strong>initech</strong>"),
+        "{}",
+        page.body
+    );
+
+    // The partner user answers in the web view.
+    let mut mei = Browser::new(&node, &daemon);
+    assert_eq!(mei.login("mei", &mei_password).await.status, 303);
+    let home = mei.get("/").await;
+    assert!(
+        home.body.contains("Leads offered to you wait"),
+        "{}",
+        home.body
+    );
+    let offers = mei.get("/offers").await;
+    assert!(
+        offers.body.contains("Contoso") && !offers.body.contains("Fabrikam"),
+        "{}",
+        offers.body
+    );
+    let offer_path = link(&offers, "/offers/");
+    let offer = mei.get(&offer_path).await;
+    let csrf = Browser::csrf(&offer);
+    // Won before accepted: refused with the reason.
+    let refused = mei
+        .post(
+            &offer_path,
+            &[
+                ("csrf", &csrf),
+                ("action", "progress"),
+                ("status", "won"),
+                ("won_amount", "100"),
+                ("won_currency", "TWD"),
+                ("won_on", "2026-12-01"),
+            ],
+        )
+        .await;
+    assert!(
+        refused.status == 409 && refused.body.contains("illegal_transition"),
+        "{}",
+        refused.body
+    );
+    // Without the CSRF token nothing happens.
+    assert_eq!(
+        mei.post(&offer_path, &[("action", "accept")]).await.status,
+        403
+    );
+    // Another organization's user sees nothing and can do nothing.
+    let mut ina = Browser::new(&node, &daemon);
+    assert_eq!(ina.login("ina", &ina_password).await.status, 303);
+    assert_eq!(ina.get(&offer_path).await.status, 404);
+    let ina_csrf = Browser::csrf(&ina.get("/offers").await);
+    let other = ina
+        .post(&offer_path, &[("csrf", &ina_csrf), ("action", "accept")])
+        .await;
+    assert!(
+        other.status == 404 && other.body.contains("unknown_record"),
+        "{}",
+        other.body
+    );
+    assert_eq!(ina.get(&lead_path).await.status, 403);
+
+    let accepted = mei
+        .post(
+            &offer_path,
+            &[("csrf", &csrf), ("action", "accept"), ("note", "on it")],
+        )
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    let offer = mei.get(&offer_path).await;
+    assert!(
+        offer.body.contains("id=\"offer-status\">accepted"),
+        "{}",
+        offer.body
+    );
+    let again = mei
+        .post(&offer_path, &[("csrf", &csrf), ("action", "accept")])
+        .await;
+    assert!(
+        again.status == 409 && again.body.contains("illegal_transition"),
+        "{}",
+        again.body
+    );
+    let won = mei
+        .post(
+            &offer_path,
+            &[
+                ("csrf", &csrf),
+                ("action", "progress"),
+                ("status", "won"),
+                ("won_amount", "120000"),
+                ("won_currency", "twd"),
+                ("won_on", "2026-12-01"),
+            ],
+        )
+        .await;
+    assert_eq!(won.status, 303, "{}", won.body);
+    let page = staff.get(&lead_path).await;
+    assert!(
+        page.body.contains("id=\"lead-stage\">won") && page.body.contains("TWD 120000.00"),
+        "{}",
+        page.body
+    );
+
+    // The analysis shows the win, in a table and a chart.
+    let analysis = staff.get("/leads/analysis?group=partner").await;
+    assert!(
+        analysis.body.contains("<svg")
+            && analysis.body.contains("<td>globex</td>")
+            && analysis.body.contains("100.0%"),
+        "{}",
+        analysis.body
+    );
+
+    // CSV import: all or nothing, errors by row and field.
+    let csrf = Browser::csrf(&staff.get("/leads/import").await);
+    let bad = staff
+        .post_file(
+            "/leads/import",
+            &csrf,
+            b"company,country,product_lines,consent\nA,TW,cnc,yes\nB,XX1,cnc,yes\n",
+        )
+        .await;
+    assert!(
+        bad.status == 422 && bad.body.contains("<td>3</td>") && bad.body.contains("country"),
+        "{}",
+        bad.body
+    );
+    let good = staff
+        .post_file(
+            "/leads/import",
+            &csrf,
+            b"company,country,product_lines,consent\nUmbrella,TW,cnc,no\n",
+        )
+        .await;
+    assert_eq!(
+        (good.status, good.location.as_deref()),
+        (303, Some("/leads")),
+        "{}",
+        good.body
+    );
+    let list = staff.get("/leads").await;
+    assert!(
+        list.body.contains("Umbrella") && list.body.contains("waiting: no consent to share"),
+        "{}",
+        list.body
+    );
+
+    // Deal registration by the partner user; staff see the conflict and approve.
+    let deals = mei.get("/deals").await;
+    let csrf = Browser::csrf(&deals);
+    let filed = mei
+        .post(
+            "/deals",
+            &[
+                ("csrf", &csrf),
+                ("vendor", "acme"),
+                ("company", "Contoso Ltd"),
+                ("country", "TW"),
+                ("product_lines", "CNC"),
+                ("expected_close", "2027-03-31"),
+            ],
+        )
+        .await;
+    assert_eq!(filed.status, 303, "{}", filed.body);
+    let regs = staff.get("/registrations").await;
+    let reg_path = link(&regs, "/registrations/web:globex/");
+    let reg = staff.get(&reg_path).await;
+    assert!(
+        reg.body.contains("id=\"conflicts\"") && reg.body.contains("same company name"),
+        "{}",
+        reg.body
+    );
+    let csrf = Browser::csrf(&reg);
+    let approved = staff
+        .post(
+            &reg_path,
+            &[
+                ("csrf", &csrf),
+                ("decision", "approve"),
+                ("exclusive_until", "2027-06-30"),
+            ],
+        )
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let deals = mei.get("/deals").await;
+    assert!(
+        deals.body.contains("approved") && deals.body.contains("2027-06-30"),
+        "{}",
+        deals.body
+    );
+    drop(daemon);
 }

@@ -50,6 +50,53 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/deals", get(deals).post(register))
 }
 
+/// What the lead part of the inbox shows the user: leads waiting for staff,
+/// registrations to decide (staff), offers to answer (everyone).
+pub fn inbox_items(
+    read: &guanxi_adapters::store::Read,
+    user: &User,
+    me: &guanxi_protocol::NodeId,
+) -> Vec<(&'static str, String)> {
+    let mut items = Vec::new();
+    if user.role != Role::Partner {
+        let waiting: Vec<String> = leads::list(read)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| matches!(d.hold, Some(leads::Hold::Nobody | leads::Hold::NoConsent)))
+            .map(|d| d.input.customer.company)
+            .collect();
+        if !waiting.is_empty() {
+            items.push(("home.leads_waiting", waiting.join(", ")));
+        }
+        let to_decide: Vec<String> = leads::registrations(read, user, me, true)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.reg.status == guanxi_protocol::state::RegistrationStatus::Submitted)
+            .map(|v| format!("{} ({})", v.reg.deal.customer.company, v.reg.partner))
+            .collect();
+        if !to_decide.is_empty() {
+            items.push(("home.registrations_waiting", to_decide.join(", ")));
+        }
+    }
+    let to_answer: Vec<String> = leads::incoming(read, user, me)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.lead.status == guanxi_protocol::state::LeadStatus::Offered)
+        .map(|i| {
+            format!(
+                "{} ({} {})",
+                i.lead.offer.customer.company,
+                i.lead.vendor,
+                when(i.lead.offer.accept_by)
+            )
+        })
+        .collect();
+    if !to_answer.is_empty() {
+        items.push(("home.offers_waiting", to_answer.join(", ")));
+    }
+    items
+}
+
 /// A time for people: `2026-11-26 21:48 UTC`.
 pub fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)

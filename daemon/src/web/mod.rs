@@ -485,6 +485,7 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
             items.push(("home.rejected_out", format!("{peer} #{seq}: {code}")));
         }
     }
+    items.extend(leads::inbox_items(&read, user, &node.identity.id));
     let organization = match &user.partner {
         Some(org) => directory::load(&read, org).ok().flatten(),
         None => None,
