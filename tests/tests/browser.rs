@@ -1,7 +1,9 @@
 //! The web view in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, driven over WebDriver with thirtyfour): staff log in,
 //! create a partner and a partner user; the partner user logs in, sees only
-//! its organization, switches to 中文, and logs out.
+//! its organization, switches to 中文, and logs out. Then a lead: staff
+//! create it, the rules offer it to the partner, whose user accepts and
+//! reports it won in the browser; staff see the win in the analysis.
 
 use guanxi_tests::NodeSetup;
 use std::path::Path;
@@ -131,6 +133,56 @@ async fn log_out(page: &WebDriver) {
         .expect("click");
 }
 
+async fn click(page: &WebDriver, css: &str) {
+    page.find(By::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Staff add a partner through the form.
+async fn create_partner(staff: &WebDriver, base: &str, id: &str, name: &str, stage: &str) {
+    staff
+        .goto(format!("{base}/partners/new"))
+        .await
+        .expect("form");
+    fill(staff, "id", id).await;
+    fill(staff, "name", name).await;
+    fill(staff, "country", "TW").await;
+    fill(staff, "region", "Taipei").await;
+    click(
+        staff,
+        &format!("select[name='stage'] option[value='{stage}']"),
+    )
+    .await;
+    click(staff, "#save-partner").await;
+    let text = wait_text(staff, "Partner added.").await;
+    assert!(text.contains(name), "{text}");
+}
+
+/// Staff add a partner user; returns the one-time password shown once.
+async fn add_user(staff: &WebDriver, base: &str, org: &str, user: &str, name: &str) -> String {
+    staff
+        .goto(format!("{base}/partners/{org}"))
+        .await
+        .expect("partner page");
+    fill(staff, "username", user).await;
+    fill(staff, "display_name", name).await;
+    click(staff, "#add-user").await;
+    wait_text(staff, "One-time password").await;
+    let password = staff
+        .find(By::Id("new-password"))
+        .await
+        .expect("the one-time password")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(password.len(), 24);
+    password
+}
+
 #[tokio::test]
 async fn staff_set_up_a_partner_user_who_sees_only_its_organization_in_chinese() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -149,47 +201,10 @@ async fn staff_set_up_a_partner_user_who_sees_only_its_organization_in_chinese()
     wait_text(&staff, "Inbox").await;
     eprintln!("logged in after {:?}", t0.elapsed());
     for (id, name) in [("globex", "Globex Taiwan"), ("initech", "Initech Trading")] {
-        staff
-            .goto(format!("{base}/partners/new"))
-            .await
-            .expect("form");
-        fill(&staff, "id", id).await;
-        fill(&staff, "name", name).await;
-        fill(&staff, "country", "TW").await;
-        fill(&staff, "region", "Taipei").await;
-        staff
-            .find(By::Id("save-partner"))
-            .await
-            .expect("save")
-            .click()
-            .await
-            .expect("click");
-        let text = wait_text(&staff, "Partner added.").await;
-        assert!(text.contains(name), "{text}");
+        create_partner(&staff, &base, id, name, "prospect").await;
         eprintln!("partner {id} after {:?}", t0.elapsed());
     }
-    staff
-        .goto(format!("{base}/partners/initech"))
-        .await
-        .expect("partner page");
-    fill(&staff, "username", "ina").await;
-    fill(&staff, "display_name", "Ina Wang").await;
-    staff
-        .find(By::Id("add-user"))
-        .await
-        .expect("add user")
-        .click()
-        .await
-        .expect("click");
-    wait_text(&staff, "One-time password").await;
-    let password = staff
-        .find(By::Id("new-password"))
-        .await
-        .expect("the one-time password")
-        .text()
-        .await
-        .expect("text");
-    assert_eq!(password.len(), 24);
+    let password = add_user(&staff, &base, "initech", "ina", "Ina Wang").await;
     log_out(&staff).await;
     wait_text(&staff, "You are logged out.").await;
     eprintln!("staff done after {:?}", t0.elapsed());
@@ -264,5 +279,98 @@ async fn staff_set_up_a_partner_user_who_sees_only_its_organization_in_chinese()
     wait_text(&partner, "您已登出").await;
     eprintln!("all done after {:?}", t0.elapsed());
     partner.quit().await.expect("quit");
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn a_lead_is_offered_accepted_and_won_in_the_browser() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).expect("mkdir");
+    let node = NodeSetup::init(Path::new(BIN), &node_dir, "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let admin_password = daemon.first_admin_password().expect("first admin password");
+    let base = daemon.url();
+    let driver = Driver::start();
+
+    let staff = browser(&driver, &dir.path().join("profile-staff")).await;
+    log_in(&staff, &base, "admin", &admin_password).await;
+    wait_text(&staff, "Inbox").await;
+    create_partner(&staff, &base, "globex", "Globex Taiwan", "active").await;
+    let password = add_user(&staff, &base, "globex", "mei", "Mei Lin").await;
+
+    staff.goto(format!("{base}/leads/new")).await.expect("form");
+    fill(&staff, "company", "Contoso").await;
+    fill(&staff, "country", "TW").await;
+    fill(&staff, "product_lines", "cnc; laser").await;
+    fill(&staff, "estimated_value", "125000").await;
+    fill(&staff, "currency", "TWD").await;
+    fill(&staff, "campaign", "spring").await;
+    click(&staff, "input[name='consent']").await;
+    click(&staff, "#save-lead").await;
+    let text = wait_text(&staff, "Lead saved and distributed").await;
+    assert!(
+        text.contains("offered") && text.contains("globex"),
+        "{text}"
+    );
+    let lead_url = staff.current_url().await.expect("url").to_string();
+    log_out(&staff).await;
+    wait_text(&staff, "You are logged out.").await;
+
+    let partner = browser(&driver, &dir.path().join("profile-partner")).await;
+    log_in(&partner, &base, "mei", &password).await;
+    let home = wait_text(&partner, "Inbox").await;
+    assert!(
+        home.contains("Leads offered to you wait") && home.contains("Contoso"),
+        "{home}"
+    );
+    partner
+        .goto(format!("{base}/offers"))
+        .await
+        .expect("offers");
+    click(&partner, "#offers a").await;
+    wait_text(&partner, "Accept or decline").await;
+    click(&partner, "#accept").await;
+    wait_text(&partner, "Sent.").await;
+    let status = partner
+        .find(By::Id("offer-status"))
+        .await
+        .expect("status")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(status, "accepted");
+    click(&partner, "#progress-status option[value='won']").await;
+    fill(&partner, "won_amount", "120000").await;
+    fill(&partner, "won_on", "12/01/2026").await;
+    click(&partner, "#report").await;
+    wait_text(&partner, "Sent.").await;
+    // In Chinese, the same lead reads 成交.
+    click(&partner, "a[lang='zh-TW']").await;
+    let zh = wait_text(&partner, "成交").await;
+    assert!(zh.contains("歷程"), "{zh}");
+    partner.quit().await.expect("quit");
+
+    log_in(&staff, &base, "admin", &admin_password).await;
+    wait_text(&staff, "Inbox").await;
+    staff.goto(lead_url).await.expect("lead");
+    let text = wait_text(&staff, "TWD 120000.00").await;
+    assert!(text.contains("won"), "{text}");
+    staff
+        .goto(format!("{base}/leads/analysis"))
+        .await
+        .expect("analysis");
+    wait_text(&staff, "Conversion analysis").await;
+    let bars = staff
+        .find_all(By::Css("svg.chart rect"))
+        .await
+        .expect("chart");
+    assert_eq!(bars.len(), 2, "one offered and one won bar");
+    let table = text_of(&staff).await;
+    assert!(
+        table.contains("100.0%") && table.contains("TWD 120000.00"),
+        "{table}"
+    );
+    staff.quit().await.expect("quit");
     drop(daemon);
 }
