@@ -28,10 +28,7 @@ use crate::engine::{Act, EngineError, SendError};
 use crate::node::Node;
 use distribution::{Candidate, RuleState, Rules, TraceStep};
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
-use guanxi_protocol::messages::{
-    LeadExpire, LeadOffer, LeadRegister, LeadRegistration, LeadWithdraw, Message,
-    RegistrationDecision,
-};
+use guanxi_protocol::messages::{LeadExpire, LeadOffer, LeadRegister, Message};
 use guanxi_protocol::state::{Lead, LeadStatus, Record, Registration, StateError};
 use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
 use intake::LeadInput;
@@ -671,21 +668,18 @@ pub async fn withdraw(
                     ),
                 )));
             }
-            let message = Message::LeadWithdraw(LeadWithdraw {
-                reason: if reason.is_empty() {
-                    "withdrawn by the vendor".into()
-                } else {
-                    reason
-                },
-                note: format!("by {by}"),
-            });
-            if let Err(e) = message
-                .body()
-                .map_err(|e| e.to_string())
-                .and_then(|body| Message::decode("lead.withdraw", &body).map_err(|e| e.to_string()))
-            {
-                return Ok(Err(refuse(ReasonCode::BadBody, e)));
-            }
+            let reason = if reason.is_empty() {
+                "withdrawn by the vendor".to_string()
+            } else {
+                reason
+            };
+            let message = match message(
+                "lead.withdraw",
+                serde_json::json!({"reason": reason, "note": format!("by {by}")}),
+            ) {
+                Ok(m) => m,
+                Err(refused) => return Ok(Err(refused)),
+            };
             if let Err(refused) = vendor_message(a, &offer, &message)? {
                 return Ok(Err(refused));
             }
@@ -982,13 +976,6 @@ pub async fn decide_registration(
         Ok(m) => m,
         Err(r) => return Ok(Err(r)),
     };
-    debug_assert!(matches!(
-        &message,
-        Message::LeadRegistration(LeadRegistration {
-            decision: RegistrationDecision::Approved | RegistrationDecision::Rejected,
-            ..
-        })
-    ));
     let offer = OfferRef {
         partner: reg.partner.to_string(),
         key: key.to_string(),

@@ -143,11 +143,31 @@ pub fn status_of(code: ReasonCode) -> StatusCode {
     }
 }
 
-fn csrf_ok(ctx: &Ctx, given: &str) -> Result<String, Response> {
+/// The gate of every form post: signed in (staff only when `staff`), the
+/// CSRF token right. Returns the session's CSRF token and the user.
+fn posted<'c>(ctx: &'c Ctx, given: &str, staff: bool) -> Result<(String, &'c User), Response> {
+    if staff {
+        staff_only(ctx)?;
+    }
     match user_of(ctx) {
-        Some((s, _)) if session::same(&s.csrf, given) => Ok(s.csrf.clone()),
+        Some((s, u)) if session::same(&s.csrf, given) => Ok((s.csrf.clone(), u)),
         Some(_) => Err(ctx.error(StatusCode::FORBIDDEN, "error.csrf")),
         None => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+/// The answer to an action: back to `back` with `flash`, or the refusal.
+fn outcome(
+    ctx: &Ctx,
+    csrf: &str,
+    result: Result<Result<(), Refusal>, crate::engine::EngineError>,
+    back: String,
+    flash: &str,
+) -> Response {
+    match result {
+        Ok(Ok(())) => redirect_with_flash(&back, flash),
+        Ok(Err(r)) => refused(ctx, csrf, &r, back),
+        Err(e) => internal(e),
     }
 }
 
@@ -283,15 +303,9 @@ async fn create(
     SignedIn(ctx): SignedIn,
     Form(submit): Form<LeadSubmit>,
 ) -> Response {
-    if let Err(r) = staff_only(&ctx) {
-        return r;
-    }
-    let csrf = match csrf_ok(&ctx, &submit.csrf) {
-        Ok(c) => c,
+    let (csrf, user) = match posted(&ctx, &submit.csrf, true) {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
     };
     let input = match submit.form.parse() {
         Ok(i) => i,
@@ -547,21 +561,18 @@ async fn assign(
     SignedIn(ctx): SignedIn,
     Form(form): Form<AssignForm>,
 ) -> Response {
-    if let Err(r) = staff_only(&ctx) {
-        return r;
-    }
-    let csrf = match csrf_ok(&ctx, &form.csrf) {
-        Ok(c) => c,
+    let (csrf, user) = match posted(&ctx, &form.csrf, true) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    match leads::assign(&node, &id, form.partner.trim(), &user.username).await {
-        Ok(Ok(())) => redirect_with_flash(&format!("/leads/{id}"), "leads.assigned"),
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, format!("/leads/{id}")),
-        Err(e) => internal(e),
-    }
+    let result = leads::assign(&node, &id, form.partner.trim(), &user.username).await;
+    outcome(
+        &ctx,
+        &csrf,
+        result,
+        format!("/leads/{id}"),
+        "leads.assigned",
+    )
 }
 
 #[derive(Deserialize)]
@@ -578,21 +589,18 @@ async fn withdraw(
     SignedIn(ctx): SignedIn,
     Form(form): Form<WithdrawForm>,
 ) -> Response {
-    if let Err(r) = staff_only(&ctx) {
-        return r;
-    }
-    let csrf = match csrf_ok(&ctx, &form.csrf) {
-        Ok(c) => c,
+    let (csrf, user) = match posted(&ctx, &form.csrf, true) {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    match leads::withdraw(&node, &id, &form.reason, &user.username).await {
-        Ok(Ok(())) => redirect_with_flash(&format!("/leads/{id}"), "leads.withdrawn"),
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, format!("/leads/{id}")),
-        Err(e) => internal(e),
-    }
+    let result = leads::withdraw(&node, &id, &form.reason, &user.username).await;
+    outcome(
+        &ctx,
+        &csrf,
+        result,
+        format!("/leads/{id}"),
+        "leads.withdrawn",
+    )
 }
 
 // ---------------------------------------------------------------- rules
@@ -754,11 +762,8 @@ async fn save_rules(
     SignedIn(ctx): SignedIn,
     Form(fields): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = staff_only(&ctx) {
-        return r;
-    }
-    let csrf = match csrf_ok(&ctx, fields.get("csrf").map_or("", String::as_str)) {
-        Ok(c) => c,
+    let (csrf, _) = match posted(&ctx, fields.get("csrf").map_or("", String::as_str), true) {
+        Ok(v) => v,
         Err(r) => return r,
     };
     match parse_rules(&fields) {
@@ -1096,16 +1101,13 @@ async fn decide(
     SignedIn(ctx): SignedIn,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    if let Err(r) = staff_only(&ctx) {
-        return r;
-    }
-    let csrf = match csrf_ok(&ctx, &form.csrf) {
-        Ok(c) => c,
+    let (csrf, _) = match posted(&ctx, &form.csrf, true) {
+        Ok(v) => v,
         Err(r) => return r,
     };
     let back = format!("/registrations/{key}/{subject}");
     let approve = form.decision == "approve";
-    match leads::decide_registration(
+    let result = leads::decide_registration(
         &node,
         &key,
         &subject,
@@ -1114,12 +1116,8 @@ async fn decide(
         Some(form.reason).filter(|s| !s.trim().is_empty()),
         form.note,
     )
-    .await
-    {
-        Ok(Ok(())) => redirect_with_flash(&back, "registrations.decided"),
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, back),
-        Err(e) => internal(e),
-    }
+    .await;
+    outcome(&ctx, &csrf, result, back, "registrations.decided")
 }
 
 // ------------------------------------------------- offers (partner side)
@@ -1309,23 +1307,17 @@ async fn respond(
     SignedIn(ctx): SignedIn,
     Form(form): Form<AnswerForm>,
 ) -> Response {
-    let csrf = match csrf_ok(&ctx, &form.csrf) {
-        Ok(c) => c,
+    let (csrf, user) = match posted(&ctx, &form.csrf, false) {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
     };
     let back = format!("/offers/{vendor}/{subject}");
     let message = match answer_message(&form) {
         Ok(m) => m,
         Err(r) => return refused(&ctx, &csrf, &r, back),
     };
-    match leads::respond(&node, user, &vendor, &subject, message).await {
-        Ok(Ok(())) => redirect_with_flash(&back, "offers.sent"),
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, back),
-        Err(e) => internal(e),
-    }
+    let result = leads::respond(&node, user, &vendor, &subject, message).await;
+    outcome(&ctx, &csrf, result, back, "offers.sent")
 }
 
 // --------------------------------------------------- deals (partner side)
@@ -1456,20 +1448,16 @@ async fn register(
     SignedIn(ctx): SignedIn,
     Form(form): Form<DealForm>,
 ) -> Response {
-    let csrf = match csrf_ok(&ctx, &form.csrf) {
-        Ok(c) => c,
+    let (csrf, user) = match posted(&ctx, &form.csrf, false) {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
     };
     let deal = match deal_from_form(&form) {
         Ok(d) => d,
         Err(r) => return refused(&ctx, &csrf, &r, "/deals".into()),
     };
-    match leads::register(&node, user, form.vendor.trim(), deal).await {
-        Ok(Ok(_)) => redirect_with_flash("/deals", "deals.registered"),
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/deals".into()),
-        Err(e) => internal(e),
-    }
+    let result = leads::register(&node, user, form.vendor.trim(), deal)
+        .await
+        .map(|r| r.map(|_subject| ()));
+    outcome(&ctx, &csrf, result, "/deals".into(), "deals.registered")
 }
