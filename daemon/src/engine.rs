@@ -111,8 +111,24 @@ pub struct Act<'a, 't> {
     identity: &'a Identity,
     /// The time of this group of jobs.
     pub now: Millis,
-    /// Peers that got new outgoing envelopes (woken after the commit).
-    queued: Vec<NodeId>,
+    effects: Effects,
+}
+
+/// What a group of jobs changed, acted on after its commit: the peers that
+/// got new outgoing envelopes (their delivery workers are woken) and the
+/// record families written (their versions are bumped, see
+/// [`Engine::records_version`]).
+#[derive(Default)]
+struct Effects {
+    queued: BTreeSet<NodeId>,
+    families: BTreeSet<&'static str>,
+}
+
+impl Effects {
+    fn merge(&mut self, other: Effects) {
+        self.queued.extend(other.queued);
+        self.families.extend(other.families);
+    }
 }
 
 impl Act<'_, '_> {
@@ -129,11 +145,15 @@ impl Act<'_, '_> {
         subject: &RecordId,
         message: &Message,
     ) -> Result<Result<Sent, StateError>, EngineError> {
-        let sent = send(self.tables, self.identity, peer, subject, message, self.now)?;
-        if sent.is_ok() {
-            self.queued.push(peer.clone());
-        }
-        Ok(sent)
+        send(
+            self.tables,
+            self.identity,
+            peer,
+            subject,
+            message,
+            self.now,
+            &mut self.effects,
+        )
     }
 
     /// Applies a message exchanged with a partner that has no daemon: the
@@ -156,7 +176,7 @@ impl Act<'_, '_> {
         let current = current_record(self.tables, key, subject, message)?;
         match state::apply(current.as_ref(), &ctx, message) {
             Ok(Some(record)) => {
-                save_record(self.tables, key, subject, &record)?;
+                save_record(self.tables, &mut self.effects, key, subject, &record)?;
                 Ok(Ok(Some(record)))
             }
             Ok(None) => Ok(Ok(None)),
@@ -227,11 +247,34 @@ impl Wakers {
     }
 }
 
+/// A counter per record family, bumped after every commit that wrote a
+/// record of that family.
+#[derive(Default)]
+pub struct Versions(RwLock<HashMap<&'static str, u64>>);
+
+impl Versions {
+    fn bump(&self, family: &'static str) {
+        let mut v = match self.0.write() {
+            Ok(v) => v,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *v.entry(family).or_insert(0) += 1;
+    }
+
+    fn get(&self, family: &str) -> u64 {
+        match self.0.read() {
+            Ok(v) => v.get(family).copied().unwrap_or(0),
+            Err(poisoned) => poisoned.into_inner().get(family).copied().unwrap_or(0),
+        }
+    }
+}
+
 /// A handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     jobs: mpsc::Sender<Job>,
     wakers: Arc<Wakers>,
+    versions: Arc<Versions>,
 }
 
 impl Engine {
@@ -243,12 +286,26 @@ impl Engine {
     ) -> (Engine, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(8192);
         let wakers = Arc::new(Wakers::default());
-        let for_writer = wakers.clone();
+        let versions = Arc::new(Versions::default());
+        let (w, v) = (wakers.clone(), versions.clone());
         let handle = std::thread::Builder::new()
             .name("guanxi-writer".into())
-            .spawn(move || writer(store, identity, rx, for_writer))
+            .spawn(move || writer(store, identity, rx, w, v))
             .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
-        (Engine { jobs: tx, wakers }, handle)
+        (
+            Engine {
+                jobs: tx,
+                wakers,
+                versions,
+            },
+            handle,
+        )
+    }
+
+    /// How many commits so far wrote records of `family` (`lead`, `order`,
+    /// ...): timers compare it to skip work when nothing changed.
+    pub fn records_version(&self, family: &str) -> u64 {
+        self.versions.get(family)
     }
 
     /// The delivery workers' wake-ups.
@@ -376,6 +433,7 @@ fn writer(
     identity: Arc<Identity>,
     mut rx: mpsc::Receiver<Job>,
     wakers: Arc<Wakers>,
+    versions: Arc<Versions>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
@@ -386,14 +444,17 @@ fn writer(
             }
         }
         let now = now_ms();
-        let mut queued = BTreeSet::new();
-        let result = run_group(&store, &identity, &mut jobs, now, &mut queued);
+        let mut effects = Effects::default();
+        let result = run_group(&store, &identity, &mut jobs, now, &mut effects);
         match result {
             Ok(done) => {
                 for (job, done) in jobs.into_iter().zip(done) {
                     answer(job, Ok(done));
                 }
-                for peer in &queued {
+                for family in &effects.families {
+                    versions.bump(family);
+                }
+                for peer in &effects.queued {
                     wakers.wake(peer);
                 }
             }
@@ -416,10 +477,10 @@ fn run_group(
     identity: &Identity,
     jobs: &mut [Job],
     now: Millis,
-    queued: &mut BTreeSet<NodeId>,
+    effects: &mut Effects,
 ) -> Result<Vec<Done>, EngineError> {
     store.transact(|w| {
-        queued.clear();
+        *effects = Effects::default();
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
@@ -429,10 +490,10 @@ fn run_group(
                             tables: w,
                             identity,
                             now,
-                            queued: Vec::new(),
+                            effects: Effects::default(),
                         };
                         let value = work(&mut act)?;
-                        queued.extend(act.queued);
+                        effects.merge(act.effects);
                         Done::Local(value)
                     }
                     None => return Err(EngineError::Failed("local job ran twice".into())),
@@ -440,7 +501,7 @@ fn run_group(
                 Job::Inbound { items, .. } => {
                     let mut answers = Vec::with_capacity(items.len());
                     for item in items {
-                        let a = inbound(w, identity, item, now)?;
+                        let a = inbound(w, identity, item, now, effects)?;
                         let stop = !a.continues();
                         answers.push(a);
                         if stop {
@@ -454,13 +515,7 @@ fn run_group(
                     subject,
                     message,
                     ..
-                } => {
-                    let sent = send(w, identity, peer, subject, message, now)?;
-                    if sent.is_ok() {
-                        queued.insert(peer.clone());
-                    }
-                    Done::Send(sent)
-                }
+                } => Done::Send(send(w, identity, peer, subject, message, now, effects)?),
                 Job::Delivered {
                     peer,
                     receipts,
@@ -533,12 +588,14 @@ fn current_record(
 
 fn save_record(
     w: &mut Tables<'_>,
+    effects: &mut Effects,
     peer: &str,
     subject: &str,
     record: &Record,
 ) -> Result<(), EngineError> {
     let json = serde_json::to_vec(record).map_err(|e| EngineError::Corrupt(e.to_string()))?;
     w.put_record(peer, subject, &json)?;
+    effects.families.insert(record.family());
     Ok(())
 }
 
@@ -560,6 +617,7 @@ fn inbound(
     identity: &Identity,
     item: &Inbound,
     now: Millis,
+    effects: &mut Effects,
 ) -> Result<InboundAnswer, EngineError> {
     let env = &item.envelope;
     let f = env.fields();
@@ -648,7 +706,7 @@ fn inbound(
             let current = current_record(w, peer, f.subject.as_str(), message)?;
             match state::apply(current.as_ref(), &ctx, message) {
                 Ok(Some(record)) => {
-                    save_record(w, peer, f.subject.as_str(), &record)?;
+                    save_record(w, effects, peer, f.subject.as_str(), &record)?;
                     None
                 }
                 Ok(None) => None,
@@ -687,6 +745,7 @@ fn send(
     subject: &RecordId,
     message: &Message,
     now: Millis,
+    effects: &mut Effects,
 ) -> Result<Result<Sent, StateError>, EngineError> {
     let ctx = Context {
         from: identity.id.clone(),
@@ -724,10 +783,11 @@ fn send(
         Err(e) => return Err(e.into()),
     };
     if let Some(record) = record {
-        save_record(w, peer.as_str(), subject.as_str(), &record)?;
+        save_record(w, effects, peer.as_str(), subject.as_str(), &record)?;
     }
     let seq = signed.fields().seq;
     w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes)?;
+    effects.queued.insert(peer.clone());
     Ok(Ok(Sent {
         id: signed.fields().id.clone(),
         seq,

@@ -274,6 +274,11 @@ impl NodeSetup {
 }
 
 impl Daemon {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process outright (SIGKILL), as a crash would.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -690,11 +690,13 @@ pub async fn withdraw(
         .await
 }
 
-/// Leads whose current offer may need the sweeper: lapsed, declined or
-/// expired, and not on hold. A read-only pre-check, repeated in the
+/// Leads whose current offer needs the sweeper now (lapsed, declined or
+/// expired, and not on hold), and the earliest time after which another
+/// offer will have lapsed. A read-only pre-check, repeated in the
 /// transaction.
-fn due(read: &Read, now: Millis) -> Result<Vec<String>, StoreError> {
+fn due(read: &Read, now: Millis) -> Result<(Vec<String>, Option<Millis>), StoreError> {
     let mut ids = Vec::new();
+    let mut next: Option<Millis> = None;
     for (id, bytes) in read.docs(Doc::Lead)? {
         let Ok(doc) = serde_json::from_slice::<LeadDoc>(&bytes) else {
             continue;
@@ -704,12 +706,16 @@ fn due(read: &Read, now: Millis) -> Result<Vec<String>, StoreError> {
         }
         if let Some(offer) = doc.offers.last()
             && let Some(l) = offer_record(read, offer)
-            && needs_sweep(&l, now)
         {
-            ids.push(id);
+            if needs_sweep(&l, now) {
+                ids.push(id);
+            } else if l.status == LeadStatus::Offered {
+                let lapses = l.offer.accept_by.saturating_add(EXPIRY_GRACE_MS);
+                next = Some(next.map_or(lapses, |n| n.min(lapses)));
+            }
         }
     }
-    Ok(ids)
+    Ok((ids, next))
 }
 
 fn needs_sweep(l: &Lead, now: Millis) -> bool {
@@ -721,11 +727,13 @@ fn needs_sweep(l: &Lead, now: Millis) -> bool {
 }
 
 /// Expires lapsed offers and re-offers declined or expired leads to the next
-/// eligible partner. Returns how many leads it moved.
-pub async fn sweep(node: &Node) -> Result<usize, EngineError> {
-    let ids = due(&node.store.read()?, crate::clock::now_ms())?;
+/// eligible partner. Returns how many leads it moved and the time after
+/// which the next open offer lapses (nothing to do before then unless a lead
+/// record changes).
+pub async fn sweep(node: &Node) -> Result<(usize, Option<Millis>), EngineError> {
+    let (ids, next) = due(&node.store.read()?, crate::clock::now_ms())?;
     if ids.is_empty() {
-        return Ok(0);
+        return Ok((0, next));
     }
     let peers = enabled_peers(node);
     node.engine
@@ -762,19 +770,38 @@ pub async fn sweep(node: &Node) -> Result<usize, EngineError> {
             Ok(moved)
         })
         .await
+        // Offers just made lapse later; the next scan (their records
+        // changed) finds the new earliest deadline.
+        .map(|moved| (moved, Some(Millis::MIN)))
 }
 
-/// Runs [`sweep`] every second until the node stops.
+/// Runs [`sweep`] until the node stops: each second it checks, cheaply,
+/// whether a lead record changed or the earliest open offer lapsed, and only
+/// then scans the leads.
 pub async fn run_sweeper(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
+    let mut scanned_at_version = None;
+    let mut quiet_until = Millis::MIN;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
         }
+        let version = node.engine.records_version("lead");
+        if scanned_at_version == Some(version) && crate::clock::now_ms() <= quiet_until {
+            continue;
+        }
+        scanned_at_version = Some(version);
         match sweep(&node).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!("lead sweeper: {n} lead(s) expired or re-offered"),
-            Err(e) => tracing::error!("lead sweeper: {e}"),
+            Ok((moved, next)) => {
+                quiet_until = next.unwrap_or(Millis::MAX);
+                if moved > 0 {
+                    tracing::info!("lead sweeper: {moved} lead(s) expired or re-offered");
+                }
+            }
+            Err(e) => {
+                scanned_at_version = None;
+                tracing::error!("lead sweeper: {e}");
+            }
         }
     }
 }

@@ -16,12 +16,18 @@
 //! - `latency`: one ping at a time on an idle pair, from the admin call that
 //!   creates it to the receipt stored at the sender; p50 and p99.
 //!
+//! - `leads`: one daemon with 50 partners (web users) and a distribution
+//!   rule; leads imported by CSV (chunks of 5,000, default 20,000 leads) and
+//!   distributed; then the clock is moved past every deadline and the
+//!   sweeper expires and re-offers them all. Reports leads per second for
+//!   each phase.
+//!
 //! Each benchmark reports the median of `--runs` runs, each on fresh daemons
 //! and fresh databases in a temporary directory.
 
 use guanxi_protocol::envelope::{EnvelopeFields, PROTOCOL_VERSION};
 use guanxi_protocol::{NodeKey, Sha256Hash};
-use guanxi_tests::{NodeSetup, client_trusting};
+use guanxi_tests::{Api, NodeSetup, client_trusting};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,7 +47,7 @@ fn parse_args() -> Result<Args, String> {
     };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "ingest" | "e2e" | "latency" | "all" => parsed.what = a,
+            "ingest" | "e2e" | "latency" | "leads" | "all" => parsed.what = a,
             "--runs" => {
                 parsed.runs = args
                     .next()
@@ -56,7 +62,7 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|all] [--runs N] [--messages N]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|all] [--runs N] [--messages N]"
                 ));
             }
         }
@@ -147,6 +153,133 @@ async fn main() {
             );
         }
     }
+    if matches!(args.what.as_str(), "leads" | "all") {
+        let total = if args.messages > 0 {
+            args.messages
+        } else {
+            20_000
+        };
+        let mut imports = Vec::new();
+        let mut sweeps = Vec::new();
+        for run in 1..=args.runs {
+            match leads(&bin, total).await {
+                Ok((import, sweep)) => {
+                    println!(
+                        "  leads run {run}: import+distribute {import:.0} leads/s, expire+re-offer {sweep:.0} leads/s"
+                    );
+                    imports.push(import);
+                    sweeps.push(sweep);
+                }
+                Err(e) => eprintln!("  leads run {run} failed: {e}"),
+            }
+        }
+        if !imports.is_empty() {
+            println!(
+                "leads: median import+distribute {:.0} leads/s, expire+re-offer {:.0} leads/s ({total} leads, 50 partners)",
+                median(imports),
+                median(sweeps)
+            );
+        }
+    }
+}
+
+/// Lead intake, distribution and the expiry sweep on one daemon.
+async fn leads(bin: &Path, total: u64) -> Result<(f64, f64), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let node = NodeSetup::init(bin, dir.path(), "acme")?;
+    let daemon = node.start(bin)?;
+    let api = Api::of(&node, &daemon);
+    let token = node.token(bin, "bench", "admin");
+    let call = |method: &'static str, path: String, body: String| {
+        let api = &api;
+        let token = token.clone();
+        async move {
+            let (status, v) = api.call(method, &path, Some(&token), Some(&body)).await;
+            if (200..300).contains(&status) {
+                Ok(v)
+            } else {
+                Err(format!("{method} {path}: {status} {v}"))
+            }
+        }
+    };
+    for i in 0..50 {
+        let id = format!("p{i:02}");
+        call(
+            "post",
+            "/api/v1/partners".into(),
+            json!({"id": id, "name": id, "type": "reseller", "tier": "gold",
+            "country": "TW", "region": "", "stage": "active", "peer": null})
+            .to_string(),
+        )
+        .await?;
+        call(
+            "post",
+            format!("/api/v1/partners/{id}/users"),
+            json!({"username": format!("u{i:02}")}).to_string(),
+        )
+        .await?;
+    }
+    call("put", "/api/v1/lead-rules".into(), json!({"offer_hours": 1, "rules": [{"name": "tw", "countries": ["TW"],
+        "product_lines": [], "tiers": ["gold"], "capacity": 0, "strategy": "round_robin", "weights": {}}]}).to_string()).await?;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let chunk = (total - done).min(5_000);
+        let mut csv = String::from(
+            "company,email,country,region,product_lines,estimated_value,currency,campaign,consent\n",
+        );
+        for i in done..done + chunk {
+            csv.push_str(&format!(
+                "Customer {i},buyer@c{i}.example,TW,Taipei,cnc;laser,1000.00,TWD,bench,yes\n"
+            ));
+        }
+        call("post", "/api/v1/leads/import".into(), csv).await?;
+        done += chunk;
+    }
+    let import = total as f64 / start.elapsed().as_secs_f64();
+    // What the idle sweeper costs with this many open offers: CPU seconds
+    // the daemon used over 10 s of wall time with nothing to do.
+    // (After 3 s, once the sweeper's scan of the new offers is done.)
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = cpu_seconds(daemon.pid())?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle = (cpu_seconds(daemon.pid())? - before) / 10.0;
+    println!(
+        "    idle daemon with {total} open offers: {:.1} % of one core",
+        idle * 100.0
+    );
+    node.set_clock_offset(2 * 3_600_000);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(600);
+    loop {
+        let v = call("get", "/api/v1/leads/analysis".into(), String::new()).await?;
+        if v["total"]["expired"].as_u64() == Some(total) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("expiry did not finish: {}", v["total"]));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sweep = total as f64 / start.elapsed().as_secs_f64();
+    daemon.terminate(Duration::from_secs(30))?;
+    Ok((import, sweep))
+}
+
+/// User plus system CPU time of a process, in seconds (Linux /proc).
+fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or("bad stat")
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Runs a throughput benchmark `runs` times, printing each rate.
