@@ -550,15 +550,68 @@ async fn an_unanswered_offer_expires_and_goes_to_the_next_partner_across_a_resta
         "{v}"
     );
 
-    // The analysis counts one expired offer to alpha.
+    // A decline, with its reason, sends the next lead on at once: a new lead
+    // goes to alpha (round robin after beta), alpha declines, beta gets it.
+    let next = expect(
+        &api,
+        "post",
+        "/api/v1/leads",
+        &admin,
+        Some(&lead_body("Initech", "", true)),
+        201,
+    )
+    .await;
+    let next_id = next["id"].as_str().expect("id").to_string();
+    assert_eq!(next["offers"][0]["partner"], "alpha", "{next}");
+    let subject = next["offers"][0]["subject"]
+        .as_str()
+        .expect("subject")
+        .to_string();
+    let decline =
+        r#"{"kind":"lead.decline","body":{"reason":"no_capacity","note":"busy this month"}}"#;
+    expect(
+        &api,
+        "post",
+        &format!("/api/v1/offers/acme/{subject}/messages"),
+        &alice,
+        Some(decline),
+        200,
+    )
+    .await;
+    let moved = eventually("the re-offer after a decline", || async {
+        let (_, v) = api
+            .call(
+                "get",
+                &format!("/api/v1/leads/{next_id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        (v["offers"].as_array().map(Vec::len) == Some(2)).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        (
+            moved["offers"][0]["record"]["decline_reason"].as_str(),
+            moved["offers"][1]["partner"].as_str()
+        ),
+        (Some("no_capacity"), Some("beta")),
+        "{moved}"
+    );
+
+    // The analysis counts one expired and one declined offer to alpha.
     let a = expect(&api, "get", "/api/v1/leads/analysis", &admin, None, 200).await;
     let alpha = a["rows"]
         .as_array()
         .and_then(|r| r.iter().find(|r| r["key"] == "alpha"))
         .expect("alpha row");
     assert_eq!(
-        (alpha["offered"].as_u64(), alpha["expired"].as_u64()),
-        (Some(1), Some(0 + 1)),
+        (
+            alpha["offered"].as_u64(),
+            alpha["expired"].as_u64(),
+            alpha["declined"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
         "{a}"
     );
     drop(daemon);
