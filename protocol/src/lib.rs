@@ -11,7 +11,8 @@
 //! - `signed`: what both share: signing, strict decoding and verifying of an object with a `sig`.
 //! - [`reason`]: machine-readable reason codes.
 //! - [`messages`]: the request kinds and their typed bodies.
-//! - [`state`]: the state machines of leads, orders, warranty claims and service requests.
+//! - [`pricing`]: price lists in force, order lines against the catalog, the total rule.
+//! - [`state`]: the state machines of leads, registrations, orders, catalogs, warranty claims and service requests.
 //!
 //! This crate is pure: no IO, no threads, no clock reads, no randomness. Time
 //! and key seeds are passed in. `SPEC.md` beside this crate is the normative
@@ -25,6 +26,7 @@ pub mod envelope;
 pub mod ids;
 pub mod messages;
 pub mod money;
+pub mod pricing;
 pub mod reason;
 pub mod receipt;
 mod signed;

@@ -260,6 +260,12 @@ pub struct OrderPlace {
     /// The partner's own order reference.
     pub reference: String,
     pub currency: Currency,
+    /// The id of the vendor's price list the prices come from.
+    pub price_list: String,
+    /// Order discount in basis points (0–10,000), from the price list.
+    pub discount_bp: i64,
+    /// Tax rate in basis points (0–10,000), from the price list.
+    pub tax_rate_bp: i64,
     pub lines: Vec<OrderLine>,
     #[serde(deserialize_with = "canonical::required_nullable")]
     pub requested_date: Option<Date>,
@@ -289,6 +295,86 @@ pub struct AckLine {
 pub struct OrderAck {
     pub lines: Vec<AckLine>,
     pub note: String,
+}
+
+/// One line of an invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceLine {
+    pub line: u32,
+    pub quantity: i64,
+}
+
+/// `order.invoice`, vendor → partner: bills shipped quantities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderInvoice {
+    /// The vendor's invoice number, unique within the order.
+    pub invoice: String,
+    pub issued_on: Date,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub due_on: Option<Date>,
+    pub lines: Vec<InvoiceLine>,
+}
+
+/// A product of the vendor's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    pub sku: String,
+    pub name_en: String,
+    pub name_zh: String,
+    /// Unit of sale, like `pcs` or `set`.
+    pub unit: String,
+    pub warranty_months: i64,
+    pub active: bool,
+}
+
+/// One price of a price list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub sku: String,
+    /// Minor units of the list's currency, net of tax.
+    pub unit_price: i64,
+}
+
+/// A price list: for one partner tier and currency, valid for a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceList {
+    pub id: String,
+    pub tier: String,
+    pub currency: Currency,
+    pub valid_from: Date,
+    /// Last valid day, inclusive; null: open-ended.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub valid_to: Option<Date>,
+    pub discount_bp: i64,
+    pub tax_rate_bp: i64,
+    pub prices: Vec<Price>,
+}
+
+/// `catalog.publish`, vendor → partner: the vendor's current catalog and the
+/// price lists of the partner's tier. Replaces the previous version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogPublish {
+    /// Increases with every publication.
+    pub version: i64,
+    pub products: Vec<Product>,
+    pub price_lists: Vec<PriceList>,
+}
+
+/// Most products in a catalog, and prices in a price list.
+pub const MAX_PRODUCTS: usize = 5_000;
+
+fn basis_points(path: &str, value: i64) -> Result<(), BodyError> {
+    if (0..=10_000).contains(&value) {
+        Ok(())
+    } else {
+        Err(field_error(path, "must be 0 to 10000 basis points"))
+    }
 }
 
 /// One line of a shipment.
@@ -458,6 +544,8 @@ messages! {
     OrderAck(OrderAck) = "order.ack",
     OrderShip(OrderShip) = "order.ship",
     OrderCancel(OrderCancel) = "order.cancel",
+    OrderInvoice(OrderInvoice) = "order.invoice",
+    CatalogPublish(CatalogPublish) = "catalog.publish",
     WarrantyClaim(WarrantyClaim) = "warranty.claim",
     WarrantyDecision(WarrantyDecision) = "warranty.decision",
     ServiceOpen(ServiceOpen) = "service.open",
@@ -616,6 +704,9 @@ impl Message {
             }
             Message::OrderPlace(b) => {
                 text("body.reference", &b.reference, SHORT_TEXT, false)?;
+                text("body.price_list", &b.price_list, SHORT_TEXT, true)?;
+                basis_points("body.discount_bp", b.discount_bp)?;
+                basis_points("body.tax_rate_bp", b.tax_rate_bp)?;
                 unique_lines(b.lines.iter().map(|l| l.line))?;
                 for (i, l) in b.lines.iter().enumerate() {
                     text(&format!("body.lines[{i}].sku"), &l.sku, SHORT_TEXT, true)?;
@@ -652,6 +743,87 @@ impl Message {
                             format!("body.lines[{i}].serials"),
                             "must be empty or list exactly `quantity` serial numbers",
                         ));
+                    }
+                }
+                Ok(())
+            }
+            Message::OrderInvoice(b) => {
+                text("body.invoice", &b.invoice, SHORT_TEXT, true)?;
+                unique_lines(b.lines.iter().map(|l| l.line))?;
+                for (i, l) in b.lines.iter().enumerate() {
+                    positive(format!("body.lines[{i}].quantity"), l.quantity)?;
+                }
+                Ok(())
+            }
+            Message::CatalogPublish(b) => {
+                if b.version < 1 {
+                    return Err(field_error("body.version", "must be 1 or more"));
+                }
+                if b.products.len() > MAX_PRODUCTS {
+                    return Err(field_error(
+                        "body.products",
+                        format!("must have at most {MAX_PRODUCTS} products"),
+                    ));
+                }
+                let mut skus = std::collections::BTreeSet::new();
+                for (i, p) in b.products.iter().enumerate() {
+                    let at = |f: &str| format!("body.products[{i}].{f}");
+                    text(&at("sku"), &p.sku, SHORT_TEXT, true)?;
+                    text(&at("name_en"), &p.name_en, SHORT_TEXT, true)?;
+                    text(&at("name_zh"), &p.name_zh, SHORT_TEXT, false)?;
+                    text(&at("unit"), &p.unit, SHORT_TEXT, true)?;
+                    if !(0..=600).contains(&p.warranty_months) {
+                        return Err(field_error(at("warranty_months"), "must be 0 to 600"));
+                    }
+                    if !skus.insert(p.sku.as_str()) {
+                        return Err(field_error(
+                            at("sku"),
+                            format!("SKU {:?} appears twice", p.sku),
+                        ));
+                    }
+                }
+                let mut ids = std::collections::BTreeSet::new();
+                for (i, l) in b.price_lists.iter().enumerate() {
+                    let at = |f: &str| format!("body.price_lists[{i}].{f}");
+                    text(&at("id"), &l.id, SHORT_TEXT, true)?;
+                    if !ids.insert(l.id.as_str()) {
+                        return Err(field_error(
+                            at("id"),
+                            format!("price list {:?} appears twice", l.id),
+                        ));
+                    }
+                    text(&at("tier"), &l.tier, SHORT_TEXT, false)?;
+                    basis_points(&at("discount_bp"), l.discount_bp)?;
+                    basis_points(&at("tax_rate_bp"), l.tax_rate_bp)?;
+                    if l.valid_to.as_ref().is_some_and(|to| to < &l.valid_from) {
+                        return Err(field_error(at("valid_to"), "is before valid_from"));
+                    }
+                    if l.prices.len() > MAX_PRODUCTS {
+                        return Err(field_error(
+                            at("prices"),
+                            format!("must have at most {MAX_PRODUCTS} prices"),
+                        ));
+                    }
+                    let mut priced = std::collections::BTreeSet::new();
+                    for (j, p) in l.prices.iter().enumerate() {
+                        if !skus.contains(p.sku.as_str()) {
+                            return Err(field_error(
+                                format!("body.price_lists[{i}].prices[{j}].sku"),
+                                format!("SKU {:?} is not in the catalog", p.sku),
+                            ));
+                        }
+                        if !priced.insert(p.sku.as_str()) {
+                            return Err(field_error(
+                                format!("body.price_lists[{i}].prices[{j}].sku"),
+                                format!("SKU {:?} is priced twice", p.sku),
+                            ));
+                        }
+                        if p.unit_price < 0 {
+                            return Err(field_error(
+                                format!("body.price_lists[{i}].prices[{j}].unit_price"),
+                                "must not be negative",
+                            ));
+                        }
                     }
                 }
                 Ok(())
@@ -720,6 +892,7 @@ mod tests {
     #[test]
     fn body_errors_name_the_field() {
         let body = json!({"reference": "PO-1", "currency": "TWD", "requested_date": null,
+            "price_list": "tw", "discount_bp": 0, "tax_rate_bp": 500,
             "ship_to": {"name": "A", "street": "", "city": "", "postal_code": "", "region": "", "country": "TW"},
             "lead": null,
             "lines": [{"line": 1, "sku": "X", "quantity": 2, "unit_price": 100},
@@ -750,6 +923,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 17);
+        assert_eq!(kinds.len(), 19);
     }
 }

@@ -43,6 +43,7 @@ pub enum ReasonCode {
     NotAllowed,
     Expired,
     InvalidAmount,
+    InvalidLines,
 }
 
 impl ReasonCode {
@@ -77,6 +78,7 @@ impl ReasonCode {
             ReasonCode::NotAllowed => "not_allowed",
             ReasonCode::Expired => "expired",
             ReasonCode::InvalidAmount => "invalid_amount",
+            ReasonCode::InvalidLines => "invalid_lines",
         }
     }
 
@@ -94,7 +96,7 @@ impl ReasonCode {
             UnknownKey | KeyNotValid | BadSignature => 401,
             IdConflict | SeqGap | ChainBroken => 409,
             UnknownKind | BadBody | UnknownRecord | RecordExists | IllegalTransition
-            | NotAllowed | Expired | InvalidAmount => 200,
+            | NotAllowed | Expired | InvalidAmount | InvalidLines => 200,
         }
     }
 
@@ -121,6 +123,7 @@ impl ReasonCode {
                 | ReasonCode::NotAllowed
                 | ReasonCode::Expired
                 | ReasonCode::InvalidAmount
+                | ReasonCode::InvalidLines
         )
     }
 }

@@ -172,7 +172,7 @@ fn place(lines: &[(u32, i64, i64)]) -> Message {
         .collect();
     msg(
         "order.place",
-        json!({"reference": "PO-1", "currency": "EUR", "lines": lines, "requested_date": null, "lead": null,
+        json!({"reference": "PO-1", "currency": "EUR", "price_list": "eu-gold", "discount_bp": 0, "tax_rate_bp": 0, "lines": lines, "requested_date": null, "lead": null,
                "ship_to": {"name": "Globex", "street": "", "city": "", "postal_code": "", "region": "", "country": "TW"}}),
     )
 }
@@ -215,7 +215,7 @@ fn order_partial_ack_two_shipments_and_cancel_the_rest() {
     let Record::Order(o) = &placed else {
         panic!("not an order")
     };
-    assert_eq!(o.ordered_total(), Ok(11_250));
+    assert_eq!(o.ordered_totals().map(|t| t.total), Ok(11_250));
 
     let (code, _) = step(Some(&placed), &v, &ship("S1", &[(1, 1)])).expect_err("ship before ack");
     assert_eq!(code, ReasonCode::IllegalTransition);

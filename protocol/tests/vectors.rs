@@ -164,7 +164,8 @@ fn build() -> Value {
         &msg(
             "order.place",
             json!({
-                "reference": "PO-2026-0042", "currency": "EUR", "requested_date": "2026-12-15", "lead": lead,
+                "reference": "PO-2026-0042", "currency": "EUR", "price_list": "eu-reseller-2026", "discount_bp": 500, "tax_rate_bp": 1900,
+                "requested_date": "2026-12-15", "lead": lead,
                 "ship_to": {"name": "Globex Taiwan", "street": "1 Harbor Rd", "city": "Kaohsiung", "postal_code": "806", "region": "", "country": "TW"},
                 "lines": [{"line": 1, "sku": "CNC-5X", "quantity": 2, "unit_price": 4_999_900},
                           {"line": 2, "sku": "SVC-INSTALL", "quantity": 1, "unit_price": 250_000}]
@@ -180,8 +181,8 @@ fn build() -> Value {
         &place,
         2,
         Some(Rejection {
-            code: ReasonCode::BadBody,
-            message: "order.place: line 2: SKU SVC-INSTALL is not on the price list".into(),
+            code: ReasonCode::InvalidLines,
+            message: "line 2: SVC-INSTALL has no price in \"eu-reseller-2026\"".into(),
             expected_seq: None,
         }),
         T0 + 4_500,

@@ -90,10 +90,10 @@ fn lead_offer() -> Value {
            "notes": "", "accept_by": 4_102_444_800_000i64})
 }
 
-fn order_place() -> Value {
-    json!({"reference": "PO-7", "currency": "TWD", "requested_date": null, "lead": "lead-1",
-           "ship_to": {"name": "Globex", "street": "", "city": "Kaohsiung", "postal_code": "", "region": "", "country": "TW"},
-           "lines": [{"line": 1, "sku": "CNC-5X", "quantity": 2, "unit_price": 500_000}]})
+/// (Orders are checked against the vendor's catalog; `tests/orders.rs`
+/// exchanges them with catalogs set up. Here: a service request.)
+fn service_open() -> Value {
+    json!({"customer": customer(), "sku": "CNC-5X", "serial": "SN-1", "problem": "spindle noise", "priority": "high"})
 }
 
 fn warranty_claim() -> Value {
@@ -117,7 +117,7 @@ async fn two_daemons_exchange_requests_in_both_directions() {
     // Acme → Globex: ping, lead.offer.
     let s1 = send(&a, "globex", "ping", "p-1", json!({"note": "hello"})).await;
     let s2 = send(&a, "globex", "lead.offer", "lead-1", lead_offer()).await;
-    // Globex → Acme: ping, lead.accept, order.place, warranty.claim.
+    // Globex → Acme: ping, lead.accept, service.open, warranty.claim.
     let r1 = send(&b, "acme", "ping", "p-2", json!({"note": "hi"})).await;
     let (e, r) = receipt_for(&a, "globex", s2, t).await;
     verify_receipt(&b, &e, &r);
@@ -129,7 +129,7 @@ async fn two_daemons_exchange_requests_in_both_directions() {
         json!({"note": "on it"}),
     )
     .await;
-    let r3 = send(&b, "acme", "order.place", "order-1", order_place()).await;
+    let r3 = send(&b, "acme", "service.open", "req-1", service_open()).await;
     let r4 = send(&b, "acme", "warranty.claim", "claim-1", warranty_claim()).await;
     assert_eq!((s1, s2, r1, r2, r3, r4), (1, 2, 1, 2, 3, 4));
 
@@ -155,9 +155,9 @@ async fn two_daemons_exchange_requests_in_both_directions() {
         assert_eq!(receipt.receipt.fields.seq, seq);
     }
 
-    // The relationship is symmetric: acme also orders from globex and claims
+    // The relationship is symmetric: acme also asks globex for service, claims
     // warranty there, and globex offers acme a lead.
-    let s3 = send(&a, "globex", "order.place", "order-2", order_place()).await;
+    let s3 = send(&a, "globex", "service.open", "req-2", service_open()).await;
     let s4 = send(&a, "globex", "warranty.claim", "claim-2", warranty_claim()).await;
     let r5 = send(&b, "acme", "lead.offer", "lead-2", lead_offer()).await;
     for (node, peer, receiver, seq) in [
@@ -178,9 +178,9 @@ async fn two_daemons_exchange_requests_in_both_directions() {
     // Both daemons computed the same records.
     for (subject, status) in [
         ("lead-1", "accepted"),
-        ("order-1", "placed"),
+        ("req-1", "open"),
         ("claim-1", "submitted"),
-        ("order-2", "placed"),
+        ("req-2", "open"),
         ("claim-2", "submitted"),
         ("lead-2", "offered"),
     ] {

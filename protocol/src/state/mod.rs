@@ -11,14 +11,16 @@
 //!
 //! Between two nodes a subject names exactly one record, whatever its family.
 
+mod catalog;
 mod lead;
 mod order;
 mod registration;
 mod service;
 mod warranty;
 
+pub use catalog::CatalogRecord;
 pub use lead::{Lead, LeadEvent, LeadStatus};
-pub use order::{Order, OrderLineState, OrderStatus, Shipment};
+pub use order::{Invoice, Order, OrderLineState, OrderStatus, Shipment, refused as order_refused};
 pub use registration::{Registration, RegistrationStatus};
 pub use service::{ServiceRequest, ServiceStatus};
 pub use warranty::{WarrantyRecord, WarrantyStatus};
@@ -65,6 +67,7 @@ pub enum Record {
     Lead(Lead),
     Registration(Registration),
     Order(Order),
+    Catalog(CatalogRecord),
     Warranty(WarrantyRecord),
     Service(ServiceRequest),
 }
@@ -76,6 +79,7 @@ impl Record {
             Record::Lead(_) => "lead",
             Record::Registration(_) => "registration",
             Record::Order(_) => "order",
+            Record::Catalog(_) => "catalog",
             Record::Warranty(_) => "warranty",
             Record::Service(_) => "service",
         }
@@ -87,6 +91,7 @@ impl Record {
             Record::Lead(r) => serde_json::to_value(r.status),
             Record::Registration(r) => serde_json::to_value(r.status),
             Record::Order(r) => serde_json::to_value(r.status),
+            Record::Catalog(_) => Ok(serde_json::Value::String("published".into())),
             Record::Warranty(r) => serde_json::to_value(r.status),
             Record::Service(r) => serde_json::to_value(r.status),
         };
@@ -145,7 +150,8 @@ pub fn apply(
             Message::OrderPlace(_)
             | Message::OrderAck(_)
             | Message::OrderShip(_)
-            | Message::OrderCancel(_),
+            | Message::OrderCancel(_)
+            | Message::OrderInvoice(_),
             c,
         ) => {
             let order = match c {
@@ -154,6 +160,14 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Order(order::apply(order, ctx, message)?)
+        }
+        (Message::CatalogPublish(_), c) => {
+            let catalog = match c {
+                None => None,
+                Some(Record::Catalog(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Catalog(catalog::apply(catalog, ctx, message)?)
         }
         (Message::WarrantyClaim(_) | Message::WarrantyDecision(_), c) => {
             let claim = match c {

@@ -5,7 +5,11 @@
 //!                  └──ack accepting nothing→ rejected
 //! order.cancel (partner): cancels quantities not yet shipped, in placed, acknowledged or partially_shipped;
 //! when nothing is left open the order becomes cancelled (nothing shipped) or shipped.
+//! order.invoice (vendor): bills shipped, not yet invoiced quantities (any state once something shipped).
+//! refused: set at the sender only, when the vendor's signed receipt rejected order.place.
 //! ```
+//! Totals follow [`crate::pricing::totals`] with the order's discount and tax
+//! rates.
 //! The partner (sender of `order.place`) places and cancels; the vendor
 //! acknowledges (once, answering every line) and ships. Quantities are
 //! checked per line: nobody ships more than was accepted and not cancelled.
@@ -15,6 +19,7 @@ use crate::envelope::Millis;
 use crate::ids::{NodeId, RecordId};
 use crate::messages::{Address, Message};
 use crate::money::{self, Currency, Date};
+use crate::pricing::{self, Totals};
 use crate::reason::ReasonCode;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +33,24 @@ pub enum OrderStatus {
     PartiallyShipped,
     Shipped,
     Cancelled,
+    /// The vendor's daemon rejected `order.place` (signed receipt); only the
+    /// sender holds this record.
+    Refused,
+}
+
+impl OrderStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Placed => "placed",
+            OrderStatus::Acknowledged => "acknowledged",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::PartiallyShipped => "partially_shipped",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Refused => "refused",
+        }
+    }
 }
 
 /// One order line and what has happened to it.
@@ -45,6 +68,9 @@ pub struct OrderLineState {
     pub ack_reason: Option<String>,
     pub shipped: i64,
     pub cancelled: i64,
+    /// Quantity billed by invoices.
+    #[serde(default)]
+    pub invoiced: i64,
 }
 
 impl OrderLineState {
@@ -66,6 +92,18 @@ pub struct Shipment {
     pub at: Millis,
 }
 
+/// One invoice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub id: String,
+    pub issued_on: Date,
+    pub due_on: Option<Date>,
+    /// (line, quantity)
+    pub lines: Vec<(u32, i64)>,
+    pub totals: Totals,
+    pub at: Millis,
+}
+
 /// An order as both sides see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
@@ -73,22 +111,49 @@ pub struct Order {
     pub partner: NodeId,
     pub reference: String,
     pub currency: Currency,
+    pub price_list: String,
+    pub discount_bp: i64,
+    pub tax_rate_bp: i64,
     pub lines: Vec<OrderLineState>,
     pub requested_date: Option<Date>,
     pub ship_to: Address,
     pub lead: Option<RecordId>,
     pub status: OrderStatus,
     pub shipments: Vec<Shipment>,
+    pub invoices: Vec<Invoice>,
+    /// Why the vendor's daemon refused the order (status refused).
+    pub refusal: Option<String>,
     pub placed_at: Millis,
     pub updated_at: Millis,
 }
 
 impl Order {
-    /// Σ quantity × unit price over the lines as ordered, in minor units.
-    pub fn ordered_total(&self) -> Result<i64, money::Overflow> {
-        self.lines.iter().try_fold(0i64, |sum, l| {
-            money::add(sum, money::mul(l.ordered, l.unit_price)?)
-        })
+    /// The totals of the quantities each line gives, with the order's rates.
+    pub fn totals_of(
+        &self,
+        quantity: impl Fn(&OrderLineState) -> i64,
+    ) -> Result<Totals, money::Overflow> {
+        pricing::totals(
+            self.lines.iter().map(|l| (quantity(l), l.unit_price)),
+            self.discount_bp,
+            self.tax_rate_bp,
+        )
+    }
+
+    /// Totals as ordered.
+    pub fn ordered_totals(&self) -> Result<Totals, money::Overflow> {
+        self.totals_of(|l| l.ordered)
+    }
+
+    /// Totals of what is (or will be) delivered: accepted (or, before the
+    /// acknowledgement, ordered) less cancelled.
+    pub fn committed_totals(&self) -> Result<Totals, money::Overflow> {
+        self.totals_of(|l| l.accepted.unwrap_or(l.ordered) - l.cancelled)
+    }
+
+    /// Totals invoiced so far.
+    pub fn invoiced_totals(&self) -> Result<Totals, money::Overflow> {
+        self.totals_of(|l| l.invoiced)
     }
 
     fn line_index(&self, kind: &str, line: u32) -> Result<usize, StateError> {
@@ -133,6 +198,9 @@ pub(super) fn apply(
             partner: ctx.from.clone(),
             reference: place.reference.clone(),
             currency: place.currency.clone(),
+            price_list: place.price_list.clone(),
+            discount_bp: place.discount_bp,
+            tax_rate_bp: place.tax_rate_bp,
             lines: place
                 .lines
                 .iter()
@@ -146,6 +214,7 @@ pub(super) fn apply(
                     ack_reason: None,
                     shipped: 0,
                     cancelled: 0,
+                    invoiced: 0,
                 })
                 .collect(),
             requested_date: place.requested_date.clone(),
@@ -153,10 +222,12 @@ pub(super) fn apply(
             lead: place.lead.clone(),
             status: OrderStatus::Placed,
             shipments: Vec::new(),
+            invoices: Vec::new(),
+            refusal: None,
             placed_at: ctx.at,
             updated_at: ctx.at,
         };
-        if order.ordered_total().is_err() {
+        if order.ordered_totals().is_err() {
             return Err(StateError::new(
                 ReasonCode::InvalidAmount,
                 "order.place: the order total exceeds ±(2^53−1) minor units",
@@ -164,6 +235,11 @@ pub(super) fn apply(
         }
         return Ok(order);
     };
+    if order.status == OrderStatus::Refused {
+        return Err(StateError::illegal(format!(
+            "{kind}: the vendor refused this order; it does not exist there"
+        )));
+    }
     let mut next = order.clone();
     next.updated_at = ctx.at;
     match message {
@@ -258,6 +334,56 @@ pub(super) fn apply(
             });
             next.settle();
         }
+        Message::OrderInvoice(inv) => {
+            require_sender(ctx, &order.vendor, "vendor", kind)?;
+            if order.invoices.iter().any(|i| i.id == inv.invoice) {
+                return Err(StateError::new(
+                    ReasonCode::BadBody,
+                    format!(
+                        "order.invoice: invoice {:?} was already recorded",
+                        inv.invoice
+                    ),
+                ));
+            }
+            for l in &inv.lines {
+                let i = next.line_index(kind, l.line)?;
+                let line = &mut next.lines[i];
+                let billable = line.shipped - line.invoiced;
+                if l.quantity > billable {
+                    return Err(StateError::illegal(format!(
+                        "order.invoice: line {} bills {}, only {billable} shipped and not yet invoiced",
+                        l.line, l.quantity
+                    )));
+                }
+                line.invoiced += l.quantity;
+            }
+            let totals = pricing::totals(
+                inv.lines.iter().map(|l| {
+                    let price = order
+                        .lines
+                        .iter()
+                        .find(|o| o.line == l.line)
+                        .map_or(0, |o| o.unit_price);
+                    (l.quantity, price)
+                }),
+                order.discount_bp,
+                order.tax_rate_bp,
+            )
+            .map_err(|_| {
+                StateError::new(
+                    ReasonCode::InvalidAmount,
+                    "order.invoice: the invoice total exceeds ±(2^53−1) minor units",
+                )
+            })?;
+            next.invoices.push(Invoice {
+                id: inv.invoice.clone(),
+                issued_on: inv.issued_on.clone(),
+                due_on: inv.due_on.clone(),
+                lines: inv.lines.iter().map(|l| (l.line, l.quantity)).collect(),
+                totals,
+                at: ctx.at,
+            });
+        }
         Message::OrderCancel(cancel) => {
             require_sender(ctx, &order.partner, "partner", kind)?;
             if !matches!(
@@ -291,4 +417,15 @@ pub(super) fn apply(
         }
     }
     Ok(next)
+}
+
+/// The sender's record of an order the vendor's daemon refused with a signed
+/// receipt: it becomes `refused`, keeping the reason. (The vendor holds no
+/// record; nothing else may follow.)
+pub fn refused(order: &Order, reason: &str, at: Millis) -> Order {
+    let mut next = order.clone();
+    next.status = OrderStatus::Refused;
+    next.refusal = Some(reason.to_string());
+    next.updated_at = at;
+    next
 }
