@@ -202,7 +202,7 @@ enum Job {
     Send {
         peer: NodeId,
         subject: RecordId,
-        message: Message,
+        message: Box<Message>,
         reply: oneshot::Sender<Result<Result<Sent, StateError>, EngineError>>,
     },
     Delivered {
@@ -377,7 +377,7 @@ impl Engine {
             .call(|reply| Job::Send {
                 peer,
                 subject,
-                message,
+                message: Box::new(message),
                 reply,
             })
             .await?
