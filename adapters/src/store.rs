@@ -607,6 +607,11 @@ impl Tables<'_> {
         Ok(())
     }
 
+    /// The exact bytes of outgoing envelope `seq` to `peer`.
+    pub fn out_envelope(&self, peer: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        bytes_at(&self.out_envelopes, peer, seq)
+    }
+
     /// The delivery state of the stream to `peer`.
     pub fn delivery(&self, peer: &str) -> Result<Delivery, StoreError> {
         delivery_of(&self.delivery, peer)

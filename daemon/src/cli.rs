@@ -475,7 +475,8 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         id: config.node_id.clone(),
         key: key.clone(),
     });
-    let (engine, writer) = Engine::start(store.clone(), identity.clone());
+    let (engine, writer) =
+        Engine::start(store.clone(), identity.clone(), crate::orders::inbound_rule);
     let node = Arc::new(
         Node::new(identity, engine, store.clone(), key_document, config)
             .context("building peer clients")?,

@@ -269,6 +269,13 @@ impl Versions {
     }
 }
 
+/// A business rule of this node beyond the state machines, checked on every
+/// incoming message after its state machine accepted it (SPEC §7 step 9):
+/// `Ok(Err(..))` rejects it with a signed rejection. The vendor's catalog
+/// check of `order.place` is one.
+pub type InboundRule =
+    fn(&Tables<'_>, &Context, &Message) -> Result<Result<(), StateError>, EngineError>;
+
 /// A handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -283,6 +290,7 @@ impl Engine {
     pub fn start(
         store: Arc<Store>,
         identity: Arc<Identity>,
+        rule: InboundRule,
     ) -> (Engine, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(8192);
         let wakers = Arc::new(Wakers::default());
@@ -290,7 +298,7 @@ impl Engine {
         let (w, v) = (wakers.clone(), versions.clone());
         let handle = std::thread::Builder::new()
             .name("guanxi-writer".into())
-            .spawn(move || writer(store, identity, rx, w, v))
+            .spawn(move || writer(store, identity, rx, w, v, rule))
             .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
         (
             Engine {
@@ -434,6 +442,7 @@ fn writer(
     mut rx: mpsc::Receiver<Job>,
     wakers: Arc<Wakers>,
     versions: Arc<Versions>,
+    rule: InboundRule,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
@@ -445,7 +454,7 @@ fn writer(
         }
         let now = now_ms();
         let mut effects = Effects::default();
-        let result = run_group(&store, &identity, &mut jobs, now, &mut effects);
+        let result = run_group(&store, &identity, rule, &mut jobs, now, &mut effects);
         match result {
             Ok(done) => {
                 for (job, done) in jobs.into_iter().zip(done) {
@@ -475,6 +484,7 @@ fn writer(
 fn run_group(
     store: &Store,
     identity: &Identity,
+    rule: InboundRule,
     jobs: &mut [Job],
     now: Millis,
     effects: &mut Effects,
@@ -501,7 +511,7 @@ fn run_group(
                 Job::Inbound { items, .. } => {
                     let mut answers = Vec::with_capacity(items.len());
                     for item in items {
-                        let a = inbound(w, identity, item, now, effects)?;
+                        let a = inbound(w, identity, rule, item, now, effects)?;
                         let stop = !a.continues();
                         answers.push(a);
                         if stop {
@@ -529,6 +539,9 @@ fn run_group(
                             &r.bytes,
                             r.rejected.map(ReasonCode::as_str),
                         )?;
+                        if r.rejected.is_some() {
+                            refuse_opened(w, effects, peer, r, now)?;
+                        }
                     }
                     w.put_delivery(peer.as_str(), delivery)?;
                     Done::Unit
@@ -615,6 +628,7 @@ fn reject(
 fn inbound(
     w: &mut Tables<'_>,
     identity: &Identity,
+    rule: InboundRule,
     item: &Inbound,
     now: Millis,
     effects: &mut Effects,
@@ -705,11 +719,15 @@ fn inbound(
             };
             let current = current_record(w, peer, f.subject.as_str(), message)?;
             match state::apply(current.as_ref(), &ctx, message) {
-                Ok(Some(record)) => {
-                    save_record(w, effects, peer, f.subject.as_str(), &record)?;
-                    None
-                }
-                Ok(None) => None,
+                Ok(record) => match rule(w, &ctx, message)? {
+                    Err(e) => reject(e.code, e.message, None),
+                    Ok(()) => {
+                        if let Some(record) = record {
+                            save_record(w, effects, peer, f.subject.as_str(), &record)?;
+                        }
+                        None
+                    }
+                },
                 Err(e) => reject(e.code, e.message, None),
             }
         }
@@ -793,4 +811,56 @@ fn send(
         seq,
         hash: signed.hash,
     }))
+}
+
+/// After a peer's signed receipt rejected an envelope that opened an order,
+/// the sender's own record of it becomes `refused` with the reason (SPEC
+/// §12): the peer holds no record, so nothing may follow on it.
+fn refuse_opened(
+    w: &mut Tables<'_>,
+    effects: &mut Effects,
+    peer: &NodeId,
+    receipt: &ReturnedReceipt,
+    now: Millis,
+) -> Result<(), EngineError> {
+    let Some(bytes) = w.out_envelope(peer.as_str(), receipt.seq)? else {
+        return Ok(());
+    };
+    let Ok(envelope) = SignedEnvelope::decode(&bytes) else {
+        return Ok(());
+    };
+    let f = envelope.fields();
+    if f.kind != "order.place" {
+        return Ok(());
+    }
+    let reason = SignedReceipt::decode(&receipt.bytes)
+        .ok()
+        .and_then(|r| r.receipt.fields.reason)
+        .map(|r| format!("{}: {}", r.code, r.message))
+        .unwrap_or_else(|| "rejected by the vendor".into());
+    if let Some(Record::Order(order)) = load_record(w, peer.as_str(), f.subject.as_str())?
+        && order.status == guanxi_protocol::state::OrderStatus::Placed
+    {
+        let refused = Record::Order(state::order_refused(&order, &reason, now));
+        save_record(w, effects, peer.as_str(), f.subject.as_str(), &refused)?;
+    }
+    Ok(())
+}
+
+/// No rule beyond the state machines (tests and tools).
+pub fn no_rule(
+    _: &Tables<'_>,
+    _: &Context,
+    _: &Message,
+) -> Result<Result<(), StateError>, EngineError> {
+    Ok(Ok(()))
+}
+
+/// Decodes a message from its kind and JSON body with the wire's checks; a
+/// refusal names the field (`bad_body`), so every channel reports it alike.
+pub fn decode_message(kind: &str, body: &serde_json::Value) -> Result<Message, StateError> {
+    Message::decode(kind, body).map_err(|e| StateError {
+        code: ReasonCode::BadBody,
+        message: e.to_string(),
+    })
 }

@@ -25,6 +25,8 @@
 //! - [`api`]: the admin JSON API under /api/v1 (bearer tokens, OpenAPI).
 
 #![forbid(unsafe_code)]
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "512"]
 
 pub mod accounts;
 pub mod admin;
@@ -39,6 +41,7 @@ pub mod inbox;
 pub mod leads;
 pub mod logging;
 pub mod node;
+pub mod orders;
 pub mod server;
 pub mod tls;
 pub mod web;

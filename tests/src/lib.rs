@@ -396,3 +396,67 @@ impl Api {
         )
     }
 }
+
+/// Polls `probe` until it returns `Some`, or panics after 20 s naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One API call that must answer `status`; returns the JSON body.
+pub async fn expect(
+    api: &Api,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+    status: u16,
+) -> serde_json::Value {
+    let (got, v) = api.call(method, path, Some(token), body).await;
+    assert_eq!(got, status, "{method} {path}: {v}");
+    v
+}
+
+/// Two running nodes that know each other: `acme` (the vendor in the
+/// tests) and `globex` (its partner).
+pub struct Pair {
+    _dir: tempfile::TempDir,
+    pub vendor: NodeSetup,
+    pub partner: NodeSetup,
+    pub vendor_daemon: Daemon,
+    pub partner_daemon: Daemon,
+}
+
+/// Starts `acme` and `globex`, each configured as the other's peer.
+pub fn two_nodes(binary: &Path) -> Pair {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("acme")).expect("dir");
+    std::fs::create_dir(dir.path().join("globex")).expect("dir");
+    let vendor = NodeSetup::init(binary, &dir.path().join("acme"), "acme").expect("init");
+    let partner = NodeSetup::init(binary, &dir.path().join("globex"), "globex").expect("init");
+    vendor
+        .append_config(&partner.peer_block(true))
+        .expect("config");
+    partner
+        .append_config(&vendor.peer_block(true))
+        .expect("config");
+    let vendor_daemon = vendor.start(binary).expect("vendor starts");
+    let partner_daemon = partner.start(binary).expect("partner starts");
+    Pair {
+        _dir: dir,
+        vendor,
+        partner,
+        vendor_daemon,
+        partner_daemon,
+    }
+}

@@ -4,29 +4,13 @@
 //! clock across a restart; and illegal transitions refused with their reason
 //! on the federation, API and web-partner channels.
 
-use guanxi_tests::{Api, Daemon, NodeSetup};
-use serde_json::{Value, json};
+use guanxi_tests::{Api, NodeSetup, eventually, expect, two_nodes};
+use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
 const HOUR: i64 = 3_600_000;
-
-/// Polls `probe` until it returns `Some`, or fails after 20 s with `what`.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn lead_body(company: &str, email: &str, consent: bool) -> String {
     json!({
@@ -44,54 +28,9 @@ fn partner_body(id: &str, peer: Option<&str>) -> String {
     .to_string()
 }
 
-async fn expect(
-    api: &Api,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<&str>,
-    status: u16,
-) -> Value {
-    let (got, v) = api.call(method, path, Some(token), body).await;
-    assert_eq!(got, status, "{method} {path}: {v}");
-    v
-}
-
-struct Pair {
-    _dir: tempfile::TempDir,
-    vendor: NodeSetup,
-    partner: NodeSetup,
-    vendor_daemon: Daemon,
-    partner_daemon: Daemon,
-}
-
-fn two_nodes() -> Pair {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dir.path().join("acme")).expect("dir");
-    std::fs::create_dir(dir.path().join("globex")).expect("dir");
-    let vendor = NodeSetup::init(Path::new(BIN), &dir.path().join("acme"), "acme").expect("init");
-    let partner =
-        NodeSetup::init(Path::new(BIN), &dir.path().join("globex"), "globex").expect("init");
-    vendor
-        .append_config(&partner.peer_block(true))
-        .expect("config");
-    partner
-        .append_config(&vendor.peer_block(true))
-        .expect("config");
-    let vendor_daemon = vendor.start(Path::new(BIN)).expect("vendor starts");
-    let partner_daemon = partner.start(Path::new(BIN)).expect("partner starts");
-    Pair {
-        _dir: dir,
-        vendor,
-        partner,
-        vendor_daemon,
-        partner_daemon,
-    }
-}
-
 #[tokio::test]
 async fn a_lead_offered_over_federation_is_accepted_won_and_counted() {
-    let p = two_nodes();
+    let p = two_nodes(Path::new(BIN));
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
@@ -668,7 +607,7 @@ async fn csv_import_is_all_or_nothing_through_the_api() {
 /// the withdrawal reaches the partner: both end withdrawn, with one history.
 #[tokio::test]
 async fn an_acceptance_crossing_a_withdrawal_is_rejected_over_federation_and_both_converge() {
-    let p = two_nodes();
+    let p = two_nodes(Path::new(BIN));
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");

@@ -6,6 +6,7 @@
 //! routes in [`ROUTES`] (a test keeps the two equal).
 
 pub mod leads;
+pub mod orders;
 
 use crate::accounts::{self, Role, User};
 use crate::clock::now_ms;
@@ -48,6 +49,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/offers/{vendor}/{subject}/messages"),
     ("get", "/api/v1/deals"),
     ("post", "/api/v1/deals"),
+    ("get", "/api/v1/catalog"),
+    ("put", "/api/v1/catalog"),
+    ("post", "/api/v1/catalog/publish"),
+    ("get", "/api/v1/catalogs"),
+    ("get", "/api/v1/orders"),
+    ("post", "/api/v1/orders"),
+    ("get", "/api/v1/orders/revenue"),
+    ("get", "/api/v1/orders/{key}/{subject}"),
+    ("post", "/api/v1/orders/{key}/{subject}/messages"),
 ];
 
 /// The API routes.
@@ -85,6 +95,16 @@ pub fn routes() -> Router<Arc<Node>> {
             post(leads::answer),
         )
         .route("/api/v1/deals", get(leads::deals).post(leads::register))
+        .route(
+            "/api/v1/catalog",
+            get(orders::get_catalog).put(orders::put_catalog),
+        )
+        .route("/api/v1/catalog/publish", post(orders::publish))
+        .route("/api/v1/catalogs", get(orders::catalogs))
+        .route("/api/v1/orders", get(orders::list).post(orders::place))
+        .route("/api/v1/orders/revenue", get(orders::revenue))
+        .route("/api/v1/orders/{key}/{subject}", get(orders::one))
+        .route("/api/v1/orders/{key}/{subject}/messages", post(orders::act))
 }
 
 /// A stored API token.
@@ -641,6 +661,41 @@ pub fn document() -> Value {
                 "get": {"summary": "Deal registrations the organization filed", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
                 "post": {"summary": "Register a deal with a vendor (body: the lead.register message body)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["vendor", "deal"], "additionalProperties": false, "properties": {"vendor": {"type": "string"}, "deal": {"type": "object"}}}}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/catalog": {
+                "get": {"summary": "This node's catalog: products and every price list (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))},
+                "put": {"summary": "Replace the catalog (the version increases) and publish it to connected partners, each with its tier's price lists (staff)",
+                        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["products", "price_lists"], "additionalProperties": false}}}},
+                        "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/catalog/publish": {
+                "post": {"summary": "Publish the catalog again to every connected partner (staff)", "responses": with(errors(&["401", "403", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/catalogs": {
+                "get": {"summary": "The catalogs the token's user can order from, with the price lists of its tier", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/orders": {
+                "get": {"summary": "Orders to this node (staff: as vendor) and placed by the user's organization", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "Place an order with a vendor; lines are checked against the price list in force (invalid_lines lists every wrong line)",
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false,
+                             "required": ["vendor", "reference", "currency", "lines", "requested_date", "ship_to", "lead"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/orders/revenue": {
+                "get": {"summary": "Invoiced revenue per partner and currency (staff)", "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/orders/{key}/{subject}": {
+                "get": {"summary": "One order", "parameters": [
+                    {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}}],
+                        "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/orders/{key}/{subject}/messages": {
+                "post": {"summary": "Act on an order with a protocol message: order.ack, order.ship, order.invoice (vendor) or order.cancel (partner)", "parameters": [
+                    {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}}],
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind", "body"], "additionalProperties": false}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

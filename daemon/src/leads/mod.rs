@@ -821,7 +821,7 @@ pub async fn save_rules(node: &Node, rules: Rules) -> Result<(), EngineError> {
 /// Builds a message from a kind and a JSON body with the wire's own checks,
 /// so every channel reports a bad field the same way.
 pub fn message(kind: &str, body: serde_json::Value) -> Result<Message, Refusal> {
-    Message::decode(kind, &body).map_err(|e| refuse(ReasonCode::BadBody, e.to_string()))
+    crate::engine::decode_message(kind, &body)
 }
 
 /// Sends the partner's answer or progress (`lead.accept`, `lead.decline`,

@@ -1,0 +1,204 @@
+//! The ordering part of the JSON API: the vendor's catalog (read, replace,
+//! publish), the catalogs a buyer can order from, orders (list, place, one,
+//! act with protocol messages `{"kind", "body"}`) and revenue. A bad order
+//! answers `invalid_lines` with every wrong line.
+
+use super::{ApiError, authenticate, internal, not_found, staff};
+use crate::node::Node;
+use crate::orders::{self, OrderRequest, OrderView, PlaceError};
+use crate::web::leads::status_of;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use guanxi_protocol::canonical;
+use guanxi_protocol::messages::{PriceList, Product};
+use guanxi_protocol::state::StateError;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn refusal(r: StateError) -> ApiError {
+    ApiError::new(status_of(r.code), r.code.as_str(), r.message)
+}
+
+fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = canonical::parse_strict(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+    canonical::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string()))
+}
+
+/// An order as the API shows it: the shared record, where it is kept, what
+/// the vendor has to do next, and its totals.
+pub fn order_json(v: &OrderView) -> Value {
+    let totals = |t: Result<guanxi_protocol::pricing::Totals, _>| t.ok().map(|t| json!(t));
+    json!({
+        "key": v.key, "subject": v.subject, "partner": v.partner(), "awaiting": v.awaiting(),
+        "status": v.order.status.as_str(), "order": v.order,
+        "totals": {
+            "ordered": totals(v.order.ordered_totals()),
+            "committed": totals(v.order.committed_totals()),
+            "invoiced": totals(v.order.invoiced_totals()),
+        },
+    })
+}
+
+pub async fn get_catalog(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let catalog = node
+        .store
+        .read()
+        .and_then(|r| orders::own_catalog(&r))
+        .map_err(internal)?;
+    Ok(Json(json!({ "catalog": catalog })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogBody {
+    products: Vec<Product>,
+    price_lists: Vec<PriceList>,
+}
+
+fn published(result: (i64, Vec<orders::Published>)) -> Json<Value> {
+    Json(json!({"version": result.0, "published": result.1}))
+}
+
+pub async fn put_catalog(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let b: CatalogBody = body(&bytes)?;
+    let done = orders::save_catalog(&node, b.products, b.price_lists)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok(published(done))
+}
+
+pub async fn publish(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let done = orders::republish(&node)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok(published(done))
+}
+
+pub async fn catalogs(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let shops = orders::shops(&node, &read, &user).map_err(internal)?;
+    Ok(Json(json!({
+        "catalogs": shops.iter().map(|s| json!({"vendor": s.vendor, "catalog": s.catalog})).collect::<Vec<_>>()
+    })))
+}
+
+pub async fn list(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let all = orders::list(&read, &user, &node.identity.id).map_err(internal)?;
+    Ok(Json(
+        json!({ "orders": all.iter().map(order_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn place(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let req: OrderRequest = body(&bytes)?;
+    match orders::place(&node, &user, req).await.map_err(internal)? {
+        Ok((key, subject)) => {
+            let read = node.store.read().map_err(internal)?;
+            let view = orders::one(&read, &user, &node.identity.id, &key, &subject)
+                .map_err(internal)?
+                .ok_or_else(not_found)?;
+            Ok((StatusCode::CREATED, Json(order_json(&view))).into_response())
+        }
+        Err(PlaceError::Lines(lines)) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "code": "invalid_lines",
+                "message": guanxi_protocol::pricing::describe(&lines),
+                "lines": lines,
+            })),
+        )
+            .into_response()),
+        Err(PlaceError::Refused(r)) => Err(refusal(r)),
+    }
+}
+
+pub async fn one(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    match orders::one(&read, &user, &node.identity.id, &key, &subject).map_err(internal)? {
+        Some(v) => Ok(Json(order_json(&v))),
+        None => Err(not_found()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    kind: String,
+    body: Value,
+}
+
+pub async fn act(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let b: MessageBody = body(&bytes)?;
+    let message = crate::engine::decode_message(&b.kind, &b.body).map_err(refusal)?;
+    orders::act_on(&node, &user, &key, &subject, message)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    let read = node.store.read().map_err(internal)?;
+    match orders::one(&read, &user, &node.identity.id, &key, &subject).map_err(internal)? {
+        Some(v) => Ok(Json(order_json(&v))),
+        None => Err(not_found()),
+    }
+}
+
+pub async fn revenue(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let read = node.store.read().map_err(internal)?;
+    match orders::revenue(&read, &node.identity.id).map_err(internal)? {
+        Ok(r) => Ok(Json(json!({ "revenue": r }))),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_amount",
+            e,
+        )),
+    }
+}

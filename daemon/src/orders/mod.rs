@@ -1,0 +1,678 @@
+//! Indirect ordering: the vendor's catalog and price lists, publishing them
+//! to connected partners, placing orders (from a partner's own daemon or as a
+//! web user of the vendor's), the vendor's check of incoming orders against
+//! the price list in force, order actions (acknowledge, ship, invoice,
+//! cancel), the queues, and revenue per partner.
+//!
+//! Orders are shared records of the protocol's order state machine: between
+//! two daemons (subject `ord-<uuid>`, messages over federation), or kept under
+//! `web:<partner id>` for a partner without a daemon. Prices come from price
+//! lists; totals follow `guanxi_protocol::pricing` (SPEC §13) on both sides.
+
+pub mod intake;
+
+use crate::accounts::{Role, User};
+use crate::directory::Partner;
+use crate::engine::{Act, EngineError, SendError, decode_message};
+use crate::leads::web_key;
+use crate::node::Node;
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
+use guanxi_protocol::messages::{Address, CatalogPublish, Message, PriceList, Product};
+use guanxi_protocol::money::Date;
+use guanxi_protocol::pricing::{self, LineProblem};
+use guanxi_protocol::state::{Context, Order, OrderStatus, Record, StateError};
+use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Settings key of the vendor's own catalog.
+const CATALOG_KEY: &str = "catalog";
+
+/// A refused order action, with the reason code every channel reports.
+pub type Refusal = StateError;
+
+fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
+    StateError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The subject of vendor `vendor`'s catalog record between two nodes.
+pub fn catalog_subject(vendor: &NodeId) -> String {
+    format!("catalog.{vendor}")
+}
+
+/// The UTC calendar day of a time.
+pub fn day_of(at: Millis) -> Option<Date> {
+    jiff::Timestamp::from_millisecond(at)
+        .ok()?
+        .strftime("%Y-%m-%d")
+        .to_string()
+        .parse()
+        .ok()
+}
+
+fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
+    match serde_json::from_slice(bytes) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("record ({key}, {subject}) is unreadable: {e}");
+            None
+        }
+    }
+}
+
+// ------------------------------------------------------------- catalog
+
+/// The vendor's own catalog (every price list), if one was saved.
+pub fn own_catalog(read: &Read) -> Result<Option<CatalogPublish>, StoreError> {
+    Ok(read
+        .doc(Doc::Setting, CATALOG_KEY)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+fn own_catalog_in(t: &Tables<'_>) -> Result<Option<CatalogPublish>, EngineError> {
+    Ok(t.doc(Doc::Setting, CATALOG_KEY)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// The catalog as a partner of `tier` sees it: every product, only the price
+/// lists of its tier (case-insensitive).
+pub fn for_tier(catalog: &CatalogPublish, tier: &str) -> CatalogPublish {
+    CatalogPublish {
+        version: catalog.version,
+        products: catalog.products.clone(),
+        price_lists: catalog
+            .price_lists
+            .iter()
+            .filter(|l| l.tier.trim().eq_ignore_ascii_case(tier.trim()))
+            .cloned()
+            .collect(),
+    }
+}
+
+fn partners_in(t: &Tables<'_>) -> Result<Vec<Partner>, EngineError> {
+    Ok(t.docs(Doc::Partner)?
+        .into_iter()
+        .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+        .collect())
+}
+
+/// What a publication did for one partner.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    pub partner: String,
+    pub peer: String,
+    /// `None` when queued; the refusal otherwise (e.g. too large).
+    pub refused: Option<String>,
+}
+
+/// Publishes `catalog` to every directory partner with an enabled peer,
+/// each with the price lists of its tier.
+fn publish_all(
+    a: &mut Act<'_, '_>,
+    catalog: &CatalogPublish,
+    peers: &[String],
+) -> Result<Vec<Published>, EngineError> {
+    let subject: RecordId = catalog_subject(a.me())
+        .parse()
+        .map_err(|e| EngineError::Corrupt(format!("catalog subject: {e}")))?;
+    let mut out = Vec::new();
+    for p in partners_in(a.tables)? {
+        let Some(peer) = p.peer.clone().filter(|peer| peers.contains(peer)) else {
+            continue;
+        };
+        let Ok(node) = peer.parse::<NodeId>() else {
+            continue;
+        };
+        let message = Message::CatalogPublish(for_tier(catalog, &p.tier));
+        let refused = a
+            .send(&node, &subject, &message)?
+            .err()
+            .map(|e| e.to_string());
+        out.push(Published {
+            partner: p.id.clone(),
+            peer,
+            refused,
+        });
+    }
+    Ok(out)
+}
+
+fn enabled_peers(node: &Node) -> Vec<String> {
+    node.config()
+        .peers
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| p.id.to_string())
+        .collect()
+}
+
+/// Replaces the vendor's catalog (the version increases) and publishes it to
+/// connected partners, in one transaction. Bad content is refused whole,
+/// naming the field.
+pub async fn save_catalog(
+    node: &Node,
+    products: Vec<Product>,
+    price_lists: Vec<PriceList>,
+) -> Result<Result<(i64, Vec<Published>), Refusal>, EngineError> {
+    let peers = enabled_peers(node);
+    node.engine
+        .act(move |a| {
+            let version = own_catalog_in(a.tables)?.map_or(0, |c| c.version) + 1;
+            let catalog = CatalogPublish {
+                version,
+                products,
+                price_lists,
+            };
+            let body =
+                serde_json::to_value(&catalog).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            if let Err(refused) = decode_message("catalog.publish", &body) {
+                return Ok(Err(refused));
+            }
+            let json =
+                serde_json::to_vec(&catalog).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            a.tables.put_doc(Doc::Setting, CATALOG_KEY, &json)?;
+            let published = publish_all(a, &catalog, &peers)?;
+            Ok(Ok((version, published)))
+        })
+        .await
+}
+
+/// Publishes the current catalog again (a new version, same content): after
+/// a partner was connected or changed tier.
+pub async fn republish(node: &Node) -> Result<Result<(i64, Vec<Published>), Refusal>, EngineError> {
+    let current = own_catalog(&node.store.read()?)?;
+    match current {
+        Some(c) => save_catalog(node, c.products, c.price_lists).await,
+        None => Ok(Err(refuse(
+            ReasonCode::UnknownRecord,
+            "there is no catalog to publish yet",
+        ))),
+    }
+}
+
+/// Catalogs published to this node by vendors it is connected to:
+/// (vendor, catalog).
+pub fn received_catalogs(
+    read: &Read,
+    me: &NodeId,
+) -> Result<Vec<(NodeId, CatalogPublish)>, StoreError> {
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        if let Some(Record::Catalog(c)) = parse_record(&key, &subject, &bytes)
+            && &c.partner == me
+            && !key.starts_with("web:")
+        {
+            out.push((c.vendor, c.catalog));
+        }
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------- the vendor's order check
+
+/// The vendor's check of an incoming `order.place` (the engine's inbound
+/// rule): the lines must match the price list in force for the ordering
+/// peer's tier on the envelope's day.
+pub fn inbound_rule(
+    t: &Tables<'_>,
+    ctx: &Context,
+    message: &Message,
+) -> Result<Result<(), StateError>, EngineError> {
+    let Message::OrderPlace(place) = message else {
+        return Ok(Ok(()));
+    };
+    let partner = partners_in(t)?
+        .into_iter()
+        .find(|p| p.peer.as_deref() == Some(ctx.from.as_str()));
+    let catalog = own_catalog_in(t)?.unwrap_or(CatalogPublish {
+        version: 0,
+        products: Vec::new(),
+        price_lists: Vec::new(),
+    });
+    let Some(partner) = partner else {
+        return Ok(Err(refuse(
+            ReasonCode::InvalidLines,
+            format!(
+                "{} is not a partner in the vendor's directory, so no price list applies",
+                ctx.from
+            ),
+        )));
+    };
+    let Some(day) = day_of(ctx.at) else {
+        return Ok(Err(refuse(
+            ReasonCode::BadBody,
+            "created is not a valid time",
+        )));
+    };
+    let problems = pricing::check_order(&for_tier(&catalog, &partner.tier), place, &day);
+    if problems.is_empty() {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(refuse(
+            ReasonCode::InvalidLines,
+            pricing::describe(&problems),
+        )))
+    }
+}
+
+// ------------------------------------------------------------ placing
+
+/// Where the user orders from vendor `vendor`: the record key, who sends,
+/// and the catalog the user may order from.
+pub struct Shop {
+    pub vendor: NodeId,
+    pub key: String,
+    pub catalog: CatalogPublish,
+}
+
+/// The shop of `vendor` for `user`, if the user may order there: a partner
+/// user orders from this node with its organization's tier; staff order from
+/// an enabled peer that published a catalog.
+pub fn shop_for(
+    node: &Node,
+    read: &Read,
+    user: &User,
+    vendor: &str,
+) -> Result<Option<Shop>, StoreError> {
+    let me = &node.identity.id;
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) if vendor == me.as_str() => {
+            let Some(partner) = crate::directory::load(read, org)? else {
+                return Ok(None);
+            };
+            let Some(catalog) = own_catalog(read)? else {
+                return Ok(None);
+            };
+            Ok(Some(Shop {
+                vendor: me.clone(),
+                key: web_key(org),
+                catalog: for_tier(&catalog, &partner.tier),
+            }))
+        }
+        (Role::Partner, _) => Ok(None),
+        _ => {
+            if vendor == me.as_str() || !enabled_peers(node).iter().any(|p| p == vendor) {
+                return Ok(None);
+            }
+            Ok(received_catalogs(read, me)?
+                .into_iter()
+                .find(|(v, _)| v.as_str() == vendor)
+                .map(|(v, catalog)| Shop {
+                    key: v.to_string(),
+                    vendor: v,
+                    catalog,
+                }))
+        }
+    }
+}
+
+/// The vendors the user can order from, with their catalogs.
+pub fn shops(node: &Node, read: &Read, user: &User) -> Result<Vec<Shop>, StoreError> {
+    let mut vendors: Vec<String> = match user.role {
+        Role::Partner => vec![node.identity.id.to_string()],
+        _ => received_catalogs(read, &node.identity.id)?
+            .into_iter()
+            .map(|(v, _)| v.to_string())
+            .collect(),
+    };
+    vendors.sort();
+    let mut out = Vec::new();
+    for v in vendors {
+        if let Some(shop) = shop_for(node, read, user, &v)? {
+            out.push(shop);
+        }
+    }
+    Ok(out)
+}
+
+/// One line as the buyer gives it; the price is taken from the list in
+/// force when not given.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    pub line: u32,
+    pub sku: String,
+    pub quantity: i64,
+    #[serde(deserialize_with = "guanxi_protocol::canonical::required_nullable")]
+    pub unit_price: Option<i64>,
+}
+
+/// An order as the buyer gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub vendor: String,
+    pub reference: String,
+    pub currency: String,
+    pub lines: Vec<LineRequest>,
+    #[serde(deserialize_with = "guanxi_protocol::canonical::required_nullable")]
+    pub requested_date: Option<String>,
+    pub ship_to: Address,
+    #[serde(deserialize_with = "guanxi_protocol::canonical::required_nullable")]
+    pub lead: Option<String>,
+}
+
+/// Why an order was not placed.
+#[derive(Debug, Clone)]
+pub enum PlaceError {
+    /// Not allowed, or a field is wrong.
+    Refused(Refusal),
+    /// Lines that do not match the price list in force (line 0: the order).
+    Lines(Vec<LineProblem>),
+}
+
+impl PlaceError {
+    /// The reason code and one message, for any channel.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            PlaceError::Refused(r) => r.clone(),
+            PlaceError::Lines(p) => refuse(ReasonCode::InvalidLines, pricing::describe(p)),
+        }
+    }
+}
+
+/// Checks the order against the shop's catalog and builds `order.place`.
+pub fn build_order(shop: &Shop, req: &OrderRequest, day: &Date) -> Result<Message, PlaceError> {
+    let mut problems: Vec<LineProblem> = req
+        .lines
+        .iter()
+        .filter(|l| l.quantity <= 0)
+        .map(|l| LineProblem {
+            line: l.line,
+            code: "quantity".into(),
+            message: format!(
+                "line {}: quantity must be greater than 0, not {}",
+                l.line, l.quantity
+            ),
+        })
+        .collect();
+    let currency = req.currency.trim().to_ascii_uppercase();
+    let list = currency
+        .parse()
+        .ok()
+        .and_then(|c| pricing::in_force(&shop.catalog.price_lists, &c, day));
+    let Some(list) = list else {
+        problems.insert(
+            0,
+            LineProblem {
+                line: 0,
+                code: "no_price_list".into(),
+                message: format!("no price list in {currency:?} is in force on {day}"),
+            },
+        );
+        return Err(PlaceError::Lines(problems));
+    };
+    if !problems.is_empty() {
+        return Err(PlaceError::Lines(problems));
+    }
+    let lines: Vec<serde_json::Value> = req
+        .lines
+        .iter()
+        .map(|l| {
+            let listed = list
+                .prices
+                .iter()
+                .find(|p| p.sku == l.sku)
+                .map(|p| p.unit_price);
+            json!({"line": l.line, "sku": l.sku.trim(), "quantity": l.quantity,
+                   "unit_price": l.unit_price.or(listed).unwrap_or(0)})
+        })
+        .collect();
+    let body = json!({
+        "reference": req.reference.trim(), "currency": currency, "price_list": list.id,
+        "discount_bp": list.discount_bp, "tax_rate_bp": list.tax_rate_bp, "lines": lines,
+        "requested_date": req.requested_date.as_ref().map(|d| d.trim()).filter(|d| !d.is_empty()),
+        "ship_to": req.ship_to, "lead": req.lead.as_ref().map(|d| d.trim()).filter(|d| !d.is_empty()),
+    });
+    let message = decode_message("order.place", &body).map_err(PlaceError::Refused)?;
+    let Message::OrderPlace(place) = &message else {
+        return Err(PlaceError::Refused(refuse(
+            ReasonCode::BadBody,
+            "not an order",
+        )));
+    };
+    let problems = pricing::check_order(&shop.catalog, place, day);
+    if problems.is_empty() {
+        Ok(message)
+    } else {
+        Err(PlaceError::Lines(problems))
+    }
+}
+
+/// Places an order with `req.vendor` for the user. Returns the order's key
+/// and subject.
+pub async fn place(
+    node: &Node,
+    user: &User,
+    req: OrderRequest,
+) -> Result<Result<(String, String), PlaceError>, EngineError> {
+    let read = node.store.read()?;
+    let Some(shop) = shop_for(node, &read, user, req.vendor.trim())? else {
+        return Ok(Err(PlaceError::Refused(refuse(
+            ReasonCode::NotAllowed,
+            format!(
+                "you cannot order from {:?}: no catalog was published to you",
+                req.vendor
+            ),
+        ))));
+    };
+    drop(read);
+    let Some(day) = day_of(crate::clock::now_ms()) else {
+        return Err(EngineError::Failed("the clock is out of range".into()));
+    };
+    let message = match build_order(&shop, &req, &day) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let subject = format!("ord-{}", uuid::Uuid::now_v7().hyphenated());
+    let sent = send_as(node, user, &shop.key, &subject, message).await?;
+    Ok(sent
+        .map(|()| (shop.key, subject))
+        .map_err(PlaceError::Refused))
+}
+
+/// Sends `message` on the order record (`key`, `subject`) as the user's
+/// side: staff as this node (to the peer, or to a web partner), a partner
+/// user as its organization.
+async fn send_as(
+    node: &Node,
+    user: &User,
+    key: &str,
+    subject: &str,
+    message: Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let me = node.identity.id.clone();
+    let web_org = key.strip_prefix("web:").map(str::to_string);
+    match (&user.role, &user.partner, web_org) {
+        (Role::Partner, Some(org), Some(key_org)) if *org == key_org => {
+            let Ok(from) = org.parse::<NodeId>() else {
+                return Ok(Err(refuse(ReasonCode::NotAllowed, "organization id")));
+            };
+            let (key, subject) = (key.to_string(), subject.to_string());
+            node.engine
+                .act(move |a| {
+                    Ok(a.apply_local(&key, &subject, &from, &me, &message)?
+                        .map(|_| ()))
+                })
+                .await
+        }
+        (Role::Partner, _, _) => Ok(Err(refuse(ReasonCode::UnknownRecord, "no such order"))),
+        (_, _, Some(org)) => {
+            let Ok(to) = org.parse::<NodeId>() else {
+                return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such order")));
+            };
+            let (key, subject) = (key.to_string(), subject.to_string());
+            node.engine
+                .act(move |a| {
+                    Ok(a.apply_local(&key, &subject, &me, &to, &message)?
+                        .map(|_| ()))
+                })
+                .await
+        }
+        (_, _, None) => {
+            let (Ok(peer), Ok(subject)) = (key.parse::<NodeId>(), subject.parse::<RecordId>())
+            else {
+                return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such order")));
+            };
+            if !enabled_peers(node).iter().any(|p| p == peer.as_str()) {
+                return Ok(Err(refuse(
+                    ReasonCode::NotAllowed,
+                    format!("{peer} is not an enabled peer in the configuration"),
+                )));
+            }
+            match node.engine.send(peer, subject, message).await {
+                Ok(_) => Ok(Ok(())),
+                Err(SendError::Refused(r)) => Ok(Err(r)),
+                Err(SendError::Engine(e)) => Err(e),
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------- orders
+
+/// An order with where it is kept.
+pub struct OrderView {
+    pub key: String,
+    pub subject: String,
+    pub order: Order,
+}
+
+impl OrderView {
+    /// The partner's name for people: its directory id for web partners,
+    /// its node id otherwise.
+    pub fn partner(&self) -> String {
+        self.key
+            .strip_prefix("web:")
+            .map_or_else(|| self.order.partner.to_string(), str::to_string)
+    }
+
+    /// What the vendor has to do next, if anything.
+    pub fn awaiting(&self) -> Option<&'static str> {
+        let o = &self.order;
+        let uninvoiced = o.lines.iter().any(|l| l.shipped > l.invoiced);
+        match o.status {
+            OrderStatus::Placed => Some("acknowledge"),
+            OrderStatus::Acknowledged | OrderStatus::PartiallyShipped => Some("ship"),
+            OrderStatus::Shipped if uninvoiced => Some("invoice"),
+            _ => None,
+        }
+    }
+}
+
+fn visible(user: &User, me: &NodeId, key: &str, order: &Order) -> bool {
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) => key == web_key(org),
+        (Role::Partner, None) => false,
+        _ => &order.vendor == me || (&order.partner == me && !key.starts_with("web:")),
+    }
+}
+
+/// The orders the user may see, newest first: staff see orders to this node
+/// (as vendor) and orders this node placed; a partner user its
+/// organization's.
+pub fn list(read: &Read, user: &User, me: &NodeId) -> Result<Vec<OrderView>, StoreError> {
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        if let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes)
+            && visible(user, me, &key, &order)
+        {
+            out.push(OrderView {
+                key,
+                subject,
+                order,
+            });
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.order.placed_at));
+    Ok(out)
+}
+
+/// One order, if the user may see it.
+pub fn one(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    key: &str,
+    subject: &str,
+) -> Result<Option<OrderView>, StoreError> {
+    let Some(bytes) = read.record(key, subject)? else {
+        return Ok(None);
+    };
+    Ok(match parse_record(key, subject, &bytes) {
+        Some(Record::Order(order)) if visible(user, me, key, &order) => Some(OrderView {
+            key: key.to_string(),
+            subject: subject.to_string(),
+            order,
+        }),
+        _ => None,
+    })
+}
+
+/// Acknowledges, ships, invoices or cancels: `message` on the order, as the
+/// user's side. The state machine decides who may send what.
+pub async fn act_on(
+    node: &Node,
+    user: &User,
+    key: &str,
+    subject: &str,
+    message: Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    if !matches!(
+        message,
+        Message::OrderAck(_)
+            | Message::OrderShip(_)
+            | Message::OrderInvoice(_)
+            | Message::OrderCancel(_)
+    ) {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("{} is not an action on an order", message.kind()),
+        )));
+    }
+    if one(&node.store.read()?, user, &node.identity.id, key, subject)?.is_none() {
+        return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such order")));
+    }
+    send_as(node, user, key, subject, message).await
+}
+
+/// Invoiced revenue per partner and currency (minor units), from the
+/// orders this node received as vendor. A sum beyond ±(2^53−1) is an error
+/// naming the partner and currency.
+pub fn revenue(read: &Read, me: &NodeId) -> Result<Result<Revenue, String>, StoreError> {
+    let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for (key, subject, bytes) in read.records()? {
+        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
+            continue;
+        };
+        if &order.vendor != me {
+            continue;
+        }
+        let view = OrderView {
+            key,
+            subject,
+            order,
+        };
+        let partner = view.partner();
+        let currency = view.order.currency.to_string();
+        let sum = out
+            .entry(partner.clone())
+            .or_default()
+            .entry(currency.clone())
+            .or_insert(0);
+        for invoice in &view.order.invoices {
+            match guanxi_protocol::money::add(*sum, invoice.totals.total) {
+                Ok(v) => *sum = v,
+                Err(e) => return Ok(Err(format!("revenue of {partner} in {currency}: {e}"))),
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// Revenue per partner, then per currency code, in minor units.
+pub type Revenue = BTreeMap<String, BTreeMap<String, i64>>;
