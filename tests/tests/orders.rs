@@ -362,3 +362,205 @@ async fn an_order_is_placed_acknowledged_shipped_invoiced_and_the_rest_cancelled
     let rev = expect(&va, "get", "/api/v1/orders/revenue", &vt, None, 200).await;
     assert_eq!(rev["revenue"]["globex"]["TWD"], 301_743_799, "{rev}");
 }
+
+/// An order that bypasses the partner's checks (sent raw from the admin
+/// socket) is rejected by the vendor's daemon with a signed
+/// `invalid_lines` naming the line; the partner's copy becomes refused and
+/// takes no further action. The vendor holds nothing.
+#[tokio::test]
+async fn the_vendor_rejects_a_bad_order_over_federation_and_the_senders_copy_is_refused() {
+    let p = two_nodes(Path::new(BIN));
+    let va = Api::of(&p.vendor, &p.vendor_daemon);
+    let pa = Api::of(&p.partner, &p.partner_daemon);
+    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
+    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    expect(
+        &va,
+        "post",
+        "/api/v1/partners",
+        &vt,
+        Some(&partner("globex", "gold", Some("globex"))),
+        201,
+    )
+    .await;
+    expect(&va, "put", "/api/v1/catalog", &vt, Some(&catalog()), 200).await;
+    let raw = json!({"reference": "PO-RAW", "currency": "TWD", "price_list": "tw-gold", "discount_bp": 500, "tax_rate_bp": 500,
+        "lines": [{"line": 1, "sku": "CNC-5X", "quantity": 1, "unit_price": 100_000_000},
+                  {"line": 2, "sku": "SPINDLE", "quantity": 1, "unit_price": 1}],
+        "requested_date": null, "lead": null,
+        "ship_to": {"name": "Globex", "street": "", "city": "", "postal_code": "", "region": "", "country": "TW"}});
+    let (status, v) = p
+        .partner
+        .admin(
+            "POST",
+            "/admin/v1/send",
+            Some(json!({"peer": "acme", "kind": "order.place", "subject": "ord-raw", "body": raw})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let refused = eventually("the refusal at globex", || async {
+        let (_, v) = pa
+            .call("get", "/api/v1/orders/acme/ord-raw", Some(&pt), None)
+            .await;
+        (v["status"] == "refused").then_some(v)
+    })
+    .await;
+    let reason = refused["order"]["refusal"].as_str().unwrap_or("");
+    assert!(
+        reason.starts_with("invalid_lines")
+            && reason.contains("line 2")
+            && !reason.contains("line 1"),
+        "{refused}"
+    );
+    let (_, rejected) = p.partner.admin("GET", "/admin/v1/rejected", None).await;
+    assert_eq!(
+        rejected["outgoing"][0]["reason"]["code"], "invalid_lines",
+        "{rejected}"
+    );
+    // Nothing at the vendor; nothing more on the refused order.
+    let (status, _) = va
+        .call("get", "/api/v1/orders/globex/ord-raw", Some(&vt), None)
+        .await;
+    assert_eq!(status, 404);
+    let cancel = json!({"kind": "order.cancel", "body": {"lines": [{"line": 1, "quantity": 1}], "reason": ""}}).to_string();
+    let v = expect(
+        &pa,
+        "post",
+        "/api/v1/orders/acme/ord-raw/messages",
+        &pt,
+        Some(&cancel),
+        409,
+    )
+    .await;
+    assert_eq!(v["code"], "illegal_transition", "{v}");
+}
+
+/// A partner without a daemon orders in the vendor's own Guanxi, from the
+/// price list of its tier, and sees only its organization's orders.
+#[tokio::test]
+async fn a_web_partner_orders_from_its_tier_price_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = guanxi_tests::NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let api = Api::of(&node, &daemon);
+    let admin = node.token(Path::new(BIN), "ci", "admin");
+    for (org, tier, user) in [("initech", "silver", "ina"), ("umbrella", "gold", "uma")] {
+        expect(
+            &api,
+            "post",
+            "/api/v1/partners",
+            &admin,
+            Some(&partner(org, tier, None)),
+            201,
+        )
+        .await;
+        expect(
+            &api,
+            "post",
+            &format!("/api/v1/partners/{org}/users"),
+            &admin,
+            Some(&json!({"username": user}).to_string()),
+            201,
+        )
+        .await;
+    }
+    let ina = node.token(Path::new(BIN), "ina-t", "ina");
+    let uma = node.token(Path::new(BIN), "uma-t", "uma");
+    // No catalog yet: nothing to order from.
+    let v = expect(
+        &api,
+        "post",
+        "/api/v1/orders",
+        &ina,
+        Some(&order("acme", "TWD", &[(1, "CNC-5X", 1, None)])),
+        403,
+    )
+    .await;
+    assert_eq!(v["code"], "not_allowed");
+    expect(
+        &api,
+        "put",
+        "/api/v1/catalog",
+        &admin,
+        Some(&catalog()),
+        200,
+    )
+    .await;
+
+    let v = expect(&api, "get", "/api/v1/catalogs", &ina, None, 200).await;
+    let lists: Vec<&str> = v["catalogs"][0]["catalog"]["price_lists"]
+        .as_array()
+        .expect("lists")
+        .iter()
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert_eq!(lists, vec!["tw-silver"]);
+    // The gold price is wrong for a silver partner; SPINDLE has no silver price.
+    let v = expect(
+        &api,
+        "post",
+        "/api/v1/orders",
+        &ina,
+        Some(&order(
+            "acme",
+            "TWD",
+            &[(1, "CNC-5X", 1, Some(100_000_000)), (2, "SPINDLE", 1, None)],
+        )),
+        422,
+    )
+    .await;
+    assert_eq!(
+        codes(&v),
+        vec![(1, "wrong_price".into()), (2, "not_in_price_list".into())],
+        "{v}"
+    );
+    let placed = expect(
+        &api,
+        "post",
+        "/api/v1/orders",
+        &ina,
+        Some(&order("acme", "TWD", &[(1, "CNC-5X", 1, None)])),
+        201,
+    )
+    .await;
+    assert_eq!(
+        (
+            placed["key"].as_str(),
+            placed["order"]["price_list"].as_str()
+        ),
+        (Some("web:initech"), Some("tw-silver"))
+    );
+    let subject = placed["subject"].as_str().expect("subject").to_string();
+
+    // Staff see it in the queue and acknowledge it; the partner sees that.
+    let v = expect(&api, "get", "/api/v1/orders", &admin, None, 200).await;
+    assert_eq!(v["orders"][0]["awaiting"], "acknowledge", "{v}");
+    let ack = json!({"kind": "order.ack", "body": {"lines": [{"line": 1, "accepted": 1, "confirmed_date": null, "reason": null}], "note": ""}}).to_string();
+    let path = format!("/api/v1/orders/web:initech/{subject}/messages");
+    // A partner user cannot acknowledge; another organization cannot see it.
+    let v = expect(&api, "post", &path, &ina, Some(&ack), 403).await;
+    assert_eq!(v["code"], "not_allowed");
+    expect(
+        &api,
+        "get",
+        &format!("/api/v1/orders/web:initech/{subject}"),
+        &uma,
+        None,
+        404,
+    )
+    .await;
+    let (_, v) = api.call("get", "/api/v1/orders", Some(&uma), None).await;
+    assert_eq!(v["orders"].as_array().map(Vec::len), Some(0), "{v}");
+    expect(&api, "post", &path, &admin, Some(&ack), 200).await;
+    let v = expect(
+        &api,
+        "get",
+        &format!("/api/v1/orders/web:initech/{subject}"),
+        &ina,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(v["status"], "acknowledged", "{v}");
+    drop(daemon);
+}
