@@ -120,7 +120,7 @@ struct RefusedPage {
 
 /// The page for an action the rules refused: the reason code and its
 /// explanation, with the HTTP status every channel uses for it.
-fn refused(ctx: &Ctx, csrf: &str, refusal: &Refusal, back: String) -> Response {
+pub(super) fn refused(ctx: &Ctx, csrf: &str, refusal: &Refusal, back: String) -> Response {
     ctx.page(
         status_of(refusal.code),
         RefusedPage {
@@ -145,7 +145,11 @@ pub fn status_of(code: ReasonCode) -> StatusCode {
 
 /// The gate of every form post: signed in (staff only when `staff`), the
 /// CSRF token right. Returns the session's CSRF token and the user.
-fn posted<'c>(ctx: &'c Ctx, given: &str, staff: bool) -> Result<(String, &'c User), Response> {
+pub(super) fn posted<'c>(
+    ctx: &'c Ctx,
+    given: &str,
+    staff: bool,
+) -> Result<(String, &'c User), Response> {
     if staff {
         staff_only(ctx)?;
     }
@@ -157,7 +161,7 @@ fn posted<'c>(ctx: &'c Ctx, given: &str, staff: bool) -> Result<(String, &'c Use
 }
 
 /// The answer to an action: back to `back` with `flash`, or the refusal.
-fn outcome(
+pub(super) fn outcome(
     ctx: &Ctx,
     csrf: &str,
     result: Result<Result<(), Refusal>, crate::engine::EngineError>,

@@ -13,6 +13,7 @@
 
 pub mod i18n;
 pub mod leads;
+pub mod orders;
 pub mod session;
 
 use crate::accounts::{self, Role, User};
@@ -59,6 +60,7 @@ pub fn routes() -> Router<Arc<Node>> {
             get(password_page).post(change_password),
         )
         .merge(leads::routes())
+        .merge(orders::routes())
 }
 
 /// What every page shows around its content.
@@ -486,6 +488,7 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
         }
     }
     items.extend(leads::inbox_items(&read, user, &node.identity.id));
+    items.extend(orders::inbox_items(&read, user, &node.identity.id));
     let organization = match &user.partner {
         Some(org) => directory::load(&read, org).ok().flatten(),
         None => None,

@@ -1,0 +1,870 @@
+//! Web pages for ordering: the vendor's catalog (products and price lists
+//! from CSV, publication), the shops a buyer can order from with the order
+//! form (lines as CSV), the order lists (the vendor's queue and the buyer's
+//! orders) and the order page with the actions each side may take.
+
+use super::leads::{outcome, posted, refused, when};
+use super::{Ctx, Frame, SignedIn, internal, redirect_with_flash, staff_only, user_of};
+use crate::node::Node;
+use crate::orders::{self, LineRequest, OrderRequest, OrderView, PlaceError, intake};
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use guanxi_protocol::ReasonCode;
+use guanxi_protocol::messages::{Address, CatalogPublish, PriceList};
+use guanxi_protocol::money::{Currency, Money};
+use guanxi_protocol::pricing::{LineProblem, Totals};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The ordering routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/catalog", get(catalog_page))
+        .route("/catalog/products", post(save_products))
+        .route("/catalog/lists", post(save_list))
+        .route("/catalog/lists/{id}/delete", post(delete_list))
+        .route("/catalog/publish", post(publish))
+        .route("/shop", get(shops))
+        .route("/shop/{vendor}", get(shop_page).post(place))
+        .route("/orders", get(list))
+        .route("/orders/{key}/{subject}", get(order_page).post(act))
+}
+
+type Fields = HashMap<String, String>;
+
+fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
+    f.get(name).map_or("", |s| s.trim())
+}
+
+fn amount(minor: i64, currency: &Currency) -> String {
+    Money {
+        amount: minor,
+        currency: currency.clone(),
+    }
+    .to_string()
+}
+
+// ------------------------------------------------------------- catalog
+
+pub struct ListView {
+    pub list: PriceList,
+    pub discount: String,
+    pub tax: String,
+    pub prices: Vec<(String, String)>,
+}
+
+fn percent(bp: i64) -> String {
+    format!("{}.{:02} %", bp / 100, bp % 100)
+}
+
+fn list_view(list: &PriceList) -> ListView {
+    ListView {
+        discount: percent(list.discount_bp),
+        tax: percent(list.tax_rate_bp),
+        prices: list
+            .prices
+            .iter()
+            .map(|p| (p.sku.clone(), amount(p.unit_price, &list.currency)))
+            .collect(),
+        list: list.clone(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "catalog.html")]
+struct CatalogPage {
+    f: Frame,
+    catalog: Option<CatalogPublish>,
+    lists: Vec<ListView>,
+    errors: Vec<String>,
+}
+
+fn catalog_response(
+    ctx: &Ctx,
+    node: &Node,
+    csrf: String,
+    status: StatusCode,
+    errors: Vec<String>,
+) -> Response {
+    let catalog = match node.store.read().and_then(|r| orders::own_catalog(&r)) {
+        Ok(c) => c,
+        Err(e) => return internal(e),
+    };
+    let lists = catalog
+        .as_ref()
+        .map(|c| c.price_lists.iter().map(list_view).collect())
+        .unwrap_or_default();
+    ctx.page(
+        status,
+        CatalogPage {
+            f: ctx.frame(csrf),
+            catalog,
+            lists,
+            errors,
+        }
+        .render(),
+    )
+}
+
+async fn catalog_page(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let session = match staff_only(&ctx) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    catalog_response(
+        &ctx,
+        &node,
+        session.csrf.clone(),
+        StatusCode::OK,
+        Vec::new(),
+    )
+}
+
+fn row_errors(errors: Vec<intake::RowError>) -> Vec<String> {
+    errors
+        .into_iter()
+        .map(|e| format!("row {}: {}", e.row, e.message))
+        .collect()
+}
+
+/// Saves the catalog with `change` applied to the current one.
+async fn change_catalog(
+    node: &Node,
+    ctx: &Ctx,
+    csrf: String,
+    change: impl FnOnce(&mut CatalogPublish),
+) -> Response {
+    let current = match node.store.read().and_then(|r| orders::own_catalog(&r)) {
+        Ok(c) => c.unwrap_or(CatalogPublish {
+            version: 0,
+            products: Vec::new(),
+            price_lists: Vec::new(),
+        }),
+        Err(e) => return internal(e),
+    };
+    let mut next = current;
+    change(&mut next);
+    match orders::save_catalog(node, next.products, next.price_lists).await {
+        Ok(Ok(_)) => redirect_with_flash("/catalog", "catalog.saved"),
+        Ok(Err(r)) => catalog_response(
+            ctx,
+            node,
+            csrf,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec![r.message],
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+async fn save_products(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match intake::products(field(&f, "products")) {
+        Ok(products) => change_catalog(&node, &ctx, csrf, |c| c.products = products).await,
+        Err(errors) => catalog_response(
+            &ctx,
+            &node,
+            csrf,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            row_errors(errors),
+        ),
+    }
+}
+
+async fn save_list(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut errors = Vec::new();
+    let currency = field(&f, "currency")
+        .to_ascii_uppercase()
+        .parse::<Currency>();
+    let dates = (field(&f, "valid_from").parse(), field(&f, "valid_to"));
+    let discount = intake::basis_points(field(&f, "discount"));
+    let tax = intake::basis_points(field(&f, "tax"));
+    let list = match (currency, dates, discount, tax) {
+        (Ok(currency), (Ok(valid_from), to), Ok(discount_bp), Ok(tax_rate_bp)) => {
+            let valid_to = if to.is_empty() {
+                Ok(None)
+            } else {
+                to.parse().map(Some)
+            };
+            match (valid_to, intake::prices(field(&f, "prices"), &currency)) {
+                (Ok(valid_to), Ok(prices)) => Some(PriceList {
+                    id: field(&f, "id").to_string(),
+                    tier: field(&f, "tier").to_string(),
+                    currency,
+                    valid_from,
+                    valid_to,
+                    discount_bp,
+                    tax_rate_bp,
+                    prices,
+                }),
+                (to, prices) => {
+                    if let Err(e) = to {
+                        errors.push(format!("valid_to: {e}"));
+                    }
+                    if let Err(rows) = prices {
+                        errors.extend(row_errors(rows));
+                    }
+                    None
+                }
+            }
+        }
+        (currency, (from, _), discount, tax) => {
+            for e in [
+                currency.err().map(|e| format!("currency: {e}")),
+                from.err().map(|e: String| format!("valid_from: {e}")),
+                discount.err().map(|e| format!("discount: {e}")),
+                tax.err().map(|e| format!("tax: {e}")),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                errors.push(e);
+            }
+            None
+        }
+    };
+    match list {
+        Some(list) => {
+            change_catalog(&node, &ctx, csrf, |c| {
+                c.price_lists.retain(|l| l.id != list.id);
+                c.price_lists.push(list);
+            })
+            .await
+        }
+        None => catalog_response(&ctx, &node, csrf, StatusCode::UNPROCESSABLE_ENTITY, errors),
+    }
+}
+
+async fn delete_list(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    change_catalog(&node, &ctx, csrf, |c| c.price_lists.retain(|l| l.id != id)).await
+}
+
+async fn publish(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let result = orders::republish(&node).await.map(|r| r.map(|_| ()));
+    outcome(&ctx, &csrf, result, "/catalog".into(), "catalog.published")
+}
+
+// --------------------------------------------------------------- shop
+
+#[derive(Template)]
+#[template(path = "shops.html")]
+struct ShopsPage {
+    f: Frame,
+    vendors: Vec<String>,
+}
+
+async fn shops(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let vendors = match node
+        .store
+        .read()
+        .and_then(|r| orders::shops(&node, &r, user))
+    {
+        Ok(s) => s.into_iter().map(|s| s.vendor.to_string()).collect(),
+        Err(e) => return internal(e),
+    };
+    ctx.page(
+        StatusCode::OK,
+        ShopsPage {
+            f: ctx.frame(session.csrf.clone()),
+            vendors,
+        }
+        .render(),
+    )
+}
+
+pub struct ShopLine {
+    pub sku: String,
+    pub name: String,
+    pub unit: String,
+    pub warranty_months: i64,
+    pub prices: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "shop.html")]
+struct ShopPage {
+    f: Frame,
+    vendor: String,
+    products: Vec<ShopLine>,
+    currencies: Vec<String>,
+    form: Fields,
+    problems: Vec<LineProblem>,
+    error: Option<String>,
+}
+
+impl ShopPage {
+    fn value(&self, name: &str) -> &str {
+        field(&self.form, name)
+    }
+}
+
+fn shop_response(
+    ctx: &Ctx,
+    node: &Node,
+    vendor: &str,
+    form: Fields,
+    status: StatusCode,
+    problems: Vec<LineProblem>,
+    error: Option<String>,
+) -> Response {
+    let Some((session, user)) = user_of(ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let shop = match node
+        .store
+        .read()
+        .and_then(|r| orders::shop_for(node, &r, user, vendor))
+    {
+        Ok(Some(s)) => s,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let today = orders::day_of(crate::clock::now_ms());
+    let in_force: Vec<&PriceList> = shop
+        .catalog
+        .price_lists
+        .iter()
+        .filter(|l| {
+            today.as_ref().is_some_and(|d| {
+                guanxi_protocol::pricing::in_force(&shop.catalog.price_lists, &l.currency, d)
+                    .is_some_and(|f| f.id == l.id)
+            })
+        })
+        .collect();
+    let chinese = ctx.frame(String::new()).lang == "zh-TW";
+    let products = shop
+        .catalog
+        .products
+        .iter()
+        .filter(|p| p.active)
+        .map(|p| ShopLine {
+            sku: p.sku.clone(),
+            name: if chinese && !p.name_zh.is_empty() {
+                p.name_zh.clone()
+            } else {
+                p.name_en.clone()
+            },
+            unit: p.unit.clone(),
+            warranty_months: p.warranty_months,
+            prices: in_force
+                .iter()
+                .filter_map(|l| {
+                    l.prices
+                        .iter()
+                        .find(|x| x.sku == p.sku)
+                        .map(|x| amount(x.unit_price, &l.currency))
+                })
+                .collect(),
+        })
+        .collect();
+    ctx.page(
+        status,
+        ShopPage {
+            f: ctx.frame(session.csrf.clone()),
+            vendor: vendor.to_string(),
+            products,
+            currencies: in_force.iter().map(|l| l.currency.to_string()).collect(),
+            form,
+            problems,
+            error,
+        }
+        .render(),
+    )
+}
+
+async fn shop_page(
+    State(node): State<Arc<Node>>,
+    Path(vendor): Path<String>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    shop_response(
+        &ctx,
+        &node,
+        &vendor,
+        Fields::new(),
+        StatusCode::OK,
+        Vec::new(),
+        None,
+    )
+}
+
+async fn place(
+    State(node): State<Arc<Node>>,
+    Path(vendor): Path<String>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (_, user) = match posted(&ctx, field(&f, "csrf"), false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let lines: Vec<LineRequest> = match intake::order_lines(field(&f, "lines")) {
+        Ok(l) => l,
+        Err(rows) => {
+            let problems = rows
+                .into_iter()
+                .map(|e| LineProblem {
+                    line: e.row as u32,
+                    code: "row".into(),
+                    message: format!("row {}: {}", e.row, e.message),
+                })
+                .collect();
+            return shop_response(
+                &ctx,
+                &node,
+                &vendor,
+                f,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problems,
+                None,
+            );
+        }
+    };
+    let optional = |name: &str| Some(field(&f, name).to_string()).filter(|s| !s.is_empty());
+    let req = OrderRequest {
+        vendor: vendor.clone(),
+        reference: field(&f, "reference").to_string(),
+        currency: field(&f, "currency").to_string(),
+        lines,
+        requested_date: optional("requested_date"),
+        ship_to: Address {
+            name: field(&f, "ship_name").to_string(),
+            street: field(&f, "ship_street").to_string(),
+            city: field(&f, "ship_city").to_string(),
+            postal_code: field(&f, "ship_postal_code").to_string(),
+            region: field(&f, "ship_region").to_string(),
+            country: field(&f, "ship_country").to_ascii_uppercase(),
+        },
+        lead: optional("lead"),
+    };
+    match orders::place(&node, user, req).await {
+        Ok(Ok((key, subject))) => {
+            redirect_with_flash(&format!("/orders/{key}/{subject}"), "orders.placed_flash")
+        }
+        Ok(Err(PlaceError::Lines(problems))) => shop_response(
+            &ctx,
+            &node,
+            &vendor,
+            f,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problems,
+            None,
+        ),
+        Ok(Err(PlaceError::Refused(r))) => {
+            let status = super::leads::status_of(r.code);
+            shop_response(
+                &ctx,
+                &node,
+                &vendor,
+                f,
+                status,
+                Vec::new(),
+                Some(format!("{}: {}", r.code, r.message)),
+            )
+        }
+        Err(e) => internal(e),
+    }
+}
+
+// ------------------------------------------------------------- orders
+
+pub struct OrderRow {
+    pub link: String,
+    pub reference: String,
+    pub partner: String,
+    pub vendor: String,
+    pub placed: String,
+    pub status: &'static str,
+    pub awaiting: Option<&'static str>,
+    pub total: String,
+}
+
+fn order_row(v: &OrderView) -> OrderRow {
+    OrderRow {
+        link: format!("/orders/{}/{}", v.key, v.subject),
+        reference: v.order.reference.clone(),
+        partner: v.partner(),
+        vendor: v.order.vendor.to_string(),
+        placed: when(v.order.placed_at),
+        status: v.order.status.as_str(),
+        awaiting: v.awaiting(),
+        total: v
+            .order
+            .committed_totals()
+            .map(|t| amount(t.total, &v.order.currency))
+            .unwrap_or_default(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "orders.html")]
+struct OrdersPage {
+    f: Frame,
+    incoming: Vec<OrderRow>,
+    outgoing: Vec<OrderRow>,
+}
+
+async fn list(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let all = match node
+        .store
+        .read()
+        .and_then(|r| orders::list(&r, user, &node.identity.id))
+    {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let me = &node.identity.id;
+    let staff = user.role != crate::accounts::Role::Partner;
+    let (mut incoming, outgoing): (Vec<OrderRow>, Vec<OrderRow>) = {
+        let (i, o): (Vec<&OrderView>, Vec<&OrderView>) =
+            all.iter().partition(|v| staff && &v.order.vendor == me);
+        (
+            i.into_iter().map(order_row).collect(),
+            o.into_iter().map(order_row).collect(),
+        )
+    };
+    // What awaits the vendor first.
+    incoming.sort_by_key(|r| r.awaiting.is_none());
+    ctx.page(
+        StatusCode::OK,
+        OrdersPage {
+            f: ctx.frame(session.csrf.clone()),
+            incoming,
+            outgoing,
+        }
+        .render(),
+    )
+}
+
+pub struct LineRow {
+    pub line: u32,
+    pub sku: String,
+    pub ordered: i64,
+    pub price: String,
+    pub accepted: String,
+    pub confirmed: String,
+    pub reason: String,
+    pub shipped: i64,
+    pub cancelled: i64,
+    pub invoiced: i64,
+    pub open: i64,
+    pub billable: i64,
+}
+
+#[derive(Template)]
+#[template(path = "order.html")]
+struct OrderPage {
+    f: Frame,
+    action: String,
+    view: OrderView,
+    lines: Vec<LineRow>,
+    totals: Vec<(&'static str, String, String, String, String)>,
+    shipments: Vec<(String, String, String, String)>,
+    invoices: Vec<(String, String, String, String)>,
+    as_vendor: bool,
+    as_partner: bool,
+}
+
+fn totals_row(
+    key: &'static str,
+    t: Result<Totals, guanxi_protocol::money::Overflow>,
+    c: &Currency,
+) -> (&'static str, String, String, String, String) {
+    match t {
+        Ok(t) => (
+            key,
+            amount(t.subtotal, c),
+            amount(t.discount, c),
+            amount(t.tax, c),
+            amount(t.total, c),
+        ),
+        Err(e) => (
+            key,
+            e.to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ),
+    }
+}
+
+async fn order_page(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let me = node.identity.id.clone();
+    let view = match node
+        .store
+        .read()
+        .and_then(|r| orders::one(&r, user, &me, &key, &subject))
+    {
+        Ok(Some(v)) => v,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let o = &view.order;
+    let c = &o.currency;
+    let staff = user.role != crate::accounts::Role::Partner;
+    let lines = o
+        .lines
+        .iter()
+        .map(|l| LineRow {
+            line: l.line,
+            sku: l.sku.clone(),
+            ordered: l.ordered,
+            price: amount(l.unit_price, c),
+            accepted: l
+                .accepted
+                .map(|a| (a - l.cancelled.min(a)).to_string())
+                .unwrap_or_default(),
+            confirmed: l
+                .confirmed_date
+                .as_ref()
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            reason: l.ack_reason.clone().unwrap_or_default(),
+            shipped: l.shipped,
+            cancelled: l.cancelled,
+            invoiced: l.invoiced,
+            open: l.open(),
+            billable: l.shipped - l.invoiced,
+        })
+        .collect();
+    let shipments = o
+        .shipments
+        .iter()
+        .map(|s| {
+            let lines = s.lines.iter().map(|(l, q, serials)| {
+                if serials.is_empty() {
+                    format!("#{l} × {q}")
+                } else {
+                    format!("#{l} × {q} ({})", serials.join(", "))
+                }
+            });
+            (
+                s.id.clone(),
+                format!("{} {}", s.carrier, s.tracking),
+                when(s.at),
+                lines.collect::<Vec<_>>().join("; "),
+            )
+        })
+        .collect();
+    let invoices = o
+        .invoices
+        .iter()
+        .map(|i| {
+            (
+                i.id.clone(),
+                i.issued_on.to_string(),
+                i.due_on.as_ref().map(|d| d.to_string()).unwrap_or_default(),
+                amount(i.totals.total, c),
+            )
+        })
+        .collect();
+    let page = OrderPage {
+        f: ctx.frame(session.csrf.clone()),
+        action: format!("/orders/{key}/{subject}"),
+        lines,
+        totals: vec![
+            totals_row("orders.ordered", o.ordered_totals(), c),
+            totals_row("orders.committed", o.committed_totals(), c),
+            totals_row("orders.invoiced", o.invoiced_totals(), c),
+        ],
+        shipments,
+        invoices,
+        as_vendor: staff && o.vendor == me,
+        as_partner: !staff || (o.partner == me && !key.starts_with("web:")),
+        view,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+/// Builds the message of an order form: `action` is ack, ship, invoice or
+/// cancel; per line the fields end in `_<line>`.
+pub fn action_message(
+    f: &Fields,
+    line_numbers: &[u32],
+) -> Result<guanxi_protocol::Message, crate::orders::Refusal> {
+    let bad = |m: String| crate::orders::Refusal {
+        code: ReasonCode::BadBody,
+        message: m,
+    };
+    let int = |name: String| -> Result<i64, crate::orders::Refusal> {
+        let v = field(f, &name);
+        if v.is_empty() {
+            Ok(0)
+        } else {
+            v.parse()
+                .map_err(|_| bad(format!("{name}: {v:?} is not a whole number")))
+        }
+    };
+    let opt = |name: String| -> Value {
+        let v = field(f, &name);
+        if v.is_empty() { Value::Null } else { json!(v) }
+    };
+    let (kind, body) = match field(f, "action") {
+        "ack" => {
+            let mut lines = Vec::new();
+            for n in line_numbers {
+                lines.push(json!({"line": n, "accepted": int(format!("accepted_{n}"))?,
+                    "confirmed_date": opt(format!("date_{n}")), "reason": opt(format!("reason_{n}"))}));
+            }
+            (
+                "order.ack",
+                json!({"lines": lines, "note": field(f, "note")}),
+            )
+        }
+        "ship" => {
+            let mut lines = Vec::new();
+            for n in line_numbers {
+                let q = int(format!("qty_{n}"))?;
+                if q > 0 {
+                    let serials: Vec<String> = field(f, &format!("serials_{n}"))
+                        .split([',', ' ', '\n'])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                    lines.push(json!({"line": n, "quantity": q, "serials": serials}));
+                }
+            }
+            (
+                "order.ship",
+                json!({"shipment": field(f, "shipment"), "carrier": field(f, "carrier"), "tracking": field(f, "tracking"), "lines": lines}),
+            )
+        }
+        "invoice" => {
+            let mut lines = Vec::new();
+            for n in line_numbers {
+                let q = int(format!("qty_{n}"))?;
+                if q > 0 {
+                    lines.push(json!({"line": n, "quantity": q}));
+                }
+            }
+            (
+                "order.invoice",
+                json!({"invoice": field(f, "invoice"), "issued_on": field(f, "issued_on"), "due_on": opt("due_on".into()), "lines": lines}),
+            )
+        }
+        "cancel" => {
+            let mut lines = Vec::new();
+            for n in line_numbers {
+                let q = int(format!("qty_{n}"))?;
+                if q > 0 {
+                    lines.push(json!({"line": n, "quantity": q}));
+                }
+            }
+            (
+                "order.cancel",
+                json!({"lines": lines, "reason": field(f, "reason")}),
+            )
+        }
+        other => {
+            return Err(bad(format!(
+                "action {other:?} is not ack, ship, invoice or cancel"
+            )));
+        }
+    };
+    crate::engine::decode_message(kind, &body)
+}
+
+async fn act(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let back = format!("/orders/{key}/{subject}");
+    let view = match node
+        .store
+        .read()
+        .and_then(|r| orders::one(&r, user, &node.identity.id, &key, &subject))
+    {
+        Ok(Some(v)) => v,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let numbers: Vec<u32> = view.order.lines.iter().map(|l| l.line).collect();
+    let message = match action_message(&f, &numbers) {
+        Ok(m) => m,
+        Err(r) => return refused(&ctx, &csrf, &r, back),
+    };
+    let result = orders::act_on(&node, user, &key, &subject, message).await;
+    outcome(&ctx, &csrf, result, back, "orders.done")
+}
+
+/// What the ordering part of the inbox shows staff: orders awaiting them.
+pub fn inbox_items(
+    read: &guanxi_adapters::store::Read,
+    user: &crate::accounts::User,
+    me: &guanxi_protocol::NodeId,
+) -> Vec<(&'static str, String)> {
+    if user.role == crate::accounts::Role::Partner {
+        return Vec::new();
+    }
+    let waiting: Vec<String> = orders::list(read, user, me)
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| &v.order.vendor == me)
+        .filter_map(|v| {
+            v.awaiting()
+                .map(|a| format!("{} ({}: {a})", v.order.reference, v.partner()))
+        })
+        .collect();
+    if waiting.is_empty() {
+        Vec::new()
+    } else {
+        vec![("home.orders_waiting", waiting.join(", "))]
+    }
+}
