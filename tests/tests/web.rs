@@ -582,6 +582,14 @@ async fn a_session_ends_at_its_absolute_limit_even_when_in_use() {
     );
 }
 
+/// Borrowed pairs for `Browser::post`.
+fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 /// The first link on `page` that starts with `prefix`.
 fn link(page: &Page, prefix: &str) -> String {
     let at = page
@@ -874,5 +882,225 @@ async fn leads_on_the_web_channel() {
         "{}",
         deals.body
     );
+    drop(daemon);
+}
+
+#[tokio::test]
+async fn ordering_on_the_web_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "");
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
+
+    // The catalog from CSV: bad rows are named and nothing is saved.
+    let page = staff.get("/catalog").await;
+    let csrf = Browser::csrf(&page);
+    let bad = staff
+        .post(
+            "/catalog/products",
+            &[
+                ("csrf", &csrf),
+                (
+                    "products",
+                    "CNC-5X,5-axis CNC,五軸加工機,pcs,24,yes\nSPINDLE,Spindle,,pcs,twelve,yes\n",
+                ),
+            ],
+        )
+        .await;
+    assert!(
+        bad.status == 422 && bad.body.contains("row 2") && bad.body.contains("twelve"),
+        "{}",
+        bad.body
+    );
+    let saved = staff
+        .post("/catalog/products", &[("csrf", &csrf), ("products", "sku,name_en,name_zh,unit,warranty_months,active\nCNC-5X,5-axis CNC,五軸加工機,pcs,24,yes\nSPINDLE,Spindle,主軸,pcs,12,yes\n")])
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let list = staff
+        .post(
+            "/catalog/lists",
+            &[
+                ("csrf", &csrf),
+                ("id", "tw-gold"),
+                ("tier", "gold"),
+                ("currency", "twd"),
+                ("valid_from", "2020-01-01"),
+                ("valid_to", ""),
+                ("discount", "5"),
+                ("tax", "5"),
+                ("prices", "CNC-5X,\"1,000,000.00\"\nSPINDLE,25000.50\n"),
+            ],
+        )
+        .await;
+    assert_eq!(list.status, 303, "{}", list.body);
+    let page = staff.get("/catalog").await;
+    assert!(
+        page.body.contains("TWD 1000000.00") && page.body.contains("5.00 %"),
+        "{}",
+        page.body
+    );
+
+    // The partner user orders in the vendor's web view.
+    let mut mei = Browser::new(&node, &daemon);
+    assert_eq!(mei.login("mei", &mei_password).await.status, 303);
+    let shop = mei.get("/shop/acme").await;
+    assert!(
+        shop.body.contains("TWD 25000.50") && shop.body.contains("5-axis CNC"),
+        "{}",
+        shop.body
+    );
+    let csrf = Browser::csrf(&shop);
+    let order = |lines: &'static str| {
+        vec![
+            ("reference", "PO-1"),
+            ("currency", "TWD"),
+            ("lines", lines),
+            ("ship_name", "Globex"),
+            ("ship_country", "tw"),
+        ]
+    };
+    let mut fields = order("CNC-9Z, 1\nSPINDLE, 0\n");
+    fields.push(("csrf", &csrf));
+    let refused = mei.post("/shop/acme", &fields).await;
+    assert!(
+        refused.status == 422
+            && refused
+                .body
+                .contains("line 2: quantity must be greater than 0"),
+        "{}",
+        refused.body
+    );
+    let mut fields = order("CNC-9Z, 1\nSPINDLE, 2\n");
+    fields.push(("csrf", &csrf));
+    let refused = mei.post("/shop/acme", &fields).await;
+    assert!(
+        refused.status == 422 && refused.body.contains("line 1: unknown SKU"),
+        "{}",
+        refused.body
+    );
+    let mut fields = order("CNC-5X, 5\nSPINDLE, 2\n");
+    fields.push(("csrf", &csrf));
+    let placed = mei.post("/shop/acme", &fields).await;
+    assert_eq!(placed.status, 303, "{}", placed.body);
+    let order_path = placed.location.expect("to the order");
+    let page = mei.get(&order_path).await;
+    assert!(
+        page.body.contains("id=\"order-status\">placed") && page.body.contains("TWD 5037376.00"),
+        "{}",
+        page.body
+    );
+
+    // Staff acknowledge part, ship, invoice; the partner cancels the rest.
+    let home = staff.get("/").await;
+    assert!(home.body.contains("Orders wait for you"), "{}", home.body);
+    let page = staff.get(&order_path).await;
+    let csrf = Browser::csrf(&page);
+    let step = |mut pairs: Vec<(&'static str, &'static str)>| -> Vec<(String, String)> {
+        pairs.push(("csrf", ""));
+        pairs
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    if k == "csrf" {
+                        csrf.clone()
+                    } else {
+                        v.to_string()
+                    },
+                )
+            })
+            .collect()
+    };
+    let done = staff
+        .post(
+            &order_path,
+            &refs(&step(vec![
+                ("action", "ack"),
+                ("accepted_1", "3"),
+                ("reason_1", "2 next quarter"),
+                ("accepted_2", "2"),
+            ])),
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let done = staff
+        .post(
+            &order_path,
+            &refs(&step(vec![
+                ("action", "ship"),
+                ("shipment", "S1"),
+                ("qty_1", "3"),
+                ("serials_1", "A1, A2, A3"),
+                ("qty_2", "1"),
+            ])),
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let again = staff
+        .post(
+            &order_path,
+            &refs(&step(vec![
+                ("action", "ship"),
+                ("shipment", "S1"),
+                ("qty_2", "1"),
+            ])),
+        )
+        .await;
+    assert!(
+        again.status == 422 && again.body.contains("already recorded"),
+        "{}",
+        again.body
+    );
+    let done = staff
+        .post(
+            &order_path,
+            &refs(&step(vec![
+                ("action", "invoice"),
+                ("invoice", "INV-1"),
+                ("issued_on", "2027-01-31"),
+                ("qty_1", "3"),
+                ("qty_2", "1"),
+            ])),
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let page = mei.get(&order_path).await;
+    let csrf_mei = Browser::csrf(&page);
+    let too_much = mei
+        .post(
+            &order_path,
+            &[("csrf", &csrf_mei), ("action", "cancel"), ("qty_1", "1")],
+        )
+        .await;
+    assert!(
+        too_much.status == 409 && too_much.body.contains("illegal_transition"),
+        "{}",
+        too_much.body
+    );
+    let cancelled = mei
+        .post(
+            &order_path,
+            &[
+                ("csrf", &csrf_mei),
+                ("action", "cancel"),
+                ("qty_2", "1"),
+                ("reason", "enough"),
+            ],
+        )
+        .await;
+    assert_eq!(cancelled.status, 303, "{}", cancelled.body);
+    let page = staff.get(&order_path).await;
+    assert!(
+        page.body.contains("id=\"order-status\">shipped")
+            && page.body.contains("INV-1")
+            && page.body.contains("TWD 3017437.99"),
+        "{}",
+        page.body
+    );
+    // The partner's list shows it.
+    let list = mei.get("/orders").await;
+    assert!(list.body.contains("PO-1"), "{}", list.body);
     drop(daemon);
 }
