@@ -980,8 +980,31 @@ async fn ordering_on_the_web_channel() {
         "{}",
         refused.body
     );
+    // The order fulfils a lead offered to globex.
+    let form = staff.get("/leads/new").await;
+    let lead_csrf = Browser::csrf(&form);
+    let lead = staff
+        .post(
+            "/leads",
+            &[
+                ("csrf", &lead_csrf),
+                ("company", "Contoso"),
+                ("country", "TW"),
+                ("product_lines", "cnc"),
+                ("consent", "yes"),
+            ],
+        )
+        .await;
+    let lead_path = lead.location.expect("to the lead");
+    let offers = mei.get("/offers").await;
+    let subject = link(&offers, "/offers/acme/")
+        .rsplit('/')
+        .next()
+        .expect("subject")
+        .to_string();
     let mut fields = order("CNC-5X, 5\nSPINDLE, 2\n");
     fields.push(("csrf", &csrf));
+    fields.push(("lead", &subject));
     let placed = mei.post("/shop/acme", &fields).await;
     assert_eq!(placed.status, 303, "{}", placed.body);
     let order_path = placed.location.expect("to the order");
@@ -1098,6 +1121,19 @@ async fn ordering_on_the_web_channel() {
             && page.body.contains("TWD 3017437.99"),
         "{}",
         page.body
+    );
+    // The order and the lead link to each other at the vendor.
+    assert!(
+        page.body
+            .contains(&format!("href=\"{lead_path}\" id=\"order-lead\"")),
+        "{}",
+        page.body
+    );
+    let lead_page = staff.get(&lead_path).await;
+    assert!(
+        lead_page.body.contains("id=\"lead-orders\"") && lead_page.body.contains("PO-1"),
+        "{}",
+        lead_page.body
     );
     // The partner's list shows it.
     let list = mei.get("/orders").await;

@@ -676,3 +676,51 @@ pub fn revenue(read: &Read, me: &NodeId) -> Result<Result<Revenue, String>, Stor
 
 /// Revenue per partner, then per currency code, in minor units.
 pub type Revenue = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// Orders to this node that name one of `subjects` (a lead's offers) as the
+/// lead they fulfil: (link, reference, status, committed total).
+pub fn for_lead(
+    read: &Read,
+    me: &NodeId,
+    subjects: &[String],
+) -> Result<Vec<(String, String, &'static str, String)>, StoreError> {
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
+            continue;
+        };
+        if &order.vendor != me
+            || !order
+                .lead
+                .as_ref()
+                .is_some_and(|l| subjects.iter().any(|s| s == l.as_str()))
+        {
+            continue;
+        }
+        let total = order
+            .committed_totals()
+            .map(|t| {
+                guanxi_protocol::money::Money {
+                    amount: t.total,
+                    currency: order.currency.clone(),
+                }
+                .to_string()
+            })
+            .unwrap_or_default();
+        out.push((
+            format!("/orders/{key}/{subject}"),
+            order.reference.clone(),
+            order.status.as_str(),
+            total,
+        ));
+    }
+    Ok(out)
+}
+
+/// The vendor's lead an order names, when the order came to this node:
+/// its offer subjects are `<lead id>.<n>`.
+pub fn lead_of(read: &Read, order: &Order) -> Option<String> {
+    let subject = order.lead.as_ref()?.to_string();
+    let (id, _) = subject.rsplit_once('.')?;
+    crate::leads::load(read, id).ok()?.map(|d| d.id)
+}

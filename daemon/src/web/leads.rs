@@ -475,6 +475,8 @@ struct LeadPage {
     rounds: Vec<RoundRow>,
     partners: Vec<Partner>,
     can_withdraw: bool,
+    /// Orders that name this lead: (link, reference, status, total).
+    orders: Vec<(String, String, &'static str, String)>,
 }
 
 async fn lead_page(
@@ -547,6 +549,17 @@ async fn lead_page(
         rounds,
         partners: directory::list(&read).unwrap_or_default(),
         can_withdraw,
+        orders: crate::orders::for_lead(
+            &read,
+            &node.identity.id,
+            &view
+                .doc
+                .offers
+                .iter()
+                .map(|o| o.subject.clone())
+                .collect::<Vec<_>>(),
+        )
+        .unwrap_or_default(),
     };
     ctx.page(StatusCode::OK, page.render())
 }

@@ -606,6 +606,8 @@ struct OrderPage {
     invoices: Vec<(String, String, String, String)>,
     as_vendor: bool,
     as_partner: bool,
+    /// The vendor's lead the order fulfils, when this node is the vendor.
+    lead_link: Option<String>,
 }
 
 fn totals_row(
@@ -640,11 +642,11 @@ async fn order_page(
         return Redirect::to("/login").into_response();
     };
     let me = node.identity.id.clone();
-    let view = match node
-        .store
-        .read()
-        .and_then(|r| orders::one(&r, user, &me, &key, &subject))
-    {
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let view = match orders::one(&read, user, &me, &key, &subject) {
         Ok(Some(v)) => v,
         Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
         Err(e) => return internal(e),
@@ -721,6 +723,11 @@ async fn order_page(
         invoices,
         as_vendor: staff && o.vendor == me,
         as_partner: !staff || (o.partner == me && !key.starts_with("web:")),
+        lead_link: if staff && o.vendor == me {
+            orders::lead_of(&read, o).map(|id| format!("/leads/{id}"))
+        } else {
+            None
+        },
         view,
     };
     ctx.page(StatusCode::OK, page.render())
