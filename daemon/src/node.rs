@@ -7,11 +7,14 @@
 //! removed, disabled or re-keyed take effect at once; a bad file is refused
 //! and the old configuration stays.
 
-use crate::engine::{Engine, Identity, Wakers};
+use crate::engine::{Engine, EngineError, Identity, SendError, Wakers};
 use guanxi_adapters::peer_client::{ClientError, PeerClient, Trust};
 use guanxi_adapters::store::Store;
 use guanxi_config::{Config, PeerConfig};
+use guanxi_protocol::messages::Message;
+use guanxi_protocol::state::StateError;
 use guanxi_protocol::{NodeId, Sha256Hash};
+use guanxi_protocol::{ReasonCode, RecordId};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -136,6 +139,38 @@ impl Node {
     /// The wake-up of `peer`'s delivery worker.
     pub fn waker(&self, peer: &NodeId) -> Arc<Notify> {
         self.wakers.get(peer)
+    }
+
+    /// Applies `message` to the record `subject` shared with the enabled peer
+    /// `peer` and queues it (web and API actions on federated records). A
+    /// refusal (unknown or disabled peer, or the state machine's) changes
+    /// nothing.
+    pub async fn send_to_peer(
+        &self,
+        peer: &str,
+        subject: &str,
+        message: Message,
+    ) -> Result<Result<(), StateError>, EngineError> {
+        let refuse = |code, message: String| Ok(Err(StateError { code, message }));
+        let (Ok(peer), Ok(subject)) = (peer.parse::<NodeId>(), subject.parse::<RecordId>()) else {
+            return refuse(ReasonCode::UnknownRecord, "no such record".into());
+        };
+        if !self
+            .config()
+            .peers
+            .iter()
+            .any(|p| p.enabled && p.id == peer)
+        {
+            return refuse(
+                ReasonCode::NotAllowed,
+                format!("{peer} is not an enabled peer in the configuration"),
+            );
+        }
+        match self.engine.send(peer, subject, message).await {
+            Ok(_) => Ok(Ok(())),
+            Err(SendError::Refused(r)) => Ok(Err(r)),
+            Err(SendError::Engine(e)) => Err(e),
+        }
     }
 
     /// Wakes `peer`'s delivery worker (a message was queued, or the peer

@@ -5,12 +5,14 @@
 //! registrations. Refusals carry the protocol's reason code (`expired`,
 //! `illegal_transition`, `not_allowed`, ...) and the state machine's message.
 
-use super::{ApiError, authenticate, internal, not_found, staff};
+use super::{
+    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+};
 use crate::leads::analysis;
 use crate::leads::distribution::Rules;
-use crate::leads::{self, Incoming, LeadView, Refusal, RegistrationView, intake};
+use crate::leads::{self, Incoming, LeadView, RegistrationView, intake};
 use crate::node::Node;
-use crate::web::leads::{AnalysisQuery, analysis_params, status_of};
+use crate::web::leads::{AnalysisQuery, analysis_params};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,22 +21,8 @@ use guanxi_protocol::canonical;
 use guanxi_protocol::messages::LeadRegister;
 use guanxi_protocol::state::Lead;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn refusal(r: Refusal) -> ApiError {
-    ApiError::new(status_of(r.code), r.code.as_str(), r.message)
-}
-
-/// A strict JSON body (duplicate keys, unknown members refused), with the
-/// error naming the field.
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value = canonical::parse_strict(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
-    canonical::from_value(value)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string()))
-}
 
 fn lead_record_json(l: &Lead) -> Value {
     json!({
@@ -376,13 +364,6 @@ pub async fn offers(
     Ok(Json(json!({ "offers": list })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageBody {
-    kind: String,
-    body: Value,
-}
-
 pub async fn answer(
     State(node): State<Arc<Node>>,
     Path((vendor, subject)): Path<(String, String)>,
@@ -391,7 +372,7 @@ pub async fn answer(
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
     let b: MessageBody = body(&bytes)?;
-    let message = leads::message(&b.kind, b.body).map_err(refusal)?;
+    let message = b.message()?;
     leads::respond(&node, &user, &vendor, &subject, message)
         .await
         .map_err(internal)?

@@ -208,6 +208,39 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A refused action, with the protocol's reason code and its HTTP status.
+fn refusal(r: guanxi_protocol::state::StateError) -> ApiError {
+    ApiError::new(
+        crate::web::leads::status_of(r.code),
+        r.code.as_str(),
+        r.message,
+    )
+}
+
+/// A strict JSON body (duplicate keys, unknown members refused), with the
+/// error naming the field.
+fn strict_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value = guanxi_protocol::canonical::parse_strict(bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
+    guanxi_protocol::canonical::from_value(value)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string()))
+}
+
+/// A protocol message in a request: `{"kind", "body"}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    kind: String,
+    body: Value,
+}
+
+impl MessageBody {
+    /// The message, with the wire's checks (`bad_body` naming the field).
+    fn message(self) -> Result<guanxi_protocol::Message, ApiError> {
+        crate::engine::decode_message(&self.kind, &self.body).map_err(refusal)
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!("api: {e}");
     ApiError::new(

@@ -3,32 +3,19 @@
 //! act with protocol messages `{"kind", "body"}`) and revenue. A bad order
 //! answers `invalid_lines` with every wrong line.
 
-use super::{ApiError, authenticate, internal, not_found, staff};
+use super::{
+    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+};
 use crate::node::Node;
 use crate::orders::{self, OrderRequest, OrderView, PlaceError};
-use crate::web::leads::status_of;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use guanxi_protocol::canonical;
 use guanxi_protocol::messages::{PriceList, Product};
-use guanxi_protocol::state::StateError;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
-
-fn refusal(r: StateError) -> ApiError {
-    ApiError::new(status_of(r.code), r.code.as_str(), r.message)
-}
-
-fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value = canonical::parse_strict(bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
-    canonical::from_value(value)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", e.to_string()))
-}
 
 /// An order as the API shows it: the shared record, where it is kept, what
 /// the vendor has to do next, and its totals.
@@ -160,13 +147,6 @@ pub async fn one(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MessageBody {
-    kind: String,
-    body: Value,
-}
-
 pub async fn act(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
@@ -175,7 +155,7 @@ pub async fn act(
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
     let b: MessageBody = body(&bytes)?;
-    let message = crate::engine::decode_message(&b.kind, &b.body).map_err(refusal)?;
+    let message = b.message()?;
     orders::act_on(&node, &user, &key, &subject, message)
         .await
         .map_err(internal)?

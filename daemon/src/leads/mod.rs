@@ -24,7 +24,7 @@ pub mod intake;
 
 use crate::accounts::{Role, User};
 use crate::directory::Partner;
-use crate::engine::{Act, EngineError, SendError};
+use crate::engine::{Act, EngineError};
 use crate::node::Node;
 use distribution::{Candidate, RuleState, Rules, TraceStep};
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
@@ -877,23 +877,7 @@ async fn send_as_partner(
                 .await
         }
         (Role::Partner, None) => Ok(Err(refuse(ReasonCode::NotAllowed, "no organization"))),
-        _ => {
-            let (Ok(peer), Ok(subject)) = (key.parse::<NodeId>(), subject.parse::<RecordId>())
-            else {
-                return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such record")));
-            };
-            if !enabled_peers(node).contains(peer.as_str()) {
-                return Ok(Err(refuse(
-                    ReasonCode::NotAllowed,
-                    format!("{peer} is not an enabled peer in the configuration"),
-                )));
-            }
-            match node.engine.send(peer, subject, message).await {
-                Ok(_) => Ok(Ok(())),
-                Err(SendError::Refused(r)) => Ok(Err(r)),
-                Err(SendError::Engine(e)) => Err(e),
-            }
-        }
+        _ => node.send_to_peer(key, subject, message).await,
     }
 }
 

@@ -13,7 +13,7 @@ pub mod intake;
 
 use crate::accounts::{Role, User};
 use crate::directory::Partner;
-use crate::engine::{Act, EngineError, SendError, decode_message};
+use crate::engine::{Act, EngineError, decode_message};
 use crate::leads::web_key;
 use crate::node::Node;
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
@@ -513,23 +513,7 @@ async fn send_as(
                 })
                 .await
         }
-        (_, _, None) => {
-            let (Ok(peer), Ok(subject)) = (key.parse::<NodeId>(), subject.parse::<RecordId>())
-            else {
-                return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such order")));
-            };
-            if !enabled_peers(node).iter().any(|p| p == peer.as_str()) {
-                return Ok(Err(refuse(
-                    ReasonCode::NotAllowed,
-                    format!("{peer} is not an enabled peer in the configuration"),
-                )));
-            }
-            match node.engine.send(peer, subject, message).await {
-                Ok(_) => Ok(Ok(())),
-                Err(SendError::Refused(r)) => Ok(Err(r)),
-                Err(SendError::Engine(e)) => Err(e),
-            }
-        }
+        (_, _, None) => node.send_to_peer(key, subject, message).await,
     }
 }
 
