@@ -423,6 +423,70 @@ pub struct WarrantyClaim {
     pub purchase_date: Date,
     pub description: String,
     pub customer: Customer,
+    pub attachments: Vec<Attachment>,
+    /// Set when a distributor forwards its partner's claim up the chain.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub forwarded: Option<Forwarded>,
+}
+
+/// A file referenced by a message: its SHA-256 (lowercase hex), name, type
+/// and size. The bytes travel separately; the hash binds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub sha256: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// Most attachments on one message.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+fn attachments(path: &str, list: &[Attachment]) -> Result<(), BodyError> {
+    if list.len() > MAX_ATTACHMENTS {
+        return Err(field_error(
+            path,
+            format!("must have at most {MAX_ATTACHMENTS} attachments"),
+        ));
+    }
+    for (i, a) in list.iter().enumerate() {
+        let at = |f: &str| format!("{path}[{i}].{f}");
+        if a.sha256.len() != 64
+            || !a
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(field_error(at("sha256"), "must be 64 lowercase hex digits"));
+        }
+        text(&at("name"), &a.name, SHORT_TEXT, true)?;
+        text(&at("content_type"), &a.content_type, SHORT_TEXT, true)?;
+        if a.size < 0 {
+            return Err(field_error(at("size"), "must not be negative"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a forwarded claim came from: the original claimant's node, the
+/// subject there, and the original signed envelope's exact bytes
+/// (base64url), so the claim keeps its history up the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forwarded {
+    pub from: crate::ids::NodeId,
+    pub subject: RecordId,
+    pub envelope: String,
+}
+
+/// `warranty.fulfil`, vendor → partner: the approved remedy was carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarrantyFulfil {
+    /// RMA, shipment or credit note reference.
+    pub reference: String,
+    pub note: String,
 }
 
 /// The vendor's decision on a warranty claim.
@@ -468,6 +532,7 @@ pub struct ServiceOpen {
     pub serial: Option<String>,
     pub problem: String,
     pub priority: Priority,
+    pub attachments: Vec<Attachment>,
 }
 
 /// A status change carried by `service.update`.
@@ -488,6 +553,7 @@ pub struct ServiceUpdate {
     #[serde(deserialize_with = "canonical::required_nullable")]
     pub status: Option<ServiceChange>,
     pub comment: String,
+    pub attachments: Vec<Attachment>,
 }
 
 macro_rules! messages {
@@ -548,6 +614,7 @@ messages! {
     CatalogPublish(CatalogPublish) = "catalog.publish",
     WarrantyClaim(WarrantyClaim) = "warranty.claim",
     WarrantyDecision(WarrantyDecision) = "warranty.decision",
+    WarrantyFulfil(WarrantyFulfil) = "warranty.fulfil",
     ServiceOpen(ServiceOpen) = "service.open",
     ServiceUpdate(ServiceUpdate) = "service.update",
 }
@@ -839,7 +906,20 @@ impl Message {
                 text("body.sku", &b.sku, SHORT_TEXT, true)?;
                 text("body.serial", &b.serial, SHORT_TEXT, true)?;
                 text("body.description", &b.description, LONG_TEXT, true)?;
+                attachments("body.attachments", &b.attachments)?;
+                if let Some(f) = &b.forwarded
+                    && (f.envelope.is_empty() || f.envelope.len() > 700_000)
+                {
+                    return Err(field_error(
+                        "body.forwarded.envelope",
+                        "must be the original envelope, base64url, at most 700,000 characters",
+                    ));
+                }
                 b.customer.validate("body.customer")
+            }
+            Message::WarrantyFulfil(b) => {
+                text("body.reference", &b.reference, SHORT_TEXT, true)?;
+                text("body.note", &b.note, LONG_TEXT, false)
             }
             Message::WarrantyDecision(b) => {
                 match (b.decision, &b.credit) {
@@ -867,10 +947,17 @@ impl Message {
             Message::ServiceOpen(b) => {
                 b.customer.validate("body.customer")?;
                 text("body.sku", &b.sku, SHORT_TEXT, true)?;
+                attachments("body.attachments", &b.attachments)?;
                 text("body.problem", &b.problem, LONG_TEXT, true)
             }
             Message::ServiceUpdate(b) => {
-                text("body.comment", &b.comment, LONG_TEXT, b.status.is_none())
+                attachments("body.attachments", &b.attachments)?;
+                text(
+                    "body.comment",
+                    &b.comment,
+                    LONG_TEXT,
+                    b.status.is_none() && b.attachments.is_empty(),
+                )
             }
         }
     }
@@ -923,6 +1010,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 19);
+        assert_eq!(kinds.len(), 20);
     }
 }

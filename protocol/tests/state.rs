@@ -287,7 +287,9 @@ fn warranty_need_info_then_credit() {
     let claim = msg(
         "warranty.claim",
         json!({"sku": "CNC-5X", "serial": "SN1", "purchase_date": "2026-01-10", "description": "spindle noise",
-               "customer": {"company": "Contoso", "contact": "", "email": "", "phone": ""}}),
+               "customer": {"company": "Contoso", "contact": "", "email": "", "phone": ""},
+               "attachments": [{"sha256": "0".repeat(64), "name": "photo.jpg", "content_type": "image/jpeg", "size": 1000}],
+               "forwarded": null}),
     );
     let p = ctx("globex", "acme", T0);
     let v = ctx("acme", "globex", T0 + HOUR);
@@ -313,6 +315,28 @@ fn warranty_need_info_then_credit() {
     assert_eq!(code, ReasonCode::IllegalTransition);
     let (code, _) = step(Some(&decided), &p, &claim).expect_err("amend after decision");
     assert_eq!(code, ReasonCode::IllegalTransition);
+    let fulfil = msg(
+        "warranty.fulfil",
+        json!({"reference": "CN-2027-7", "note": "credited"}),
+    );
+    let (code, _) = step(Some(&asked), &v, &fulfil).expect_err("not approved");
+    assert_eq!(code, ReasonCode::IllegalTransition);
+    let done = step(Some(&decided), &v, &fulfil).expect("fulfil");
+    let Record::Warranty(w) = &done else {
+        panic!("not a claim")
+    };
+    let kinds: Vec<&str> = w.history.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "warranty.claim",
+            "warranty.decision",
+            "warranty.claim",
+            "warranty.decision",
+            "warranty.fulfil"
+        ]
+    );
+    assert_eq!(w.status, WarrantyStatus::Fulfilled);
 }
 
 #[test]
@@ -320,12 +344,12 @@ fn service_request_round_trip_with_reopen() {
     let open = msg(
         "service.open",
         json!({"customer": {"company": "Contoso", "contact": "", "email": "", "phone": ""}, "sku": "CNC-5X",
-               "serial": null, "problem": "alarm 41", "priority": "high"}),
+               "serial": null, "problem": "alarm 41", "priority": "high", "attachments": []}),
     );
     let upd = |status: Option<&str>, comment: &str| {
         msg(
             "service.update",
-            json!({"status": status, "comment": comment}),
+            json!({"status": status, "comment": comment, "attachments": []}),
         )
     };
     let p = ctx("globex", "acme", T0);

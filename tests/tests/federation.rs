@@ -93,11 +93,11 @@ fn lead_offer() -> Value {
 /// (Orders are checked against the vendor's catalog; `tests/orders.rs`
 /// exchanges them with catalogs set up. Here: a service request.)
 fn service_open() -> Value {
-    json!({"customer": customer(), "sku": "CNC-5X", "serial": "SN-1", "problem": "spindle noise", "priority": "high"})
+    json!({"customer": customer(), "sku": "CNC-5X", "serial": "SN-1", "problem": "spindle noise", "priority": "high", "attachments": []})
 }
 
 fn warranty_claim() -> Value {
-    json!({"sku": "CNC-5X", "serial": "SN-1", "purchase_date": "2026-01-10", "description": "spindle noise", "customer": customer()})
+    json!({"sku": "CNC-5X", "serial": "SN-1", "purchase_date": "2026-01-10", "description": "spindle noise", "customer": customer(), "attachments": [], "forwarded": null})
 }
 
 async fn record(node: &NodeSetup, peer: &str, subject: &str) -> Value {

@@ -22,8 +22,8 @@ pub use catalog::CatalogRecord;
 pub use lead::{Lead, LeadEvent, LeadStatus};
 pub use order::{Invoice, Order, OrderLineState, OrderStatus, Shipment, refused as order_refused};
 pub use registration::{Registration, RegistrationStatus};
-pub use service::{ServiceRequest, ServiceStatus};
-pub use warranty::{WarrantyRecord, WarrantyStatus};
+pub use service::{ServiceEvent, ServiceRequest, ServiceStatus};
+pub use warranty::{WarrantyEvent, WarrantyRecord, WarrantyStatus};
 
 use crate::envelope::Millis;
 use crate::ids::NodeId;
@@ -169,7 +169,10 @@ pub fn apply(
             };
             Record::Catalog(catalog::apply(catalog, ctx, message)?)
         }
-        (Message::WarrantyClaim(_) | Message::WarrantyDecision(_), c) => {
+        (
+            Message::WarrantyClaim(_) | Message::WarrantyDecision(_) | Message::WarrantyFulfil(_),
+            c,
+        ) => {
             let claim = match c {
                 None => None,
                 Some(Record::Warranty(w)) => Some(w),

@@ -7,7 +7,8 @@
 //! The partner (sender of `service.open`) opens, answers (`in_progress` from
 //! `waiting_on_partner`) and reopens; the vendor moves the work along; either
 //! side closes a resolved request. A comment without a status change is
-//! allowed in every state but closed.
+//! allowed in every state but closed. Every update is kept in the record's
+//! events (comments and attachments included), identical on both nodes.
 
 use super::{Context, StateError, record_exists, unknown_record};
 use crate::envelope::Millis;
@@ -27,6 +28,30 @@ pub enum ServiceStatus {
     Closed,
 }
 
+impl ServiceStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::Open => "open",
+            ServiceStatus::InProgress => "in_progress",
+            ServiceStatus::WaitingOnPartner => "waiting_on_partner",
+            ServiceStatus::Resolved => "resolved",
+            ServiceStatus::Closed => "closed",
+        }
+    }
+}
+
+/// One update of a request: who, when, the status after it, the comment
+/// and its attachments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub at: Millis,
+    pub by: NodeId,
+    pub status: ServiceStatus,
+    pub comment: String,
+    pub attachments: Vec<crate::messages::Attachment>,
+}
+
 /// A service request as both sides see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRequest {
@@ -40,6 +65,8 @@ pub struct ServiceRequest {
     pub resolved_at: Option<Millis>,
     pub closed_at: Option<Millis>,
     pub comments: u32,
+    /// Every update, oldest first (the opening included).
+    pub events: Vec<ServiceEvent>,
 }
 
 pub(super) fn apply(
@@ -60,6 +87,13 @@ pub(super) fn apply(
                 resolved_at: None,
                 closed_at: None,
                 comments: 0,
+                events: vec![ServiceEvent {
+                    at: ctx.at,
+                    by: ctx.from.clone(),
+                    status: ServiceStatus::Open,
+                    comment: open.problem.clone(),
+                    attachments: open.attachments.clone(),
+                }],
             });
         }
         (None, _) => return Err(unknown_record(kind)),
@@ -118,5 +152,12 @@ pub(super) fn apply(
     if by_vendor && next.first_response_at.is_none() {
         next.first_response_at = Some(ctx.at);
     }
+    next.events.push(ServiceEvent {
+        at: ctx.at,
+        by: ctx.from.clone(),
+        status: next.status,
+        comment: update.comment.clone(),
+        attachments: update.attachments.clone(),
+    });
     Ok(next)
 }
