@@ -475,8 +475,7 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         id: config.node_id.clone(),
         key: key.clone(),
     });
-    let (engine, writer) =
-        Engine::start(store.clone(), identity.clone(), crate::orders::inbound_rule);
+    let (engine, writer) = Engine::start(store.clone(), identity.clone(), crate::rules::inbound);
     let node = Arc::new(
         Node::new(identity, engine, store.clone(), key_document, config)
             .context("building peer clients")?,
@@ -512,6 +511,10 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
             None => None,
         };
         let sweeper_task = tokio::spawn(crate::leads::run_sweeper(
+            node.clone(),
+            shutdown.child_token(),
+        ));
+        let relay_task = tokio::spawn(crate::service::run_relay(
             node.clone(),
             shutdown.child_token(),
         ));
@@ -570,6 +573,7 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         shutdown.cancel();
         workers.stop().await;
         let _ = sweeper_task.await;
+        let _ = relay_task.await;
         let _ = admin_task.await;
         if let Some(t) = metrics_task {
             let _ = t.await;

@@ -26,7 +26,7 @@
 
 #![forbid(unsafe_code)]
 // The OpenAPI document is one large `json!` literal.
-#![recursion_limit = "512"]
+#![recursion_limit = "1024"]
 
 pub mod accounts;
 pub mod admin;
@@ -42,7 +42,9 @@ pub mod leads;
 pub mod logging;
 pub mod node;
 pub mod orders;
+pub mod rules;
 pub mod server;
+pub mod service;
 pub mod tls;
 pub mod web;
 

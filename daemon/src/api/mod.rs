@@ -7,6 +7,7 @@
 
 pub mod leads;
 pub mod orders;
+pub mod service;
 
 use crate::accounts::{self, Role, User};
 use crate::clock::now_ms;
@@ -58,6 +59,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/orders/revenue"),
     ("get", "/api/v1/orders/{key}/{subject}"),
     ("post", "/api/v1/orders/{key}/{subject}/messages"),
+    ("get", "/api/v1/service"),
+    ("post", "/api/v1/service"),
+    ("get", "/api/v1/service/sla"),
+    ("put", "/api/v1/service/sla"),
+    ("get", "/api/v1/service/metrics"),
+    ("get", "/api/v1/service/{key}/{subject}"),
+    ("post", "/api/v1/service/{key}/{subject}/messages"),
+    ("get", "/api/v1/claims"),
+    ("post", "/api/v1/claims"),
+    ("get", "/api/v1/claims/{key}/{subject}"),
+    ("post", "/api/v1/claims/{key}/{subject}/messages"),
+    ("post", "/api/v1/claims/{key}/{subject}/forward"),
+    ("get", "/api/v1/serials"),
+    ("post", "/api/v1/serials"),
 ];
 
 /// The API routes.
@@ -105,6 +120,37 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/orders/revenue", get(orders::revenue))
         .route("/api/v1/orders/{key}/{subject}", get(orders::one))
         .route("/api/v1/orders/{key}/{subject}/messages", post(orders::act))
+        .route(
+            "/api/v1/service",
+            get(service::requests).post(service::open_request),
+        )
+        .route(
+            "/api/v1/service/sla",
+            get(service::get_sla).put(service::put_sla),
+        )
+        .route("/api/v1/service/metrics", get(service::metrics))
+        .route("/api/v1/service/{key}/{subject}", get(service::request))
+        .route(
+            "/api/v1/service/{key}/{subject}/messages",
+            post(service::update_request),
+        )
+        .route(
+            "/api/v1/claims",
+            get(service::claims).post(service::file_claim),
+        )
+        .route("/api/v1/claims/{key}/{subject}", get(service::claim))
+        .route(
+            "/api/v1/claims/{key}/{subject}/messages",
+            post(service::act_on_claim),
+        )
+        .route(
+            "/api/v1/claims/{key}/{subject}/forward",
+            post(service::forward),
+        )
+        .route(
+            "/api/v1/serials",
+            get(service::serials).post(service::register_serials),
+        )
 }
 
 /// A stored API token.
@@ -578,6 +624,9 @@ pub fn document() -> Value {
     let lead = json!({"$ref": "#/components/schemas/Lead"});
     let lead_in = json!({"$ref": "#/components/schemas/LeadInput"});
     let ok = |schema: Value| json!({"description": "ok", "content": {"application/json": {"schema": schema}}});
+    let key_subject = json!([
+        {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
+        {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}}]);
     let id_param =
         json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
     let with = |mut base: serde_json::Map<String, Value>, code: &str, body: Value| {
@@ -729,6 +778,50 @@ pub fn document() -> Value {
                     {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}}],
                          "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind", "body"], "additionalProperties": false}}}},
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/service": {
+                "get": {"summary": "Service requests the user may see, most urgent first, each with its service level clock", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "Open a service request with a vendor: {vendor, body: the service.open body}", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["vendor", "body"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/service/sla": {
+                "get": {"summary": "Service level targets per priority (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))},
+                "put": {"summary": "Replace the service level targets (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+                        "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/service/metrics": {
+                "get": {"summary": "Median first response and resolution, breach counts per partner (staff); from/to dates", "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/service/{key}/{subject}": {
+                "get": {"summary": "One service request", "parameters": key_subject.clone(), "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/service/{key}/{subject}/messages": {
+                "post": {"summary": "Update a service request with service.update", "parameters": key_subject.clone(),
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind", "body"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/claims": {
+                "get": {"summary": "Warranty claims the user may see; the vendor sees each claim's validity", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "File a warranty claim with a vendor: {vendor, body: the warranty.claim body}", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["vendor", "body"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/claims/{key}/{subject}": {
+                "get": {"summary": "One claim", "parameters": key_subject.clone(), "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/claims/{key}/{subject}/messages": {
+                "post": {"summary": "Act on a claim: warranty.decision or warranty.fulfil (vendor), warranty.claim to amend (partner)", "parameters": key_subject.clone(),
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind", "body"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/claims/{key}/{subject}/forward": {
+                "post": {"summary": "Forward a partner's claim up the chain to an enabled peer (staff); its decision is relayed back", "parameters": key_subject,
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["upstream"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/serials": {
+                "get": {"summary": "Serial numbers registered outside orders (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "Register serial numbers: [{serial, sku, date, partner}] (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array"}}}},
+                         "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

@@ -478,7 +478,7 @@ pub async fn place(
 /// Sends `message` on the order record (`key`, `subject`) as the user's
 /// side: staff as this node (to the peer, or to a web partner), a partner
 /// user as its organization.
-async fn send_as(
+pub(crate) async fn send_as(
     node: &Node,
     user: &User,
     key: &str,

@@ -1,0 +1,301 @@
+//! The service part of the JSON API: service requests (with their service
+//! level clocks, most urgent first), targets and metrics; warranty claims
+//! (with the vendor's view of validity), forwarding up the chain, and serial
+//! registrations. Actions are protocol messages `{"kind", "body"}`.
+
+use super::{
+    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+};
+use crate::clock::now_ms;
+use crate::node::Node;
+use crate::service::{self, ClaimView, RequestView, SerialRegistration, sla};
+use crate::web::leads::{AnalysisQuery, analysis_params};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use guanxi_protocol::Message;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn request_json(v: &RequestView) -> Value {
+    json!({"key": v.key, "subject": v.subject, "partner": v.partner(), "status": v.request.status.as_str(),
+           "request": v.request, "sla": v.clock})
+}
+
+fn claim_json(node: &Node, v: &ClaimView) -> Value {
+    let mut j = json!({"key": v.key, "subject": v.subject, "partner": v.partner(),
+                       "status": v.claim.status.as_str(), "claim": v.claim});
+    if v.claim.vendor == node.identity.id
+        && let Ok(read) = node.store.read()
+        && let Some(day) = crate::orders::day_of(v.claim.submitted_at)
+        && let Ok(validity) = service::validity(&read, &node.identity.id, &v.claim.claim, &day)
+    {
+        j["validity"] = json!(validity);
+    }
+    j
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    vendor: String,
+    body: Value,
+}
+
+async fn open(
+    node: &Node,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    kind: &str,
+) -> Result<(String, String), ApiError> {
+    let user = authenticate(node, headers)?;
+    let b: OpenBody = body(bytes)?;
+    let message = MessageBody {
+        kind: kind.to_string(),
+        body: b.body,
+    }
+    .message()?;
+    service::open(node, &user, b.vendor.trim(), message)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)
+}
+
+pub async fn requests(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let all = service::requests(&read, &user, &node.identity.id, now_ms()).map_err(internal)?;
+    Ok(Json(
+        json!({ "requests": all.iter().map(request_json).collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn open_request(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (key, subject) = open(&node, &headers, &bytes, "service.open").await?;
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let v = service::request(&read, &user, &node.identity.id, &key, &subject, now_ms())
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    Ok((StatusCode::CREATED, Json(request_json(&v))).into_response())
+}
+
+pub async fn request(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    match service::request(&read, &user, &node.identity.id, &key, &subject, now_ms())
+        .map_err(internal)?
+    {
+        Some(v) => Ok(Json(request_json(&v))),
+        None => Err(not_found()),
+    }
+}
+
+async fn act(
+    node: &Node,
+    headers: &HeaderMap,
+    key: &str,
+    subject: &str,
+    bytes: &[u8],
+) -> Result<(), ApiError> {
+    let user = authenticate(node, headers)?;
+    let b: MessageBody = body(bytes)?;
+    let message: Message = b.message()?;
+    service::act(node, &user, key, subject, message)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)
+}
+
+pub async fn update_request(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    act(&node, &headers, &key, &subject, &bytes).await?;
+    request(State(node), Path((key, subject)), headers).await
+}
+
+pub async fn get_sla(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let t = node
+        .store
+        .read()
+        .and_then(|r| service::targets(&r))
+        .map_err(internal)?;
+    Ok(Json(json!(t)))
+}
+
+pub async fn put_sla(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let t: sla::Targets = body(&bytes)?;
+    if let Some((field, message)) = t.check().into_iter().next() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("{field}: {message}"),
+        ));
+    }
+    service::save_targets(&node, t).await.map_err(internal)?;
+    Ok(Json(json!(t)))
+}
+
+pub async fn metrics(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<AnalysisQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let (_, from, to) = analysis_params(&q).map_err(|(field, message)| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("{field}: {message}"),
+        )
+    })?;
+    let read = node.store.read().map_err(internal)?;
+    let m =
+        service::metrics(&read, &user, &node.identity.id, now_ms(), from, to).map_err(internal)?;
+    Ok(Json(json!({ "partners": m })))
+}
+
+pub async fn claims(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let all = service::claims(&read, &user, &node.identity.id).map_err(internal)?;
+    drop(read);
+    Ok(Json(
+        json!({ "claims": all.iter().map(|c| claim_json(&node, c)).collect::<Vec<_>>() }),
+    ))
+}
+
+fn find_claim(
+    node: &Node,
+    headers: &HeaderMap,
+    key: &str,
+    subject: &str,
+) -> Result<Value, ApiError> {
+    let user = authenticate(node, headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let found = service::claims(&read, &user, &node.identity.id)
+        .map_err(internal)?
+        .into_iter()
+        .find(|c| c.key == key && c.subject == subject)
+        .ok_or_else(not_found)?;
+    drop(read);
+    Ok(claim_json(node, &found))
+}
+
+pub async fn file_claim(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (key, subject) = open(&node, &headers, &bytes, "warranty.claim").await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(find_claim(&node, &headers, &key, &subject)?),
+    )
+        .into_response())
+}
+
+pub async fn claim(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(find_claim(&node, &headers, &key, &subject)?))
+}
+
+pub async fn act_on_claim(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    act(&node, &headers, &key, &subject, &bytes).await?;
+    Ok(Json(find_claim(&node, &headers, &key, &subject)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForwardBody {
+    upstream: String,
+}
+
+pub async fn forward(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let b: ForwardBody = body(&bytes)?;
+    let up = service::forward(&node, &key, &subject, b.upstream.trim())
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok(Json(json!({"upstream": b.upstream.trim(), "subject": up})))
+}
+
+pub async fn serials(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let all = node
+        .store
+        .read()
+        .and_then(|r| service::registered_serials(&r))
+        .map_err(internal)?;
+    Ok(Json(json!({ "serials": all })))
+}
+
+pub async fn register_serials(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let list: Vec<SerialRegistration> = body(&bytes)?;
+    if let Some((i, _)) = list
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.serial.trim().is_empty() || r.sku.trim().is_empty())
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("[{i}]: serial and sku must not be empty"),
+        ));
+    }
+    let n = service::register_serials(&node, list)
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({ "registered": n })))
+}

@@ -1,0 +1,812 @@
+//! Customer service requests and warranty claims: opening and updating
+//! them from either channel, service level clocks and metrics, the vendor's
+//! view of a claim's validity (serials known from shipments or
+//! registrations, within the product's warranty months), the check that a
+//! claimant sold that serial, and forwarding claims up a chain
+//! (reseller → distributor → manufacturer) with the decision relayed back.
+
+pub mod sla;
+
+use crate::accounts::{Role, User};
+use crate::engine::{EngineError, decode_message};
+use crate::leads::web_key;
+use crate::node::Node;
+use crate::orders;
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
+use guanxi_protocol::messages::{Forwarded, Message, WarrantyClaim};
+use guanxi_protocol::money::Date;
+use guanxi_protocol::state::{
+    Context, Record, ServiceRequest, StateError, WarrantyRecord, WarrantyStatus,
+};
+use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId, SignedEnvelope};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SLA_KEY: &str = "sla";
+const SERIALS_KEY: &str = "serials";
+const FORWARDS_KEY: &str = "forwards";
+
+/// A refused action, with the reason code every channel reports.
+pub type Refusal = StateError;
+
+fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
+    StateError {
+        code,
+        message: message.into(),
+    }
+}
+
+fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
+    match serde_json::from_slice(bytes) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("record ({key}, {subject}) is unreadable: {e}");
+            None
+        }
+    }
+}
+
+fn setting<T: for<'de> Deserialize<'de> + Default>(
+    read: &Read,
+    key: &str,
+) -> Result<T, StoreError> {
+    Ok(read
+        .doc(Doc::Setting, key)?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+fn setting_in<T: for<'de> Deserialize<'de> + Default>(
+    t: &Tables<'_>,
+    key: &str,
+) -> Result<T, EngineError> {
+    Ok(t.doc(Doc::Setting, key)?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+async fn put_setting<T: Serialize + Send + 'static>(
+    node: &Node,
+    key: &'static str,
+    value: T,
+) -> Result<(), EngineError> {
+    node.engine
+        .local(move |t| {
+            let json =
+                serde_json::to_vec(&value).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            t.put_doc(Doc::Setting, key, &json)?;
+            Ok(())
+        })
+        .await
+}
+
+/// Who may see a record kept under `key` with `vendor` and `partner`.
+fn visible(user: &User, me: &NodeId, key: &str, vendor: &NodeId, partner: &NodeId) -> bool {
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) => key == web_key(org),
+        (Role::Partner, None) => false,
+        _ => vendor == me || (partner == me && !key.starts_with("web:")),
+    }
+}
+
+/// Where a user opens a request or claim with `vendor`: the record key
+/// (a partner user: its organization on this node; staff: an enabled peer).
+fn key_for(node: &Node, user: &User, vendor: &str) -> Option<String> {
+    let me = node.identity.id.as_str();
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) if vendor == me => Some(web_key(org)),
+        (Role::Partner, _) => None,
+        _ if vendor != me
+            && node
+                .config()
+                .peers
+                .iter()
+                .any(|p| p.enabled && p.id.as_str() == vendor) =>
+        {
+            Some(vendor.to_string())
+        }
+        _ => None,
+    }
+}
+
+// ------------------------------------------------------------ requests
+
+/// The service level targets in force.
+pub fn targets(read: &Read) -> Result<sla::Targets, StoreError> {
+    setting(read, SLA_KEY)
+}
+
+/// Replaces the service level targets (checked by the caller).
+pub async fn save_targets(node: &Node, targets: sla::Targets) -> Result<(), EngineError> {
+    put_setting(node, SLA_KEY, targets).await
+}
+
+/// A service request with where it is kept and its clock.
+pub struct RequestView {
+    pub key: String,
+    pub subject: String,
+    pub request: ServiceRequest,
+    pub clock: sla::Clock,
+}
+
+impl RequestView {
+    /// The partner's name for people.
+    pub fn partner(&self) -> String {
+        self.key
+            .strip_prefix("web:")
+            .map_or_else(|| self.request.partner.to_string(), str::to_string)
+    }
+}
+
+/// The requests the user may see, most urgent first (overdue, then by the
+/// time left; stopped clocks last).
+pub fn requests(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    now: Millis,
+) -> Result<Vec<RequestView>, StoreError> {
+    let targets = targets(read)?;
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        if let Some(Record::Service(request)) = parse_record(&key, &subject, &bytes)
+            && visible(user, me, &key, &request.vendor, &request.partner)
+        {
+            let clock = sla::clock(&request, &targets, now);
+            out.push(RequestView {
+                key,
+                subject,
+                request,
+                clock,
+            });
+        }
+    }
+    out.sort_by_key(|v| (v.clock.remaining.is_none(), v.clock.remaining.unwrap_or(0)));
+    Ok(out)
+}
+
+/// One request, if the user may see it.
+pub fn request(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    key: &str,
+    subject: &str,
+    now: Millis,
+) -> Result<Option<RequestView>, StoreError> {
+    Ok(requests(read, user, me, now)?
+        .into_iter()
+        .find(|v| v.key == key && v.subject == subject))
+}
+
+/// Opens a service request (or files a claim) with `vendor`: `message` is
+/// `service.open` or `warranty.claim`. Returns (key, subject).
+pub async fn open(
+    node: &Node,
+    user: &User,
+    vendor: &str,
+    message: Message,
+) -> Result<Result<(String, String), Refusal>, EngineError> {
+    let Some(key) = key_for(node, user, vendor) else {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("you cannot open requests with {vendor:?}"),
+        )));
+    };
+    let prefix = match &message {
+        Message::ServiceOpen(_) => "req",
+        Message::WarrantyClaim(claim) => {
+            // A web partner's claim is checked here as the vendor's daemon
+            // checks a federated one.
+            if let Some(org) = key.strip_prefix("web:") {
+                let read = node.store.read()?;
+                if let Err(r) = check_claimant(
+                    &shipped_serials(&read, &node.identity.id)?,
+                    claim,
+                    &web_key(org),
+                ) {
+                    return Ok(Err(r));
+                }
+            }
+            "claim"
+        }
+        other => {
+            return Ok(Err(refuse(
+                ReasonCode::NotAllowed,
+                format!("{} does not open a request", other.kind()),
+            )));
+        }
+    };
+    let subject = format!("{prefix}-{}", uuid::Uuid::now_v7().hyphenated());
+    Ok(orders::send_as(node, user, &key, &subject, message)
+        .await?
+        .map(|()| (key, subject)))
+}
+
+/// Sends an update, decision or fulfilment on a request or claim the user
+/// may see, as the user's side.
+pub async fn act(
+    node: &Node,
+    user: &User,
+    key: &str,
+    subject: &str,
+    message: Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    if !matches!(
+        message,
+        Message::ServiceUpdate(_)
+            | Message::WarrantyClaim(_)
+            | Message::WarrantyDecision(_)
+            | Message::WarrantyFulfil(_)
+    ) {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("{} is not a service action", message.kind()),
+        )));
+    }
+    let read = node.store.read()?;
+    let me = &node.identity.id;
+    let seen = match read
+        .record(key, subject)?
+        .and_then(|b| parse_record(key, subject, &b))
+    {
+        Some(Record::Service(r)) => visible(user, me, key, &r.vendor, &r.partner),
+        Some(Record::Warranty(w)) => visible(user, me, key, &w.vendor, &w.partner),
+        _ => false,
+    };
+    drop(read);
+    if !seen {
+        return Ok(Err(refuse(
+            ReasonCode::UnknownRecord,
+            "no such request or claim",
+        )));
+    }
+    orders::send_as(node, user, key, subject, message).await
+}
+
+/// Median first response and resolution (milliseconds) and breach counts
+/// per partner, for requests opened in [from, to).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    pub partner: String,
+    pub requests: u64,
+    pub median_first_response_ms: Option<i64>,
+    pub median_resolution_ms: Option<i64>,
+    pub first_response_breaches: u64,
+    pub resolution_breaches: u64,
+}
+
+fn median(mut v: Vec<i64>) -> Option<i64> {
+    v.sort_unstable();
+    (!v.is_empty()).then(|| v[(v.len() - 1) / 2])
+}
+
+/// Service metrics of requests this node received as vendor.
+pub fn metrics(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    now: Millis,
+    from: Option<Millis>,
+    to: Option<Millis>,
+) -> Result<Vec<Metrics>, StoreError> {
+    let mut by: BTreeMap<String, (Metrics, Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    for v in requests(read, user, me, now)? {
+        let r = &v.request;
+        if &r.vendor != me
+            || from.is_some_and(|f| r.opened_at < f)
+            || to.is_some_and(|t| r.opened_at >= t)
+        {
+            continue;
+        }
+        let partner = v.partner();
+        let e = by.entry(partner.clone()).or_insert_with(|| {
+            (
+                Metrics {
+                    partner,
+                    ..Metrics::default()
+                },
+                Vec::new(),
+                Vec::new(),
+            )
+        });
+        e.0.requests += 1;
+        if let Some(at) = r.first_response_at {
+            e.1.push(at - r.opened_at);
+        }
+        if let Some(at) = r.resolved_at {
+            e.2.push(at - r.opened_at);
+        }
+        e.0.first_response_breaches += u64::from(v.clock.first_response_breached);
+        e.0.resolution_breaches += u64::from(v.clock.resolution_breached);
+    }
+    Ok(by
+        .into_values()
+        .map(|(mut m, first, resolution)| {
+            m.median_first_response_ms = median(first);
+            m.median_resolution_ms = median(resolution);
+            m
+        })
+        .collect())
+}
+
+// -------------------------------------------------------------- claims
+
+/// A serial sold outside this node's orders, registered by staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialRegistration {
+    pub serial: String,
+    pub sku: String,
+    /// The sale or installation date the warranty runs from.
+    pub date: Date,
+    /// The partner's directory id, if sold through one.
+    pub partner: Option<String>,
+}
+
+/// The registered serials.
+pub fn registered_serials(read: &Read) -> Result<Vec<SerialRegistration>, StoreError> {
+    setting(read, SERIALS_KEY)
+}
+
+/// Adds or replaces serial registrations (by serial).
+pub async fn register_serials(
+    node: &Node,
+    new: Vec<SerialRegistration>,
+) -> Result<usize, EngineError> {
+    node.engine
+        .local(move |t| {
+            let mut all: Vec<SerialRegistration> = setting_in(t, SERIALS_KEY)?;
+            let count = new.len();
+            for r in new {
+                all.retain(|x| x.serial != r.serial);
+                all.push(r);
+            }
+            let json = serde_json::to_vec(&all).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            t.put_doc(Doc::Setting, SERIALS_KEY, &json)?;
+            Ok(count)
+        })
+        .await
+}
+
+/// A serial shipped by this node: SKU, ship day and the buyer's record key.
+#[derive(Debug, Clone)]
+pub struct Shipped {
+    pub sku: String,
+    pub day: Date,
+    pub key: String,
+}
+
+/// Every serial this node shipped on its orders.
+pub fn shipped_serials(read: &Read, me: &NodeId) -> Result<BTreeMap<String, Shipped>, StoreError> {
+    let mut out = BTreeMap::new();
+    for (key, subject, bytes) in read.records()? {
+        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
+            continue;
+        };
+        if &order.vendor != me {
+            continue;
+        }
+        for s in &order.shipments {
+            let Some(day) = orders::day_of(s.at) else {
+                continue;
+            };
+            for (line, _, serials) in &s.lines {
+                let sku = order
+                    .lines
+                    .iter()
+                    .find(|l| l.line == *line)
+                    .map(|l| l.sku.clone())
+                    .unwrap_or_default();
+                for serial in serials {
+                    out.insert(
+                        serial.clone(),
+                        Shipped {
+                            sku: sku.clone(),
+                            day: day.clone(),
+                            key: key.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn shipped_serials_in(
+    t: &Tables<'_>,
+    me: &NodeId,
+) -> Result<BTreeMap<String, Shipped>, EngineError> {
+    let mut out = BTreeMap::new();
+    for (key, subject, bytes) in t.records()? {
+        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
+            continue;
+        };
+        if &order.vendor != me {
+            continue;
+        }
+        for s in &order.shipments {
+            let Some(day) = orders::day_of(s.at) else {
+                continue;
+            };
+            for (line, _, serials) in &s.lines {
+                let sku = order
+                    .lines
+                    .iter()
+                    .find(|l| l.line == *line)
+                    .map(|l| l.sku.clone())
+                    .unwrap_or_default();
+                for serial in serials {
+                    out.insert(
+                        serial.clone(),
+                        Shipped {
+                            sku: sku.clone(),
+                            day: day.clone(),
+                            key: key.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a claim on a serial this node shipped to another buyer.
+fn check_claimant(
+    shipped: &BTreeMap<String, Shipped>,
+    claim: &WarrantyClaim,
+    claimant_key: &str,
+) -> Result<(), Refusal> {
+    match shipped.get(claim.serial.trim()) {
+        Some(s) if s.key != claimant_key && claim.forwarded.is_none() => Err(refuse(
+            ReasonCode::NotAllowed,
+            format!(
+                "serial {} was shipped to another partner; only its buyer can claim it",
+                claim.serial
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The vendor's business rule on an incoming claim (part of the inbound
+/// rule): the serial, if this node shipped it, must have gone to the
+/// claimant (a forwarded claim names its original buyer instead).
+pub fn check_incoming_claim(
+    t: &Tables<'_>,
+    ctx: &Context,
+    message: &Message,
+) -> Result<Result<(), StateError>, EngineError> {
+    let Message::WarrantyClaim(claim) = message else {
+        return Ok(Ok(()));
+    };
+    let shipped = shipped_serials_in(t, &ctx.to)?;
+    Ok(check_claimant(&shipped, claim, ctx.from.as_str()))
+}
+
+/// Whether a claimed serial is covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Validity {
+    /// `in_warranty`, `expired` or `unknown_serial`.
+    pub status: &'static str,
+    /// `shipment` or `registration`.
+    pub basis: Option<&'static str>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+fn add_months(day: &Date, months: i64) -> Option<String> {
+    let d: jiff::civil::Date = day.as_str().parse().ok()?;
+    let span = jiff::Span::new().try_months(months).ok()?;
+    Some(d.checked_add(span).ok()?.to_string())
+}
+
+/// The validity of `claim` on day `on`, from this node's shipments and
+/// registrations and the catalog's warranty months.
+pub fn validity(
+    read: &Read,
+    me: &NodeId,
+    claim: &WarrantyClaim,
+    on: &Date,
+) -> Result<Validity, StoreError> {
+    let serial = claim.serial.trim();
+    let (basis, sku, since) = if let Some(s) = shipped_serials(read, me)?.get(serial) {
+        ("shipment", s.sku.clone(), s.day.clone())
+    } else if let Some(r) = registered_serials(read)?
+        .into_iter()
+        .find(|r| r.serial == serial)
+    {
+        ("registration", r.sku, r.date)
+    } else {
+        return Ok(Validity {
+            status: "unknown_serial",
+            basis: None,
+            since: None,
+            until: None,
+        });
+    };
+    let months = orders::own_catalog(read)?
+        .and_then(|c| c.products.into_iter().find(|p| p.sku == sku))
+        .map_or(0, |p| p.warranty_months);
+    let until = add_months(&since, months);
+    let covered = until.as_deref().is_some_and(|u| on.as_str() <= u);
+    Ok(Validity {
+        status: if covered { "in_warranty" } else { "expired" },
+        basis: Some(basis),
+        since: Some(since.to_string()),
+        until,
+    })
+}
+
+/// A claim with where it is kept.
+pub struct ClaimView {
+    pub key: String,
+    pub subject: String,
+    pub claim: WarrantyRecord,
+}
+
+impl ClaimView {
+    pub fn partner(&self) -> String {
+        self.key
+            .strip_prefix("web:")
+            .map_or_else(|| self.claim.partner.to_string(), str::to_string)
+    }
+}
+
+/// The claims the user may see, newest first.
+pub fn claims(read: &Read, user: &User, me: &NodeId) -> Result<Vec<ClaimView>, StoreError> {
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        if let Some(Record::Warranty(claim)) = parse_record(&key, &subject, &bytes)
+            && visible(user, me, &key, &claim.vendor, &claim.partner)
+        {
+            out.push(ClaimView {
+                key,
+                subject,
+                claim,
+            });
+        }
+    }
+    out.sort_by_key(|v| std::cmp::Reverse(v.claim.submitted_at));
+    Ok(out)
+}
+
+// ------------------------------------------------------------- the chain
+
+/// A claim forwarded up the chain: the upstream claim and the downstream
+/// one it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    pub upstream_key: String,
+    pub upstream_subject: String,
+    pub downstream_key: String,
+    pub downstream_subject: String,
+}
+
+/// The forwards this node made.
+pub fn forwards(read: &Read) -> Result<Vec<Forward>, StoreError> {
+    setting(read, FORWARDS_KEY)
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Forwards the claim (`key`, `subject`) this node received from a partner
+/// to `upstream` (an enabled peer: the manufacturer), carrying the original
+/// signed claim. The upstream decision is relayed back by [`relay`].
+pub async fn forward(
+    node: &Node,
+    key: &str,
+    subject: &str,
+    upstream: &str,
+) -> Result<Result<String, Refusal>, EngineError> {
+    let read = node.store.read()?;
+    let me = node.identity.id.clone();
+    let claim = match read
+        .record(key, subject)?
+        .and_then(|b| parse_record(key, subject, &b))
+    {
+        Some(Record::Warranty(w)) if w.vendor == me => w,
+        _ => {
+            return Ok(Err(refuse(
+                ReasonCode::UnknownRecord,
+                "no such claim to forward",
+            )));
+        }
+    };
+    if forwards(&read)?
+        .iter()
+        .any(|f| f.downstream_key == key && f.downstream_subject == subject)
+    {
+        return Ok(Err(refuse(
+            ReasonCode::IllegalTransition,
+            "this claim was already forwarded",
+        )));
+    }
+    // The original claim's exact signed bytes (a web partner's claim has none).
+    let original = if key.starts_with("web:") {
+        None
+    } else {
+        read.in_envelopes(key)?
+            .into_iter()
+            .filter_map(|(_, bytes)| SignedEnvelope::decode(&bytes).ok().map(|e| (e, bytes)))
+            .find(|(e, _)| {
+                e.fields().subject.as_str() == subject && e.fields().kind == "warranty.claim"
+            })
+            .map(|(_, bytes)| bytes)
+    };
+    drop(read);
+    let Ok(from) = claim.partner.to_string().parse::<NodeId>() else {
+        return Ok(Err(refuse(ReasonCode::UnknownRecord, "claimant")));
+    };
+    let Ok(down_subject) = subject.parse::<RecordId>() else {
+        return Ok(Err(refuse(ReasonCode::UnknownRecord, "subject")));
+    };
+    let mut up = claim.claim.clone();
+    up.forwarded = Some(Forwarded {
+        from,
+        subject: down_subject,
+        envelope: original
+            .map(|b| base64url(&b))
+            .unwrap_or_else(|| "-".into()),
+    });
+    let message = match decode_message(
+        "warranty.claim",
+        &serde_json::to_value(&up).map_err(|e| EngineError::Corrupt(e.to_string()))?,
+    ) {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    let up_subject = format!("claim-{}", uuid::Uuid::now_v7().hyphenated());
+    if let Err(r) = node.send_to_peer(upstream, &up_subject, message).await? {
+        return Ok(Err(r));
+    }
+    let link = Forward {
+        upstream_key: upstream.to_string(),
+        upstream_subject: up_subject.clone(),
+        downstream_key: key.to_string(),
+        downstream_subject: subject.to_string(),
+    };
+    node.engine
+        .local(move |t| {
+            let mut all: Vec<Forward> = setting_in(t, FORWARDS_KEY)?;
+            all.push(link);
+            let json = serde_json::to_vec(&all).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            t.put_doc(Doc::Setting, FORWARDS_KEY, &json)?;
+            Ok(())
+        })
+        .await?;
+    Ok(Ok(up_subject))
+}
+
+fn warranty_record(
+    read: &Read,
+    key: &str,
+    subject: &str,
+) -> Result<Option<WarrantyRecord>, StoreError> {
+    Ok(
+        match read
+            .record(key, subject)?
+            .and_then(|b| parse_record(key, subject, &b))
+        {
+            Some(Record::Warranty(w)) => Some(w),
+            _ => None,
+        },
+    )
+}
+
+/// Relays upstream decisions and fulfilments down the chain: for every
+/// forward whose upstream claim moved past its downstream copy, sends the
+/// same decision (or fulfilment) to the downstream partner. Returns how many
+/// messages it sent.
+pub async fn relay(node: &Node) -> Result<usize, EngineError> {
+    let read = node.store.read()?;
+    let mut todo = Vec::new();
+    for f in forwards(&read)? {
+        let (Some(up), Some(down)) = (
+            warranty_record(&read, &f.upstream_key, &f.upstream_subject)?,
+            warranty_record(&read, &f.downstream_key, &f.downstream_subject)?,
+        ) else {
+            continue;
+        };
+        let message = match (up.status, down.status) {
+            (
+                WarrantyStatus::Approved | WarrantyStatus::Rejected | WarrantyStatus::NeedInfo,
+                WarrantyStatus::Submitted,
+            )
+            | (WarrantyStatus::Fulfilled, WarrantyStatus::Submitted) => {
+                up.decision.clone().map(|mut d| {
+                    d.note = format!("{} (decided by {})", d.note, up.vendor)
+                        .trim()
+                        .to_string();
+                    Message::WarrantyDecision(d)
+                })
+            }
+            (WarrantyStatus::Fulfilled, WarrantyStatus::Approved) => {
+                up.fulfilment.clone().map(|reference| {
+                    Message::WarrantyFulfil(guanxi_protocol::messages::WarrantyFulfil {
+                        reference,
+                        note: format!("fulfilled by {}", up.vendor),
+                    })
+                })
+            }
+            _ => None,
+        };
+        if let Some(m) = message {
+            todo.push((f, m));
+        }
+    }
+    drop(read);
+    let mut sent = 0;
+    let me = node.identity.id.clone();
+    for (f, message) in todo {
+        let result = match f.downstream_key.strip_prefix("web:") {
+            Some(org) => {
+                let Ok(to) = org.parse::<NodeId>() else {
+                    continue;
+                };
+                let (key, subject, me) = (
+                    f.downstream_key.clone(),
+                    f.downstream_subject.clone(),
+                    me.clone(),
+                );
+                node.engine
+                    .act(move |a| {
+                        Ok(a.apply_local(&key, &subject, &me, &to, &message)?
+                            .map(|_| ()))
+                    })
+                    .await?
+            }
+            None => {
+                node.send_to_peer(&f.downstream_key, &f.downstream_subject, message)
+                    .await?
+            }
+        };
+        match result {
+            Ok(()) => sent += 1,
+            Err(r) => tracing::warn!("relaying {} down the chain: {r}", f.upstream_subject),
+        }
+    }
+    Ok(sent)
+}
+
+/// Runs [`relay`] whenever a warranty record changed, until the node stops.
+pub async fn run_relay(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
+    let mut seen = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let version = node.engine.records_version("warranty");
+        if seen == Some(version) {
+            continue;
+        }
+        seen = Some(version);
+        match relay(&node).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("warranty relay: {n} decision(s) passed down the chain"),
+            Err(e) => {
+                seen = None;
+                tracing::error!("warranty relay: {e}");
+            }
+        }
+    }
+}
