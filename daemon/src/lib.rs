@@ -31,6 +31,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod api;
+pub mod attachments;
 pub mod cli;
 pub mod clock;
 pub mod delivery;

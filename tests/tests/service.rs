@@ -527,3 +527,114 @@ async fn service_level_breaches_are_detected_with_a_moved_clock_across_a_restart
     );
     drop(daemon);
 }
+
+#[tokio::test]
+async fn attachments_are_checked_stored_and_shown_only_to_who_sees_the_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let api = Api::of(&node, &daemon);
+    let admin = node.token(Path::new(BIN), "ci", "admin");
+    for (org, user) in [("globex", "mei"), ("initech", "ina")] {
+        expect(
+            &api,
+            "post",
+            "/api/v1/partners",
+            &admin,
+            Some(&partner(org, None)),
+            201,
+        )
+        .await;
+        expect(
+            &api,
+            "post",
+            &format!("/api/v1/partners/{org}/users"),
+            &admin,
+            Some(&json!({"username": user}).to_string()),
+            201,
+        )
+        .await;
+    }
+    let mei = node.token(Path::new(BIN), "mei-t", "mei");
+    let ina = node.token(Path::new(BIN), "ina-t", "ina");
+    let upload = |ct: &'static str, body: Vec<u8>| {
+        let client = api.client.clone();
+        let url = format!("{}/api/v1/attachments?name=photo", api.base);
+        let token = mei.clone();
+        async move {
+            let r = client
+                .post(url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", ct)
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, v) = upload("application/x-msdownload", b"MZ...".to_vec()).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (415, Some("refused_type")),
+        "{v}"
+    );
+    let (status, v) = upload("image/png", b"GIF89a".to_vec()).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (415, Some("refused_type")),
+        "{v}"
+    );
+    let (status, v) = upload("text/plain", vec![b'a'; 2 * 1024 * 1024 + 1]).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (413, Some("too_large")),
+        "{v}"
+    );
+    let (status, attachment) =
+        upload("image/png", b"\x89PNG\r\n\x1a\nrest-of-image".to_vec()).await;
+    assert_eq!(status, 201, "{attachment}");
+    assert!(
+        std::fs::read_dir(node.data_dir().join("attachments"))
+            .expect("dir")
+            .count()
+            == 1
+    );
+
+    let body =
+        json!({"vendor": "acme", "body": {"customer": customer(), "sku": "CNC-5X", "serial": null,
+        "problem": "see photo", "priority": "normal", "attachments": [attachment]}})
+        .to_string();
+    expect(&api, "post", "/api/v1/service", &mei, Some(&body), 201).await;
+    let sha = attachment["sha256"].as_str().expect("sha");
+    for (token, status) in [(&mei, 200), (&admin, 200), (&ina, 404)] {
+        let (got, _) = api
+            .call(
+                "get",
+                &format!("/api/v1/attachments/{sha}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(got, status);
+    }
+    let r = api
+        .client
+        .get(format!("{}/api/v1/attachments/{sha}", api.base))
+        .header("authorization", format!("Bearer {mei}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
+    assert_eq!(
+        r.bytes().await.expect("bytes").as_ref(),
+        b"\x89PNG\r\n\x1a\nrest-of-image"
+    );
+    drop(daemon);
+}

@@ -73,6 +73,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/claims/{key}/{subject}/forward"),
     ("get", "/api/v1/serials"),
     ("post", "/api/v1/serials"),
+    ("post", "/api/v1/attachments"),
+    ("get", "/api/v1/attachments/{sha256}"),
 ];
 
 /// The API routes.
@@ -151,6 +153,13 @@ pub fn routes() -> Router<Arc<Node>> {
             "/api/v1/serials",
             get(service::serials).post(service::register_serials),
         )
+        .route(
+            "/api/v1/attachments",
+            post(service::upload).layer(axum::extract::DefaultBodyLimit::max(
+                crate::attachments::MAX_BYTES + 64 * 1024,
+            )),
+        )
+        .route("/api/v1/attachments/{sha256}", get(service::download))
 }
 
 /// A stored API token.
@@ -822,6 +831,16 @@ pub fn document() -> Value {
                 "get": {"summary": "Serial numbers registered outside orders (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))},
                 "post": {"summary": "Register serial numbers: [{serial, sku, date, partner}] (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array"}}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/attachments": {
+                "post": {"summary": "Upload a file (raw body with its Content-Type: PDF, JPEG, PNG or plain text, at most 2 MiB; ?name=); answers the attachment reference to put in a message",
+                         "parameters": [{"name": "name", "in": "query", "required": true, "schema": {"type": "string"}}],
+                         "responses": with(errors(&["401", "413", "415", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/attachments/{sha256}": {
+                "get": {"summary": "Download a file referenced by a request or claim the user may see",
+                        "parameters": [{"name": "sha256", "in": "path", "required": true, "schema": {"type": "string"}}],
+                        "responses": with(errors(&["401", "404"]), "200", json!({"description": "the file"}))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

@@ -301,3 +301,97 @@ pub async fn register_serials(
         .map_err(internal)?;
     Ok(Json(json!({ "registered": n })))
 }
+
+#[derive(Deserialize)]
+pub struct UploadQuery {
+    name: Option<String>,
+}
+
+/// Stores an uploaded file (raw body, its `Content-Type`, `?name=`) and
+/// answers the attachment reference to put in a message.
+pub async fn upload(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<UploadQuery>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    authenticate(&node, &headers)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let data_dir = node.config().data_dir.clone();
+    let name = q.name.unwrap_or_default();
+    let ct = content_type.to_string();
+    let stored = tokio::task::spawn_blocking(move || {
+        crate::attachments::store(&data_dir, &name, &ct, &bytes)
+    })
+    .await
+    .map_err(internal)?;
+    use crate::attachments::AttachmentError as E;
+    match stored {
+        Ok(a) => Ok((StatusCode::CREATED, Json(json!(a))).into_response()),
+        Err(e @ E::TooLarge { .. }) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            e.to_string(),
+        )),
+        Err(e @ (E::RefusedType(_) | E::Mismatch(_))) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "refused_type",
+            e.to_string(),
+        )),
+        Err(e @ E::BadName) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            e.to_string(),
+        )),
+        Err(e @ E::Io(_)) => Err(internal(e)),
+    }
+}
+
+/// Downloads an attachment referenced by a request or claim the user may see.
+pub async fn download(
+    State(node): State<Arc<Node>>,
+    Path(sha): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let me = &node.identity.id;
+    let mut meta = None;
+    for v in service::requests(&read, &user, me, now_ms()).map_err(internal)? {
+        for e in &v.request.events {
+            if let Some(a) = e.attachments.iter().find(|a| a.sha256 == sha) {
+                meta = Some(a.clone());
+            }
+        }
+    }
+    for c in service::claims(&read, &user, me).map_err(internal)? {
+        if let Some(a) = c.claim.claim.attachments.iter().find(|a| a.sha256 == sha) {
+            meta = Some(a.clone());
+        }
+    }
+    let meta = meta.ok_or_else(not_found)?;
+    let bytes = crate::attachments::load(&node.config().data_dir, &sha).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_here",
+            "the file is referenced but its bytes are not on this node",
+        )
+    })?;
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&meta.content_type) {
+        h.insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    h.insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment"),
+    );
+    h.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}

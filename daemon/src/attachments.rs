@@ -1,0 +1,159 @@
+//! Attachments: files for service requests and warranty claims, kept in the
+//! data directory under `attachments/<sha256>` and referenced from signed
+//! messages by their SHA-256. Each upload is size-limited and its content
+//! type is checked against the file's first bytes; a user may download a
+//! file only when a request or claim it can see references it.
+
+use guanxi_protocol::Sha256Hash;
+use guanxi_protocol::messages::Attachment;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Largest attachment, in bytes.
+pub const MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// Content types accepted, with how their files begin (text: valid UTF-8).
+const TYPES: &[(&str, &[u8])] = &[
+    ("application/pdf", b"%PDF-"),
+    ("image/jpeg", b"\xFF\xD8\xFF"),
+    ("image/png", b"\x89PNG\r\n\x1a\n"),
+    ("text/plain", b""),
+];
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachmentError {
+    #[error("the file is {size} bytes; attachments may be at most {MAX_BYTES} bytes")]
+    TooLarge { size: usize },
+    #[error("content type {0:?} is not accepted; use PDF, JPEG, PNG or plain text")]
+    RefusedType(String),
+    #[error("the file's content does not match its content type {0}")]
+    Mismatch(String),
+    #[error("the file name must be 1 to 200 characters without '/' or control characters")]
+    BadName,
+    #[error("cannot store the file: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("attachments")
+}
+
+/// Checks and stores an upload; returns the reference to put in a message.
+/// Storing is idempotent (content-addressed) and atomic (temp file, fsync,
+/// rename).
+pub fn store(
+    data_dir: &Path,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> Result<Attachment, AttachmentError> {
+    if bytes.len() > MAX_BYTES {
+        return Err(AttachmentError::TooLarge { size: bytes.len() });
+    }
+    let content_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((_, magic)) = TYPES.iter().find(|(t, _)| *t == content_type) else {
+        return Err(AttachmentError::RefusedType(content_type));
+    };
+    let fits = if content_type == "text/plain" {
+        std::str::from_utf8(bytes).is_ok()
+    } else {
+        bytes.starts_with(magic)
+    };
+    if !fits {
+        return Err(AttachmentError::Mismatch(content_type));
+    }
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > 200
+        || name.chars().any(|c| c == '/' || c.is_control())
+    {
+        return Err(AttachmentError::BadName);
+    }
+    let sha = Sha256Hash::of(bytes).to_string();
+    let dir = dir(data_dir);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(&sha);
+    if !path.exists() {
+        let tmp = dir.join(format!("{sha}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(Attachment {
+        sha256: sha,
+        name: name.to_string(),
+        content_type,
+        size: bytes.len() as i64,
+    })
+}
+
+/// The bytes of attachment `sha256`, if stored here.
+pub fn load(data_dir: &Path, sha256: &str) -> Option<Vec<u8>> {
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    std::fs::read(dir(data_dir).join(sha256)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_are_checked_and_content_addressed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = store(
+            dir.path(),
+            "note.txt",
+            "text/plain; charset=utf-8",
+            "主軸異音".as_bytes(),
+        )
+        .expect("stored");
+        assert_eq!((a.content_type.as_str(), a.size), ("text/plain", 12));
+        assert_eq!(
+            load(dir.path(), &a.sha256).as_deref(),
+            Some("主軸異音".as_bytes())
+        );
+        let again =
+            store(dir.path(), "copy.txt", "text/plain", "主軸異音".as_bytes()).expect("again");
+        assert_eq!(again.sha256, a.sha256);
+        assert!(matches!(
+            store(dir.path(), "x.exe", "application/x-msdownload", b"MZ"),
+            Err(AttachmentError::RefusedType(_))
+        ));
+        assert!(matches!(
+            store(dir.path(), "fake.png", "image/png", b"GIF89a"),
+            Err(AttachmentError::Mismatch(_))
+        ));
+        assert!(matches!(
+            store(
+                dir.path(),
+                "big.txt",
+                "text/plain",
+                &vec![b'a'; MAX_BYTES + 1]
+            ),
+            Err(AttachmentError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            store(dir.path(), "../x", "text/plain", b"a"),
+            Err(AttachmentError::BadName)
+        ));
+        assert!(load(dir.path(), "../../etc/passwd").is_none());
+    }
+}
