@@ -1140,3 +1140,142 @@ async fn ordering_on_the_web_channel() {
     assert!(list.body.contains("PO-1"), "{}", list.body);
     drop(daemon);
 }
+
+#[tokio::test]
+async fn service_requests_and_claims_on_the_web_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "");
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    create_partner(&mut staff, "initech", "Initech").await;
+    let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
+    let ina_password = add_partner_user(&mut staff, "initech", "ina", "Ina").await;
+
+    // The partner user opens an urgent request in the web view.
+    let mut mei = Browser::new(&node, &daemon);
+    assert_eq!(mei.login("mei", &mei_password).await.status, 303);
+    let csrf = Browser::csrf(&mei.get("/service").await);
+    let bad = mei
+        .post(
+            "/service",
+            &[
+                ("csrf", &csrf),
+                ("vendor", "acme"),
+                ("company", "Contoso"),
+                ("sku", "CNC-5X"),
+                ("problem", ""),
+                ("priority", "urgent"),
+            ],
+        )
+        .await;
+    assert!(
+        bad.status == 422 && bad.body.contains("body.problem"),
+        "{}",
+        bad.body
+    );
+    let opened = mei
+        .post(
+            "/service",
+            &[
+                ("csrf", &csrf),
+                ("vendor", "acme"),
+                ("company", "Contoso"),
+                ("sku", "CNC-5X"),
+                ("problem", "line stopped"),
+                ("priority", "urgent"),
+            ],
+        )
+        .await;
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    let path = opened.location.expect("to the request");
+    let page = mei.get(&path).await;
+    assert!(
+        page.body.contains("id=\"request-status\">open")
+            && page.body.contains("First response due"),
+        "{}",
+        page.body
+    );
+
+    // Another organization cannot see it; staff see it in the queue and answer.
+    let mut ina = Browser::new(&node, &daemon);
+    assert_eq!(ina.login("ina", &ina_password).await.status, 303);
+    assert_eq!(ina.get(&path).await.status, 404);
+    let queue = staff.get("/service").await;
+    assert!(
+        queue.body.contains("Contoso") && queue.body.contains("urgent"),
+        "{}",
+        queue.body
+    );
+    let csrf_staff = Browser::csrf(&staff.get(&path).await);
+    let answered = staff
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf_staff),
+                ("status", "in_progress"),
+                ("comment", "engineer on the way"),
+            ],
+        )
+        .await;
+    assert_eq!(answered.status, 303, "{}", answered.body);
+    let page = mei.get(&path).await;
+    assert!(
+        page.body.contains("engineer on the way")
+            && page.body.contains("id=\"request-status\">in progress"),
+        "{}",
+        page.body
+    );
+    let refused = mei
+        .post(
+            &path,
+            &[("csrf", &csrf), ("status", "resolved"), ("comment", "")],
+        )
+        .await;
+    assert!(
+        refused.status == 409 && refused.body.contains("illegal_transition"),
+        "{}",
+        refused.body
+    );
+
+    // A claim on an unknown serial: staff see its validity and reject it.
+    let csrf = Browser::csrf(&mei.get("/claims").await);
+    let filed = mei
+        .post(
+            "/claims",
+            &[
+                ("csrf", &csrf),
+                ("vendor", "acme"),
+                ("sku", "CNC-5X"),
+                ("serial", "SN-X"),
+                ("purchase_date", "2026-03-01"),
+                ("description", "noise"),
+                ("company", "Contoso"),
+            ],
+        )
+        .await;
+    assert_eq!(filed.status, 303, "{}", filed.body);
+    let claim_path = filed.location.expect("to the claim");
+    let page = staff.get(&claim_path).await;
+    assert!(page.body.contains("unknown serial"), "{}", page.body);
+    let csrf_staff = Browser::csrf(&page);
+    let decided = staff
+        .post(
+            &claim_path,
+            &[
+                ("csrf", &csrf_staff),
+                ("action", "decide"),
+                ("decision", "reject"),
+                ("note", "not our serial"),
+            ],
+        )
+        .await;
+    assert_eq!(decided.status, 303, "{}", decided.body);
+    let page = mei.get(&claim_path).await;
+    assert!(
+        page.body.contains("id=\"claim-status\">rejected") && !page.body.contains("unknown serial"),
+        "{}",
+        page.body
+    );
+    drop(daemon);
+}

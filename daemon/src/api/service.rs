@@ -358,20 +358,8 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let user = authenticate(&node, &headers)?;
     let read = node.store.read().map_err(internal)?;
-    let me = &node.identity.id;
-    let mut meta = None;
-    for v in service::requests(&read, &user, me, now_ms()).map_err(internal)? {
-        for e in &v.request.events {
-            if let Some(a) = e.attachments.iter().find(|a| a.sha256 == sha) {
-                meta = Some(a.clone());
-            }
-        }
-    }
-    for c in service::claims(&read, &user, me).map_err(internal)? {
-        if let Some(a) = c.claim.claim.attachments.iter().find(|a| a.sha256 == sha) {
-            meta = Some(a.clone());
-        }
-    }
+    let meta = service::attachment_for(&read, &user, &node.identity.id, &sha, now_ms())
+        .map_err(internal)?;
     let meta = meta.ok_or_else(not_found)?;
     let bytes = crate::attachments::load(&node.config().data_dir, &sha).ok_or_else(|| {
         ApiError::new(

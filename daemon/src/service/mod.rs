@@ -810,3 +810,33 @@ pub async fn run_relay(node: Arc<Node>, stop: tokio_util::sync::CancellationToke
         }
     }
 }
+
+/// The attachment `sha256` as referenced by a request or claim the user may
+/// see (its name and type), if any.
+pub fn attachment_for(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    sha256: &str,
+    now: Millis,
+) -> Result<Option<guanxi_protocol::messages::Attachment>, StoreError> {
+    for v in requests(read, user, me, now)? {
+        for e in &v.request.events {
+            if let Some(a) = e.attachments.iter().find(|a| a.sha256 == sha256) {
+                return Ok(Some(a.clone()));
+            }
+        }
+    }
+    for c in claims(read, user, me)? {
+        if let Some(a) = c
+            .claim
+            .claim
+            .attachments
+            .iter()
+            .find(|a| a.sha256 == sha256)
+        {
+            return Ok(Some(a.clone()));
+        }
+    }
+    Ok(None)
+}

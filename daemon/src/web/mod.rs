@@ -14,6 +14,7 @@
 pub mod i18n;
 pub mod leads;
 pub mod orders;
+pub mod service;
 pub mod session;
 
 use crate::accounts::{self, Role, User};
@@ -61,6 +62,7 @@ pub fn routes() -> Router<Arc<Node>> {
         )
         .merge(leads::routes())
         .merge(orders::routes())
+        .merge(service::routes())
 }
 
 /// What every page shows around its content.
@@ -489,6 +491,7 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
     }
     items.extend(leads::inbox_items(&read, user, &node.identity.id));
     items.extend(orders::inbox_items(&read, user, &node.identity.id));
+    items.extend(service::inbox_items(&read, user, &node.identity.id));
     let organization = match &user.partner {
         Some(org) => directory::load(&read, org).ok().flatten(),
         None => None,

@@ -1,0 +1,624 @@
+//! Web pages for service requests and warranty claims: queues sorted by
+//! service level urgency with the clock on each request and breaches
+//! highlighted, the request page (history, comments, status changes), the
+//! claim page (the vendor's validity view, decision, fulfilment, forwarding
+//! up the chain), forms to open requests and file claims, and downloads of
+//! attachments for who may see them.
+
+use super::leads::{outcome, posted, refused, when};
+use super::{Frame, SignedIn, internal, redirect_with_flash, user_of};
+use crate::accounts::{Role, User};
+use crate::clock::now_ms;
+use crate::engine::decode_message;
+use crate::node::Node;
+use crate::service::{self, ClaimView, RequestView, Validity};
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use guanxi_protocol::ReasonCode;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The service routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/service", get(requests).post(open_request))
+        .route(
+            "/service/{key}/{subject}",
+            get(request_page).post(update_request),
+        )
+        .route("/claims", get(claims).post(file_claim))
+        .route(
+            "/claims/{key}/{subject}",
+            get(claim_page).post(act_on_claim),
+        )
+        .route("/files/{sha256}", get(download))
+}
+
+type Fields = HashMap<String, String>;
+
+fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
+    f.get(name).map_or("", |s| s.trim())
+}
+
+/// A duration for people: `3h 05m`, negative as `−3h 05m`.
+fn span(ms: i64) -> String {
+    let sign = if ms < 0 { "−" } else { "" };
+    let minutes = ms.unsigned_abs() / 60_000;
+    format!("{sign}{}h {:02}m", minutes / 60, minutes % 60)
+}
+
+/// The vendors the user can open requests and claims with.
+fn vendors_for(node: &Node, user: &User) -> Vec<String> {
+    match user.role {
+        Role::Partner => vec![node.identity.id.to_string()],
+        _ => node
+            .config()
+            .peers
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.id.to_string())
+            .collect(),
+    }
+}
+
+// ------------------------------------------------------------ requests
+
+pub struct RequestRow {
+    pub link: String,
+    pub partner: String,
+    pub vendor: String,
+    pub company: String,
+    pub priority: String,
+    pub status: &'static str,
+    pub opened: String,
+    pub due: String,
+    pub remaining: String,
+    pub breached: bool,
+}
+
+fn request_row(v: &RequestView, now: i64) -> RequestRow {
+    let c = &v.clock;
+    let due = if v.request.first_response_at.is_none() {
+        c.first_response_due
+    } else {
+        c.resolution_due
+    };
+    RequestRow {
+        link: format!("/service/{}/{}", v.key, v.subject),
+        partner: v.partner(),
+        vendor: v.request.vendor.to_string(),
+        company: v.request.request.customer.company.clone(),
+        priority: serde_json::to_value(v.request.request.priority)
+            .ok()
+            .and_then(|p| p.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        status: v.request.status.as_str(),
+        opened: when(v.request.opened_at),
+        due: if c.remaining.is_some() {
+            when(due)
+        } else {
+            String::new()
+        },
+        remaining: c.remaining.map(span).unwrap_or_default(),
+        breached: c.first_response_breached
+            || c.resolution_breached
+            || c.remaining.is_some_and(|r| r < 0) && now > due,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "service.html")]
+struct RequestsPage {
+    f: Frame,
+    rows: Vec<RequestRow>,
+    breaches: usize,
+    vendors: Vec<String>,
+    metrics: Vec<(String, u64, String, String, u64, u64)>,
+}
+
+async fn requests(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let now = now_ms();
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let all = match service::requests(&read, user, &node.identity.id, now) {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let rows: Vec<RequestRow> = all.iter().map(|v| request_row(v, now)).collect();
+    let metrics = if user.role == Role::Partner {
+        Vec::new()
+    } else {
+        service::metrics(&read, user, &node.identity.id, now, None, None)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.partner,
+                    m.requests,
+                    m.median_first_response_ms.map(span).unwrap_or_default(),
+                    m.median_resolution_ms.map(span).unwrap_or_default(),
+                    m.first_response_breaches,
+                    m.resolution_breaches,
+                )
+            })
+            .collect()
+    };
+    let page = RequestsPage {
+        f: ctx.frame(session.csrf.clone()),
+        breaches: rows.iter().filter(|r| r.breached).count(),
+        rows,
+        vendors: vendors_for(&node, user),
+        metrics,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+fn customer(f: &Fields) -> Value {
+    json!({"company": field(f, "company"), "contact": field(f, "contact"), "email": field(f, "email"), "phone": field(f, "phone")})
+}
+
+async fn open_request(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let serial = field(&f, "serial");
+    let body = json!({"customer": customer(&f), "sku": field(&f, "sku"), "serial": if serial.is_empty() { Value::Null } else { json!(serial) },
+        "problem": field(&f, "problem"), "priority": field(&f, "priority"), "attachments": []});
+    let message = match decode_message("service.open", &body) {
+        Ok(m) => m,
+        Err(r) => return refused(&ctx, &csrf, &r, "/service".into()),
+    };
+    match service::open(&node, user, field(&f, "vendor"), message).await {
+        Ok(Ok((key, subject))) => {
+            redirect_with_flash(&format!("/service/{key}/{subject}"), "service.opened_flash")
+        }
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/service".into()),
+        Err(e) => internal(e),
+    }
+}
+
+pub struct EventRow {
+    pub at: String,
+    pub by: String,
+    pub status: &'static str,
+    pub comment: String,
+    pub files: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "service_request.html")]
+struct RequestPage {
+    f: Frame,
+    action: String,
+    row: RequestRow,
+    view: RequestView,
+    events: Vec<EventRow>,
+    first_response_due: String,
+    resolution_due: String,
+    as_vendor: bool,
+}
+
+async fn request_page(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let now = now_ms();
+    let view = match node
+        .store
+        .read()
+        .and_then(|r| service::request(&r, user, &node.identity.id, &key, &subject, now))
+    {
+        Ok(Some(v)) => v,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let events = view
+        .request
+        .events
+        .iter()
+        .map(|e| EventRow {
+            at: when(e.at),
+            by: e.by.to_string(),
+            status: e.status.as_str(),
+            comment: e.comment.clone(),
+            files: e
+                .attachments
+                .iter()
+                .map(|a| (format!("/files/{}", a.sha256), a.name.clone()))
+                .collect(),
+        })
+        .collect();
+    let page = RequestPage {
+        f: ctx.frame(session.csrf.clone()),
+        action: format!("/service/{key}/{subject}"),
+        row: request_row(&view, now),
+        events,
+        first_response_due: when(view.clock.first_response_due),
+        resolution_due: when(view.clock.resolution_due),
+        as_vendor: user.role != Role::Partner && view.request.vendor == node.identity.id,
+        view,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+async fn update_request(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let back = format!("/service/{key}/{subject}");
+    let status = field(&f, "status");
+    let body = json!({"status": if status.is_empty() { Value::Null } else { json!(status) }, "comment": field(&f, "comment"), "attachments": []});
+    let message = match decode_message("service.update", &body) {
+        Ok(m) => m,
+        Err(r) => return refused(&ctx, &csrf, &r, back),
+    };
+    let result = service::act(&node, user, &key, &subject, message).await;
+    outcome(&ctx, &csrf, result, back, "orders.done")
+}
+
+// --------------------------------------------------------------- claims
+
+pub struct ClaimRow {
+    pub link: String,
+    pub partner: String,
+    pub vendor: String,
+    pub sku: String,
+    pub serial: String,
+    pub status: &'static str,
+    pub submitted: String,
+    pub validity: String,
+}
+
+fn claim_row(node: &Node, user: &User, v: &ClaimView, validity: Option<&Validity>) -> ClaimRow {
+    let _ = node;
+    let _ = user;
+    ClaimRow {
+        link: format!("/claims/{}/{}", v.key, v.subject),
+        partner: v.partner(),
+        vendor: v.claim.vendor.to_string(),
+        sku: v.claim.claim.sku.clone(),
+        serial: v.claim.claim.serial.clone(),
+        status: v.claim.status.as_str(),
+        submitted: when(v.claim.submitted_at),
+        validity: validity.map(|x| x.status.to_string()).unwrap_or_default(),
+    }
+}
+
+fn validity_of(node: &Node, user: &User, v: &ClaimView) -> Option<Validity> {
+    if user.role == Role::Partner || v.claim.vendor != node.identity.id {
+        return None;
+    }
+    let read = node.store.read().ok()?;
+    let day = crate::orders::day_of(v.claim.submitted_at)?;
+    service::validity(&read, &node.identity.id, &v.claim.claim, &day).ok()
+}
+
+#[derive(Template)]
+#[template(path = "claims.html")]
+struct ClaimsPage {
+    f: Frame,
+    rows: Vec<ClaimRow>,
+    vendors: Vec<String>,
+}
+
+async fn claims(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let all = match node
+        .store
+        .read()
+        .and_then(|r| service::claims(&r, user, &node.identity.id))
+    {
+        Ok(a) => a,
+        Err(e) => return internal(e),
+    };
+    let rows = all
+        .iter()
+        .map(|v| claim_row(&node, user, v, validity_of(&node, user, v).as_ref()))
+        .collect();
+    ctx.page(
+        StatusCode::OK,
+        ClaimsPage {
+            f: ctx.frame(session.csrf.clone()),
+            rows,
+            vendors: vendors_for(&node, user),
+        }
+        .render(),
+    )
+}
+
+async fn file_claim(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = json!({"sku": field(&f, "sku"), "serial": field(&f, "serial"), "purchase_date": field(&f, "purchase_date"),
+        "description": field(&f, "description"), "customer": customer(&f), "attachments": [], "forwarded": null});
+    let message = match decode_message("warranty.claim", &body) {
+        Ok(m) => m,
+        Err(r) => return refused(&ctx, &csrf, &r, "/claims".into()),
+    };
+    match service::open(&node, user, field(&f, "vendor"), message).await {
+        Ok(Ok((key, subject))) => {
+            redirect_with_flash(&format!("/claims/{key}/{subject}"), "claims.filed")
+        }
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/claims".into()),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "claim.html")]
+struct ClaimPage {
+    f: Frame,
+    action: String,
+    row: ClaimRow,
+    view: ClaimView,
+    validity: Option<Validity>,
+    history: Vec<(String, String, String, &'static str, String)>,
+    files: Vec<(String, String)>,
+    as_vendor: bool,
+    upstreams: Vec<String>,
+    forwarded: bool,
+}
+
+async fn claim_page(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let found = service::claims(&read, user, &node.identity.id)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.key == key && c.subject == subject);
+    let Some(view) = found else {
+        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+    };
+    let forwarded = service::forwards(&read)
+        .unwrap_or_default()
+        .iter()
+        .any(|f| f.downstream_key == key && f.downstream_subject == subject);
+    drop(read);
+    let validity = validity_of(&node, user, &view);
+    let as_vendor = user.role != Role::Partner && view.claim.vendor == node.identity.id;
+    let page = ClaimPage {
+        f: ctx.frame(session.csrf.clone()),
+        action: format!("/claims/{key}/{subject}"),
+        row: claim_row(&node, user, &view, validity.as_ref()),
+        history: view
+            .claim
+            .history
+            .iter()
+            .map(|e| {
+                (
+                    when(e.at),
+                    e.by.to_string(),
+                    e.kind.clone(),
+                    e.status.as_str(),
+                    e.note.clone(),
+                )
+            })
+            .collect(),
+        files: view
+            .claim
+            .claim
+            .attachments
+            .iter()
+            .map(|a| (format!("/files/{}", a.sha256), a.name.clone()))
+            .collect(),
+        upstreams: if as_vendor {
+            vendors_for(&node, user)
+                .into_iter()
+                .filter(|p| p != view.claim.partner.as_str())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        validity,
+        as_vendor,
+        forwarded,
+        view,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+async fn act_on_claim(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let back = format!("/claims/{key}/{subject}");
+    let (kind, body) = match field(&f, "action") {
+        "decide" => {
+            let decision = field(&f, "decision");
+            let credit = if decision == "credit" {
+                match (
+                    field(&f, "credit_currency").to_ascii_uppercase().parse(),
+                    field(&f, "credit_amount"),
+                ) {
+                    (Ok(c), amount) => {
+                        match guanxi_protocol::money::Money::parse_decimal(amount, c) {
+                            Ok(m) => json!({"amount": m.amount, "currency": m.currency}),
+                            Err(e) => {
+                                return refused(
+                                    &ctx,
+                                    &csrf,
+                                    &crate::service::Refusal {
+                                        code: ReasonCode::BadBody,
+                                        message: format!("credit: {e}"),
+                                    },
+                                    back,
+                                );
+                            }
+                        }
+                    }
+                    (Err(e), _) => {
+                        return refused(
+                            &ctx,
+                            &csrf,
+                            &crate::service::Refusal {
+                                code: ReasonCode::BadBody,
+                                message: format!("credit currency: {e}"),
+                            },
+                            back,
+                        );
+                    }
+                }
+            } else {
+                Value::Null
+            };
+            (
+                "warranty.decision",
+                json!({"decision": decision, "credit": credit, "note": field(&f, "note")}),
+            )
+        }
+        "fulfil" => (
+            "warranty.fulfil",
+            json!({"reference": field(&f, "reference"), "note": field(&f, "note")}),
+        ),
+        "forward" => {
+            let result = service::forward(&node, &key, &subject, field(&f, "upstream"))
+                .await
+                .map(|r| r.map(|_| ()));
+            return outcome(&ctx, &csrf, result, back, "claims.forwarded");
+        }
+        other => {
+            let r = crate::service::Refusal {
+                code: ReasonCode::BadBody,
+                message: format!("action {other:?}"),
+            };
+            return refused(&ctx, &csrf, &r, back);
+        }
+    };
+    let message = match decode_message(kind, &body) {
+        Ok(m) => m,
+        Err(r) => return refused(&ctx, &csrf, &r, back),
+    };
+    let result = service::act(&node, user, &key, &subject, message).await;
+    outcome(&ctx, &csrf, result, back, "orders.done")
+}
+
+async fn download(
+    State(node): State<Arc<Node>>,
+    Path(sha): Path<String>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let Some((_, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let meta = match node
+        .store
+        .read()
+        .and_then(|r| service::attachment_for(&r, user, &node.identity.id, &sha, now_ms()))
+    {
+        Ok(Some(m)) => m,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
+        Err(e) => return internal(e),
+    };
+    let Some(bytes) = crate::attachments::load(&node.config().data_dir, &sha) else {
+        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+    };
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&meta.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// What the service part of the inbox shows: breached or overdue requests
+/// and claims to decide (staff of the vendor).
+pub fn inbox_items(
+    read: &guanxi_adapters::store::Read,
+    user: &User,
+    me: &guanxi_protocol::NodeId,
+) -> Vec<(&'static str, String)> {
+    if user.role == Role::Partner {
+        return Vec::new();
+    }
+    let now = now_ms();
+    let mut items = Vec::new();
+    let late: Vec<String> = service::requests(read, user, me, now)
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| {
+            &v.request.vendor == me
+                && v.clock.remaining.is_some()
+                && (v.clock.first_response_breached || v.clock.resolution_breached)
+        })
+        .map(|v| format!("{} ({})", v.request.request.customer.company, v.partner()))
+        .collect();
+    if !late.is_empty() {
+        items.push(("home.service_breached", late.join(", ")));
+    }
+    let to_decide: Vec<String> = service::claims(read, user, me)
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| {
+            &v.claim.vendor == me
+                && v.claim.status == guanxi_protocol::state::WarrantyStatus::Submitted
+        })
+        .map(|v| {
+            format!(
+                "{} {} ({})",
+                v.claim.claim.sku,
+                v.claim.claim.serial,
+                v.partner()
+            )
+        })
+        .collect();
+    if !to_decide.is_empty() {
+        items.push(("home.claims_waiting", to_decide.join(", ")));
+    }
+    items
+}
