@@ -638,3 +638,95 @@ async fn attachments_are_checked_stored_and_shown_only_to_who_sees_the_request()
     );
     drop(daemon);
 }
+
+/// Waits until the request at `path` has `status`; returns it.
+async fn wait_status(api: &Api, token: &str, path: &str, status: &'static str) -> Value {
+    eventually(status, || async {
+        let (_, v) = api.call("get", path, Some(token), None).await;
+        (v["status"] == status).then_some(v)
+    })
+    .await
+}
+
+/// A service request between two daemons: opened by the partner's Guanxi,
+/// comments both ways, resolved by the vendor, closed by the partner; both
+/// hold the same request and history.
+#[tokio::test]
+async fn a_service_request_between_two_daemons() {
+    let p = guanxi_tests::two_nodes(Path::new(BIN));
+    let va = Api::of(&p.vendor, &p.vendor_daemon);
+    let pa = Api::of(&p.partner, &p.partner_daemon);
+    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
+    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    let open = json!({"vendor": "acme", "body": {"customer": customer(), "sku": "CNC-5X", "serial": "SN-1",
+        "problem": "alarm 41", "priority": "high", "attachments": []}}).to_string();
+    let opened = expect(&pa, "post", "/api/v1/service", &pt, Some(&open), 201).await;
+    let subject = opened["subject"].as_str().expect("subject").to_string();
+    let say = |status: Option<&str>, comment: &str| {
+        json!({"kind": "service.update", "body": {"status": status, "comment": comment, "attachments": []}}).to_string()
+    };
+    let at_vendor = format!("/api/v1/service/globex/{subject}");
+    let at_partner = format!("/api/v1/service/acme/{subject}");
+    wait_status(&va, &vt, &at_vendor, "open").await;
+    expect(
+        &va,
+        "post",
+        &format!("{at_vendor}/messages"),
+        &vt,
+        Some(&say(Some("waiting_on_partner"), "which firmware?")),
+        200,
+    )
+    .await;
+    wait_status(&pa, &pt, &at_partner, "waiting_on_partner").await;
+    expect(
+        &pa,
+        "post",
+        &format!("{at_partner}/messages"),
+        &pt,
+        Some(&say(Some("in_progress"), "v2.3")),
+        200,
+    )
+    .await;
+    wait_status(&va, &vt, &at_vendor, "in_progress").await;
+    expect(
+        &va,
+        "post",
+        &format!("{at_vendor}/messages"),
+        &vt,
+        Some(&say(Some("resolved"), "update to v2.4")),
+        200,
+    )
+    .await;
+    wait_status(&pa, &pt, &at_partner, "resolved").await;
+    expect(
+        &pa,
+        "post",
+        &format!("{at_partner}/messages"),
+        &pt,
+        Some(&say(Some("closed"), "works")),
+        200,
+    )
+    .await;
+    let v = wait_status(&va, &vt, &at_vendor, "closed").await;
+    let (_, w) = pa.call("get", &at_partner, Some(&pt), None).await;
+    assert_eq!(
+        v["request"], w["request"],
+        "both daemons hold the same request"
+    );
+    let comments: Vec<&str> = v["request"]["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["comment"].as_str())
+        .collect();
+    assert_eq!(
+        comments,
+        vec![
+            "alarm 41",
+            "which firmware?",
+            "v2.3",
+            "update to v2.4",
+            "works"
+        ]
+    );
+}
