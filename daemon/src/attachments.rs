@@ -9,8 +9,8 @@ use guanxi_protocol::messages::Attachment;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Largest attachment, in bytes.
-pub const MAX_BYTES: usize = 2 * 1024 * 1024;
+/// Largest attachment, in bytes: what one `attachment.put` envelope carries.
+pub const MAX_BYTES: usize = guanxi_protocol::messages::MAX_ATTACHMENT_BYTES;
 
 /// Content types accepted, with how their files begin (text: valid UTF-8).
 const TYPES: &[(&str, &[u8])] = &[
@@ -75,6 +75,18 @@ pub fn store(
     {
         return Err(AttachmentError::BadName);
     }
+    let sha = keep(data_dir, bytes)?;
+    Ok(Attachment {
+        sha256: sha,
+        name: name.to_string(),
+        content_type,
+        size: bytes.len() as i64,
+    })
+}
+
+/// Stores `bytes` under their SHA-256 (idempotent; temp file, fsync,
+/// rename; mode 0600) and returns the hash.
+pub fn keep(data_dir: &Path, bytes: &[u8]) -> Result<String, std::io::Error> {
     let sha = Sha256Hash::of(bytes).to_string();
     let dir = dir(data_dir);
     std::fs::create_dir_all(&dir)?;
@@ -95,12 +107,7 @@ pub fn store(
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
     }
-    Ok(Attachment {
-        sha256: sha,
-        name: name.to_string(),
-        content_type,
-        size: bytes.len() as i64,
-    })
+    Ok(sha)
 }
 
 /// The bytes of attachment `sha256`, if stored here.

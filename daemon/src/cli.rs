@@ -475,7 +475,11 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         id: config.node_id.clone(),
         key: key.clone(),
     });
-    let (engine, writer) = Engine::start(store.clone(), identity.clone(), crate::rules::inbound);
+    let (engine, writer) = Engine::start(
+        store.clone(),
+        identity.clone(),
+        crate::rules::for_node(config.data_dir.clone()),
+    );
     let node = Arc::new(
         Node::new(identity, engine, store.clone(), key_document, config)
             .context("building peer clients")?,

@@ -273,8 +273,11 @@ impl Versions {
 /// incoming message after its state machine accepted it (SPEC §7 step 9):
 /// `Ok(Err(..))` rejects it with a signed rejection. The vendor's catalog
 /// check of `order.place` is one.
-pub type InboundRule =
-    fn(&Tables<'_>, &Context, &Message) -> Result<Result<(), StateError>, EngineError>;
+pub type InboundRule = Arc<
+    dyn Fn(&Tables<'_>, &Context, &Message) -> Result<Result<(), StateError>, EngineError>
+        + Send
+        + Sync,
+>;
 
 /// A handle to the engine; cheap to clone.
 #[derive(Clone)]
@@ -454,7 +457,7 @@ fn writer(
         }
         let now = now_ms();
         let mut effects = Effects::default();
-        let result = run_group(&store, &identity, rule, &mut jobs, now, &mut effects);
+        let result = run_group(&store, &identity, &rule, &mut jobs, now, &mut effects);
         match result {
             Ok(done) => {
                 for (job, done) in jobs.into_iter().zip(done) {
@@ -484,7 +487,7 @@ fn writer(
 fn run_group(
     store: &Store,
     identity: &Identity,
-    rule: InboundRule,
+    rule: &InboundRule,
     jobs: &mut [Job],
     now: Millis,
     effects: &mut Effects,
@@ -593,7 +596,7 @@ fn current_record(
     subject: &str,
     message: &Message,
 ) -> Result<Option<Record>, EngineError> {
-    if matches!(message, Message::Ping(_)) {
+    if !message.concerns_record() {
         return Ok(None);
     }
     load_record(w, peer, subject)
@@ -628,7 +631,7 @@ fn reject(
 fn inbound(
     w: &mut Tables<'_>,
     identity: &Identity,
-    rule: InboundRule,
+    rule: &InboundRule,
     item: &Inbound,
     now: Millis,
     effects: &mut Effects,
@@ -845,15 +848,6 @@ fn refuse_opened(
         save_record(w, effects, peer.as_str(), f.subject.as_str(), &refused)?;
     }
     Ok(())
-}
-
-/// No rule beyond the state machines (tests and tools).
-pub fn no_rule(
-    _: &Tables<'_>,
-    _: &Context,
-    _: &Message,
-) -> Result<Result<(), StateError>, EngineError> {
-    Ok(Ok(()))
 }
 
 /// Decodes a message from its kind and JSON body with the wire's checks; a

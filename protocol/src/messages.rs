@@ -480,6 +480,52 @@ pub struct Forwarded {
     pub envelope: String,
 }
 
+/// Largest attachment that travels in `attachment.put`, in bytes (its
+/// base64url form must fit an envelope).
+pub const MAX_ATTACHMENT_BYTES: usize = 512 * 1024;
+
+/// `attachment.put`, either party: the bytes of a file a following message
+/// references by SHA-256. Concerns no record; sent on the same stream before
+/// the message that references it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentPut {
+    pub sha256: String,
+    pub content_type: String,
+    /// The file, unpadded base64url.
+    pub data: String,
+}
+
+impl AttachmentPut {
+    /// The file's bytes, checked against the SHA-256.
+    pub fn bytes(&self) -> Result<Vec<u8>, BodyError> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&self.data)
+            .map_err(|_| field_error("body.data", "must be unpadded base64url"))?;
+        if bytes.len() > MAX_ATTACHMENT_BYTES {
+            return Err(field_error(
+                "body.data",
+                format!("must be at most {MAX_ATTACHMENT_BYTES} bytes"),
+            ));
+        }
+        if crate::crypto::Sha256Hash::of(&bytes).to_string() != self.sha256 {
+            return Err(field_error("body.sha256", "does not match the data"));
+        }
+        Ok(bytes)
+    }
+
+    /// The message for `bytes`.
+    pub fn of(content_type: &str, bytes: &[u8]) -> AttachmentPut {
+        use base64::Engine;
+        AttachmentPut {
+            sha256: crate::crypto::Sha256Hash::of(bytes).to_string(),
+            content_type: content_type.to_string(),
+            data: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+        }
+    }
+}
+
 /// `warranty.fulfil`, vendor → partner: the approved remedy was carried out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -617,6 +663,7 @@ messages! {
     WarrantyFulfil(WarrantyFulfil) = "warranty.fulfil",
     ServiceOpen(ServiceOpen) = "service.open",
     ServiceUpdate(ServiceUpdate) = "service.update",
+    AttachmentPut(AttachmentPut) = "attachment.put",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -665,6 +712,12 @@ fn positive(path: String, quantity: i64) -> Result<(), BodyError> {
 }
 
 impl Message {
+    /// Whether the message changes a record (`ping` and `attachment.put` do
+    /// not).
+    pub fn concerns_record(&self) -> bool {
+        !matches!(self, Message::Ping(_) | Message::AttachmentPut(_))
+    }
+
     /// Checks the rules a body must meet on its own (the state machines check
     /// the rules that depend on the record).
     fn validate(&self) -> Result<(), BodyError> {
@@ -917,6 +970,10 @@ impl Message {
                 }
                 b.customer.validate("body.customer")
             }
+            Message::AttachmentPut(b) => {
+                text("body.content_type", &b.content_type, SHORT_TEXT, true)?;
+                b.bytes().map(|_| ())
+            }
             Message::WarrantyFulfil(b) => {
                 text("body.reference", &b.reference, SHORT_TEXT, true)?;
                 text("body.note", &b.note, LONG_TEXT, false)
@@ -1010,6 +1067,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 20);
+        assert_eq!(kinds.len(), 21);
     }
 }

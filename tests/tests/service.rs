@@ -586,7 +586,7 @@ async fn attachments_are_checked_stored_and_shown_only_to_who_sees_the_request()
         (415, Some("refused_type")),
         "{v}"
     );
-    let (status, v) = upload("text/plain", vec![b'a'; 2 * 1024 * 1024 + 1]).await;
+    let (status, v) = upload("text/plain", vec![b'a'; 512 * 1024 + 1]).await;
     assert_eq!(
         (status, v["code"].as_str()),
         (413, Some("too_large")),
@@ -678,12 +678,24 @@ async fn a_service_request_between_two_daemons() {
     )
     .await;
     wait_status(&pa, &pt, &at_partner, "waiting_on_partner").await;
+    // The partner answers with a photo: its bytes travel before the comment.
+    let r = pa
+        .client
+        .post(format!("{}/api/v1/attachments?name=screen.png", pa.base))
+        .header("authorization", format!("Bearer {pt}"))
+        .header("content-type", "image/png")
+        .body(b"\x89PNG\r\n\x1a\nscreen".to_vec())
+        .send()
+        .await
+        .expect("upload");
+    let attachment: Value = r.json().await.expect("json");
+    let with_photo = json!({"kind": "service.update", "body": {"status": "in_progress", "comment": "v2.3", "attachments": [attachment]}}).to_string();
     expect(
         &pa,
         "post",
         &format!("{at_partner}/messages"),
         &pt,
-        Some(&say(Some("in_progress"), "v2.3")),
+        Some(&with_photo),
         200,
     )
     .await;
@@ -728,5 +740,19 @@ async fn a_service_request_between_two_daemons() {
             "update to v2.4",
             "works"
         ]
+    );
+    // The vendor has the photo's bytes, checked against the signed hash.
+    let sha = attachment["sha256"].as_str().expect("sha");
+    let r = va
+        .client
+        .get(format!("{}/api/v1/attachments/{sha}", va.base))
+        .header("authorization", format!("Bearer {vt}"))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.bytes().await.expect("bytes").as_ref(),
+        b"\x89PNG\r\n\x1a\nscreen"
     );
 }

@@ -220,9 +220,57 @@ pub async fn open(
         }
     };
     let subject = format!("{prefix}-{}", uuid::Uuid::now_v7().hyphenated());
+    if let Err(r) = send_attachments(node, &key, &message).await? {
+        return Ok(Err(r));
+    }
     Ok(orders::send_as(node, user, &key, &subject, message)
         .await?
         .map(|()| (key, subject)))
+}
+
+/// The attachments a message references.
+fn referenced(message: &Message) -> Vec<guanxi_protocol::messages::Attachment> {
+    match message {
+        Message::ServiceOpen(m) => m.attachments.clone(),
+        Message::ServiceUpdate(m) => m.attachments.clone(),
+        Message::WarrantyClaim(m) => m.attachments.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// Before a message that references attachments goes to peer `key`, sends
+/// their bytes (`attachment.put`) on the same stream, so they arrive first.
+/// For a web partner (`web:` key) the files are already here.
+async fn send_attachments(
+    node: &Node,
+    key: &str,
+    message: &Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    if key.starts_with("web:") {
+        return Ok(Ok(()));
+    }
+    for a in referenced(message) {
+        let Some(bytes) = crate::attachments::load(&node.config().data_dir, &a.sha256) else {
+            return Ok(Err(refuse(
+                ReasonCode::BadBody,
+                format!(
+                    "attachment {} ({}) was not uploaded to this node",
+                    a.name, a.sha256
+                ),
+            )));
+        };
+        let put = Message::AttachmentPut(guanxi_protocol::messages::AttachmentPut::of(
+            &a.content_type,
+            &bytes,
+        ));
+        if let Err(r) = node
+            .send_to_peer(key, &format!("att-{}", a.sha256), put)
+            .await?
+        {
+            return Ok(Err(r));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Sends an update, decision or fulfilment on a request or claim the user
@@ -262,6 +310,9 @@ pub async fn act(
             ReasonCode::UnknownRecord,
             "no such request or claim",
         )));
+    }
+    if let Err(r) = send_attachments(node, key, &message).await? {
+        return Ok(Err(r));
     }
     orders::send_as(node, user, key, subject, message).await
 }
@@ -675,6 +726,9 @@ pub async fn forward(
         Err(r) => return Ok(Err(r)),
     };
     let up_subject = format!("claim-{}", uuid::Uuid::now_v7().hyphenated());
+    if let Err(r) = send_attachments(node, upstream, &message).await? {
+        return Ok(Err(r));
+    }
     if let Err(r) = node.send_to_peer(upstream, &up_subject, message).await? {
         return Ok(Err(r));
     }

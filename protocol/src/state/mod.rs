@@ -121,7 +121,7 @@ pub fn apply(
         )
     };
     let record = match (message, current) {
-        (Message::Ping(_), _) => return Ok(None),
+        (Message::Ping(_) | Message::AttachmentPut(_), _) => return Ok(None),
         (
             Message::LeadOffer(_)
             | Message::LeadAccept(_)
