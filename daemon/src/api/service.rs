@@ -368,18 +368,8 @@ pub async fn download(
             "the file is referenced but its bytes are not on this node",
         )
     })?;
-    let mut response = bytes.into_response();
-    let h = response.headers_mut();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&meta.content_type) {
-        h.insert(axum::http::header::CONTENT_TYPE, v);
-    }
-    h.insert(
-        axum::http::header::CONTENT_DISPOSITION,
-        axum::http::HeaderValue::from_static("attachment"),
-    );
-    h.insert(
-        axum::http::header::X_CONTENT_TYPE_OPTIONS,
-        axum::http::HeaderValue::from_static("nosniff"),
-    );
-    Ok(response)
+    Ok(crate::web::service::file_response(
+        &meta.content_type,
+        bytes,
+    ))
 }

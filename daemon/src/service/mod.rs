@@ -432,47 +432,20 @@ pub struct Shipped {
 
 /// Every serial this node shipped on its orders.
 pub fn shipped_serials(read: &Read, me: &NodeId) -> Result<BTreeMap<String, Shipped>, StoreError> {
-    let mut out = BTreeMap::new();
-    for (key, subject, bytes) in read.records()? {
-        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
-            continue;
-        };
-        if &order.vendor != me {
-            continue;
-        }
-        for s in &order.shipments {
-            let Some(day) = orders::day_of(s.at) else {
-                continue;
-            };
-            for (line, _, serials) in &s.lines {
-                let sku = order
-                    .lines
-                    .iter()
-                    .find(|l| l.line == *line)
-                    .map(|l| l.sku.clone())
-                    .unwrap_or_default();
-                for serial in serials {
-                    out.insert(
-                        serial.clone(),
-                        Shipped {
-                            sku: sku.clone(),
-                            day: day.clone(),
-                            key: key.clone(),
-                        },
-                    );
-                }
-            }
-        }
-    }
-    Ok(out)
+    Ok(shipped_in(read.records()?, me))
 }
 
 fn shipped_serials_in(
     t: &Tables<'_>,
     me: &NodeId,
 ) -> Result<BTreeMap<String, Shipped>, EngineError> {
+    Ok(shipped_in(t.records()?, me))
+}
+
+/// The serials shipped on the orders among `records` where `me` is the vendor.
+fn shipped_in(records: Vec<(String, String, Vec<u8>)>, me: &NodeId) -> BTreeMap<String, Shipped> {
     let mut out = BTreeMap::new();
-    for (key, subject, bytes) in t.records()? {
+    for (key, subject, bytes) in records {
         let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
             continue;
         };
@@ -503,7 +476,7 @@ fn shipped_serials_in(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// Refuses a claim on a serial this node shipped to another buyer.

@@ -560,9 +560,14 @@ async fn download(
     let Some(bytes) = crate::attachments::load(&node.config().data_dir, &sha) else {
         return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
     };
+    file_response(&meta.content_type, bytes)
+}
+
+/// A file download: its content type, as an attachment, never sniffed.
+pub fn file_response(content_type: &str, bytes: Vec<u8>) -> Response {
     let mut response = bytes.into_response();
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&meta.content_type) {
+    if let Ok(v) = HeaderValue::from_str(content_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
     h.insert(
