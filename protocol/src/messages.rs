@@ -526,6 +526,124 @@ impl AttachmentPut {
     }
 }
 
+/// What a `mdf.budget` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetAction {
+    /// Opens the budget with its first allocation.
+    Allocate,
+    TopUp,
+    /// Moves what is still available (unreserved) to expired.
+    Expire,
+}
+
+/// `mdf.budget`, vendor → partner: allocate, top up or expire a budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdfBudget {
+    pub action: BudgetAction,
+    /// Positive for allocate and top_up; ignored (0) for expire.
+    pub amount: i64,
+    pub currency: Currency,
+    /// The period the budget covers, like `2027-Q1` or `2027`.
+    pub period: String,
+    /// Whether approvals may take the available balance below zero.
+    pub allow_overdraw: bool,
+    pub note: String,
+}
+
+/// `mdf.request`, partner → vendor: an activity to pre-approve.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdfRequest {
+    /// The partner's id for the request, unique within the budget.
+    pub request: String,
+    pub activity: String,
+    pub starts_on: Date,
+    pub ends_on: Date,
+    pub expected_cost: Money,
+    pub expected_leads: i64,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub expected_revenue: Option<Money>,
+    pub campaign: String,
+}
+
+/// A vendor's yes or no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MdfVerdict {
+    Approved,
+    Rejected,
+}
+
+/// `mdf.decision`, vendor → partner: pre-approval (possibly of a lower
+/// amount, reserving it) or rejection of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdfDecision {
+    pub request: String,
+    pub decision: MdfVerdict,
+    /// The amount approved (≤ the expected cost); 0 when rejected.
+    pub amount: i64,
+    pub reason: String,
+}
+
+/// `mdf.claim`, partner → vendor: the partner's expense invoice against an
+/// approved request, with proof of performance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdfClaim {
+    pub claim: String,
+    pub request: String,
+    pub amount: Money,
+    pub invoice_number: String,
+    pub invoice_date: Date,
+    pub proofs: Vec<Attachment>,
+}
+
+/// The vendor's answer to an MDF claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MdfClaimVerdict {
+    Approved,
+    Partial,
+    Rejected,
+}
+
+/// `mdf.claim_decision`, vendor → partner: approve fully, partly (with a
+/// reason) or reject. The signed approval is the partner's proof it will be
+/// paid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdfClaimDecision {
+    pub claim: String,
+    pub decision: MdfClaimVerdict,
+    pub amount: i64,
+    pub reason: String,
+}
+
+/// `mdf.paid`, vendor → partner: payment of an approved claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdfPaid {
+    pub claim: String,
+    pub amount: i64,
+    pub reference: String,
+    pub paid_on: Date,
+}
+
+/// `mdf.checkpoint`, either party: what the sender's ledger of the budget
+/// (the subject) holds: entry count, the hash of every entry in order and
+/// the balances. The receiver compares with its own ledger and rejects a
+/// checkpoint that differs, naming the first differing entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdfCheckpoint {
+    pub entries: i64,
+    pub entry_hashes: Vec<String>,
+    pub balances: std::collections::BTreeMap<String, i64>,
+}
+
 /// `warranty.fulfil`, vendor → partner: the approved remedy was carried out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -664,6 +782,13 @@ messages! {
     ServiceOpen(ServiceOpen) = "service.open",
     ServiceUpdate(ServiceUpdate) = "service.update",
     AttachmentPut(AttachmentPut) = "attachment.put",
+    MdfBudget(MdfBudget) = "mdf.budget",
+    MdfRequest(MdfRequest) = "mdf.request",
+    MdfDecision(MdfDecision) = "mdf.decision",
+    MdfClaim(MdfClaim) = "mdf.claim",
+    MdfClaimDecision(MdfClaimDecision) = "mdf.claim_decision",
+    MdfPaid(MdfPaid) = "mdf.paid",
+    MdfCheckpoint(MdfCheckpoint) = "mdf.checkpoint",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -970,6 +1095,89 @@ impl Message {
                 }
                 b.customer.validate("body.customer")
             }
+            Message::MdfBudget(b) => {
+                text("body.period", &b.period, SHORT_TEXT, true)?;
+                text("body.note", &b.note, LONG_TEXT, false)?;
+                match b.action {
+                    BudgetAction::Expire if b.amount != 0 => {
+                        Err(field_error("body.amount", "must be 0 for expire"))
+                    }
+                    BudgetAction::Allocate | BudgetAction::TopUp if b.amount <= 0 => {
+                        Err(field_error("body.amount", "must be greater than 0"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Message::MdfRequest(b) => {
+                text("body.request", &b.request, SHORT_TEXT, true)?;
+                text("body.activity", &b.activity, LONG_TEXT, true)?;
+                text("body.campaign", &b.campaign, SHORT_TEXT, false)?;
+                money("body.expected_cost", &b.expected_cost, true)?;
+                if b.ends_on < b.starts_on {
+                    return Err(field_error("body.ends_on", "is before starts_on"));
+                }
+                if b.expected_leads < 0 {
+                    return Err(field_error("body.expected_leads", "must not be negative"));
+                }
+                if let Some(r) = &b.expected_revenue {
+                    money("body.expected_revenue", r, false)?;
+                }
+                Ok(())
+            }
+            Message::MdfDecision(b) => {
+                text("body.request", &b.request, SHORT_TEXT, true)?;
+                text(
+                    "body.reason",
+                    &b.reason,
+                    LONG_TEXT,
+                    b.decision == MdfVerdict::Rejected,
+                )?;
+                match b.decision {
+                    MdfVerdict::Approved if b.amount <= 0 => Err(field_error(
+                        "body.amount",
+                        "must be greater than 0 when approved",
+                    )),
+                    MdfVerdict::Rejected if b.amount != 0 => {
+                        Err(field_error("body.amount", "must be 0 when rejected"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Message::MdfClaim(b) => {
+                text("body.claim", &b.claim, SHORT_TEXT, true)?;
+                text("body.request", &b.request, SHORT_TEXT, true)?;
+                text("body.invoice_number", &b.invoice_number, SHORT_TEXT, true)?;
+                money("body.amount", &b.amount, true)?;
+                attachments("body.proofs", &b.proofs)
+            }
+            Message::MdfClaimDecision(b) => {
+                text("body.claim", &b.claim, SHORT_TEXT, true)?;
+                let needs_reason = b.decision != MdfClaimVerdict::Approved;
+                text("body.reason", &b.reason, LONG_TEXT, needs_reason)?;
+                match b.decision {
+                    MdfClaimVerdict::Rejected if b.amount != 0 => {
+                        Err(field_error("body.amount", "must be 0 when rejected"))
+                    }
+                    MdfClaimVerdict::Approved | MdfClaimVerdict::Partial if b.amount <= 0 => {
+                        Err(field_error("body.amount", "must be greater than 0"))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Message::MdfPaid(b) => {
+                text("body.claim", &b.claim, SHORT_TEXT, true)?;
+                text("body.reference", &b.reference, SHORT_TEXT, true)?;
+                positive("body.amount".into(), b.amount)
+            }
+            Message::MdfCheckpoint(b) => {
+                if b.entries < 0 || b.entry_hashes.len() as i64 != b.entries {
+                    return Err(field_error(
+                        "body.entry_hashes",
+                        "must list one hash per entry",
+                    ));
+                }
+                Ok(())
+            }
             Message::AttachmentPut(b) => {
                 text("body.content_type", &b.content_type, SHORT_TEXT, true)?;
                 b.bytes().map(|_| ())
@@ -1067,6 +1275,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 21);
+        assert_eq!(kinds.len(), 28);
     }
 }

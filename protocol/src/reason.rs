@@ -44,6 +44,7 @@ pub enum ReasonCode {
     Expired,
     InvalidAmount,
     InvalidLines,
+    LedgerMismatch,
 }
 
 impl ReasonCode {
@@ -79,6 +80,7 @@ impl ReasonCode {
             ReasonCode::Expired => "expired",
             ReasonCode::InvalidAmount => "invalid_amount",
             ReasonCode::InvalidLines => "invalid_lines",
+            ReasonCode::LedgerMismatch => "ledger_mismatch",
         }
     }
 
@@ -96,7 +98,7 @@ impl ReasonCode {
             UnknownKey | KeyNotValid | BadSignature => 401,
             IdConflict | SeqGap | ChainBroken => 409,
             UnknownKind | BadBody | UnknownRecord | RecordExists | IllegalTransition
-            | NotAllowed | Expired | InvalidAmount | InvalidLines => 200,
+            | NotAllowed | Expired | InvalidAmount | InvalidLines | LedgerMismatch => 200,
         }
     }
 
@@ -124,6 +126,7 @@ impl ReasonCode {
                 | ReasonCode::Expired
                 | ReasonCode::InvalidAmount
                 | ReasonCode::InvalidLines
+                | ReasonCode::LedgerMismatch
         )
     }
 }

@@ -13,6 +13,7 @@
 
 mod catalog;
 mod lead;
+pub mod mdf;
 mod order;
 mod registration;
 mod service;
@@ -68,6 +69,7 @@ pub enum Record {
     Registration(Registration),
     Order(Order),
     Catalog(CatalogRecord),
+    Mdf(mdf::MdfBudgetRecord),
     Warranty(WarrantyRecord),
     Service(ServiceRequest),
 }
@@ -80,6 +82,7 @@ impl Record {
             Record::Registration(_) => "registration",
             Record::Order(_) => "order",
             Record::Catalog(_) => "catalog",
+            Record::Mdf(_) => "mdf",
             Record::Warranty(_) => "warranty",
             Record::Service(_) => "service",
         }
@@ -92,6 +95,9 @@ impl Record {
             Record::Registration(r) => serde_json::to_value(r.status),
             Record::Order(r) => serde_json::to_value(r.status),
             Record::Catalog(_) => Ok(serde_json::Value::String("published".into())),
+            Record::Mdf(r) => Ok(serde_json::Value::String(
+                if r.expired { "expired" } else { "open" }.into(),
+            )),
             Record::Warranty(r) => serde_json::to_value(r.status),
             Record::Service(r) => serde_json::to_value(r.status),
         };
@@ -160,6 +166,23 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Order(order::apply(order, ctx, message)?)
+        }
+        (
+            Message::MdfBudget(_)
+            | Message::MdfRequest(_)
+            | Message::MdfDecision(_)
+            | Message::MdfClaim(_)
+            | Message::MdfClaimDecision(_)
+            | Message::MdfPaid(_)
+            | Message::MdfCheckpoint(_),
+            c,
+        ) => {
+            let budget = match c {
+                None => None,
+                Some(Record::Mdf(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Mdf(mdf::apply(budget, ctx, message)?)
         }
         (Message::CatalogPublish(_), c) => {
             let catalog = match c {
