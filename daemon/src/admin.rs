@@ -36,6 +36,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/outbox", get(outbox))
         .route("/admin/v1/outbox/{peer}/{seq}", get(outbox_entry))
         .route("/admin/v1/rejected", get(rejected))
+        .route("/admin/v1/ledger/verify", get(ledger_verify))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
         .route("/admin/v1/records/{peer}/{subject}", get(record))
@@ -320,6 +321,32 @@ fn rejection_of(receipt: Option<&[u8]>) -> Value {
         .and_then(|r| r.receipt.fields.reason)
         .map(|r| json!({"code": r.code.as_str(), "message": r.message}))
         .unwrap_or(Value::Null)
+}
+
+/// Recomputes every MDF balance from its entries; 409 naming each
+/// difference when a ledger does not add up.
+async fn ledger_verify(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let budgets = read
+        .records()
+        .map_err(internal)?
+        .iter()
+        .filter(|(_, s, _)| s.starts_with("mdf-"))
+        .count();
+    let problems = crate::mdf::verify(&read).map_err(internal)?;
+    if problems.is_empty() {
+        return Ok(Json(json!({"budgets": budgets, "problems": []})));
+    }
+    let text = problems
+        .iter()
+        .map(|(k, s, p)| format!("{k}/{s}: {}", p.join("; ")))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    Err(AdminError(
+        StatusCode::CONFLICT,
+        "ledger_differs".into(),
+        format!("ledger differences: {text}"),
+    ))
 }
 
 async fn rejected(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {

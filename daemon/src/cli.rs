@@ -117,6 +117,14 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// MDF ledgers: `verify` recomputes every balance from the entries and
+    /// reports any difference (exit status 1 when there is one).
+    Ledger {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Send a ping to PEER and print its verified receipt.
     Ping {
         #[command(flatten)]
@@ -158,6 +166,12 @@ pub enum UserCommand {
     Disable { username: String },
     /// List accounts.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Recompute every MDF balance from its entries and report differences.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +316,15 @@ pub fn main_entry() -> ExitCode {
             ),
             TokenCommand::List => admin_call(&daemon, "GET", "/admin/v1/tokens", None, print_json),
         },
+        Command::Ledger {
+            daemon,
+            command: LedgerCommand::Verify,
+        } => admin_call(&daemon, "GET", "/admin/v1/ledger/verify", None, |v| {
+            println!(
+                "{} budget(s) checked: every balance matches its entries, and they sum to zero",
+                v["budgets"]
+            )
+        }),
         Command::Rejected { daemon } => {
             admin_call(&daemon, "GET", "/admin/v1/rejected", None, print_rejected)
         }
@@ -522,6 +545,11 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
             node.clone(),
             shutdown.child_token(),
         ));
+        let reconcile_task = tokio::spawn(crate::mdf::run_reconciliation(
+            node.clone(),
+            Duration::from_secs(3600),
+            shutdown.child_token(),
+        ));
         let reload_task = tokio::spawn(reload_on_hangup(
             signals,
             node.clone(),
@@ -578,6 +606,7 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         workers.stop().await;
         let _ = sweeper_task.await;
         let _ = relay_task.await;
+        let _ = reconcile_task.await;
         let _ = admin_task.await;
         if let Some(t) = metrics_task {
             let _ = t.await;

@@ -41,6 +41,7 @@ pub mod identity;
 pub mod inbox;
 pub mod leads;
 pub mod logging;
+pub mod mdf;
 pub mod node;
 pub mod orders;
 pub mod rules;

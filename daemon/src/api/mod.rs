@@ -6,6 +6,7 @@
 //! routes in [`ROUTES`] (a test keeps the two equal).
 
 pub mod leads;
+pub mod mdf;
 pub mod orders;
 pub mod service;
 
@@ -75,6 +76,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/serials"),
     ("post", "/api/v1/attachments"),
     ("get", "/api/v1/attachments/{sha256}"),
+    ("get", "/api/v1/mdf"),
+    ("post", "/api/v1/mdf"),
+    ("get", "/api/v1/mdf/roi"),
+    ("get", "/api/v1/mdf/{key}/{subject}"),
+    ("post", "/api/v1/mdf/{key}/{subject}/messages"),
+    ("post", "/api/v1/mdf/{key}/{subject}/checkpoint"),
 ];
 
 /// The API routes.
@@ -160,6 +167,14 @@ pub fn routes() -> Router<Arc<Node>> {
             )),
         )
         .route("/api/v1/attachments/{sha256}", get(service::download))
+        .route("/api/v1/mdf", get(mdf::list).post(mdf::budget))
+        .route("/api/v1/mdf/roi", get(mdf::roi))
+        .route("/api/v1/mdf/{key}/{subject}", get(mdf::one))
+        .route("/api/v1/mdf/{key}/{subject}/messages", post(mdf::act))
+        .route(
+            "/api/v1/mdf/{key}/{subject}/checkpoint",
+            post(mdf::checkpoint),
+        )
 }
 
 /// A stored API token.
@@ -841,6 +856,27 @@ pub fn document() -> Value {
                 "get": {"summary": "Download a file referenced by a request or claim the user may see",
                         "parameters": [{"name": "sha256", "in": "path", "required": true, "schema": {"type": "string"}}],
                         "responses": with(errors(&["401", "404"]), "200", json!({"description": "the file"}))}
+            },
+            "/api/v1/mdf": {
+                "get": {"summary": "MDF budgets the user may see, with their ledgers and balances", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "Allocate, top up or expire a budget for a partner: {partner, budget, body: the mdf.budget body} (staff)",
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["partner", "budget", "body"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/mdf/roi": {
+                "get": {"summary": "Per activity: spend against won leads and orders of its campaign (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/mdf/{key}/{subject}": {
+                "get": {"summary": "One budget", "parameters": key_subject.clone(), "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/mdf/{key}/{subject}/messages": {
+                "post": {"summary": "mdf.request or mdf.claim (partner); mdf.decision, mdf.claim_decision, mdf.paid (vendor)", "parameters": key_subject.clone(),
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind", "body"]}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/mdf/{key}/{subject}/checkpoint": {
+                "post": {"summary": "Send a signed checkpoint of the budget's ledger to the peer now (staff)", "parameters": key_subject.clone(),
+                         "responses": with(errors(&["401", "403", "404"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

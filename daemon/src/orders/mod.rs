@@ -662,43 +662,61 @@ pub fn revenue(read: &Read, me: &NodeId) -> Result<Result<Revenue, String>, Stor
 pub type Revenue = BTreeMap<String, BTreeMap<String, i64>>;
 
 /// Orders to this node that name one of `subjects` (a lead's offers) as the
-/// lead they fulfil: (link, reference, status, committed total).
-pub fn for_lead(
+/// lead they fulfil.
+pub fn lead_orders(
     read: &Read,
     me: &NodeId,
     subjects: &[String],
-) -> Result<Vec<(String, String, &'static str, String)>, StoreError> {
+) -> Result<Vec<OrderView>, StoreError> {
     let mut out = Vec::new();
     for (key, subject, bytes) in read.records()? {
         let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
             continue;
         };
-        if &order.vendor != me
-            || !order
+        if &order.vendor == me
+            && order
                 .lead
                 .as_ref()
                 .is_some_and(|l| subjects.iter().any(|s| s == l.as_str()))
         {
-            continue;
+            out.push(OrderView {
+                key,
+                subject,
+                order,
+            });
         }
-        let total = order
-            .committed_totals()
-            .map(|t| {
-                guanxi_protocol::money::Money {
-                    amount: t.total,
-                    currency: order.currency.clone(),
-                }
-                .to_string()
-            })
-            .unwrap_or_default();
-        out.push((
-            format!("/orders/{key}/{subject}"),
-            order.reference.clone(),
-            order.status.as_str(),
-            total,
-        ));
     }
     Ok(out)
+}
+
+/// The same, for people: (link, reference, status, committed total).
+pub fn for_lead(
+    read: &Read,
+    me: &NodeId,
+    subjects: &[String],
+) -> Result<Vec<(String, String, &'static str, String)>, StoreError> {
+    Ok(lead_orders(read, me, subjects)?
+        .into_iter()
+        .map(|v| {
+            let total = v
+                .order
+                .committed_totals()
+                .map(|t| {
+                    guanxi_protocol::money::Money {
+                        amount: t.total,
+                        currency: v.order.currency.clone(),
+                    }
+                    .to_string()
+                })
+                .unwrap_or_default();
+            (
+                format!("/orders/{}/{}", v.key, v.subject),
+                v.order.reference.clone(),
+                v.order.status.as_str(),
+                total,
+            )
+        })
+        .collect())
 }
 
 /// The vendor's lead an order names, when the order came to this node:

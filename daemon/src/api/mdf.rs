@@ -1,0 +1,118 @@
+//! The MDF part of the JSON API: budgets (allocate, top up, expire), the
+//! messages on them (requests, decisions, claims, claim decisions, payments
+//! as `{"kind", "body"}`), reconciliation checkpoints and ROI.
+
+use super::{
+    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+};
+use crate::mdf::{self, BudgetView};
+use crate::node::Node;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn budget_json(v: &BudgetView) -> Value {
+    json!({"key": v.key, "subject": v.subject, "partner": v.partner(), "budget": v.budget,
+           "ledger_problems": v.budget.verify()})
+}
+
+fn find(node: &Node, headers: &HeaderMap, key: &str, subject: &str) -> Result<Value, ApiError> {
+    let user = authenticate(node, headers)?;
+    let read = node.store.read().map_err(internal)?;
+    mdf::budgets(&read, &user, &node.identity.id)
+        .map_err(internal)?
+        .iter()
+        .find(|v| v.key == key && v.subject == subject)
+        .map(budget_json)
+        .ok_or_else(not_found)
+}
+
+pub async fn list(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let read = node.store.read().map_err(internal)?;
+    let all = mdf::budgets(&read, &user, &node.identity.id).map_err(internal)?;
+    Ok(Json(
+        json!({ "budgets": all.iter().map(budget_json).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetBody {
+    partner: String,
+    budget: String,
+    body: Value,
+}
+
+pub async fn budget(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let b: BudgetBody = body(&bytes)?;
+    let (key, subject) = mdf::budget(&node, b.partner.trim(), b.budget.trim(), b.body)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(find(&node, &headers, &key, &subject)?),
+    )
+        .into_response())
+}
+
+pub async fn one(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(find(&node, &headers, &key, &subject)?))
+}
+
+pub async fn act(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = authenticate(&node, &headers)?;
+    let b: MessageBody = body(&bytes)?;
+    let message = b.message()?;
+    mdf::act(&node, &user, &key, &subject, message)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok(Json(find(&node, &headers, &key, &subject)?))
+}
+
+pub async fn checkpoint(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    mdf::checkpoint(&node, &key, &subject)
+        .await
+        .map_err(internal)?
+        .map_err(refusal)?;
+    Ok(Json(json!({"sent": true})))
+}
+
+pub async fn roi(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let read = node.store.read().map_err(internal)?;
+    Ok(Json(
+        json!({ "activities": mdf::roi(&read, &node.identity.id).map_err(internal)? }),
+    ))
+}

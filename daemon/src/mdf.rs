@@ -1,0 +1,331 @@
+//! Marketing development funds: budgets a vendor allocates to a partner,
+//! activity requests and their pre-approval, claims with proof, approvals
+//! and payments — all messages on one budget record whose double-entry
+//! ledger both nodes compute the same way. Reconciliation sends signed
+//! checkpoints (entry hashes and balances) that the peer compares entry by
+//! entry; `guanxi ledger verify` recomputes every balance from the entries;
+//! ROI relates spend to the won value of leads and orders of the activity's
+//! campaign.
+
+use crate::accounts::{Role, User};
+use crate::engine::{EngineError, decode_message};
+use crate::leads::web_key;
+use crate::node::Node;
+use crate::orders;
+use guanxi_adapters::store::{Read, StoreError};
+use guanxi_protocol::messages::{MdfCheckpoint, Message};
+use guanxi_protocol::state::mdf::{ClaimStatus, MdfBudgetRecord};
+use guanxi_protocol::state::{LeadStatus, Record, StateError};
+use guanxi_protocol::{NodeId, ReasonCode};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A refused action, with the reason code every channel reports.
+pub type Refusal = StateError;
+
+fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
+    StateError {
+        code,
+        message: message.into(),
+    }
+}
+
+fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
+    serde_json::from_slice(bytes).ok().or_else(|| {
+        tracing::error!("record ({key}, {subject}) is unreadable");
+        None
+    })
+}
+
+/// The record subject of budget `id`.
+pub fn subject_of(id: &str) -> String {
+    format!("mdf-{id}")
+}
+
+/// A budget with where it is kept.
+pub struct BudgetView {
+    pub key: String,
+    pub subject: String,
+    pub budget: MdfBudgetRecord,
+}
+
+impl BudgetView {
+    pub fn partner(&self) -> String {
+        self.key
+            .strip_prefix("web:")
+            .map_or_else(|| self.budget.partner.to_string(), str::to_string)
+    }
+}
+
+fn visible(user: &User, me: &NodeId, key: &str, b: &MdfBudgetRecord) -> bool {
+    match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) => key == web_key(org),
+        (Role::Partner, None) => false,
+        _ => &b.vendor == me || (&b.partner == me && !key.starts_with("web:")),
+    }
+}
+
+/// Every budget in the store (for verification and reconciliation).
+fn all(read: &Read) -> Result<Vec<BudgetView>, StoreError> {
+    let mut out = Vec::new();
+    for (key, subject, bytes) in read.records()? {
+        if let Some(Record::Mdf(budget)) = parse_record(&key, &subject, &bytes) {
+            out.push(BudgetView {
+                key,
+                subject,
+                budget,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The budgets the user may see.
+pub fn budgets(read: &Read, user: &User, me: &NodeId) -> Result<Vec<BudgetView>, StoreError> {
+    Ok(all(read)?
+        .into_iter()
+        .filter(|v| visible(user, me, &v.key, &v.budget))
+        .collect())
+}
+
+/// Allocates (opens), tops up or expires budget `id` for directory partner
+/// `partner` (its peer daemon, or its web users).
+pub async fn budget(
+    node: &Node,
+    partner: &str,
+    id: &str,
+    body: serde_json::Value,
+) -> Result<Result<(String, String), Refusal>, EngineError> {
+    let message = match decode_message("mdf.budget", &body) {
+        Ok(m) => m,
+        Err(r) => return Ok(Err(r)),
+    };
+    let read = node.store.read()?;
+    let Some(p) = crate::directory::load(&read, partner)? else {
+        return Ok(Err(refuse(
+            ReasonCode::UnknownRecord,
+            format!("no partner {partner:?}"),
+        )));
+    };
+    drop(read);
+    let enabled = |peer: &str| {
+        node.config()
+            .peers
+            .iter()
+            .any(|c| c.enabled && c.id.as_str() == peer)
+    };
+    let key = match &p.peer {
+        Some(peer) if enabled(peer) => peer.clone(),
+        _ => web_key(&p.id),
+    };
+    let subject = subject_of(id);
+    let staff = User {
+        username: String::new(),
+        display_name: String::new(),
+        role: Role::Staff,
+        partner: None,
+        password_hash: String::new(),
+        disabled: false,
+        created: 0,
+    };
+    Ok(orders::send_as(node, &staff, &key, &subject, message)
+        .await?
+        .map(|()| (key, subject)))
+}
+
+/// Sends an MDF message on a budget the user may see, as the user's side.
+pub async fn act(
+    node: &Node,
+    user: &User,
+    key: &str,
+    subject: &str,
+    message: Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    if !message.kind().starts_with("mdf.") || matches!(message, Message::MdfCheckpoint(_)) {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("{} is not an MDF action", message.kind()),
+        )));
+    }
+    let read = node.store.read()?;
+    let seen = match read
+        .record(key, subject)?
+        .and_then(|b| parse_record(key, subject, &b))
+    {
+        Some(Record::Mdf(b)) => visible(user, &node.identity.id, key, &b),
+        _ => false,
+    };
+    drop(read);
+    if !seen {
+        return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such budget")));
+    }
+    orders::send_as(node, user, key, subject, message).await
+}
+
+/// Sends our checkpoint of the budget (`key` a peer) to the peer, which
+/// compares it with its ledger; a difference comes back as a signed
+/// `ledger_mismatch` naming the first differing entry.
+pub async fn checkpoint(
+    node: &Node,
+    key: &str,
+    subject: &str,
+) -> Result<Result<(), Refusal>, EngineError> {
+    if key.starts_with("web:") {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            "a web partner's budget lives only here; nothing to reconcile",
+        )));
+    }
+    let read = node.store.read()?;
+    let Some(Record::Mdf(b)) = read
+        .record(key, subject)?
+        .and_then(|x| parse_record(key, subject, &x))
+    else {
+        return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such budget")));
+    };
+    drop(read);
+    let hashes = b.entry_hashes();
+    let message = Message::MdfCheckpoint(MdfCheckpoint {
+        entries: hashes.len() as i64,
+        entry_hashes: hashes,
+        balances: b.balances.clone(),
+    });
+    node.send_to_peer(key, subject, message).await
+}
+
+/// Problems found by recomputing every budget's balances from its entries:
+/// (key, subject, problems); empty when every ledger is sound.
+pub fn verify(read: &Read) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+    Ok(all(read)?
+        .into_iter()
+        .filter_map(|v| {
+            let problems = v.budget.verify();
+            (!problems.is_empty()).then_some((v.key, v.subject, problems))
+        })
+        .collect())
+}
+
+/// Sends checkpoints of every federated budget whose ledger changed since
+/// the last round, every `every`, until the node stops.
+pub async fn run_reconciliation(
+    node: Arc<Node>,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut sent: BTreeMap<(String, String), usize> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Ok(read) = node.store.read() else {
+            continue;
+        };
+        let Ok(list) = all(&read) else { continue };
+        drop(read);
+        for v in list {
+            if v.key.starts_with("web:") || v.budget.vendor != node.identity.id {
+                continue;
+            }
+            let id = (v.key.clone(), v.subject.clone());
+            if sent.get(&id) == Some(&v.budget.entries.len()) {
+                continue;
+            }
+            match checkpoint(&node, &v.key, &v.subject).await {
+                Ok(Ok(())) => {
+                    sent.insert(id, v.budget.entries.len());
+                }
+                Ok(Err(r)) => tracing::warn!("reconciling {}: {r}", v.subject),
+                Err(e) => tracing::error!("reconciling {}: {e}", v.subject),
+            }
+        }
+    }
+}
+
+/// Return on one activity: what was spent (approved claims) against the
+/// won value of leads offered to the partner with the activity's campaign
+/// and of orders that fulfil them, per currency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Roi {
+    pub partner: String,
+    pub budget: String,
+    pub request: String,
+    pub campaign: String,
+    pub currency: String,
+    pub spend: i64,
+    pub won_leads: BTreeMap<String, i64>,
+    pub orders: BTreeMap<String, i64>,
+}
+
+/// Adds `amount` to the sum for `currency`; a sum beyond ±(2^53−1) is
+/// left out with a warning (ROI is informational; the ledger is exact).
+fn add_to(sums: &mut BTreeMap<String, i64>, currency: &str, amount: i64) {
+    let e = sums.entry(currency.to_string()).or_insert(0);
+    match guanxi_protocol::money::add(*e, amount) {
+        Ok(v) => *e = v,
+        Err(err) => tracing::warn!("ROI sum in {currency}: {err}"),
+    }
+}
+
+/// ROI per activity of the budgets this node granted.
+pub fn roi(read: &Read, me: &NodeId) -> Result<Vec<Roi>, StoreError> {
+    let docs = crate::leads::list(read)?;
+    let mut out = Vec::new();
+    for v in all(read)? {
+        if &v.budget.vendor != me {
+            continue;
+        }
+        let partner = v.partner();
+        for r in &v.budget.requests {
+            let campaign = r.request.campaign.clone();
+            let spend: i64 = v
+                .budget
+                .claims
+                .iter()
+                .filter(|c| c.claim.request == r.request.request)
+                .filter(|c| {
+                    matches!(
+                        c.status,
+                        ClaimStatus::Approved | ClaimStatus::Partial | ClaimStatus::Paid
+                    )
+                })
+                .map(|c| c.approved)
+                .sum();
+            let mut won_leads: BTreeMap<String, i64> = BTreeMap::new();
+            let mut subjects = Vec::new();
+            for d in docs
+                .iter()
+                .filter(|d| !campaign.is_empty() && d.input.campaign == campaign)
+            {
+                for o in d.offers.iter().filter(|o| o.partner == partner) {
+                    subjects.push(o.subject.clone());
+                    if let Some(l) = crate::leads::offer_record(read, o)
+                        && l.status == LeadStatus::Won
+                        && let Some(m) = l.won_value
+                    {
+                        add_to(&mut won_leads, m.currency.as_str(), m.amount);
+                    }
+                }
+            }
+            let mut orders_value: BTreeMap<String, i64> = BTreeMap::new();
+            for o in orders::lead_orders(read, me, &subjects)? {
+                if let Ok(t) = o.order.committed_totals() {
+                    add_to(&mut orders_value, o.order.currency.as_str(), t.total);
+                }
+            }
+            out.push(Roi {
+                partner: partner.clone(),
+                budget: v.subject.trim_start_matches("mdf-").to_string(),
+                request: r.request.request.clone(),
+                campaign,
+                currency: v.budget.currency.to_string(),
+                spend,
+                won_leads,
+                orders: orders_value,
+            });
+        }
+    }
+    Ok(out)
+}
