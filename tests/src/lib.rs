@@ -109,6 +109,11 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit, up to `timeout`.
     pub fn terminate(mut self, timeout: Duration) -> Result<(ExitStatus, Vec<String>), String> {
+        self.stop(timeout)
+    }
+
+    /// Like [`Daemon::terminate`], keeping the handle (for a restart in place).
+    pub fn stop(&mut self, timeout: Duration) -> Result<(ExitStatus, Vec<String>), String> {
         let pid = self.child.id().to_string();
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -458,5 +463,17 @@ pub fn two_nodes(binary: &Path) -> Pair {
         partner,
         vendor_daemon,
         partner_daemon,
+    }
+}
+
+impl Pair {
+    /// Stops the partner's daemon (SIGTERM), runs `f` while it is down (its
+    /// store can be opened), and starts it again.
+    pub fn with_partner_stopped(&mut self, binary: &Path, f: impl FnOnce(&NodeSetup)) {
+        self.partner_daemon
+            .stop(Duration::from_secs(10))
+            .expect("the partner stops");
+        f(&self.partner);
+        self.partner_daemon = self.partner.start(binary).expect("the partner restarts");
     }
 }

@@ -138,7 +138,9 @@ pub fn status_of(code: ReasonCode) -> StatusCode {
     match code {
         ReasonCode::UnknownRecord => StatusCode::NOT_FOUND,
         ReasonCode::NotAllowed => StatusCode::FORBIDDEN,
-        ReasonCode::BadBody => StatusCode::UNPROCESSABLE_ENTITY,
+        ReasonCode::BadBody | ReasonCode::InvalidAmount | ReasonCode::InvalidLines => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         _ => StatusCode::CONFLICT,
     }
 }
