@@ -161,6 +161,9 @@ pub async fn act(
     if !seen {
         return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such budget")));
     }
+    if let Err(r) = crate::service::send_attachments(node, key, &message).await? {
+        return Ok(Err(r));
+    }
     orders::send_as(node, user, key, subject, message).await
 }
 

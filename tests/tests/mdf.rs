@@ -137,6 +137,16 @@ async fn an_mdf_budget_is_worked_through_and_reconciled_across_two_daemons() {
         ),
         "{balances}"
     );
+    let roi = expect(&va, "get", "/api/v1/mdf/roi", &vt, None, 200).await;
+    assert_eq!(
+        (
+            roi["activities"][0]["request"].as_str(),
+            roi["activities"][0]["campaign"].as_str(),
+            roi["activities"][0]["spend"].as_i64()
+        ),
+        (Some("booth"), Some("spring"), Some(3_500_000)),
+        "{roi}"
+    );
     for node in [&p.vendor, &p.partner] {
         let out = node.cli(Path::new(BIN), &["ledger", "verify"]);
         assert!(out.contains("1 budget(s) checked"), "{out}");

@@ -1279,3 +1279,145 @@ async fn service_requests_and_claims_on_the_web_channel() {
     );
     drop(daemon);
 }
+
+#[tokio::test]
+async fn marketing_funds_on_the_web_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "");
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
+    let csrf = Browser::csrf(&staff.get("/mdf").await);
+    let made = staff
+        .post(
+            "/mdf",
+            &[
+                ("csrf", &csrf),
+                ("partner", "globex"),
+                ("budget", "q1"),
+                ("period", "2027-Q1"),
+                ("amount", "100000"),
+                ("currency", "TWD"),
+                ("action", "allocate"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let path = made.location.expect("to the budget");
+
+    let mut mei = Browser::new(&node, &daemon);
+    assert_eq!(mei.login("mei", &mei_password).await.status, 303);
+    let page = mei.get(&path).await;
+    assert!(
+        page.body.contains("id=\"balance-available\">TWD 100000.00"),
+        "{}",
+        page.body
+    );
+    let csrf_mei = Browser::csrf(&page);
+    let requested = mei
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf_mei),
+                ("action", "request"),
+                ("currency", "TWD"),
+                ("request", "booth"),
+                ("activity", "trade show"),
+                ("starts_on", "2027-02-01"),
+                ("ends_on", "2027-02-03"),
+                ("expected_cost", "60000"),
+                ("expected_leads", "40"),
+                ("campaign", "spring"),
+            ],
+        )
+        .await;
+    assert_eq!(requested.status, 303, "{}", requested.body);
+    let csrf_staff = Browser::csrf(&staff.get(&path).await);
+    let approved = staff
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf_staff),
+                ("action", "decide"),
+                ("currency", "TWD"),
+                ("request", "booth"),
+                ("decision", "approved"),
+                ("amount", "50000"),
+            ],
+        )
+        .await;
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let over = mei
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf_mei),
+                ("action", "claim"),
+                ("currency", "TWD"),
+                ("claim", "c1"),
+                ("request", "booth"),
+                ("amount", "50000.01"),
+                ("invoice_number", "INV-1"),
+                ("invoice_date", "2027-02-10"),
+            ],
+        )
+        .await;
+    assert!(
+        over.status == 422 && over.body.contains("invalid_amount"),
+        "{}",
+        over.body
+    );
+    let claimed = mei
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf_mei),
+                ("action", "claim"),
+                ("currency", "TWD"),
+                ("claim", "c1"),
+                ("request", "booth"),
+                ("amount", "40000"),
+                ("invoice_number", "INV-1"),
+                ("invoice_date", "2027-02-10"),
+            ],
+        )
+        .await;
+    assert_eq!(claimed.status, 303, "{}", claimed.body);
+    for (action, decision, amount) in [
+        ("claim_decision", "approved", "40000"),
+        ("paid", "approved", "40000"),
+    ] {
+        let done = staff
+            .post(
+                &path,
+                &[
+                    ("csrf", &csrf_staff),
+                    ("action", action),
+                    ("currency", "TWD"),
+                    ("claim", "c1"),
+                    ("decision", decision),
+                    ("amount", amount),
+                    ("reference", "TT-1"),
+                    ("paid_on", "2027-03-01"),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, 303, "{action}: {}", done.body);
+    }
+    let page = mei.get(&path).await;
+    assert!(
+        page.body.contains("id=\"balance-paid\">TWD 40000.00")
+            && page.body.contains("id=\"balance-reserved\">TWD 10000.00")
+            && page.body.contains("id=\"balance-available\">TWD 50000.00"),
+        "{}",
+        page.body
+    );
+    let list = staff.get("/mdf").await;
+    assert!(
+        list.body.contains("id=\"roi\"") && list.body.contains("spring"),
+        "{}",
+        list.body
+    );
+    drop(daemon);
+}

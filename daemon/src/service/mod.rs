@@ -234,6 +234,7 @@ fn referenced(message: &Message) -> Vec<guanxi_protocol::messages::Attachment> {
         Message::ServiceOpen(m) => m.attachments.clone(),
         Message::ServiceUpdate(m) => m.attachments.clone(),
         Message::WarrantyClaim(m) => m.attachments.clone(),
+        Message::MdfClaim(m) => m.proofs.clone(),
         _ => Vec::new(),
     }
 }
@@ -241,7 +242,7 @@ fn referenced(message: &Message) -> Vec<guanxi_protocol::messages::Attachment> {
 /// Before a message that references attachments goes to peer `key`, sends
 /// their bytes (`attachment.put`) on the same stream, so they arrive first.
 /// For a web partner (`web:` key) the files are already here.
-async fn send_attachments(
+pub(crate) async fn send_attachments(
     node: &Node,
     key: &str,
     message: &Message,

@@ -13,6 +13,7 @@
 
 pub mod i18n;
 pub mod leads;
+pub mod mdf;
 pub mod orders;
 pub mod service;
 pub mod session;
@@ -63,6 +64,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(leads::routes())
         .merge(orders::routes())
         .merge(service::routes())
+        .merge(mdf::routes())
 }
 
 /// What every page shows around its content.

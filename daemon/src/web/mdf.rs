@@ -1,0 +1,351 @@
+//! Web pages for marketing development funds: budgets with their balances,
+//! the ledger of each, requests and claims with the forms each side may use
+//! (a partner requests and claims; the vendor allocates, decides, pays and
+//! reconciles), and ROI per activity for staff.
+
+use super::leads::{outcome, posted, refused, when};
+use super::{Frame, SignedIn, internal, redirect_with_flash, user_of};
+use crate::accounts::Role;
+use crate::engine::decode_message;
+use crate::mdf::{self, BudgetView};
+use crate::node::Node;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use guanxi_protocol::ReasonCode;
+use guanxi_protocol::money::{Currency, Money};
+use guanxi_protocol::state::mdf::Account;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The MDF routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new()
+        .route("/mdf", get(list).post(allocate))
+        .route("/mdf/{key}/{subject}", get(page).post(act))
+}
+
+type Fields = HashMap<String, String>;
+
+fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
+    f.get(name).map_or("", |s| s.trim())
+}
+
+fn amount(minor: i64, c: &Currency) -> String {
+    Money {
+        amount: minor,
+        currency: c.clone(),
+    }
+    .to_string()
+}
+
+pub struct BudgetRow {
+    pub link: String,
+    pub partner: String,
+    pub vendor: String,
+    pub period: String,
+    pub balances: Vec<(&'static str, String)>,
+    pub sound: bool,
+}
+
+fn row(v: &BudgetView) -> BudgetRow {
+    let c = &v.budget.currency;
+    BudgetRow {
+        link: format!("/mdf/{}/{}", v.key, v.subject),
+        partner: v.partner(),
+        vendor: v.budget.vendor.to_string(),
+        period: v.budget.period.clone(),
+        balances: [
+            Account::Available,
+            Account::Reserved,
+            Account::Claimed,
+            Account::Approved,
+            Account::Paid,
+            Account::Expired,
+        ]
+        .into_iter()
+        .map(|a| (a.as_str(), amount(v.budget.balance(a), c)))
+        .collect(),
+        sound: v.budget.verify().is_empty(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mdf.html")]
+struct ListPage {
+    f: Frame,
+    rows: Vec<BudgetRow>,
+    partners: Vec<String>,
+    roi: Vec<mdf::Roi>,
+}
+
+async fn list(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let read = match node.store.read() {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    let rows = match mdf::budgets(&read, user, &node.identity.id) {
+        Ok(b) => b.iter().map(row).collect(),
+        Err(e) => return internal(e),
+    };
+    let staff = user.role != Role::Partner;
+    let page = ListPage {
+        f: ctx.frame(session.csrf.clone()),
+        rows,
+        partners: if staff {
+            crate::directory::list(&read)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.id)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        roi: if staff {
+            mdf::roi(&read, &node.identity.id).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+fn money_field(f: &Fields, amount_name: &str, currency: &str) -> Result<Money, String> {
+    let c: Currency = currency.to_ascii_uppercase().parse()?;
+    Money::parse_decimal(field(f, amount_name), c).map_err(|e| format!("{amount_name}: {e}"))
+}
+
+async fn allocate(
+    State(node): State<Arc<Node>>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let bad = |m: String| crate::mdf::Refusal {
+        code: ReasonCode::BadBody,
+        message: m,
+    };
+    let m = match money_field(&f, "amount", field(&f, "currency")) {
+        Ok(m) => m,
+        Err(e) => return refused(&ctx, &csrf, &bad(e), "/mdf".into()),
+    };
+    let action = if field(&f, "action").is_empty() {
+        "allocate"
+    } else {
+        field(&f, "action")
+    };
+    let body = json!({"action": action, "amount": if action == "expire" { 0 } else { m.amount }, "currency": m.currency,
+        "period": field(&f, "period"), "allow_overdraw": field(&f, "allow_overdraw") == "yes", "note": field(&f, "note")});
+    match mdf::budget(&node, field(&f, "partner"), field(&f, "budget"), body).await {
+        Ok(Ok((key, subject))) => {
+            redirect_with_flash(&format!("/mdf/{key}/{subject}"), "orders.done")
+        }
+        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/mdf".into()),
+        Err(e) => internal(e),
+    }
+}
+
+/// A claim for people: id, request, invoice, amount, status, approved /
+/// paid, proof links.
+type ClaimLine = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<(String, String)>,
+);
+
+#[derive(Template)]
+#[template(path = "mdf_budget.html")]
+struct BudgetPage {
+    f: Frame,
+    action: String,
+    row: BudgetRow,
+    view: BudgetView,
+    entries: Vec<(
+        i64,
+        String,
+        String,
+        String,
+        &'static str,
+        &'static str,
+        String,
+    )>,
+    requests: Vec<(String, String, String, String, String)>,
+    claims: Vec<ClaimLine>,
+    as_vendor: bool,
+    problems: Vec<String>,
+}
+
+async fn page(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
+    let Some((session, user)) = user_of(&ctx) else {
+        return Redirect::to("/login").into_response();
+    };
+    let found = match node
+        .store
+        .read()
+        .and_then(|r| mdf::budgets(&r, user, &node.identity.id))
+    {
+        Ok(all) => all
+            .into_iter()
+            .find(|v| v.key == key && v.subject == subject),
+        Err(e) => return internal(e),
+    };
+    let Some(view) = found else {
+        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+    };
+    let b = &view.budget;
+    let c = &b.currency;
+    let page = BudgetPage {
+        f: ctx.frame(session.csrf.clone()),
+        action: format!("/mdf/{key}/{subject}"),
+        row: row(&view),
+        entries: b
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    e.n,
+                    when(e.at),
+                    e.kind.clone(),
+                    e.reference.clone(),
+                    e.from.as_str(),
+                    e.to.as_str(),
+                    amount(e.amount, c),
+                )
+            })
+            .collect(),
+        requests: b
+            .requests
+            .iter()
+            .map(|r| {
+                (
+                    r.request.request.clone(),
+                    r.request.activity.clone(),
+                    r.request.expected_cost.to_string(),
+                    serde_json::to_value(r.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    amount(r.approved, c),
+                )
+            })
+            .collect(),
+        claims: b
+            .claims
+            .iter()
+            .map(|x| {
+                (
+                    x.claim.claim.clone(),
+                    x.claim.request.clone(),
+                    x.claim.invoice_number.clone(),
+                    x.claim.amount.to_string(),
+                    serde_json::to_value(x.status)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    format!("{} / {}", amount(x.approved, c), amount(x.paid, c)),
+                    x.claim
+                        .proofs
+                        .iter()
+                        .map(|a| (format!("/files/{}", a.sha256), a.name.clone()))
+                        .collect(),
+                )
+            })
+            .collect(),
+        as_vendor: user.role != Role::Partner && b.vendor == node.identity.id,
+        problems: b.verify(),
+        view,
+    };
+    ctx.page(StatusCode::OK, page.render())
+}
+
+async fn act(
+    State(node): State<Arc<Node>>,
+    Path((key, subject)): Path<(String, String)>,
+    SignedIn(ctx): SignedIn,
+    Form(f): Form<Fields>,
+) -> Response {
+    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let back = format!("/mdf/{key}/{subject}");
+    let bad = |m: String| crate::mdf::Refusal {
+        code: ReasonCode::BadBody,
+        message: m,
+    };
+    let currency = field(&f, "currency");
+    let minor = |name: &str| money_field(&f, name, currency).map(|m| m.amount);
+    let (kind, body): (&str, Value) = match field(&f, "action") {
+        "checkpoint" => {
+            let result = mdf::checkpoint(&node, &key, &subject).await;
+            return outcome(&ctx, &csrf, result, back, "mdf.checkpoint_sent");
+        }
+        "request" => match money_field(&f, "expected_cost", currency) {
+            Ok(cost) => (
+                "mdf.request",
+                json!({"request": field(&f, "request"), "activity": field(&f, "activity"),
+                "starts_on": field(&f, "starts_on"), "ends_on": field(&f, "ends_on"), "expected_cost": cost,
+                "expected_leads": field(&f, "expected_leads").parse::<i64>().unwrap_or(0), "expected_revenue": null, "campaign": field(&f, "campaign")}),
+            ),
+            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+        },
+        "decide" => match minor("amount") {
+            Ok(a) => {
+                let approve = field(&f, "decision") == "approved";
+                (
+                    "mdf.decision",
+                    json!({"request": field(&f, "request"), "decision": field(&f, "decision"), "amount": if approve { a } else { 0 }, "reason": field(&f, "reason")}),
+                )
+            }
+            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+        },
+        "claim" => match money_field(&f, "amount", currency) {
+            Ok(m) => (
+                "mdf.claim",
+                json!({"claim": field(&f, "claim"), "request": field(&f, "request"), "amount": m,
+                "invoice_number": field(&f, "invoice_number"), "invoice_date": field(&f, "invoice_date"), "proofs": []}),
+            ),
+            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+        },
+        "claim_decision" => match minor("amount") {
+            Ok(a) => (
+                "mdf.claim_decision",
+                json!({"claim": field(&f, "claim"), "decision": field(&f, "decision"),
+                "amount": if field(&f, "decision") == "rejected" { 0 } else { a }, "reason": field(&f, "reason")}),
+            ),
+            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+        },
+        "paid" => match minor("amount") {
+            Ok(a) => (
+                "mdf.paid",
+                json!({"claim": field(&f, "claim"), "amount": a, "reference": field(&f, "reference"), "paid_on": field(&f, "paid_on")}),
+            ),
+            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+        },
+        other => return refused(&ctx, &csrf, &bad(format!("action {other:?}")), back),
+    };
+    let message = match decode_message(kind, &body) {
+        Ok(m) => m,
+        Err(r) => return refused(&ctx, &csrf, &r, back),
+    };
+    let result = mdf::act(&node, user, &key, &subject, message).await;
+    outcome(&ctx, &csrf, result, back, "orders.done")
+}
