@@ -550,6 +550,8 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
             Duration::from_secs(3600),
             shutdown.child_token(),
         ));
+        let expiry_task =
+            tokio::spawn(crate::mdf::run_expiry(node.clone(), shutdown.child_token()));
         let reload_task = tokio::spawn(reload_on_hangup(
             signals,
             node.clone(),
@@ -607,6 +609,7 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         let _ = sweeper_task.await;
         let _ = relay_task.await;
         let _ = reconcile_task.await;
+        let _ = expiry_task.await;
         let _ = admin_task.await;
         if let Some(t) = metrics_task {
             let _ = t.await;

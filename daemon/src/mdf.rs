@@ -121,7 +121,16 @@ pub async fn budget(
         _ => web_key(&p.id),
     };
     let subject = subject_of(id);
-    let staff = User {
+    Ok(
+        orders::send_as(node, &node_itself(), &key, &subject, message)
+            .await?
+            .map(|()| (key, subject)),
+    )
+}
+
+/// This node acting on its own (timers): staff rights, no person.
+fn node_itself() -> User {
+    User {
         username: String::new(),
         display_name: String::new(),
         role: Role::Staff,
@@ -129,10 +138,79 @@ pub async fn budget(
         password_hash: String::new(),
         disabled: false,
         created: 0,
+    }
+}
+
+/// Expires, at the end of their `expires_on` day (UTC), what is unused in
+/// the budgets this node granted. Returns how many it expired and the
+/// earliest day a budget still waits for.
+pub async fn expire_due(node: &Node) -> Result<(usize, Option<String>), EngineError> {
+    let Some(today) = orders::day_of(crate::clock::now_ms()) else {
+        return Ok((0, None));
     };
-    Ok(orders::send_as(node, &staff, &key, &subject, message)
-        .await?
-        .map(|()| (key, subject)))
+    let list = all(&node.store.read()?)?;
+    let mut expired = 0;
+    let mut next: Option<String> = None;
+    for v in list {
+        let b = &v.budget;
+        let Some(until) = &b.expires_on else { continue };
+        if b.expired || b.vendor != node.identity.id {
+            continue;
+        }
+        if until.as_str() >= today.as_str() {
+            next = Some(next.map_or(until.to_string(), |n: String| n.min(until.to_string())));
+            continue;
+        }
+        let body = serde_json::json!({"action": "expire", "amount": 0, "currency": b.currency, "period": b.period,
+            "allow_overdraw": b.allow_overdraw, "expires_on": null, "note": format!("unused after {until}")});
+        let message = match decode_message("mdf.budget", &body) {
+            Ok(m) => m,
+            Err(r) => {
+                tracing::warn!("expiring {}: {r}", v.subject);
+                continue;
+            }
+        };
+        match orders::send_as(node, &node_itself(), &v.key, &v.subject, message).await? {
+            Ok(()) => expired += 1,
+            Err(r) => tracing::warn!("expiring {}: {r}", v.subject),
+        }
+    }
+    Ok((expired, next))
+}
+
+/// Runs [`expire_due`] until the node stops: each second it checks, cheaply,
+/// whether an MDF record changed or the day passed the earliest expiry.
+pub async fn run_expiry(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
+    let mut seen = None;
+    let mut waiting_for: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let version = node.engine.records_version("mdf");
+        let today = orders::day_of(crate::clock::now_ms()).map(|d| d.to_string());
+        let day_passed = match (&waiting_for, &today) {
+            (Some(w), Some(t)) => t > w,
+            _ => false,
+        };
+        if seen == Some(version) && !day_passed {
+            continue;
+        }
+        seen = Some(version);
+        match expire_due(&node).await {
+            Ok((n, next)) => {
+                waiting_for = next;
+                if n > 0 {
+                    tracing::info!("MDF: {n} budget(s) expired at the end of their period");
+                }
+            }
+            Err(e) => {
+                seen = None;
+                tracing::error!("MDF expiry: {e}");
+            }
+        }
+    }
 }
 
 /// Sends an MDF message on a budget the user may see, as the user's side.

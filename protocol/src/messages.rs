@@ -549,6 +549,10 @@ pub struct MdfBudget {
     pub period: String,
     /// Whether approvals may take the available balance below zero.
     pub allow_overdraw: bool,
+    /// After this day the vendor's node expires what is unused; null: only
+    /// by hand. Set by allocate, changed by top_up.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub expires_on: Option<Date>,
     pub note: String,
 }
 

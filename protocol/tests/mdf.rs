@@ -49,7 +49,7 @@ fn apply(
 }
 
 fn allocate(amount: i64, overdraw: bool) -> Value {
-    json!({"action": "allocate", "amount": amount, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": overdraw, "note": ""})
+    json!({"action": "allocate", "amount": amount, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": overdraw, "expires_on": null, "note": ""})
 }
 
 fn request(id: &str, cost: i64) -> Value {
@@ -246,7 +246,7 @@ proptest! {
             let at = T0 + 1 + i as i64;
             let step = match o {
                 Op::TopUp(a) => apply(Some(&rec), true, at, "mdf.budget",
-                    json!({"action": "top_up", "amount": a, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": overdraw, "note": ""})),
+                    json!({"action": "top_up", "amount": a, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": overdraw, "expires_on": null, "note": ""})),
                 Op::Request(r, c) => apply(Some(&rec), false, at, "mdf.request", request(&format!("r{r}"), *c)),
                 Op::Decide(r, yes, a) => apply(Some(&rec), true, at, "mdf.decision", if *yes {
                     json!({"request": format!("r{r}"), "decision": "approved", "amount": a, "reason": ""})
@@ -260,7 +260,7 @@ proptest! {
                 }
                 Op::Pay(c, a) => apply(Some(&rec), true, at, "mdf.paid", json!({"claim": format!("c{c}"), "amount": a, "reference": "T", "paid_on": "2027-03-01"})),
                 Op::Expire => apply(Some(&rec), true, at, "mdf.budget",
-                    json!({"action": "expire", "amount": 0, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": overdraw, "note": ""})),
+                    json!({"action": "expire", "amount": 0, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": overdraw, "expires_on": null, "note": ""})),
             };
             if let Ok(next) = step {
                 if let Op::TopUp(a) = o {

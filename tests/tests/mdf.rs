@@ -34,7 +34,7 @@ async fn an_mdf_budget_is_worked_through_and_reconciled_across_two_daemons() {
     )
     .await;
     let allocate = json!({"partner": "globex", "budget": "2027-q1", "body": {"action": "allocate", "amount": 10_000_000, "currency": "TWD",
-        "period": "2027-Q1", "allow_overdraw": false, "note": ""}}).to_string();
+        "period": "2027-Q1", "allow_overdraw": false, "expires_on": null, "note": ""}}).to_string();
     let b = expect(&va, "post", "/api/v1/mdf", &vt, Some(&allocate), 201).await;
     assert_eq!(
         (b["key"].as_str(), b["subject"].as_str()),
@@ -217,4 +217,81 @@ async fn an_mdf_budget_is_worked_through_and_reconciled_across_two_daemons() {
         at_globex["incoming"][0]["reason"]["code"], "ledger_mismatch",
         "shown on both sides: {at_globex}"
     );
+}
+
+/// What is unused at the end of a budget's period expires on its own, also
+/// for a partner without a daemon; reserved money stays reserved.
+#[tokio::test]
+async fn unused_funds_expire_after_the_period_with_a_moved_clock() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = guanxi_tests::NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let api = Api::of(&node, &daemon);
+    let admin = node.token(Path::new(BIN), "ci", "admin");
+    expect(
+        &api,
+        "post",
+        "/api/v1/partners",
+        &admin,
+        Some(
+            &json!({"id": "initech", "name": "Initech", "type": "agent", "tier": "",
+        "country": "TW", "region": "", "stage": "active", "peer": null})
+            .to_string(),
+        ),
+        201,
+    )
+    .await;
+    expect(
+        &api,
+        "post",
+        "/api/v1/partners/initech/users",
+        &admin,
+        Some(r#"{"username": "ina"}"#),
+        201,
+    )
+    .await;
+    let ina = node.token(Path::new(BIN), "ina-t", "ina");
+    let today = guanxi::orders::day_of(guanxi::clock::now_ms()).expect("today").to_string();
+    let allocate = json!({"partner": "initech", "budget": "fy", "body": {"action": "allocate", "amount": 1_000_000, "currency": "TWD",
+        "period": "FY", "allow_overdraw": false, "expires_on": today, "note": ""}}).to_string();
+    expect(&api, "post", "/api/v1/mdf", &admin, Some(&allocate), 201).await;
+    let path = "/api/v1/mdf/web:initech/mdf-fy";
+    expect(&api, "post", &format!("{path}/messages"), &ina, Some(&json!({"kind": "mdf.request", "body": {"request": "r1", "activity": "mailing",
+        "starts_on": "2027-01-01", "ends_on": "2027-01-31", "expected_cost": {"amount": 300_000, "currency": "TWD"}, "expected_leads": 5,
+        "expected_revenue": null, "campaign": ""}}).to_string()), 200).await;
+    expect(
+        &api,
+        "post",
+        &format!("{path}/messages"),
+        &admin,
+        Some(
+            &json!({"kind": "mdf.decision", "body": {"request": "r1",
+        "decision": "approved", "amount": 300_000, "reason": ""}})
+            .to_string(),
+        ),
+        200,
+    )
+    .await;
+    // Still the same day: nothing expires.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let v = expect(&api, "get", path, &ina, None, 200).await;
+    assert_eq!(v["budget"]["expired"], false, "{v}");
+    node.set_clock_offset(3 * 86_400_000);
+    let v = eventually("the expiry", || async {
+        let (_, v) = api.call("get", path, Some(&ina), None).await;
+        (v["budget"]["expired"] == true).then_some(v)
+    })
+    .await;
+    let b = &v["budget"]["balances"];
+    assert_eq!(
+        (
+            b["available"].as_i64(),
+            b["expired"].as_i64(),
+            b["reserved"].as_i64()
+        ),
+        (Some(0), Some(700_000), Some(300_000)),
+        "{v}"
+    );
+    node.cli(Path::new(BIN), &["ledger", "verify"]);
+    drop(daemon);
 }

@@ -145,7 +145,8 @@ async fn allocate(
         field(&f, "action")
     };
     let body = json!({"action": action, "amount": if action == "expire" { 0 } else { m.amount }, "currency": m.currency,
-        "period": field(&f, "period"), "allow_overdraw": field(&f, "allow_overdraw") == "yes", "note": field(&f, "note")});
+        "period": field(&f, "period"), "allow_overdraw": field(&f, "allow_overdraw") == "yes",
+        "expires_on": if field(&f, "expires_on").is_empty() { Value::Null } else { json!(field(&f, "expires_on")) }, "note": field(&f, "note")});
     match mdf::budget(&node, field(&f, "partner"), field(&f, "budget"), body).await {
         Ok(Ok((key, subject))) => {
             redirect_with_flash(&format!("/mdf/{key}/{subject}"), "orders.done")

@@ -132,6 +132,7 @@ pub struct MdfBudgetRecord {
     pub currency: Currency,
     pub period: String,
     pub allow_overdraw: bool,
+    pub expires_on: Option<crate::money::Date>,
     pub expired: bool,
     pub requests: Vec<RequestState>,
     pub claims: Vec<ClaimState>,
@@ -251,6 +252,7 @@ pub(super) fn apply(
                     currency: b.currency.clone(),
                     period: b.period.clone(),
                     allow_overdraw: b.allow_overdraw,
+                    expires_on: b.expires_on.clone(),
                     expired: false,
                     requests: Vec::new(),
                     claims: Vec::new(),
@@ -292,6 +294,9 @@ pub(super) fn apply(
                         return Err(closed("it cannot be topped up"));
                     }
                     next.allow_overdraw = b.allow_overdraw;
+                    if b.expires_on.is_some() {
+                        next.expires_on = b.expires_on.clone();
+                    }
                     next.post(
                         ctx.at,
                         kind,
