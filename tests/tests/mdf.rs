@@ -251,7 +251,9 @@ async fn unused_funds_expire_after_the_period_with_a_moved_clock() {
     )
     .await;
     let ina = node.token(Path::new(BIN), "ina-t", "ina");
-    let today = guanxi::orders::day_of(guanxi::clock::now_ms()).expect("today").to_string();
+    let today = guanxi::orders::day_of(guanxi::clock::now_ms())
+        .expect("today")
+        .to_string();
     let allocate = json!({"partner": "initech", "budget": "fy", "body": {"action": "allocate", "amount": 1_000_000, "currency": "TWD",
         "period": "FY", "allow_overdraw": false, "expires_on": today, "note": ""}}).to_string();
     expect(&api, "post", "/api/v1/mdf", &admin, Some(&allocate), 201).await;
