@@ -350,3 +350,30 @@ async fn act(
     let result = mdf::act(&node, user, &key, &subject, message).await;
     outcome(&ctx, &csrf, result, back, "orders.done")
 }
+
+/// What the MDF part of the inbox shows staff: ledgers that a peer's
+/// checkpoint found different, in either direction.
+pub fn inbox_items(
+    read: &guanxi_adapters::store::Read,
+    user: &crate::accounts::User,
+) -> Vec<(&'static str, String)> {
+    if user.role == Role::Partner {
+        return Vec::new();
+    }
+    let mut found: Vec<String> = Vec::new();
+    for (peer, seq, code) in read
+        .in_rejected()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(read.out_rejected().unwrap_or_default())
+    {
+        if code == "ledger_mismatch" {
+            found.push(format!("{peer} #{seq}"));
+        }
+    }
+    if found.is_empty() {
+        Vec::new()
+    } else {
+        vec![("home.ledger_mismatch", found.join(", "))]
+    }
+}

@@ -494,6 +494,7 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
     items.extend(leads::inbox_items(&read, user, &node.identity.id));
     items.extend(orders::inbox_items(&read, user, &node.identity.id));
     items.extend(service::inbox_items(&read, user, &node.identity.id));
+    items.extend(mdf::inbox_items(&read, user));
     let organization = match &user.partner {
         Some(org) => directory::load(&read, org).ok().flatten(),
         None => None,
