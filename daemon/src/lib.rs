@@ -5,6 +5,7 @@
 //! - [`cli`]: command-line parsing and each command (`init`, `keygen`,
 //!   `config check`, `serve`, `peers`, `outbox`, `rejected`, `ping`, `send`);
 //!   the binary's edge, where errors become exit codes.
+//! - [`records`]: where shared records are kept and who may see them.
 //! - [`clock`]: "now" (UTC milliseconds), shiftable by tests.
 //! - [`engine`]: the only writer of the store: applies messages through the
 //!   protocol's state machines and writes record, envelope, receipt and
@@ -44,6 +45,7 @@ pub mod logging;
 pub mod mdf;
 pub mod node;
 pub mod orders;
+pub mod records;
 pub mod rules;
 pub mod server;
 pub mod service;

@@ -9,9 +9,9 @@
 
 use crate::accounts::{Role, User};
 use crate::engine::{EngineError, decode_message};
-use crate::leads::web_key;
 use crate::node::Node;
 use crate::orders;
+use crate::records::{parse_record, web_key};
 use guanxi_adapters::store::{Read, StoreError};
 use guanxi_protocol::messages::{MdfCheckpoint, Message};
 use guanxi_protocol::state::mdf::{ClaimStatus, MdfBudgetRecord};
@@ -30,13 +30,6 @@ fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
         code,
         message: message.into(),
     }
-}
-
-fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
-    serde_json::from_slice(bytes).ok().or_else(|| {
-        tracing::error!("record ({key}, {subject}) is unreadable");
-        None
-    })
 }
 
 /// The record subject of budget `id`.
@@ -60,11 +53,7 @@ impl BudgetView {
 }
 
 fn visible(user: &User, me: &NodeId, key: &str, b: &MdfBudgetRecord) -> bool {
-    match (&user.role, &user.partner) {
-        (Role::Partner, Some(org)) => key == web_key(org),
-        (Role::Partner, None) => false,
-        _ => &b.vendor == me || (&b.partner == me && !key.starts_with("web:")),
-    }
+    crate::records::visible(user, me, key, &b.vendor, &b.partner)
 }
 
 /// Every budget in the store (for verification and reconciliation).

@@ -26,6 +26,8 @@ use crate::accounts::{Role, User};
 use crate::directory::Partner;
 use crate::engine::{Act, EngineError};
 use crate::node::Node;
+use crate::records::parse_record;
+pub use crate::records::web_key;
 use distribution::{Candidate, RuleState, Rules, TraceStep};
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::messages::{LeadExpire, LeadOffer, LeadRegister, Message};
@@ -116,27 +118,12 @@ fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// The record key of a partner without a daemon.
-pub fn web_key(partner: &str) -> String {
-    format!("web:{partner}")
-}
-
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, EngineError> {
     serde_json::from_slice(bytes).map_err(|e| EngineError::Corrupt(format!("{what}: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
     serde_json::to_vec(value).map_err(|e| EngineError::Corrupt(e.to_string()))
-}
-
-fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
-    match serde_json::from_slice(bytes) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::error!("record ({key}, {subject}) is unreadable: {e}");
-            None
-        }
-    }
 }
 
 // ---------------------------------------------------------------- reading

@@ -14,8 +14,8 @@ pub mod intake;
 use crate::accounts::{Role, User};
 use crate::directory::Partner;
 use crate::engine::{Act, EngineError, decode_message};
-use crate::leads::web_key;
 use crate::node::Node;
+use crate::records::{parse_record, web_key};
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::messages::{Address, CatalogPublish, Message, PriceList, Product};
 use guanxi_protocol::money::Date;
@@ -52,16 +52,6 @@ pub fn day_of(at: Millis) -> Option<Date> {
         .to_string()
         .parse()
         .ok()
-}
-
-fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
-    match serde_json::from_slice(bytes) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::error!("record ({key}, {subject}) is unreadable: {e}");
-            None
-        }
-    }
 }
 
 // ------------------------------------------------------------- catalog
@@ -549,11 +539,7 @@ impl OrderView {
 }
 
 fn visible(user: &User, me: &NodeId, key: &str, order: &Order) -> bool {
-    match (&user.role, &user.partner) {
-        (Role::Partner, Some(org)) => key == web_key(org),
-        (Role::Partner, None) => false,
-        _ => &order.vendor == me || (&order.partner == me && !key.starts_with("web:")),
-    }
+    crate::records::visible(user, me, key, &order.vendor, &order.partner)
 }
 
 /// The orders the user may see, newest first: staff see orders to this node

@@ -9,9 +9,9 @@ pub mod sla;
 
 use crate::accounts::{Role, User};
 use crate::engine::{EngineError, decode_message};
-use crate::leads::web_key;
 use crate::node::Node;
 use crate::orders;
+use crate::records::{parse_record, web_key};
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::messages::{Forwarded, Message, WarrantyClaim};
 use guanxi_protocol::money::Date;
@@ -35,16 +35,6 @@ fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
     StateError {
         code,
         message: message.into(),
-    }
-}
-
-fn parse_record(key: &str, subject: &str, bytes: &[u8]) -> Option<Record> {
-    match serde_json::from_slice(bytes) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::error!("record ({key}, {subject}) is unreadable: {e}");
-            None
-        }
     }
 }
 
@@ -82,14 +72,7 @@ async fn put_setting<T: Serialize + Send + 'static>(
         .await
 }
 
-/// Who may see a record kept under `key` with `vendor` and `partner`.
-fn visible(user: &User, me: &NodeId, key: &str, vendor: &NodeId, partner: &NodeId) -> bool {
-    match (&user.role, &user.partner) {
-        (Role::Partner, Some(org)) => key == web_key(org),
-        (Role::Partner, None) => false,
-        _ => vendor == me || (partner == me && !key.starts_with("web:")),
-    }
-}
+use crate::records::visible;
 
 /// Where a user opens a request or claim with `vendor`: the record key
 /// (a partner user: its organization on this node; staff: an enabled peer).
