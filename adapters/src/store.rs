@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u64 = 3;
+pub const SCHEMA_VERSION: u64 = 4;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "guanxi.redb";
@@ -36,6 +36,9 @@ const IN_REJECTED: TableDefinition<(&str, u64), &str> = TableDefinition::new("in
 /// (peer, subject) → JSON of the shared record.
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 /// Per receiving peer: the outgoing stream's last seq and hash.
+/// (peer, subject) → JSON of the record's authority bookkeeping: its version
+/// and, at a follower, what is unsettled (protocol `state::authority`).
+const RECORD_SYNC: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("record_sync");
 const OUT_STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("out_streams");
 /// (peer, seq) → the outgoing envelope's exact bytes (signed once).
 const OUT_ENVELOPES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("out_envelopes");
@@ -313,6 +316,7 @@ impl Store {
             txn.open_table(IN_RECEIPTS)?;
             txn.open_table(IN_REJECTED)?;
             txn.open_table(RECORDS)?;
+            txn.open_table(RECORD_SYNC)?;
             txn.open_table(OUT_STREAMS)?;
             txn.open_table(OUT_ENVELOPES)?;
             txn.open_table(OUT_RECEIPTS)?;
@@ -380,6 +384,7 @@ pub struct Tables<'t> {
     in_receipts: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     in_rejected: redb::Table<'t, (&'static str, u64), &'static str>,
     records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    record_sync: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     out_streams: redb::Table<'t, &'static str, &'static [u8]>,
     out_envelopes: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     out_receipts: redb::Table<'t, (&'static str, u64), &'static [u8]>,
@@ -397,6 +402,7 @@ impl<'t> Tables<'t> {
             in_receipts: txn.open_table(IN_RECEIPTS)?,
             in_rejected: txn.open_table(IN_REJECTED)?,
             records: txn.open_table(RECORDS)?,
+            record_sync: txn.open_table(RECORD_SYNC)?,
             out_streams: txn.open_table(OUT_STREAMS)?,
             out_envelopes: txn.open_table(OUT_ENVELOPES)?,
             out_receipts: txn.open_table(OUT_RECEIPTS)?,
@@ -567,6 +573,31 @@ impl Tables<'_> {
     /// Stores the shared record `subject` between this node and `peer`.
     pub fn put_record(&mut self, peer: &str, subject: &str, json: &[u8]) -> Result<(), StoreError> {
         self.records.insert((peer, subject), json)?;
+        Ok(())
+    }
+
+    /// Removes the shared record `subject` between this node and `peer`.
+    pub fn delete_record(&mut self, peer: &str, subject: &str) -> Result<(), StoreError> {
+        self.records.remove((peer, subject))?;
+        Ok(())
+    }
+
+    /// The authority bookkeeping of the record `subject` shared with `peer`.
+    pub fn record_sync(&self, peer: &str, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .record_sync
+            .get((peer, subject))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Stores the authority bookkeeping of a record.
+    pub fn put_record_sync(
+        &mut self,
+        peer: &str,
+        subject: &str,
+        json: &[u8],
+    ) -> Result<(), StoreError> {
+        self.record_sync.insert((peer, subject), json)?;
         Ok(())
     }
 
@@ -793,6 +824,15 @@ impl Read {
         Ok(self
             .txn
             .open_table(RECORDS)?
+            .get((peer, subject))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// The authority bookkeeping of the record `subject` shared with `peer`.
+    pub fn record_sync(&self, peer: &str, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .txn
+            .open_table(RECORD_SYNC)?
             .get((peer, subject))?
             .map(|v| v.value().to_vec()))
     }

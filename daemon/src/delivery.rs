@@ -516,8 +516,9 @@ fn check_receipt(
     match (fields.status, &fields.reason) {
         (ReceiptStatus::Accepted, _) => Ok(ReturnedReceipt {
             seq,
-            bytes: r.bytes,
+            record_version: fields.record_version,
             rejected: None,
+            bytes: r.bytes,
         }),
         (ReceiptStatus::Rejected, Some(reason))
             if !matches!(
@@ -528,8 +529,9 @@ fn check_receipt(
             tracing::warn!(peer = %rt.config.id, seq, code = %reason.code, "peer rejected envelope: {}", reason.message);
             Ok(ReturnedReceipt {
                 seq,
+                record_version: None,
+                rejected: Some((reason.code, format!("{}: {}", reason.code, reason.message))),
                 bytes: r.bytes,
-                rejected: Some(reason.code),
             })
         }
         (_, reason) => {

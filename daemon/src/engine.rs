@@ -16,6 +16,7 @@ use guanxi_adapters::store::{Delivery, SeenId, Store, StoreError, Tables};
 use guanxi_protocol::envelope::{EnvelopeFields, Millis, PROTOCOL_VERSION, SignedEnvelope};
 use guanxi_protocol::messages::{BodyError, Message};
 use guanxi_protocol::receipt::{ReceiptFields, Rejection, SignedReceipt};
+use guanxi_protocol::state::authority::{Answer, Fault, Follow, Slot};
 use guanxi_protocol::state::{self, Context, Record, StateError};
 use guanxi_protocol::{EnvelopeError, NodeId, NodeKey, ReasonCode, RecordId, Sha256Hash};
 use std::any::Any;
@@ -95,7 +96,10 @@ pub struct Sent {
 pub struct ReturnedReceipt {
     pub seq: u64,
     pub bytes: Vec<u8>,
-    pub rejected: Option<ReasonCode>,
+    /// The version the peer, as the record's authority, placed it at.
+    pub record_version: Option<u64>,
+    /// A business rejection: its code, and code and message as one text.
+    pub rejected: Option<(ReasonCode, String)>,
 }
 
 /// Local work on the store (accounts, sessions, the partner directory, lead
@@ -184,9 +188,16 @@ impl Act<'_, '_> {
         }
     }
 
-    /// The record `subject` kept under `key` (a peer id or `web:<partner>`).
+    /// The record `subject` kept under `key` (a peer id or `web:<partner>`),
+    /// as this node shows it (with its own unanswered requests applied).
     pub fn record(&self, key: &str, subject: &str) -> Result<Option<Record>, EngineError> {
         load_record(self.tables, key, subject)
+    }
+
+    /// The record `subject` shared with `peer` as its authority confirmed it
+    /// (SPEC §12.1), without this node's unanswered requests.
+    pub fn confirmed(&self, peer: &str, subject: &str) -> Result<Option<Record>, EngineError> {
+        Ok(load_slot(self.tables, peer, subject)?.confirmed().cloned())
     }
 }
 
@@ -540,11 +551,9 @@ fn run_group(
                             peer.as_str(),
                             r.seq,
                             &r.bytes,
-                            r.rejected.map(ReasonCode::as_str),
+                            r.rejected.as_ref().map(|(code, _)| code.as_str()),
                         )?;
-                        if r.rejected.is_some() {
-                            refuse_opened(w, effects, peer, r, now)?;
-                        }
+                        answered(w, effects, peer, r, now)?;
                     }
                     w.put_delivery(peer.as_str(), delivery)?;
                     Done::Unit
@@ -613,6 +622,63 @@ fn save_record(
     w.put_record(peer, subject, &json)?;
     effects.families.insert(record.family());
     Ok(())
+}
+
+/// The authority bookkeeping of a record as stored (`record_sync`).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct SyncDoc {
+    version: u64,
+    follow: Option<Follow>,
+}
+
+/// What this node keeps about the record `subject` shared with `peer`.
+fn load_slot(w: &Tables<'_>, peer: &str, subject: &str) -> Result<Slot, EngineError> {
+    let record = load_record(w, peer, subject)?;
+    let sync: SyncDoc = match w.record_sync(peer, subject)? {
+        Some(json) => serde_json::from_slice(&json)
+            .map_err(|e| EngineError::Corrupt(format!("record_sync ({peer}, {subject}): {e}")))?,
+        None => SyncDoc::default(),
+    };
+    Ok(Slot {
+        record,
+        version: sync.version,
+        follow: sync.follow,
+    })
+}
+
+fn save_slot(
+    w: &mut Tables<'_>,
+    effects: &mut Effects,
+    peer: &str,
+    subject: &str,
+    slot: Slot,
+) -> Result<(), EngineError> {
+    match &slot.record {
+        Some(record) => save_record(w, effects, peer, subject, record)?,
+        None => w.delete_record(peer, subject)?,
+    }
+    let sync = SyncDoc {
+        version: slot.version,
+        follow: slot.follow,
+    };
+    let json = serde_json::to_vec(&sync).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    w.put_record_sync(peer, subject, &json)?;
+    Ok(())
+}
+
+/// Logs what a follower could not apply of its authority's messages: the
+/// two copies of the record differ from that version on.
+fn report_faults(peer: &str, subject: &str, faults: &[Fault]) {
+    for f in faults {
+        tracing::error!(
+            peer,
+            subject,
+            version = f.version,
+            kind = %f.kind,
+            "the authority's message does not apply to our copy: {}",
+            f.error
+        );
+    }
 }
 
 fn reject(
@@ -707,6 +773,7 @@ fn inbound(
     }
 
     // Step 9: the business rules. A failure is a rejection that consumes the seq.
+    let mut placed = None;
     let reason = match &item.message {
         Err(BodyError::UnknownKind(kind)) => reject(
             ReasonCode::UnknownKind,
@@ -720,18 +787,45 @@ fn inbound(
                 to: f.to.clone(),
                 at: f.created,
             };
-            let current = current_record(w, peer, f.subject.as_str(), message)?;
-            match state::apply(current.as_ref(), &ctx, message) {
-                Ok(record) => match rule(w, &ctx, message)? {
+            let subject = f.subject.as_str();
+            if message.concerns_record() {
+                let mut slot = load_slot(w, peer, subject)?;
+                match slot.receive(&identity.id, &ctx, message, f.record_version) {
                     Err(e) => reject(e.code, e.message, None),
-                    Ok(()) => {
-                        if let Some(record) = record {
-                            save_record(w, effects, peer, f.subject.as_str(), &record)?;
+                    Ok(received) => {
+                        // This node's business rules judge requests it is
+                        // the authority of; the authority's own messages
+                        // are the record's truth.
+                        let ruled = match received.version {
+                            Some(_) => rule(w, &ctx, message)?,
+                            None => Ok(()),
+                        };
+                        match ruled {
+                            Err(e) => reject(e.code, e.message, None),
+                            Ok(()) => {
+                                report_faults(peer, subject, &received.faults);
+                                save_slot(w, effects, peer, subject, slot)?;
+                                placed = received.version;
+                                received.refused.map(|e| Rejection {
+                                    code: e.code,
+                                    message: e.message,
+                                    expected_seq: None,
+                                })
+                            }
                         }
-                        None
                     }
-                },
-                Err(e) => reject(e.code, e.message, None),
+                }
+            } else if f.record_version.is_some() {
+                reject(
+                    ReasonCode::VersionConflict,
+                    format!("{} concerns no record; record_version must be null", f.kind),
+                    None,
+                )
+            } else {
+                match rule(w, &ctx, message)? {
+                    Err(e) => reject(e.code, e.message, None),
+                    Ok(()) => None,
+                }
             }
         }
     };
@@ -740,11 +834,15 @@ fn inbound(
     let rejected = reason.as_ref().map(|r| r.code.as_str());
     let receipt = match (&reason, &item.presigned) {
         (None, Some(pre))
-            if pre.receipt.fields.high_water == f.seq && pre.receipt.fields.reason.is_none() =>
+            if placed.is_none()
+                && pre.receipt.fields.high_water == f.seq
+                && pre.receipt.fields.reason.is_none() =>
         {
             pre.clone()
         }
-        _ => ReceiptFields::for_envelope(env, f.seq, reason.clone(), now).sign(&identity.key)?,
+        _ => ReceiptFields::for_envelope(env, f.seq, reason.clone(), now)
+            .with_record_version(placed)
+            .sign(&identity.key)?,
     };
     let seen = SeenId {
         peer: peer.to_string(),
@@ -773,23 +871,32 @@ fn send(
         to: peer.clone(),
         at: now,
     };
-    let current = current_record(w, peer.as_str(), subject.as_str(), message)?;
-    let record = match state::apply(current.as_ref(), &ctx, message) {
-        Ok(record) => record,
-        Err(refused) => return Ok(Err(refused)),
-    };
     let stream = w.out_stream(peer.as_str())?;
+    let seq = stream.seq + 1;
+    let mut slot = if message.concerns_record() {
+        Some(load_slot(w, peer.as_str(), subject.as_str())?)
+    } else {
+        None
+    };
+    let record_version = match &mut slot {
+        Some(slot) => match slot.send(&identity.id, &ctx, message, seq) {
+            Ok(v) => v,
+            Err(refused) => return Ok(Err(refused)),
+        },
+        None => None,
+    };
     let fields = EnvelopeFields {
         v: PROTOCOL_VERSION,
         id: uuid::Uuid::now_v7().hyphenated().to_string(),
         from: identity.id.clone(),
         to: peer.clone(),
-        seq: stream.seq + 1,
+        seq,
         prev: stream.hash.map(Sha256Hash),
         created: now,
         kind: message.kind().to_string(),
         subject: subject.clone(),
         body: message.body().map_err(EnvelopeError::from)?,
+        record_version,
     };
     let signed = match fields.sign(&identity.key) {
         Ok(s) => s,
@@ -803,10 +910,9 @@ fn send(
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(record) = record {
-        save_record(w, effects, peer.as_str(), subject.as_str(), &record)?;
+    if let Some(slot) = slot {
+        save_slot(w, effects, peer.as_str(), subject.as_str(), slot)?;
     }
-    let seq = signed.fields().seq;
     w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes)?;
     effects.queued.insert(peer.clone());
     Ok(Ok(Sent {
@@ -816,10 +922,11 @@ fn send(
     }))
 }
 
-/// After a peer's signed receipt rejected an envelope that opened an order,
-/// the sender's own record of it becomes `refused` with the reason (SPEC
-/// §12): the peer holds no record, so nothing may follow on it.
-fn refuse_opened(
+/// A peer's receipt for one of our envelopes: where the record's authority
+/// placed it, or that it refused it (SPEC §12.1). A follower's copy is
+/// rebuilt from the authority's order; a refused `order.place` leaves our
+/// copy `refused` with the receipt's reason (§12).
+fn answered(
     w: &mut Tables<'_>,
     effects: &mut Effects,
     peer: &NodeId,
@@ -829,25 +936,25 @@ fn refuse_opened(
     let Some(bytes) = w.out_envelope(peer.as_str(), receipt.seq)? else {
         return Ok(());
     };
-    let Ok(envelope) = SignedEnvelope::decode(&bytes) else {
-        return Ok(());
-    };
+    let envelope = SignedEnvelope::decode(&bytes)
+        .map_err(|e| EngineError::Corrupt(format!("our envelope seq {}: {e}", receipt.seq)))?;
     let f = envelope.fields();
-    if f.kind != "order.place" {
+    if f.record_version.is_some() || !Message::kind_concerns_record(&f.kind) {
         return Ok(());
     }
-    let reason = SignedReceipt::decode(&receipt.bytes)
-        .ok()
-        .and_then(|r| r.receipt.fields.reason)
-        .map(|r| format!("{}: {}", r.code, r.message))
-        .unwrap_or_else(|| "rejected by the vendor".into());
-    if let Some(Record::Order(order)) = load_record(w, peer.as_str(), f.subject.as_str())?
-        && order.status == guanxi_protocol::state::OrderStatus::Placed
-    {
-        let refused = Record::Order(state::order_refused(&order, &reason, now));
-        save_record(w, effects, peer.as_str(), f.subject.as_str(), &refused)?;
+    let subject = f.subject.as_str();
+    let mut slot = load_slot(w, peer.as_str(), subject)?;
+    if !slot.has_pending() {
+        return Ok(());
     }
-    Ok(())
+    let answer = match (&receipt.rejected, receipt.record_version) {
+        (Some((_, reason)), _) => Answer::Refused(reason.clone()),
+        (None, Some(v)) => Answer::Placed(v),
+        (None, None) => Answer::Received,
+    };
+    let faults = slot.answered(receipt.seq, &answer, now);
+    report_faults(peer.as_str(), subject, &faults);
+    save_slot(w, effects, peer.as_str(), subject, slot)
 }
 
 /// Decodes a message from its kind and JSON body with the wire's checks; a

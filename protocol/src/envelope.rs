@@ -82,6 +82,10 @@ pub struct EnvelopeFields {
     pub subject: RecordId,
     /// The kind's body: always a JSON object.
     pub body: Value,
+    /// For a message from a record's authority (§12.1): the record's version
+    /// after this message. Null for every other message.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub record_version: Option<u64>,
 }
 
 /// A complete envelope as it travels: the fields plus a `sig` member.
@@ -203,6 +207,14 @@ impl EnvelopeFields {
         }
         if !self.body.is_object() {
             return Err(field("body", "must be a JSON object"));
+        }
+        if let Some(v) = self.record_version
+            && (v == 0 || v > MAX_SAFE_INTEGER as u64)
+        {
+            return Err(field(
+                "record_version",
+                "must be null or between 1 and 2^53-1",
+            ));
         }
         if self.kind.is_empty() || self.kind.len() > 64 {
             return Err(field("kind", "must be 1 to 64 characters"));

@@ -844,7 +844,13 @@ impl Message {
     /// Whether the message changes a record (`ping` and `attachment.put` do
     /// not).
     pub fn concerns_record(&self) -> bool {
-        !matches!(self, Message::Ping(_) | Message::AttachmentPut(_))
+        Self::kind_concerns_record(self.kind())
+    }
+
+    /// Whether messages of `kind` are about a shared record (all but `ping`
+    /// and `attachment.put`).
+    pub fn kind_concerns_record(kind: &str) -> bool {
+        !matches!(kind, "ping" | "attachment.put")
     }
 
     /// Checks the rules a body must meet on its own (the state machines check

@@ -45,6 +45,12 @@ pub enum ReasonCode {
     InvalidAmount,
     InvalidLines,
     LedgerMismatch,
+    /// A `record_version` that does not fit the record (§12.1).
+    VersionConflict,
+    /// A code this version does not know, read from a peer's receipt: a
+    /// business rejection (§10). Never sent.
+    #[serde(other)]
+    Unrecognized,
 }
 
 impl ReasonCode {
@@ -81,6 +87,8 @@ impl ReasonCode {
             ReasonCode::InvalidAmount => "invalid_amount",
             ReasonCode::InvalidLines => "invalid_lines",
             ReasonCode::LedgerMismatch => "ledger_mismatch",
+            ReasonCode::VersionConflict => "version_conflict",
+            ReasonCode::Unrecognized => "unrecognized",
         }
     }
 
@@ -98,7 +106,8 @@ impl ReasonCode {
             UnknownKey | KeyNotValid | BadSignature => 401,
             IdConflict | SeqGap | ChainBroken => 409,
             UnknownKind | BadBody | UnknownRecord | RecordExists | IllegalTransition
-            | NotAllowed | Expired | InvalidAmount | InvalidLines | LedgerMismatch => 200,
+            | NotAllowed | Expired | InvalidAmount | InvalidLines | LedgerMismatch
+            | VersionConflict | Unrecognized => 200,
         }
     }
 
@@ -127,6 +136,8 @@ impl ReasonCode {
                 | ReasonCode::InvalidAmount
                 | ReasonCode::InvalidLines
                 | ReasonCode::LedgerMismatch
+                | ReasonCode::VersionConflict
+                | ReasonCode::Unrecognized
         )
     }
 }
@@ -152,5 +163,13 @@ mod tests {
             let json = serde_json::to_string(&code).expect("serializes");
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn an_unknown_code_reads_as_a_business_rejection() {
+        let code: ReasonCode = serde_json::from_str("\"quota_exceeded\"").expect("reads");
+        assert_eq!(code, ReasonCode::Unrecognized);
+        assert!(code.consumes_seq());
+        assert_eq!(code.http_status(), 200);
     }
 }

@@ -61,6 +61,10 @@ pub struct ReceiptFields {
     pub reason: Option<Rejection>,
     /// When the receiver processed the envelope, UTC milliseconds.
     pub received: Millis,
+    /// When the receiver is the authority of the envelope's record (§12.1)
+    /// and accepted it: the record's version it produced. Null otherwise.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub record_version: Option<u64>,
 }
 
 /// A complete receipt as it travels.
@@ -119,7 +123,14 @@ impl ReceiptFields {
             },
             reason,
             received,
+            record_version: None,
         }
+    }
+
+    /// The same receipt, naming the record version the envelope produced.
+    pub fn with_record_version(mut self, version: Option<u64>) -> Self {
+        self.record_version = version;
+        self
     }
 
     fn validate(&self) -> Result<(), EnvelopeError> {
@@ -130,6 +141,12 @@ impl ReceiptFields {
             (self.status, &self.reason),
             (ReceiptStatus::Accepted, None) | (ReceiptStatus::Rejected, Some(_))
         );
+        if self.record_version.is_some() && self.status != ReceiptStatus::Accepted {
+            return Err(EnvelopeError::Field {
+                field: "record_version",
+                message: "must be null when status is rejected".into(),
+            });
+        }
         if !consistent {
             return Err(EnvelopeError::Field {
                 field: "reason",

@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 # SPEC.md §3: domain prefixes of the signing input.
 ENVELOPE_PREFIX = b"guanxi/v1/envelope\x00"
 RECEIPT_PREFIX = b"guanxi/v1/receipt\x00"
+ENVELOPE_MEMBERS = {"v", "id", "from", "to", "seq", "prev", "created", "kind", "subject", "body", "record_version", "sig"}
+RECEIPT_MEMBERS = {"v", "from", "to", "envelope", "hash", "seq", "high_water", "status", "reason", "received", "record_version", "sig"}
+AUTHORITY_OPENERS = {"lead.offer", "catalog.publish", "mdf.budget"}
 KID_PREFIX = b"guanxi/v1/kid\x00"
 MAX_SAFE = 2**53 - 1
 
@@ -190,6 +193,12 @@ def main(path):
         digest = hashlib.sha256(e["canonical"].encode()).hexdigest()
         check(digest == e["sha256"], f"{name}: sha256 of the exact bytes")
         check(obj["v"] == 1 and obj["id"][14] == "7", f"{name}: version 1, UUIDv7 id")
+        check(set(obj) == ENVELOPE_MEMBERS, f"{name}: exactly the members of SPEC §5")
+        rv = obj["record_version"]
+        check(rv is None or (isinstance(rv, int) and rv >= 1), f"{name}: record_version null or >= 1")
+        # SPEC §12.1: the opening message of a record from its authority is version 1.
+        if obj["kind"] in AUTHORITY_OPENERS:
+            check(rv == 1, f"{name}: {obj['kind']} from the authority opens the record at version 1")
         stream = (obj["from"], obj["to"])
         expected_seq, expected_prev = streams.get(stream, (1, None))
         check(obj["seq"] == expected_seq and obj["prev"] == expected_prev, f"{name}: seq/prev continue the chain")
@@ -208,6 +217,10 @@ def main(path):
         check(obj["hash"] in hashes.values(), f"{name}: names the hash of a vector envelope")
         check(obj["from"] == r["signer"] and obj["sig"]["kid"] == kid, f"{name}: signed by the receiver")
         check((obj["status"] == "accepted") == (obj["reason"] is None), f"{name}: reason null exactly when accepted")
+        check(set(obj) == RECEIPT_MEMBERS, f"{name}: exactly the members of SPEC §6")
+        rv = obj["record_version"]
+        check(rv is None or (obj["status"] == "accepted" and isinstance(rv, int) and rv >= 1),
+              f"{name}: record_version null, or >= 1 on an accepted receipt")
         try:
             verify_signed(r["canonical"], (key, kid), ENVELOPE_PREFIX)
             check(False, f"{name}: receipt signature must not verify as an envelope signature")

@@ -21,6 +21,7 @@ fn fields(seq: u64, prev: Option<Sha256Hash>) -> EnvelopeFields {
         kind: "ping".into(),
         subject: "p-1".parse().expect("record"),
         body: json!({"note": "hi"}),
+        record_version: None,
     }
 }
 

@@ -512,28 +512,61 @@ fn expiry_and_withdrawal_are_the_vendors_and_keep_the_history() {
     assert_eq!(code, ReasonCode::IllegalTransition);
 }
 
-/// An acceptance and an expiry that cross in flight: whichever order each
-/// node reads them in, both end in the same state.
+/// An acceptance and an expiry that cross in flight: the vendor is the
+/// lead's authority, so whichever order the partner reads the two streams
+/// in, its copy ends as the vendor's record (SPEC §12.1).
 #[test]
 fn crossing_accept_and_expire_converge() {
-    let offered = step(None, &ctx("acme", "globex", T0), &offer(T0 + HOUR)).expect("offer");
+    use guanxi_protocol::state::authority::{Answer, Slot};
+    let (acme, globex) = (node("acme"), node("globex"));
+    let offer = offer(T0 + HOUR);
     let accept = msg("lead.accept", json!({"note": ""}));
-    let won = update("won");
     let expire = msg("lead.expire", json!({"note": ""}));
-    let (a_ctx, w_ctx, e_ctx) = (
+    let (o_ctx, a_ctx, e_ctx) = (
+        ctx("acme", "globex", T0),
         ctx("globex", "acme", T0 + HOUR - 1),
-        ctx("globex", "acme", T0 + HOUR),
         ctx("acme", "globex", T0 + HOUR + 1),
     );
-    // The vendor expired first; the partner's accept and won then arrive.
-    let vendor = step(Some(&offered), &e_ctx, &expire).expect("expire");
-    assert!(step(Some(&vendor), &a_ctx, &accept).is_err());
-    assert!(step(Some(&vendor), &w_ctx, &won).is_err());
-    // The partner accepted and won before the expiry arrived.
-    let partner = step(Some(&offered), &a_ctx, &accept).expect("accept");
-    let partner = step(Some(&partner), &w_ctx, &won).expect("won");
-    let partner = step(Some(&partner), &e_ctx, &expire).expect("expire wins");
-    assert_eq!(lead_of(&vendor).status, lead_of(&partner).status);
+    for expiry_first in [true, false] {
+        let mut vendor = Slot::default();
+        let mut partner = Slot::default();
+        let v1 = vendor.send(&acme, &o_ctx, &offer, 1).expect("offer");
+        partner
+            .receive(&globex, &o_ctx, &offer, v1)
+            .expect("offer arrives");
+        // Both act before either hears of the other.
+        partner.send(&globex, &a_ctx, &accept, 1).expect("accept");
+        assert_eq!(
+            partner.record.as_ref().map(Record::status).as_deref(),
+            Some("accepted")
+        );
+        let v2 = vendor.send(&acme, &e_ctx, &expire, 2).expect("expire");
+        // The vendor refuses the acceptance that crossed its expiry.
+        let (code, _) = vendor
+            .clone()
+            .receive(&acme, &a_ctx, &accept, None)
+            .map(|_| ())
+            .map_err(|e| (e.code, e.message))
+            .expect_err("refused");
+        assert_eq!(code, ReasonCode::Expired);
+        let refused = Answer::Refused("expired: too late".into());
+        if expiry_first {
+            partner
+                .receive(&globex, &e_ctx, &expire, v2)
+                .expect("expiry");
+            partner.answered(1, &refused, T0 + 2 * HOUR);
+        } else {
+            partner.answered(1, &refused, T0 + 2 * HOUR);
+            partner
+                .receive(&globex, &e_ctx, &expire, v2)
+                .expect("expiry");
+        }
+        assert_eq!(partner, vendor, "expiry first: {expiry_first}");
+        assert_eq!(
+            lead_of(partner.record.as_ref().expect("lead")).status,
+            LeadStatus::Expired
+        );
+    }
 }
 
 #[test]

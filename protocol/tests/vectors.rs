@@ -60,7 +60,7 @@ fn envelope(
     seq: u64,
     prev: Option<Sha256Hash>,
     message: &Message,
-    subject: &str,
+    (subject, record_version): (&str, Option<u64>),
 ) -> SignedEnvelope {
     EnvelopeFields {
         v: PROTOCOL_VERSION,
@@ -73,6 +73,7 @@ fn envelope(
         kind: message.kind().to_string(),
         subject: subject.parse().expect("record id"),
         body: message.body().expect("body"),
+        record_version,
     }
     .sign(&from.key)
     .expect("signs")
@@ -126,7 +127,7 @@ fn build() -> Value {
         1,
         None,
         &msg("ping", json!({"note": "hello"})),
-        "ping-1",
+        ("ping-1", None),
     );
     let offer = envelope(
         &acme,
@@ -144,7 +145,7 @@ fn build() -> Value {
                 "accept_by": T0 + 86_400_000
             }),
         ),
-        lead,
+        (lead, Some(1)),
     );
     let accept = envelope(
         &globex,
@@ -153,7 +154,7 @@ fn build() -> Value {
         1,
         None,
         &msg("lead.accept", json!({"note": "on it"})),
-        lead,
+        (lead, None),
     );
     let place = envelope(
         &globex,
@@ -171,11 +172,16 @@ fn build() -> Value {
                           {"line": 2, "sku": "SVC-INSTALL", "quantity": 1, "unit_price": 250_000}]
             }),
         ),
-        order,
+        (order, None),
     );
 
     let receipt_ping = ReceiptFields::for_envelope(&ping, 1, None, T0 + 1_500)
         .sign(&globex.key)
+        .expect("signs");
+    // acme is the lead's authority: globex's acceptance lands at version 2.
+    let receipt_accept = ReceiptFields::for_envelope(&accept, 1, None, T0 + 3_500)
+        .with_record_version(Some(2))
+        .sign(&acme.key)
         .expect("signs");
     let receipt_place = ReceiptFields::for_envelope(
         &place,
@@ -222,7 +228,7 @@ fn build() -> Value {
         2,
         Some(Sha256Hash::of(b"not the previous envelope")),
         &msg("ping", json!({"note": "fork"})),
-        "ping-2",
+        ("ping-2", None),
     );
     let mut weak = [0u8; 32];
     weak[0] = 1; // the identity point: small order
@@ -241,6 +247,7 @@ fn build() -> Value {
         ],
         "receipts": [
             receipt_entry("globex-receipt-for-ping", &globex, &receipt_ping),
+            receipt_entry("acme-receipt-for-lead-accept", &acme, &receipt_accept),
             receipt_entry("acme-rejection-for-order-place", &acme, &receipt_place),
         ],
         "invalid": [

@@ -47,6 +47,7 @@ impl Sender {
             kind: kind.into(),
             subject: subject.parse().expect("subject"),
             body,
+            record_version: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! lead.offer → offered ─lead.accept (created ≤ accept_by)→ accepted ─lead.update→ contacted → qualified → won | lost
 //!                 ├─lead.decline→ declined
-//!                 └─lead.expire (created > accept_by)→ expired
+//!                 └─lead.expire (vendor, created > accept_by)→ expired
 //! lead.withdraw (vendor): any state but expired/withdrawn → withdrawn
 //! ```
 //! Progress moves forward only (steps may be skipped); won and lost are final
@@ -11,11 +11,9 @@
 //! and `lead.withdraw`; only the partner it was offered to may accept, decline
 //! or report progress.
 //!
-//! The vendor's `lead.expire` and `lead.withdraw` win over whatever the
-//! partner sent that crossed them on the way: the vendor applies them only to
-//! a lead it still sees open, and at the partner they apply from any state but
-//! expired/withdrawn, so both nodes end in the same state whatever the order
-//! in which the two streams were read (SPEC §12).
+//! The vendor is the lead's authority (SPEC §12.1): a partner's answer that
+//! crossed the vendor's expiry or withdrawal is refused where the vendor
+//! applies it, and drops out of the partner's copy.
 
 use super::{Context, StateError, record_exists, require_sender, unknown_record};
 use crate::envelope::Millis;
@@ -256,9 +254,9 @@ pub(super) fn apply(
         }
         Message::LeadExpire(e) => {
             require_sender(ctx, &lead.vendor, "vendor", kind)?;
-            if matches!(lead.status, LeadStatus::Expired | LeadStatus::Withdrawn) {
+            if lead.status != LeadStatus::Offered {
                 return Err(StateError::illegal(format!(
-                    "lead.expire: the lead is already {}",
+                    "lead.expire: only an offered lead expires; this one is {}",
                     lead.status.as_str()
                 )));
             }

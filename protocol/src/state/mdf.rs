@@ -13,7 +13,8 @@
 //! available → expired   end of period              (mdf.budget expire)
 //! ```
 //! Balances are derived from the entries; `mdf.checkpoint` compares a peer's
-//! entry hashes with ours and is refused at the first difference.
+//! entry hashes with the same prefix of ours and is refused at the first
+//! difference.
 
 use super::{Context, StateError, record_exists, require_sender, unknown_record};
 use crate::crypto::Sha256Hash;
@@ -571,9 +572,13 @@ pub(super) fn apply(
                     "mdf.checkpoint from a node that is not a party",
                 ));
             }
+            // The ledger is append-only and both nodes hold it in the
+            // authority's order (§12.1), so a checkpoint describes a prefix
+            // of the receiver's ledger: compared entry by entry up to its
+            // length, with the balances of that prefix.
             let ours = budget.entry_hashes();
             let theirs = &cp.entry_hashes;
-            let first = (0..ours.len().max(theirs.len())).find(|&i| ours.get(i) != theirs.get(i));
+            let first = (0..theirs.len()).find(|&i| ours.get(i) != theirs.get(i));
             if let Some(i) = first {
                 return Err(StateError::new(
                     ReasonCode::LedgerMismatch,
@@ -587,10 +592,16 @@ pub(super) fn apply(
                     ),
                 ));
             }
-            if cp.balances != budget.balances {
+            let prefix = balances_of(&budget.entries[..theirs.len()]).map_err(|_| {
+                StateError::new(ReasonCode::InvalidAmount, "ledger balances overflow")
+            })?;
+            if cp.balances != prefix {
                 return Err(StateError::new(
                     ReasonCode::LedgerMismatch,
-                    "ledgers agree entry by entry but the balances differ",
+                    format!(
+                        "ledgers agree on the first {} entries but the balances differ",
+                        theirs.len()
+                    ),
                 ));
             }
         }

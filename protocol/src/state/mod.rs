@@ -11,6 +11,7 @@
 //!
 //! Between two nodes a subject names exactly one record, whatever its family.
 
+pub mod authority;
 mod catalog;
 mod lead;
 pub mod mdf;
@@ -85,6 +86,19 @@ impl Record {
             Record::Mdf(_) => "mdf",
             Record::Warranty(_) => "warranty",
             Record::Service(_) => "service",
+        }
+    }
+
+    /// The node that owns the record's order (§12.1): its vendor.
+    pub fn authority(&self) -> &NodeId {
+        match self {
+            Record::Lead(r) => &r.vendor,
+            Record::Registration(r) => &r.vendor,
+            Record::Order(r) => &r.vendor,
+            Record::Catalog(r) => &r.vendor,
+            Record::Mdf(r) => &r.vendor,
+            Record::Warranty(r) => &r.vendor,
+            Record::Service(r) => &r.vendor,
         }
     }
 

@@ -338,6 +338,7 @@ async fn ingest(bin: &Path, total: u64) -> Result<f64, String> {
                 kind: "ping".into(),
                 subject: format!("bench-{seq}").parse().map_err(|e| format!("{e}"))?,
                 body: json!({"note": "bench"}),
+                record_version: None,
             }
             .sign(key)
             .map_err(|e| e.to_string())?;
