@@ -248,21 +248,32 @@ pub async fn checkpoint(
             "a web partner's budget lives only here; nothing to reconcile",
         )));
     }
-    let read = node.store.read()?;
-    let Some(Record::Mdf(b)) = read
-        .record(key, subject)?
-        .and_then(|x| parse_record(key, subject, &x))
-    else {
+    let (Ok(peer), Ok(id)) = (key.parse::<NodeId>(), subject.parse::<guanxi_protocol::RecordId>()) else {
         return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such budget")));
     };
-    drop(read);
-    let hashes = b.entry_hashes();
-    let message = Message::MdfCheckpoint(MdfCheckpoint {
-        entries: hashes.len() as i64,
-        entry_hashes: hashes,
-        balances: b.balances.clone(),
-    });
-    node.send_to_peer(key, subject, message).await
+    if !node.config().peers.iter().any(|p| p.enabled && p.id == peer) {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("{peer} is not an enabled peer in the configuration"),
+        )));
+    }
+    // The ledger as the authority confirmed it (SPEC §12.1): a follower's
+    // own unanswered requests are not in the peer's ledger yet. Read and
+    // sent in one transaction.
+    node.engine
+        .act(move |a| {
+            let Some(Record::Mdf(b)) = a.confirmed(peer.as_str(), id.as_str())? else {
+                return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such budget")));
+            };
+            let hashes = b.entry_hashes();
+            let message = Message::MdfCheckpoint(MdfCheckpoint {
+                entries: hashes.len() as i64,
+                entry_hashes: hashes,
+                balances: b.balances.clone(),
+            });
+            Ok(a.send(&peer, &id, &message)?.map(|_| ()))
+        })
+        .await
 }
 
 /// Problems found by recomputing every budget's balances from its entries:

@@ -12,7 +12,8 @@
 //! - [`reason`]: machine-readable reason codes.
 //! - [`messages`]: the request kinds and their typed bodies.
 //! - [`pricing`]: price lists in force, order lines against the catalog, the total rule.
-//! - [`state`]: the state machines of leads, registrations, orders, catalogs, warranty claims and service requests.
+//! - [`state`]: the state machines of leads, registrations, orders, catalogs, MDF budgets, warranty claims and service requests;
+//!   [`state::authority`]: one authority per record, and how the other node's copy follows it.
 //!
 //! This crate is pure: no IO, no threads, no clock reads, no randomness. Time
 //! and key seeds are passed in. `SPEC.md` beside this crate is the normative
