@@ -562,6 +562,11 @@ impl Tables<'_> {
         Ok(())
     }
 
+    /// The envelope `seq` received from `peer`, as its exact bytes.
+    pub fn in_envelope(&self, peer: &str, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        bytes_at(&self.in_envelopes, peer, seq)
+    }
+
     /// The shared record `subject` between this node and `peer`, as JSON.
     pub fn record(&self, peer: &str, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self

@@ -194,6 +194,19 @@ impl Act<'_, '_> {
         load_record(self.tables, key, subject)
     }
 
+    /// The exact bytes of the envelope from `peer` that opened the record
+    /// `subject` (a claim a partner filed), if the peer opened it.
+    pub fn opening_envelope(
+        &self,
+        peer: &str,
+        subject: &str,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        match load_sync(self.tables, peer, subject)?.opened {
+            Some(seq) => Ok(self.tables.in_envelope(peer, seq)?),
+            None => Ok(None),
+        }
+    }
+
     /// The record `subject` shared with `peer` as its authority confirmed it
     /// (SPEC §12.1), without this node's unanswered requests.
     pub fn confirmed(&self, peer: &str, subject: &str) -> Result<Option<Record>, EngineError> {
@@ -629,16 +642,24 @@ fn save_record(
 struct SyncDoc {
     version: u64,
     follow: Option<Follow>,
+    /// The seq of the peer's envelope that opened the record, when the peer
+    /// opened it (an index, so nobody scans a stream to find it).
+    #[serde(default)]
+    opened: Option<u64>,
+}
+
+fn load_sync(w: &Tables<'_>, peer: &str, subject: &str) -> Result<SyncDoc, EngineError> {
+    match w.record_sync(peer, subject)? {
+        Some(json) => serde_json::from_slice(&json)
+            .map_err(|e| EngineError::Corrupt(format!("record_sync ({peer}, {subject}): {e}"))),
+        None => Ok(SyncDoc::default()),
+    }
 }
 
 /// What this node keeps about the record `subject` shared with `peer`.
 fn load_slot(w: &Tables<'_>, peer: &str, subject: &str) -> Result<Slot, EngineError> {
     let record = load_record(w, peer, subject)?;
-    let sync: SyncDoc = match w.record_sync(peer, subject)? {
-        Some(json) => serde_json::from_slice(&json)
-            .map_err(|e| EngineError::Corrupt(format!("record_sync ({peer}, {subject}): {e}")))?,
-        None => SyncDoc::default(),
-    };
+    let sync = load_sync(w, peer, subject)?;
     Ok(Slot {
         record,
         version: sync.version,
@@ -646,20 +667,28 @@ fn load_slot(w: &Tables<'_>, peer: &str, subject: &str) -> Result<Slot, EngineEr
     })
 }
 
+/// Stores `slot`; `opened` is set when the peer's envelope `seq` just opened
+/// the record.
 fn save_slot(
     w: &mut Tables<'_>,
     effects: &mut Effects,
     peer: &str,
     subject: &str,
     slot: Slot,
+    opened: Option<u64>,
 ) -> Result<(), EngineError> {
     match &slot.record {
         Some(record) => save_record(w, effects, peer, subject, record)?,
         None => w.delete_record(peer, subject)?,
     }
+    let opened = match opened {
+        Some(seq) => Some(seq),
+        None => load_sync(w, peer, subject)?.opened,
+    };
     let sync = SyncDoc {
         version: slot.version,
         follow: slot.follow,
+        opened,
     };
     let json = serde_json::to_vec(&sync).map_err(|e| EngineError::Corrupt(e.to_string()))?;
     w.put_record_sync(peer, subject, &json)?;
@@ -804,7 +833,8 @@ fn inbound(
                             Err(e) => reject(e.code, e.message, None),
                             Ok(()) => {
                                 report_faults(peer, subject, &received.faults);
-                                save_slot(w, effects, peer, subject, slot)?;
+                                let opened = (received.version == Some(1)).then_some(f.seq);
+                                save_slot(w, effects, peer, subject, slot, opened)?;
                                 placed = received.version;
                                 received.refused.map(|e| Rejection {
                                     code: e.code,
@@ -911,7 +941,7 @@ fn send(
         Err(e) => return Err(e.into()),
     };
     if let Some(slot) = slot {
-        save_slot(w, effects, peer.as_str(), subject.as_str(), slot)?;
+        save_slot(w, effects, peer.as_str(), subject.as_str(), slot, None)?;
     }
     w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes)?;
     effects.queued.insert(peer.clone());
@@ -954,7 +984,7 @@ fn answered(
     };
     let faults = slot.answered(receipt.seq, &answer, now);
     report_faults(peer.as_str(), subject, &faults);
-    save_slot(w, effects, peer.as_str(), subject, slot)
+    save_slot(w, effects, peer.as_str(), subject, slot, None)
 }
 
 /// Decodes a message from its kind and JSON body with the wire's checks; a

@@ -248,10 +248,18 @@ pub async fn checkpoint(
             "a web partner's budget lives only here; nothing to reconcile",
         )));
     }
-    let (Ok(peer), Ok(id)) = (key.parse::<NodeId>(), subject.parse::<guanxi_protocol::RecordId>()) else {
+    let (Ok(peer), Ok(id)) = (
+        key.parse::<NodeId>(),
+        subject.parse::<guanxi_protocol::RecordId>(),
+    ) else {
         return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such budget")));
     };
-    if !node.config().peers.iter().any(|p| p.enabled && p.id == peer) {
+    if !node
+        .config()
+        .peers
+        .iter()
+        .any(|p| p.enabled && p.id == peer)
+    {
         return Ok(Err(refuse(
             ReasonCode::NotAllowed,
             format!("{peer} is not an enabled peer in the configuration"),

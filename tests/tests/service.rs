@@ -147,6 +147,43 @@ async fn a_claim_goes_up_the_chain_and_the_decision_comes_back_down() {
     assert_eq!(at_mfr["validity"]["status"], "in_warranty", "{at_mfr}");
     assert_eq!(at_mfr["validity"]["basis"], "registration");
     let path = format!("/api/v1/claims/dist/{up_subject}/messages");
+    // The manufacturer needs more information: it reaches the reseller, whose
+    // amendment goes back up, once, and the claim is decided.
+    expect(&am, "post", &path, &tm,
+        Some(r#"{"kind": "warranty.decision", "body": {"decision": "need_info", "credit": null, "note": "photo of the plate"}}"#), 200).await;
+    let res_claim = format!("/api/v1/claims/dist/{down_subject}");
+    eventually("need_info at res", || async {
+        let (_, v) = ar.call("get", &res_claim, Some(&tr), None).await;
+        (v["status"] == "need_info").then_some(())
+    })
+    .await;
+    let mut amended = claim("SN-9");
+    amended["description"] = json!("spindle noise; plate photo attached");
+    expect(
+        &ar,
+        "post",
+        &format!("{res_claim}/messages"),
+        &tr,
+        Some(&json!({"kind": "warranty.claim", "body": amended}).to_string()),
+        200,
+    )
+    .await;
+    let again = eventually("the amendment at mfr", || async {
+        let (_, v) = am
+            .call(
+                "get",
+                &format!("/api/v1/claims/dist/{up_subject}"),
+                Some(&tm),
+                None,
+            )
+            .await;
+        (v["status"] == "submitted" && v["claim"]["amendments"] == 1).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        again["claim"]["claim"]["description"], "spindle noise; plate photo attached",
+        "{again}"
+    );
     expect(&am, "post", &path, &tm,
         Some(r#"{"kind": "warranty.decision", "body": {"decision": "replacement", "credit": null, "note": "new spindle"}}"#), 200).await;
     expect(
@@ -180,8 +217,29 @@ async fn a_claim_goes_up_the_chain_and_the_decision_comes_back_down() {
         .collect();
     assert_eq!(
         kinds,
-        vec!["warranty.claim", "warranty.decision", "warranty.fulfil"],
+        vec![
+            "warranty.claim",
+            "warranty.decision",
+            "warranty.claim",
+            "warranty.decision",
+            "warranty.fulfil"
+        ],
         "{at_res}"
+    );
+    // Nothing was relayed twice: the manufacturer's copy has one amendment.
+    let (_, up) = am
+        .call(
+            "get",
+            &format!("/api/v1/claims/dist/{up_subject}"),
+            Some(&tm),
+            None,
+        )
+        .await;
+    assert_eq!(up["claim"]["amendments"], 1, "{up}");
+    assert_eq!(
+        up["claim"]["history"].as_array().map(Vec::len),
+        Some(5),
+        "{up}"
     );
     assert_eq!(at_res["claim"]["decision"]["decision"], "replacement");
     assert!(

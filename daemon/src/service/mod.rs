@@ -8,7 +8,7 @@
 pub mod sla;
 
 use crate::accounts::{Role, User};
-use crate::engine::{EngineError, decode_message};
+use crate::engine::{Act, EngineError, decode_message};
 use crate::node::Node;
 use crate::orders;
 use crate::records::{parse_record, web_key};
@@ -18,7 +18,7 @@ use guanxi_protocol::money::Date;
 use guanxi_protocol::state::{
     Context, Record, ServiceRequest, StateError, WarrantyRecord, WarrantyStatus,
 };
-use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId, SignedEnvelope};
+use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -586,13 +586,22 @@ pub fn claims(read: &Read, user: &User, me: &NodeId) -> Result<Vec<ClaimView>, S
 // ------------------------------------------------------------- the chain
 
 /// A claim forwarded up the chain: the upstream claim and the downstream
-/// one it carries.
+/// one it carries, and how far the relay between them has got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Forward {
     pub upstream_key: String,
     pub upstream_subject: String,
     pub downstream_key: String,
     pub downstream_subject: String,
+    /// Upstream decisions passed down so far.
+    #[serde(default)]
+    pub decisions_down: u32,
+    /// Downstream amendments passed up so far.
+    #[serde(default)]
+    pub amendments_up: u32,
+    /// Whether the upstream fulfilment was passed down.
+    #[serde(default)]
+    pub fulfilment_down: bool,
 }
 
 /// The forwards this node made.
@@ -616,17 +625,84 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
+fn warranty_in(
+    a: &Act<'_, '_>,
+    key: &str,
+    subject: &str,
+) -> Result<Option<WarrantyRecord>, EngineError> {
+    Ok(match a.record(key, subject)? {
+        Some(Record::Warranty(w)) => Some(w),
+        _ => None,
+    })
+}
+
+fn save_forwards(a: &mut Act<'_, '_>, all: &[Forward]) -> Result<(), EngineError> {
+    let json = serde_json::to_vec(all).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    a.tables.put_doc(Doc::Setting, FORWARDS_KEY, &json)?;
+    Ok(())
+}
+
+/// The claim as it goes upstream: the downstream claim's content, naming the
+/// original claimant, subject and signed envelope.
+fn upstream_claim(
+    a: &Act<'_, '_>,
+    key: &str,
+    subject: &str,
+    claim: &WarrantyRecord,
+) -> Result<Result<Message, Refusal>, EngineError> {
+    // The original claim's exact signed bytes (a web partner's claim has none).
+    let original = if key.starts_with("web:") {
+        None
+    } else {
+        a.opening_envelope(key, subject)?
+    };
+    let Ok(down_subject) = subject.parse::<RecordId>() else {
+        return Ok(Err(refuse(ReasonCode::UnknownRecord, "subject")));
+    };
+    let mut up = claim.claim.clone();
+    up.forwarded = Some(Forwarded {
+        from: claim.partner.clone(),
+        subject: down_subject,
+        envelope: original
+            .map(|b| base64url(&b))
+            .unwrap_or_else(|| "-".into()),
+    });
+    Ok(decode_message(
+        "warranty.claim",
+        &serde_json::to_value(&up).map_err(|e| EngineError::Corrupt(e.to_string()))?,
+    ))
+}
+
 /// Forwards the claim (`key`, `subject`) this node received from a partner
 /// to `upstream` (an enabled peer: the manufacturer), carrying the original
-/// signed claim. The upstream decision is relayed back by [`relay`].
+/// signed claim. The claim, the link between the two and the message are
+/// written in one transaction, so a double click or a crash can neither
+/// send it twice nor lose the link. The upstream decision comes back down,
+/// and a downstream amendment goes up, by [`relay`].
 pub async fn forward(
     node: &Node,
     key: &str,
     subject: &str,
     upstream: &str,
 ) -> Result<Result<String, Refusal>, EngineError> {
-    let read = node.store.read()?;
     let me = node.identity.id.clone();
+    let Ok(up_peer) = upstream.parse::<NodeId>() else {
+        return Ok(Err(refuse(ReasonCode::NotAllowed, "no such peer")));
+    };
+    if !node
+        .config()
+        .peers
+        .iter()
+        .any(|p| p.enabled && p.id == up_peer)
+    {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            format!("{up_peer} is not an enabled peer in the configuration"),
+        )));
+    }
+    // The files the claim references travel first (content-addressed: a
+    // second copy is harmless).
+    let read = node.store.read()?;
     let claim = match read
         .record(key, subject)?
         .and_then(|b| parse_record(key, subject, &b))
@@ -639,160 +715,212 @@ pub async fn forward(
             )));
         }
     };
-    if forwards(&read)?
-        .iter()
-        .any(|f| f.downstream_key == key && f.downstream_subject == subject)
-    {
-        return Ok(Err(refuse(
-            ReasonCode::IllegalTransition,
-            "this claim was already forwarded",
-        )));
-    }
-    // The original claim's exact signed bytes (a web partner's claim has none).
-    let original = if key.starts_with("web:") {
-        None
-    } else {
-        read.in_envelopes(key)?
-            .into_iter()
-            .filter_map(|(_, bytes)| SignedEnvelope::decode(&bytes).ok().map(|e| (e, bytes)))
-            .find(|(e, _)| {
-                e.fields().subject.as_str() == subject && e.fields().kind == "warranty.claim"
-            })
-            .map(|(_, bytes)| bytes)
-    };
     drop(read);
-    let Ok(from) = claim.partner.to_string().parse::<NodeId>() else {
-        return Ok(Err(refuse(ReasonCode::UnknownRecord, "claimant")));
-    };
-    let Ok(down_subject) = subject.parse::<RecordId>() else {
-        return Ok(Err(refuse(ReasonCode::UnknownRecord, "subject")));
-    };
-    let mut up = claim.claim.clone();
-    up.forwarded = Some(Forwarded {
-        from,
-        subject: down_subject,
-        envelope: original
-            .map(|b| base64url(&b))
-            .unwrap_or_else(|| "-".into()),
-    });
-    let message = match decode_message(
-        "warranty.claim",
-        &serde_json::to_value(&up).map_err(|e| EngineError::Corrupt(e.to_string()))?,
-    ) {
-        Ok(m) => m,
-        Err(r) => return Ok(Err(r)),
-    };
-    let up_subject = format!("claim-{}", uuid::Uuid::now_v7().hyphenated());
-    if let Err(r) = send_attachments(node, upstream, &message).await? {
+    if let Err(r) = send_attachments(node, upstream, &Message::WarrantyClaim(claim.claim)).await? {
         return Ok(Err(r));
     }
-    if let Err(r) = node.send_to_peer(upstream, &up_subject, message).await? {
-        return Ok(Err(r));
-    }
-    let link = Forward {
-        upstream_key: upstream.to_string(),
-        upstream_subject: up_subject.clone(),
-        downstream_key: key.to_string(),
-        downstream_subject: subject.to_string(),
-    };
+    let (key, subject) = (key.to_string(), subject.to_string());
     node.engine
-        .local(move |t| {
-            let mut all: Vec<Forward> = setting_in(t, FORWARDS_KEY)?;
-            all.push(link);
-            let json = serde_json::to_vec(&all).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-            t.put_doc(Doc::Setting, FORWARDS_KEY, &json)?;
-            Ok(())
+        .act(move |a| {
+            let Some(claim) = warranty_in(a, &key, &subject)?.filter(|w| w.vendor == me) else {
+                return Ok(Err(refuse(
+                    ReasonCode::UnknownRecord,
+                    "no such claim to forward",
+                )));
+            };
+            let mut all: Vec<Forward> = setting_in(a.tables, FORWARDS_KEY)?;
+            if all
+                .iter()
+                .any(|f| f.downstream_key == key && f.downstream_subject == subject)
+            {
+                return Ok(Err(refuse(
+                    ReasonCode::IllegalTransition,
+                    "this claim was already forwarded",
+                )));
+            }
+            let message = match upstream_claim(a, &key, &subject, &claim)? {
+                Ok(m) => m,
+                Err(r) => return Ok(Err(r)),
+            };
+            let up_subject = format!("claim-{}", uuid::Uuid::now_v7().hyphenated());
+            let Ok(up_id) = up_subject.parse::<RecordId>() else {
+                return Ok(Err(refuse(ReasonCode::UnknownRecord, "subject")));
+            };
+            if let Err(r) = a.send(&up_peer, &up_id, &message)? {
+                return Ok(Err(r));
+            }
+            all.push(Forward {
+                upstream_key: up_peer.to_string(),
+                upstream_subject: up_subject.clone(),
+                downstream_key: key.clone(),
+                downstream_subject: subject.clone(),
+                decisions_down: 0,
+                amendments_up: claim.amendments,
+                fulfilment_down: false,
+            });
+            save_forwards(a, &all)?;
+            Ok(Ok(up_subject))
         })
-        .await?;
-    Ok(Ok(up_subject))
+        .await
 }
 
-fn warranty_record(
-    read: &Read,
-    key: &str,
-    subject: &str,
-) -> Result<Option<WarrantyRecord>, StoreError> {
-    Ok(
-        match read
-            .record(key, subject)?
-            .and_then(|b| parse_record(key, subject, &b))
-        {
-            Some(Record::Warranty(w)) => Some(w),
-            _ => None,
-        },
-    )
+/// What the relay does next on one forward.
+enum Relay {
+    /// Pass the upstream decision down (and count it).
+    Down(Message),
+    /// Pass the downstream amendment up (and count it).
+    Up,
+    /// Pass the upstream fulfilment down.
+    Fulfil(Message),
 }
 
-/// Relays upstream decisions and fulfilments down the chain: for every
-/// forward whose upstream claim moved past its downstream copy, sends the
-/// same decision (or fulfilment) to the downstream partner. Returns how many
-/// messages it sent.
+fn next_relay(f: &Forward, up: &WarrantyRecord, down: &WarrantyRecord) -> Option<Relay> {
+    let decisions = up
+        .history
+        .iter()
+        .filter(|e| e.kind == "warranty.decision")
+        .count() as u32;
+    if decisions > f.decisions_down && down.status == WarrantyStatus::Submitted {
+        return up.decision.clone().map(|mut d| {
+            d.note = format!("{} (decided by {})", d.note, up.vendor)
+                .trim()
+                .to_string();
+            Relay::Down(Message::WarrantyDecision(d))
+        });
+    }
+    if down.amendments > f.amendments_up
+        && down.status == WarrantyStatus::Submitted
+        && up.status == WarrantyStatus::NeedInfo
+    {
+        return Some(Relay::Up);
+    }
+    if up.status == WarrantyStatus::Fulfilled
+        && !f.fulfilment_down
+        && down.status == WarrantyStatus::Approved
+    {
+        return up.fulfilment.clone().map(|reference| {
+            Relay::Fulfil(Message::WarrantyFulfil(
+                guanxi_protocol::messages::WarrantyFulfil {
+                    reference,
+                    note: format!("fulfilled by {}", up.vendor),
+                },
+            ))
+        });
+    }
+    None
+}
+
+/// One relay step on the forward of (`down_key`, `down_subject`), in one
+/// transaction: the message and the forward's counters change together, so
+/// nothing is passed twice and nothing is lost. Returns whether it sent.
+fn relay_one(
+    a: &mut Act<'_, '_>,
+    down_key: &str,
+    down_subject: &str,
+) -> Result<Result<bool, Refusal>, EngineError> {
+    let mut all: Vec<Forward> = setting_in(a.tables, FORWARDS_KEY)?;
+    let Some(i) = all
+        .iter()
+        .position(|f| f.downstream_key == down_key && f.downstream_subject == down_subject)
+    else {
+        return Ok(Ok(false));
+    };
+    let f = all[i].clone();
+    let (Some(up), Some(down)) = (
+        warranty_in(a, &f.upstream_key, &f.upstream_subject)?,
+        warranty_in(a, &f.downstream_key, &f.downstream_subject)?,
+    ) else {
+        return Ok(Ok(false));
+    };
+    let Some(step) = next_relay(&f, &up, &down) else {
+        return Ok(Ok(false));
+    };
+    let me = a.me().clone();
+    let to_downstream =
+        |a: &mut Act<'_, '_>, message: &Message| -> Result<Result<(), Refusal>, EngineError> {
+            match f.downstream_key.strip_prefix("web:") {
+                Some(org) => {
+                    let Ok(to) = org.parse::<NodeId>() else {
+                        return Ok(Err(refuse(ReasonCode::UnknownRecord, "partner")));
+                    };
+                    Ok(
+                        a.apply_local(&f.downstream_key, &f.downstream_subject, &me, &to, message)?
+                            .map(|_| ()),
+                    )
+                }
+                None => {
+                    let (Ok(peer), Ok(subject)) = (
+                        f.downstream_key.parse::<NodeId>(),
+                        f.downstream_subject.parse::<RecordId>(),
+                    ) else {
+                        return Ok(Err(refuse(ReasonCode::UnknownRecord, "claim")));
+                    };
+                    Ok(a.send(&peer, &subject, message)?.map(|_| ()))
+                }
+            }
+        };
+    let result = match step {
+        Relay::Down(message) => to_downstream(a, &message)?.map(|()| {
+            all[i].decisions_down = up
+                .history
+                .iter()
+                .filter(|e| e.kind == "warranty.decision")
+                .count() as u32;
+        }),
+        Relay::Fulfil(message) => to_downstream(a, &message)?.map(|()| {
+            all[i].fulfilment_down = true;
+        }),
+        Relay::Up => {
+            let message = match upstream_claim(a, &f.downstream_key, &f.downstream_subject, &down)?
+            {
+                Ok(m) => m,
+                Err(r) => return Ok(Err(r)),
+            };
+            let (Ok(peer), Ok(subject)) = (
+                f.upstream_key.parse::<NodeId>(),
+                f.upstream_subject.parse::<RecordId>(),
+            ) else {
+                return Ok(Err(refuse(ReasonCode::UnknownRecord, "claim")));
+            };
+            a.send(&peer, &subject, &message)?.map(|_| {
+                all[i].amendments_up = down.amendments;
+            })
+        }
+    };
+    match result {
+        Ok(()) => {
+            save_forwards(a, &all)?;
+            Ok(Ok(true))
+        }
+        Err(r) => Ok(Err(r)),
+    }
+}
+
+/// Relays along every forward: upstream decisions and fulfilments down,
+/// downstream amendments up, each exactly once. Returns how many messages it
+/// sent.
 pub async fn relay(node: &Node) -> Result<usize, EngineError> {
     let read = node.store.read()?;
-    let mut todo = Vec::new();
-    for f in forwards(&read)? {
-        let (Some(up), Some(down)) = (
-            warranty_record(&read, &f.upstream_key, &f.upstream_subject)?,
-            warranty_record(&read, &f.downstream_key, &f.downstream_subject)?,
-        ) else {
-            continue;
-        };
-        let message = match (up.status, down.status) {
-            (
-                WarrantyStatus::Approved | WarrantyStatus::Rejected | WarrantyStatus::NeedInfo,
-                WarrantyStatus::Submitted,
-            )
-            | (WarrantyStatus::Fulfilled, WarrantyStatus::Submitted) => {
-                up.decision.clone().map(|mut d| {
-                    d.note = format!("{} (decided by {})", d.note, up.vendor)
-                        .trim()
-                        .to_string();
-                    Message::WarrantyDecision(d)
-                })
-            }
-            (WarrantyStatus::Fulfilled, WarrantyStatus::Approved) => {
-                up.fulfilment.clone().map(|reference| {
-                    Message::WarrantyFulfil(guanxi_protocol::messages::WarrantyFulfil {
-                        reference,
-                        note: format!("fulfilled by {}", up.vendor),
-                    })
-                })
-            }
-            _ => None,
-        };
-        if let Some(m) = message {
-            todo.push((f, m));
-        }
-    }
+    let links = forwards(&read)?;
     drop(read);
     let mut sent = 0;
-    let me = node.identity.id.clone();
-    for (f, message) in todo {
-        let result = match f.downstream_key.strip_prefix("web:") {
-            Some(org) => {
-                let Ok(to) = org.parse::<NodeId>() else {
-                    continue;
-                };
-                let (key, subject, me) = (
-                    f.downstream_key.clone(),
-                    f.downstream_subject.clone(),
-                    me.clone(),
-                );
-                node.engine
-                    .act(move |a| {
-                        Ok(a.apply_local(&key, &subject, &me, &to, &message)?
-                            .map(|_| ()))
-                    })
-                    .await?
+    for f in links {
+        // Each step changes what the next one sees; a forward moves at most
+        // a few steps per round.
+        for _ in 0..3 {
+            let (key, subject) = (f.downstream_key.clone(), f.downstream_subject.clone());
+            match node
+                .engine
+                .act(move |a| relay_one(a, &key, &subject))
+                .await?
+            {
+                Ok(true) => sent += 1,
+                Ok(false) => break,
+                Err(r) => {
+                    tracing::warn!("relaying {} along the chain: {r}", f.upstream_subject);
+                    break;
+                }
             }
-            None => {
-                node.send_to_peer(&f.downstream_key, &f.downstream_subject, message)
-                    .await?
-            }
-        };
-        match result {
-            Ok(()) => sent += 1,
-            Err(r) => tracing::warn!("relaying {} down the chain: {r}", f.upstream_subject),
         }
     }
     Ok(sent)
