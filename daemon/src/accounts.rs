@@ -171,7 +171,7 @@ pub async fn add_user(
     let outcome = engine
         .local(move |t| {
             if t.doc(Doc::User, &user.username)?.is_some() {
-                return Ok(Err(AccountError::Exists(user.username)));
+                return Ok(Err(AccountError::Exists(user.username.clone())));
             }
             if let Some(org) = &user.partner
                 && t.doc(Doc::Partner, org)?.is_none()
@@ -189,13 +189,13 @@ pub async fn add_user(
 pub async fn update_user(
     engine: &Engine,
     username: &str,
-    change: impl FnOnce(&mut User) + Send + 'static,
+    change: impl Fn(&mut User) + Send + 'static,
 ) -> Result<User, AccountError> {
     let name = username.to_string();
     engine
         .local(move |t| {
             let Some(mut user) = user_in(t, &name)? else {
-                return Ok(Err(AccountError::NoSuchUser(name)));
+                return Ok(Err(AccountError::NoSuchUser(name.clone())));
             };
             change(&mut user);
             t.put_doc(Doc::User, &name, &json(&user)?)?;
@@ -208,7 +208,7 @@ pub async fn update_user(
 pub async fn reset_password(engine: &Engine, username: &str) -> Result<String, AccountError> {
     let password = generate_password()?;
     let hash = hash_password(&password)?;
-    update_user(engine, username, move |u| u.password_hash = hash).await?;
+    update_user(engine, username, move |u| u.password_hash = hash.clone()).await?;
     Ok(password)
 }
 

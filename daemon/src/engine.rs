@@ -103,9 +103,12 @@ pub struct ReturnedReceipt {
 }
 
 /// Local work on the store (accounts, sessions, the partner directory, lead
-/// handling): runs in the writer's transaction like every other change.
+/// handling): runs in the writer's transaction like every other change. It
+/// may run more than once (when another job of its group fails, the group
+/// is rolled back and its jobs run again one by one), so it must not use up
+/// what it captured.
 type LocalWork =
-    Box<dyn FnOnce(&mut Act<'_, '_>) -> Result<Box<dyn Any + Send>, EngineError> + Send>;
+    Box<dyn FnMut(&mut Act<'_, '_>) -> Result<Box<dyn Any + Send>, EngineError> + Send>;
 
 /// What local work may do inside the writer's transaction: read and write
 /// tables, send messages to peers, and apply messages of partners that have
@@ -216,7 +219,7 @@ impl Act<'_, '_> {
 
 enum Job {
     Local {
-        work: Option<LocalWork>,
+        work: LocalWork,
         reply: oneshot::Sender<Result<Box<dyn Any + Send>, EngineError>>,
     },
     Inbound {
@@ -343,6 +346,11 @@ impl Engine {
         self.versions.get(family)
     }
 
+    /// How many jobs wait in the channel (not yet taken by the writer).
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// The delivery workers' wake-ups.
     pub fn wakers(&self) -> Arc<Wakers> {
         self.wakers.clone()
@@ -365,7 +373,7 @@ impl Engine {
     /// for storage failures, and return business refusals inside `T`.
     pub async fn local<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Tables<'_>) -> Result<T, EngineError> + Send + 'static,
+        mut work: impl FnMut(&mut Tables<'_>) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
         self.act(move |a| work(a.tables)).await
     }
@@ -376,16 +384,11 @@ impl Engine {
     /// the group, a refusal returned inside `T` does not undo earlier writes.
     pub async fn act<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Act<'_, '_>) -> Result<T, EngineError> + Send + 'static,
+        mut work: impl FnMut(&mut Act<'_, '_>) -> Result<T, EngineError> + Send + 'static,
     ) -> Result<T, EngineError> {
         let boxed: LocalWork =
             Box::new(move |a| work(a).map(|v| Box::new(v) as Box<dyn Any + Send>));
-        let value = self
-            .call(|reply| Job::Local {
-                work: Some(boxed),
-                reply,
-            })
-            .await?;
+        let value = self.call(|reply| Job::Local { work: boxed, reply }).await?;
         value
             .downcast::<T>()
             .map(|b| *b)
@@ -480,29 +483,64 @@ fn writer(
             }
         }
         let now = now_ms();
+        if jobs.len() == 1 {
+            let mut effects = Effects::default();
+            let result = run_group(&store, &identity, &rule, &mut jobs, now, &mut effects);
+            finish(jobs, result, &effects, &wakers, &versions);
+            continue;
+        }
         let mut effects = Effects::default();
-        let result = run_group(&store, &identity, &rule, &mut jobs, now, &mut effects);
-        match result {
-            Ok(done) => {
-                for (job, done) in jobs.into_iter().zip(done) {
-                    answer(job, Ok(done));
-                }
-                for family in &effects.families {
-                    versions.bump(family);
-                }
-                for peer in &effects.queued {
-                    wakers.wake(peer);
-                }
-            }
+        match run_group(&store, &identity, &rule, &mut jobs, now, &mut effects) {
+            Ok(done) => finish(jobs, Ok(done), &effects, &wakers, &versions),
             Err(e) => {
-                tracing::error!(
-                    "write transaction failed, {} job(s) answered with an error: {e}",
+                // One job's failure must not fail the others: nothing of the
+                // group was stored, so each runs again in a transaction of
+                // its own, and only the one at fault is answered with its
+                // error.
+                tracing::warn!(
+                    "a group of {} jobs failed ({e}); running them one by one",
                     jobs.len()
                 );
-                let message = e.to_string();
                 for job in jobs {
-                    answer(job, Err(EngineError::Failed(message.clone())));
+                    let mut one = vec![job];
+                    let mut effects = Effects::default();
+                    let result = run_group(&store, &identity, &rule, &mut one, now, &mut effects);
+                    finish(one, result, &effects, &wakers, &versions);
                 }
+            }
+        }
+    }
+}
+
+/// Answers the jobs of a group after its commit (or its failure) and acts on
+/// what it changed.
+fn finish(
+    jobs: Vec<Job>,
+    result: Result<Vec<Done>, EngineError>,
+    effects: &Effects,
+    wakers: &Wakers,
+    versions: &Versions,
+) {
+    match result {
+        Ok(done) => {
+            for (job, done) in jobs.into_iter().zip(done) {
+                answer(job, Ok(done));
+            }
+            for family in &effects.families {
+                versions.bump(family);
+            }
+            for peer in &effects.queued {
+                wakers.wake(peer);
+            }
+        }
+        Err(e) => {
+            tracing::error!(
+                "write transaction failed, {} job(s) answered with an error: {e}",
+                jobs.len()
+            );
+            let message = e.to_string();
+            for job in jobs {
+                answer(job, Err(EngineError::Failed(message.clone())));
             }
         }
     }
@@ -521,20 +559,17 @@ fn run_group(
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
-                Job::Local { work, .. } => match work.take() {
-                    Some(work) => {
-                        let mut act = Act {
-                            tables: w,
-                            identity,
-                            now,
-                            effects: Effects::default(),
-                        };
-                        let value = work(&mut act)?;
-                        effects.merge(act.effects);
-                        Done::Local(value)
-                    }
-                    None => return Err(EngineError::Failed("local job ran twice".into())),
-                },
+                Job::Local { work, .. } => {
+                    let mut act = Act {
+                        tables: w,
+                        identity,
+                        now,
+                        effects: Effects::default(),
+                    };
+                    let value = work(&mut act)?;
+                    effects.merge(act.effects);
+                    Done::Local(value)
+                }
                 Job::Inbound { items, .. } => {
                     let mut answers = Vec::with_capacity(items.len());
                     for item in items {
@@ -994,4 +1029,92 @@ pub fn decode_message(kind: &str, body: &serde_json::Value) -> Result<Message, S
         code: ReasonCode::BadBody,
         message: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guanxi_adapters::store::Doc;
+    use guanxi_protocol::NodeKey;
+
+    fn engine(dir: &std::path::Path) -> (Engine, Arc<Store>) {
+        let store = Arc::new(Store::open(dir).expect("store"));
+        let identity = Arc::new(Identity {
+            id: "acme".parse().expect("id"),
+            key: NodeKey::from_seed(&[3u8; 32]),
+        });
+        let rule: InboundRule = Arc::new(|_, _, _| Ok(Ok(())));
+        let (engine, _writer) = Engine::start(store.clone(), identity, rule);
+        (engine, store)
+    }
+
+    /// A job that fails in a group takes nobody else with it: the group is
+    /// rolled back and its jobs run again one by one.
+    #[tokio::test]
+    async fn one_failing_job_fails_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (engine, store) = engine(dir.path());
+        // Hold the writer inside a first job until the others have queued,
+        // so that they commit as one group.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = std::sync::Mutex::new(held);
+        let (started, running) = tokio::sync::oneshot::channel::<()>();
+        let started = std::sync::Mutex::new(Some(started));
+        let e = engine.clone();
+        let blocker = tokio::spawn(async move {
+            e.local(move |_| {
+                if let Some(s) = started.lock().ok().and_then(|mut s| s.take()) {
+                    let _ = s.send(());
+                }
+                let _ = held.lock().map(|h| h.recv());
+                Ok(())
+            })
+            .await
+        });
+        let write = |key: &'static str| {
+            let e = engine.clone();
+            tokio::spawn(async move {
+                e.local(move |t| {
+                    t.put_doc(Doc::Setting, key, b"1")?;
+                    Ok(())
+                })
+                .await
+            })
+        };
+        // The writer runs the blocker before the others are sent.
+        running.await.expect("the blocker runs");
+        let good_before = write("before");
+        let e = engine.clone();
+        let bad = tokio::spawn(async move {
+            e.local(|t| {
+                t.put_doc(Doc::Setting, "bad", b"1")?;
+                Err::<(), _>(EngineError::Corrupt("a damaged record".into()))
+            })
+            .await
+        });
+        let good_after = write("after");
+        // Release the writer once all three wait in the channel.
+        while engine.queued() < 3 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).expect("release");
+        blocker.await.expect("join").expect("blocker");
+        good_before
+            .await
+            .expect("join")
+            .expect("the job before commits");
+        good_after
+            .await
+            .expect("join")
+            .expect("the job after commits");
+        let err = bad.await.expect("join").expect_err("the bad job fails");
+        assert!(err.to_string().contains("damaged"), "{err}");
+        let read = store.read().expect("read");
+        assert!(read.doc(Doc::Setting, "before").expect("doc").is_some());
+        assert!(read.doc(Doc::Setting, "after").expect("doc").is_some());
+        assert!(
+            read.doc(Doc::Setting, "bad").expect("doc").is_none(),
+            "nothing of the bad job stays"
+        );
+    }
 }

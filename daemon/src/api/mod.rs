@@ -237,7 +237,7 @@ pub async fn revoke_token(engine: &Engine, read: &Read, name: &str) -> Result<us
     let count = keys.len();
     engine
         .local(move |t| {
-            for (key, mut token) in keys {
+            for (key, mut token) in keys.clone() {
                 token.revoked = true;
                 let json =
                     serde_json::to_vec(&token).map_err(|e| EngineError::Failed(e.to_string()))?;

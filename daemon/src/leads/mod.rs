@@ -494,9 +494,9 @@ pub async fn create(
     let by = by.to_string();
     node.engine
         .act(move |a| {
-            let mut world = World::read(a, peers)?;
+            let mut world = World::read(a, peers.clone())?;
             let mut ids = Vec::with_capacity(inputs.len());
-            for input in inputs {
+            for input in inputs.clone() {
                 let mut doc = LeadDoc {
                     id: uuid::Uuid::now_v7().hyphenated().to_string(),
                     input,
@@ -598,7 +598,7 @@ pub async fn assign(
                     ),
                 )));
             }
-            let mut world = World::read(a, peers)?;
+            let mut world = World::read(a, peers.clone())?;
             if !world.reachable.contains(&partner) {
                 return Ok(Err(refuse(
                     ReasonCode::NotAllowed,
@@ -619,7 +619,7 @@ pub async fn assign(
                 at: a.now,
                 by: by.clone(),
                 trace: vec![step],
-                partner: Some(partner),
+                partner: Some(partner.clone()),
             });
             save(a, &doc)?;
             Ok(Ok(()))
@@ -658,7 +658,7 @@ pub async fn withdraw(
             let reason = if reason.is_empty() {
                 "withdrawn by the vendor".to_string()
             } else {
-                reason
+                reason.clone()
             };
             let message = match message(
                 "lead.withdraw",
@@ -725,9 +725,9 @@ pub async fn sweep(node: &Node) -> Result<(usize, Option<Millis>), EngineError> 
     let peers = enabled_peers(node);
     node.engine
         .act(move |a| {
-            let mut world = World::read(a, peers)?;
+            let mut world = World::read(a, peers.clone())?;
             let mut moved = 0;
-            for id in ids {
+            for id in ids.clone() {
                 let Some(mut doc) = load_doc(a, &id)? else {
                     continue;
                 };

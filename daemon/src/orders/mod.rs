@@ -154,8 +154,8 @@ pub async fn save_catalog(
             let version = own_catalog_in(a.tables)?.map_or(0, |c| c.version) + 1;
             let catalog = CatalogPublish {
                 version,
-                products,
-                price_lists,
+                products: products.clone(),
+                price_lists: price_lists.clone(),
             };
             let body =
                 serde_json::to_value(&catalog).map_err(|e| EngineError::Corrupt(e.to_string()))?;

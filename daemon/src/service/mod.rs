@@ -395,7 +395,7 @@ pub async fn register_serials(
         .local(move |t| {
             let mut all: Vec<SerialRegistration> = setting_in(t, SERIALS_KEY)?;
             let count = new.len();
-            for r in new {
+            for r in new.clone() {
                 all.retain(|x| x.serial != r.serial);
                 all.push(r);
             }

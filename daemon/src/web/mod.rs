@@ -889,7 +889,7 @@ async fn change_password(
         Err(e) => return internal(e),
     };
     match accounts::update_user(&node.engine, &user.username, move |u| {
-        u.password_hash = hash
+        u.password_hash = hash.clone()
     })
     .await
     {

@@ -178,7 +178,7 @@ pub async fn record_failure(
 ) -> Result<(), EngineError> {
     engine
         .local(move |t| {
-            for key in keys {
+            for key in keys.clone() {
                 let mut f: Failures = t
                     .doc(Doc::Throttle, &key)?
                     .and_then(|b| serde_json::from_slice(&b).ok())
