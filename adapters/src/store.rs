@@ -157,22 +157,26 @@ db_error!(
 pub struct StreamState {
     pub seq: u64,
     pub hash: Option<[u8; 32]>,
+    /// The `created` of the last envelope (0 when none): a stream's times
+    /// never go back (SPEC §7 step 8).
+    pub created: i64,
 }
 
 impl StreamState {
-    fn encode(&self) -> [u8; 40] {
-        let mut out = [0u8; 40];
+    fn encode(&self) -> [u8; 48] {
+        let mut out = [0u8; 48];
         out[..8].copy_from_slice(&self.seq.to_be_bytes());
         if let Some(h) = self.hash {
-            out[8..].copy_from_slice(&h);
+            out[8..40].copy_from_slice(&h);
         }
+        out[40..].copy_from_slice(&self.created.to_be_bytes());
         out
     }
 
     fn decode(table: &'static str, bytes: &[u8]) -> Result<Self, StoreError> {
         let corrupt = || StoreError::Corrupt {
             table,
-            message: format!("stream state of {} bytes, expected 40", bytes.len()),
+            message: format!("stream state of {} bytes, expected 48", bytes.len()),
         };
         let seq = u64::from_be_bytes(
             bytes
@@ -186,9 +190,17 @@ impl StreamState {
             .ok_or_else(corrupt)?
             .try_into()
             .map_err(|_| corrupt())?;
+        let created = i64::from_be_bytes(
+            bytes
+                .get(40..48)
+                .ok_or_else(corrupt)?
+                .try_into()
+                .map_err(|_| corrupt())?,
+        );
         Ok(StreamState {
             seq,
             hash: if seq == 0 { None } else { Some(hash) },
+            created,
         })
     }
 }
@@ -545,6 +557,7 @@ impl Tables<'_> {
         envelope: &[u8],
         receipt: &[u8],
         rejected: Option<&str>,
+        created: i64,
     ) -> Result<(), StoreError> {
         let key = (seen.peer.as_str(), seen.seq);
         self.in_envelopes.insert(key, envelope)?;
@@ -553,6 +566,7 @@ impl Tables<'_> {
         let state = StreamState {
             seq: seen.seq,
             hash: Some(seen.hash),
+            created,
         };
         self.in_streams
             .insert(seen.peer.as_str(), state.encode().as_slice())?;
@@ -618,11 +632,13 @@ impl Tables<'_> {
         seq: u64,
         hash: [u8; 32],
         envelope: &[u8],
+        created: i64,
     ) -> Result<(), StoreError> {
         self.out_envelopes.insert((peer, seq), envelope)?;
         let state = StreamState {
             seq,
             hash: Some(hash),
+            created,
         };
         self.out_streams.insert(peer, state.encode().as_slice())?;
         Ok(())
@@ -896,9 +912,9 @@ mod tests {
             store
                 .transact(|w| {
                     assert_eq!(w.in_stream("globex")?, StreamState::default());
-                    w.put_in("id-1", &seen, b"env", b"rcpt", Some("bad_body"))?;
-                    w.put_out("globex", 1, [9u8; 32], b"out-1")?;
-                    w.put_out("globex", 2, [8u8; 32], b"out-2")?;
+                    w.put_in("id-1", &seen, b"env", b"rcpt", Some("bad_body"), 5)?;
+                    w.put_out("globex", 1, [9u8; 32], b"out-1", 1)?;
+                    w.put_out("globex", 2, [8u8; 32], b"out-2", 2)?;
                     let delivery = Delivery {
                         delivered_seq: 1,
                         ..Delivery::default()
@@ -909,7 +925,7 @@ mod tests {
                 .expect("commit");
             // A failed transaction leaves no trace.
             let failed = store.transact(|w| {
-                w.put_out("globex", 3, [1u8; 32], b"out-3")?;
+                w.put_out("globex", 3, [1u8; 32], b"out-3", 3)?;
                 Err::<(), StoreError>(StoreError::Db("abandoned".into()))
             });
             assert!(failed.is_err());
@@ -920,7 +936,8 @@ mod tests {
             r.in_stream("globex").expect("stream"),
             StreamState {
                 seq: 1,
-                hash: Some([7u8; 32])
+                hash: Some([7u8; 32]),
+                created: 5,
             }
         );
         assert_eq!(r.out_stream("globex").expect("stream").seq, 2);

@@ -434,25 +434,36 @@ async fn send(
     Ok(Json(send_message(&node, peer, subject, message).await?))
 }
 
-/// Clears a halted stream (after an admin fixed what broke it) and retries now.
+/// Clears a halted stream (after an admin fixed what broke it) and retries
+/// now. The worker does it on its own state (which is newer than the store's:
+/// receipts commit behind it) and stores the result; the answer comes once
+/// it has.
 async fn resume(
     State(node): State<Arc<Node>>,
     Path(peer): Path<String>,
 ) -> Result<Json<Value>, AdminError> {
     let peer = parse_peer(&node, &peer)?;
-    let mut delivery = node
+    let was = node
         .store
         .read()
         .and_then(|r| r.delivery(peer.as_str()))
-        .map_err(internal)?;
-    let was = delivery.halted.take();
-    delivery.attempts = 0;
-    delivery.next_attempt_at = 0;
-    node.engine
-        .save_delivery(peer.clone(), delivery)
-        .await
-        .map_err(internal)?;
-    node.wake(&peer);
+        .map_err(internal)?
+        .halted;
+    let signal = node.waker(&peer);
+    // Registered before asking, so the worker's answer cannot be missed.
+    let done = signal.resumed.notified();
+    tokio::pin!(done);
+    done.as_mut().enable();
+    node.resume(&peer);
+    if node.peer(&peer).is_some_and(|p| p.config.enabled) {
+        // The worker takes the request at its next turn (it is woken).
+        if tokio::time::timeout(std::time::Duration::from_secs(10), done)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%peer, "the delivery worker did not confirm the resume in time");
+        }
+    }
     tracing::warn!(%peer, "delivery resumed by an admin (was halted: {})", was.as_deref().unwrap_or("no"));
     Ok(Json(json!({"peer": peer.as_str(), "was_halted": was})))
 }

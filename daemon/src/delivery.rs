@@ -11,7 +11,7 @@
 //! nothing is ever skipped or dropped.
 
 use crate::clock::now_ms;
-use crate::engine::ReturnedReceipt;
+use crate::engine::{PeerSignal, ReturnedReceipt};
 use crate::node::{Node, PeerRuntime};
 use guanxi_adapters::store::Delivery;
 use guanxi_protocol::canonical;
@@ -127,6 +127,8 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
         peer: peer.clone(),
         delivery: None,
         alerted: false,
+        failed_at: 0,
+        commit_failed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     // The receipts of the last request, verified while the next one travels.
     let mut verifying: Option<(u64, tokio::task::JoinHandle<Outcome>)> = None;
@@ -135,6 +137,27 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
             break;
         }
         let Some(rt) = node.peer(&peer) else { break };
+        if state
+            .commit_failed
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Receipts we counted as delivered were not stored: start again
+            // from what the store holds (the peer answers the resent
+            // envelopes with the same receipts).
+            verifying = None;
+            state.delivery = None;
+        }
+        if wake.resume.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            if let Some((_, task)) = verifying.take() {
+                state
+                    .settle(task.await.unwrap_or_else(|e| {
+                        Outcome::failed(Vec::new(), Failure::retry(e.to_string()))
+                    }))
+                    .await;
+            }
+            state.resume().await;
+            wake.resumed.notify_waiters();
+        }
         let current = match state.current() {
             Ok(d) => d,
             Err(e) => {
@@ -178,10 +201,14 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
         }
         let now = now_ms();
         if verifying.is_none() && current.next_attempt_at > now {
-            // Back off, unless something wakes us first (then try at once).
-            wait(&cancel, &wake, Some(current.next_attempt_at - now)).await;
+            // Back off; a sign of life from the peer or an admin's resume
+            // ends the wait at once, new work does not (SPEC §8).
+            back_off(&cancel, &wake, current.next_attempt_at, state.failed_at).await;
             if cancel.is_cancelled() {
                 break;
+            }
+            if wake.resume.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
             }
         }
         let last = pending.last().map_or(sent_through, |(seq, _)| *seq);
@@ -199,13 +226,25 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
             }
         }
         match posted {
-            Ok(answered) => {
+            Ok((answered, clean)) => {
                 let task = tokio::spawn(verify_answered(
                     rt.clone(),
                     node.identity.id.clone(),
                     answered,
                 ));
-                verifying = Some((last, task));
+                if clean {
+                    // Every envelope got a receipt that keeps the stream
+                    // going: send the next ones while these are checked.
+                    verifying = Some((last, task));
+                } else {
+                    // Something was refused or not processed: settle before
+                    // sending anything further, strictly in seq order.
+                    state
+                        .settle(task.await.unwrap_or_else(|e| {
+                            Outcome::failed(Vec::new(), Failure::retry(e.to_string()))
+                        }))
+                        .await;
+                }
             }
             Err(failure) => {
                 state.settle(Outcome::failed(Vec::new(), failure)).await;
@@ -221,6 +260,11 @@ struct WorkerState {
     peer: NodeId,
     delivery: Option<Delivery>,
     alerted: bool,
+    /// When the last attempt failed (UTC ms): only a sign of life after it
+    /// ends a backoff.
+    failed_at: i64,
+    /// Set when a commit of receipts failed after the worker counted them.
+    commit_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl WorkerState {
@@ -234,6 +278,30 @@ impl WorkerState {
                 self.delivery = Some(d.clone());
                 Ok(d)
             }
+        }
+    }
+
+    /// An admin's resume: clears a halt and any backoff on the worker's own
+    /// (newest) state and stores it.
+    async fn resume(&mut self) {
+        let Ok(mut next) = self.current() else {
+            return;
+        };
+        next.halted = None;
+        next.attempts = 0;
+        next.next_attempt_at = 0;
+        next.last_error = None;
+        next.failing_since = None;
+        self.alerted = false;
+        self.delivery = Some(next.clone());
+        if let Err(e) = self
+            .node
+            .engine
+            .save_delivery(self.peer.clone(), next)
+            .await
+        {
+            tracing::error!(peer = %self.peer, "cannot store the delivery state: {e}");
+            self.delivery = None;
         }
     }
 
@@ -270,6 +338,7 @@ impl WorkerState {
                 next.attempts = next.attempts.saturating_add(1);
                 let delay = jitter(backoff_ms(next.attempts));
                 let now = now_ms();
+                self.failed_at = now;
                 next.next_attempt_at = now + delay;
                 next.last_error = Some(f.message.clone());
                 let since = *next.failing_since.get_or_insert(now);
@@ -298,12 +367,19 @@ impl WorkerState {
             Ok(committed) => {
                 let node = self.node.clone();
                 let peer = peer.clone();
+                let failed = self.commit_failed.clone();
                 tokio::spawn(async move {
-                    match committed.await {
-                        Ok(Ok(())) => node.receipts_stored.notify_waiters(),
-                        Ok(Err(e)) => tracing::error!(%peer, "cannot store receipts: {e}"),
-                        Err(_) => tracing::error!(%peer, "engine stopped before storing receipts"),
-                    }
+                    let error = match committed.await {
+                        Ok(Ok(())) => {
+                            node.receipts_stored.notify_waiters();
+                            return;
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "the engine stopped".to_string(),
+                    };
+                    tracing::error!(%peer, "cannot store receipts, sending again from the last stored: {error}");
+                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    node.wake(&peer);
                 });
                 success
             }
@@ -317,7 +393,7 @@ impl WorkerState {
 }
 
 /// Waits for a wake-up, cancellation, or `timeout_ms` if given.
-async fn wait(cancel: &CancellationToken, wake: &tokio::sync::Notify, timeout_ms: Option<i64>) {
+async fn wait(cancel: &CancellationToken, wake: &PeerSignal, timeout_ms: Option<i64>) {
     let sleep = async {
         match timeout_ms {
             Some(ms) => tokio::time::sleep(Duration::from_millis(ms.max(0) as u64)).await,
@@ -326,8 +402,26 @@ async fn wait(cancel: &CancellationToken, wake: &tokio::sync::Notify, timeout_ms
     };
     tokio::select! {
         () = cancel.cancelled() => {}
-        () = wake.notified() => {}
+        () = wake.notify.notified() => {}
         () = sleep => {}
+    }
+}
+
+/// Waits until `until` (UTC ms), cancellation, an admin's resume, or a sign
+/// of life from the peer after `failed_at`. New work queued meanwhile does
+/// not end the wait.
+async fn back_off(cancel: &CancellationToken, wake: &PeerSignal, until: i64, failed_at: i64) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let now = now_ms();
+        if now >= until
+            || cancel.is_cancelled()
+            || wake.resume.load(Ordering::SeqCst)
+            || wake.heard_at.load(Ordering::SeqCst) > failed_at
+        {
+            return;
+        }
+        wait(cancel, wake, Some(until - now)).await;
     }
 }
 
@@ -343,8 +437,13 @@ type Answered = (u64, Vec<u8>, Result<ReceiptBytes, String>);
 type Pending = Vec<(u64, Vec<u8>)>;
 
 /// Sends `pending` (consecutive seqs) and pairs each envelope with what came
-/// back for it (not yet verified).
-async fn post_pending(rt: &PeerRuntime, pending: Pending) -> Result<Vec<Answered>, Failure> {
+/// back for it (not yet verified). Also says whether the answer is clean:
+/// every envelope got a receipt that lets the stream go on (so the next
+/// request may be sent before these receipts are verified).
+async fn post_pending(
+    rt: &PeerRuntime,
+    pending: Pending,
+) -> Result<(Vec<Answered>, bool), Failure> {
     let answer = if pending.len() == 1 {
         rt.client
             .post("/fed/v1/envelope", pending[0].1.clone())
@@ -364,22 +463,42 @@ async fn post_pending(rt: &PeerRuntime, pending: Pending) -> Result<Vec<Answered
     };
     let answer = answer.map_err(|e| Failure::retry(e.to_string()))?;
     // One result per envelope sent: the receipt bytes, or the error.
-    let results: Vec<Result<ReceiptBytes, String>> = if pending.len() == 1 {
-        if matches!(answer.status, 200 | 409) {
-            vec![Ok((answer.body, None))]
-        } else {
-            vec![Err(error_text(answer.status, &answer.body))]
+    let (results, clean): (Vec<Result<ReceiptBytes, String>>, bool) = if pending.len() == 1 {
+        match answer.status {
+            200 => (vec![Ok((answer.body, None))], true),
+            // A stream rejection, with a signed receipt.
+            409 => (vec![Ok((answer.body, None))], false),
+            status => return Err(Failure::retry(error_text(status, &answer.body))),
         }
     } else if answer.status == 200 {
-        batch_results(&answer.body).map_err(Failure::retry)?
+        let results = batch_results(&answer.body).map_err(Failure::retry)?;
+        if results.len() != pending.len() {
+            return Err(Failure::retry(format!(
+                "the batch answer has {} results for {} envelopes",
+                results.len(),
+                pending.len()
+            )));
+        }
+        let clean = results.iter().all(|r| match r {
+            Ok((_, Some(v))) => !matches!(
+                v["reason"]["code"].as_str(),
+                Some("seq_gap" | "chain_broken" | "id_conflict")
+            ),
+            Ok((_, None)) => true,
+            Err(_) => false,
+        });
+        (results, clean)
     } else {
         return Err(Failure::retry(error_text(answer.status, &answer.body)));
     };
-    Ok(pending
-        .into_iter()
-        .zip(results)
-        .map(|((seq, bytes), r)| (seq, bytes, r))
-        .collect())
+    Ok((
+        pending
+            .into_iter()
+            .zip(results)
+            .map(|((seq, bytes), r)| (seq, bytes, r))
+            .collect(),
+        clean,
+    ))
 }
 
 /// Verifies the receipts on two threads (signature checks dominate) and

@@ -245,15 +245,29 @@ enum Job {
     },
 }
 
-/// The wake-ups of delivery workers, by peer. The engine wakes a peer's
+/// What a peer's delivery worker listens to: wake-ups (new work, a sign of
+/// life, an admin's resume), when the peer last showed it is alive, and an
+/// admin's request to resume.
+#[derive(Default)]
+pub struct PeerSignal {
+    pub notify: Notify,
+    /// When a valid request from the peer last arrived (UTC ms).
+    pub heard_at: std::sync::atomic::AtomicI64,
+    /// An admin asked to clear a halt or a backoff.
+    pub resume: std::sync::atomic::AtomicBool,
+    /// Notified by the worker once it stored a resumed state.
+    pub resumed: Notify,
+}
+
+/// The signals of delivery workers, by peer. The engine wakes a peer's
 /// worker after every commit that queued envelopes for it, whoever queued
 /// them (a peer's request, the web view, the API, a timer).
 #[derive(Default)]
-pub struct Wakers(RwLock<HashMap<NodeId, Arc<Notify>>>);
+pub struct Wakers(RwLock<HashMap<NodeId, Arc<PeerSignal>>>);
 
 impl Wakers {
-    /// The wake-up of `peer`'s delivery worker.
-    pub fn get(&self, peer: &NodeId) -> Arc<Notify> {
+    /// The signal of `peer`'s delivery worker.
+    pub fn get(&self, peer: &NodeId) -> Arc<PeerSignal> {
         if let Ok(w) = self.0.read()
             && let Some(n) = w.get(peer)
         {
@@ -263,14 +277,30 @@ impl Wakers {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
-        w.entry(peer.clone())
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone()
+        w.entry(peer.clone()).or_default().clone()
     }
 
-    /// Wakes `peer`'s delivery worker.
+    /// Wakes `peer`'s delivery worker (new work for it).
     pub fn wake(&self, peer: &NodeId) {
-        self.get(peer).notify_one();
+        self.get(peer).notify.notify_one();
+    }
+
+    /// `peer` showed it is alive at `now`: a worker backing off tries again.
+    pub fn heard(&self, peer: &NodeId, now: Millis) {
+        let signal = self.get(peer);
+        signal
+            .heard_at
+            .fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+        signal.notify.notify_one();
+    }
+
+    /// An admin asks `peer`'s worker to clear its halt or backoff.
+    pub fn resume(&self, peer: &NodeId) {
+        let signal = self.get(peer);
+        signal
+            .resume
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        signal.notify.notify_one();
     }
 }
 
@@ -819,6 +849,14 @@ fn inbound(
                 stream.seq
             ),
         ))
+    } else if f.created < stream.created {
+        Some((
+            ReasonCode::ChainBroken,
+            format!(
+                "created {} is earlier than the previous envelope's {}: a stream's times never go back",
+                f.created, stream.created
+            ),
+        ))
     } else {
         None
     };
@@ -914,7 +952,14 @@ fn inbound(
         seq: f.seq,
         hash: env.hash.0,
     };
-    w.put_in(&f.id, &seen, &env.bytes, &receipt.bytes, rejected)?;
+    w.put_in(
+        &f.id,
+        &seen,
+        &env.bytes,
+        &receipt.bytes,
+        rejected,
+        f.created,
+    )?;
     Ok(InboundAnswer {
         http_status: 200,
         receipt: receipt.bytes,
@@ -931,12 +976,14 @@ fn send(
     now: Millis,
     effects: &mut Effects,
 ) -> Result<Result<Sent, StateError>, EngineError> {
+    let stream = w.out_stream(peer.as_str())?;
+    // A stream's times never go back, even when this node's clock does.
+    let created = now.max(stream.created);
     let ctx = Context {
         from: identity.id.clone(),
         to: peer.clone(),
-        at: now,
+        at: created,
     };
-    let stream = w.out_stream(peer.as_str())?;
     let seq = stream.seq + 1;
     let mut slot = if message.concerns_record() {
         Some(load_slot(w, peer.as_str(), subject.as_str())?)
@@ -957,7 +1004,7 @@ fn send(
         to: peer.clone(),
         seq,
         prev: stream.hash.map(Sha256Hash),
-        created: now,
+        created,
         kind: message.kind().to_string(),
         subject: subject.clone(),
         body: message.body().map_err(EnvelopeError::from)?,
@@ -978,7 +1025,7 @@ fn send(
     if let Some(slot) = slot {
         save_slot(w, effects, peer.as_str(), subject.as_str(), slot, None)?;
     }
-    w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes)?;
+    w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes, created)?;
     effects.queued.insert(peer.clone());
     Ok(Ok(Sent {
         id: signed.fields().id.clone(),

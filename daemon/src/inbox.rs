@@ -202,7 +202,7 @@ fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<I
         ));
     }
     // A valid request shows the peer is alive: deliver what waits for it now.
-    node.wake(&f.from);
+    node.heard_from(&f.from);
     let message = Message::decode(&f.kind, &f.body);
     // Sign the common answer here, in parallel; the engine decides whether it fits.
     let presigned = ReceiptFields::for_envelope(&envelope, f.seq, None, now)
@@ -341,6 +341,12 @@ fn split_batch(bytes: &[u8]) -> Result<Vec<Element>, FedError> {
         ));
     }
     for (i, element) in array.into_iter().enumerate() {
+        if !element.is_object() {
+            return Err(FedError::new(
+                ReasonCode::BadJson,
+                format!("batch element {i} is not a JSON object: a batch is an array of envelopes"),
+            ));
+        }
         let canonical = canonical::canonicalize(&element)
             .map_err(|err| FedError::new(ReasonCode::BadJson, err.to_string()))?;
         let end = at + canonical.len();
@@ -361,4 +367,22 @@ fn split_batch(bytes: &[u8]) -> Result<Vec<Element>, FedError> {
         ));
     }
     Ok(elements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_of_non_objects_is_bad_json_as_a_whole() {
+        for body in [&b"[1]"[..], b"[\"x\"]", b"[null]", b"[[]]"] {
+            let err = split_batch(body).expect_err("refused");
+            assert_eq!(
+                err.code,
+                ReasonCode::BadJson,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
 }

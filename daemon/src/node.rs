@@ -7,7 +7,7 @@
 //! removed, disabled or re-keyed take effect at once; a bad file is refused
 //! and the old configuration stays.
 
-use crate::engine::{Engine, EngineError, Identity, SendError, Wakers};
+use crate::engine::{Engine, EngineError, Identity, PeerSignal, SendError, Wakers};
 use guanxi_adapters::peer_client::{ClientError, PeerClient, Trust};
 use guanxi_adapters::store::Store;
 use guanxi_config::{Config, PeerConfig};
@@ -136,8 +136,8 @@ impl Node {
         self.peers().get(id).cloned()
     }
 
-    /// The wake-up of `peer`'s delivery worker.
-    pub fn waker(&self, peer: &NodeId) -> Arc<Notify> {
+    /// The signals of `peer`'s delivery worker.
+    pub fn waker(&self, peer: &NodeId) -> Arc<PeerSignal> {
         self.wakers.get(peer)
     }
 
@@ -173,10 +173,21 @@ impl Node {
         }
     }
 
-    /// Wakes `peer`'s delivery worker (a message was queued, or the peer
-    /// showed it is alive).
+    /// Wakes `peer`'s delivery worker (a message was queued for it).
     pub fn wake(&self, peer: &NodeId) {
         self.wakers.wake(peer);
+    }
+
+    /// `peer` showed it is alive (a valid request from it arrived): a worker
+    /// backing off tries again at once (SPEC §8).
+    pub fn heard_from(&self, peer: &NodeId) {
+        self.wakers.heard(peer, crate::clock::now_ms());
+    }
+
+    /// Asks `peer`'s delivery worker to clear its halt or backoff; the worker
+    /// stores its own, newest delivery state.
+    pub fn resume(&self, peer: &NodeId) {
+        self.wakers.resume(peer);
     }
 
     /// Replaces the configuration. The node id and the listen address cannot
