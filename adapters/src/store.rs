@@ -258,6 +258,10 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// When the current run of failures started (UTC ms).
     pub failing_since: Option<i64>,
+    /// Set when an admin paused delivery to the peer (`guanxi pause`):
+    /// nothing is sent until `guanxi resume`.
+    #[serde(default)]
+    pub paused: bool,
     /// Set when the peer reported a broken stream (seq_gap, chain_broken):
     /// delivery stops until an admin intervenes.
     pub halted: Option<String>,

@@ -40,9 +40,11 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
         .route("/admin/v1/records/{peer}/{subject}", get(record))
+        .route("/admin/v1/records/{peer}/{subject}/sync", get(record_sync))
         .route("/admin/v1/send", post(send))
         .route("/admin/v1/ping", post(ping))
         .route("/admin/v1/peers/{peer}/resume", post(resume))
+        .route("/admin/v1/peers/{peer}/pause", post(pause))
         .route("/metrics", get(metrics))
         .route("/admin/v1/users", get(users).post(add_user))
         .route(
@@ -105,6 +107,7 @@ async fn peers(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError>
             "failing_since": delivery.failing_since,
             "failing_too_long": delivery.failing_since.is_some_and(|s| now - s > alert_ms),
             "halted": delivery.halted,
+            "paused": delivery.paused,
         }));
     }
     Ok(Json(
@@ -315,6 +318,42 @@ async fn record(
     }
 }
 
+/// The authority bookkeeping of a shared record (SPEC §12.1): its version,
+/// what this node shows and what the authority confirmed, and what is still
+/// pending or waiting for an earlier version.
+async fn record_sync(
+    State(node): State<Arc<Node>>,
+    Path((peer, subject)): Path<(String, String)>,
+) -> Result<Json<Value>, AdminError> {
+    let read = node.store.read().map_err(internal)?;
+    let shown = read.record(&peer, &subject).map_err(internal)?;
+    let sync = read.record_sync(&peer, &subject).map_err(internal)?;
+    if shown.is_none() && sync.is_none() {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "not_found".into(),
+            format!("no record {subject} with {peer}"),
+        ));
+    }
+    let sync = sync.map(|b| json_of(&b)).unwrap_or(Value::Null);
+    let shown = shown.map(|b| json_of(&b)).unwrap_or(Value::Null);
+    let follow = &sync["follow"];
+    let confirmed = if follow.is_null() {
+        shown.clone()
+    } else {
+        follow["confirmed"].clone()
+    };
+    let count = |v: &Value| v.as_array().map_or(0, Vec::len);
+    Ok(Json(json!({
+        "version": sync["version"].as_u64().unwrap_or(0),
+        "record": shown,
+        "confirmed": confirmed,
+        "pending": count(&follow["pending"]),
+        "early": count(&follow["early"]),
+        "refused": follow["refused"].clone(),
+    })))
+}
+
 fn rejection_of(receipt: Option<&[u8]>) -> Value {
     receipt
         .and_then(|r| SignedReceipt::decode(r).ok())
@@ -434,10 +473,10 @@ async fn send(
     Ok(Json(send_message(&node, peer, subject, message).await?))
 }
 
-/// Clears a halted stream (after an admin fixed what broke it) and retries
-/// now. The worker does it on its own state (which is newer than the store's:
-/// receipts commit behind it) and stores the result; the answer comes once
-/// it has.
+/// Clears a halted or paused stream (after an admin fixed what broke it)
+/// and retries now. The worker does it on its own state (which is newer than
+/// the store's: receipts commit behind it) and stores the result; the answer
+/// comes once it has.
 async fn resume(
     State(node): State<Arc<Node>>,
     Path(peer): Path<String>,
@@ -447,25 +486,48 @@ async fn resume(
         .store
         .read()
         .and_then(|r| r.delivery(peer.as_str()))
-        .map_err(internal)?
-        .halted;
-    let signal = node.waker(&peer);
+        .map_err(internal)?;
+    tell_worker(&node, &peer, false).await;
+    tracing::warn!(%peer, "delivery resumed by an admin (was halted: {})", was.halted.as_deref().unwrap_or("no"));
+    Ok(Json(
+        json!({"peer": peer.as_str(), "was_halted": was.halted, "was_paused": was.paused}),
+    ))
+}
+
+/// Pauses delivery to a peer until `resume` (maintenance, or a test that
+/// cuts a link): what is queued stays queued; what the peer sends still
+/// arrives.
+async fn pause(
+    State(node): State<Arc<Node>>,
+    Path(peer): Path<String>,
+) -> Result<Json<Value>, AdminError> {
+    let peer = parse_peer(&node, &peer)?;
+    tell_worker(&node, &peer, true).await;
+    tracing::warn!(%peer, "delivery paused by an admin");
+    Ok(Json(json!({"peer": peer.as_str(), "paused": true})))
+}
+
+/// Asks the peer's delivery worker to pause or resume and waits (up to 10 s)
+/// until it stored its new state. Without a running worker (a disabled
+/// peer) the request waits for it.
+async fn tell_worker(node: &Node, peer: &NodeId, pause: bool) {
+    let signal = node.waker(peer);
     // Registered before asking, so the worker's answer cannot be missed.
-    let done = signal.resumed.notified();
+    let done = signal.acknowledged.notified();
     tokio::pin!(done);
     done.as_mut().enable();
-    node.resume(&peer);
-    if node.peer(&peer).is_some_and(|p| p.config.enabled) {
-        // The worker takes the request at its next turn (it is woken).
-        if tokio::time::timeout(std::time::Duration::from_secs(10), done)
+    if pause {
+        node.pause(peer);
+    } else {
+        node.resume(peer);
+    }
+    if node.peer(peer).is_some_and(|p| p.config.enabled)
+        && tokio::time::timeout(std::time::Duration::from_secs(10), done)
             .await
             .is_err()
-        {
-            tracing::warn!(%peer, "the delivery worker did not confirm the resume in time");
-        }
+    {
+        tracing::warn!(%peer, "the delivery worker did not confirm in time");
     }
-    tracing::warn!(%peer, "delivery resumed by an admin (was halted: {})", was.as_deref().unwrap_or("no"));
-    Ok(Json(json!({"peer": peer.as_str(), "was_halted": was})))
 }
 
 fn account_error(e: crate::accounts::AccountError) -> AdminError {

@@ -97,8 +97,15 @@ pub enum Command {
         daemon: DaemonArgs,
     },
     /// Resume delivery to PEER after it halted on a broken stream (once the
-    /// cause is fixed); also retries a backed-off peer at once.
+    /// cause is fixed) or was paused; also retries a backed-off peer at once.
     Resume {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        peer: String,
+    },
+    /// Pause delivery to PEER (maintenance): messages stay queued until
+    /// `guanxi resume PEER`; what PEER sends still arrives.
+    Pause {
         #[command(flatten)]
         daemon: DaemonArgs,
         peer: String,
@@ -267,6 +274,13 @@ pub fn main_entry() -> ExitCode {
             &daemon,
             "POST",
             &format!("/admin/v1/peers/{peer}/resume"),
+            None,
+            print_json,
+        ),
+        Command::Pause { daemon, peer } => admin_call(
+            &daemon,
+            "POST",
+            &format!("/admin/v1/peers/{peer}/pause"),
             None,
             print_json,
         ),
@@ -768,6 +782,8 @@ fn print_peers(value: &serde_json::Value) {
     for p in value["peers"].as_array().into_iter().flatten() {
         let state = if p["halted"].is_string() {
             "HALTED"
+        } else if p["paused"].as_bool() == Some(true) {
+            "paused"
         } else if p["failing_too_long"].as_bool() == Some(true) {
             "FAILING"
         } else if p["failing_since"].is_i64() {

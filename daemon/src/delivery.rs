@@ -147,7 +147,9 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
             verifying = None;
             state.delivery = None;
         }
-        if wake.resume.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let resume = wake.resume.swap(false, std::sync::atomic::Ordering::SeqCst);
+        let pause = wake.pause.swap(false, std::sync::atomic::Ordering::SeqCst);
+        if resume || pause {
             if let Some((_, task)) = verifying.take() {
                 state
                     .settle(task.await.unwrap_or_else(|e| {
@@ -155,8 +157,8 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
                     }))
                     .await;
             }
-            state.resume().await;
-            wake.resumed.notify_waiters();
+            state.set_paused(pause).await;
+            wake.acknowledged.notify_waiters();
         }
         let current = match state.current() {
             Ok(d) => d,
@@ -168,6 +170,17 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
         };
         if let Some(why) = &current.halted {
             tracing::error!(%peer, "delivery halted: {why}; see `guanxi peers`");
+            wait(&cancel, &wake, None).await;
+            continue;
+        }
+        if current.paused {
+            if let Some((_, task)) = verifying.take() {
+                state
+                    .settle(task.await.unwrap_or_else(|e| {
+                        Outcome::failed(Vec::new(), Failure::retry(e.to_string()))
+                    }))
+                    .await;
+            }
             wait(&cancel, &wake, None).await;
             continue;
         }
@@ -281,18 +294,21 @@ impl WorkerState {
         }
     }
 
-    /// An admin's resume: clears a halt and any backoff on the worker's own
-    /// (newest) state and stores it.
-    async fn resume(&mut self) {
+    /// An admin's pause (`paused`) or resume (clears a halt, a pause and any
+    /// backoff), on the worker's own (newest) state, stored.
+    async fn set_paused(&mut self, paused: bool) {
         let Ok(mut next) = self.current() else {
             return;
         };
-        next.halted = None;
-        next.attempts = 0;
-        next.next_attempt_at = 0;
-        next.last_error = None;
-        next.failing_since = None;
-        self.alerted = false;
+        next.paused = paused;
+        if !paused {
+            next.halted = None;
+            next.attempts = 0;
+            next.next_attempt_at = 0;
+            next.last_error = None;
+            next.failing_since = None;
+            self.alerted = false;
+        }
         self.delivery = Some(next.clone());
         if let Err(e) = self
             .node

@@ -253,10 +253,12 @@ pub struct PeerSignal {
     pub notify: Notify,
     /// When a valid request from the peer last arrived (UTC ms).
     pub heard_at: std::sync::atomic::AtomicI64,
-    /// An admin asked to clear a halt or a backoff.
+    /// An admin asked to clear a halt, a pause or a backoff.
     pub resume: std::sync::atomic::AtomicBool,
-    /// Notified by the worker once it stored a resumed state.
-    pub resumed: Notify,
+    /// An admin asked to pause delivery.
+    pub pause: std::sync::atomic::AtomicBool,
+    /// Notified by the worker once it stored a resumed or paused state.
+    pub acknowledged: Notify,
 }
 
 /// The signals of delivery workers, by peer. The engine wakes a peer's
@@ -294,11 +296,26 @@ impl Wakers {
         signal.notify.notify_one();
     }
 
-    /// An admin asks `peer`'s worker to clear its halt or backoff.
+    /// An admin asks `peer`'s worker to clear its halt, pause or backoff.
     pub fn resume(&self, peer: &NodeId) {
         let signal = self.get(peer);
         signal
+            .pause
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        signal
             .resume
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        signal.notify.notify_one();
+    }
+
+    /// An admin asks `peer`'s worker to stop sending until resumed.
+    pub fn pause(&self, peer: &NodeId) {
+        let signal = self.get(peer);
+        signal
+            .resume
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        signal
+            .pause
             .store(true, std::sync::atomic::Ordering::SeqCst);
         signal.notify.notify_one();
     }

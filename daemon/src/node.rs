@@ -184,10 +184,15 @@ impl Node {
         self.wakers.heard(peer, crate::clock::now_ms());
     }
 
-    /// Asks `peer`'s delivery worker to clear its halt or backoff; the worker
-    /// stores its own, newest delivery state.
+    /// Asks `peer`'s delivery worker to clear its halt, pause or backoff;
+    /// the worker stores its own, newest delivery state.
     pub fn resume(&self, peer: &NodeId) {
         self.wakers.resume(peer);
+    }
+
+    /// Asks `peer`'s delivery worker to send nothing more until resumed.
+    pub fn pause(&self, peer: &NodeId) {
+        self.wakers.pause(peer);
     }
 
     /// Replaces the configuration. The node id and the listen address cannot
