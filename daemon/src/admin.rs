@@ -45,6 +45,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/ping", post(ping))
         .route("/admin/v1/peers/{peer}/resume", post(resume))
         .route("/admin/v1/peers/{peer}/pause", post(pause))
+        .route("/admin/v1/reload", post(reload))
         .route("/metrics", get(metrics))
         .route("/admin/v1/users", get(users).post(add_user))
         .route(
@@ -195,6 +196,13 @@ fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreEr
         "# HELP guanxi_inbox_envelopes envelopes received and stored\n# TYPE guanxi_inbox_envelopes gauge\nguanxi_inbox_envelopes {}",
         read.in_count()?
     );
+    let _ = writeln!(
+        out,
+        "# HELP guanxi_timer_rounds_total rounds each timer has finished\n# TYPE guanxi_timer_rounds_total counter"
+    );
+    for (timer, n) in node.ticks.all() {
+        let _ = writeln!(out, "guanxi_timer_rounds_total{{timer=\"{timer}\"}} {n}");
+    }
     Ok(out)
 }
 
@@ -492,6 +500,27 @@ async fn resume(
     Ok(Json(
         json!({"peer": peer.as_str(), "was_halted": was.halted, "was_paused": was.paused}),
     ))
+}
+
+/// Re-reads the config file (as SIGHUP does); 422 with the reason when the
+/// file is refused (the old configuration stays).
+async fn reload(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
+    match node.reloader.get().map(|r| r()) {
+        Some(Ok(what)) => {
+            tracing::info!("reload: {what}");
+            Ok(Json(json!({"reloaded": true, "message": what})))
+        }
+        Some(Err(e)) => Err(AdminError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "config_refused".into(),
+            e,
+        )),
+        None => Err(AdminError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready".into(),
+            "the daemon is still starting".into(),
+        )),
+    }
 }
 
 /// Pauses delivery to a peer until `resume` (maintenance, or a test that

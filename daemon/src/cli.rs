@@ -74,6 +74,10 @@ pub enum Command {
         /// The config file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Listen on this address instead of the configured one (port 0:
+        /// any free port; the banner's "listening" line names it).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Per peer: enabled, last delivered seq, backlog, last error, next retry.
     Peers {
@@ -102,6 +106,12 @@ pub enum Command {
         #[command(flatten)]
         daemon: DaemonArgs,
         peer: String,
+    },
+    /// Re-read the config file of the running daemon and apply it (as
+    /// SIGHUP does), answering whether it was taken.
+    Reload {
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Pause delivery to PEER (maintenance): messages stay queued until
     /// `guanxi resume PEER`; what PEER sends still arrives.
@@ -248,7 +258,7 @@ pub fn main_entry() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(&file),
-        Command::Serve { config } => serve(config.as_deref()),
+        Command::Serve { config, listen } => serve(config.as_deref(), listen),
         Command::Peers { daemon } => {
             admin_call(&daemon, "GET", "/admin/v1/peers", None, print_peers)
         }
@@ -277,6 +287,9 @@ pub fn main_entry() -> ExitCode {
             None,
             print_json,
         ),
+        Command::Reload { daemon } => {
+            admin_call(&daemon, "POST", "/admin/v1/reload", None, print_json)
+        }
         Command::Pause { daemon, peer } => admin_call(
             &daemon,
             "POST",
@@ -457,14 +470,20 @@ fn certificate_names(listen: SocketAddr, public_url: Option<&str>) -> Vec<String
     names
 }
 
-fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
+fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Result<(), Failure> {
     // Validate everything before binding a port.
-    let config = match config_file {
+    let mut config = match config_file {
         Some(path) => Config::load(path).map_err(config_failure)?,
         None => {
             Config::defaults(&std::env::current_dir().context("reading the current directory")?)
         }
     };
+    if let Some(addr) = listen {
+        if config.public_url == format!("https://{}", config.listen) {
+            config.public_url = format!("https://{addr}");
+        }
+        config.listen = addr;
+    }
     identity::create_data_dir(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let (key, created_key) =
@@ -538,11 +557,13 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .into_future(),
         );
+        let mut metrics_bound = None;
         let metrics_task = match node.config().metrics_listen {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("binding metrics_listen {addr}"))?;
+                metrics_bound = listener.local_addr().ok();
                 Some(tokio::spawn(
                     axum::serve(listener, admin::metrics_routes(node.clone()))
                         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -566,12 +587,18 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         ));
         let expiry_task =
             tokio::spawn(crate::mdf::run_expiry(node.clone(), shutdown.child_token()));
-        let reload_task = tokio::spawn(reload_on_hangup(
-            signals,
-            node.clone(),
-            workers.clone(),
-            source,
-        ));
+        {
+            // Weak: the node must not keep itself (and the engine) alive.
+            let weak = Arc::downgrade(&node);
+            let workers = Arc::downgrade(&workers);
+            let reloader: crate::node::Reloader =
+                Box::new(move || match (weak.upgrade(), workers.upgrade()) {
+                    (Some(node), Some(workers)) => reload(&node, &workers, source.as_deref()),
+                    _ => Err("the node is stopping".into()),
+                });
+            let _ = node.reloader.set(reloader);
+        }
+        let reload_task = tokio::spawn(reload_on_hangup(signals, node.clone()));
         let first_admin = match node.store.read() {
             Ok(read) => {
                 crate::accounts::ensure_first_admin(&node.engine, &read, crate::clock::now_ms())
@@ -605,6 +632,9 @@ fn serve(config_file: Option<&Path>) -> Result<(), Failure> {
         println!("  config       {source}");
         println!("  admin        {}", socket.display());
         println!("  web          {public_url}/");
+        if let Some(addr) = metrics_bound {
+            println!("  metrics      http://{addr}/metrics");
+        }
         // Printed last, once signals are handled: scripts and tests wait for it.
         println!("  listening    https://{bound}");
         tracing::info!(node = %node_id, addr = %bound, "serving");
@@ -660,37 +690,32 @@ fn handle_signals(shutdown: CancellationToken) -> std::io::Result<tokio::signal:
     Ok(hangup)
 }
 
-/// On SIGHUP, re-reads the config file; a bad file is refused and the old
-/// configuration stays.
-async fn reload_on_hangup(
-    mut hangup: tokio::signal::unix::Signal,
-    node: Arc<Node>,
-    workers: Arc<Workers>,
-    source: Option<PathBuf>,
-) {
+/// Re-reads the config file and applies it: peers added, removed,
+/// re-keyed; a bad file is refused and the old configuration stays.
+fn reload(node: &Node, workers: &Workers, source: Option<&Path>) -> Result<String, String> {
+    let Some(path) = source else {
+        return Err("running on embedded defaults, there is no config file to reload".into());
+    };
+    Config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|c| node.replace_config(c))?;
+    workers.sync();
+    let config = node.config();
+    let enabled = config.peers.iter().filter(|p| p.enabled).count();
+    Ok(format!(
+        "configuration reloaded from {}: {} peer(s), {enabled} enabled",
+        path.display(),
+        config.peers.len()
+    ))
+}
+
+/// On SIGHUP, reloads the configuration (see [`Node::reloader`]).
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, node: Arc<Node>) {
     while hangup.recv().await.is_some() {
-        let Some(path) = &source else {
-            tracing::warn!(
-                "SIGHUP: running on embedded defaults, there is no config file to reload"
-            );
-            continue;
-        };
-        match Config::load(path)
-            .map_err(|e| e.to_string())
-            .and_then(|c| node.replace_config(c))
-        {
-            Ok(()) => {
-                workers.sync();
-                let config = node.config();
-                let enabled = config.peers.iter().filter(|p| p.enabled).count();
-                tracing::info!(
-                    peers = config.peers.len(),
-                    enabled,
-                    "SIGHUP: configuration reloaded from {}",
-                    path.display()
-                );
-            }
-            Err(e) => tracing::error!("SIGHUP: configuration refused, keeping the old one: {e}"),
+        match node.reloader.get().map(|r| r()) {
+            Some(Ok(what)) => tracing::info!("SIGHUP: {what}"),
+            Some(Err(e)) => tracing::error!("SIGHUP: {e}; keeping the configuration in force"),
+            None => tracing::warn!("SIGHUP: not ready to reload yet"),
         }
     }
 }

@@ -177,6 +177,10 @@ pub async fn run_expiry(node: Arc<Node>, stop: tokio_util::sync::CancellationTok
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        // The previous round is finished.
+        node.ticks
+            .mdf_expiry
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let version = node.engine.records_version("mdf");
         let today = orders::day_of(crate::clock::now_ms()).map(|d| d.to_string());
         let day_passed = match (&waiting_for, &today) {

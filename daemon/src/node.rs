@@ -42,7 +42,36 @@ pub struct Node {
     wakers: Arc<Wakers>,
     /// Notified (all waiters) whenever receipts for outgoing envelopes are stored.
     pub receipts_stored: Notify,
+    /// How many rounds each timer has finished (metrics; tests wait on
+    /// them instead of sleeping).
+    pub ticks: Ticks,
+    /// Re-reads the config file and applies it (SIGHUP, `guanxi reload`);
+    /// set once the delivery workers run. `Ok` says what is in force.
+    pub reloader: std::sync::OnceLock<Reloader>,
 }
+
+/// Finished rounds of the node's timers (whether or not a round found work).
+#[derive(Default)]
+pub struct Ticks {
+    pub lead_sweeper: std::sync::atomic::AtomicU64,
+    pub mdf_expiry: std::sync::atomic::AtomicU64,
+    pub warranty_relay: std::sync::atomic::AtomicU64,
+}
+
+impl Ticks {
+    /// (timer name, rounds finished) for each timer.
+    pub fn all(&self) -> [(&'static str, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            ("lead_sweeper", self.lead_sweeper.load(Relaxed)),
+            ("mdf_expiry", self.mdf_expiry.load(Relaxed)),
+            ("warranty_relay", self.warranty_relay.load(Relaxed)),
+        ]
+    }
+}
+
+/// See [`Node::reloader`].
+pub type Reloader = Box<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 fn trust_of(peer: &PeerConfig) -> Trust {
     match peer
@@ -112,6 +141,8 @@ impl Node {
             peers: RwLock::new(Arc::new(peers)),
             wakers,
             receipts_stored: Notify::new(),
+            ticks: Ticks::default(),
+            reloader: std::sync::OnceLock::new(),
         })
     }
 

@@ -9,6 +9,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -180,30 +182,56 @@ pub fn cert_in(data_dir: &Path) -> PathBuf {
     data_dir.join("tls").join("cert.pem")
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; a tiny race is accepted).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+/// `config` with the `url` of the `[[peers]]` entry whose id is `peer` set
+/// to `url` (the first `url =` line after its `id =` line).
+pub fn with_peer_url(config: &str, peer: &str, url: &str) -> String {
+    let id_line = format!("id = \"{peer}\"");
+    let mut in_peer = false;
+    let mut out: Vec<String> = Vec::new();
+    for line in config.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("[[peers]]") {
+            in_peer = false;
+        }
+        if trimmed == id_line {
+            in_peer = true;
+        }
+        if in_peer && trimmed.starts_with("url =") {
+            out.push(format!("url = \"{url}\""));
+            in_peer = false;
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    let mut text = out.join("\n");
+    if config.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
 
-/// A node set up with `guanxi init` in its own directory.
+/// A node set up with `guanxi init` in its own directory. Its daemon listens
+/// on a port the system picks (`127.0.0.1:0`) and reports it; peers learn it
+/// through [`NodeSetup::point_at`] (a config edit and a reload), never from
+/// a port picked and released beforehand.
 #[derive(Debug, Clone)]
 pub struct NodeSetup {
     pub dir: PathBuf,
     pub id: String,
-    pub port: u16,
+    /// The port of the running (or last run) daemon; 0 before it started.
+    port: Arc<AtomicU16>,
     pub public_key: String,
     pub cert_sha256: String,
 }
 
 impl NodeSetup {
-    /// Runs `init` for node `id` listening on a free port in `dir`.
+    /// Runs `init` for node `id` in `dir`, listening on any free port.
     pub fn init(binary: &Path, dir: &Path, id: &str) -> Result<NodeSetup, String> {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let (code, out, err) = run(binary, dir, &["init", "--node-id", id, "--listen", &listen]);
+        let (code, out, err) = run(
+            binary,
+            dir,
+            &["init", "--node-id", id, "--listen", "127.0.0.1:0"],
+        );
         if code != Some(0) {
             return Err(format!("init failed: {out}{err}"));
         }
@@ -217,17 +245,55 @@ impl NodeSetup {
         Ok(NodeSetup {
             dir: dir.to_path_buf(),
             id: id.to_string(),
-            port,
+            port: Arc::new(AtomicU16::new(0)),
             public_key: value_of("public_key =")?,
             cert_sha256: value_of("tls_cert_sha256 =")?,
         })
     }
 
+    /// The port its daemon listens on (0 before the first start: a peer
+    /// pointed there finds nobody, as if the node were down).
+    pub fn port(&self) -> u16 {
+        self.port.load(Ordering::SeqCst)
+    }
+
+    /// Its URL as peers use it.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port())
+    }
+
+    /// Points this node's `[[peers]]` entry for `peer` at `peer`'s current
+    /// URL and, if this node's daemon runs, reloads its configuration.
+    pub async fn point_at(&self, peer: &NodeSetup) {
+        let path = self.config_file();
+        let config = std::fs::read_to_string(&path).expect("config");
+        let updated = with_peer_url(&config, &peer.id, &peer.url());
+        if updated != config {
+            std::fs::write(&path, updated).expect("config");
+        }
+        if self.data_dir().join(guanxi::admin::SOCKET_FILE).exists() {
+            let (status, v) = self.admin("POST", "/admin/v1/reload", None).await;
+            assert!(status == 200 || status == 0, "reload of {}: {v}", self.id);
+        }
+    }
+
+    /// Starts `serve` and points every node of `peers` at this one.
+    pub async fn start_for(&self, binary: &Path, peers: &[&NodeSetup]) -> Result<Daemon, String> {
+        let daemon = self.start(binary)?;
+        for p in peers {
+            p.point_at(self).await;
+        }
+        Ok(daemon)
+    }
+
     /// The `[[peers]]` block another node needs to talk to this one.
     pub fn peer_block(&self, enabled: bool) -> String {
         format!(
-            "\n[[peers]]\nid = \"{}\"\nurl = \"https://127.0.0.1:{}\"\nenabled = {enabled}\ntls_cert_sha256 = \"{}\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
-            self.id, self.port, self.cert_sha256, self.public_key
+            "\n[[peers]]\nid = \"{}\"\nurl = \"{}\"\nenabled = {enabled}\ntls_cert_sha256 = \"{}\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
+            self.id,
+            self.url(),
+            self.cert_sha256,
+            self.public_key
         )
     }
 
@@ -249,9 +315,17 @@ impl NodeSetup {
         self.dir.join("guanxi-data")
     }
 
-    /// Starts `serve` for this node.
+    /// Starts `serve` for this node and records the port it reports.
     pub fn start(&self, binary: &Path) -> Result<Daemon, String> {
-        Daemon::start(binary, &self.dir, &["serve", "--config", "guanxi.toml"])
+        let daemon = Daemon::start(binary, &self.dir, &["serve", "--config", "guanxi.toml"])?;
+        let port = daemon
+            .addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("no port in {}", daemon.addr))?;
+        self.port.store(port, Ordering::SeqCst);
+        Ok(daemon)
     }
 
     /// One request to this node's admin socket: (status, JSON).
@@ -333,11 +407,45 @@ impl Daemon {
 }
 
 impl NodeSetup {
-    /// Shifts this node's clock by `offset_ms` (the daemon re-reads it every
-    /// 20 ms; waits 100 ms so that it has).
+    /// Shifts this node's clock by `offset_ms`; when its daemon runs, waits
+    /// until the daemon has the new offset in force.
     pub fn set_clock_offset(&self, offset_ms: i64) {
         std::fs::write(self.dir.join(CLOCK_FILE), offset_ms.to_string()).expect("clock file");
-        std::thread::sleep(Duration::from_millis(100));
+        if !self.data_dir().join(guanxi::admin::SOCKET_FILE).exists() {
+            return;
+        }
+        let applied = self.dir.join(format!("{CLOCK_FILE}.applied"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_to_string(&applied).ok().as_deref() != Some(&offset_ms.to_string()) {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never took the clock offset"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// How many rounds the daemon's timer `timer` (`lead_sweeper`,
+    /// `mdf_expiry`, `warranty_relay`) has finished.
+    pub async fn timer_rounds(&self, timer: &str) -> u64 {
+        let (_, v) = self.admin("GET", "/metrics", None).await;
+        let text = v.as_str().unwrap_or("");
+        let prefix = format!("guanxi_timer_rounds_total{{timer=\"{timer}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the timer has run a whole round that started after this
+    /// call: what it would have done by now, it has done.
+    pub async fn full_timer_round(&self, timer: &str) {
+        let start = self.timer_rounds(timer).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.timer_rounds(timer).await < start + 2 {
+            assert!(Instant::now() < deadline, "the {timer} timer does not run");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Creates an API token for `user` with the CLI; returns its secret.
@@ -443,20 +551,22 @@ pub struct Pair {
 }
 
 /// Starts `acme` and `globex`, each configured as the other's peer.
-pub fn two_nodes(binary: &Path) -> Pair {
+pub async fn two_nodes(binary: &Path) -> Pair {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("acme")).expect("dir");
     std::fs::create_dir(dir.path().join("globex")).expect("dir");
     let vendor = NodeSetup::init(binary, &dir.path().join("acme"), "acme").expect("init");
     let partner = NodeSetup::init(binary, &dir.path().join("globex"), "globex").expect("init");
+    let vendor_daemon = vendor.start(binary).expect("vendor starts");
+    let partner_daemon = partner.start(binary).expect("partner starts");
     vendor
         .append_config(&partner.peer_block(true))
         .expect("config");
     partner
         .append_config(&vendor.peer_block(true))
         .expect("config");
-    let vendor_daemon = vendor.start(binary).expect("vendor starts");
-    let partner_daemon = partner.start(binary).expect("partner starts");
+    vendor.point_at(&partner).await;
+    partner.point_at(&vendor).await;
     Pair {
         _dir: dir,
         vendor,
@@ -468,12 +578,34 @@ pub fn two_nodes(binary: &Path) -> Pair {
 
 impl Pair {
     /// Stops the partner's daemon (SIGTERM), runs `f` while it is down (its
-    /// store can be opened), and starts it again.
-    pub fn with_partner_stopped(&mut self, binary: &Path, f: impl FnOnce(&NodeSetup)) {
+    /// store can be opened), and starts it again (the vendor learns its new
+    /// address).
+    pub async fn with_partner_stopped(&mut self, binary: &Path, f: impl FnOnce(&NodeSetup)) {
         self.partner_daemon
             .stop(Duration::from_secs(10))
             .expect("the partner stops");
         f(&self.partner);
-        self.partner_daemon = self.partner.start(binary).expect("the partner restarts");
+        self.partner_daemon = self
+            .partner
+            .start_for(binary, &[&self.vendor])
+            .await
+            .expect("the partner restarts");
+    }
+
+    /// Restarts both daemons (SIGTERM, start), each learning the other's new
+    /// address.
+    pub async fn restart_both(&mut self, binary: &Path) {
+        let timeout = Duration::from_secs(10);
+        self.vendor_daemon.stop(timeout).expect("the vendor stops");
+        self.partner_daemon
+            .stop(timeout)
+            .expect("the partner stops");
+        self.vendor_daemon = self.vendor.start(binary).expect("the vendor restarts");
+        self.partner_daemon = self
+            .partner
+            .start_for(binary, &[&self.vendor])
+            .await
+            .expect("the partner restarts");
+        self.partner.point_at(&self.vendor).await;
     }
 }

@@ -13,7 +13,8 @@ use thirtyfour::prelude::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
 
-/// A chromedriver process on a free port, killed on drop.
+/// A chromedriver process on a port it picks itself (`--port=0`; it prints
+/// the port it bound), killed on drop.
 struct Driver {
     child: Child,
     port: u16,
@@ -21,15 +22,33 @@ struct Driver {
 
 impl Driver {
     fn start() -> Driver {
-        let port = guanxi_tests::free_port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("chromedriver is needed (apt-get install chromium chromium-driver): {e}")
             });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                // "ChromeDriver was started successfully on port 36385."
+                if let Some(rest) = line.split("successfully on port ").nth(1) {
+                    let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>().ok());
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(20))
+            .ok()
+            .flatten()
+            .expect("chromedriver reports its port");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not start");

@@ -27,7 +27,7 @@ fn act(kind: &str, body: Value) -> String {
 
 impl Link {
     async fn new() -> Link {
-        let p = two_nodes(Path::new(BIN));
+        let p = two_nodes(Path::new(BIN)).await;
         let va = Api::of(&p.vendor, &p.vendor_daemon);
         let pa = Api::of(&p.partner, &p.partner_daemon);
         let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
@@ -98,17 +98,7 @@ impl Link {
 
     /// Restarts both daemons; the record must be the same afterwards.
     async fn restart_and_compare(&mut self, subject: &str, before: &Value) {
-        let timeout = std::time::Duration::from_secs(10);
-        self.p
-            .vendor_daemon
-            .stop(timeout)
-            .expect("the vendor stops");
-        self.p
-            .partner_daemon
-            .stop(timeout)
-            .expect("the partner stops");
-        self.p.vendor_daemon = self.p.vendor.start(Path::new(BIN)).expect("vendor");
-        self.p.partner_daemon = self.p.partner.start(Path::new(BIN)).expect("partner");
+        self.p.restart_both(Path::new(BIN)).await;
         self.va = Api::of(&self.p.vendor, &self.p.vendor_daemon);
         self.pa = Api::of(&self.p.partner, &self.p.partner_daemon);
         let after = self.converged(subject).await;
@@ -471,7 +461,11 @@ async fn service_comments_crossing_and_a_close_crossing_a_reopen() {
         .filter_map(|e| e["comment"].as_str())
         .filter(|c| !c.is_empty())
         .collect();
-    assert_eq!(comments.len(), 3, "the problem and both comments: {request}");
+    assert_eq!(
+        comments.len(),
+        3,
+        "the problem and both comments: {request}"
+    );
 
     // A close crossing a reopen.
     expect(

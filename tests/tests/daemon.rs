@@ -42,9 +42,15 @@ async fn key_document(daemon: &Daemon, data_dir: &Path) -> Value {
 #[tokio::test]
 async fn serve_runs_on_embedded_defaults_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let daemon =
-        Daemon::start(bin(), dir.path(), &["serve"]).expect("daemon starts with no config");
-    assert_eq!(daemon.addr, "127.0.0.1:8443");
+    // No config file: embedded defaults (127.0.0.1:8443, checked in the
+    // config crate's tests); the port is any free one here.
+    let daemon = Daemon::start(bin(), dir.path(), &["serve", "--listen", "127.0.0.1:0"])
+        .expect("daemon starts with no config");
+    assert!(
+        daemon.addr.starts_with("127.0.0.1:") && !daemon.addr.ends_with(":0"),
+        "{}",
+        daemon.addr
+    );
     assert!(
         daemon.banner[0].contains("guanxi-local"),
         "{:?}",
@@ -56,7 +62,7 @@ async fn serve_runs_on_embedded_defaults_and_stops_on_sigterm() {
         daemon
             .banner
             .iter()
-            .any(|l| l.contains("web") && l.contains("https://127.0.0.1:8443/"))
+            .any(|l| l.contains("web") && l.contains(&format!("https://{}/", daemon.addr)))
     );
 
     let data = dir.path().join("guanxi-data");
@@ -312,18 +318,23 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
         &["init", "--node-id", "acme", "--listen", "127.0.0.1:0"],
     );
     assert_eq!(code, Some(0), "{out}{err}");
-    let port = guanxi_tests::free_port();
     let config = std::fs::read_to_string(dir.path().join("guanxi.toml")).expect("read");
     std::fs::write(
         dir.path().join("guanxi.toml"),
         config.replace(
             "# metrics_listen = \"127.0.0.1:9464\"",
-            &format!("metrics_listen = \"127.0.0.1:{port}\""),
+            "metrics_listen = \"127.0.0.1:0\"",
         ),
     )
     .expect("write");
     let daemon =
         Daemon::start(bin(), dir.path(), &["serve", "--config", "guanxi.toml"]).expect("serves");
+    // The banner names the port the metrics listener bound.
+    let port = daemon
+        .banner_value("metrics")
+        .and_then(|url| url.strip_prefix("http://127.0.0.1:").map(str::to_string))
+        .and_then(|rest| rest.split('/').next().map(str::to_string))
+        .expect("metrics line");
     let client = reqwest::Client::new();
     let metrics = client
         .get(format!("http://127.0.0.1:{port}/metrics"))

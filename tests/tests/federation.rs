@@ -110,8 +110,8 @@ async fn record(node: &NodeSetup, peer: &str, subject: &str) -> Value {
 async fn two_daemons_exchange_requests_in_both_directions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = pair(dir.path());
-    let da = a.start(bin()).expect("acme starts");
-    let db = b.start(bin()).expect("globex starts");
+    let da = a.start_for(bin(), &[&b]).await.expect("acme starts");
+    let db = b.start_for(bin(), &[&a]).await.expect("globex starts");
     let t = Duration::from_secs(30);
 
     // Acme → Globex: ping, lead.offer.
@@ -236,7 +236,7 @@ async fn messages_wait_for_a_peer_that_is_down_and_survive_a_sender_restart() {
         config.replace("alert_after_seconds = 3600", "alert_after_seconds = 1"),
     )
     .expect("write");
-    let da = a.start(bin()).expect("acme starts");
+    let da = a.start_for(bin(), &[&b]).await.expect("acme starts");
     for i in 1..=5 {
         send(
             &a,
@@ -291,11 +291,11 @@ async fn messages_wait_for_a_peer_that_is_down_and_survive_a_sender_restart() {
     // The sender restarts meanwhile: nothing is lost, backoff is kept.
     let (status, _) = da.terminate(Duration::from_secs(20)).expect("stops");
     assert!(status.success());
-    let da = a.start(bin()).expect("acme restarts");
+    let da = a.start_for(bin(), &[&b]).await.expect("acme restarts");
     assert_eq!(a.peer_status("globex").await["backlog"], 5);
 
     // Globex comes up and says something: that wakes acme's worker at once.
-    let db = b.start(bin()).expect("globex starts");
+    let db = b.start_for(bin(), &[&a]).await.expect("globex starts");
     send(&b, "acme", "ping", "wake-up", json!({"note": "I am back"})).await;
     let started = Instant::now();
     for seq in 1..=5 {
@@ -336,7 +336,7 @@ async fn a_receiver_killed_mid_stream_ends_with_every_message_exactly_once_in_or
         config.replace("max_batch = 100", "max_batch = 5"),
     )
     .expect("write");
-    let _da = a.start(bin()).expect("acme starts");
+    let _da = a.start_for(bin(), &[&b]).await.expect("acme starts");
     // Queue everything while globex is down, concurrently (group commit).
     let mut tasks = tokio::task::JoinSet::new();
     for chunk in 0..10u64 {
@@ -359,7 +359,7 @@ async fn a_receiver_killed_mid_stream_ends_with_every_message_exactly_once_in_or
     }
     assert_eq!(a.peer_status("globex").await["last_queued_seq"], N);
 
-    let db = b.start(bin()).expect("globex starts");
+    let db = b.start_for(bin(), &[&a]).await.expect("globex starts");
     send(&b, "acme", "ping", "wake", json!({"note": ""})).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let at_kill = loop {
@@ -378,7 +378,7 @@ async fn a_receiver_killed_mid_stream_ends_with_every_message_exactly_once_in_or
         "the stream finished before the kill ({at_kill}); the test needs a longer stream"
     );
 
-    let _db = b.start(bin()).expect("globex restarts");
+    let _db = b.start_for(bin(), &[&a]).await.expect("globex restarts");
     send(&b, "acme", "ping", "wake-again", json!({"note": ""})).await;
     receipt_for(&a, "globex", N, Duration::from_secs(120)).await;
 
@@ -421,8 +421,8 @@ async fn sighup_reloads_peers_and_refuses_a_bad_file() {
         ),
     )
     .expect("write");
-    let da = a.start(bin()).expect("acme starts");
-    let _db = b.start(bin()).expect("globex starts");
+    let da = a.start_for(bin(), &[&b]).await.expect("acme starts");
+    let _db = b.start_for(bin(), &[&a]).await.expect("globex starts");
     send(&b, "acme", "ping", "p-1", json!({"note": ""})).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -441,9 +441,13 @@ async fn sighup_reloads_peers_and_refuses_a_bad_file() {
     let good = std::fs::read_to_string(a.config_file()).expect("read");
     std::fs::write(a.config_file(), format!("{good}\nthis is not toml")).expect("write");
     da.hangup().expect("hup");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let log = da.stderr_lines().join("\n");
-    assert!(log.contains("configuration refused"), "{log}");
+    let mut log = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.contains("configuration refused") && !log.contains("keeping the configuration") {
+        assert!(Instant::now() < deadline, "no refusal logged: {log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log.push_str(&da.stderr_lines().join("\n"));
+    }
     assert_eq!(a.peer_status("globex").await["enabled"], false);
 
     // Enabling the peer takes effect without a restart.
@@ -476,8 +480,8 @@ async fn a_pinned_certificate_that_does_not_match_is_refused() {
         config.replace(&b.cert_sha256, &"ab".repeat(32)),
     )
     .expect("write");
-    let _da = a.start(bin()).expect("acme starts");
-    let _db = b.start(bin()).expect("globex starts");
+    let _da = a.start_for(bin(), &[&b]).await.expect("acme starts");
+    let _db = b.start_for(bin(), &[&a]).await.expect("globex starts");
     send(&a, "globex", "ping", "p-1", json!({"note": ""})).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -498,15 +502,18 @@ async fn a_pinned_certificate_that_does_not_match_is_refused() {
 async fn a_receiver_that_lost_its_data_halts_the_stream_instead_of_skipping() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = pair(dir.path());
-    let _da = a.start(bin()).expect("acme starts");
-    let db = b.start(bin()).expect("globex starts");
+    let _da = a.start_for(bin(), &[&b]).await.expect("acme starts");
+    let db = b.start_for(bin(), &[&a]).await.expect("globex starts");
     send(&a, "globex", "ping", "p-1", json!({"note": ""})).await;
     receipt_for(&a, "globex", 1, Duration::from_secs(30)).await;
     // Globex loses its database (say, restored from a backup that predates seq 1).
     let (status, _) = db.terminate(Duration::from_secs(20)).expect("stops");
     assert!(status.success());
     std::fs::remove_file(b.data_dir().join("guanxi.redb")).expect("remove the database");
-    let _db = b.start(bin()).expect("globex restarts empty");
+    let _db = b
+        .start_for(bin(), &[&a])
+        .await
+        .expect("globex restarts empty");
     send(&a, "globex", "ping", "p-2", json!({"note": ""})).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

@@ -30,7 +30,7 @@ fn partner_body(id: &str, peer: Option<&str>) -> String {
 
 #[tokio::test]
 async fn a_lead_offered_over_federation_is_accepted_won_and_counted() {
-    let p = two_nodes(Path::new(BIN));
+    let p = two_nodes(Path::new(BIN)).await;
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
@@ -478,8 +478,9 @@ async fn an_unanswered_offer_expires_and_goes_to_the_next_partner_across_a_resta
     )
     .await;
     assert_eq!(v["code"], "expired", "{v}");
-    // A withdrawn lead is not re-offered by the sweeper.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A withdrawn lead is not re-offered by the sweeper (a whole round of it
+    // runs after the withdrawal).
+    node.full_timer_round("lead_sweeper").await;
     let (_, v) = api
         .call("get", &format!("/api/v1/leads/{id}"), Some(&admin), None)
         .await;
@@ -607,7 +608,7 @@ async fn csv_import_is_all_or_nothing_through_the_api() {
 /// the withdrawal reaches the partner: both end withdrawn, with one history.
 #[tokio::test]
 async fn an_acceptance_crossing_a_withdrawal_is_rejected_over_federation_and_both_converge() {
-    let p = two_nodes(Path::new(BIN));
+    let p = two_nodes(Path::new(BIN)).await;
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
@@ -641,8 +642,8 @@ async fn an_acceptance_crossing_a_withdrawal_is_rejected_over_federation_and_bot
     // Cut the vendor → partner stream (the partner moved, as far as the
     // vendor knows), then withdraw: the withdrawal waits in the outbox.
     let good = std::fs::read_to_string(p.vendor.config_file()).expect("config");
-    let dead = format!("https://127.0.0.1:{}", guanxi_tests::free_port());
-    let live = format!("https://127.0.0.1:{}", p.partner.port);
+    let dead = "https://127.0.0.1:0".to_string();
+    let live = p.partner.url();
     std::fs::write(p.vendor.config_file(), good.replace(&live, &dead)).expect("write");
     p.vendor_daemon.hangup().expect("hup");
     eventually("the vendor to use the dead address", || async {

@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
 
 #[tokio::test]
 async fn an_mdf_budget_is_worked_through_and_reconciled_across_two_daemons() {
-    let mut p = two_nodes(Path::new(BIN));
+    let mut p = two_nodes(Path::new(BIN)).await;
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
@@ -181,7 +181,8 @@ async fn an_mdf_budget_is_worked_through_and_reconciled_across_two_daemons() {
                 )
             })
             .expect("inject");
-    });
+    })
+    .await;
     let out = p.partner.cli(Path::new(BIN), &["ledger", "verify"]);
     assert!(
         out.contains("1 budget(s) checked"),
@@ -274,8 +275,9 @@ async fn unused_funds_expire_after_the_period_with_a_moved_clock() {
         200,
     )
     .await;
-    // Still the same day: nothing expires.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Still the same day: nothing expires (a whole round of the expiry timer
+    // runs after the approval).
+    node.full_timer_round("mdf_expiry").await;
     let v = expect(&api, "get", path, &ina, None, 200).await;
     assert_eq!(v["budget"]["expired"], false, "{v}");
     node.set_clock_offset(3 * 86_400_000);

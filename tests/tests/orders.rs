@@ -64,7 +64,7 @@ fn codes(v: &Value) -> Vec<(u64, String)> {
 #[tokio::test]
 async fn an_order_is_placed_acknowledged_shipped_invoiced_and_the_rest_cancelled_across_two_daemons()
  {
-    let p = two_nodes(Path::new(BIN));
+    let p = two_nodes(Path::new(BIN)).await;
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
@@ -369,7 +369,7 @@ async fn an_order_is_placed_acknowledged_shipped_invoiced_and_the_rest_cancelled
 /// takes no further action. The vendor holds nothing.
 #[tokio::test]
 async fn the_vendor_rejects_a_bad_order_over_federation_and_the_senders_copy_is_refused() {
-    let p = two_nodes(Path::new(BIN));
+    let p = two_nodes(Path::new(BIN)).await;
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");

@@ -42,13 +42,17 @@ async fn a_claim_goes_up_the_chain_and_the_decision_comes_back_down() {
         nodes.push(NodeSetup::init(Path::new(BIN), &dir.path().join(id), id).expect("init"));
     }
     let (mfr, dist, res) = (&nodes[0], &nodes[1], &nodes[2]);
+    let dm = mfr.start(Path::new(BIN)).expect("mfr");
+    let dd = dist.start(Path::new(BIN)).expect("dist");
+    let dr = res.start(Path::new(BIN)).expect("res");
     mfr.append_config(&dist.peer_block(true)).expect("config");
     dist.append_config(&mfr.peer_block(true)).expect("config");
     dist.append_config(&res.peer_block(true)).expect("config");
     res.append_config(&dist.peer_block(true)).expect("config");
-    let dm = mfr.start(Path::new(BIN)).expect("mfr");
-    let dd = dist.start(Path::new(BIN)).expect("dist");
-    let dr = res.start(Path::new(BIN)).expect("res");
+    mfr.point_at(dist).await;
+    dist.point_at(mfr).await;
+    dist.point_at(res).await;
+    res.point_at(dist).await;
     let (am, ad, ar) = (Api::of(mfr, &dm), Api::of(dist, &dd), Api::of(res, &dr));
     let (tm, td, tr) = (
         mfr.token(Path::new(BIN), "ci", "admin"),
@@ -711,7 +715,7 @@ async fn wait_status(api: &Api, token: &str, path: &str, status: &'static str) -
 /// hold the same request and history.
 #[tokio::test]
 async fn a_service_request_between_two_daemons() {
-    let p = guanxi_tests::two_nodes(Path::new(BIN));
+    let p = guanxi_tests::two_nodes(Path::new(BIN)).await;
     let va = Api::of(&p.vendor, &p.vendor_daemon);
     let pa = Api::of(&p.partner, &p.partner_daemon);
     let vt = p.vendor.token(Path::new(BIN), "ci", "admin");

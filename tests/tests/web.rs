@@ -439,7 +439,7 @@ async fn throttling_idle_expiry_password_change_and_language() {
     let mut a = Browser::new(&node2, &daemon2);
     assert_eq!(a.login("admin", &admin2).await.status, 303);
     assert_eq!(a.get("/").await.status, 200);
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    node2.set_clock_offset(2_500);
     let expired = a.get("/").await;
     assert_eq!(expired.location.as_deref(), Some("/login"));
     assert!(
@@ -516,11 +516,10 @@ async fn the_staff_inbox_shows_a_peer_that_keeps_failing() {
         config.replace("alert_after_seconds = 3600", "alert_after_seconds = 1"),
     )
     .expect("write");
-    // A peer nobody answers for (a closed port on loopback).
+    // A peer nobody answers for (port 0: nothing can listen there).
     let key = guanxi_protocol::NodeKey::from_seed(&[0x55; 32]);
     node.append_config(&format!(
-        "\n[[peers]]\nid = \"ghost\"\nurl = \"https://127.0.0.1:{}\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
-        guanxi_tests::free_port(),
+        "\n[[peers]]\nid = \"ghost\"\nurl = \"https://127.0.0.1:0\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
         key.public()
     ))
     .expect("peer");
@@ -570,11 +569,12 @@ async fn a_session_ends_at_its_absolute_limit_even_when_in_use() {
     let password = daemon.first_admin_password().expect("password");
     let mut b = Browser::new(&node, &daemon);
     assert_eq!(b.login("admin", &password).await.status, 303);
-    for _ in 0..3 {
+    // In use every half second (of the daemon's clock), within the limit.
+    for offset in [500, 1_000, 1_500] {
+        node.set_clock_offset(offset);
         assert_eq!(b.get("/").await.status, 200, "in use, within the limit");
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    node.set_clock_offset(2_500);
     assert_eq!(
         b.get("/").await.location.as_deref(),
         Some("/login"),

@@ -773,6 +773,10 @@ pub async fn run_sweeper(node: Arc<Node>, stop: tokio_util::sync::CancellationTo
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
         }
+        // The previous round is finished.
+        node.ticks
+            .lead_sweeper
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let version = node.engine.records_version("lead");
         if scanned_at_version == Some(version) && crate::clock::now_ms() <= quiet_until {
             continue;

@@ -934,6 +934,10 @@ pub async fn run_relay(node: Arc<Node>, stop: tokio_util::sync::CancellationToke
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        // The previous round is finished.
+        node.ticks
+            .warranty_relay
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let version = node.engine.records_version("warranty");
         if seen == Some(version) {
             continue;

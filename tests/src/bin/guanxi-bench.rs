@@ -310,7 +310,7 @@ async fn ingest(bin: &Path, total: u64) -> Result<f64, String> {
         .collect();
     for (i, key) in keys.iter().enumerate() {
         node.append_config(&format!(
-            "\n[[peers]]\nid = \"load-{i}\"\nurl = \"https://127.0.0.1:9\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
+            "\n[[peers]]\nid = \"load-{i}\"\nurl = \"https://127.0.0.1:0\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
             key.public()
         ))?;
     }
@@ -402,7 +402,7 @@ fn pair(bin: &Path, dir: &Path) -> Result<(NodeSetup, NodeSetup), String> {
 async fn end_to_end(bin: &Path, total: u64) -> Result<f64, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (a, b) = pair(bin, dir.path())?;
-    let da = a.start(bin)?;
+    let da = a.start_for(bin, &[&b]).await?;
     // Queue the backlog while the receiver is down (32 concurrent admin callers).
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..32u64 {
@@ -421,7 +421,7 @@ async fn end_to_end(bin: &Path, total: u64) -> Result<f64, String> {
     while let Some(r) = tasks.join_next().await {
         r.map_err(|e| e.to_string())??;
     }
-    let db = b.start(bin)?;
+    let db = b.start_for(bin, &[&a]).await?;
     let start = Instant::now();
     let (status, v) = b
         .admin(
@@ -456,8 +456,8 @@ async fn end_to_end(bin: &Path, total: u64) -> Result<f64, String> {
 async fn latency(bin: &Path, pings: usize) -> Result<(f64, f64), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let (a, b) = pair(bin, dir.path())?;
-    let da = a.start(bin)?;
-    let db = b.start(bin)?;
+    let da = a.start_for(bin, &[&b]).await?;
+    let db = b.start_for(bin, &[&a]).await?;
     let mut samples = Vec::with_capacity(pings);
     for i in 0..pings + 10 {
         let start = Instant::now();

@@ -1,8 +1,10 @@
 //! The `guanxi` daemon, built inside the tests package so that its integration
 //! tests can start it as a real process. Same entry point as the real binary,
 //! plus one test hook: when `GUANXI_TEST_CLOCK_FILE` names a file, its content
-//! (an integer of milliseconds) shifts the daemon's clock, re-read every 20 ms,
+//! (an integer of milliseconds) shifts the daemon's clock, re-read every 5 ms,
 //! so tests can move time forward (offer expiry, SLA clocks) across restarts.
+//! Once an offset is in force the daemon writes it to `<file>.applied`, so a
+//! test waits for that instead of sleeping.
 
 use std::time::Duration;
 
@@ -12,15 +14,22 @@ fn read_offset(path: &str) -> Option<i64> {
 
 fn main() -> std::process::ExitCode {
     if let Ok(path) = std::env::var("GUANXI_TEST_CLOCK_FILE") {
-        if let Some(offset) = read_offset(&path) {
-            guanxi::clock::set_offset_ms(offset);
-        }
+        let applied = format!("{path}.applied");
+        let mut current = None;
+        let mut apply = move |path: &str| {
+            if let Some(offset) = read_offset(path)
+                && current != Some(offset)
+            {
+                guanxi::clock::set_offset_ms(offset);
+                current = Some(offset);
+                let _ = std::fs::write(&applied, offset.to_string());
+            }
+        };
+        apply(&path);
         std::thread::spawn(move || {
             loop {
-                if let Some(offset) = read_offset(&path) {
-                    guanxi::clock::set_offset_ms(offset);
-                }
-                std::thread::sleep(Duration::from_millis(20));
+                apply(&path);
+                std::thread::sleep(Duration::from_millis(5));
             }
         });
     }
