@@ -1,6 +1,6 @@
 //! Support for integration tests that run real `guanxi` daemons as processes.
 //!
-//! The tests themselves live in `tests/tests/`; they find the daemon binary
+//! The tests themselves live in `tests/tests/all/` (one test binary, a module per area); they find the daemon binary
 //! with `env!("CARGO_BIN_EXE_guanxi-test-node")` and drive it through
 //! [`Daemon`]: start with a config (or none) in a scratch directory, wait
 //! for the address it listens on, talk HTTPS to it, stop it with SIGTERM or
