@@ -39,6 +39,10 @@ const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("reco
 /// (peer, subject) → JSON of the record's authority bookkeeping: its version
 /// and, at a follower, what is unsettled (protocol `state::authority`).
 const RECORD_SYNC: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("record_sync");
+/// (peer, seq) → subject of an outgoing request whose answer the record's
+/// authority still owes (SPEC §12.1): receipts of other envelopes need no
+/// look at the record.
+const OUT_PENDING: TableDefinition<(&str, u64), &str> = TableDefinition::new("out_pending");
 const OUT_STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("out_streams");
 /// (peer, seq) → the outgoing envelope's exact bytes (signed once).
 const OUT_ENVELOPES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("out_envelopes");
@@ -333,6 +337,7 @@ impl Store {
             txn.open_table(IN_REJECTED)?;
             txn.open_table(RECORDS)?;
             txn.open_table(RECORD_SYNC)?;
+            txn.open_table(OUT_PENDING)?;
             txn.open_table(OUT_STREAMS)?;
             txn.open_table(OUT_ENVELOPES)?;
             txn.open_table(OUT_RECEIPTS)?;
@@ -401,6 +406,7 @@ pub struct Tables<'t> {
     in_rejected: redb::Table<'t, (&'static str, u64), &'static str>,
     records: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     record_sync: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    out_pending: redb::Table<'t, (&'static str, u64), &'static str>,
     out_streams: redb::Table<'t, &'static str, &'static [u8]>,
     out_envelopes: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     out_receipts: redb::Table<'t, (&'static str, u64), &'static [u8]>,
@@ -419,6 +425,7 @@ impl<'t> Tables<'t> {
             in_rejected: txn.open_table(IN_REJECTED)?,
             records: txn.open_table(RECORDS)?,
             record_sync: txn.open_table(RECORD_SYNC)?,
+            out_pending: txn.open_table(OUT_PENDING)?,
             out_streams: txn.open_table(OUT_STREAMS)?,
             out_envelopes: txn.open_table(OUT_ENVELOPES)?,
             out_receipts: txn.open_table(OUT_RECEIPTS)?,
@@ -611,6 +618,26 @@ impl Tables<'_> {
             .record_sync
             .get((peer, subject))?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// Notes that the outgoing envelope `seq` to `peer` is a request about
+    /// `subject` whose placement the peer's receipt will tell.
+    pub fn put_out_pending(
+        &mut self,
+        peer: &str,
+        seq: u64,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        self.out_pending.insert((peer, seq), subject)?;
+        Ok(())
+    }
+
+    /// Takes the note of [`Tables::put_out_pending`], if any: the subject.
+    pub fn take_out_pending(&mut self, peer: &str, seq: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .out_pending
+            .remove((peer, seq))?
+            .map(|v| v.value().to_string()))
     }
 
     /// Stores the authority bookkeeping of a record.

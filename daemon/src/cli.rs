@@ -701,6 +701,10 @@ fn reload(node: &Node, workers: &Workers, source: Option<&Path>) -> Result<Strin
         .and_then(|c| node.replace_config(c))?;
     workers.sync();
     let config = node.config();
+    // A new configuration is a new chance: workers backing off try again.
+    for peer in config.peers.iter().filter(|p| p.enabled) {
+        node.heard_from(&peer.id);
+    }
     let enabled = config.peers.iter().filter(|p| p.enabled).count();
     Ok(format!(
         "configuration reloaded from {}: {} peer(s), {enabled} enabled",

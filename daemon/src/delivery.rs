@@ -136,7 +136,9 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
         if cancel.is_cancelled() {
             break;
         }
-        let Some(rt) = node.peer(&peer) else { break };
+        if node.peer(&peer).is_none() {
+            break;
+        }
         if state
             .commit_failed
             .swap(false, std::sync::atomic::Ordering::SeqCst)
@@ -220,11 +222,15 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
             if cancel.is_cancelled() {
                 break;
             }
-            if wake.resume.load(std::sync::atomic::Ordering::SeqCst) {
+            if wake.resume.load(std::sync::atomic::Ordering::SeqCst)
+                || wake.pause.load(std::sync::atomic::Ordering::SeqCst)
+            {
                 continue;
             }
         }
         let last = pending.last().map_or(sent_through, |(seq, _)| *seq);
+        // The peer as configured now (a reload may have moved it meanwhile).
+        let Some(rt) = node.peer(&peer) else { break };
         let posted = post_pending(&rt, pending).await;
         // The previous request's receipts were verified meanwhile: settle them first.
         if let Some((_, task)) = verifying.take() {
@@ -423,7 +429,7 @@ async fn wait(cancel: &CancellationToken, wake: &PeerSignal, timeout_ms: Option<
     }
 }
 
-/// Waits until `until` (UTC ms), cancellation, an admin's resume, or a sign
+/// Waits until `until` (UTC ms), cancellation, an admin's resume or pause, or a sign
 /// of life from the peer after `failed_at`. New work queued meanwhile does
 /// not end the wait.
 async fn back_off(cancel: &CancellationToken, wake: &PeerSignal, until: i64, failed_at: i64) {
@@ -433,6 +439,7 @@ async fn back_off(cancel: &CancellationToken, wake: &PeerSignal, until: i64, fai
         if now >= until
             || cancel.is_cancelled()
             || wake.resume.load(Ordering::SeqCst)
+            || wake.pause.load(Ordering::SeqCst)
             || wake.heard_at.load(Ordering::SeqCst) > failed_at
         {
             return;
@@ -487,23 +494,7 @@ async fn post_pending(
             status => return Err(Failure::retry(error_text(status, &answer.body))),
         }
     } else if answer.status == 200 {
-        let results = batch_results(&answer.body).map_err(Failure::retry)?;
-        if results.len() != pending.len() {
-            return Err(Failure::retry(format!(
-                "the batch answer has {} results for {} envelopes",
-                results.len(),
-                pending.len()
-            )));
-        }
-        let clean = results.iter().all(|r| match r {
-            Ok((_, Some(v))) => !matches!(
-                v["reason"]["code"].as_str(),
-                Some("seq_gap" | "chain_broken" | "id_conflict")
-            ),
-            Ok((_, None)) => true,
-            Err(_) => false,
-        });
-        (results, clean)
+        batch_answer(&answer.body, pending.len()).map_err(Failure::retry)?
     } else {
         return Err(Failure::retry(error_text(answer.status, &answer.body)));
     };
@@ -587,6 +578,31 @@ fn error_text(status: u16, body: &[u8]) -> String {
             String::from_utf8_lossy(&body[..body.len().min(200)])
         ),
     }
+}
+
+/// The results of a batch answer for `sent` envelopes, and whether the
+/// answer is clean (every envelope got a receipt that keeps the stream
+/// going). An answer with another number of results is refused whole.
+fn batch_answer(
+    body: &[u8],
+    sent: usize,
+) -> Result<(Vec<Result<ReceiptBytes, String>>, bool), String> {
+    let results = batch_results(body)?;
+    if results.len() != sent {
+        return Err(format!(
+            "the batch answer has {} results for {sent} envelopes",
+            results.len()
+        ));
+    }
+    let clean = results.iter().all(|r| match r {
+        Ok((_, Some(v))) => !matches!(
+            v["reason"]["code"].as_str(),
+            Some("seq_gap" | "chain_broken" | "id_conflict")
+        ),
+        Ok((_, None)) => true,
+        Err(_) => false,
+    });
+    Ok((results, clean))
 }
 
 fn batch_results(body: &[u8]) -> Result<Vec<Result<ReceiptBytes, String>>, String> {
@@ -703,5 +719,63 @@ mod tests {
             assert!((8_000..=14_000).contains(&d), "{d}");
         }
         assert_eq!(jitter(MAX_DELAY_MS).max(MAX_DELAY_MS), MAX_DELAY_MS);
+    }
+
+    #[test]
+    fn a_batch_answer_must_have_one_result_per_envelope() {
+        let receipt = r#"{"receipt":{"status":"accepted","reason":null}}"#;
+        let two = format!(r#"{{"results":[{receipt},{receipt}]}}"#);
+        let err = batch_answer(two.as_bytes(), 3).expect_err("short answer");
+        assert!(err.contains("2 results for 3"), "{err}");
+        let (results, clean) = batch_answer(two.as_bytes(), 2).expect("whole answer");
+        assert_eq!((results.len(), clean), (2, true));
+        // An error or a stream rejection in the answer: settle before sending on.
+        let refused =
+            r#"{"results":[{"receipt":{"status":"rejected","reason":{"code":"seq_gap"}}}]}"#;
+        assert!(!batch_answer(refused.as_bytes(), 1).expect("answer").1);
+        let error = r#"{"results":[{"error":{"code":"not_processed","message":""}}]}"#;
+        assert!(!batch_answer(error.as_bytes(), 1).expect("answer").1);
+    }
+
+    /// New work queued during a backoff does not end it; a sign of life from
+    /// the peer after the failure, or an admin's resume, does.
+    #[tokio::test]
+    async fn only_a_sign_of_life_or_a_resume_ends_a_backoff() {
+        use std::sync::atomic::Ordering;
+        for end_by_resume in [false, true] {
+            let signal = Arc::new(PeerSignal::default());
+            let failed_at = now_ms();
+            let until = failed_at + 3_600_000;
+            let cancel = CancellationToken::new();
+            let task = {
+                let (signal, cancel) = (signal.clone(), cancel.clone());
+                tokio::spawn(async move { back_off(&cancel, &signal, until, failed_at).await })
+            };
+            // New messages queued for the peer: the worker is woken ...
+            for _ in 0..5 {
+                signal.notify.notify_one();
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            // ... and keeps waiting. So does an old sign of life.
+            signal.heard_at.store(failed_at - 1, Ordering::SeqCst);
+            signal.notify.notify_one();
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!task.is_finished(), "the backoff ended without a reason");
+            if end_by_resume {
+                signal.resume.store(true, Ordering::SeqCst);
+                signal.notify.notify_one();
+            } else {
+                signal.heard_at.store(failed_at + 1, Ordering::SeqCst);
+                signal.notify.notify_one();
+            }
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the backoff ends")
+                .expect("join");
+        }
     }
 }

@@ -1040,6 +1040,9 @@ fn send(
         Err(e) => return Err(e.into()),
     };
     if let Some(slot) = slot {
+        if slot.has_pending() && record_version.is_none() {
+            w.put_out_pending(peer.as_str(), seq, subject.as_str())?;
+        }
         save_slot(w, effects, peer.as_str(), subject.as_str(), slot, None)?;
     }
     w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes, created)?;
@@ -1062,16 +1065,10 @@ fn answered(
     receipt: &ReturnedReceipt,
     now: Millis,
 ) -> Result<(), EngineError> {
-    let Some(bytes) = w.out_envelope(peer.as_str(), receipt.seq)? else {
+    let Some(subject) = w.take_out_pending(peer.as_str(), receipt.seq)? else {
         return Ok(());
     };
-    let envelope = SignedEnvelope::decode(&bytes)
-        .map_err(|e| EngineError::Corrupt(format!("our envelope seq {}: {e}", receipt.seq)))?;
-    let f = envelope.fields();
-    if f.record_version.is_some() || !Message::kind_concerns_record(&f.kind) {
-        return Ok(());
-    }
-    let subject = f.subject.as_str();
+    let subject = subject.as_str();
     let mut slot = load_slot(w, peer.as_str(), subject)?;
     if !slot.has_pending() {
         return Ok(());

@@ -1,7 +1,7 @@
 //! The `guanxi` daemon, built inside the tests package so that its integration
 //! tests can start it as a real process. Same entry point as the real binary,
 //! plus one test hook: when `GUANXI_TEST_CLOCK_FILE` names a file, its content
-//! (an integer of milliseconds) shifts the daemon's clock, re-read every 5 ms,
+//! (an integer of milliseconds) shifts the daemon's clock, re-read every 20 ms,
 //! so tests can move time forward (offer expiry, SLA clocks) across restarts.
 //! Once an offset is in force the daemon writes it to `<file>.applied`, so a
 //! test waits for that instead of sleeping.
@@ -29,7 +29,7 @@ fn main() -> std::process::ExitCode {
         std::thread::spawn(move || {
             loop {
                 apply(&path);
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(20));
             }
         });
     }
