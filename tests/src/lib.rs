@@ -577,6 +577,16 @@ pub async fn two_nodes(binary: &Path) -> Pair {
 }
 
 impl Pair {
+    /// API clients of the vendor and the partner, and an admin token of each.
+    pub fn apis(&self, binary: &Path) -> (Api, Api, String, String) {
+        (
+            Api::of(&self.vendor, &self.vendor_daemon),
+            Api::of(&self.partner, &self.partner_daemon),
+            self.vendor.token(binary, "ci", "admin"),
+            self.partner.token(binary, "ci", "admin"),
+        )
+    }
+
     /// Stops the partner's daemon (SIGTERM), runs `f` while it is down (its
     /// store can be opened), and starts it again (the vendor learns its new
     /// address).

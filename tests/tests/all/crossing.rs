@@ -28,10 +28,7 @@ fn act(kind: &str, body: Value) -> String {
 impl Link {
     async fn new() -> Link {
         let p = two_nodes(Path::new(BIN)).await;
-        let va = Api::of(&p.vendor, &p.vendor_daemon);
-        let pa = Api::of(&p.partner, &p.partner_daemon);
-        let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
-        let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+        let (va, pa, vt, pt) = p.apis(Path::new(BIN));
         expect(
             &va,
             "post",

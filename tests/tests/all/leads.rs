@@ -31,10 +31,7 @@ fn partner_body(id: &str, peer: Option<&str>) -> String {
 #[tokio::test]
 async fn a_lead_offered_over_federation_is_accepted_won_and_counted() {
     let p = two_nodes(Path::new(BIN)).await;
-    let va = Api::of(&p.vendor, &p.vendor_daemon);
-    let pa = Api::of(&p.partner, &p.partner_daemon);
-    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
-    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    let (va, pa, vt, pt) = p.apis(Path::new(BIN));
 
     expect(
         &va,
@@ -609,10 +606,7 @@ async fn csv_import_is_all_or_nothing_through_the_api() {
 #[tokio::test]
 async fn an_acceptance_crossing_a_withdrawal_is_rejected_over_federation_and_both_converge() {
     let p = two_nodes(Path::new(BIN)).await;
-    let va = Api::of(&p.vendor, &p.vendor_daemon);
-    let pa = Api::of(&p.partner, &p.partner_daemon);
-    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
-    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    let (va, pa, vt, pt) = p.apis(Path::new(BIN));
     expect(
         &va,
         "post",

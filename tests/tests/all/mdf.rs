@@ -16,10 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
 #[tokio::test]
 async fn an_mdf_budget_is_worked_through_and_reconciled_across_two_daemons() {
     let mut p = two_nodes(Path::new(BIN)).await;
-    let va = Api::of(&p.vendor, &p.vendor_daemon);
-    let pa = Api::of(&p.partner, &p.partner_daemon);
-    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
-    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    let (va, pa, vt, pt) = p.apis(Path::new(BIN));
     expect(
         &va,
         "post",

@@ -65,10 +65,7 @@ fn codes(v: &Value) -> Vec<(u64, String)> {
 async fn an_order_is_placed_acknowledged_shipped_invoiced_and_the_rest_cancelled_across_two_daemons()
  {
     let p = two_nodes(Path::new(BIN)).await;
-    let va = Api::of(&p.vendor, &p.vendor_daemon);
-    let pa = Api::of(&p.partner, &p.partner_daemon);
-    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
-    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    let (va, pa, vt, pt) = p.apis(Path::new(BIN));
     expect(
         &va,
         "post",
@@ -370,10 +367,7 @@ async fn an_order_is_placed_acknowledged_shipped_invoiced_and_the_rest_cancelled
 #[tokio::test]
 async fn the_vendor_rejects_a_bad_order_over_federation_and_the_senders_copy_is_refused() {
     let p = two_nodes(Path::new(BIN)).await;
-    let va = Api::of(&p.vendor, &p.vendor_daemon);
-    let pa = Api::of(&p.partner, &p.partner_daemon);
-    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
-    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    let (va, pa, vt, pt) = p.apis(Path::new(BIN));
     expect(
         &va,
         "post",

@@ -716,10 +716,7 @@ async fn wait_status(api: &Api, token: &str, path: &str, status: &'static str) -
 #[tokio::test]
 async fn a_service_request_between_two_daemons() {
     let p = guanxi_tests::two_nodes(Path::new(BIN)).await;
-    let va = Api::of(&p.vendor, &p.vendor_daemon);
-    let pa = Api::of(&p.partner, &p.partner_daemon);
-    let vt = p.vendor.token(Path::new(BIN), "ci", "admin");
-    let pt = p.partner.token(Path::new(BIN), "ci", "admin");
+    let (va, pa, vt, pt) = p.apis(Path::new(BIN));
     let open = json!({"vendor": "acme", "body": {"customer": customer(), "sku": "CNC-5X", "serial": "SN-1",
         "problem": "alarm 41", "priority": "high", "attachments": []}}).to_string();
     let opened = expect(&pa, "post", "/api/v1/service", &pt, Some(&open), 201).await;
