@@ -730,6 +730,34 @@ struct SyncDoc {
     opened: Option<u64>,
 }
 
+/// What of a shared record is still this node's own, unconfirmed view
+/// (SPEC §12.1): requests the authority has not answered, and the reason it
+/// refused the request that opened the record, if it did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Unconfirmed {
+    pub pending_requests: usize,
+    pub refused: Option<String>,
+}
+
+/// [`Unconfirmed`] for the record `subject` shared with `peer`.
+pub fn unconfirmed(
+    read: &guanxi_adapters::store::Read,
+    peer: &str,
+    subject: &str,
+) -> Result<Unconfirmed, EngineError> {
+    let Some(json) = read.record_sync(peer, subject)? else {
+        return Ok(Unconfirmed::default());
+    };
+    let sync: SyncDoc = serde_json::from_slice(&json)
+        .map_err(|e| EngineError::Corrupt(format!("record_sync ({peer}, {subject}): {e}")))?;
+    Ok(sync
+        .follow
+        .map_or_else(Unconfirmed::default, |f| Unconfirmed {
+            pending_requests: f.pending.len(),
+            refused: f.refused,
+        }))
+}
+
 fn load_sync(w: &Tables<'_>, peer: &str, subject: &str) -> Result<SyncDoc, EngineError> {
     match w.record_sync(peer, subject)? {
         Some(json) => serde_json::from_slice(&json)

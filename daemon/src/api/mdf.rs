@@ -4,6 +4,7 @@
 
 use super::{
     ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+    with_unconfirmed,
 };
 use crate::mdf::{self, BudgetView};
 use crate::node::Node;
@@ -27,7 +28,7 @@ fn find(node: &Node, headers: &HeaderMap, key: &str, subject: &str) -> Result<Va
         .map_err(internal)?
         .iter()
         .find(|v| v.key == key && v.subject == subject)
-        .map(budget_json)
+        .map(|v| with_unconfirmed(node, key, subject, budget_json(v)))
         .ok_or_else(not_found)
 }
 

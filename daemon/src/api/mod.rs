@@ -888,6 +888,26 @@ pub fn document() -> Value {
     })
 }
 
+/// `value` (one shared record's JSON) with what of it is still unconfirmed
+/// by the record's authority (SPEC §12.1): `pending_requests` (this node's
+/// requests without an answer yet) and `refused_by_vendor`.
+pub(crate) fn with_unconfirmed(node: &Node, key: &str, subject: &str, mut value: Value) -> Value {
+    let u = node
+        .store
+        .read()
+        .map_err(crate::engine::EngineError::from)
+        .and_then(|r| crate::engine::unconfirmed(&r, key, subject))
+        .unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert("pending_requests".into(), Value::from(u.pending_requests));
+        map.insert(
+            "refused_by_vendor".into(),
+            u.refused.map_or(Value::Null, Value::from),
+        );
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

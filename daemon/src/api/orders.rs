@@ -5,6 +5,7 @@
 
 use super::{
     ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+    with_unconfirmed,
 };
 use crate::node::Node;
 use crate::orders::{self, OrderRequest, OrderView, PlaceError};
@@ -142,7 +143,12 @@ pub async fn one(
     let user = authenticate(&node, &headers)?;
     let read = node.store.read().map_err(internal)?;
     match orders::one(&read, &user, &node.identity.id, &key, &subject).map_err(internal)? {
-        Some(v) => Ok(Json(order_json(&v))),
+        Some(v) => Ok(Json(with_unconfirmed(
+            &node,
+            &key,
+            &subject,
+            order_json(&v),
+        ))),
         None => Err(not_found()),
     }
 }
@@ -162,7 +168,12 @@ pub async fn act(
         .map_err(refusal)?;
     let read = node.store.read().map_err(internal)?;
     match orders::one(&read, &user, &node.identity.id, &key, &subject).map_err(internal)? {
-        Some(v) => Ok(Json(order_json(&v))),
+        Some(v) => Ok(Json(with_unconfirmed(
+            &node,
+            &key,
+            &subject,
+            order_json(&v),
+        ))),
         None => Err(not_found()),
     }
 }

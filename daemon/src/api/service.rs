@@ -5,6 +5,7 @@
 
 use super::{
     ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+    with_unconfirmed,
 };
 use crate::clock::now_ms;
 use crate::node::Node;
@@ -101,7 +102,12 @@ pub async fn request(
     match service::request(&read, &user, &node.identity.id, &key, &subject, now_ms())
         .map_err(internal)?
     {
-        Some(v) => Ok(Json(request_json(&v))),
+        Some(v) => Ok(Json(with_unconfirmed(
+            &node,
+            &key,
+            &subject,
+            request_json(&v),
+        ))),
         None => Err(not_found()),
     }
 }
@@ -210,7 +216,12 @@ fn find_claim(
         .find(|c| c.key == key && c.subject == subject)
         .ok_or_else(not_found)?;
     drop(read);
-    Ok(claim_json(node, &user, &found))
+    Ok(with_unconfirmed(
+        node,
+        key,
+        subject,
+        claim_json(node, &user, &found),
+    ))
 }
 
 pub async fn file_claim(

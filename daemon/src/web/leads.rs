@@ -1212,6 +1212,8 @@ struct OfferPage {
     history: Vec<EventRow>,
     can_answer: bool,
     can_progress: bool,
+    /// This node's answers the vendor has not confirmed yet.
+    pending: usize,
 }
 
 async fn offer_page(
@@ -1245,6 +1247,7 @@ async fn offer_page(
         can_answer: status == guanxi_protocol::state::LeadStatus::Offered,
         can_progress: status.is_in_progress(),
         lead: found.lead,
+        pending: super::pending_of(&node, &vendor, &subject),
     };
     ctx.page(StatusCode::OK, page.render())
 }

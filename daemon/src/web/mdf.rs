@@ -172,6 +172,8 @@ type ClaimLine = (
 #[template(path = "mdf_budget.html")]
 struct BudgetPage {
     f: Frame,
+    /// This node's requests and claims the vendor has not confirmed yet.
+    pending: usize,
     action: String,
     row: BudgetRow,
     view: BudgetView,
@@ -215,6 +217,7 @@ async fn page(
     let c = &b.currency;
     let page = BudgetPage {
         f: ctx.frame(session.csrf.clone()),
+        pending: super::pending_of(&node, &key, &subject),
         action: format!("/mdf/{key}/{subject}"),
         row: row(&view),
         entries: b

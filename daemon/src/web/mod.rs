@@ -964,3 +964,13 @@ async fn add_partner_user(
         Err(e) => internal(e),
     }
 }
+
+/// How many of this node's changes to the record (`key`, `subject`) wait for
+/// the record's authority to confirm them (SPEC §12.1), shown as pending.
+pub(crate) fn pending_of(node: &Node, key: &str, subject: &str) -> usize {
+    node.store
+        .read()
+        .map_err(crate::engine::EngineError::from)
+        .and_then(|r| crate::engine::unconfirmed(&r, key, subject))
+        .map_or(0, |u| u.pending_requests)
+}

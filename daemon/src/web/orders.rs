@@ -608,6 +608,8 @@ struct OrderPage {
     as_partner: bool,
     /// The vendor's lead the order fulfils, when this node is the vendor.
     lead_link: Option<String>,
+    /// This node's changes the vendor has not confirmed yet (SPEC §12.1).
+    pending: usize,
 }
 
 fn totals_row(
@@ -728,6 +730,9 @@ async fn order_page(
         } else {
             None
         },
+        pending: crate::engine::unconfirmed(&read, &key, &subject)
+            .map(|u| u.pending_requests)
+            .unwrap_or(0),
         view,
     };
     ctx.page(StatusCode::OK, page.render())

@@ -204,6 +204,8 @@ pub struct EventRow {
 #[template(path = "service_request.html")]
 struct RequestPage {
     f: Frame,
+    /// This node's updates the vendor has not confirmed yet.
+    pending: usize,
     action: String,
     row: RequestRow,
     view: RequestView,
@@ -249,6 +251,7 @@ async fn request_page(
         .collect();
     let page = RequestPage {
         f: ctx.frame(session.csrf.clone()),
+        pending: super::pending_of(&node, &key, &subject),
         action: format!("/service/{key}/{subject}"),
         row: request_row(&view, now),
         events,
@@ -381,6 +384,8 @@ async fn file_claim(
 #[template(path = "claim.html")]
 struct ClaimPage {
     f: Frame,
+    /// This node's amendments the vendor has not confirmed yet.
+    pending: usize,
     action: String,
     row: ClaimRow,
     view: ClaimView,
@@ -420,6 +425,7 @@ async fn claim_page(
     let as_vendor = user.role != Role::Partner && view.claim.vendor == node.identity.id;
     let page = ClaimPage {
         f: ctx.frame(session.csrf.clone()),
+        pending: super::pending_of(&node, &key, &subject),
         action: format!("/claims/{key}/{subject}"),
         row: claim_row(&node, user, &view, validity.as_ref()),
         history: view

@@ -199,6 +199,15 @@ async fn orders_ship_crossing_cancel_and_part_acknowledgement_crossing_cancel() 
     );
     l.heal();
     let order = l.converged(&subject).await;
+    let (_, mine) =
+        l.pa.call(
+            "get",
+            &format!("/api/v1/orders/acme/{subject}"),
+            Some(&l.pt),
+            None,
+        )
+        .await;
+    assert_eq!(mine["pending_requests"], 0, "{mine}");
     assert_eq!(order["status"], "shipped", "{order}");
     assert_eq!(order["lines"][0]["shipped"], 10, "{order}");
     assert_eq!(order["lines"][0]["cancelled"], 0, "{order}");
