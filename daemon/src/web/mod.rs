@@ -247,16 +247,35 @@ struct Next {
     next: Option<String>,
 }
 
-/// Keeps the chosen language in a cookie and goes back where the user was.
+/// `next` as a path on this site, or `None` when it would lead anywhere
+/// else. Parsed the way a browser resolves it (WHATWG URL: `\` is `/`,
+/// tabs and line breaks are dropped), never pattern-matched; the answer is
+/// the parsed path and query, so no control character survives.
+fn same_origin_path(next: &str) -> Option<String> {
+    const BASE: &str = "https://guanxi.invalid/";
+    let base = url::Url::parse(BASE).ok()?;
+    let resolved = base.join(next).ok()?;
+    if resolved.origin() != base.origin() || !next.starts_with('/') {
+        return None;
+    }
+    Some(match resolved.query() {
+        Some(q) => format!("{}?{q}", resolved.path()),
+        None => resolved.path().to_string(),
+    })
+}
+
+/// Keeps the chosen language in a cookie and goes back where the user was
+/// (a path on this site only).
 async fn switch_language(Path(code): Path<String>, Query(q): Query<Next>) -> Response {
     let next = q
         .next
-        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .as_deref()
+        .and_then(same_origin_path)
         .unwrap_or_else(|| "/".into());
     let mut response = Redirect::to(&next).into_response();
     if let Some(lang) = Lang::from_code(&code) {
         let cookie = format!(
-            "{LANG_COOKIE}={}; Path=/; Secure; SameSite=Strict; Max-Age=31536000",
+            "{LANG_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=31536000",
             lang.code()
         );
         add_cookie(&mut response, &cookie);
@@ -973,4 +992,33 @@ pub(crate) fn pending_of(node: &Node, key: &str, subject: &str) -> usize {
         .map_err(crate::engine::EngineError::from)
         .and_then(|r| crate::engine::unconfirmed(&r, key, subject))
         .map_or(0, |u| u.pending_requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed() {
+        for bad in [
+            "//evil.example/",
+            "/\\evil.example/",
+            "/\t/evil.example/",
+            "https://evil.example/",
+            "/\r\n/evil.example",
+            "evil",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(same_origin_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            same_origin_path("/leads?status=won").as_deref(),
+            Some("/leads?status=won")
+        );
+        assert_eq!(same_origin_path("/a/../b").as_deref(), Some("/b"));
+        assert!(
+            same_origin_path("/x\r\nSet-Cookie: a=b")
+                .is_some_and(|p| !p.contains('\r') && !p.contains('\n'))
+        );
+    }
 }

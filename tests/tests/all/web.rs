@@ -501,8 +501,31 @@ async fn throttling_idle_expiry_password_change_and_language() {
         login.body.contains("Log in") && login.body.contains("lang=\"en\""),
         "switch kept over Accept-Language"
     );
-    let offsite = zh.get("/lang/en?next=//evil.example").await;
-    assert_eq!(offsite.location.as_deref(), Some("/"), "no open redirect");
+    // Off-site in every spelling a browser resolves as another host: home.
+    for next in [
+        "//evil.example",
+        "/%5Cevil.example/",
+        "/%09/evil.example/",
+        "https://evil.example/",
+    ] {
+        let offsite = zh.get(&format!("/lang/en?next={next}")).await;
+        assert_eq!(
+            (offsite.status, offsite.location.as_deref()),
+            (303, Some("/")),
+            "no open redirect: {next}"
+        );
+    }
+    // A line break cannot split the answer's headers: a clean redirect.
+    let broken = zh.get("/lang/en?next=/x%0d%0aSet-Cookie:%20a=b").await;
+    assert_eq!(broken.status, 303, "no 500 on a line break");
+    assert!(
+        broken
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with('/') && !l.contains('\n')),
+        "{:?}",
+        broken.location
+    );
     drop((daemon, daemon2));
 }
 
