@@ -78,6 +78,8 @@ impl PeerClient {
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
             .no_proxy()
+            // An envelope goes to the configured peer or nowhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientError::Build(e.to_string()))?;
         Ok(PeerClient {

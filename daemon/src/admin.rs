@@ -744,13 +744,17 @@ async fn ping(
 }
 
 /// Binds the admin socket at `path` (replacing a stale one) with mode 0600.
+/// It is bound under a temporary name, restricted, and only then moved to
+/// `path`: no one can ever connect to it at `path` with a wider mode.
 pub fn bind(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
-    if path.exists() {
-        std::fs::remove_file(path)?;
-    }
-    let listener = tokio::net::UnixListener::bind(path)?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let staging = path.with_extension(format!("sock.{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_file(&staging)?;
+    }
+    let listener = tokio::net::UnixListener::bind(&staging)?;
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&staging, path)?;
     Ok(listener)
 }
 

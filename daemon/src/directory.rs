@@ -130,13 +130,17 @@ pub struct PartnerForm {
 }
 
 impl PartnerForm {
-    /// Checks the form; on success the partner it describes (times unset).
-    pub fn validate(&self) -> Result<Partner, Vec<FieldError>> {
+    /// Checks the form for this node `me`; on success the partner it
+    /// describes (times unset). A partner is never this node itself (by id
+    /// or as its peer): it would pass the vendor's own role checks.
+    pub fn validate(&self, me: &guanxi_protocol::NodeId) -> Result<Partner, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut bad = |field, message| errors.push(FieldError { field, message });
         let id = self.id.trim();
         if id.parse::<guanxi_protocol::NodeId>().is_err() {
             bad("id", "error.partner_id");
+        } else if id == me.as_str() {
+            bad("id", "error.partner_is_self");
         }
         if self.name.trim().is_empty() || self.name.chars().count() > 200 {
             bad("name", "error.required");
@@ -159,6 +163,8 @@ impl PartnerForm {
         let peer = self.peer.trim();
         if !peer.is_empty() && peer.parse::<guanxi_protocol::NodeId>().is_err() {
             bad("peer", "error.partner_id");
+        } else if peer == me.as_str() {
+            bad("peer", "error.partner_is_self");
         }
         let contacts = parse_contacts(&self.contacts);
         if contacts.is_none() {
@@ -287,8 +293,9 @@ mod tests {
             kind: "wholesaler".into(),
             ..PartnerForm::default()
         };
+        let me: guanxi_protocol::NodeId = "acme".parse().expect("id");
         let fields: Vec<&str> = form
-            .validate()
+            .validate(&me)
             .expect_err("invalid")
             .iter()
             .map(|e| e.field)
@@ -302,7 +309,17 @@ mod tests {
             country: "tw".into(),
             ..PartnerForm::default()
         };
-        let p = ok.validate().expect("valid");
+        let p = ok.validate(&me).expect("valid");
+        // This node cannot be its own partner, by id or as the peer.
+        for (id, peer) in [("acme", ""), ("globex", "acme")] {
+            let own = PartnerForm {
+                id: id.into(),
+                peer: peer.into(),
+                ..ok.clone()
+            };
+            let errors = own.validate(&me).expect_err("this node itself");
+            assert_eq!(errors[0].message, "error.partner_is_self");
+        }
         assert_eq!(
             (p.country.as_str(), p.kind_name(), p.peer),
             ("TW", "distributor", None)

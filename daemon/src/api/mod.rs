@@ -516,7 +516,7 @@ async fn save(
         contacts,
         notes: body.notes,
     };
-    let partner = form.validate().map_err(|errors| {
+    let partner = form.validate(&node.identity.id).map_err(|errors| {
         let first = &errors[0];
         let field = match first.field {
             "kind" => "type",

@@ -654,7 +654,7 @@ async fn save_partner(
     if let Some(id) = id {
         form.id = id;
     }
-    let partner = match form.validate() {
+    let partner = match form.validate(&node.identity.id) {
         Ok(p) => p,
         Err(errors) => {
             return partner_form(
