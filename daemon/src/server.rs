@@ -6,6 +6,10 @@
 use crate::inbox;
 use crate::node::Node;
 use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::get;
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +23,43 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(crate::web::routes())
         .merge(crate::api::routes())
         .with_state(node)
+        .layer(middleware::from_fn(security_headers))
+}
+
+/// The security headers of every response, whatever answered it (pages,
+/// errors, redirects, the stylesheet, the API, federation): HSTS, no
+/// sniffing, no referrer, no powerful features, no framing; a strict CSP and
+/// `no-store` unless the handler chose its own (pages set theirs; the
+/// stylesheet may be cached).
+async fn security_headers(request: Request, next: Next) -> Response {
+    let cacheable = request.uri().path().starts_with("/static/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let fixed = [
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    for (name, value) in fixed {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h.insert(
+        header::HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static(
+            "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
+        ),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if !cacheable && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 async fn healthz() -> &'static str {

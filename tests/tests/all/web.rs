@@ -1444,3 +1444,44 @@ async fn marketing_funds_on_the_web_channel() {
     );
     drop(daemon);
 }
+
+/// Every response carries the security headers, whoever answered it: a
+/// page, a redirect, an error, the stylesheet, the API, federation.
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, _) = start(dir.path(), "");
+    let b = Browser::new(&node, &daemon);
+    for (path, status) in [
+        ("/login", 200),
+        ("/", 303),
+        ("/no-such-page", 404),
+        ("/static/app.css", 200),
+        ("/api/v1/partners", 401),
+        ("/fed/v1/keys", 200),
+        ("/lang/zh-TW?next=/login", 303),
+    ] {
+        let r = b
+            .client
+            .get(format!("{}{path}", b.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let h = r.headers();
+        for name in [
+            "strict-transport-security",
+            "x-content-type-options",
+            "referrer-policy",
+            "permissions-policy",
+            "content-security-policy",
+            "x-frame-options",
+        ] {
+            assert!(h.contains_key(name), "{path} lacks {name}");
+        }
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        if path != "/static/app.css" {
+            assert_eq!(h["cache-control"], "no-store", "{path}");
+        }
+    }
+}
