@@ -35,6 +35,14 @@ pub fn backoff_ms(attempts: u32) -> i64 {
     BASE_DELAY_MS.saturating_mul(1i64 << exp).min(MAX_DELAY_MS)
 }
 
+/// The longest wait after an outage of `outage_ms` so far: a tenth of it,
+/// at least a minute. A peer back after ten minutes down is tried again
+/// within a minute; one down for a day within about two and a half hours
+/// (then the one-hour cap of [`backoff_ms`] applies).
+pub fn outage_cap_ms(outage_ms: i64) -> i64 {
+    (outage_ms / 10).max(60_000)
+}
+
 /// `delay` × a random factor in [0.8, 1.4], still capped at one hour.
 fn jitter(delay: i64) -> i64 {
     let mut b = [0u8; 4];
@@ -358,13 +366,18 @@ impl WorkerState {
             }
             Some(f) => {
                 next.attempts = next.attempts.saturating_add(1);
-                let delay = jitter(backoff_ms(next.attempts));
                 let now = now_ms();
+                let since = *next.failing_since.get_or_insert(now);
+                let delay = jitter(backoff_ms(next.attempts)).min(outage_cap_ms(now - since));
                 self.failed_at = now;
                 next.next_attempt_at = now + delay;
+                // One line when the failure starts or changes, not one per attempt.
+                if next.last_error.as_deref() != Some(f.message.as_str()) {
+                    tracing::warn!(%peer, attempts = next.attempts, retry_in_ms = delay, "delivery failed: {}", f.message);
+                } else {
+                    tracing::debug!(%peer, attempts = next.attempts, retry_in_ms = delay, "delivery failed again: {}", f.message);
+                }
                 next.last_error = Some(f.message.clone());
-                let since = *next.failing_since.get_or_insert(now);
-                tracing::warn!(%peer, attempts = next.attempts, retry_in_ms = delay, "delivery failed: {}", f.message);
                 if now - since > alert_after && !self.alerted {
                     self.alerted = true;
                     tracing::error!(%peer, failing_for_ms = now - since, "peer has been failing for too long; messages are kept and retried");
@@ -719,6 +732,21 @@ mod tests {
             assert!((8_000..=14_000).contains(&d), "{d}");
         }
         assert_eq!(jitter(MAX_DELAY_MS).max(MAX_DELAY_MS), MAX_DELAY_MS);
+    }
+
+    #[test]
+    fn the_wait_grows_with_the_outage_not_with_the_attempts() {
+        // Ten minutes down, many attempts: the next try within a minute.
+        let ten_minutes = 600_000;
+        assert_eq!(
+            jitter(backoff_ms(12)).min(outage_cap_ms(ten_minutes)),
+            60_000
+        );
+        // A day down: at most a tenth of it, and never over the hour.
+        let day = 86_400_000;
+        assert!(jitter(backoff_ms(30)).min(outage_cap_ms(day)) <= MAX_DELAY_MS);
+        // Early in an outage the doubling from 1 s is what counts.
+        assert!(jitter(backoff_ms(1)).min(outage_cap_ms(0)) <= 1_400);
     }
 
     #[test]
