@@ -92,6 +92,23 @@ pub fn hash_password(password: &str) -> Result<String, AccountError> {
     Ok(hash.to_string())
 }
 
+/// Whether `password` opens `user`'s account. An unknown or disabled
+/// account is checked against a dummy hash all the same, so the time taken
+/// says nothing about which usernames exist. Slow on purpose (argon2id):
+/// call it off the async threads ([`tokio::task::spawn_blocking`]).
+pub fn verify_login(user: Option<&User>, password: &str) -> bool {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match user {
+        Some(u) if !u.disabled => verify_password(&u.password_hash, password),
+        _ => {
+            let dummy = DUMMY
+                .get_or_init(|| hash_password("no account has this password").unwrap_or_default());
+            let _ = verify_password(dummy, password);
+            false
+        }
+    }
+}
+
 /// Whether `password` matches the stored `hash` (constant time in argon2).
 pub fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)

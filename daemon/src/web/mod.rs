@@ -366,9 +366,11 @@ async fn login(
     }
     let user = accounts::load_user(&read, &username).ok().flatten();
     drop(read);
-    let valid = user.as_ref().is_some_and(|u| {
-        !u.disabled && accounts::verify_password(&u.password_hash, &form.password)
-    });
+    let password = form.password.clone();
+    let valid =
+        tokio::task::spawn_blocking(move || accounts::verify_login(user.as_ref(), &password))
+            .await
+            .unwrap_or(false);
     if !valid {
         tracing::info!(user = %username, addr = %addr.ip(), "login failed");
         if let Err(e) = session::record_failure(&node.engine, keys, now).await {
@@ -894,17 +896,26 @@ async fn change_password(
             .render(),
         )
     };
-    if !accounts::verify_password(&user.password_hash, &form.current) {
-        return refuse("password.wrong");
-    }
     if form.new != form.confirm {
         return refuse("password.mismatch");
     }
     if form.new.chars().count() < 12 {
         return refuse("password.short");
     }
-    let hash = match accounts::hash_password(&form.new) {
-        Ok(h) => h,
+    // argon2 off the async threads: check the current password, hash the new.
+    let (stored, current, new) = (
+        user.password_hash.clone(),
+        form.current.clone(),
+        form.new.clone(),
+    );
+    let checked = tokio::task::spawn_blocking(move || {
+        accounts::verify_password(&stored, &current).then(|| accounts::hash_password(&new))
+    })
+    .await;
+    let hash = match checked {
+        Ok(Some(Ok(h))) => h,
+        Ok(None) => return refuse("password.wrong"),
+        Ok(Some(Err(e))) => return internal(e),
         Err(e) => return internal(e),
     };
     match accounts::update_user(&node.engine, &user.username, move |u| {
@@ -912,9 +923,16 @@ async fn change_password(
     })
     .await
     {
-        Ok(_) => redirect_with_flash("/", "password.changed"),
-        Err(e) => internal(e),
+        Ok(_) => {}
+        Err(e) => return internal(e),
     }
+    // Whoever else is signed in as this user (another device, or someone
+    // who knew the old password) is signed out.
+    let keep = ctx.token.clone().unwrap_or_default();
+    if let Err(e) = session::end_others(&node.engine, &user.username, &keep).await {
+        return internal(e);
+    }
+    redirect_with_flash("/", "password.changed")
 }
 
 #[derive(Template)]

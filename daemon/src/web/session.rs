@@ -148,6 +148,26 @@ pub async fn end(engine: &Engine, token: &str) -> Result<(), EngineError> {
         .await
 }
 
+/// Ends every session of `username` but the one of `keep` (a token).
+pub async fn end_others(engine: &Engine, username: &str, keep: &str) -> Result<usize, EngineError> {
+    let (username, keep) = (username.to_string(), session_key(keep));
+    engine
+        .local(move |t| {
+            let mut ended = 0;
+            for (key, bytes) in t.docs(Doc::Session)? {
+                let Ok(s) = serde_json::from_slice::<Session>(&bytes) else {
+                    continue;
+                };
+                if s.username == username && key != keep {
+                    t.delete_doc(Doc::Session, &key)?;
+                    ended += 1;
+                }
+            }
+            Ok(ended)
+        })
+        .await
+}
+
 /// Failed logins for one account or address.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Failures {

@@ -447,8 +447,12 @@ async fn throttling_idle_expiry_password_change_and_language() {
         "flash shown"
     );
 
-    // Password change: wrong current, mismatch, then success; the new one works.
+    // Password change: wrong current, mismatch, then success; the new one
+    // works, and the user's other sessions end.
     assert_eq!(a.login("admin", &admin2).await.status, 303);
+    let mut elsewhere = Browser::new(&node2, &daemon2);
+    assert_eq!(elsewhere.login("admin", &admin2).await.status, 303);
+    assert_eq!(elsewhere.get("/").await.status, 200);
     let form = a.get("/account/password").await;
     let csrf = Browser::csrf(&form);
     let wrong = a
@@ -475,6 +479,16 @@ async fn throttling_idle_expiry_password_change_and_language() {
         )
         .await;
     assert_eq!(ok.status, 303);
+    assert_eq!(
+        a.get("/").await.status,
+        200,
+        "the session that changed it stays"
+    );
+    assert_eq!(
+        elsewhere.get("/").await.location.as_deref(),
+        Some("/login"),
+        "another session of the user ends"
+    );
     let mut fresh = Browser::new(&node2, &daemon2);
     assert_eq!(fresh.login("admin", &admin2).await.status, 401);
     assert_eq!(
