@@ -112,6 +112,9 @@ pub struct FederationConfig {
     pub max_concurrent_per_peer: u32,
     /// Most envelopes sent to a peer in one batch request (1–100).
     pub max_batch: u32,
+    /// How long any client (peer, browser, API) may take to send a
+    /// request's headers before its connection is closed (slowloris).
+    pub header_read_timeout_seconds: u32,
 }
 
 impl Default for FederationConfig {
@@ -122,6 +125,7 @@ impl Default for FederationConfig {
             request_timeout_seconds: 30,
             max_concurrent_per_peer: 4,
             max_batch: 100,
+            header_read_timeout_seconds: 10,
         }
     }
 }
@@ -265,6 +269,7 @@ struct RawFederation {
     request_timeout_seconds: Option<Spanned<u32>>,
     max_concurrent_per_peer: Option<Spanned<u32>>,
     max_batch: Option<Spanned<u32>>,
+    header_read_timeout_seconds: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -466,6 +471,10 @@ impl Ctx<'_> {
                     &mut federation.max_concurrent_per_peer,
                 ),
                 (&f.max_batch, &mut federation.max_batch),
+                (
+                    &f.header_read_timeout_seconds,
+                    &mut federation.header_read_timeout_seconds,
+                ),
             ] {
                 if let Some(v) = field {
                     if *v.get_ref() == 0 {

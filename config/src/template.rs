@@ -52,6 +52,9 @@ request_timeout_seconds = 30
 max_concurrent_per_peer = 4
 # Most envelopes sent to a peer in one request when a backlog builds (1-100).
 max_batch = 100
+# Any client (peer, browser, API) that has not sent a request's headers after
+# this long is disconnected (slow clients cannot hold connections open).
+header_read_timeout_seconds = 10
 
 # One [[peers]] block per company whose Guanxi daemon this node talks to.
 # Ask the peer's admin for its node id, URL, public key (see `guanxi init` or

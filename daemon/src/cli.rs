@@ -643,7 +643,12 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             tls_config,
             server::router(node.clone()),
             shutdown.clone().cancelled_owned(),
-            Duration::from_secs(10),
+            server::Limits {
+                grace: Duration::from_secs(10),
+                header_read_timeout: Duration::from_secs(u64::from(
+                    node.config().federation.header_read_timeout_seconds,
+                )),
+            },
         )
         .await
         .context("HTTPS server");

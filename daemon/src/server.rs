@@ -66,27 +66,42 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// How the server treats its connections.
+pub struct Limits {
+    /// After shutdown, how long open requests may take to finish.
+    pub grace: Duration,
+    /// How long a client may take to send a request's headers (the TLS
+    /// handshake has its own 10 s limit).
+    pub header_read_timeout: Duration,
+}
+
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then lets
-/// open requests finish for up to `grace`.
+/// open requests finish for up to `limits.grace`.
 pub async fn run(
     listener: std::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    limits: Limits,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
+    let grace = limits.grace;
     tokio::spawn(async move {
         shutdown.await;
         stopper.graceful_shutdown(Some(grace));
     });
-    axum_server::from_tcp_rustls(
+    let mut server = axum_server::from_tcp_rustls(
         listener,
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )?
-    .handle(handle)
-    .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-    .await
+    )?;
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(limits.header_read_timeout);
+    server
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
 }

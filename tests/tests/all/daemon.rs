@@ -371,3 +371,68 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
     let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
     assert!(status.success());
 }
+
+/// A client that opens a TLS connection and then sends its headers too
+/// slowly (slowloris) is disconnected after `header_read_timeout_seconds`.
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = guanxi_tests::NodeSetup::init(bin(), dir.path(), "acme").expect("init");
+    let config = std::fs::read_to_string(node.config_file()).expect("read");
+    assert!(config.contains("header_read_timeout_seconds = 10"));
+    std::fs::write(
+        node.config_file(),
+        config.replace(
+            "header_read_timeout_seconds = 10",
+            "header_read_timeout_seconds = 1",
+        ),
+    )
+    .expect("write");
+    let daemon = node.start(bin()).expect("starts");
+    let addr = daemon.addr.clone();
+    let cert = std::fs::read(cert_in(&node.data_dir())).expect("cert");
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&cert) {
+            roots.add(c.expect("pem")).expect("root");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
+        let tcp = std::net::TcpStream::connect(&addr).expect("connect");
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        // Half a request line, then nothing more.
+        tls.write_all(b"GET / HT").expect("write");
+        tls.flush().expect("flush");
+        let mut buf = [0u8; 64];
+        // The server closes the connection (end of stream, or a reset),
+        // well before this client's own 20 s read timeout would fire.
+        let closed = |r: std::io::Result<usize>| match r {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+        };
+        let first = tls.read(&mut buf);
+        match first {
+            // Whatever it answered first (a 408, say), it then closes.
+            Ok(n) if n > 0 => closed(tls.read(&mut buf)),
+            other => closed(other),
+        }
+    })
+    .await
+    .expect("join");
+    assert!(closed, "the slow client was disconnected");
+    let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success());
+}
