@@ -60,6 +60,7 @@ const THROTTLE: TableDefinition<&str, &[u8]> = TableDefinition::new("throttle");
 const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_tokens");
 const LEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("leads");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 
 /// Kinds of local JSON documents, each in its own table keyed by a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +79,12 @@ pub enum Doc {
     Lead,
     /// setting name → value (distribution rules and their round-robin state)
     Setting,
+    /// SHA-256 of an uploaded file → the organizations that uploaded it
+    Upload,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 7] = [
+const DOCS: [Doc; 8] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -89,6 +92,7 @@ const DOCS: [Doc; 7] = [
     Doc::ApiToken,
     Doc::Lead,
     Doc::Setting,
+    Doc::Upload,
 ];
 
 impl Doc {
@@ -101,6 +105,7 @@ impl Doc {
             Doc::ApiToken => API_TOKENS,
             Doc::Lead => LEADS,
             Doc::Setting => SETTINGS,
+            Doc::Upload => UPLOADS,
         }
     }
 }

@@ -2,7 +2,9 @@
 //! data directory under `attachments/<sha256>` and referenced from signed
 //! messages by their SHA-256. Each upload is size-limited and its content
 //! type is checked against the file's first bytes; a user may download a
-//! file only when a request or claim it can see references it.
+//! file only when a request or claim it can see references it, and may
+//! reference only files its own organization uploaded or that are already on
+//! the record it writes to (so a hash learnt elsewhere opens nothing).
 
 use guanxi_protocol::Sha256Hash;
 use guanxi_protocol::messages::Attachment;
@@ -116,6 +118,52 @@ pub fn load(data_dir: &Path, sha256: &str) -> Option<Vec<u8>> {
         return None;
     }
     std::fs::read(dir(data_dir).join(sha256)).ok()
+}
+
+/// The organization a user uploads for: this company's staff as one, each
+/// partner organization on its own.
+pub fn owner_of(user: &crate::accounts::User) -> String {
+    match (&user.role, &user.partner) {
+        (crate::accounts::Role::Partner, Some(org)) => format!("partner:{org}"),
+        (crate::accounts::Role::Partner, None) => "partner:".to_string(),
+        _ => "staff".to_string(),
+    }
+}
+
+/// Notes that `owner` uploaded the file `sha256`.
+pub async fn record_upload(
+    engine: &crate::engine::Engine,
+    sha256: String,
+    owner: String,
+) -> Result<(), crate::engine::EngineError> {
+    use guanxi_adapters::store::Doc;
+    engine
+        .local(move |t| {
+            let mut owners: Vec<String> = t
+                .doc(Doc::Upload, &sha256)?
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            if !owners.contains(&owner) {
+                owners.push(owner.clone());
+                let json = serde_json::to_vec(&owners)
+                    .map_err(|e| crate::engine::EngineError::Corrupt(e.to_string()))?;
+                t.put_doc(Doc::Upload, &sha256, &json)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Whether `owner` uploaded the file `sha256`.
+pub fn uploaded_by(
+    read: &guanxi_adapters::store::Read,
+    sha256: &str,
+    owner: &str,
+) -> Result<bool, guanxi_adapters::store::StoreError> {
+    Ok(read
+        .doc(guanxi_adapters::store::Doc::Upload, sha256)?
+        .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+        .is_some_and(|owners| owners.iter().any(|o| o == owner)))
 }
 
 #[cfg(test)]

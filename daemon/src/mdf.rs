@@ -232,6 +232,9 @@ pub async fn act(
     if !seen {
         return Ok(Err(refuse(ReasonCode::UnknownRecord, "no such budget")));
     }
+    if let Err(r) = crate::service::check_references(node, user, key, subject, &message)? {
+        return Ok(Err(r));
+    }
     if let Err(r) = crate::service::send_attachments(node, key, &message).await? {
         return Ok(Err(r));
     }

@@ -326,7 +326,7 @@ pub async fn upload(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    authenticate(&node, &headers)?;
+    let user = authenticate(&node, &headers)?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -341,7 +341,16 @@ pub async fn upload(
     .map_err(internal)?;
     use crate::attachments::AttachmentError as E;
     match stored {
-        Ok(a) => Ok((StatusCode::CREATED, Json(json!(a))).into_response()),
+        Ok(a) => {
+            crate::attachments::record_upload(
+                &node.engine,
+                a.sha256.clone(),
+                crate::attachments::owner_of(&user),
+            )
+            .await
+            .map_err(internal)?;
+            Ok((StatusCode::CREATED, Json(json!(a))).into_response())
+        }
         Err(e @ E::TooLarge { .. }) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

@@ -203,6 +203,9 @@ pub async fn open(
         }
     };
     let subject = format!("{prefix}-{}", uuid::Uuid::now_v7().hyphenated());
+    if let Err(r) = check_references(node, user, &key, &subject, &message)? {
+        return Ok(Err(r));
+    }
     if let Err(r) = send_attachments(node, &key, &message).await? {
         return Ok(Err(r));
     }
@@ -220,6 +223,68 @@ fn referenced(message: &Message) -> Vec<guanxi_protocol::messages::Attachment> {
         Message::MdfClaim(m) => m.proofs.clone(),
         _ => Vec::new(),
     }
+}
+
+/// The files a record references already (any may be cited again on it).
+fn on_record(record: &Record) -> Vec<String> {
+    match record {
+        Record::Service(r) => r
+            .request
+            .attachments
+            .iter()
+            .chain(r.events.iter().flat_map(|e| e.attachments.iter()))
+            .map(|a| a.sha256.clone())
+            .collect(),
+        Record::Warranty(w) => w
+            .claim
+            .attachments
+            .iter()
+            .map(|a| a.sha256.clone())
+            .collect(),
+        Record::Mdf(b) => b
+            .claims
+            .iter()
+            .flat_map(|c| c.claim.proofs.iter())
+            .map(|a| a.sha256.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Refuses a message of `user` on the record (`key`, `subject`) that cites
+/// a file its organization did not upload and that is not on the record
+/// already (a hash learnt elsewhere, or one never uploaded here).
+pub(crate) fn check_references(
+    node: &Node,
+    user: &User,
+    key: &str,
+    subject: &str,
+    message: &Message,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let cited = referenced(message);
+    if cited.is_empty() {
+        return Ok(Ok(()));
+    }
+    let read = node.store.read()?;
+    let known = read
+        .record(key, subject)?
+        .and_then(|b| parse_record(key, subject, &b))
+        .map(|r| on_record(&r))
+        .unwrap_or_default();
+    let owner = crate::attachments::owner_of(user);
+    for a in cited {
+        if !known.contains(&a.sha256) && !crate::attachments::uploaded_by(&read, &a.sha256, &owner)?
+        {
+            return Ok(Err(refuse(
+                ReasonCode::BadBody,
+                format!(
+                    "attachment {} ({}) is not a file your organization uploaded",
+                    a.name, a.sha256
+                ),
+            )));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// Before a message that references attachments goes to peer `key`, sends
@@ -294,6 +359,9 @@ pub async fn act(
             ReasonCode::UnknownRecord,
             "no such request or claim",
         )));
+    }
+    if let Err(r) = check_references(node, user, key, subject, &message)? {
+        return Ok(Err(r));
     }
     if let Err(r) = send_attachments(node, key, &message).await? {
         return Ok(Err(r));

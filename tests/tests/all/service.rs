@@ -670,6 +670,17 @@ async fn attachments_are_checked_stored_and_shown_only_to_who_sees_the_request()
         .to_string();
     expect(&api, "post", "/api/v1/service", &mei, Some(&body), 201).await;
     let sha = attachment["sha256"].as_str().expect("sha");
+    // Another organization that learnt the hash cannot cite it (and so can
+    // never download it), nor can anyone cite a file never uploaded here.
+    let mut unknown = attachment.clone();
+    unknown["sha256"] = json!("ab".repeat(32));
+    for cited in [&attachment, &unknown] {
+        let body = json!({"vendor": "acme", "body": {"customer": customer(), "sku": "CNC-5X", "serial": null,
+            "problem": "mine too", "priority": "normal", "attachments": [cited]}})
+        .to_string();
+        let v = expect(&api, "post", "/api/v1/service", &ina, Some(&body), 422).await;
+        assert_eq!(v["code"], "bad_body", "{v}");
+    }
     for (token, status) in [(&mei, 200), (&admin, 200), (&ina, 404)] {
         let (got, _) = api
             .call(
