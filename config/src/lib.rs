@@ -115,6 +115,11 @@ pub struct FederationConfig {
     /// How long any client (peer, browser, API) may take to send a
     /// request's headers before its connection is closed (slowloris).
     pub header_read_timeout_seconds: u32,
+    /// Federation requests read and checked at once, before their sender is
+    /// known (each may hold up to 16 MiB): more are answered 503.
+    pub max_unchecked_requests: u32,
+    /// The same, from one client address.
+    pub max_unchecked_per_address: u32,
 }
 
 impl Default for FederationConfig {
@@ -126,6 +131,8 @@ impl Default for FederationConfig {
             max_concurrent_per_peer: 4,
             max_batch: 100,
             header_read_timeout_seconds: 10,
+            max_unchecked_requests: 16,
+            max_unchecked_per_address: 4,
         }
     }
 }
@@ -270,6 +277,8 @@ struct RawFederation {
     max_concurrent_per_peer: Option<Spanned<u32>>,
     max_batch: Option<Spanned<u32>>,
     header_read_timeout_seconds: Option<Spanned<u32>>,
+    max_unchecked_requests: Option<Spanned<u32>>,
+    max_unchecked_per_address: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -474,6 +483,14 @@ impl Ctx<'_> {
                 (
                     &f.header_read_timeout_seconds,
                     &mut federation.header_read_timeout_seconds,
+                ),
+                (
+                    &f.max_unchecked_requests,
+                    &mut federation.max_unchecked_requests,
+                ),
+                (
+                    &f.max_unchecked_per_address,
+                    &mut federation.max_unchecked_per_address,
                 ),
             ] {
                 if let Some(v) = field {

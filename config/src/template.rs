@@ -55,6 +55,10 @@ max_batch = 100
 # Any client (peer, browser, API) that has not sent a request's headers after
 # this long is disconnected (slow clients cannot hold connections open).
 header_read_timeout_seconds = 10
+# Federation requests read at once before their sender is known (each up to
+# 16 MiB), in all and from one address; more are answered 503 (retry later).
+max_unchecked_requests = 16
+max_unchecked_per_address = 4
 
 # One [[peers]] block per company whose Guanxi daemon this node talks to.
 # Ask the peer's admin for its node id, URL, public key (see `guanxi init` or

@@ -198,6 +198,11 @@ fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreEr
     );
     let _ = writeln!(
         out,
+        "# HELP guanxi_fed_unchecked_requests federation requests being read before their sender is known\n# TYPE guanxi_fed_unchecked_requests gauge\nguanxi_fed_unchecked_requests {}",
+        node.fed_admission.current()
+    );
+    let _ = writeln!(
+        out,
         "# HELP guanxi_timer_rounds_total rounds each timer has finished\n# TYPE guanxi_timer_rounds_total counter"
     );
     for (timer, n) in node.ticks.all() {

@@ -11,7 +11,7 @@ use crate::engine::{Inbound, InboundAnswer};
 use crate::node::Node;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -74,6 +74,91 @@ impl IntoResponse for FedError {
     }
 }
 
+/// How many federation requests are being read and checked, before their
+/// sender is known: in all, and per client address. Bounds the memory
+/// unauthenticated clients can take (SPEC §9: a busy node answers 503).
+#[derive(Default)]
+pub struct Admission {
+    counts: std::sync::Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
+}
+
+/// One admitted request; its place is freed when dropped.
+pub struct Admitted<'a> {
+    admission: &'a Admission,
+    addr: std::net::IpAddr,
+}
+
+impl Admission {
+    /// How many requests are admitted now.
+    pub fn current(&self) -> usize {
+        match self.counts.lock() {
+            Ok(c) => c.0,
+            Err(poisoned) => poisoned.into_inner().0,
+        }
+    }
+
+    /// Admits a request from `addr` if both limits allow it.
+    pub fn enter(
+        &self,
+        addr: std::net::IpAddr,
+        total: usize,
+        per_address: usize,
+    ) -> Option<Admitted<'_>> {
+        let mut c = match self.counts.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let here = c.1.get(&addr).copied().unwrap_or(0);
+        if c.0 >= total || here >= per_address {
+            return None;
+        }
+        c.0 += 1;
+        c.1.insert(addr, here + 1);
+        Some(Admitted {
+            admission: self,
+            addr,
+        })
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let mut c = match self.admission.counts.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        c.0 = c.0.saturating_sub(1);
+        if let Some(n) = c.1.get_mut(&self.addr) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.1.remove(&self.addr);
+            }
+        }
+    }
+}
+
+fn busy() -> Response {
+    let body = serde_json::json!({"code": "busy", "message": "too many requests are being read; retry later"});
+    let mut r = json_response(503, body.to_string().into_bytes());
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// Admits a federation request from `addr`, or `None` (answer [`busy`]).
+fn admit(node: &Node, addr: std::net::SocketAddr) -> Option<Admitted<'_>> {
+    let f = &node.config().federation;
+    let (total, per) = (
+        f.max_unchecked_requests as usize,
+        f.max_unchecked_per_address as usize,
+    );
+    let admitted = node.fed_admission.enter(addr.ip(), total, per);
+    if admitted.is_none() {
+        tracing::debug!(addr = %addr.ip(), "federation request refused: too many being read");
+    }
+    admitted
+}
+
 /// The federation routes.
 pub fn routes() -> Router<Arc<Node>> {
     Router::new()
@@ -108,9 +193,16 @@ fn request_timeout(node: &Node) -> Duration {
     Duration::from_secs(node.config().federation.request_timeout_seconds.into())
 }
 
-async fn post_envelope(State(node): State<Arc<Node>>, body: Body) -> Response {
+async fn post_envelope(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
+    body: Body,
+) -> Response {
+    let Some(_admitted) = admit(&node, addr) else {
+        return busy();
+    };
     let timeout = request_timeout(&node);
-    match tokio::time::timeout(timeout, one_envelope(node, body)).await {
+    match tokio::time::timeout(timeout, one_envelope(node.clone(), body)).await {
         Ok(response) => response,
         Err(_) => internal("request timed out"),
     }
@@ -215,9 +307,29 @@ fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<I
     })
 }
 
-async fn post_batch(State(node): State<Arc<Node>>, body: Body) -> Response {
+async fn post_batch(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    // Visibly too long: refused before a byte of it is read.
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BATCH_BYTES) {
+        return FedError::new(
+            ReasonCode::TooLarge,
+            format!("a batch request may be at most {MAX_BATCH_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let Some(_admitted) = admit(&node, addr) else {
+        return busy();
+    };
     let timeout = request_timeout(&node);
-    match tokio::time::timeout(timeout, batch(node, body)).await {
+    match tokio::time::timeout(timeout, batch(node.clone(), body)).await {
         Ok(response) => response,
         Err(_) => internal("request timed out"),
     }

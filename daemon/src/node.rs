@@ -45,6 +45,8 @@ pub struct Node {
     /// How many rounds each timer has finished (metrics; tests wait on
     /// them instead of sleeping).
     pub ticks: Ticks,
+    /// Federation requests being read before their sender is known.
+    pub fed_admission: crate::inbox::Admission,
     /// Re-reads the config file and applies it (SIGHUP, `guanxi reload`);
     /// set once the delivery workers run. `Ok` says what is in force.
     pub reloader: std::sync::OnceLock<Reloader>,
@@ -142,6 +144,7 @@ impl Node {
             wakers,
             receipts_stored: Notify::new(),
             ticks: Ticks::default(),
+            fed_admission: crate::inbox::Admission::default(),
             reloader: std::sync::OnceLock::new(),
         })
     }

@@ -308,6 +308,16 @@ async fn ingest(bin: &Path, total: u64) -> Result<f64, String> {
     let keys: Vec<NodeKey> = (0..STREAMS)
         .map(|i| NodeKey::from_seed(&[0x40 + i as u8; 32]))
         .collect();
+    // The 8 simulated peers all come from 127.0.0.1: let them in at once.
+    let config = std::fs::read_to_string(node.config_file()).map_err(|e| e.to_string())?;
+    std::fs::write(
+        node.config_file(),
+        config.replace(
+            "max_unchecked_per_address = 4",
+            "max_unchecked_per_address = 16",
+        ),
+    )
+    .map_err(|e| e.to_string())?;
     for (i, key) in keys.iter().enumerate() {
         node.append_config(&format!(
             "\n[[peers]]\nid = \"load-{i}\"\nurl = \"https://127.0.0.1:0\"\n[[peers.keys]]\npublic_key = \"{}\"\n",

@@ -436,3 +436,122 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
     assert!(status.success());
 }
+
+/// Unauthenticated federation requests are admitted only up to
+/// `max_unchecked_per_address` at once from one address (each may hold a
+/// 16 MiB body until its sender is known); more are answered 503 at once,
+/// and a batch declaring more than 16 MiB is refused before it is read.
+#[tokio::test]
+async fn federation_requests_before_authentication_are_bounded() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = guanxi_tests::NodeSetup::init(bin(), dir.path(), "acme").expect("init");
+    let config = std::fs::read_to_string(node.config_file()).expect("read");
+    std::fs::write(
+        node.config_file(),
+        config.replace(
+            "max_unchecked_per_address = 4",
+            "max_unchecked_per_address = 2",
+        ),
+    )
+    .expect("write");
+    let daemon = node.start(bin()).expect("starts");
+    let cert = std::fs::read(cert_in(&node.data_dir())).expect("cert");
+    let tls_config = {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&cert) {
+            roots.add(c.expect("pem")).expect("root");
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    let addr = daemon.addr.clone();
+    let open = std::sync::Arc::new(move |head: String| {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let conn = rustls::ClientConnection::new(tls_config.clone(), name).expect("tls");
+        let tcp = std::net::TcpStream::connect(&addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.write_all(head.as_bytes()).expect("write");
+        tls.flush().expect("flush");
+        tls
+    });
+    let head = |length: usize| {
+        format!(
+            "POST /fed/v1/batch HTTP/1.1\r\nhost: acme\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n["
+        )
+    };
+    let status_of =
+        |tls: &mut rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>| {
+            // "503 busy" for a refusal by admission: status and code.
+            let mut answer = Vec::new();
+            let mut buf = vec![0u8; 512];
+            while !String::from_utf8_lossy(&answer).contains("\"code\"") {
+                let n = tls.read(&mut buf).expect("answer");
+                if n == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&buf[..n]);
+            }
+            let text = String::from_utf8_lossy(&answer);
+            let status = text.split_whitespace().nth(1).unwrap_or("").to_string();
+            let code = text
+                .split("\"code\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("");
+            format!("{status} {code}")
+        };
+    // Two slow uploads hold this address's two places ...
+    let open_held = open.clone();
+    let held = tokio::task::spawn_blocking(move || {
+        (0..2)
+            .map(|_| open_held(head(1_000_000)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("join");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, m) = node.admin("GET", "/metrics", None).await;
+        if m.as_str()
+            .is_some_and(|t| t.contains("guanxi_fed_unchecked_requests 2"))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two were never admitted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... so a third is turned away at once, and a batch declaring more
+    // than 16 MiB is refused before anything of it is read.
+    let (refused, oversized) = tokio::task::spawn_blocking(move || {
+        let mut third = open(head(1_000_000));
+        let refused = status_of(&mut third);
+        let mut big = open(head(17 * 1024 * 1024));
+        (Some(refused), status_of(&mut big))
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        refused.as_deref(),
+        Some("503 busy"),
+        "the third request is refused"
+    );
+    assert_eq!(
+        oversized, "413 too_large",
+        "a declared 17 MiB batch is refused before reading"
+    );
+    drop(held);
+    let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
+    assert!(status.success());
+}
