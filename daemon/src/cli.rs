@@ -587,6 +587,10 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         ));
         let expiry_task =
             tokio::spawn(crate::mdf::run_expiry(node.clone(), shutdown.child_token()));
+        let purge_task = tokio::spawn(crate::web::session::run_purge(
+            node.clone(),
+            shutdown.child_token(),
+        ));
         {
             // Weak: the node must not keep itself (and the engine) alive.
             let weak = Arc::downgrade(&node);
@@ -659,6 +663,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         let _ = relay_task.await;
         let _ = reconcile_task.await;
         let _ = expiry_task.await;
+        let _ = purge_task.await;
         let _ = admin_task.await;
         if let Some(t) = metrics_task {
             let _ = t.await;

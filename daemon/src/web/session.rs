@@ -219,6 +219,84 @@ pub async fn record_failure(
         .await
 }
 
+/// Deletes sessions that have expired (idle or absolute) and failure
+/// counters whose window has passed, as of `now`. Returns how many it
+/// deleted and when the next of what remains expires (or `None`).
+pub async fn purge(
+    engine: &Engine,
+    now: Millis,
+    idle_ms: Millis,
+    absolute_ms: Millis,
+) -> Result<(usize, Option<Millis>), EngineError> {
+    engine
+        .local(move |t| {
+            let mut deleted = 0;
+            let mut next: Option<Millis> = None;
+            let mut soonest = |at: Millis| next = Some(next.map_or(at, |n| n.min(at)));
+            for (key, bytes) in t.docs(Doc::Session)? {
+                let expiry = serde_json::from_slice::<Session>(&bytes)
+                    .map(|s| (s.last_seen + idle_ms).min(s.created + absolute_ms))
+                    .unwrap_or(Millis::MIN);
+                if expiry < now {
+                    t.delete_doc(Doc::Session, &key)?;
+                    deleted += 1;
+                } else {
+                    soonest(expiry);
+                }
+            }
+            for (key, bytes) in t.docs(Doc::Throttle)? {
+                let end = serde_json::from_slice::<Failures>(&bytes)
+                    .map(|f| f.window_start + LOCK_MS)
+                    .unwrap_or(Millis::MIN);
+                if end <= now {
+                    t.delete_doc(Doc::Throttle, &key)?;
+                    deleted += 1;
+                } else {
+                    soonest(end);
+                }
+            }
+            Ok((deleted, next))
+        })
+        .await
+}
+
+/// Purges expired sessions and failure counters (see [`purge`]) until the
+/// node stops: a round every second looks at the clock, and the tables are
+/// read only when something is due, or at least once per idle period (to
+/// see sessions started since).
+pub async fn run_purge(
+    node: std::sync::Arc<crate::node::Node>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut due = Millis::MIN;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        // The previous round is finished.
+        node.ticks
+            .session_purge
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let now = crate::clock::now_ms();
+        if now < due {
+            continue;
+        }
+        let web = &node.config().web;
+        let idle = Millis::from(web.session_idle_seconds) * 1000;
+        let absolute = Millis::from(web.session_absolute_seconds) * 1000;
+        match purge(&node.engine, now, idle, absolute).await {
+            Ok((n, next)) => {
+                if n > 0 {
+                    tracing::info!("purged {n} expired session(s) and failure counter(s)");
+                }
+                due = next.unwrap_or(Millis::MAX).min(now + idle);
+            }
+            Err(e) => tracing::error!("session purge: {e}"),
+        }
+    }
+}
+
 /// Clears an account's failure count after a successful login.
 pub async fn clear_failures(engine: &Engine, key: String) -> Result<(), EngineError> {
     engine

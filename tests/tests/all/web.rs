@@ -1499,3 +1499,33 @@ async fn every_response_carries_the_security_headers() {
         }
     }
 }
+
+/// Expired sessions and failure counters do not pile up: a timer deletes
+/// them once they are due.
+#[tokio::test]
+async fn expired_sessions_and_failure_counters_are_purged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, mut daemon, password) = start(dir.path(), "session_idle_seconds = 60");
+    let mut b = Browser::new(&node, &daemon);
+    assert_eq!(b.login("admin", "not the password").await.status, 401);
+    assert_eq!(b.login("admin", &password).await.status, 303);
+    let mut other = Browser::new(&node, &daemon);
+    assert_eq!(other.login("nobody", "whatever").await.status, 401);
+    // Past the idle limit and the failure window (15 minutes).
+    node.set_clock_offset(20 * 60 * 1000);
+    node.full_timer_round("session_purge").await;
+    daemon.stop(Duration::from_secs(15)).expect("stops");
+    let store = guanxi_adapters::store::Store::open(&node.data_dir()).expect("store");
+    let read = store.read().expect("read");
+    use guanxi_adapters::store::Doc;
+    assert_eq!(
+        read.docs(Doc::Session).expect("sessions").len(),
+        0,
+        "sessions purged"
+    );
+    assert_eq!(
+        read.docs(Doc::Throttle).expect("throttle").len(),
+        0,
+        "counters purged"
+    );
+}
