@@ -485,6 +485,20 @@ fn split_batch(bytes: &[u8]) -> Result<Vec<Element>, FedError> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Any request body is split into envelopes or refused, never a panic.
+        #[test]
+        fn any_batch_body_is_split_or_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            elements in proptest::collection::vec("[{}\\[\\],:\"a-z0-9 ]{0,20}", 0..5),
+        ) {
+            let _ = split_batch(&bytes);
+            let _ = split_batch(format!("[{}]", elements.join(",")).as_bytes());
+        }
+    }
+
     #[test]
     fn a_batch_of_non_objects_is_bad_json_as_a_whole() {
         for body in [&b"[1]"[..], b"[\"x\"]", b"[null]", b"[[]]"] {

@@ -431,6 +431,25 @@ pub fn parse_csv(bytes: &[u8]) -> Result<Vec<LeadInput>, Vec<RowError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        /// Any upload answers with leads or with row errors, never a panic;
+        /// a header line followed by junk as well.
+        #[test]
+        fn any_csv_is_read_or_refused_by_row(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            rows in "[a-zA-Z0-9,;\"\n 好-]{0,300}",
+        ) {
+            let _ = parse_csv(&bytes);
+            let with_header = format!("company,country,product_lines,consent,estimated_value,currency,email\n{rows}");
+            if let Err(errors) = parse_csv(with_header.as_bytes()) {
+                prop_assert!(!errors.is_empty());
+            }
+        }
+    }
 
     #[test]
     fn csv_is_all_or_nothing_and_names_row_and_field() {

@@ -204,6 +204,22 @@ pub fn basis_points(text: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        /// Order lines, products and prices from any text: read or refused
+        /// row by row, never a panic.
+        #[test]
+        fn any_text_is_read_or_refused_by_row(text in "[a-zA-Z0-9,;.%\"\n 好-]{0,300}") {
+            let eur: Currency = "EUR".parse().expect("currency");
+            let _ = order_lines(&text);
+            let _ = products(&text);
+            let _ = prices(&text, &eur);
+            let _ = basis_points(&text);
+        }
+    }
 
     #[test]
     fn lines_products_and_prices_report_every_bad_row() {
