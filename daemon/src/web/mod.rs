@@ -346,22 +346,27 @@ async fn login(
     }
     let now = now_ms();
     let username = form.username.trim().to_string();
-    let keys = vec![format!("user:{username}"), format!("addr:{}", addr.ip())];
+    let ip = addr.ip().to_string();
     let read = match node.store.read() {
         Ok(r) => r,
         Err(e) => return internal(e),
     };
-    match session::locked(&read, &keys, now) {
-        Ok(true) => {
-            tracing::warn!(user = %username, addr = %addr.ip(), "login refused: too many failures");
-            return login_form(
+    match session::wait_ms(&read, &username, &ip, now) {
+        Ok(0) => {}
+        Ok(wait) => {
+            tracing::info!(user = %username, addr = %ip, wait_ms = wait, "login delayed: failures");
+            let mut page = login_form(
                 &ctx,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("login.throttled"),
                 username,
             );
+            let seconds = (wait + 999) / 1000;
+            if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return page;
         }
-        Ok(false) => {}
         Err(e) => return internal(e),
     }
     let user = accounts::load_user(&read, &username).ok().flatten();
@@ -373,7 +378,7 @@ async fn login(
             .unwrap_or(false);
     if !valid {
         tracing::info!(user = %username, addr = %addr.ip(), "login failed");
-        if let Err(e) = session::record_failure(&node.engine, keys, now).await {
+        if let Err(e) = session::record_failure(&node.engine, &username, &ip, now).await {
             return internal(e);
         }
         return login_form(
@@ -383,7 +388,7 @@ async fn login(
             username,
         );
     }
-    if let Err(e) = session::clear_failures(&node.engine, format!("user:{username}")).await {
+    if let Err(e) = session::clear_failures(&node.engine, &username, &ip).await {
         return internal(e);
     }
     let token = match session::start(&node.engine, &username, now).await {

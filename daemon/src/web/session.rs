@@ -6,9 +6,13 @@
 //! `session_idle_seconds` without a request or `session_absolute_seconds`
 //! after login, on logout, and when its user is disabled. Every form carries
 //! the session's CSRF token; the login form, before any session, carries a
-//! token that must match a short-lived cookie. Failed logins are counted per
-//! account and per client address: five within 15 minutes lock that account
-//! or address for 15 minutes.
+//! token that must match a short-lived cookie. Failed logins slow down
+//! rather than lock out: per account *and* address, from the third failure
+//! each attempt waits twice as long as the one before (1 s, 2 s, 4 s, ... at
+//! most 15 minutes); per account from any address the same from the tenth;
+//! and one address may fail at most 100 times in 15 minutes (an office
+//! behind one NAT address stays usable). A stranger can therefore slow an
+//! account down, never lock its owner out from elsewhere.
 
 use crate::accounts::{self, User};
 use crate::engine::{Engine, EngineError};
@@ -23,10 +27,14 @@ pub const LOGIN_COOKIE: &str = "gx_login";
 /// Cookie holding the chosen language.
 pub const LANG_COOKIE: &str = "gx_lang";
 
-/// Failed logins allowed in a window before a lock.
-pub const MAX_FAILURES: u32 = 5;
-/// The counting window and the lock, in milliseconds.
+/// The counting window of failed logins, in milliseconds.
 pub const LOCK_MS: Millis = 15 * 60 * 1000;
+/// Failures of one account from one address before attempts are delayed.
+const PAIR_FREE: u32 = 2;
+/// Failures of one account from all addresses before attempts are delayed.
+const ACCOUNT_FREE: u32 = 9;
+/// Failures from one address in a window before it must wait the window out.
+const ADDRESS_CEILING: u32 = 100;
 
 /// A stored session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -168,34 +176,68 @@ pub async fn end_others(engine: &Engine, username: &str, keep: &str) -> Result<u
         .await
 }
 
-/// Failed logins for one account or address.
+/// Failed logins for one key (account, address, or both) in a window.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Failures {
     count: u32,
     window_start: Millis,
+    /// The last failure.
+    #[serde(default)]
+    last: Millis,
 }
 
-/// Whether `keys` (like `user:mei`, `addr:10.0.0.1`) are locked at `now`.
-pub fn locked(read: &Read, keys: &[String], now: Millis) -> Result<bool, StoreError> {
-    for key in keys {
-        if let Some(f) = read
+/// The throttle keys of a login attempt.
+fn keys(username: &str, addr: &str) -> [String; 3] {
+    [
+        format!("pair:{username}@{addr}"),
+        format!("user:{username}"),
+        format!("addr:{addr}"),
+    ]
+}
+
+/// When the next attempt after `f` may come, past `free` failures: each
+/// further failure doubles the wait from one second, at most the window.
+fn delayed_until(f: &Failures, free: u32) -> Millis {
+    if f.count <= free {
+        return Millis::MIN;
+    }
+    let doublings = (f.count - free - 1).min(20);
+    f.last.saturating_add((1000i64 << doublings).min(LOCK_MS))
+}
+
+/// How long (ms) a login for `username` from `addr` must still wait at
+/// `now`; 0 when it may go ahead.
+pub fn wait_ms(read: &Read, username: &str, addr: &str, now: Millis) -> Result<Millis, StoreError> {
+    let [pair, user, address] = keys(username, addr);
+    let load = |key: &str| -> Result<Option<Failures>, StoreError> {
+        Ok(read
             .doc(Doc::Throttle, key)?
             .and_then(|b| serde_json::from_slice::<Failures>(&b).ok())
-            && f.count >= MAX_FAILURES
-            && now - f.window_start < LOCK_MS
-        {
-            return Ok(true);
-        }
+            .filter(|f| now - f.window_start < LOCK_MS))
+    };
+    let mut until = Millis::MIN;
+    if let Some(f) = load(&pair)? {
+        until = until.max(delayed_until(&f, PAIR_FREE));
     }
-    Ok(false)
+    if let Some(f) = load(&user)? {
+        until = until.max(delayed_until(&f, ACCOUNT_FREE));
+    }
+    if let Some(f) = load(&address)?
+        && f.count >= ADDRESS_CEILING
+    {
+        until = until.max(f.window_start + LOCK_MS);
+    }
+    Ok(until.saturating_sub(now).max(0))
 }
 
-/// Counts a failed login against each of `keys`.
+/// Counts a failed login for `username` from `addr`.
 pub async fn record_failure(
     engine: &Engine,
-    keys: Vec<String>,
+    username: &str,
+    addr: &str,
     now: Millis,
 ) -> Result<(), EngineError> {
+    let keys = keys(username, addr);
     engine
         .local(move |t| {
             for key in keys.clone() {
@@ -207,9 +249,11 @@ pub async fn record_failure(
                     f = Failures {
                         count: 0,
                         window_start: now,
+                        last: now,
                     };
                 }
                 f.count += 1;
+                f.last = now;
                 let json =
                     serde_json::to_vec(&f).map_err(|e| EngineError::Failed(e.to_string()))?;
                 t.put_doc(Doc::Throttle, &key, &json)?;
@@ -297,13 +341,19 @@ pub async fn run_purge(
     }
 }
 
-/// Clears an account's failure count after a successful login.
-pub async fn clear_failures(engine: &Engine, key: String) -> Result<(), EngineError> {
+/// Clears the failure counts of `username` (from `addr`, and in all) after
+/// a successful login; the address keeps its own.
+pub async fn clear_failures(
+    engine: &Engine,
+    username: &str,
+    addr: &str,
+) -> Result<(), EngineError> {
+    let [pair, user, _] = keys(username, addr);
     engine
         .local(move |t| {
-            t.delete_doc(Doc::Throttle, &key)
-                .map(|_| ())
-                .map_err(EngineError::from)
+            t.delete_doc(Doc::Throttle, &pair)?;
+            t.delete_doc(Doc::Throttle, &user)?;
+            Ok(())
         })
         .await
 }
@@ -311,6 +361,25 @@ pub async fn clear_failures(engine: &Engine, key: String) -> Result<(), EngineEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_slow_down_and_never_lock_for_longer_than_the_window() {
+        let at = |count| Failures {
+            count,
+            window_start: 0,
+            last: 1_000_000,
+        };
+        assert_eq!(
+            delayed_until(&at(2), PAIR_FREE),
+            Millis::MIN,
+            "two are free"
+        );
+        assert_eq!(delayed_until(&at(3), PAIR_FREE), 1_001_000);
+        assert_eq!(delayed_until(&at(4), PAIR_FREE), 1_002_000);
+        assert_eq!(delayed_until(&at(6), PAIR_FREE), 1_008_000);
+        assert_eq!(delayed_until(&at(500), PAIR_FREE), 1_000_000 + LOCK_MS);
+        assert_eq!(delayed_until(&at(9), ACCOUNT_FREE), Millis::MIN);
+    }
 
     #[test]
     fn cookies_parse_and_compare() {
