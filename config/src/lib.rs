@@ -97,6 +97,9 @@ pub struct WebConfig {
     pub session_absolute_seconds: u32,
     /// `en` or `zh-TW`.
     pub default_language: String,
+    /// Reverse proxies whose `X-Forwarded-For` names the real client (for
+    /// login throttling); from anyone else the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Federation (peer exchange) settings.
@@ -220,6 +223,7 @@ impl Default for WebConfig {
             session_idle_seconds: 1800,
             session_absolute_seconds: 43200,
             default_language: "en".into(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -266,6 +270,8 @@ struct RawWeb {
     session_idle_seconds: Option<Spanned<u32>>,
     session_absolute_seconds: Option<Spanned<u32>>,
     default_language: Option<Spanned<String>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -460,6 +466,18 @@ impl Ctx<'_> {
                     return Err(self.at(lang, "default_language must be \"en\" or \"zh-TW\""));
                 }
                 web.default_language = lang.get_ref().clone();
+            }
+            for proxy in &w.trusted_proxies {
+                let ip = proxy.get_ref().parse().map_err(|_| {
+                    self.at(
+                        proxy,
+                        format!(
+                            "trusted_proxies: {:?} is not an IP address like \"127.0.0.1\"",
+                            proxy.get_ref()
+                        ),
+                    )
+                })?;
+                web.trusted_proxies.push(ip);
             }
         }
 

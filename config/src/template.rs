@@ -41,6 +41,9 @@ session_idle_seconds = 1800
 session_absolute_seconds = 43200
 # "en" or "zh-TW"; users can switch.
 default_language = "en"
+# Reverse proxies in front of this node (their X-Forwarded-For names the
+# client for login throttling), e.g. ["127.0.0.1"]. Empty: not behind one.
+trusted_proxies = []
 
 [federation]
 # Flag a peer (in `guanxi peers`, logs and metrics) when deliveries to it have

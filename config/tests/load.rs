@@ -96,6 +96,11 @@ fn bad_input_names_file_line_and_column() {
         ),
         ("[node]\nid = \"Acme Corp\"\n".into(), ":2:6:", "node id"),
         (
+            format!("{NODE}\n[web]\ntrusted_proxies = [\"127.0.0.1\", \"proxy.lan\"]\n"),
+            ":5:33:",
+            "not an IP address",
+        ),
+        (
             format!("{NODE}listen = \"localhost\"\n"),
             ":3:10:",
             "IP address and port",

@@ -247,6 +247,32 @@ struct Next {
     next: Option<String>,
 }
 
+/// The client's address: the connection's, or — when that is a trusted
+/// reverse proxy — the last address in `X-Forwarded-For` that is not itself
+/// a trusted proxy. From anyone else the header is ignored (it is the
+/// client's to write).
+fn client_ip(
+    trusted: &[std::net::IpAddr],
+    addr: SocketAddr,
+    headers: &HeaderMap,
+) -> std::net::IpAddr {
+    if !trusted.contains(&addr.ip()) {
+        return addr.ip();
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(addr.ip())
+}
+
 /// `next` as a path on this site, or `None` when it would lead anywhere
 /// else. Parsed the way a browser resolves it (WHATWG URL: `\` is `/`,
 /// tabs and line breaks are dropped), never pattern-matched; the answer is
@@ -346,7 +372,7 @@ async fn login(
     }
     let now = now_ms();
     let username = form.username.trim().to_string();
-    let ip = addr.ip().to_string();
+    let ip = client_ip(&node.config().web.trusted_proxies, addr, &headers).to_string();
     let read = match node.store.read() {
         Ok(r) => r,
         Err(e) => return internal(e),
@@ -1020,6 +1046,31 @@ pub(crate) fn pending_of(node: &Node, key: &str, subject: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let proxy: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let addr = SocketAddr::new(proxy, 5000);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 10.0.0.7"),
+        );
+        // Not behind a trusted proxy: the header is the client's own claim.
+        assert_eq!(client_ip(&[], addr, &headers), proxy);
+        // Behind one: the last address the proxy saw.
+        assert_eq!(
+            client_ip(&[proxy], addr, &headers),
+            "10.0.0.7".parse::<std::net::IpAddr>().expect("ip")
+        );
+        // A chain of trusted proxies is skipped.
+        let inner: std::net::IpAddr = "10.0.0.7".parse().expect("ip");
+        assert_eq!(
+            client_ip(&[proxy, inner], addr, &headers),
+            "6.6.6.6".parse::<std::net::IpAddr>().expect("ip")
+        );
+        assert_eq!(client_ip(&[proxy], addr, &HeaderMap::new()), proxy);
+    }
 
     #[test]
     fn only_paths_on_this_site_are_followed() {

@@ -15,6 +15,8 @@ struct Browser {
     base: String,
     cookies: HashMap<String, String>,
     accept_language: Option<&'static str>,
+    /// An `X-Forwarded-For` header to send (a client behind a proxy).
+    forwarded_for: Option<&'static str>,
 }
 
 struct Page {
@@ -55,6 +57,7 @@ impl Browser {
             base: daemon.url(),
             cookies: HashMap::new(),
             accept_language: None,
+            forwarded_for: None,
         }
     }
 
@@ -67,6 +70,9 @@ impl Browser {
         let mut request = request.header("cookie", cookie.join("; "));
         if let Some(lang) = self.accept_language {
             request = request.header("accept-language", lang);
+        }
+        if let Some(client) = self.forwarded_for {
+            request = request.header("x-forwarded-for", client);
         }
         let r = request.send().await.expect("request");
         for set in r.headers().get_all("set-cookie") {
@@ -1534,4 +1540,41 @@ async fn expired_sessions_and_failure_counters_are_purged() {
         0,
         "counters purged"
     );
+}
+
+/// Behind a trusted reverse proxy, login throttling counts the client named
+/// in `X-Forwarded-For`; from anyone else that header changes nothing.
+#[tokio::test]
+async fn throttling_sees_clients_through_trusted_proxies_only() {
+    for trusted in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+        if trusted {
+            let config = std::fs::read_to_string(node.config_file()).expect("read");
+            assert!(config.contains("trusted_proxies = []"));
+            std::fs::write(
+                node.config_file(),
+                config.replace("trusted_proxies = []", "trusted_proxies = [\"127.0.0.1\"]"),
+            )
+            .expect("write");
+        }
+        let daemon = node.start(Path::new(BIN)).expect("starts");
+        let password = daemon.first_admin_password().expect("first admin");
+        let mut first = Browser::new(&node, &daemon);
+        first.forwarded_for = Some("10.0.0.1");
+        for _ in 0..3 {
+            assert_eq!(first.login("admin", "wrong").await.status, 401);
+        }
+        let mut second = Browser::new(&node, &daemon);
+        second.forwarded_for = Some("10.0.0.2");
+        let status = second.login("admin", &password).await.status;
+        if trusted {
+            assert_eq!(
+                status, 303,
+                "another client behind the proxy is not held up"
+            );
+        } else {
+            assert_eq!(status, 429, "an untrusted X-Forwarded-For changes nothing");
+        }
+    }
 }
