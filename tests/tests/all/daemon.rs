@@ -372,11 +372,38 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
     assert!(status.success());
 }
 
+/// A raw TLS connection to a daemon (trusting only its certificate) that
+/// has written `head` and flushed: for clients that misbehave on purpose.
+type RawTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+fn raw_tls(cert_pem: &[u8], addr: &str, head: &[u8]) -> RawTls {
+    use std::io::Write;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(cert_pem) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
+    let tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(head).expect("write");
+    tls.flush().expect("flush");
+    tls
+}
+
 /// A client that opens a TLS connection and then sends its headers too
 /// slowly (slowloris) is disconnected after `header_read_timeout_seconds`.
 #[tokio::test]
 async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = tempfile::tempdir().expect("tempdir");
     let node = guanxi_tests::NodeSetup::init(bin(), dir.path(), "acme").expect("init");
     let config = std::fs::read_to_string(node.config_file()).expect("read");
@@ -393,25 +420,8 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     let addr = daemon.addr.clone();
     let cert = std::fs::read(cert_in(&node.data_dir())).expect("cert");
     let closed = tokio::task::spawn_blocking(move || {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&cert) {
-            roots.add(c.expect("pem")).expect("root");
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
-        let tcp = std::net::TcpStream::connect(&addr).expect("connect");
-        tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .expect("timeout");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
         // Half a request line, then nothing more.
-        tls.write_all(b"GET / HT").expect("write");
-        tls.flush().expect("flush");
+        let mut tls = raw_tls(&cert, &addr, b"GET / HT");
         let mut buf = [0u8; 64];
         // The server closes the connection (end of stream, or a reset),
         // well before this client's own 20 s read timeout would fire.
@@ -443,7 +453,7 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
 /// and a batch declaring more than 16 MiB is refused before it is read.
 #[tokio::test]
 async fn federation_requests_before_authentication_are_bounded() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let dir = tempfile::tempdir().expect("tempdir");
     let node = guanxi_tests::NodeSetup::init(bin(), dir.path(), "acme").expect("init");
     let config = std::fs::read_to_string(node.config_file()).expect("read");
@@ -457,32 +467,8 @@ async fn federation_requests_before_authentication_are_bounded() {
     .expect("write");
     let daemon = node.start(bin()).expect("starts");
     let cert = std::fs::read(cert_in(&node.data_dir())).expect("cert");
-    let tls_config = {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls::pki_types::pem::PemObject::pem_slice_iter(&cert) {
-            roots.add(c.expect("pem")).expect("root");
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        std::sync::Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
-    };
     let addr = daemon.addr.clone();
-    let open = std::sync::Arc::new(move |head: String| {
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-        let conn = rustls::ClientConnection::new(tls_config.clone(), name).expect("tls");
-        let tcp = std::net::TcpStream::connect(&addr).expect("connect");
-        tcp.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        let mut tls = rustls::StreamOwned::new(conn, tcp);
-        tls.write_all(head.as_bytes()).expect("write");
-        tls.flush().expect("flush");
-        tls
-    });
+    let open = std::sync::Arc::new(move |head: String| raw_tls(&cert, &addr, head.as_bytes()));
     let head = |length: usize| {
         format!(
             "POST /fed/v1/batch HTTP/1.1\r\nhost: acme\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n["
