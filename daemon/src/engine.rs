@@ -213,7 +213,10 @@ impl Act<'_, '_> {
     /// The record `subject` shared with `peer` as its authority confirmed it
     /// (SPEC §12.1), without this node's unanswered requests.
     pub fn confirmed(&self, peer: &str, subject: &str) -> Result<Option<Record>, EngineError> {
-        Ok(load_slot(self.tables, peer, subject)?.confirmed().cloned())
+        Ok(load_slot(self.tables, peer, subject)?
+            .0
+            .confirmed()
+            .cloned())
     }
 }
 
@@ -766,19 +769,24 @@ fn load_sync(w: &Tables<'_>, peer: &str, subject: &str) -> Result<SyncDoc, Engin
     }
 }
 
-/// What this node keeps about the record `subject` shared with `peer`.
-fn load_slot(w: &Tables<'_>, peer: &str, subject: &str) -> Result<Slot, EngineError> {
+/// What this node keeps about the record `subject` shared with `peer`, and
+/// the seq of the peer's envelope that opened it (if the peer did).
+fn load_slot(
+    w: &Tables<'_>,
+    peer: &str,
+    subject: &str,
+) -> Result<(Slot, Option<u64>), EngineError> {
     let record = load_record(w, peer, subject)?;
     let sync = load_sync(w, peer, subject)?;
-    Ok(Slot {
+    let slot = Slot {
         record,
         version: sync.version,
         follow: sync.follow,
-    })
+    };
+    Ok((slot, sync.opened))
 }
 
-/// Stores `slot`; `opened` is set when the peer's envelope `seq` just opened
-/// the record.
+/// Stores `slot` and the seq of the peer's envelope that opened the record.
 fn save_slot(
     w: &mut Tables<'_>,
     effects: &mut Effects,
@@ -791,10 +799,6 @@ fn save_slot(
         Some(record) => save_record(w, effects, peer, subject, record)?,
         None => w.delete_record(peer, subject)?,
     }
-    let opened = match opened {
-        Some(seq) => Some(seq),
-        None => load_sync(w, peer, subject)?.opened,
-    };
     let sync = SyncDoc {
         version: slot.version,
         follow: slot.follow,
@@ -936,7 +940,7 @@ fn inbound(
             };
             let subject = f.subject.as_str();
             if message.concerns_record() {
-                let mut slot = load_slot(w, peer, subject)?;
+                let (mut slot, opened) = load_slot(w, peer, subject)?;
                 match slot.receive(&identity.id, &ctx, message, f.record_version) {
                     Err(e) => reject(e.code, e.message, None),
                     Ok(received) => {
@@ -951,7 +955,10 @@ fn inbound(
                             Err(e) => reject(e.code, e.message, None),
                             Ok(()) => {
                                 report_faults(peer, subject, &received.faults);
-                                let opened = (received.version == Some(1)).then_some(f.seq);
+                                let opened = match received.version {
+                                    Some(1) => Some(f.seq),
+                                    _ => opened,
+                                };
                                 save_slot(w, effects, peer, subject, slot, opened)?;
                                 placed = received.version;
                                 received.refused.map(|e| Rejection {
@@ -1036,7 +1043,7 @@ fn send(
         None
     };
     let record_version = match &mut slot {
-        Some(slot) => match slot.send(&identity.id, &ctx, message, seq) {
+        Some((slot, _)) => match slot.send(&identity.id, &ctx, message, seq) {
             Ok(v) => v,
             Err(refused) => return Ok(Err(refused)),
         },
@@ -1067,11 +1074,11 @@ fn send(
         }
         Err(e) => return Err(e.into()),
     };
-    if let Some(slot) = slot {
+    if let Some((slot, opened)) = slot {
         if slot.has_pending() && record_version.is_none() {
             w.put_out_pending(peer.as_str(), seq, subject.as_str())?;
         }
-        save_slot(w, effects, peer.as_str(), subject.as_str(), slot, None)?;
+        save_slot(w, effects, peer.as_str(), subject.as_str(), slot, opened)?;
     }
     w.put_out(peer.as_str(), seq, signed.hash.0, &signed.bytes, created)?;
     effects.queued.insert(peer.clone());
@@ -1097,7 +1104,7 @@ fn answered(
         return Ok(());
     };
     let subject = subject.as_str();
-    let mut slot = load_slot(w, peer.as_str(), subject)?;
+    let (mut slot, opened) = load_slot(w, peer.as_str(), subject)?;
     if !slot.has_pending() {
         return Ok(());
     }
@@ -1108,7 +1115,7 @@ fn answered(
     };
     let faults = slot.answered(receipt.seq, &answer, now);
     report_faults(peer.as_str(), subject, &faults);
-    save_slot(w, effects, peer.as_str(), subject, slot, None)
+    save_slot(w, effects, peer.as_str(), subject, slot, opened)
 }
 
 /// Decodes a message from its kind and JSON body with the wire's checks; a
