@@ -123,6 +123,10 @@ pub struct FederationConfig {
     pub max_unchecked_requests: u32,
     /// The same, from one client address.
     pub max_unchecked_per_address: u32,
+    /// HTTPS connections (peers, browsers, API clients) open at once; more
+    /// are closed as soon as they are accepted. Lowered at start-up when the
+    /// process's open-file limit would leave too few descriptors free.
+    pub max_connections: u32,
 }
 
 impl Default for FederationConfig {
@@ -136,6 +140,7 @@ impl Default for FederationConfig {
             header_read_timeout_seconds: 10,
             max_unchecked_requests: 16,
             max_unchecked_per_address: 4,
+            max_connections: 4096,
         }
     }
 }
@@ -285,6 +290,7 @@ struct RawFederation {
     header_read_timeout_seconds: Option<Spanned<u32>>,
     max_unchecked_requests: Option<Spanned<u32>>,
     max_unchecked_per_address: Option<Spanned<u32>>,
+    max_connections: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -510,6 +516,7 @@ impl Ctx<'_> {
                     &f.max_unchecked_per_address,
                     &mut federation.max_unchecked_per_address,
                 ),
+                (&f.max_connections, &mut federation.max_connections),
             ] {
                 if let Some(v) = field {
                     if *v.get_ref() == 0 {

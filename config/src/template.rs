@@ -62,6 +62,10 @@ header_read_timeout_seconds = 10
 # 16 MiB), in all and from one address; more are answered 503 (retry later).
 max_unchecked_requests = 16
 max_unchecked_per_address = 4
+# HTTPS connections open at once (peers, browsers, API); more are closed on
+# arrival. Lowered at start-up if the open-file limit (LimitNOFILE) would not
+# leave 128 descriptors, plus two per peer, free for the node itself.
+max_connections = 4096
 
 # One [[peers]] block per company whose Guanxi daemon this node talks to.
 # Ask the peer's admin for its node id, URL, public key (see `guanxi init` or

@@ -201,6 +201,14 @@ fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreEr
         "# HELP guanxi_fed_unchecked_requests federation requests being read before their sender is known\n# TYPE guanxi_fed_unchecked_requests gauge\nguanxi_fed_unchecked_requests {}",
         node.fed_admission.current()
     );
+    let c = &node.connections;
+    let _ = writeln!(
+        out,
+        "# HELP guanxi_connections_open HTTPS connections open\n# TYPE guanxi_connections_open gauge\nguanxi_connections_open {}\n# HELP guanxi_connections_cap HTTPS connections allowed at once\n# TYPE guanxi_connections_cap gauge\nguanxi_connections_cap {}\n# HELP guanxi_connections_refused_total connections closed at once because the cap was reached\n# TYPE guanxi_connections_refused_total counter\nguanxi_connections_refused_total {}",
+        c.open(),
+        c.cap(),
+        c.refused()
+    );
     let _ = writeln!(
         out,
         "# HELP guanxi_timer_rounds_total rounds each timer has finished\n# TYPE guanxi_timer_rounds_total counter"

@@ -642,6 +642,18 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         // Printed last, once signals are handled: scripts and tests wait for it.
         println!("  listening    https://{bound}");
         tracing::info!(node = %node_id, addr = %bound, "serving");
+        let federation = &node.config().federation;
+        let soft_limit = server::open_file_limit();
+        let outgoing = node.config().peers.len() as u64 * u64::from(federation.max_concurrent_per_peer);
+        let max_connections = server::connection_cap(federation.max_connections, soft_limit, outgoing);
+        if max_connections < federation.max_connections as usize {
+            tracing::warn!(
+                configured = federation.max_connections,
+                open_file_limit = soft_limit,
+                used = max_connections,
+                "max_connections lowered to leave descriptors for the node itself; raise LimitNOFILE to allow more"
+            );
+        }
         let served = server::run(
             listener,
             tls_config,
@@ -652,6 +664,8 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
                 header_read_timeout: Duration::from_secs(u64::from(
                     node.config().federation.header_read_timeout_seconds,
                 )),
+                max_connections,
+                connections: node.connections.clone(),
             },
         )
         .await

@@ -177,16 +177,64 @@ fn internal(e: impl std::fmt::Display) -> Response {
     json_response(503, body.to_string().into_bytes())
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, FedError> {
-    axum::body::to_bytes(body, limit)
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|e| {
-            FedError::new(
-                ReasonCode::TooLarge,
-                format!("request body over {limit} bytes, or unreadable: {e}"),
-            )
-        })
+/// Reads a request body of at most `limit` bytes, frame by frame; as soon
+/// as its first two bytes are in, `looks_right` judges them, so a body that
+/// is visibly not what the endpoint takes is refused without reading on.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    looks_right: fn(&[u8]) -> Result<(), FedError>,
+) -> Result<Vec<u8>, FedError> {
+    use http_body_util::BodyExt;
+    let too_large = |detail: String| {
+        FedError::new(
+            ReasonCode::TooLarge,
+            format!("request body over {limit} bytes, or unreadable: {detail}"),
+        )
+    };
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut bytes = Vec::new();
+    let mut judged = false;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| too_large(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+        if !judged && bytes.len() >= 2 {
+            looks_right(&bytes[..2])?;
+            judged = true;
+        }
+    }
+    if !judged {
+        looks_right(&bytes)?;
+    }
+    Ok(bytes)
+}
+
+/// An envelope is a JSON object in canonical form: it starts with `{"`.
+fn looks_like_envelope(start: &[u8]) -> Result<(), FedError> {
+    if b"{\"".starts_with(start) && !start.is_empty() {
+        Ok(())
+    } else {
+        Err(FedError::new(
+            ReasonCode::BadJson,
+            "an envelope is a canonical JSON object",
+        ))
+    }
+}
+
+/// A batch is a canonical JSON array of objects: it starts with `[{`
+/// (`[]` is let through to be refused as an empty batch).
+fn looks_like_batch(start: &[u8]) -> Result<(), FedError> {
+    let plausible = matches!(start, [b'['] | [b'[', b'{'] | [b'[', b']']);
+    if plausible {
+        Ok(())
+    } else {
+        Err(FedError::new(
+            ReasonCode::BadJson,
+            "a batch is a JSON array of envelopes",
+        ))
+    }
 }
 
 fn request_timeout(node: &Node) -> Duration {
@@ -209,7 +257,7 @@ async fn post_envelope(
 }
 
 async fn one_envelope(node: Arc<Node>, body: Body) -> Response {
-    let bytes = match read_body(body, MAX_ENVELOPE_BYTES).await {
+    let bytes = match read_body(body, MAX_ENVELOPE_BYTES, looks_like_envelope).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
@@ -336,13 +384,15 @@ async fn post_batch(
 }
 
 async fn batch(node: Arc<Node>, body: Body) -> Response {
-    let bytes = match read_body(body, MAX_BATCH_BYTES).await {
+    let bytes = match read_body(body, MAX_BATCH_BYTES, looks_like_batch).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let elements = match split_batch(&bytes) {
-        Ok(e) => e,
-        Err(e) => return e.into_response(),
+    // Parsing up to 16 MiB is CPU work: off the async threads.
+    let elements = match tokio::task::spawn_blocking(move || split_batch(&bytes)).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return e.into_response(),
+        Err(e) => return internal(e),
     };
     let count = elements.len();
     let (items, first_error) = match check_all(&node, elements).await {

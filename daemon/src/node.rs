@@ -47,6 +47,8 @@ pub struct Node {
     pub ticks: Ticks,
     /// Federation requests being read before their sender is known.
     pub fed_admission: crate::inbox::Admission,
+    /// The HTTPS server's open connections and their cap.
+    pub connections: Arc<crate::server::Connections>,
     /// Re-reads the config file and applies it (SIGHUP, `guanxi reload`);
     /// set once the delivery workers run. `Ok` says what is in force.
     pub reloader: std::sync::OnceLock<Reloader>,
@@ -147,6 +149,7 @@ impl Node {
             receipts_stored: Notify::new(),
             ticks: Ticks::default(),
             fed_admission: crate::inbox::Admission::default(),
+            connections: Arc::default(),
             reloader: std::sync::OnceLock::new(),
         })
     }

@@ -11,9 +11,16 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use axum_server::accept::Accept;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Every route of the daemon.
 pub fn router(node: Arc<Node>) -> Router {
@@ -71,8 +78,145 @@ pub struct Limits {
     /// After shutdown, how long open requests may take to finish.
     pub grace: Duration,
     /// How long a client may take to send a request's headers (the TLS
-    /// handshake has its own 10 s limit).
+    /// handshake has its own 10 s limit), and a new connection its first
+    /// request.
     pub header_read_timeout: Duration,
+    /// Connections held open at once; one more is closed as soon as it is
+    /// accepted, so descriptors stay free for the store, the admin socket
+    /// and deliveries to peers (see [`connection_cap`]).
+    pub max_connections: usize,
+    /// Where the open connections are counted.
+    pub connections: Arc<Connections>,
+}
+
+/// Descriptors kept free below the process's limit whatever the
+/// configuration says: the store, log, attachments being read or written,
+/// admin socket clients, the metrics listener.
+pub const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// The connection cap actually used: the configured one, lowered when the
+/// process's open-file limit (`soft_limit`, when known) would not leave
+/// [`RESERVED_DESCRIPTORS`] plus two per outgoing peer connection free.
+/// Never below 16.
+pub fn connection_cap(configured: u32, soft_limit: Option<u64>, outgoing: u64) -> usize {
+    let configured = u64::from(configured);
+    let cap = match soft_limit {
+        Some(limit) => configured.min(limit.saturating_sub(RESERVED_DESCRIPTORS + 2 * outgoing)),
+        None => configured,
+    };
+    usize::try_from(cap.max(16)).unwrap_or(usize::MAX)
+}
+
+/// The process's soft limit on open files, when the system says.
+pub fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+}
+
+/// The server's open connections against its cap (shared with `/metrics`).
+pub struct Connections {
+    permits: Arc<Semaphore>,
+    cap: std::sync::atomic::AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Connections {
+            permits: Arc::new(Semaphore::new(0)),
+            cap: Default::default(),
+            refused: Default::default(),
+        }
+    }
+}
+
+impl Connections {
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.cap
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// The cap in force (0 before the server runs).
+    pub fn cap(&self) -> usize {
+        self.cap.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed at once because the cap was reached, since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts open connections and refuses those over the cap (the inner
+/// acceptor, before TLS: a refused connection costs no handshake).
+#[derive(Clone)]
+struct Capped {
+    connections: Arc<Connections>,
+}
+
+/// A connection holding its place under the cap until it closes.
+struct Held {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<S> Accept<TcpStream, S> for Capped {
+    type Stream = Held;
+    type Service = S;
+    type Future = std::future::Ready<std::io::Result<(Held, S)>>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        std::future::ready(match self.connections.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok((
+                Held {
+                    stream,
+                    _permit: permit,
+                },
+                service,
+            )),
+            Err(_) => {
+                self.connections.refused.fetch_add(1, Ordering::Relaxed);
+                Err(std::io::Error::other("connection cap reached"))
+            }
+        })
+    }
+}
+
+impl AsyncRead for Held {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Held {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then lets
@@ -92,10 +236,17 @@ pub async fn run(
         shutdown.await;
         stopper.graceful_shutdown(Some(grace));
     });
+    let connections = limits.connections.clone();
+    connections.permits.add_permits(limits.max_connections);
+    connections
+        .cap
+        .fetch_add(limits.max_connections, Ordering::Relaxed);
     let mut server = axum_server::from_tcp_rustls(
         listener,
         axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )?;
+    )?
+    .map(|tls| tls.acceptor(Capped { connections }))
+    .first_request_timeout(limits.header_read_timeout);
     server
         .http_builder()
         .http1()

@@ -318,6 +318,19 @@ impl NodeSetup {
     /// Starts `serve` for this node and records the port it reports.
     pub fn start(&self, binary: &Path) -> Result<Daemon, String> {
         let daemon = Daemon::start(binary, &self.dir, &["serve", "--config", "guanxi.toml"])?;
+        self.started(daemon)
+    }
+
+    /// Starts `serve` with the process's open-file limit set to `nofile`
+    /// (as systemd's `LimitNOFILE` would), through `sh -c 'ulimit -n'`.
+    pub fn start_with_open_file_limit(&self, binary: &Path, nofile: u32) -> Result<Daemon, String> {
+        let script = format!("ulimit -n {nofile} && exec \"$0\" serve --config guanxi.toml");
+        let binary = binary.to_str().ok_or("binary path is not UTF-8")?;
+        let daemon = Daemon::start(Path::new("/bin/sh"), &self.dir, &["-c", &script, binary])?;
+        self.started(daemon)
+    }
+
+    fn started(&self, daemon: Daemon) -> Result<Daemon, String> {
         let port = daemon
             .addr
             .rsplit(':')

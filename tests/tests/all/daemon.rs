@@ -399,6 +399,127 @@ fn raw_tls(cert_pem: &[u8], addr: &str, head: &[u8]) -> RawTls {
     tls
 }
 
+/// A TLS connection whose handshake is complete, or the error that ended it
+/// (a connection closed on arrival by the connection cap).
+fn try_tls(cert_pem: &[u8], addr: &str) -> std::io::Result<RawTls> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(cert_pem) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
+    let mut tcp = std::net::TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)?;
+    }
+    Ok(rustls::StreamOwned::new(conn, tcp))
+}
+
+/// A node at its open-file limit (here 256, as `LimitNOFILE` would set it)
+/// caps its HTTPS connections below the limit, so hundreds of idle
+/// connections leave it able to answer its admin and to deliver to its
+/// peers; once they go, new clients are served again.
+#[tokio::test]
+async fn idle_connections_cannot_use_up_the_descriptors_a_node_needs() {
+    let mut pair = guanxi_tests::two_nodes(bin()).await;
+    pair.vendor_daemon
+        .stop(Duration::from_secs(10))
+        .expect("stops");
+    let config = std::fs::read_to_string(pair.vendor.config_file()).expect("read");
+    std::fs::write(
+        pair.vendor.config_file(),
+        config.replace(
+            "header_read_timeout_seconds = 10",
+            "header_read_timeout_seconds = 300",
+        ),
+    )
+    .expect("write");
+    pair.vendor_daemon = pair
+        .vendor
+        .start_with_open_file_limit(bin(), 256)
+        .expect("starts");
+    pair.partner.point_at(&pair.vendor).await;
+    // 256 − 128 reserved − 2 × 4 for the one peer's connections.
+    let metric = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (_, m) = pair.vendor.admin("GET", "/metrics", None).await;
+    let m = m.as_str().unwrap_or("").to_string();
+    assert_eq!(metric(&m, "guanxi_connections_cap"), 120, "{m}");
+    assert!(
+        pair.vendor_daemon
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("max_connections lowered")),
+        "the lowered cap is logged"
+    );
+    let cert = std::fs::read(cert_in(&pair.vendor.data_dir())).expect("cert");
+    let addr = pair.vendor_daemon.addr.clone();
+    let (held, refused) = tokio::task::spawn_blocking(move || {
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..240 {
+            match try_tls(&cert, &addr) {
+                Ok(c) => held.push(c),
+                Err(_) => refused += 1,
+            }
+        }
+        (held, refused)
+    })
+    .await
+    .expect("join");
+    assert!(held.len() <= 120, "{} held", held.len());
+    assert!(refused >= 120, "{refused} refused");
+    let (status, m) = pair.vendor.admin("GET", "/metrics", None).await;
+    assert_eq!(status, 200, "the admin socket still answers");
+    let m = m.as_str().unwrap_or("").to_string();
+    assert!(metric(&m, "guanxi_connections_refused_total") >= 120, "{m}");
+    // The node still reaches its peer: a message goes out and is receipted.
+    let (status, v) = pair
+        .vendor
+        .admin(
+            "POST",
+            "/admin/v1/send",
+            Some(serde_json::json!({"peer": "globex", "kind": "ping", "subject": "while-flooded", "body": {"note": "still here"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "send: {v}");
+    let seq = v["seq"].as_u64().expect("seq");
+    guanxi_tests::eventually("the ping is receipted while flooded", || async {
+        let (_, v) = pair
+            .vendor
+            .admin("GET", &format!("/admin/v1/outbox/globex/{seq}"), None)
+            .await;
+        v["receipt"].is_object().then_some(())
+    })
+    .await;
+    drop(held);
+    let client = client_trusting(&cert_in(&pair.vendor.data_dir())).expect("client");
+    let url = format!("{}/healthz", pair.vendor_daemon.url());
+    guanxi_tests::eventually("new clients are served once the idle ones left", || {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .get(&url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+        }
+    })
+    .await;
+}
+
 /// A client that opens a TLS connection and then sends its headers too
 /// slowly (slowloris) is disconnected after `header_read_timeout_seconds`.
 #[tokio::test]
@@ -538,6 +659,21 @@ async fn federation_requests_before_authentication_are_bounded() {
         "a declared 17 MiB batch is refused before reading"
     );
     drop(held);
+    // A body that visibly is no array of envelopes is refused on its first
+    // bytes, without waiting for the megabyte it announced.
+    let cert = std::fs::read(cert_in(&node.data_dir())).expect("cert");
+    let addr = daemon.addr.clone();
+    let not_a_batch = tokio::task::spawn_blocking(move || {
+        let mut tls = raw_tls(
+            &cert,
+            &addr,
+            b"POST /fed/v1/batch HTTP/1.1\r\nhost: acme\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n[\"",
+        );
+        status_of(&mut tls)
+    })
+    .await
+    .expect("join");
+    assert_eq!(not_a_batch, "400 bad_json", "refused on its first bytes");
     let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
     assert!(status.success());
 }
