@@ -61,6 +61,8 @@ const API_TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_token
 const LEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("leads");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
 /// Kinds of local JSON documents, each in its own table keyed by a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,10 +83,16 @@ pub enum Doc {
     Setting,
     /// SHA-256 of an uploaded file → the organizations that uploaded it
     Upload,
+    /// "scope␟key" of an API or admin call's `Idempotency-Key` → the
+    /// request's hash and, once answered, the answer
+    Idempotency,
+    /// "time␟scope␟key" (time zero-padded, so keys sort by time) → nothing:
+    /// which idempotency keys expire first
+    IdempotencyExpiry,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 8] = [
+const DOCS: [Doc; 10] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -93,6 +101,8 @@ const DOCS: [Doc; 8] = [
     Doc::Lead,
     Doc::Setting,
     Doc::Upload,
+    Doc::Idempotency,
+    Doc::IdempotencyExpiry,
 ];
 
 impl Doc {
@@ -106,6 +116,8 @@ impl Doc {
             Doc::Lead => LEADS,
             Doc::Setting => SETTINGS,
             Doc::Upload => UPLOADS,
+            Doc::Idempotency => IDEMPOTENCY,
+            Doc::IdempotencyExpiry => IDEMPOTENCY_EXPIRY,
         }
     }
 }
@@ -533,6 +545,23 @@ impl Tables<'_> {
     /// Every shared record as (peer or `web:<partner>`, subject, JSON).
     pub fn records(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         all_records(&self.records)
+    }
+
+    /// The first `limit` documents of a kind whose keys sort before `end`,
+    /// in key order (a bounded read, never the whole table).
+    pub fn docs_before(
+        &self,
+        kind: Doc,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let table = self.txn.open_table(kind.table())?;
+        let mut out = Vec::new();
+        for entry in table.range(..end)?.take(limit) {
+            let (k, v) = entry?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Stores a local document.

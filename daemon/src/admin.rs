@@ -55,6 +55,10 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/users/{name}/disable", post(disable_user))
         .route("/admin/v1/tokens", get(tokens).post(create_token))
         .route("/admin/v1/tokens/{name}/revoke", post(revoke_token))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            crate::idempotency::guard,
+        ))
         .with_state(node)
 }
 
@@ -605,7 +609,7 @@ struct AddUser {
 async fn add_user(
     State(node): State<Arc<Node>>,
     Json(req): Json<AddUser>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Response, AdminError> {
     let role = req
         .role
         .parse()
@@ -620,19 +624,21 @@ async fn add_user(
     )
     .await
     .map_err(account_error)?;
-    Ok(Json(
+    Ok(crate::idempotency::holds_secret(Json(
         json!({"username": req.username, "password": password}),
-    ))
+    )))
 }
 
 async fn reset_password(
     State(node): State<Arc<Node>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Response, AdminError> {
     let password = crate::accounts::reset_password(&node.engine, &name)
         .await
         .map_err(account_error)?;
-    Ok(Json(json!({"username": name, "password": password})))
+    Ok(crate::idempotency::holds_secret(Json(
+        json!({"username": name, "password": password}),
+    )))
 }
 
 async fn disable_user(
@@ -664,14 +670,14 @@ struct NewToken {
 async fn create_token(
     State(node): State<Arc<Node>>,
     Json(req): Json<NewToken>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Response, AdminError> {
     if req.name.trim().is_empty() {
         return Err(bad_request("bad_name", "a token needs a name"));
     }
     match crate::api::create_token(&node.engine, req.name.trim(), &req.username, now_ms()).await {
-        Ok(Ok(secret)) => Ok(Json(
+        Ok(Ok(secret)) => Ok(crate::idempotency::holds_secret(Json(
             json!({"name": req.name.trim(), "username": req.username, "token": secret}),
-        )),
+        ))),
         Ok(Err(message)) => Err(AdminError(
             StatusCode::NOT_FOUND,
             "not_found".into(),
@@ -778,6 +784,18 @@ pub async fn request(
     path: &str,
     body: Option<Value>,
 ) -> Result<(u16, Value), String> {
+    request_keyed(socket, method, path, body, None).await
+}
+
+/// [`request`] with an `Idempotency-Key`: a retry with the same key gets the
+/// first call's answer instead of doing it again.
+pub async fn request_keyed(
+    socket: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    idempotency_key: Option<&str>,
+) -> Result<(u16, Value), String> {
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
     let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
@@ -791,11 +809,15 @@ pub async fn request(
         let _ = connection.await;
     });
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = hyper::Request::builder()
+    let mut request = hyper::Request::builder()
         .method(method)
         .uri(path)
         .header("host", "guanxi")
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(key) = idempotency_key {
+        request = request.header(crate::idempotency::HEADER, key);
+    }
+    let request = request
         .body(Full::new(Bytes::from(bytes)))
         .map_err(|e| e.to_string())?;
     let response = sender

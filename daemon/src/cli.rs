@@ -159,6 +159,10 @@ pub enum Command {
         kind: String,
         subject: String,
         body: String,
+        /// Makes a retry safe: a second `send` with the same key (within 24
+        /// hours) prints the first one's answer instead of sending again.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
 }
 
@@ -370,10 +374,18 @@ pub fn main_entry() -> ExitCode {
             kind,
             subject,
             body,
+            idempotency_key,
         } => match serde_json::from_str::<serde_json::Value>(&body) {
             Ok(body) => {
                 let request = serde_json::json!({"peer": peer, "kind": kind, "subject": subject, "body": body});
-                admin_call(&daemon, "POST", "/admin/v1/send", Some(request), print_json)
+                admin_call_keyed(
+                    &daemon,
+                    "POST",
+                    "/admin/v1/send",
+                    Some(request),
+                    idempotency_key.as_deref(),
+                    print_json,
+                )
             }
             Err(e) => Err(config_failure(anyhow!("BODY is not JSON: {e}"))),
         },
@@ -756,6 +768,18 @@ fn admin_call(
     body: Option<serde_json::Value>,
     print: fn(&serde_json::Value),
 ) -> Result<(), Failure> {
+    admin_call_keyed(daemon, method, path, body, None, print)
+}
+
+/// [`admin_call`] with an optional `Idempotency-Key`.
+fn admin_call_keyed(
+    daemon: &DaemonArgs,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    idempotency_key: Option<&str>,
+    print: fn(&serde_json::Value),
+) -> Result<(), Failure> {
     let data_dir = match &daemon.config {
         Some(file) => Config::load(file).map_err(config_failure)?.data_dir,
         None => std::env::current_dir()
@@ -768,7 +792,13 @@ fn admin_call(
         .build()
         .context("starting the async runtime")?;
     let (status, value) = runtime
-        .block_on(admin::request(&socket, method, path, body))
+        .block_on(admin::request_keyed(
+            &socket,
+            method,
+            path,
+            body,
+            idempotency_key,
+        ))
         .map_err(|e| anyhow!(e))?;
     if status >= 400 {
         return Err(anyhow!(

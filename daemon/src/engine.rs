@@ -12,6 +12,7 @@
 //! incoming and outgoing messages alike.
 
 use crate::clock::now_ms;
+use crate::idempotency::Claim;
 use guanxi_adapters::store::{Delivery, SeenId, Store, StoreError, Tables};
 use guanxi_protocol::envelope::{EnvelopeFields, Millis, PROTOCOL_VERSION, SignedEnvelope};
 use guanxi_protocol::messages::{BodyError, Message};
@@ -46,6 +47,10 @@ pub enum EngineError {
     Stopped,
     #[error("the write transaction failed, nothing was stored: {0}")]
     Failed(String),
+    /// The call's `Idempotency-Key` was used by a call that committed first;
+    /// this one did nothing (see `crate::idempotency`).
+    #[error("this idempotency key was used by an earlier call")]
+    Replayed,
 }
 
 /// Why a message could not be sent. Nothing was queued or changed.
@@ -223,6 +228,7 @@ impl Act<'_, '_> {
 enum Job {
     Local {
         work: LocalWork,
+        claim: Option<Claim>,
         reply: oneshot::Sender<Result<Box<dyn Any + Send>, EngineError>>,
     },
     Inbound {
@@ -233,6 +239,7 @@ enum Job {
         peer: NodeId,
         subject: RecordId,
         message: Box<Message>,
+        claim: Option<Claim>,
         reply: oneshot::Sender<Result<Result<Sent, StateError>, EngineError>>,
     },
     Delivered {
@@ -438,8 +445,16 @@ impl Engine {
     ) -> Result<T, EngineError> {
         let boxed: LocalWork =
             Box::new(move |a| work(a).map(|v| Box::new(v) as Box<dyn Any + Send>));
-        let value = self.call(|reply| Job::Local { work: boxed, reply }).await?;
-        value
+        let claim = crate::idempotency::take_claim();
+        let result = self
+            .call(|reply| Job::Local {
+                work: boxed,
+                claim,
+                reply,
+            })
+            .await;
+        crate::idempotency::settle(&result);
+        result?
             .downcast::<T>()
             .map(|b| *b)
             .map_err(|_| EngineError::Failed("local job returned another type".into()))
@@ -461,15 +476,18 @@ impl Engine {
         subject: RecordId,
         message: Message,
     ) -> Result<Sent, SendError> {
-        match self
+        let claim = crate::idempotency::take_claim();
+        let result = self
             .call(|reply| Job::Send {
                 peer,
                 subject,
                 message: Box::new(message),
+                claim,
                 reply,
             })
-            .await?
-        {
+            .await;
+        crate::idempotency::settle(&result);
+        match result? {
             Ok(sent) => Ok(sent),
             Err(refused) => Err(SendError::Refused(refused)),
         }
@@ -514,6 +532,8 @@ enum Done {
     Inbound(Vec<InboundAnswer>),
     Send(Result<Sent, StateError>),
     Unit,
+    /// The job's idempotency key was already used: it did nothing.
+    Replayed,
 }
 
 fn writer(
@@ -608,6 +628,17 @@ fn run_group(
         *effects = Effects::default();
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
+            if let Job::Local {
+                claim: Some(claim), ..
+            }
+            | Job::Send {
+                claim: Some(claim), ..
+            } = job
+                && !crate::idempotency::claim(w, claim, now)?
+            {
+                done.push(Done::Replayed);
+                continue;
+            }
             done.push(match job {
                 Job::Local { work, .. } => {
                     let mut act = Act {
@@ -670,6 +701,12 @@ fn answer(job: Job, result: Result<Done, EngineError>) {
     // A dropped receiver means the caller gave up (timeout); the work is done
     // and durable regardless, and a retry will find it.
     match (job, result) {
+        (Job::Local { reply, .. }, Ok(Done::Replayed)) => {
+            drop(reply.send(Err(EngineError::Replayed)))
+        }
+        (Job::Send { reply, .. }, Ok(Done::Replayed)) => {
+            drop(reply.send(Err(EngineError::Replayed)))
+        }
         (Job::Local { reply, .. }, Ok(Done::Local(v))) => drop(reply.send(Ok(v))),
         (Job::Local { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
         (Job::Inbound { reply, .. }, Ok(Done::Inbound(a))) => drop(reply.send(Ok(a))),

@@ -38,6 +38,7 @@ pub mod clock;
 pub mod delivery;
 pub mod directory;
 pub mod engine;
+pub mod idempotency;
 pub mod identity;
 pub mod inbox;
 pub mod leads;

@@ -49,6 +49,8 @@ pub struct Node {
     pub fed_admission: crate::inbox::Admission,
     /// The HTTPS server's open connections and their cap.
     pub connections: Arc<crate::server::Connections>,
+    /// API and admin calls with an `Idempotency-Key` being handled.
+    pub idempotency: crate::idempotency::InFlight,
     /// Re-reads the config file and applies it (SIGHUP, `guanxi reload`);
     /// set once the delivery workers run. `Ok` says what is in force.
     pub reloader: std::sync::OnceLock<Reloader>,
@@ -150,6 +152,7 @@ impl Node {
             ticks: Ticks::default(),
             fed_admission: crate::inbox::Admission::default(),
             connections: Arc::default(),
+            idempotency: Default::default(),
             reloader: std::sync::OnceLock::new(),
         })
     }

@@ -28,7 +28,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/healthz", get(healthz))
         .merge(inbox::routes())
         .merge(crate::web::routes())
-        .merge(crate::api::routes())
+        .merge(crate::api::routes().layer(middleware::from_fn_with_state(
+            node.clone(),
+            crate::idempotency::guard,
+        )))
         .with_state(node)
         .layer(middleware::from_fn(security_headers))
 }

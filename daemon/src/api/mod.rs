@@ -613,11 +613,10 @@ async fn add_partner_user(
     )
     .await
     {
-        Ok(password) => Ok((
+        Ok(password) => Ok(crate::idempotency::holds_secret((
             StatusCode::CREATED,
             Json(json!({"username": body.username, "password": password})),
-        )
-            .into_response()),
+        ))),
         Err(E::NoSuchPartner(_)) => Err(not_found()),
         Err(e @ E::Exists(_)) => Err(ApiError::new(StatusCode::CONFLICT, "exists", e.to_string())),
         Err(e @ E::BadUsername(_)) => {
@@ -632,6 +631,29 @@ async fn add_partner_user(
 
 /// The OpenAPI 3 document of the routes in [`ROUTES`].
 pub fn document() -> Value {
+    let mut doc = described();
+    // Every call that changes something takes an Idempotency-Key.
+    doc["components"]["parameters"] = json!({"IdempotencyKey": {
+        "name": "Idempotency-Key", "in": "header", "required": false,
+        "description": "1–255 visible ASCII characters. A retry with the same key (within 24 hours, same method, path and body) answers the first call's answer (header Idempotent-Replayed: true) instead of doing it again; the same key with another request: 422 idempotency_key_reused; while the first call runs: 409 idempotency_in_progress; when its answer was lost in a crash or held a secret: 409 idempotency_answer_lost / idempotency_answer_withheld.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255}}});
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for ops in paths.values_mut() {
+            for method in ["post", "put"] {
+                if let Some(op) = ops.get_mut(method).and_then(Value::as_object_mut) {
+                    let params = op.entry("parameters").or_insert_with(|| json!([]));
+                    if let Some(list) = params.as_array_mut() {
+                        list.push(json!({"$ref": "#/components/parameters/IdempotencyKey"}));
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The OpenAPI document as written out, before the common parameters.
+fn described() -> Value {
     let error = json!({"$ref": "#/components/schemas/Error"});
     let errors = |codes: &[&str]| {
         let mut m = serde_json::Map::new();

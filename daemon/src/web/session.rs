@@ -313,6 +313,7 @@ pub async fn run_purge(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut due = Millis::MIN;
+    let mut keys_due = Millis::MIN;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -323,6 +324,15 @@ pub async fn run_purge(
             .session_purge
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let now = crate::clock::now_ms();
+        // Expired idempotency keys: a bounded batch a minute, or at once
+        // again while a full batch went.
+        if now >= keys_due {
+            const BATCH: usize = 1000;
+            match crate::idempotency::purge(&node.engine, now, BATCH).await {
+                Ok(n) => keys_due = if n == BATCH { now } else { now + 60_000 },
+                Err(e) => tracing::error!("idempotency key purge: {e}"),
+            }
+        }
         if now < due {
             continue;
         }

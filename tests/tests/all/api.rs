@@ -248,3 +248,192 @@ async fn tokens_authorization_errors_and_the_openapi_document() {
     );
     drop(daemon);
 }
+
+/// A call that creates something, retried with the same `Idempotency-Key`,
+/// creates it once and answers the first answer again; the key with another
+/// body is refused; the same key at once from two clients creates one lead;
+/// the admin socket's `send` (and `guanxi send --idempotency-key`) queues
+/// one message however often it is retried; answers holding a secret are
+/// never kept.
+#[tokio::test]
+async fn retried_calls_with_an_idempotency_key_create_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let client = client_trusting(&node.data_dir().join("tls/cert.pem")).expect("client");
+    let admin = token_from(&node.cli(
+        Path::new(BIN),
+        &["token", "create", "ci", "--user", "admin"],
+    ));
+    let lead = |company: &str| {
+        json!({"customer": {"company": company, "contact": "Lin Mei", "email": "", "phone": ""},
+               "country": "TW", "region": "", "product_lines": ["cnc"],
+               "estimated_value": {"amount": 1000, "currency": "TWD"},
+               "source": "web", "campaign": "", "consent": false, "notes": ""})
+        .to_string()
+    };
+    let post = |key: &str, body: String| {
+        client
+            .post(format!("{}/api/v1/leads", daemon.url()))
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body)
+            .send()
+    };
+    let count = || async {
+        let r = client
+            .get(format!("{}/api/v1/leads", daemon.url()))
+            .header("authorization", format!("Bearer {admin}"))
+            .send()
+            .await
+            .expect("list");
+        let v: serde_json::Value = r.json().await.expect("json");
+        v["leads"].as_array().map_or(0, Vec::len)
+    };
+
+    let first = post("order-7f3a", lead("Contoso")).await.expect("first");
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.expect("json");
+    let again = post("order-7f3a", lead("Contoso")).await.expect("again");
+    assert_eq!(again.status(), 201, "the first answer again");
+    assert_eq!(
+        again
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let again: serde_json::Value = again.json().await.expect("json");
+    assert_eq!(again, first, "the same lead, the same answer");
+    assert_eq!(count().await, 1, "one lead");
+
+    let other = post("order-7f3a", lead("Initech")).await.expect("other");
+    assert_eq!(other.status(), 422);
+    let other: serde_json::Value = other.json().await.expect("json");
+    assert_eq!(other["code"], "idempotency_key_reused");
+    let bad = post("", lead("Initech")).await.expect("bad");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(count().await, 1, "still one lead");
+
+    // Two clients racing with one key: one lead, and every answer is either
+    // the lead or "in progress".
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = client
+            .post(format!("{}/api/v1/leads", daemon.url()))
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "race-1")
+            .body(lead("Globex"));
+        racing.spawn(async move {
+            let r = request.send().await.expect("answer");
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.expect("json");
+            (status, v)
+        });
+    }
+    let mut created = std::collections::BTreeSet::new();
+    while let Some(answer) = racing.join_next().await {
+        let (status, v) = answer.expect("join");
+        match status {
+            201 => {
+                created.insert(v["id"].as_str().unwrap_or("").to_string());
+            }
+            409 => assert_eq!(v["code"], "idempotency_in_progress", "{v}"),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(count().await, 2);
+
+    // Without a key, a retry is a second call (as before).
+    let plain = |body: String| {
+        client
+            .post(format!("{}/api/v1/leads", daemon.url()))
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(plain(lead("Umbrella")).await.expect("1").status(), 201);
+    assert_eq!(plain(lead("Umbrella")).await.expect("2").status(), 201);
+    assert_eq!(count().await, 4);
+
+    // The admin socket: `send` with a key queues one message.
+    let socket = node.data_dir().join(guanxi::admin::SOCKET_FILE);
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let globex = NodeSetup::init(Path::new(BIN), other_dir.path(), "globex").expect("init");
+    node.append_config(&globex.peer_block(false)).expect("peer");
+    let (status, _) = node.admin("POST", "/admin/v1/reload", None).await;
+    assert_eq!(status, 200);
+    let ping =
+        json!({"peer": "globex", "kind": "ping", "subject": "p-1", "body": {"note": "once"}});
+    let (s1, a1) = guanxi::admin::request_keyed(
+        &socket,
+        "POST",
+        "/admin/v1/send",
+        Some(ping.clone()),
+        Some("k1"),
+    )
+    .await
+    .expect("send");
+    let (s2, a2) =
+        guanxi::admin::request_keyed(&socket, "POST", "/admin/v1/send", Some(ping), Some("k1"))
+            .await
+            .expect("send again");
+    assert_eq!((s1, s2), (200, 200), "{a1} {a2}");
+    assert_eq!(a1, a2);
+    let out = node.cli(
+        Path::new(BIN),
+        &[
+            "send",
+            "--idempotency-key",
+            "k1",
+            "globex",
+            "ping",
+            "p-1",
+            r#"{"note":"once"}"#,
+        ],
+    );
+    assert!(
+        out.contains(&format!("\"seq\": {}", a1["seq"]))
+            || out.contains(&format!("\"seq\":{}", a1["seq"])),
+        "{out}"
+    );
+    let (_, outbox) = node.admin("GET", "/admin/v1/outbox", None).await;
+    assert!(outbox.to_string().contains("\"seq\":1"), "{outbox}");
+    assert!(
+        !outbox.to_string().contains("\"seq\":2"),
+        "one message: {outbox}"
+    );
+
+    // A one-time password is never kept: the retry is told the call was done.
+    let user = json!({"username": "mei", "role": "staff"});
+    let (s1, a1) = guanxi::admin::request_keyed(
+        &socket,
+        "POST",
+        "/admin/v1/users",
+        Some(user.clone()),
+        Some("u1"),
+    )
+    .await
+    .expect("add");
+    assert_eq!(s1, 200, "{a1}");
+    let (s2, a2) =
+        guanxi::admin::request_keyed(&socket, "POST", "/admin/v1/users", Some(user), Some("u1"))
+            .await
+            .expect("add again");
+    assert_eq!(
+        (s2, a2["code"].as_str()),
+        (409, Some("idempotency_answer_withheld")),
+        "{a2}"
+    );
+    let password = a1["password"].as_str().expect("password");
+    let db = std::fs::read(node.data_dir().join("guanxi.redb")).unwrap_or_default();
+    assert!(
+        !db.windows(password.len()).any(|w| w == password.as_bytes()),
+        "the one-time password is not in the store in clear"
+    );
+}
