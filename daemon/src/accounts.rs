@@ -47,6 +47,40 @@ pub struct User {
     pub password_hash: String,
     pub disabled: bool,
     pub created: Millis,
+    /// The password is a generated one-time password: the user must choose
+    /// their own at the next sign-in before anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
+}
+
+/// Why a password someone chose is refused: the message key of the web
+/// view, or `None` when it will do. At least 12 characters, at most 128,
+/// and not easy to guess by zxcvbn's estimate (score 3 of 4: common words,
+/// names, the username, keyboard walks, repeats and sequences score low).
+pub fn password_weakness(
+    password: &str,
+    username: &str,
+    display_name: &str,
+) -> Option<&'static str> {
+    let n = password.chars().count();
+    if n < 12 {
+        return Some("password.short");
+    }
+    if n > 128 {
+        return Some("password.long");
+    }
+    // zxcvbn's work grows with length; the first 100 characters say enough.
+    let head: String = password.chars().take(100).collect();
+    let score = zxcvbn::zxcvbn(&head, &[username, display_name, "guanxi"]).score();
+    (score < zxcvbn::Score::Three).then_some("password.weak")
+}
+
+/// [`hash_password`] on a blocking thread (argon2 takes tens of
+/// milliseconds of CPU: never on the async threads).
+pub async fn hash_password_off_thread(password: String) -> Result<String, AccountError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| AccountError::Hash(e.to_string()))?
 }
 
 /// Why an account operation was refused.
@@ -181,9 +215,10 @@ pub async fn add_user(
         },
         role,
         partner,
-        password_hash: hash_password(&password)?,
+        password_hash: hash_password_off_thread(password.clone()).await?,
         disabled: false,
         created: now,
+        must_change_password: true,
     };
     let outcome = engine
         .local(move |t| {
@@ -224,8 +259,12 @@ pub async fn update_user(
 /// Sets a new generated password, returned once.
 pub async fn reset_password(engine: &Engine, username: &str) -> Result<String, AccountError> {
     let password = generate_password()?;
-    let hash = hash_password(&password)?;
-    update_user(engine, username, move |u| u.password_hash = hash.clone()).await?;
+    let hash = hash_password_off_thread(password.clone()).await?;
+    update_user(engine, username, move |u| {
+        u.password_hash = hash.clone();
+        u.must_change_password = true;
+    })
+    .await?;
     Ok(password)
 }
 
@@ -247,6 +286,32 @@ pub async fn ensure_first_admin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_repetitive_and_personal_passwords_are_refused() {
+        let weak = |p: &str| password_weakness(p, "lin.mei", "Lin Mei");
+        assert_eq!(weak("short"), Some("password.short"));
+        assert_eq!(weak(&"x".repeat(129)), Some("password.long"));
+        for p in [
+            "aaaaaaaaaaaaaaaa",
+            "password123456",
+            "qwertyuiopasdfgh",
+            "123456789012",
+            "lin.mei12345",
+            "linmeilinmei",
+            "abcdefghijklmnop",
+            "guanxiguanxi",
+        ] {
+            assert_eq!(weak(p), Some("password.weak"), "{p}");
+        }
+        for p in [
+            "kumquat ferry lantern drizzle",
+            "Tz9#qLm2$vB7wXe",
+            "窗外的雨下了三天都沒停過",
+        ] {
+            assert_eq!(weak(p), None, "{p}");
+        }
+    }
 
     #[test]
     fn passwords_hash_with_argon2id_and_verify() {

@@ -127,6 +127,7 @@ fn node_itself() -> User {
         password_hash: String::new(),
         disabled: false,
         created: 0,
+        must_change_password: false,
     }
 }
 

@@ -632,3 +632,31 @@ impl Pair {
         self.partner.point_at(&self.vendor).await;
     }
 }
+
+/// One-time passwords the test helpers replaced at first sign-in, and the
+/// passwords chosen for them (a test keeps using the one-time password it
+/// was given; the login helpers sign in with what replaced it).
+static CHOSEN: std::sync::Mutex<Option<std::collections::HashMap<String, String>>> =
+    std::sync::Mutex::new(None);
+
+/// The password that now opens an account first given `one_time`.
+pub fn current_password(one_time: &str) -> String {
+    CHOSEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(one_time).cloned())
+        .unwrap_or_else(|| one_time.to_string())
+}
+
+/// The password a test user chooses at the first sign-in with `one_time`
+/// (strong enough for the daemon's estimate), remembered for later logins.
+pub fn choose_password(one_time: &str) -> String {
+    let chosen = format!("{one_time} kumquat ferry lantern");
+    CHOSEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(one_time.to_string(), chosen.clone());
+    chosen
+}

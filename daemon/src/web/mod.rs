@@ -396,6 +396,7 @@ async fn login(
         Err(e) => return internal(e),
     }
     let user = accounts::load_user(&read, &username).ok().flatten();
+    let must_change = user.as_ref().is_some_and(|u| u.must_change_password);
     drop(read);
     let password = form.password.clone();
     let valid =
@@ -422,7 +423,13 @@ async fn login(
         Err(e) => return internal(e),
     };
     tracing::info!(user = %username, "logged in");
-    let mut response = Redirect::to("/").into_response();
+    // A one-time password leads straight to choosing one's own.
+    let home = if must_change {
+        "/account/password"
+    } else {
+        "/"
+    };
+    let mut response = Redirect::to(home).into_response();
     add_cookie(
         &mut response,
         &session::set_cookie(
@@ -490,6 +497,13 @@ async fn signed_in(node: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, R
         return Err(internal(e));
     }
     ctx.require()?;
+    // A one-time password opens only the page to choose one's own.
+    if let Some((_, user)) = user_of(&ctx)
+        && user.must_change_password
+        && uri.path() != "/account/password"
+    {
+        return Err(Redirect::to("/account/password").into_response());
+    }
     Ok(ctx)
 }
 
@@ -878,10 +892,12 @@ async fn partner_page(
 struct PasswordPage {
     f: Frame,
     error: Option<&'static str>,
+    /// Signed in with a one-time password: the change comes first.
+    first: bool,
 }
 
 async fn password_page(SignedIn(ctx): SignedIn) -> Response {
-    let Some((session, _)) = user_of(&ctx) else {
+    let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
     ctx.page(
@@ -889,6 +905,7 @@ async fn password_page(SignedIn(ctx): SignedIn) -> Response {
         PasswordPage {
             f: ctx.frame(session.csrf.clone()),
             error: None,
+            first: user.must_change_password,
         }
         .render(),
     )
@@ -923,6 +940,7 @@ async fn change_password(
             PasswordPage {
                 f: ctx.frame(session.csrf.clone()),
                 error: Some(key),
+                first: user.must_change_password,
             }
             .render(),
         )
@@ -930,27 +948,36 @@ async fn change_password(
     if form.new != form.confirm {
         return refuse("password.mismatch");
     }
-    if form.new.chars().count() < 12 {
-        return refuse("password.short");
+    if form.new == form.current {
+        return refuse("password.same");
     }
-    // argon2 off the async threads: check the current password, hash the new.
+    // argon2 and the strength estimate off the async threads: check the
+    // current password, judge the new one, hash it.
     let (stored, current, new) = (
         user.password_hash.clone(),
         form.current.clone(),
         form.new.clone(),
     );
+    let (username, display_name) = (user.username.clone(), user.display_name.clone());
     let checked = tokio::task::spawn_blocking(move || {
-        accounts::verify_password(&stored, &current).then(|| accounts::hash_password(&new))
+        if !accounts::verify_password(&stored, &current) {
+            return Err("password.wrong");
+        }
+        if let Some(weakness) = accounts::password_weakness(&new, &username, &display_name) {
+            return Err(weakness);
+        }
+        Ok(accounts::hash_password(&new))
     })
     .await;
     let hash = match checked {
-        Ok(Some(Ok(h))) => h,
-        Ok(None) => return refuse("password.wrong"),
-        Ok(Some(Err(e))) => return internal(e),
+        Ok(Ok(Ok(h))) => h,
+        Ok(Err(key)) => return refuse(key),
+        Ok(Ok(Err(e))) => return internal(e),
         Err(e) => return internal(e),
     };
     match accounts::update_user(&node.engine, &user.username, move |u| {
-        u.password_hash = hash.clone()
+        u.password_hash = hash.clone();
+        u.must_change_password = false;
     })
     .await
     {

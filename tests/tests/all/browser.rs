@@ -129,18 +129,50 @@ async fn wait_text(page: &WebDriver, needle: &str) -> String {
     }
 }
 
+/// Signs in; at the first sign-in with a one-time password the daemon asks
+/// for the user's own, which is chosen as a person would.
 async fn log_in(page: &WebDriver, base: &str, user: &str, password: &str) {
+    let password = guanxi_tests::current_password(password);
     page.goto(format!("{base}/login"))
         .await
         .expect("login page");
     fill(page, "username", user).await;
-    fill(page, "password", password).await;
+    fill(page, "password", &password).await;
     page.find(By::Id("login"))
         .await
         .expect("button")
         .click()
         .await
         .expect("click");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let path = loop {
+        let url = page.current_url().await.expect("url");
+        if url.path() != "/login" {
+            break url.path().to_string();
+        }
+        assert!(Instant::now() < deadline, "login never left /login");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if path == "/account/password" {
+        let chosen = guanxi_tests::choose_password(&password);
+        fill(page, "current", &password).await;
+        fill(page, "new", &chosen).await;
+        fill(page, "confirm", &chosen).await;
+        page.find(By::Id("change-password"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while page.current_url().await.expect("url").path() == "/account/password" {
+            assert!(
+                Instant::now() < deadline,
+                "the password change never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 async fn log_out(page: &WebDriver) {

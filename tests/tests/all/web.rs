@@ -149,7 +149,38 @@ impl Browser {
             .to_string()
     }
 
+    /// Signs in; at the first sign-in with a one-time password, chooses the
+    /// user's own (as a person must) and answers the change's redirect.
     async fn login(&mut self, user: &str, password: &str) -> Page {
+        let password = guanxi_tests::current_password(password);
+        let page = self.login_raw(user, &password).await;
+        if page.location.as_deref() != Some("/account/password") {
+            return page;
+        }
+        let form = self.get("/account/password").await;
+        let csrf = Self::csrf(&form);
+        let chosen = guanxi_tests::choose_password(&password);
+        let changed = self
+            .post(
+                "/account/password",
+                &[
+                    ("csrf", &csrf),
+                    ("current", &password),
+                    ("new", &chosen),
+                    ("confirm", &chosen),
+                ],
+            )
+            .await;
+        assert_eq!(
+            changed.status, 303,
+            "first password change: {}",
+            changed.body
+        );
+        changed
+    }
+
+    /// Signs in, nothing more.
+    async fn login_raw(&mut self, user: &str, password: &str) -> Page {
         let form = self.get("/login").await;
         let csrf = Self::csrf(&form);
         self.post(
@@ -459,42 +490,104 @@ async fn throttling_idle_expiry_password_change_and_language() {
         "flash shown"
     );
 
-    // Password change: wrong current, mismatch, then success; the new one
-    // works, and the user's other sessions end.
-    assert_eq!(a.login("admin", &admin2).await.status, 303);
-    let mut elsewhere = Browser::new(&node2, &daemon2);
-    assert_eq!(elsewhere.login("admin", &admin2).await.status, 303);
-    assert_eq!(elsewhere.get("/").await.status, 200);
-    let form = a.get("/account/password").await;
-    let csrf = Browser::csrf(&form);
-    let wrong = a
-        .post(
-            "/account/password",
-            &[
-                ("csrf", &csrf),
-                ("current", "nope"),
-                ("new", "a new long passphrase"),
-                ("confirm", "a new long passphrase"),
-            ],
-        )
-        .await;
-    assert_eq!(wrong.status, 422);
-    let ok = a
-        .post(
-            "/account/password",
-            &[
-                ("csrf", &csrf),
-                ("current", &admin2),
-                ("new", "a new long passphrase"),
-                ("confirm", "a new long passphrase"),
-            ],
-        )
-        .await;
-    assert_eq!(ok.status, 303);
+    // First sign-in with a one-time password: only the page to choose
+    // one's own opens; weak choices are refused with the reason; then the
+    // new one works, the one-time one no longer does, and the user's other
+    // sessions end.
+    let out = node2.cli(
+        Path::new(BIN),
+        &["user", "add", "lin", "--role", "staff", "--name", "Lin Mei"],
+    );
+    let lin_once = password_from(&out);
+    let mut p = Browser::new(&node2, &daemon2);
+    let first = p.login_raw("lin", &lin_once).await;
     assert_eq!(
-        a.get("/").await.status,
+        (first.status, first.location.as_deref()),
+        (303, Some("/account/password"))
+    );
+    for path in ["/", "/partners", "/leads"] {
+        assert_eq!(
+            p.get(path).await.location.as_deref(),
+            Some("/account/password"),
+            "{path} waits for the change"
+        );
+    }
+    let mut elsewhere = Browser::new(&node2, &daemon2);
+    assert_eq!(elsewhere.login_raw("lin", &lin_once).await.status, 303);
+    let form = p.get("/account/password").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("one-time password"), "{}", form.body);
+    let csrf = Browser::csrf(&form);
+    let attempt = |current: String, new: &'static str| {
+        let csrf = csrf.clone();
+        (current, new, csrf)
+    };
+    let cases = [
+        (
+            attempt("nope".into(), "kumquat ferry lantern drizzle"),
+            "The current password is wrong.",
+        ),
+        (
+            attempt(lin_once.clone(), "aaaaaaaaaaaaaaaa"),
+            "too easy to guess",
+        ),
+        (
+            attempt(lin_once.clone(), "password123456"),
+            "too easy to guess",
+        ),
+        (
+            attempt(lin_once.clone(), "qwertyuiopasdf"),
+            "too easy to guess",
+        ),
+        (
+            attempt(lin_once.clone(), "linlinlinlinlin"),
+            "too easy to guess",
+        ),
+        (attempt(lin_once.clone(), "short"), "at least 12 characters"),
+    ];
+    for ((current, new, csrf), expected) in cases {
+        let refused = p
+            .post(
+                "/account/password",
+                &[
+                    ("csrf", &csrf),
+                    ("current", &current),
+                    ("new", new),
+                    ("confirm", new),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{new}");
+        assert!(refused.body.contains(expected), "{new}: {}", refused.body);
+    }
+    let same = p
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", &lin_once),
+                ("new", &lin_once),
+                ("confirm", &lin_once),
+            ],
+        )
+        .await;
+    assert_eq!(same.status, 422, "the one-time password cannot stay");
+    let ok = p
+        .post(
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current", &lin_once),
+                ("new", "kumquat ferry lantern drizzle"),
+                ("confirm", "kumquat ferry lantern drizzle"),
+            ],
+        )
+        .await;
+    assert_eq!((ok.status, ok.location.as_deref()), (303, Some("/")));
+    assert_eq!(
+        p.get("/").await.status,
         200,
-        "the session that changed it stays"
+        "the session that changed it stays, now free to go anywhere"
     );
     assert_eq!(
         elsewhere.get("/").await.location.as_deref(),
@@ -502,10 +595,22 @@ async fn throttling_idle_expiry_password_change_and_language() {
         "another session of the user ends"
     );
     let mut fresh = Browser::new(&node2, &daemon2);
-    assert_eq!(fresh.login("admin", &admin2).await.status, 401);
+    assert_eq!(fresh.login_raw("lin", &lin_once).await.status, 401);
+    let again = fresh
+        .login_raw("lin", "kumquat ferry lantern drizzle")
+        .await;
+    assert_eq!((again.status, again.location.as_deref()), (303, Some("/")));
+    // A reset gives a new one-time password, which must be changed again.
+    let out = node2.cli(Path::new(BIN), &["user", "reset-password", "lin"]);
+    let reset = password_from(&out);
+    let mut after_reset = Browser::new(&node2, &daemon2);
     assert_eq!(
-        fresh.login("admin", "a new long passphrase").await.status,
-        303
+        after_reset
+            .login_raw("lin", &reset)
+            .await
+            .location
+            .as_deref(),
+        Some("/account/password")
     );
 
     // Language: Accept-Language, then the kept switch.
