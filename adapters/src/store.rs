@@ -149,6 +149,14 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Db(String),
+    /// The file could not be read or written (a full disk, an I/O error),
+    /// or an earlier such failure left the open database refusing writes
+    /// until it is reopened ([`Store::reopen`]).
+    #[error("the database file cannot be written or read: {0}")]
+    Io(String),
+    /// The database is being reopened after an I/O failure.
+    #[error("the database is being reopened after an I/O failure")]
+    Reopening,
     #[error("corrupt value in table {table}: {message}")]
     Corrupt {
         table: &'static str,
@@ -156,21 +164,52 @@ pub enum StoreError {
     },
 }
 
-macro_rules! db_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(e.to_string())
-            }
-        }
-    )*};
+impl StoreError {
+    /// True for failures of the file itself (see [`StoreError::Io`]): the
+    /// node's data is intact, but nothing can be written until the disk has
+    /// room again and the database is reopened.
+    pub fn is_io(&self) -> bool {
+        matches!(self, StoreError::Io(_) | StoreError::Reopening)
+    }
 }
-db_error!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Io(_)
+            | redb::StorageError::PreviousIo
+            | redb::StorageError::DatabaseClosed => StoreError::Io(e.to_string()),
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        match e {
+            redb::TransactionError::Storage(s) => s.into(),
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        match e {
+            redb::TableError::Storage(s) => s.into(),
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::CommitError> for StoreError {
+    fn from(e: redb::CommitError) -> Self {
+        match e {
+            redb::CommitError::Storage(s) => s.into(),
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
 
 /// Where one stream (one direction between two nodes) stands: the last seq
 /// and the hash of that envelope (seq 0, no hash: nothing yet).
@@ -303,7 +342,8 @@ pub type InEntry = (Vec<u8>, Vec<u8>);
 
 /// The open database.
 pub struct Store {
-    db: Database,
+    /// `None` only while [`Store::reopen`] closes and opens the file.
+    db: std::sync::RwLock<Option<std::sync::Arc<Database>>>,
     path: PathBuf,
 }
 
@@ -323,13 +363,16 @@ impl Store {
                 message: other.to_string(),
             },
         })?;
-        let store = Store { db, path };
+        let store = Store {
+            db: std::sync::RwLock::new(Some(std::sync::Arc::new(db))),
+            path,
+        };
         store.check_schema()?;
         Ok(store)
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
@@ -370,7 +413,7 @@ impl Store {
 
     /// The schema version recorded in the database.
     pub fn schema_version(&self) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get(SCHEMA_KEY)?.map(|v| v.value()))
     }
@@ -383,7 +426,7 @@ impl Store {
     /// Test and repair hook: overwrite the recorded schema version.
     #[doc(hidden)]
     pub fn force_schema_version(&self, version: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db()?.begin_write()?;
         txn.open_table(META)?.insert(SCHEMA_KEY, version)?;
         txn.commit()?;
         Ok(())
@@ -395,7 +438,7 @@ impl Store {
         &self,
         work: impl FnOnce(&mut Tables<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let txn = self.db()?.begin_write().map_err(StoreError::from)?;
         let result = {
             let mut tables = Tables::open(&txn)?;
             work(&mut tables)?
@@ -407,8 +450,61 @@ impl Store {
     /// Starts a read transaction: a consistent snapshot.
     pub fn read(&self) -> Result<Read, StoreError> {
         Ok(Read {
-            txn: self.db.begin_read()?,
+            txn: self.db()?.begin_read()?,
         })
+    }
+
+    /// The open database (a transaction started from it outlives the
+    /// handle).
+    fn db(&self) -> Result<std::sync::Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// Closes and opens the database file again: after an I/O failure
+    /// (a full disk) redb refuses every write until then. Opening runs
+    /// redb's recovery; what was committed before the failure is intact.
+    /// Call it from the only writer, with no write transaction open.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.take() {
+            // Read transactions still open lose the file (their reads fail);
+            // a reader that holds the handle for a moment delays the close.
+            match std::sync::Arc::try_unwrap(old) {
+                Ok(db) => {
+                    let _ = db.close();
+                }
+                Err(shared) => drop(shared),
+            }
+        }
+        let mut last = None;
+        for _ in 0..50 {
+            match Database::create(&self.path) {
+                Ok(db) => {
+                    *slot = Some(std::sync::Arc::new(db));
+                    return Ok(());
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    last = Some("still held by a reader".to_string());
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(redb::DatabaseError::Storage(e)) => return Err(e.into()),
+                Err(e) => {
+                    return Err(StoreError::Open {
+                        path: self.path.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        Err(StoreError::Io(format!(
+            "cannot reopen {}: {}",
+            self.path.display(),
+            last.unwrap_or_default()
+        )))
     }
 }
 

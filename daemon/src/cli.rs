@@ -603,6 +603,10 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             node.clone(),
             shutdown.child_token(),
         ));
+        let storage_task = tokio::spawn(crate::engine::watch_storage(
+            node.engine.clone(),
+            shutdown.child_token(),
+        ));
         {
             // Weak: the node must not keep itself (and the engine) alive.
             let weak = Arc::downgrade(&node);
@@ -690,6 +694,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         let _ = reconcile_task.await;
         let _ = expiry_task.await;
         let _ = purge_task.await;
+        let _ = storage_task.await;
         let _ = admin_task.await;
         if let Some(t) = metrics_task {
             let _ = t.await;

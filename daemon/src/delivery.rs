@@ -157,6 +157,12 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
             verifying = None;
             state.delivery = None;
         }
+        // While the database cannot be written, receipts could not be
+        // stored: wait for it (the writer logged the cause once).
+        if node.engine.storage_failed() {
+            wait(&cancel, &wake, Some(2_000)).await;
+            continue;
+        }
         let resume = wake.resume.swap(false, std::sync::atomic::Ordering::SeqCst);
         let pause = wake.pause.swap(false, std::sync::atomic::Ordering::SeqCst);
         if resume || pause {
@@ -173,7 +179,9 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
         let current = match state.current() {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(%peer, "cannot read the delivery state: {e}");
+                if !node.engine.storage_failed() {
+                    tracing::error!(%peer, "cannot read the delivery state: {e}");
+                }
                 wait(&cancel, &wake, Some(5_000)).await;
                 continue;
             }
@@ -205,7 +213,9 @@ async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
         {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(%peer, "cannot read the outbox: {e}");
+                if !node.engine.storage_failed() {
+                    tracing::error!(%peer, "cannot read the outbox: {e}");
+                }
                 wait(&cancel, &wake, Some(5_000)).await;
                 continue;
             }
@@ -330,7 +340,9 @@ impl WorkerState {
             .save_delivery(self.peer.clone(), next)
             .await
         {
-            tracing::error!(peer = %self.peer, "cannot store the delivery state: {e}");
+            if !self.node.engine.storage_failed() {
+                tracing::error!(peer = %self.peer, "cannot store the delivery state: {e}");
+            }
             self.delivery = None;
         }
     }
@@ -387,7 +399,9 @@ impl WorkerState {
         self.delivery = Some(next.clone());
         if outcome.delivered.is_empty() {
             if let Err(e) = self.node.engine.save_delivery(peer.clone(), next).await {
-                tracing::error!(%peer, "cannot store the delivery state: {e}");
+                if !self.node.engine.storage_failed() {
+                    tracing::error!(%peer, "cannot store the delivery state: {e}");
+                }
                 self.delivery = None;
                 return false;
             }
@@ -412,14 +426,18 @@ impl WorkerState {
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "the engine stopped".to_string(),
                     };
-                    tracing::error!(%peer, "cannot store receipts, sending again from the last stored: {error}");
+                    if !node.engine.storage_failed() {
+                        tracing::error!(%peer, "cannot store receipts, sending again from the last stored: {error}");
+                    }
                     failed.store(true, std::sync::atomic::Ordering::SeqCst);
                     node.wake(&peer);
                 });
                 success
             }
             Err(e) => {
-                tracing::error!(%peer, "cannot store receipts: {e}");
+                if !self.node.engine.storage_failed() {
+                    tracing::error!(%peer, "cannot store receipts: {e}");
+                }
                 self.delivery = None;
                 false
             }

@@ -253,6 +253,8 @@ enum Job {
         delivery: Delivery,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Check whether a failed database can be written again.
+    Probe,
 }
 
 /// What a peer's delivery worker listens to: wake-ups (new work, a sign of
@@ -369,6 +371,32 @@ pub struct Engine {
     jobs: mpsc::Sender<Job>,
     wakers: Arc<Wakers>,
     versions: Arc<Versions>,
+    storage: Arc<StorageHealth>,
+}
+
+/// Room the disk must have (a file of this size written and synced) before
+/// the engine writes again after an I/O failure.
+pub const STORAGE_HEADROOM: usize = 16 * 1024 * 1024;
+
+/// Whether the database can be written, as the writer last found it.
+#[derive(Default)]
+pub struct StorageHealth(std::sync::Mutex<Option<StorageFault>>);
+
+/// Why the database cannot be written, since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageFault {
+    pub since: Millis,
+    pub message: String,
+}
+
+impl StorageHealth {
+    fn get(&self) -> Option<StorageFault> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, fault: Option<StorageFault>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
 }
 
 impl Engine {
@@ -382,19 +410,51 @@ impl Engine {
         let (tx, rx) = mpsc::channel(8192);
         let wakers = Arc::new(Wakers::default());
         let versions = Arc::new(Versions::default());
-        let (w, v) = (wakers.clone(), versions.clone());
+        let storage = Arc::new(StorageHealth::default());
+        let writer_state = Writer {
+            store,
+            identity,
+            wakers: wakers.clone(),
+            versions: versions.clone(),
+            rule,
+            storage: storage.clone(),
+            last_probe: None,
+        };
         let handle = std::thread::Builder::new()
             .name("guanxi-writer".into())
-            .spawn(move || writer(store, identity, rx, w, v, rule))
+            .spawn(move || writer(writer_state, rx))
             .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
         (
             Engine {
                 jobs: tx,
                 wakers,
                 versions,
+                storage,
             },
             handle,
         )
+    }
+
+    /// Why the database cannot be written now, if it cannot (a full disk):
+    /// `/readyz` and the staff inbox show it.
+    pub fn storage_fault(&self) -> Option<StorageFault> {
+        self.storage.get()
+    }
+
+    /// True while the database cannot be written: periodic tasks then keep
+    /// quiet about their failures (the writer logged the cause once) and
+    /// wait instead of retrying at once.
+    pub fn storage_failed(&self) -> bool {
+        self.storage.get().is_some()
+    }
+
+    /// While the database cannot be written, asks the writer to check
+    /// whether the disk has room again (and to reopen the database if so);
+    /// [`watch_storage`] does it every few seconds.
+    pub fn probe_storage(&self) {
+        if self.storage.get().is_some() {
+            let _ = self.jobs.try_send(Job::Probe);
+        }
     }
 
     /// How many commits so far wrote records of `family` (`lead`, `order`,
@@ -536,14 +596,19 @@ enum Done {
     Replayed,
 }
 
-fn writer(
+/// What the writer thread holds.
+struct Writer {
     store: Arc<Store>,
     identity: Arc<Identity>,
-    mut rx: mpsc::Receiver<Job>,
     wakers: Arc<Wakers>,
     versions: Arc<Versions>,
     rule: InboundRule,
-) {
+    storage: Arc<StorageHealth>,
+    /// When the disk was last checked for room, while failed.
+    last_probe: Option<std::time::Instant>,
+}
+
+fn writer(mut w: Writer, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -552,16 +617,31 @@ fn writer(
                 Err(_) => break,
             }
         }
+        let probe_asked = jobs.iter().any(|j| matches!(j, Job::Probe));
+        jobs.retain(|j| !matches!(j, Job::Probe));
+        // While the database cannot be written, nothing is tried until the
+        // disk has room again: callers get the fault at once, and the log
+        // is not flooded.
+        if let Some(fault) = w.storage.get()
+            && !w.recovered(probe_asked)
+        {
+            finish_failed(jobs, &fault);
+            continue;
+        }
+        if jobs.is_empty() {
+            continue;
+        }
         let now = now_ms();
         if jobs.len() == 1 {
             let mut effects = Effects::default();
-            let result = run_group(&store, &identity, &rule, &mut jobs, now, &mut effects);
-            finish(jobs, result, &effects, &wakers, &versions);
+            let result = w.run(&mut jobs, now, &mut effects);
+            w.finish(jobs, result, &effects);
             continue;
         }
         let mut effects = Effects::default();
-        match run_group(&store, &identity, &rule, &mut jobs, now, &mut effects) {
-            Ok(done) => finish(jobs, Ok(done), &effects, &wakers, &versions),
+        match w.run(&mut jobs, now, &mut effects) {
+            Ok(done) => w.finish(jobs, Ok(done), &effects),
+            Err(e) if is_io(&e) => w.finish(jobs, Err(e), &effects),
             Err(e) => {
                 // One job's failure must not fail the others: nothing of the
                 // group was stored, so each runs again in a transaction of
@@ -574,10 +654,134 @@ fn writer(
                 for job in jobs {
                     let mut one = vec![job];
                     let mut effects = Effects::default();
-                    let result = run_group(&store, &identity, &rule, &mut one, now, &mut effects);
-                    finish(one, result, &effects, &wakers, &versions);
+                    let result = w.run(&mut one, now, &mut effects);
+                    w.finish(one, result, &effects);
                 }
             }
+        }
+    }
+}
+
+fn is_io(e: &EngineError) -> bool {
+    matches!(e, EngineError::Store(s) if s.is_io())
+}
+
+/// Answers every job with the storage fault, running none.
+fn finish_failed(jobs: Vec<Job>, fault: &StorageFault) {
+    for job in jobs {
+        answer(
+            job,
+            Err(EngineError::Store(StoreError::Io(format!(
+                "writes are refused since {} UTC ms: {}",
+                fault.since, fault.message
+            )))),
+        );
+    }
+}
+
+impl Writer {
+    fn run(
+        &self,
+        jobs: &mut [Job],
+        now: Millis,
+        effects: &mut Effects,
+    ) -> Result<Vec<Done>, EngineError> {
+        run_group(&self.store, &self.identity, &self.rule, jobs, now, effects)
+    }
+
+    /// Answers the jobs of a group; an I/O failure puts the node in the
+    /// failed state (logged once) and reopens the database so that reads
+    /// go on.
+    fn finish(
+        &mut self,
+        jobs: Vec<Job>,
+        result: Result<Vec<Done>, EngineError>,
+        effects: &Effects,
+    ) {
+        if let Err(e) = &result
+            && is_io(e)
+        {
+            let fault = StorageFault {
+                since: now_ms(),
+                message: e.to_string(),
+            };
+            tracing::error!(
+                "the database cannot be written: {e}. Nothing is lost: what was acknowledged is \
+                 stored, and what failed was refused to its sender. Writes are refused until the \
+                 disk has {} MiB free again; the node checks every few seconds and recovers by itself \
+                 (see /readyz)",
+                STORAGE_HEADROOM / (1024 * 1024)
+            );
+            self.storage.set(Some(fault.clone()));
+            self.last_probe = Some(std::time::Instant::now());
+            if let Err(e) = self.store.reopen() {
+                tracing::debug!("reopening the database after the failure: {e}");
+            }
+            finish_failed(jobs, &fault);
+            return;
+        }
+        finish(jobs, result, effects, &self.wakers, &self.versions);
+    }
+
+    /// While failed: whether the disk has room again and the database is
+    /// open for writing (checked at most once a second, or when asked).
+    fn recovered(&mut self, asked: bool) -> bool {
+        let due = self
+            .last_probe
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if !asked && !due {
+            return false;
+        }
+        self.last_probe = Some(std::time::Instant::now());
+        let Some(fault) = self.storage.get() else {
+            return true;
+        };
+        let dir = self
+            .store
+            .path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        if room_for(dir, STORAGE_HEADROOM).is_err() {
+            return false;
+        }
+        if let Err(e) = self.store.reopen() {
+            tracing::debug!("reopening the database: {e}");
+            return false;
+        }
+        let seconds = (now_ms() - fault.since).max(0) / 1000;
+        tracing::info!("the database can be written again (it could not for {seconds} s)");
+        self.storage.set(None);
+        true
+    }
+}
+
+/// Writes, syncs and deletes a file of `bytes` in `dir`: whether the disk
+/// has that much room (a sparse file would not tell).
+fn room_for(dir: &std::path::Path, bytes: usize) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(".space-probe");
+    let result = (|| {
+        let mut file = std::fs::File::create(&path)?;
+        let chunk = vec![0u8; 1024 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            file.write_all(&chunk[..n])?;
+            left -= n;
+        }
+        file.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// Asks the writer every few seconds, while the database cannot be written,
+/// whether it can be again (so a node recovers without traffic).
+pub async fn watch_storage(engine: Engine, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => engine.probe_storage(),
         }
     }
 }
@@ -691,6 +895,7 @@ fn run_group(
                     w.put_delivery(peer.as_str(), delivery)?;
                     Done::Unit
                 }
+                Job::Probe => Done::Unit,
             });
         }
         Ok(done)
@@ -719,6 +924,7 @@ fn answer(job: Job, result: Result<Done, EngineError>) {
         (Job::Delivered { reply, .. } | Job::SaveDelivery { reply, .. }, Err(e)) => {
             drop(reply.send(Err(e)))
         }
+        (Job::Probe, _) => {}
         (_, Ok(_)) => tracing::error!("engine produced an answer of the wrong shape"),
     }
 }

@@ -201,7 +201,9 @@ pub async fn run_expiry(node: Arc<Node>, stop: tokio_util::sync::CancellationTok
             }
             Err(e) => {
                 seen = None;
-                tracing::error!("MDF expiry: {e}");
+                if !node.engine.storage_failed() {
+                    tracing::error!("MDF expiry: {e}");
+                }
             }
         }
     }
@@ -335,7 +337,10 @@ pub async fn run_reconciliation(
                     sent.insert(id, v.budget.entries.len());
                 }
                 Ok(Err(r)) => tracing::warn!("reconciling {}: {r}", v.subject),
-                Err(e) => tracing::error!("reconciling {}: {e}", v.subject),
+                Err(e) if !node.engine.storage_failed() => {
+                    tracing::error!("reconciling {}: {e}", v.subject)
+                }
+                Err(_) => {}
             }
         }
     }

@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(inbox::routes())
         .merge(crate::web::routes())
         .merge(crate::api::routes().layer(middleware::from_fn_with_state(
@@ -74,6 +75,24 @@ async fn security_headers(request: Request, next: Next) -> Response {
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// Whether the node can take work: 503 naming the reason while the
+/// database cannot be written (a full disk); the node recovers by itself.
+async fn readyz(axum::extract::State(node): axum::extract::State<Arc<Node>>) -> Response {
+    use axum::response::IntoResponse;
+    match node.engine.storage_fault() {
+        None => "ready\n".into_response(),
+        Some(fault) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "ready": false,
+                "storage": fault.message,
+                "since": fault.since,
+            })),
+        )
+            .into_response(),
+    }
 }
 
 /// How the server treats its connections.

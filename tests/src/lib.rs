@@ -324,7 +324,14 @@ impl NodeSetup {
     /// Starts `serve` with the process's open-file limit set to `nofile`
     /// (as systemd's `LimitNOFILE` would), through `sh -c 'ulimit -n'`.
     pub fn start_with_open_file_limit(&self, binary: &Path, nofile: u32) -> Result<Daemon, String> {
-        let script = format!("ulimit -n {nofile} && exec \"$0\" serve --config guanxi.toml");
+        self.start_after(binary, &format!("ulimit -n {nofile}"))
+    }
+
+    /// Starts `serve` through `sh -c '<setup> && exec guanxi serve ...'`, so
+    /// the daemon (same pid) inherits what `setup` sets: limits, ignored
+    /// signals.
+    pub fn start_after(&self, binary: &Path, setup: &str) -> Result<Daemon, String> {
+        let script = format!("{setup} && exec \"$0\" serve --config guanxi.toml");
         let binary = binary.to_str().ok_or("binary path is not UTF-8")?;
         let daemon = Daemon::start(Path::new("/bin/sh"), &self.dir, &["-c", &script, binary])?;
         self.started(daemon)

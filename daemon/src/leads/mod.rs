@@ -791,7 +791,9 @@ pub async fn run_sweeper(node: Arc<Node>, stop: tokio_util::sync::CancellationTo
             }
             Err(e) => {
                 scanned_at_version = None;
-                tracing::error!("lead sweeper: {e}");
+                if !node.engine.storage_failed() {
+                    tracing::error!("lead sweeper: {e}");
+                }
             }
         }
     }

@@ -1016,7 +1016,9 @@ pub async fn run_relay(node: Arc<Node>, stop: tokio_util::sync::CancellationToke
             Ok(n) => tracing::info!("warranty relay: {n} decision(s) passed down the chain"),
             Err(e) => {
                 seen = None;
-                tracing::error!("warranty relay: {e}");
+                if !node.engine.storage_failed() {
+                    tracing::error!("warranty relay: {e}");
+                }
             }
         }
     }

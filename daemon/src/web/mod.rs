@@ -494,7 +494,12 @@ async fn signed_in(node: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, R
         && let Some(t) = &ctx.token
         && let Err(e) = session::touch(&node.engine, t, s, now_ms()).await
     {
-        return Err(internal(e));
+        // With the database refusing writes (a full disk) pages that only
+        // read still open; the session's last use is recorded later.
+        let storage = matches!(&e, crate::engine::EngineError::Store(s) if s.is_io());
+        if !storage {
+            return Err(internal(e));
+        }
     }
     ctx.require()?;
     // A one-time password opens only the page to choose one's own.
@@ -551,6 +556,15 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
                 items.push(("home.peer_failing", format!("{}: {error}", p.id)));
             }
         }
+    }
+    if user.role != Role::Partner
+        && let Some(fault) = node.engine.storage_fault()
+    {
+        let since = leads::when(fault.since);
+        items.push((
+            "home.storage_failing",
+            format!("{since}: {}", fault.message),
+        ));
     }
     if user.role != Role::Partner {
         for (peer, seq, code) in read.out_rejected().unwrap_or_default() {

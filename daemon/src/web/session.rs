@@ -330,7 +330,10 @@ pub async fn run_purge(
             const BATCH: usize = 1000;
             match crate::idempotency::purge(&node.engine, now, BATCH).await {
                 Ok(n) => keys_due = if n == BATCH { now } else { now + 60_000 },
-                Err(e) => tracing::error!("idempotency key purge: {e}"),
+                Err(e) if !node.engine.storage_failed() => {
+                    tracing::error!("idempotency key purge: {e}")
+                }
+                Err(_) => {}
             }
         }
         if now < due {
@@ -346,7 +349,8 @@ pub async fn run_purge(
                 }
                 due = next.unwrap_or(Millis::MAX).min(now + idle);
             }
-            Err(e) => tracing::error!("session purge: {e}"),
+            Err(e) if !node.engine.storage_failed() => tracing::error!("session purge: {e}"),
+            Err(_) => {}
         }
     }
 }

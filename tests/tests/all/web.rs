@@ -1683,3 +1683,145 @@ async fn throttling_sees_clients_through_trusted_proxies_only() {
         }
     }
 }
+
+/// The largest file the daemon `pid` may write (`None`: no limit), as a
+/// full disk would leave it: a write past it fails (EFBIG; SIGXFSZ is
+/// ignored by the start script).
+fn limit_file_size(pid: u32, bytes: Option<u64>) {
+    use rustix::process::{Pid, Resource, Rlimit, prlimit};
+    let pid = Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid");
+    prlimit(
+        Some(pid),
+        Resource::Fsize,
+        Rlimit {
+            current: bytes,
+            maximum: None,
+        },
+    )
+    .expect("prlimit");
+}
+
+/// A full disk: the write that fails is refused to its caller and nothing
+/// acknowledged is lost; the node says so once in the log, in `/readyz`
+/// and in the staff inbox, keeps answering reads, and once there is room
+/// again it writes again by itself — no restart, no admin.
+#[tokio::test]
+async fn a_full_disk_is_reported_once_and_the_node_recovers_by_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let other = tempfile::tempdir().expect("tempdir");
+    let globex = NodeSetup::init(Path::new(BIN), other.path(), "globex").expect("init");
+    node.append_config(&globex.peer_block(false)).expect("peer");
+    let daemon = node
+        .start_after(Path::new(BIN), "trap '' XFSZ")
+        .expect("starts");
+    let admin_password = daemon.first_admin_password().expect("first admin");
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    let client =
+        guanxi_tests::client_trusting(&node.data_dir().join("tls/cert.pem")).expect("client");
+    let readyz = || async {
+        let r = client
+            .get(format!("{}/readyz", daemon.url()))
+            .send()
+            .await
+            .expect("readyz");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    assert_eq!(readyz().await.0, 200);
+    let send = |n: u32| {
+        let body = serde_json::json!({"peer": "globex", "kind": "ping", "subject": format!("p-{n}"), "body": {"note": "still here"}});
+        node.admin("POST", "/admin/v1/send", Some(body))
+    };
+    let token = node.token(Path::new(BIN), "ci", "admin");
+    let api = guanxi_tests::Api {
+        client: client.clone(),
+        base: daemon.url(),
+    };
+    let import = |batch: u32| {
+        let mut csv = String::from("company,country,product_lines,consent,notes\n");
+        for i in 0..500 {
+            csv.push_str(&format!("Company {batch}-{i},TW,cnc,no,{}\n", "n".repeat(300)));
+        }
+        let (api, token) = (&api, &token);
+        async move {
+            api.call("post", "/api/v1/leads/import", Some(token), Some(&csv))
+                .await
+        }
+    };
+
+    // The disk fills up: the database file may not grow any more.
+    let mut acknowledged = Vec::new();
+    for n in 0..3 {
+        let (status, v) = send(n).await;
+        assert_eq!(status, 200, "{v}");
+        acknowledged.push(v["seq"].as_u64().expect("seq"));
+    }
+    let db = node.data_dir().join("guanxi.redb");
+    let size = std::fs::metadata(&db).expect("db").len();
+    limit_file_size(daemon.pid(), Some(size));
+    let mut refused = None;
+    for batch in 0..200 {
+        let (status, v) = import(batch).await;
+        if status != 201 {
+            refused = Some((status, v));
+            break;
+        }
+    }
+    let (status, v) = refused.expect("an import was refused once the file could not grow");
+    assert!(status >= 500, "{status} {v}");
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"storage\""), "{body}");
+    // More attempts fail at once and log nothing more.
+    for n in 1000..1005 {
+        assert!(send(n).await.0 >= 500);
+    }
+    let logged = |needle: &str| {
+        daemon
+            .stderr_lines()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    assert_eq!(logged("the database cannot be written"), 1);
+    // Reads go on; the staff inbox says what is wrong.
+    let (status, _) = node.admin("GET", "/admin/v1/outbox", None).await;
+    assert_eq!(status, 200, "the outbox can be read");
+    let home = staff.get("/").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(
+        home.body.contains("The database cannot be written"),
+        "{}",
+        home.body
+    );
+
+    // Room again: the node finds out by itself and takes work again.
+    limit_file_size(daemon.pid(), None);
+    guanxi_tests::eventually("the node is ready again", || async {
+        (readyz().await.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(logged("the database can be written again"), 1);
+    let (status, v) = send(2000).await;
+    assert_eq!(status, 200, "{v}");
+    let next = v["seq"].as_u64().expect("seq");
+    assert_eq!(
+        next,
+        acknowledged.last().copied().unwrap_or(0) + 1,
+        "refused sends took no place in the stream"
+    );
+    for seq in acknowledged.iter().copied().chain([next]) {
+        let (status, v) = node
+            .admin("GET", &format!("/admin/v1/outbox/globex/{seq}"), None)
+            .await;
+        assert_eq!(status, 200, "envelope {seq} is kept: {v}");
+    }
+    assert!(
+        !staff
+            .get("/")
+            .await
+            .body
+            .contains("The database cannot be written")
+    );
+}
