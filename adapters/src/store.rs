@@ -21,6 +21,14 @@ pub const SCHEMA_VERSION: u64 = 4;
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "guanxi.redb";
 
+/// Written next to the database once it exists, holding the database's id:
+/// a data directory with this file has been used, so a missing or empty
+/// database there is damage, never a new node.
+pub const STORE_MARKER: &str = "store-id";
+
+/// The `meta` key of the database's id (the one in [`STORE_MARKER`]).
+const STORE_ID_KEY: &str = "store_id";
+
 /// `meta`: schema version and other single values, by name.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Per sending peer: the incoming stream's high-water seq and last hash.
@@ -138,6 +146,14 @@ pub enum StoreError {
     InUse { path: PathBuf },
     #[error("cannot open database {path}: {message}")]
     Open { path: PathBuf, message: String },
+    /// The database file is damaged, missing or not this directory's: the
+    /// node must not start on it.
+    #[error(
+        "database {path} is damaged: {message}. Nothing was changed. Stop here and restore the \
+         data directory from a backup (put the backup's {DB_FILE} in place of this one); \
+         `guanxi verify` checks a database without starting the node"
+    )]
+    Damaged { path: PathBuf, message: String },
     #[error(
         "database {path} has schema version {found}, this build uses {expected}; \
          use a matching guanxi version (no automatic migration exists yet)"
@@ -356,19 +372,119 @@ impl Store {
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
-            other => StoreError::Open {
-                path: path.clone(),
-                message: other.to_string(),
-            },
-        })?;
+        let marker = data_dir.join(STORE_MARKER);
+        let damaged = |message: String| StoreError::Damaged {
+            path: path.clone(),
+            message,
+        };
+        let used_before = marker.exists();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() == 0 => {
+                return Err(damaged(
+                    "the file is empty (0 bytes); a database file is never empty once created"
+                        .into(),
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && used_before => {
+                return Err(damaged(format!(
+                    "the file is missing, but this data directory has been used ({} exists); \
+                     a new, empty node is not started over it",
+                    marker.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(damaged(format!("cannot read the file: {e}"))),
+        }
+        // Every open checks the checksum of every page (a file changed
+        // outside redb fails here instead of being served), and a panic
+        // inside redb on a damaged file is caught and reported.
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder()
+                .set_check_integrity_on_open(true)
+                .create(&path)
+        });
+        let db = match opened {
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                return Err(damaged(format!("opening it failed inside redb ({what})")));
+            }
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(StoreError::InUse { path: path.clone() });
+            }
+            Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(m)))) => {
+                return Err(damaged(format!("the integrity check failed ({m})")));
+            }
+            Ok(Err(other)) => {
+                return Err(StoreError::Open {
+                    path: path.clone(),
+                    message: other.to_string(),
+                });
+            }
+            Ok(Ok(db)) => db,
+        };
         let store = Store {
             db: std::sync::RwLock::new(Some(std::sync::Arc::new(db))),
-            path,
+            path: path.clone(),
         };
-        store.check_schema()?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.check_schema()))
+            .map_err(|_| damaged("reading its tables failed inside redb".into()))??;
+        let id = store.store_id()?;
+        match std::fs::read_to_string(&marker) {
+            Ok(text) if text.trim() == id.to_string() => {}
+            Ok(text) => {
+                return Err(damaged(format!(
+                    "it is not this data directory's database (its id is {id}, {} says {})",
+                    marker.display(),
+                    text.trim()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_marker(&marker, id).map_err(|e| StoreError::DataDir {
+                    path: marker.clone(),
+                    source: e,
+                })?;
+            }
+            Err(e) => {
+                return Err(StoreError::DataDir {
+                    path: marker.clone(),
+                    source: e,
+                });
+            }
+        }
         Ok(store)
+    }
+
+    /// The database's id (made at its creation, kept in `meta`).
+    fn store_id(&self) -> Result<u64, StoreError> {
+        let txn = self.db()?.begin_write()?;
+        let id = {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(STORE_ID_KEY)?.map(|v| v.value());
+            match found {
+                Some(id) => id,
+                None => {
+                    use std::hash::{BuildHasher, Hasher};
+                    // Randomly keyed per process: unique enough for an id.
+                    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                    h.write_u128(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_nanos())
+                            .unwrap_or(0),
+                    );
+                    let id = h.finish() >> 1;
+                    meta.insert(STORE_ID_KEY, id)?;
+                    id
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(id)
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -506,6 +622,14 @@ impl Store {
             last.unwrap_or_default()
         )))
     }
+}
+
+/// Writes the data directory's marker atomically (temporary file, rename).
+fn write_marker(marker: &Path, id: u64) -> std::io::Result<()> {
+    let tmp = marker.with_extension("tmp");
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, marker)
 }
 
 /// Every table, opened once in one write transaction: typed access for the
@@ -878,6 +1002,26 @@ fn recent(
 }
 
 impl Read {
+    /// Every peer with an incoming or an outgoing stream, in order.
+    pub fn stream_peers(&self) -> Result<Vec<String>, StoreError> {
+        let mut peers = std::collections::BTreeSet::new();
+        for def in [IN_STREAMS, OUT_STREAMS] {
+            for entry in self.txn.open_table(def)?.iter()? {
+                let (k, _) = entry?;
+                peers.insert(k.value().to_string());
+            }
+        }
+        Ok(peers.into_iter().collect())
+    }
+
+    /// Where an incoming envelope id was consumed (its peer, seq, hash).
+    pub fn seen_id(&self, id: &str) -> Result<Option<SeenId>, StoreError> {
+        match self.txn.open_table(IN_IDS)?.get(id)? {
+            Some(v) => SeenId::decode(v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The newest `n` envelopes sent to `peer` (newest first), with their status.
     pub fn out_recent(&self, peer: &str, n: usize) -> Result<Vec<Recent>, StoreError> {
         let receipts = self.txn.open_table(OUT_RECEIPTS)?;

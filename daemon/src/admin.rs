@@ -37,6 +37,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/outbox/{peer}/{seq}", get(outbox_entry))
         .route("/admin/v1/rejected", get(rejected))
         .route("/admin/v1/ledger/verify", get(ledger_verify))
+        .route("/admin/v1/verify", get(verify))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
         .route("/admin/v1/records/{peer}/{subject}", get(record))
@@ -60,6 +61,33 @@ pub fn routes(node: Arc<Node>) -> Router {
             crate::idempotency::guard,
         ))
         .with_state(node)
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    #[serde(default)]
+    quick: bool,
+}
+
+/// `guanxi verify` on the running node: the content checks on a snapshot.
+async fn verify(
+    State(node): State<Arc<Node>>,
+    axum::extract::Query(q): axum::extract::Query<VerifyQuery>,
+) -> Result<Json<Value>, AdminError> {
+    let depth = if q.quick {
+        crate::verify::Depth::Quick
+    } else {
+        crate::verify::Depth::Full
+    };
+    let report = crate::verify::check_store(
+        node.store.clone(),
+        node.identity.clone(),
+        node.config().peers.clone(),
+        depth,
+    )
+    .await
+    .map_err(internal)?;
+    Ok(Json(serde_json::to_value(&report).map_err(internal)?))
 }
 
 /// An error answer: `{"code","message"}`.

@@ -26,6 +26,9 @@ use tokio_util::sync::CancellationToken;
 /// Exit code for a configuration error (sysexits EX_CONFIG).
 pub const EXIT_CONFIG: u8 = 78;
 
+/// Exit status when the store is damaged (EX_DATAERR): restore a backup.
+pub const EXIT_DAMAGED: u8 = 65;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "guanxi",
@@ -134,6 +137,16 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Checks the store: every envelope and receipt against its signature,
+    /// every stream's hash chain, every record (exit status 65 on damage).
+    /// Asks the running daemon, or opens the store when none runs.
+    Verify {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Only each stream's last envelope (as at every start).
+        #[arg(long)]
+        quick: bool,
+    },
     /// MDF ledgers: `verify` recomputes every balance from the entries and
     /// reports any difference (exit status 1 when there is one).
     Ledger {
@@ -236,6 +249,117 @@ struct Failure {
 impl From<anyhow::Error> for Failure {
     fn from(error: anyhow::Error) -> Self {
         Failure { code: 1, error }
+    }
+}
+
+/// A store that cannot be opened; damage gets its own exit status.
+fn store_failure(e: guanxi_adapters::store::StoreError) -> Failure {
+    let code = match e {
+        guanxi_adapters::store::StoreError::Damaged { .. } => EXIT_DAMAGED,
+        _ => 1,
+    };
+    Failure {
+        code,
+        error: anyhow!(e).context("opening the store"),
+    }
+}
+
+/// The store opened, but what it holds is damaged.
+fn damaged_failure(store: &Store, report: &crate::verify::Report) -> Failure {
+    Failure {
+        code: EXIT_DAMAGED,
+        error: anyhow!(
+            "database {} is damaged: {}. Nothing was changed. Stop here and restore the data \
+             directory from a backup; `guanxi verify` lists every problem",
+            store.path().display(),
+            report.summary()
+        ),
+    }
+}
+
+/// `guanxi verify`: through the running daemon, or on the store itself.
+fn verify_command(daemon: &DaemonArgs, quick: bool) -> Result<(), Failure> {
+    let config = match &daemon.config {
+        Some(file) => Config::load(file).map_err(config_failure)?,
+        None => {
+            Config::defaults(&std::env::current_dir().context("reading the current directory")?)
+        }
+    };
+    let depth = if quick {
+        crate::verify::Depth::Quick
+    } else {
+        crate::verify::Depth::Full
+    };
+    let socket = config.data_dir.join(admin::SOCKET_FILE);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let path = if quick {
+        "/admin/v1/verify?quick=true"
+    } else {
+        "/admin/v1/verify"
+    };
+    let report: serde_json::Value =
+        match runtime.block_on(admin::request(&socket, "GET", path, None)) {
+            Ok((200, v)) => v,
+            Ok((status, v)) => return Err(anyhow!("the daemon answered {status}: {v}").into()),
+            Err(_) => {
+                // No daemon runs: open the store (which checks every page).
+                let db = config.data_dir.join(guanxi_adapters::store::DB_FILE);
+                let marker = config.data_dir.join(guanxi_adapters::store::STORE_MARKER);
+                if !db.exists() && !marker.exists() {
+                    return Err(anyhow!(
+                        "no database in {} (is this the node's data directory?)",
+                        config.data_dir.display()
+                    )
+                    .into());
+                }
+                let (key, _) = identity::load_or_create_key(&config.signing_key_file, false)
+                    .map_err(config_failure)?;
+                let store = Store::open(&config.data_dir).map_err(store_failure)?;
+                let me = Identity {
+                    id: config.node_id.clone(),
+                    key,
+                };
+                let read = store.read().map_err(store_failure)?;
+                let report = crate::verify::check(&read, &me, &config.peers, depth);
+                serde_json::to_value(&report).context("the report")?
+            }
+        };
+    for note in report["notes"].as_array().into_iter().flatten() {
+        println!("note: {}", note.as_str().unwrap_or_default());
+    }
+    let damage: Vec<&str> = report["damage"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str())
+        .collect();
+    for d in &damage {
+        println!("damaged: {d}");
+    }
+    println!(
+        "{} envelope(s), {} receipt(s), {} record(s) checked: {}",
+        report["envelopes"],
+        report["receipts"],
+        report["records"],
+        if damage.is_empty() {
+            "no damage".to_string()
+        } else {
+            format!(
+                "{} problem(s); restore the data directory from a backup",
+                damage.len()
+            )
+        }
+    );
+    if damage.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: EXIT_DAMAGED,
+            error: anyhow!("the store is damaged"),
+        })
     }
 }
 
@@ -347,6 +471,7 @@ pub fn main_entry() -> ExitCode {
             ),
             TokenCommand::List => admin_call(&daemon, "GET", "/admin/v1/tokens", None, print_json),
         },
+        Command::Verify { daemon, quick } => verify_command(&daemon, quick),
         Command::Ledger {
             daemon,
             command: LedgerCommand::Verify,
@@ -514,7 +639,20 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     let tls_config =
         tls::server_config(&config.tls.cert_file, &config.tls.key_file).map_err(config_failure)?;
     let fingerprint = tls::fingerprint(&config.tls.cert_file).map_err(config_failure)?;
-    let store = Store::open(&config.data_dir).context("opening the store")?;
+    let store = Store::open(&config.data_dir).map_err(store_failure)?;
+    // The quick check of what the store holds (each stream's head); the
+    // full one runs on demand (`guanxi verify`) and daily.
+    {
+        let me = Identity {
+            id: config.node_id.clone(),
+            key: key.clone(),
+        };
+        let read = store.read().map_err(store_failure)?;
+        let report = crate::verify::check(&read, &me, &config.peers, crate::verify::Depth::Quick);
+        if !report.is_clean() {
+            return Err(damaged_failure(&store, &report));
+        }
+    }
 
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
@@ -607,6 +745,10 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             node.engine.clone(),
             shutdown.child_token(),
         ));
+        let verify_task = tokio::spawn(crate::verify::run_daily(
+            node.clone(),
+            shutdown.child_token(),
+        ));
         {
             // Weak: the node must not keep itself (and the engine) alive.
             let weak = Arc::downgrade(&node);
@@ -695,6 +837,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         let _ = expiry_task.await;
         let _ = purge_task.await;
         let _ = storage_task.await;
+        let _ = verify_task.await;
         let _ = admin_task.await;
         if let Some(t) = metrics_task {
             let _ = t.await;

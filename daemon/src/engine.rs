@@ -686,7 +686,26 @@ impl Writer {
         now: Millis,
         effects: &mut Effects,
     ) -> Result<Vec<Done>, EngineError> {
-        run_group(&self.store, &self.identity, &self.rule, jobs, now, effects)
+        // A damaged file can make redb panic on a page: the group fails with
+        // that error instead of taking the writer thread (and every later
+        // write) down with it.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_group(&self.store, &self.identity, &self.rule, jobs, now, effects)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            tracing::error!(
+                "the database may be damaged: a write panicked inside the store ({what}); \
+                 run `guanxi verify`"
+            );
+            Err(EngineError::Corrupt(format!(
+                "a panic inside the store: {what}"
+            )))
+        })
     }
 
     /// Answers the jobs of a group; an I/O failure puts the node in the

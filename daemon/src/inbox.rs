@@ -244,8 +244,12 @@ fn request_timeout(node: &Node) -> Duration {
 async fn post_envelope(
     State(node): State<Arc<Node>>,
     ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(refusal) = declared_too_large(&headers, MAX_ENVELOPE_BYTES, "an envelope") {
+        return refusal;
+    }
     let Some(_admitted) = admit(&node, addr) else {
         return busy();
     };
@@ -361,17 +365,8 @@ async fn post_batch(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
-    // Visibly too long: refused before a byte of it is read.
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BATCH_BYTES) {
-        return FedError::new(
-            ReasonCode::TooLarge,
-            format!("a batch request may be at most {MAX_BATCH_BYTES} bytes"),
-        )
-        .into_response();
+    if let Some(refusal) = declared_too_large(&headers, MAX_BATCH_BYTES, "a batch request") {
+        return refusal;
     }
     let Some(_admitted) = admit(&node, addr) else {
         return busy();
@@ -381,6 +376,26 @@ async fn post_batch(
         Ok(response) => response,
         Err(_) => internal("request timed out"),
     }
+}
+
+/// A request whose declared length is over `limit`: refused before a byte
+/// of it is read.
+fn declared_too_large(
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+    what: &str,
+) -> Option<Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    declared.filter(|n| *n > limit).map(|_| {
+        FedError::new(
+            ReasonCode::TooLarge,
+            format!("{what} may be at most {limit} bytes"),
+        )
+        .into_response()
+    })
 }
 
 async fn batch(node: Arc<Node>, body: Body) -> Response {

@@ -51,6 +51,7 @@ pub mod rules;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod verify;
 pub mod web;
 
 pub use cli::main_entry;

@@ -49,6 +49,9 @@ pub struct Node {
     pub fed_admission: crate::inbox::Admission,
     /// The HTTPS server's open connections and their cap.
     pub connections: Arc<crate::server::Connections>,
+    /// What the last full check of the store found damaged (`verify`),
+    /// shown in `/readyz` and the staff inbox.
+    pub damage: std::sync::Mutex<Option<String>>,
     /// API and admin calls with an `Idempotency-Key` being handled.
     pub idempotency: crate::idempotency::InFlight,
     /// Re-reads the config file and applies it (SIGHUP, `guanxi reload`);
@@ -153,6 +156,7 @@ impl Node {
             fed_admission: crate::inbox::Admission::default(),
             connections: Arc::default(),
             idempotency: Default::default(),
+            damage: Default::default(),
             reloader: std::sync::OnceLock::new(),
         })
     }

@@ -677,3 +677,148 @@ async fn federation_requests_before_authentication_are_bounded() {
     let (status, _) = daemon.terminate(Duration::from_secs(15)).expect("stops");
     assert!(status.success());
 }
+
+/// A damaged store is refused with a message that says what to do, and
+/// never taken for a new node: flipped bytes (the page checksums fail), an
+/// empty file, a missing file in a used data directory. An edit that keeps
+/// the file valid (a note changed in a sent envelope) passes the start's
+/// quick check, but the full check — run at start and daily, and by
+/// `guanxi verify` — names it, and `/readyz` says the node is not ready.
+#[tokio::test]
+async fn a_damaged_store_is_refused_and_verify_names_the_damage() {
+    let mut pair = guanxi_tests::two_nodes(bin()).await;
+    let mut seqs = Vec::new();
+    for n in 0..3 {
+        let (status, v) = pair
+            .vendor
+            .admin(
+                "POST",
+                "/admin/v1/send",
+                Some(serde_json::json!({"peer": "globex", "kind": "ping", "subject": format!("p-{n}"), "body": {"note": format!("damage-probe-{n}")}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        seqs.push(v["seq"].as_u64().expect("seq"));
+    }
+    for seq in &seqs {
+        guanxi_tests::eventually("receipts", || async {
+            let (_, v) = pair
+                .vendor
+                .admin("GET", &format!("/admin/v1/outbox/globex/{seq}"), None)
+                .await;
+            v["receipt"].is_object().then_some(())
+        })
+        .await;
+    }
+    pair.vendor_daemon
+        .stop(Duration::from_secs(10))
+        .expect("stops");
+    let dir = pair
+        .vendor
+        .config_file()
+        .parent()
+        .expect("dir")
+        .to_path_buf();
+    let verify = || run(bin(), &dir, &["verify", "--config", "guanxi.toml"]);
+    let (code, out, err) = verify();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("no damage"), "{out}");
+
+    let db = pair.vendor.data_dir().join("guanxi.redb");
+    let original = std::fs::read(&db).expect("db");
+    let restore = || std::fs::write(&db, &original).expect("restore");
+
+    // Flipped bytes: every copy of a note in the file.
+    let mut flipped = original.clone();
+    let needle = b"damage-probe-1";
+    let mut hits = 0;
+    let mut at = 0;
+    while let Some(i) = flipped[at..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+    {
+        flipped[at + i] ^= 0x20;
+        hits += 1;
+        at += i + needle.len();
+    }
+    assert!(hits > 0, "the note is in the file");
+    std::fs::write(&db, &flipped).expect("write");
+    let refused = pair
+        .vendor
+        .start(bin())
+        .err()
+        .expect("a damaged file is refused");
+    assert!(refused.contains("is damaged"), "{refused}");
+    assert!(refused.contains("backup"), "says what to do: {refused}");
+    let (code, out, err) = verify();
+    assert_eq!(code, Some(65), "{out}{err}");
+
+    // An empty file, a missing file: never a new node.
+    std::fs::write(&db, b"").expect("truncate");
+    let refused = pair
+        .vendor
+        .start(bin())
+        .err()
+        .expect("an empty file is refused");
+    assert!(refused.contains("empty"), "{refused}");
+    std::fs::remove_file(&db).expect("remove");
+    let refused = pair
+        .vendor
+        .start(bin())
+        .err()
+        .expect("a missing file is refused");
+    assert!(refused.contains("missing"), "{refused}");
+    assert!(!db.exists(), "no new database was made");
+
+    // A valid-looking edit: the file's checksums hold, the signature not.
+    restore();
+    {
+        const OUT: redb::TableDefinition<(&str, u64), &[u8]> =
+            redb::TableDefinition::new("out_envelopes");
+        use redb::ReadableTable;
+        let database = redb::Database::open(&db).expect("open");
+        let txn = database.begin_write().expect("txn");
+        {
+            let mut table = txn.open_table(OUT).expect("table");
+            let bytes = table
+                .get(("globex", seqs[0]))
+                .expect("get")
+                .expect("envelope")
+                .value()
+                .to_vec();
+            let edited = String::from_utf8(bytes)
+                .expect("utf8")
+                .replace("damage-probe-0", "damage-probe-X");
+            table
+                .insert(("globex", seqs[0]), edited.as_bytes())
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    pair.vendor_daemon = pair
+        .vendor
+        .start_for(bin(), &[&pair.partner])
+        .await
+        .expect("the quick check passes: the stream's last envelope is intact");
+    let client = client_trusting(&cert_in(&pair.vendor.data_dir())).expect("client");
+    let url = format!("{}/readyz", pair.vendor_daemon.url());
+    let body = guanxi_tests::eventually("the full check finds the edit", || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let r = client.get(&url).send().await.ok()?;
+            (r.status() == 503).then_some(())?;
+            r.text().await.ok()
+        }
+    })
+    .await;
+    assert!(body.contains("signature does not verify"), "{body}");
+    let (code, out, err) = verify();
+    assert_eq!(code, Some(65), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "envelope #{} to globex: its signature does not verify",
+            seqs[0]
+        )),
+        "{out}"
+    );
+}

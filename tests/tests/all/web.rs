@@ -1741,7 +1741,10 @@ async fn a_full_disk_is_reported_once_and_the_node_recovers_by_itself() {
     let import = |batch: u32| {
         let mut csv = String::from("company,country,product_lines,consent,notes\n");
         for i in 0..500 {
-            csv.push_str(&format!("Company {batch}-{i},TW,cnc,no,{}\n", "n".repeat(300)));
+            csv.push_str(&format!(
+                "Company {batch}-{i},TW,cnc,no,{}\n",
+                "n".repeat(300)
+            ));
         }
         let (api, token) = (&api, &token);
         async move {
