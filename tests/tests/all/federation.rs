@@ -504,16 +504,22 @@ async fn a_receiver_that_lost_its_data_halts_the_stream_instead_of_skipping() {
     let (a, b) = pair(dir.path());
     let _da = a.start_for(bin(), &[&b]).await.expect("acme starts");
     let db = b.start_for(bin(), &[&a]).await.expect("globex starts");
-    send(&a, "globex", "ping", "p-1", json!({"note": ""})).await;
-    receipt_for(&a, "globex", 1, Duration::from_secs(30)).await;
-    // Globex loses its database (say, restored from a backup that predates seq 1).
+    // A backup of globex's database from before seq 1.
     let (status, _) = db.terminate(Duration::from_secs(20)).expect("stops");
     assert!(status.success());
-    std::fs::remove_file(b.data_dir().join("guanxi.redb")).expect("remove the database");
+    let file = b.data_dir().join("guanxi.redb");
+    let backup = std::fs::read(&file).expect("backup");
+    let db = b.start_for(bin(), &[&a]).await.expect("globex starts");
+    send(&a, "globex", "ping", "p-1", json!({"note": ""})).await;
+    receipt_for(&a, "globex", 1, Duration::from_secs(30)).await;
+    // Globex loses its data: restored from the backup that predates seq 1.
+    let (status, _) = db.terminate(Duration::from_secs(20)).expect("stops");
+    assert!(status.success());
+    std::fs::write(&file, &backup).expect("restore the backup");
     let _db = b
         .start_for(bin(), &[&a])
         .await
-        .expect("globex restarts empty");
+        .expect("globex restarts from the old backup");
     send(&a, "globex", "ping", "p-2", json!({"note": ""})).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
