@@ -70,6 +70,7 @@ const LEADS: TableDefinition<&str, &[u8]> = TableDefinition::new("leads");
 const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const LEAD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("lead_index");
 const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
 /// Kinds of local JSON documents, each in its own table keyed by a string.
@@ -97,10 +98,13 @@ pub enum Doc {
     /// "time␟scope␟key" (time zero-padded, so keys sort by time) → nothing:
     /// which idempotency keys expire first
     IdempotencyExpiry,
+    /// "stage␟STAGE␟LEAD ID" → nothing, "of␟LEAD ID" → its stage: the
+    /// vendor's leads by stage (kept with the lead and its offer records)
+    LeadIndex,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 10] = [
+const DOCS: [Doc; 11] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -111,9 +115,27 @@ const DOCS: [Doc; 10] = [
     Doc::Upload,
     Doc::Idempotency,
     Doc::IdempotencyExpiry,
+    Doc::LeadIndex,
 ];
 
 impl Doc {
+    /// The table's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Doc::User => "users",
+            Doc::Session => "sessions",
+            Doc::Partner => "partners",
+            Doc::Throttle => "throttle",
+            Doc::ApiToken => "api_tokens",
+            Doc::Lead => "leads",
+            Doc::Setting => "settings",
+            Doc::Upload => "uploads",
+            Doc::Idempotency => "idempotency",
+            Doc::IdempotencyExpiry => "idempotency_expiry",
+            Doc::LeadIndex => "lead_index",
+        }
+    }
+
     fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             Doc::User => USERS,
@@ -126,6 +148,7 @@ impl Doc {
             Doc::Upload => UPLOADS,
             Doc::Idempotency => IDEMPOTENCY,
             Doc::IdempotencyExpiry => IDEMPOTENCY_EXPIRY,
+            Doc::LeadIndex => LEAD_INDEX,
         }
     }
 }
@@ -677,6 +700,88 @@ pub struct Read {
     txn: redb::ReadTransaction,
 }
 
+/// Whole-table reads since start, by table: the scale work keeps pages and
+/// engine checks off them (tests assert none happen where they must not).
+static FULL_SCANS: std::sync::Mutex<Vec<(&'static str, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn count_full_scan(table: &'static str) {
+    let mut scans = FULL_SCANS.lock().unwrap_or_else(|p| p.into_inner());
+    match scans.iter_mut().find(|(t, _)| *t == table) {
+        Some((_, n)) => *n += 1,
+        None => scans.push((table, 1)),
+    }
+}
+
+/// Whole-table reads since the process started, by table name (for
+/// `/metrics`).
+pub fn full_scans() -> Vec<(&'static str, u64)> {
+    FULL_SCANS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Which way a page of documents runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Keys ascending, from just after the cursor.
+    Forward,
+    /// Keys descending, from just before the cursor.
+    Backward,
+}
+
+/// One page of documents whose keys start with `prefix`, in `order`,
+/// continuing past `cursor` (a key of the previous page's last entry), at
+/// most `limit`: a bounded read, never the whole table.
+fn docs_page(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+    cursor: Option<&str>,
+    order: Order,
+    limit: usize,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    use std::ops::Bound::{Excluded, Included};
+    // Keys with the prefix lie in [prefix, prefix + U+10FFFF).
+    let end = format!("{prefix}\u{10FFFF}");
+    let (lower, upper) = match (order, cursor) {
+        (Order::Forward, Some(c)) => (Excluded(c), Excluded(end.as_str())),
+        (Order::Backward, Some(c)) => (Included(prefix), Excluded(c)),
+        (_, None) => (Included(prefix), Excluded(end.as_str())),
+    };
+    let range = table.range::<&str>((lower, upper))?;
+    let mut out = Vec::new();
+    let mut push = |entry: Result<
+        (
+            redb::AccessGuard<'_, &'static str>,
+            redb::AccessGuard<'_, &'static [u8]>,
+        ),
+        redb::StorageError,
+    >|
+     -> Result<bool, StoreError> {
+        let (k, v) = entry?;
+        let key = k.value();
+        if !key.starts_with(prefix) {
+            return Ok(true);
+        }
+        out.push((key.to_string(), v.value().to_vec()));
+        Ok(out.len() < limit)
+    };
+    match order {
+        Order::Forward => {
+            for entry in range {
+                if !push(entry)? {
+                    break;
+                }
+            }
+        }
+        Order::Backward => {
+            for entry in range.rev() {
+                if !push(entry)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn all_docs(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
 ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -759,11 +864,31 @@ impl Tables<'_> {
 
     /// Every local document of a kind, in key order.
     pub fn docs(&self, kind: Doc) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        count_full_scan(kind.name());
         all_docs(&self.txn.open_table(kind.table())?)
+    }
+
+    /// One page of documents of a kind (see [`docs_page`]).
+    pub fn docs_page(
+        &self,
+        kind: Doc,
+        prefix: &str,
+        cursor: Option<&str>,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        docs_page(
+            &self.txn.open_table(kind.table())?,
+            prefix,
+            cursor,
+            order,
+            limit,
+        )
     }
 
     /// Every shared record as (peer or `web:<partner>`, subject, JSON).
     pub fn records(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        count_full_scan("records");
         all_records(&self.records)
     }
 
@@ -1057,11 +1182,31 @@ impl Read {
 
     /// Every local document of a kind, in key order.
     pub fn docs(&self, kind: Doc) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        count_full_scan(kind.name());
         all_docs(&self.txn.open_table(kind.table())?)
+    }
+
+    /// One page of documents of a kind (see [`docs_page`]).
+    pub fn docs_page(
+        &self,
+        kind: Doc,
+        prefix: &str,
+        cursor: Option<&str>,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        docs_page(
+            &self.txn.open_table(kind.table())?,
+            prefix,
+            cursor,
+            order,
+            limit,
+        )
     }
 
     /// Every shared record as (peer or `web:<partner>`, subject, JSON).
     pub fn records(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        count_full_scan("records");
         all_records(&self.txn.open_table(RECORDS)?)
     }
 

@@ -233,6 +233,16 @@ fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreEr
         "# HELP guanxi_fed_unchecked_requests federation requests being read before their sender is known\n# TYPE guanxi_fed_unchecked_requests gauge\nguanxi_fed_unchecked_requests {}",
         node.fed_admission.current()
     );
+    let _ = writeln!(
+        out,
+        "# HELP guanxi_store_full_scans_total whole-table reads since start (pages and engine checks avoid them)\n# TYPE guanxi_store_full_scans_total counter"
+    );
+    for (table, n) in guanxi_adapters::store::full_scans() {
+        let _ = writeln!(
+            out,
+            "guanxi_store_full_scans_total{{table=\"{table}\"}} {n}"
+        );
+    }
     let c = &node.connections;
     let _ = writeln!(
         out,

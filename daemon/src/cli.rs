@@ -147,6 +147,12 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Rebuilds the secondary indexes from the records (the daemon must be
+    /// stopped): after a restore, or if a check finds an index wrong.
+    Reindex {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
     /// MDF ledgers: `verify` recomputes every balance from the entries and
     /// reports any difference (exit status 1 when there is one).
     Ledger {
@@ -275,6 +281,20 @@ fn damaged_failure(store: &Store, report: &crate::verify::Report) -> Failure {
             report.summary()
         ),
     }
+}
+
+/// `guanxi reindex`: on the store itself, with the daemon stopped.
+fn reindex_command(daemon: &DaemonArgs) -> Result<(), Failure> {
+    let config = match &daemon.config {
+        Some(file) => Config::load(file).map_err(config_failure)?,
+        None => {
+            Config::defaults(&std::env::current_dir().context("reading the current directory")?)
+        }
+    };
+    let store = Store::open(&config.data_dir).map_err(store_failure)?;
+    let n = crate::leads::index::rebuild(&store).context("indexing leads by stage")?;
+    println!("{n} lead(s) indexed by stage");
+    Ok(())
 }
 
 /// `guanxi verify`: through the running daemon, or on the store itself.
@@ -472,6 +492,7 @@ pub fn main_entry() -> ExitCode {
             TokenCommand::List => admin_call(&daemon, "GET", "/admin/v1/tokens", None, print_json),
         },
         Command::Verify { daemon, quick } => verify_command(&daemon, quick),
+        Command::Reindex { daemon } => reindex_command(&daemon),
         Command::Ledger {
             daemon,
             command: LedgerCommand::Verify,
@@ -652,6 +673,11 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         if !report.is_clean() {
             return Err(damaged_failure(&store, &report));
         }
+    }
+    // Secondary indexes a store from before them lacks are built once.
+    let indexed = crate::leads::index::ensure_built(&store).context("indexing leads by stage")?;
+    if indexed > 0 {
+        tracing::info!("indexed {indexed} lead(s) by stage");
     }
 
     let listener = std::net::TcpListener::bind(config.listen)

@@ -981,7 +981,7 @@ fn save_record(
     let json = serde_json::to_vec(record).map_err(|e| EngineError::Corrupt(e.to_string()))?;
     w.put_record(peer, subject, &json)?;
     effects.families.insert(record.family());
-    Ok(())
+    crate::leads::index::record_saved(w, subject, record)
 }
 
 /// The authority bookkeeping of a record as stored (`record_sync`).

@@ -60,18 +60,48 @@ fn load_view(node: &Node, id: &str) -> Result<Value, ApiError> {
     }
 }
 
+/// `?stage=&after=&limit=`: a page of leads, newest first.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    stage: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Leads, newest first, a page at a time: `{"leads": [...], "next": id}`
+/// (`next` is `null` on the last page; pass it as `after` for the next).
 pub async fn list(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     staff(&authenticate(&node, &headers)?)?;
-    let read = node.store.read().map_err(internal)?;
-    let all: Vec<Value> = leads::list(&read)
-        .map_err(internal)?
-        .into_iter()
-        .map(|d| lead_json(&LeadView::load(&read, d)))
-        .collect();
-    Ok(Json(json!({ "leads": all })))
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > leads::MAX_PAGE {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("limit: 1 to {}", leads::MAX_PAGE),
+        );
+        e.field = Some("limit");
+        return Err(e);
+    }
+    let store = node.store.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        let read = store.read()?;
+        let stage = q.stage.as_deref().filter(|s| !s.is_empty());
+        let (views, next) = leads::page(&read, stage, q.after.as_deref(), limit)?;
+        let leads: Vec<Value> = views.iter().map(lead_json).collect();
+        Ok::<_, guanxi_adapters::store::StoreError>(json!({ "leads": leads, "next": next }))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    Ok(Json(page))
 }
 
 pub async fn create(

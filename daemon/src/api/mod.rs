@@ -730,7 +730,12 @@ fn described() -> Value {
                         "responses": with(errors(&["400", "401", "403", "404", "422"]), "200", ok(partner))}
             },
             "/api/v1/leads": {
-                "get": {"summary": "Every lead with its offers, records and rule trace (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object", "properties": {"leads": {"type": "array", "items": lead}}})))},
+                "get": {"summary": "Leads with their offers, records and rule trace, newest first, a page at a time (staff)",
+                        "parameters": [
+                            {"name": "stage", "in": "query", "required": false, "description": "only leads at this stage (unassigned, offered, accepted, declined, expired, withdrawn, won, lost)", "schema": {"type": "string"}},
+                            {"name": "after", "in": "query", "required": false, "description": "the `next` of the previous page", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query", "required": false, "description": "leads per page", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object", "properties": {"leads": {"type": "array", "items": lead}, "next": {"type": "string", "nullable": true, "description": "pass as `after` for the next page; null on the last"}}})))},
                 "post": {"summary": "Create a lead and distribute it by the rules (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": lead_in}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(lead.clone()))}
             },

@@ -20,6 +20,7 @@
 pub mod analysis;
 pub mod conflicts;
 pub mod distribution;
+pub mod index;
 pub mod intake;
 
 use crate::accounts::{Role, User};
@@ -135,7 +136,31 @@ pub fn load(read: &Read, id: &str) -> Result<Option<LeadDoc>, StoreError> {
         .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
-/// Every lead, newest first.
+/// Most leads on one page of a list.
+pub const MAX_PAGE: usize = 500;
+
+/// One page of leads, newest first (all, or those at `stage`), after the
+/// lead `after` of the previous page; and the id to continue after when
+/// more follow. Reads the page, never every lead.
+pub fn page(
+    read: &Read,
+    stage: Option<&str>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<LeadView>, Option<String>), StoreError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let (ids, more) = index::page(read, stage, after, limit)?;
+    let mut views = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Some(doc) = load(read, id)? {
+            views.push(LeadView::load(read, doc));
+        }
+    }
+    let next = if more { ids.last().cloned() } else { None };
+    Ok((views, next))
+}
+
+/// Every lead, newest first (whole-family read: analysis and exports).
 pub fn list(read: &Read) -> Result<Vec<LeadDoc>, StoreError> {
     let mut leads: Vec<LeadDoc> = read
         .docs(Doc::Lead)?
@@ -465,7 +490,7 @@ fn distribute(
 
 fn save(a: &mut Act<'_, '_>, doc: &LeadDoc) -> Result<(), EngineError> {
     a.tables.put_doc(Doc::Lead, &doc.id, &encode(doc)?)?;
-    Ok(())
+    index::refresh(a.tables, &doc.id)
 }
 
 fn save_state(a: &mut Act<'_, '_>, world: &World) -> Result<(), EngineError> {

@@ -199,11 +199,17 @@ struct LeadsPage {
     leads: Vec<LeadRow>,
     stage: String,
     stages: Vec<&'static str>,
+    /// The link to the next (older) page, when there is one.
+    next: Option<String>,
 }
+
+/// Leads on one page of the web list.
+const PAGE: usize = 50;
 
 #[derive(Deserialize)]
 struct StageQuery {
     stage: Option<String>,
+    after: Option<String>,
 }
 
 async fn list(
@@ -215,19 +221,30 @@ async fn list(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
     let stage = q.stage.unwrap_or_default();
-    let docs = match leads::list(&read) {
-        Ok(d) => d,
+    let store = node.store.clone();
+    let (filter, after) = (stage.clone(), q.after.clone());
+    let page = tokio::task::spawn_blocking(move || {
+        let read = store.read()?;
+        let filter = Some(filter.as_str()).filter(|s| !s.is_empty());
+        leads::page(&read, filter, after.as_deref(), PAGE)
+    })
+    .await;
+    let (views, next) = match page {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
-    let rows = docs
+    let next = next.map(|id| {
+        let mut url = url::form_urlencoded::Serializer::new(String::new());
+        if !stage.is_empty() {
+            url.append_pair("stage", &stage);
+        }
+        url.append_pair("after", &id);
+        format!("/leads?{}", url.finish())
+    });
+    let rows = views
         .into_iter()
-        .map(|d| LeadView::load(&read, d))
-        .filter(|v| stage.is_empty() || v.stage() == stage)
         .map(|v| LeadRow {
             id: v.doc.id.clone(),
             created: when(v.doc.created),
@@ -259,6 +276,7 @@ async fn list(
             leads: rows,
             stage,
             stages,
+            next,
         }
         .render(),
     )

@@ -1828,3 +1828,194 @@ async fn a_full_disk_is_reported_once_and_the_node_recovers_by_itself() {
             .contains("The database cannot be written")
     );
 }
+
+/// Whole-table reads of `table` since the daemon started (its metrics).
+async fn full_scans(node: &NodeSetup, table: &str) -> u64 {
+    let (_, m) = node.admin("GET", "/metrics", None).await;
+    let needle = format!("guanxi_store_full_scans_total{{table=\"{table}\"}} ");
+    m.as_str()
+        .unwrap_or("")
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The leads list — API and web page — reads one page through the stage
+/// index, newest first, never every lead: pages follow each other without
+/// gaps or repeats, the stage filter follows the partner's answers, and no
+/// request reads the whole leads or records table.
+#[tokio::test]
+async fn the_leads_list_reads_a_page_never_every_lead() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "");
+    let token = node.token(Path::new(BIN), "ci", "admin");
+    let api = guanxi_tests::Api::of(&node, &daemon);
+    let partner = serde_json::json!({"id": "p1", "name": "P1", "type": "reseller", "tier": "gold",
+        "country": "TW", "region": "", "stage": "active", "peer": null});
+    let (status, v) = api
+        .call(
+            "post",
+            "/api/v1/partners",
+            Some(&token),
+            Some(&partner.to_string()),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let mut csv = String::from("company,country,product_lines,consent\n");
+    for i in 0..120 {
+        csv.push_str(&format!("Company {i:03},TW,cnc,yes\n"));
+    }
+    let (status, v) = api
+        .call("post", "/api/v1/leads/import", Some(&token), Some(&csv))
+        .await;
+    assert_eq!(status, 201, "{v}");
+
+    let scans_before = (
+        full_scans(&node, "leads").await,
+        full_scans(&node, "records").await,
+    );
+    // Every lead once, newest first, 50 at a time.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/api/v1/leads?limit=50&after={a}"),
+            None => "/api/v1/leads?limit=50".to_string(),
+        };
+        let (status, v) = api.call("get", &path, Some(&token), None).await;
+        assert_eq!(status, 200, "{v}");
+        let page = v["leads"].as_array().expect("leads");
+        assert!(page.len() <= 50);
+        seen.extend(
+            page.iter()
+                .map(|l| l["id"].as_str().unwrap_or("").to_string()),
+        );
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 120);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 120, "no repeats");
+    sorted.reverse();
+    assert_eq!(seen, sorted, "newest first");
+    let (status, v) = api
+        .call("get", "/api/v1/leads?limit=501", Some(&token), None)
+        .await;
+    assert_eq!((status, v["field"].as_str()), (422, Some("limit")));
+    let scans = || async {
+        (
+            full_scans(&node, "leads").await,
+            full_scans(&node, "records").await,
+        )
+    };
+    assert_eq!(
+        scans().await,
+        scans_before,
+        "the API pages read no whole table"
+    );
+
+    // Three leads offered to the partner (a web user): the filter follows.
+    let _ = node.cli(
+        Path::new(BIN),
+        &["user", "add", "ina", "--role", "partner", "--partner", "p1"],
+    );
+    for id in &seen[..3] {
+        let (status, v) = api
+            .call(
+                "post",
+                &format!("/api/v1/leads/{id}/assign"),
+                Some(&token),
+                Some(r#"{"partner":"p1"}"#),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let (_, offered) = api
+        .call("get", "/api/v1/leads?stage=offered", Some(&token), None)
+        .await;
+    let offered: Vec<&str> = offered["leads"]
+        .as_array()
+        .expect("leads")
+        .iter()
+        .filter_map(|l| l["id"].as_str())
+        .collect();
+    assert_eq!(
+        offered,
+        seen[..3].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    let (_, unassigned) = api
+        .call(
+            "get",
+            "/api/v1/leads?stage=unassigned&limit=500",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(unassigned["leads"].as_array().map(Vec::len), Some(117));
+
+    // The partner (a web user) accepts one: its stage moves with the record.
+    let ina_token = node.token(Path::new(BIN), "ina-ci", "ina");
+    let (_, lead) = api
+        .call(
+            "get",
+            &format!("/api/v1/leads/{}", seen[1]),
+            Some(&token),
+            None,
+        )
+        .await;
+    let subject = lead["offers"][0]["subject"]
+        .as_str()
+        .expect("subject")
+        .to_string();
+    let (status, v) = api
+        .call(
+            "post",
+            &format!("/api/v1/offers/acme/{subject}/messages"),
+            Some(&ina_token),
+            Some(r#"{"kind":"lead.accept","body":{"note":""}}"#),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, accepted) = api
+        .call("get", "/api/v1/leads?stage=accepted", Some(&token), None)
+        .await;
+    assert_eq!(
+        accepted["leads"][0]["id"].as_str(),
+        Some(seen[1].as_str()),
+        "{accepted}"
+    );
+
+    // The web list: a page, a link to the next, the filter.
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    let scans_before = scans().await;
+    let first = staff.get("/leads").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body.matches("<tr><td>").count(), 50, "one page");
+    let next = first
+        .body
+        .split("id=\"next-page\"")
+        .next()
+        .and_then(|b| b.rsplit("href=\"").next())
+        .and_then(|h| h.split('"').next())
+        .expect("a next link")
+        .replace("&amp;", "&");
+    let second = staff.get(&next).await;
+    assert_eq!(second.status, 200);
+    assert!(
+        second.body.contains(&format!("/leads/{}", seen[50])),
+        "continues"
+    );
+    let offered_page = staff.get("/leads?stage=offered").await;
+    assert_eq!(offered_page.body.matches("<tr><td>").count(), 2);
+
+    assert_eq!(
+        scans().await,
+        scans_before,
+        "the web pages and filters read no whole table"
+    );
+}
