@@ -177,9 +177,39 @@ fn internal(e: impl std::fmt::Display) -> Response {
     json_response(503, body.to_string().into_bytes())
 }
 
+/// A refused body of up to this size is read and dropped before the answer
+/// goes out: closing a connection with unread data resets it, and the
+/// client would lose the answer that says what was wrong.
+const DRAIN_MAX: usize = 4 * 1024 * 1024;
+
+/// Reads and drops what is left of `body`, up to [`DRAIN_MAX`] bytes and
+/// for at most two seconds (a client that sends slowly gets its answer
+/// without holding the connection).
+async fn drain<B>(mut body: B)
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    let all = async {
+        let mut read = 0;
+        while read < DRAIN_MAX {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        read += data.len();
+                    }
+                }
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
+}
+
 /// Reads a request body of at most `limit` bytes, frame by frame; as soon
 /// as its first two bytes are in, `looks_right` judges them, so a body that
-/// is visibly not what the endpoint takes is refused without reading on.
+/// is visibly not what the endpoint takes is refused without reading on
+/// (what is left is drained, see [`DRAIN_MAX`]).
 async fn read_body(
     body: Body,
     limit: usize,
@@ -201,7 +231,10 @@ async fn read_body(
             bytes.extend_from_slice(&data);
         }
         if !judged && bytes.len() >= 2 {
-            looks_right(&bytes[..2])?;
+            if let Err(e) = looks_right(&bytes[..2]) {
+                drain(body).await;
+                return Err(e);
+            }
             judged = true;
         }
     }
@@ -248,6 +281,7 @@ async fn post_envelope(
     body: Body,
 ) -> Response {
     if let Some(refusal) = declared_too_large(&headers, MAX_ENVELOPE_BYTES, "an envelope") {
+        drain(body).await;
         return refusal;
     }
     let Some(_admitted) = admit(&node, addr) else {
@@ -366,6 +400,7 @@ async fn post_batch(
     body: Body,
 ) -> Response {
     if let Some(refusal) = declared_too_large(&headers, MAX_BATCH_BYTES, "a batch request") {
+        // Far over: not worth reading (the client learns from the reset).
         return refusal;
     }
     let Some(_admitted) = admit(&node, addr) else {

@@ -1,19 +1,30 @@
-//! The vendor's leads by stage: a secondary index kept in the same
-//! transaction as what it indexes, so that the leads list (filtered or not)
-//! reads one page, never every lead.
+//! The vendor's leads, indexed in the same transaction as what they index,
+//! so that lists, the distribution's capacity check and the expiry sweeper
+//! read what they need, never every lead.
 //!
-//! Keys in the `lead_index` table: `stage␟<stage>␟<lead id>` → nothing,
-//! and `of␟<lead id>` → the stage it is listed under. A lead's stage is its
-//! last offer's record status (`unassigned` without one); it changes when
-//! the lead document changes (an offer made, withdrawn, expired) and when
-//! the offer's record changes (the partner's answers), and both paths call
-//! [`refresh`]. Lead ids are UUIDv7, so key order within a stage is
-//! creation order.
+//! Keys in the `lead_index` table:
+//! - `stage␟<stage>␟<lead id>` → nothing: leads by stage (the list filter);
+//! - `due␟<time, 20 digits>␟<lead id>` → nothing: leads the sweeper must
+//!   look at from that time on (an offer's deadline plus grace; a declined
+//!   or expired offer at once);
+//! - `open␟<partner>` → how many leads hold an open offer (offered or in
+//!   progress) with that partner (capacity);
+//! - `of␟<lead id>` → JSON of what the lead is listed under, so that a
+//!   change removes exactly the old entries.
+//!
+//! A lead's stage is its last offer's record status (`unassigned` without
+//! one); it changes when the lead document changes (an offer made, withdrawn,
+//! expired) and when the offer's record changes (the partner's answers), and
+//! both paths call [`refresh`]. Lead ids are UUIDv7, so key order within a
+//! stage is creation order.
 
-use super::LeadDoc;
+use super::{EXPIRY_GRACE_MS, LeadDoc};
 use crate::engine::EngineError;
 use guanxi_adapters::store::{Doc, Order, Read, StoreError, Tables};
-use guanxi_protocol::state::Record;
+use guanxi_protocol::Millis;
+use guanxi_protocol::state::{LeadStatus, Record};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 const SEP: char = '\u{1f}';
 
@@ -21,48 +32,120 @@ fn stage_key(stage: &str, id: &str) -> String {
     format!("stage{SEP}{stage}{SEP}{id}")
 }
 
+fn due_key(at: Millis, id: &str) -> String {
+    format!("due{SEP}{:020}{SEP}{id}", at.max(0))
+}
+
+fn open_key(partner: &str) -> String {
+    format!("open{SEP}{partner}")
+}
+
 fn of_key(id: &str) -> String {
     format!("of{SEP}{id}")
 }
 
-/// The stage of `doc` as the tables hold it now.
-fn stage_in(t: &Tables<'_>, doc: &LeadDoc) -> Result<String, EngineError> {
+/// What one lead is listed under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Listed {
+    stage: String,
+    /// The partner holding an open offer of it.
+    open_with: Option<String>,
+    /// When the sweeper must look at it.
+    due: Option<Millis>,
+}
+
+/// What `doc` is to be listed under, from the tables as they are now.
+fn listing(t: &Tables<'_>, doc: &LeadDoc) -> Result<Listed, EngineError> {
     let Some(offer) = doc.offers.last() else {
-        return Ok("unassigned".into());
+        return Ok(Listed {
+            stage: "unassigned".into(),
+            open_with: None,
+            due: None,
+        });
     };
-    Ok(match t.record(&offer.key, &offer.subject)? {
+    let lead = match t.record(&offer.key, &offer.subject)? {
         Some(bytes) => match crate::records::parse_record(&offer.key, &offer.subject, &bytes) {
-            Some(Record::Lead(l)) => l.status.as_str().to_string(),
-            _ => "unknown".into(),
+            Some(Record::Lead(l)) => Some(l),
+            _ => None,
         },
-        None => "unknown".into(),
+        None => None,
+    };
+    let Some(lead) = lead else {
+        return Ok(Listed {
+            stage: "unknown".into(),
+            open_with: None,
+            due: None,
+        });
+    };
+    let due = if doc.hold.is_some() {
+        None
+    } else {
+        match lead.status {
+            LeadStatus::Offered => Some(lead.offer.accept_by.saturating_add(EXPIRY_GRACE_MS)),
+            LeadStatus::Declined | LeadStatus::Expired => Some(0),
+            _ => None,
+        }
+    };
+    Ok(Listed {
+        stage: lead.status.as_str().to_string(),
+        open_with: lead.status.is_open().then(|| offer.partner.clone()),
+        due,
     })
 }
 
-/// Brings the index entry of lead `id` up to date (removes it when the lead
-/// is gone).
+fn add_open(t: &mut Tables<'_>, partner: &str, delta: i64) -> Result<(), EngineError> {
+    let key = open_key(partner);
+    let now: i64 = t
+        .doc(Doc::LeadIndex, &key)?
+        .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+        .unwrap_or(0);
+    let next = (now + delta).max(0);
+    if next == 0 {
+        t.delete_doc(Doc::LeadIndex, &key)?;
+    } else {
+        t.put_doc(Doc::LeadIndex, &key, next.to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Brings the index entries of lead `id` up to date (removes them when the
+/// lead is gone).
 pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
     let doc: Option<LeadDoc> = match t.doc(Doc::Lead, id)? {
         Some(bytes) => Some(super::decode("lead", &bytes)?),
         None => None,
     };
-    let stage = match &doc {
-        Some(d) => Some(stage_in(t, d)?),
+    let new = match &doc {
+        Some(d) => Some(listing(t, d)?),
         None => None,
     };
-    let old = t
-        .doc(Doc::LeadIndex, &of_key(id))?
-        .map(|b| String::from_utf8_lossy(&b).into_owned());
-    if old == stage {
+    let old: Option<Listed> = match t.doc(Doc::LeadIndex, &of_key(id))? {
+        Some(bytes) => serde_json::from_slice(&bytes).ok(),
+        None => None,
+    };
+    if old == new {
         return Ok(());
     }
-    if let Some(old) = old {
-        t.delete_doc(Doc::LeadIndex, &stage_key(&old, id))?;
+    if let Some(old) = &old {
+        t.delete_doc(Doc::LeadIndex, &stage_key(&old.stage, id))?;
+        if let Some(at) = old.due {
+            t.delete_doc(Doc::LeadIndex, &due_key(at, id))?;
+        }
+        if let Some(p) = &old.open_with {
+            add_open(t, p, -1)?;
+        }
     }
-    match stage {
-        Some(stage) => {
-            t.put_doc(Doc::LeadIndex, &stage_key(&stage, id), b"")?;
-            t.put_doc(Doc::LeadIndex, &of_key(id), stage.as_bytes())?;
+    match &new {
+        Some(new) => {
+            t.put_doc(Doc::LeadIndex, &stage_key(&new.stage, id), b"")?;
+            if let Some(at) = new.due {
+                t.put_doc(Doc::LeadIndex, &due_key(at, id), b"")?;
+            }
+            if let Some(p) = &new.open_with {
+                add_open(t, p, 1)?;
+            }
+            let json = serde_json::to_vec(new).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            t.put_doc(Doc::LeadIndex, &of_key(id), &json)?;
         }
         None => {
             t.delete_doc(Doc::LeadIndex, &of_key(id))?;
@@ -72,7 +155,7 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
 }
 
 /// After the engine saved a shared record: when it is the offer record of
-/// one of this node's leads, the lead's stage may have changed.
+/// one of this node's leads, the lead's listing may have changed.
 pub fn record_saved(t: &mut Tables<'_>, subject: &str, record: &Record) -> Result<(), EngineError> {
     let Record::Lead(_) = record else {
         return Ok(());
@@ -84,6 +167,57 @@ pub fn record_saved(t: &mut Tables<'_>, subject: &str, record: &Record) -> Resul
         return Ok(());
     }
     refresh(t, id)
+}
+
+/// How many leads hold an open offer with each partner (partners without
+/// any are absent): one entry per partner, never every lead.
+pub fn open_by_partner(t: &Tables<'_>) -> Result<BTreeMap<String, u32>, EngineError> {
+    let prefix = format!("open{SEP}");
+    let mut out = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = t.docs_page(
+            Doc::LeadIndex,
+            &prefix,
+            cursor.as_deref(),
+            Order::Forward,
+            1000,
+        )?;
+        let full = page.len() == 1000;
+        for (k, v) in &page {
+            if let Some(p) = k.strip_prefix(&prefix) {
+                let n = String::from_utf8_lossy(v).parse().unwrap_or(0);
+                out.insert(p.to_string(), n);
+            }
+        }
+        cursor = page.last().map(|(k, _)| k.clone());
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Leads the sweeper must look at by `now` (at most `limit`, earliest
+/// first), and when the next one falls due after those.
+pub fn due(
+    read: &Read,
+    now: Millis,
+    limit: usize,
+) -> Result<(Vec<String>, Option<Millis>), StoreError> {
+    let prefix = format!("due{SEP}");
+    let page = read.docs_page(Doc::LeadIndex, &prefix, None, Order::Forward, limit + 1)?;
+    let mut ids = Vec::new();
+    for (k, _) in page {
+        let Some((at, id)) = k.strip_prefix(&prefix).and_then(|r| r.split_once(SEP)) else {
+            continue;
+        };
+        let at: Millis = at.parse().unwrap_or(0);
+        if at >= now || ids.len() == limit {
+            return Ok((ids, Some(at)));
+        }
+        ids.push(id.to_string());
+    }
+    Ok((ids, None))
 }
 
 /// One page of lead ids, newest first: all leads, or those at `stage`;
@@ -156,7 +290,7 @@ pub fn rebuild_batch(
 
 /// The `settings` key saying the index is built (and in which version).
 const BUILT_KEY: &str = "index:lead_stage";
-const VERSION: &[u8] = b"1";
+const VERSION: &[u8] = b"2";
 
 /// Builds the index when this store has none yet (a store from before it,
 /// or after `guanxi reindex` cleared the mark); answers how many leads were

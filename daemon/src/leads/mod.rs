@@ -323,31 +323,15 @@ impl World {
             .filter(|u| u.role == Role::Partner && !u.disabled)
             .filter_map(|u| u.partner.clone())
             .collect();
-        let mut by_peer = BTreeMap::new();
         for p in &partners {
             if let Some(peer) = &p.peer
                 && peers.contains(peer)
             {
                 reachable.insert(p.id.clone());
-                by_peer.insert(peer.clone(), p.id.clone());
             }
         }
-        let me = a.me().clone();
-        let mut open = BTreeMap::new();
-        for (key, subject, bytes) in a.tables.records()? {
-            if let Some(Record::Lead(l)) = parse_record(&key, &subject, &bytes)
-                && l.vendor == me
-                && l.status.is_open()
-            {
-                let partner = match key.strip_prefix("web:") {
-                    Some(id) => Some(id.to_string()),
-                    None => by_peer.get(&key).cloned(),
-                };
-                if let Some(p) = partner {
-                    *open.entry(p).or_insert(0) += 1;
-                }
-            }
-        }
+        // Open offers per partner, from the index (never every record).
+        let open = index::open_by_partner(a.tables)?;
         Ok(World {
             partners,
             reachable,
@@ -706,29 +690,8 @@ pub async fn withdraw(
 /// expired, and not on hold), and the earliest time after which another
 /// offer will have lapsed. A read-only pre-check, repeated in the
 /// transaction.
-fn due(read: &Read, now: Millis) -> Result<(Vec<String>, Option<Millis>), StoreError> {
-    let mut ids = Vec::new();
-    let mut next: Option<Millis> = None;
-    for (id, bytes) in read.docs(Doc::Lead)? {
-        let Ok(doc) = serde_json::from_slice::<LeadDoc>(&bytes) else {
-            continue;
-        };
-        if doc.hold.is_some() {
-            continue;
-        }
-        if let Some(offer) = doc.offers.last()
-            && let Some(l) = offer_record(read, offer)
-        {
-            if needs_sweep(&l, now) {
-                ids.push(id);
-            } else if l.status == LeadStatus::Offered {
-                let lapses = l.offer.accept_by.saturating_add(EXPIRY_GRACE_MS);
-                next = Some(next.map_or(lapses, |n| n.min(lapses)));
-            }
-        }
-    }
-    Ok((ids, next))
-}
+/// Leads the sweeper handles in one transaction at most.
+const SWEEP_BATCH: usize = 1000;
 
 fn needs_sweep(l: &Lead, now: Millis) -> bool {
     match l.status {
@@ -743,7 +706,7 @@ fn needs_sweep(l: &Lead, now: Millis) -> bool {
 /// which the next open offer lapses (nothing to do before then unless a lead
 /// record changes).
 pub async fn sweep(node: &Node) -> Result<(usize, Option<Millis>), EngineError> {
-    let (ids, next) = due(&node.store.read()?, crate::clock::now_ms())?;
+    let (ids, next) = index::due(&node.store.read()?, crate::clock::now_ms(), SWEEP_BATCH)?;
     if ids.is_empty() {
         return Ok((0, next));
     }
