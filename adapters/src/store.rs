@@ -71,6 +71,7 @@ const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const LEAD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("lead_index");
+const RECORD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("record_index");
 const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
 /// Kinds of local JSON documents, each in its own table keyed by a string.
@@ -101,10 +102,13 @@ pub enum Doc {
     /// "stage␟STAGE␟LEAD ID" → nothing, "of␟LEAD ID" → its stage: the
     /// vendor's leads by stage (kept with the lead and its offer records)
     LeadIndex,
+    /// "s␟FAMILY␟SIDE␟STATUS␟KEY␟SUBJECT" → nothing, "of␟KEY␟SUBJECT" →
+    /// what it is listed under: shared records by family, side and status
+    RecordIndex,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 11] = [
+const DOCS: [Doc; 12] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -116,6 +120,7 @@ const DOCS: [Doc; 11] = [
     Doc::Idempotency,
     Doc::IdempotencyExpiry,
     Doc::LeadIndex,
+    Doc::RecordIndex,
 ];
 
 impl Doc {
@@ -133,6 +138,7 @@ impl Doc {
             Doc::Idempotency => "idempotency",
             Doc::IdempotencyExpiry => "idempotency_expiry",
             Doc::LeadIndex => "lead_index",
+            Doc::RecordIndex => "record_index",
         }
     }
 
@@ -149,6 +155,7 @@ impl Doc {
             Doc::Idempotency => IDEMPOTENCY,
             Doc::IdempotencyExpiry => IDEMPOTENCY_EXPIRY,
             Doc::LeadIndex => LEAD_INDEX,
+            Doc::RecordIndex => RECORD_INDEX,
         }
     }
 }
@@ -890,6 +897,31 @@ impl Tables<'_> {
     pub fn records(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
         count_full_scan("records");
         all_records(&self.records)
+    }
+
+    /// Up to `limit` shared records after (`key`, `subject`) in key order
+    /// (a migration walks them a page per transaction).
+    pub fn records_page(
+        &self,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let lower = match after {
+            Some((k, s)) => Excluded((k.as_str(), s.as_str())),
+            None => Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in self
+            .records
+            .range::<(&str, &str)>((lower, Unbounded))?
+            .take(limit)
+        {
+            let (k, v) = entry?;
+            let (key, subject) = k.value();
+            out.push((key.to_string(), subject.to_string(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// The first `limit` documents of a kind whose keys sort before `end`,

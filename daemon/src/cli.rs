@@ -292,6 +292,8 @@ fn reindex_command(daemon: &DaemonArgs) -> Result<(), Failure> {
         }
     };
     let store = Store::open(&config.data_dir).map_err(store_failure)?;
+    let n = crate::record_index::rebuild(&store).context("indexing records")?;
+    println!("{n} record(s) indexed by family and status");
     let n = crate::leads::index::rebuild(&store).context("indexing leads by stage")?;
     println!("{n} lead(s) indexed by stage");
     Ok(())
@@ -675,6 +677,10 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         }
     }
     // Secondary indexes a store from before them lacks are built once.
+    let indexed = crate::record_index::ensure_built(&store).context("indexing records")?;
+    if indexed > 0 {
+        tracing::info!("indexed {indexed} record(s) by family and status");
+    }
     let indexed = crate::leads::index::ensure_built(&store).context("indexing leads by stage")?;
     if indexed > 0 {
         tracing::info!("indexed {indexed} lead(s) by stage");
@@ -823,9 +829,6 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         if let Some(addr) = metrics_bound {
             println!("  metrics      http://{addr}/metrics");
         }
-        // Printed last, once signals are handled: scripts and tests wait for it.
-        println!("  listening    https://{bound}");
-        tracing::info!(node = %node_id, addr = %bound, "serving");
         let federation = &node.config().federation;
         let soft_limit = server::open_file_limit();
         let outgoing = node.config().peers.len() as u64 * u64::from(federation.max_concurrent_per_peer);
@@ -838,6 +841,10 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
                 "max_connections lowered to leave descriptors for the node itself; raise LimitNOFILE to allow more"
             );
         }
+        node.connections.set_cap(max_connections);
+        // Printed last, once signals are handled: scripts and tests wait for it.
+        println!("  listening    https://{bound}");
+        tracing::info!(node = %node_id, addr = %bound, "serving");
         let served = server::run(
             listener,
             tls_config,
@@ -848,7 +855,6 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
                 header_read_timeout: Duration::from_secs(u64::from(
                     node.config().federation.header_read_timeout_seconds,
                 )),
-                max_connections,
                 connections: node.connections.clone(),
             },
         )

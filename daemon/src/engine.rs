@@ -981,6 +981,7 @@ fn save_record(
     let json = serde_json::to_vec(record).map_err(|e| EngineError::Corrupt(e.to_string()))?;
     w.put_record(peer, subject, &json)?;
     effects.families.insert(record.family());
+    crate::record_index::record_saved(w, peer, subject, record)?;
     crate::leads::index::record_saved(w, subject, record)
 }
 

@@ -46,6 +46,7 @@ pub mod logging;
 pub mod mdf;
 pub mod node;
 pub mod orders;
+pub mod record_index;
 pub mod records;
 pub mod rules;
 pub mod server;

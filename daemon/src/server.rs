@@ -115,11 +115,10 @@ pub struct Limits {
     /// handshake has its own 10 s limit), and a new connection its first
     /// request.
     pub header_read_timeout: Duration,
-    /// Connections held open at once; one more is closed as soon as it is
-    /// accepted, so descriptors stay free for the store, the admin socket
-    /// and deliveries to peers (see [`connection_cap`]).
-    pub max_connections: usize,
-    /// Where the open connections are counted.
+    /// Where the open connections are counted, against the cap set with
+    /// [`Connections::set_cap`] (see [`connection_cap`]): one more is closed
+    /// as soon as it is accepted, so descriptors stay free for the store,
+    /// the admin socket and deliveries to peers.
     pub connections: Arc<Connections>,
 }
 
@@ -164,6 +163,14 @@ impl Default for Connections {
 }
 
 impl Connections {
+    /// Allows `cap` connections at once (called once, before serving).
+    pub fn set_cap(&self, cap: usize) {
+        let before = self.cap.swap(cap, Ordering::SeqCst);
+        if cap > before {
+            self.permits.add_permits(cap - before);
+        }
+    }
+
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.cap
@@ -271,10 +278,6 @@ pub async fn run(
         stopper.graceful_shutdown(Some(grace));
     });
     let connections = limits.connections.clone();
-    connections.permits.add_permits(limits.max_connections);
-    connections
-        .cap
-        .fetch_add(limits.max_connections, Ordering::Relaxed);
     let mut server = axum_server::from_tcp_rustls(
         listener,
         axum_server::tls_rustls::RustlsConfig::from_config(tls),

@@ -210,10 +210,8 @@ fn find_claim(
 ) -> Result<Value, ApiError> {
     let user = authenticate(node, headers)?;
     let read = node.store.read().map_err(internal)?;
-    let found = service::claims(&read, &user, &node.identity.id)
+    let found = service::claim(&read, &user, &node.identity.id, key, subject)
         .map_err(internal)?
-        .into_iter()
-        .find(|c| c.key == key && c.subject == subject)
         .ok_or_else(not_found)?;
     drop(read);
     Ok(with_unconfirmed(

@@ -7,6 +7,8 @@
 //! - `due␟<time, 20 digits>␟<lead id>` → nothing: leads the sweeper must
 //!   look at from that time on (an offer's deadline plus grace; a declined
 //!   or expired offer at once);
+//! - `hold␟<lead id>` → nothing: leads held back (nobody eligible, no
+//!   consent), which wait for a person;
 //! - `open␟<partner>` → how many leads hold an open offer (offered or in
 //!   progress) with that partner (capacity);
 //! - `of␟<lead id>` → JSON of what the lead is listed under, so that a
@@ -36,6 +38,10 @@ fn due_key(at: Millis, id: &str) -> String {
     format!("due{SEP}{:020}{SEP}{id}", at.max(0))
 }
 
+fn hold_key(id: &str) -> String {
+    format!("hold{SEP}{id}")
+}
+
 fn open_key(partner: &str) -> String {
     format!("open{SEP}{partner}")
 }
@@ -52,15 +58,20 @@ struct Listed {
     open_with: Option<String>,
     /// When the sweeper must look at it.
     due: Option<Millis>,
+    /// Held back (nobody eligible, or no consent).
+    #[serde(default)]
+    held: bool,
 }
 
 /// What `doc` is to be listed under, from the tables as they are now.
 fn listing(t: &Tables<'_>, doc: &LeadDoc) -> Result<Listed, EngineError> {
+    let held = matches!(doc.hold, Some(super::Hold::Nobody | super::Hold::NoConsent));
     let Some(offer) = doc.offers.last() else {
         return Ok(Listed {
             stage: "unassigned".into(),
             open_with: None,
             due: None,
+            held,
         });
     };
     let lead = match t.record(&offer.key, &offer.subject)? {
@@ -75,6 +86,7 @@ fn listing(t: &Tables<'_>, doc: &LeadDoc) -> Result<Listed, EngineError> {
             stage: "unknown".into(),
             open_with: None,
             due: None,
+            held,
         });
     };
     let due = if doc.hold.is_some() {
@@ -90,6 +102,7 @@ fn listing(t: &Tables<'_>, doc: &LeadDoc) -> Result<Listed, EngineError> {
         stage: lead.status.as_str().to_string(),
         open_with: lead.status.is_open().then(|| offer.partner.clone()),
         due,
+        held,
     })
 }
 
@@ -134,6 +147,9 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
         if let Some(p) = &old.open_with {
             add_open(t, p, -1)?;
         }
+        if old.held {
+            t.delete_doc(Doc::LeadIndex, &hold_key(id))?;
+        }
     }
     match &new {
         Some(new) => {
@@ -143,6 +159,9 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
             }
             if let Some(p) = &new.open_with {
                 add_open(t, p, 1)?;
+            }
+            if new.held {
+                t.put_doc(Doc::LeadIndex, &hold_key(id), b"")?;
             }
             let json = serde_json::to_vec(new).map_err(|e| EngineError::Corrupt(e.to_string()))?;
             t.put_doc(Doc::LeadIndex, &of_key(id), &json)?;
@@ -195,6 +214,21 @@ pub fn open_by_partner(t: &Tables<'_>) -> Result<BTreeMap<String, u32>, EngineEr
             return Ok(out);
         }
     }
+}
+
+/// Up to `limit` leads held back (waiting for a person), oldest first, and
+/// whether more are.
+pub fn held(read: &Read, limit: usize) -> Result<(Vec<String>, bool), StoreError> {
+    let prefix = format!("hold{SEP}");
+    let page = read.docs_page(Doc::LeadIndex, &prefix, None, Order::Forward, limit + 1)?;
+    let more = page.len() > limit;
+    Ok((
+        page.into_iter()
+            .take(limit)
+            .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string))
+            .collect(),
+        more,
+    ))
 }
 
 /// Leads the sweeper must look at by `now` (at most `limit`, earliest
@@ -290,7 +324,7 @@ pub fn rebuild_batch(
 
 /// The `settings` key saying the index is built (and in which version).
 const BUILT_KEY: &str = "index:lead_stage";
-const VERSION: &[u8] = b"2";
+const VERSION: &[u8] = b"3";
 
 /// Builds the index when this store has none yet (a store from before it,
 /// or after `guanxi reindex` cleared the mark); answers how many leads were

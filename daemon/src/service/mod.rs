@@ -159,9 +159,22 @@ pub fn request(
     subject: &str,
     now: Millis,
 ) -> Result<Option<RequestView>, StoreError> {
-    Ok(requests(read, user, me, now)?
-        .into_iter()
-        .find(|v| v.key == key && v.subject == subject))
+    let Some(bytes) = read.record(key, subject)? else {
+        return Ok(None);
+    };
+    let Some(Record::Service(request)) = parse_record(key, subject, &bytes) else {
+        return Ok(None);
+    };
+    if !visible(user, me, key, &request.vendor, &request.partner) {
+        return Ok(None);
+    }
+    let clock = sla::clock(&request, &targets(read)?, now);
+    Ok(Some(RequestView {
+        key: key.to_string(),
+        subject: subject.to_string(),
+        request,
+        clock,
+    }))
 }
 
 /// Opens a service request (or files a claim) with `vendor`: `message` is
@@ -634,6 +647,29 @@ impl ClaimView {
 }
 
 /// The claims the user may see, newest first.
+/// One claim, if the user may see it (one record read).
+pub fn claim(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    key: &str,
+    subject: &str,
+) -> Result<Option<ClaimView>, StoreError> {
+    let Some(bytes) = read.record(key, subject)? else {
+        return Ok(None);
+    };
+    Ok(match parse_record(key, subject, &bytes) {
+        Some(Record::Warranty(claim)) if visible(user, me, key, &claim.vendor, &claim.partner) => {
+            Some(ClaimView {
+                key: key.to_string(),
+                subject: subject.to_string(),
+                claim,
+            })
+        }
+        _ => None,
+    })
+}
+
 pub fn claims(read: &Read, user: &User, me: &NodeId) -> Result<Vec<ClaimView>, StoreError> {
     let mut out = Vec::new();
     for (key, subject, bytes) in read.records()? {

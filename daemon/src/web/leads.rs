@@ -55,44 +55,67 @@ pub fn routes() -> Router<Arc<Node>> {
 pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &User,
-    me: &guanxi_protocol::NodeId,
+    _me: &guanxi_protocol::NodeId,
 ) -> Vec<(&'static str, String)> {
+    use crate::record_index::{self as index, SHOWN, Side, shown};
+    use guanxi_protocol::state::Record;
     let mut items = Vec::new();
     if user.role != Role::Partner {
-        let waiting: Vec<String> = leads::list(read)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|d| matches!(d.hold, Some(leads::Hold::Nobody | leads::Hold::NoConsent)))
+        // Read from the indexes: the first few of each, never every lead.
+        let (held, more) = leads::index::held(read, SHOWN).unwrap_or_default();
+        let waiting: Vec<String> = held
+            .iter()
+            .filter_map(|id| leads::load(read, id).ok().flatten())
             .map(|d| d.input.customer.company)
             .collect();
         if !waiting.is_empty() {
-            items.push(("home.leads_waiting", waiting.join(", ")));
+            items.push(("home.leads_waiting", shown(waiting, more)));
         }
-        let to_decide: Vec<String> = leads::registrations(read, user, me, true)
-            .unwrap_or_default()
+        let (found, more) = index::find(
+            read,
+            "registration",
+            Side::Own,
+            "submitted",
+            None,
+            None,
+            SHOWN,
+        )
+        .unwrap_or_default();
+        let to_decide: Vec<String> = index::load(read, found)
             .into_iter()
-            .filter(|v| v.reg.status == guanxi_protocol::state::RegistrationStatus::Submitted)
-            .map(|v| format!("{} ({})", v.reg.deal.customer.company, v.reg.partner))
+            .filter_map(|(_, _, r)| match r {
+                Record::Registration(reg) => {
+                    Some(format!("{} ({})", reg.deal.customer.company, reg.partner))
+                }
+                _ => None,
+            })
             .collect();
         if !to_decide.is_empty() {
-            items.push(("home.registrations_waiting", to_decide.join(", ")));
+            items.push(("home.registrations_waiting", shown(to_decide, more)));
         }
     }
-    let to_answer: Vec<String> = leads::incoming(read, user, me)
-        .unwrap_or_default()
+    // Offers to answer: a partner user's (kept under web:<org>, this node
+    // the vendor), or, for staff, those other vendors' daemons sent.
+    let org_key = user.partner.as_ref().map(|org| format!("web:{org}"));
+    let (found, more) = match &org_key {
+        Some(key) => index::find(read, "lead", Side::Own, "offered", Some(key), None, SHOWN),
+        None => index::find(read, "lead", Side::Peer, "offered", None, None, SHOWN),
+    }
+    .unwrap_or_default();
+    let to_answer: Vec<String> = index::load(read, found)
         .into_iter()
-        .filter(|i| i.lead.status == guanxi_protocol::state::LeadStatus::Offered)
-        .map(|i| {
-            format!(
+        .filter_map(|(_, _, r)| match r {
+            Record::Lead(l) => Some(format!(
                 "{} ({} {})",
-                i.lead.offer.customer.company,
-                i.lead.vendor,
-                when(i.lead.offer.accept_by)
-            )
+                l.offer.customer.company,
+                l.vendor,
+                when(l.offer.accept_by)
+            )),
+            _ => None,
         })
         .collect();
     if !to_answer.is_empty() {
-        items.push(("home.offers_waiting", to_answer.join(", ")));
+        items.push(("home.offers_waiting", shown(to_answer, more)));
     }
     items
 }

@@ -860,23 +860,46 @@ async fn act(
 pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &crate::accounts::User,
-    me: &guanxi_protocol::NodeId,
+    _me: &guanxi_protocol::NodeId,
 ) -> Vec<(&'static str, String)> {
+    use crate::record_index::{self as index, SHOWN, Side, shown};
+    use guanxi_protocol::state::Record;
     if user.role == crate::accounts::Role::Partner {
         return Vec::new();
     }
-    let waiting: Vec<String> = orders::list(read, user, me)
-        .unwrap_or_default()
-        .iter()
-        .filter(|v| &v.order.vendor == me)
-        .filter_map(|v| {
-            v.awaiting()
-                .map(|a| format!("{} ({}: {a})", v.order.reference, v.partner()))
-        })
-        .collect();
+    // Orders to this node that wait for it, from the index: the first few
+    // of each status that waits.
+    let mut waiting = Vec::new();
+    let mut more = false;
+    for status in [
+        "placed",
+        "acknowledged",
+        "partially_shipped",
+        "shipped_uninvoiced",
+    ] {
+        let (found, m) =
+            index::find(read, "order", Side::Own, status, None, None, SHOWN).unwrap_or_default();
+        more |= m;
+        for (key, subject, record) in index::load(read, found) {
+            if let Record::Order(order) = record {
+                let view = orders::OrderView {
+                    key,
+                    subject,
+                    order,
+                };
+                if let Some(a) = view.awaiting() {
+                    waiting.push(format!(
+                        "{} ({}: {a})",
+                        view.order.reference,
+                        view.partner()
+                    ));
+                }
+            }
+        }
+    }
     if waiting.is_empty() {
         Vec::new()
     } else {
-        vec![("home.orders_waiting", waiting.join(", "))]
+        vec![("home.orders_waiting", shown(waiting, more))]
     }
 }

@@ -409,10 +409,9 @@ async fn claim_page(
         Ok(r) => r,
         Err(e) => return internal(e),
     };
-    let found = service::claims(&read, user, &node.identity.id)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.key == key && c.subject == subject);
+    let found = service::claim(&read, user, &node.identity.id, &key, &subject)
+        .ok()
+        .flatten();
     let Some(view) = found else {
         return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
     };
@@ -592,44 +591,78 @@ pub fn file_response(content_type: &str, bytes: Vec<u8>) -> Response {
 pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &User,
-    me: &guanxi_protocol::NodeId,
+    _me: &guanxi_protocol::NodeId,
 ) -> Vec<(&'static str, String)> {
+    use crate::record_index::{self as index, SHOWN, Side, shown};
+    use guanxi_protocol::state::Record;
     if user.role == Role::Partner {
         return Vec::new();
     }
     let now = now_ms();
     let mut items = Vec::new();
-    let late: Vec<String> = service::requests(read, user, me, now)
-        .unwrap_or_default()
-        .iter()
-        .filter(|v| {
-            &v.request.vendor == me
-                && v.clock.remaining.is_some()
-                && (v.clock.first_response_breached || v.clock.resolution_breached)
-        })
-        .map(|v| format!("{} ({})", v.request.request.customer.company, v.partner()))
-        .collect();
-    if !late.is_empty() {
-        items.push(("home.service_breached", late.join(", ")));
-    }
-    let to_decide: Vec<String> = service::claims(read, user, me)
-        .unwrap_or_default()
-        .iter()
-        .filter(|v| {
-            &v.claim.vendor == me
-                && v.claim.status == guanxi_protocol::state::WarrantyStatus::Submitted
-        })
-        .map(|v| {
-            format!(
-                "{} {} ({})",
-                v.claim.claim.sku,
-                v.claim.claim.serial,
-                v.partner()
+    // Breaches among the requests still running (bounded by the work in
+    // hand, not by every request ever opened).
+    let targets = service::targets(read).unwrap_or_default();
+    let mut late = Vec::new();
+    let mut more = false;
+    for status in ["open", "in_progress", "waiting_on_partner"] {
+        let mut after = None;
+        loop {
+            let (found, m) = index::find(
+                read,
+                "service",
+                Side::Own,
+                status,
+                None,
+                after.as_ref(),
+                500,
             )
+            .unwrap_or_default();
+            after = found.last().cloned();
+            for (key, _, record) in index::load(read, found) {
+                if let Record::Service(request) = record {
+                    let clock = service::sla::clock(&request, &targets, now);
+                    if clock.remaining.is_some()
+                        && (clock.first_response_breached || clock.resolution_breached)
+                    {
+                        if late.len() == SHOWN {
+                            more = true;
+                            continue;
+                        }
+                        let partner = key
+                            .strip_prefix("web:")
+                            .map_or_else(|| request.partner.to_string(), str::to_string);
+                        late.push(format!("{} ({partner})", request.request.customer.company));
+                    }
+                }
+            }
+            if !m || more {
+                break;
+            }
+        }
+    }
+    if !late.is_empty() {
+        items.push(("home.service_breached", shown(late, more)));
+    }
+    let (found, more) = index::find(read, "warranty", Side::Own, "submitted", None, None, SHOWN)
+        .unwrap_or_default();
+    let to_decide: Vec<String> = index::load(read, found)
+        .into_iter()
+        .filter_map(|(key, _, r)| match r {
+            Record::Warranty(claim) => {
+                let partner = key
+                    .strip_prefix("web:")
+                    .map_or_else(|| claim.partner.to_string(), str::to_string);
+                Some(format!(
+                    "{} {} ({partner})",
+                    claim.claim.sku, claim.claim.serial
+                ))
+            }
+            _ => None,
         })
         .collect();
     if !to_decide.is_empty() {
-        items.push(("home.claims_waiting", to_decide.join(", ")));
+        items.push(("home.claims_waiting", shown(to_decide, more)));
     }
     items
 }

@@ -1890,6 +1890,14 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
     );
     let offered_page = staff.get("/leads?stage=offered").await;
     assert_eq!(offered_page.body.matches("<tr><td>").count(), 2);
+    // The home page's inbox comes from the indexes too.
+    let home = staff.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body.contains("Company 000") && home.body.contains(", …"),
+        "the first of the held leads, and more: {}",
+        home.body
+    );
 
     assert_eq!(
         scans().await,
