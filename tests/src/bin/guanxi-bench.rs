@@ -47,7 +47,7 @@ fn parse_args() -> Result<Args, String> {
     };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "ingest" | "e2e" | "latency" | "leads" | "all" => parsed.what = a,
+            "ingest" | "e2e" | "latency" | "leads" | "scale" | "all" => parsed.what = a,
             "--runs" => {
                 parsed.runs = args
                     .next()
@@ -62,7 +62,7 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|all] [--runs N] [--messages N]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|all] [--runs N] [--messages N]"
                 ));
             }
         }
@@ -153,6 +153,17 @@ async fn main() {
             );
         }
     }
+    if args.what == "scale" {
+        let total = if args.messages > 0 {
+            args.messages
+        } else {
+            100_000
+        };
+        println!("scale: {total} leads");
+        if let Err(e) = scale(&bin, total).await {
+            eprintln!("  scale failed: {e}");
+        }
+    }
     if matches!(args.what.as_str(), "leads" | "all") {
         let total = if args.messages > 0 {
             args.messages
@@ -181,6 +192,261 @@ async fn main() {
             );
         }
     }
+}
+
+/// A vendor holding many leads: pages and API reads under 20 concurrent
+/// users (p50/p95), the daemon's memory and the database's size. Leads go
+/// in through the API's CSV import (the real path); 50 web partners, half
+/// the leads offered by the rules, half held (no consent).
+async fn scale(bin: &Path, total: u64) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let node = NodeSetup::init(bin, dir.path(), "acme")?;
+    let daemon = node.start(bin)?;
+    let admin_password = daemon
+        .first_admin_password()
+        .ok_or("no first admin password in the banner")?;
+    let api = Api::of(&node, &daemon);
+    let token = node.token(bin, "bench", "admin");
+    let call = |method: &'static str, path: String, body: Option<String>| {
+        let api = &api;
+        let token = token.clone();
+        async move {
+            let (status, v) = api.call(method, &path, Some(&token), body.as_deref()).await;
+            if (200..300).contains(&status) {
+                Ok(v)
+            } else {
+                Err(format!("{method} {path}: {status} {v}"))
+            }
+        }
+    };
+    for i in 0..50 {
+        let id = format!("p{i:02}");
+        call(
+            "post",
+            "/api/v1/partners".into(),
+            Some(
+                json!({"id": id, "name": id, "type": "reseller", "tier": "gold",
+            "country": "TW", "region": "", "stage": "active", "peer": null})
+                .to_string(),
+            ),
+        )
+        .await?;
+        call(
+            "post",
+            format!("/api/v1/partners/{id}/users"),
+            Some(json!({"username": format!("u{i:02}")}).to_string()),
+        )
+        .await?;
+    }
+    call("put", "/api/v1/lead-rules".into(), Some(json!({"offer_hours": 48, "rules": [{"name": "tw", "countries": ["TW"],
+        "product_lines": [], "tiers": ["gold"], "capacity": 0, "strategy": "round_robin", "weights": {}}]}).to_string())).await?;
+    let start = Instant::now();
+    let mut done = 0;
+    while done < total {
+        let chunk = (total - done).min(5_000);
+        let mut csv = String::from(
+            "company,email,country,region,product_lines,estimated_value,currency,campaign,consent\n",
+        );
+        for i in done..done + chunk {
+            let consent = if i % 2 == 0 { "yes" } else { "no" };
+            csv.push_str(&format!(
+                "Customer {i},buyer@c{i}.example,TW,Taipei,cnc;laser,1000.00,TWD,bench,{consent}\n"
+            ));
+        }
+        call("post", "/api/v1/leads/import".into(), Some(csv)).await?;
+        done += chunk;
+    }
+    println!(
+        "  imported {total} leads in {:.1} s ({:.0} leads/s)",
+        start.elapsed().as_secs_f64(),
+        total as f64 / start.elapsed().as_secs_f64()
+    );
+    let some_lead = call("get", "/api/v1/leads?limit=1".into(), None).await?["leads"][0]["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    // A signed-in staff browser (the first admin chooses its password).
+    let cookie = web_login(&daemon, &node, &admin_password).await?;
+    let client = client_trusting(&guanxi_tests::cert_in(&node.data_dir()))?;
+    let base = daemon.url();
+    let targets: Vec<(&str, String, bool)> = vec![
+        ("web /", format!("{base}/"), true),
+        ("web /leads", format!("{base}/leads"), true),
+        (
+            "web /leads?stage=offered",
+            format!("{base}/leads?stage=offered"),
+            true,
+        ),
+        ("web /leads/<id>", format!("{base}/leads/{some_lead}"), true),
+        (
+            "GET /api/v1/leads",
+            format!("{base}/api/v1/leads?limit=100"),
+            false,
+        ),
+        (
+            "GET /api/v1/leads?stage=unassigned",
+            format!("{base}/api/v1/leads?stage=unassigned&limit=100"),
+            false,
+        ),
+        (
+            "GET /api/v1/leads/<id>",
+            format!("{base}/api/v1/leads/{some_lead}"),
+            false,
+        ),
+    ];
+    println!("  | request | p50 ms | p95 ms | requests |");
+    println!("  |---|---|---|---|");
+    for (name, url, web) in targets {
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (client, url, cookie, token) =
+                (client.clone(), url.clone(), cookie.clone(), token.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut times = Vec::new();
+                for _ in 0..10 {
+                    let request = if web {
+                        client.get(&url).header("cookie", &cookie)
+                    } else {
+                        client
+                            .get(&url)
+                            .header("authorization", format!("Bearer {token}"))
+                    };
+                    let t = Instant::now();
+                    let r = request.send().await.map_err(|e| e.to_string())?;
+                    let status = r.status();
+                    let _ = r.bytes().await.map_err(|e| e.to_string())?;
+                    if !status.is_success() {
+                        return Err(format!("{url}: {status}"));
+                    }
+                    times.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                Ok::<_, String>(times)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.map_err(|e| e.to_string())??);
+        }
+        all.sort_by(|a, b| a.total_cmp(b));
+        let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+        println!(
+            "  | {name} | {:.1} | {:.1} | {} |",
+            p(0.5),
+            p(0.95),
+            all.len()
+        );
+    }
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_default();
+    let db = std::fs::metadata(node.data_dir().join("guanxi.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "  daemon RSS {rss}; database {:.1} MiB ({:.0} bytes per lead)",
+        db as f64 / 1048576.0,
+        db as f64 / total as f64
+    );
+    let (_, metrics) = node.admin("GET", "/metrics", None).await;
+    for line in metrics.as_str().unwrap_or("").lines() {
+        if line.starts_with("guanxi_store_full_scans_total{") {
+            println!("  {line}");
+        }
+    }
+    daemon.terminate(Duration::from_secs(30))?;
+    Ok(())
+}
+
+/// Signs the first admin in through the login form (choosing its own
+/// password, as the first sign-in asks) and answers the session cookie.
+async fn web_login(
+    daemon: &guanxi_tests::Daemon,
+    node: &NodeSetup,
+    password: &str,
+) -> Result<String, String> {
+    let pem = std::fs::read(guanxi_tests::cert_in(&node.data_dir())).map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = daemon.url();
+    let csrf_in = |body: &str| {
+        body.rsplit("name=\"csrf\" value=\"")
+            .next()
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string)
+    };
+    let page = client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let login_cookie = cookie_of(&page, "gx_login").unwrap_or_default();
+    let csrf = csrf_in(&page.text().await.map_err(|e| e.to_string())?);
+    let body = form(&[
+        ("csrf", csrf.as_str()),
+        ("username", "admin"),
+        ("password", password),
+    ]);
+    let r = client
+        .post(format!("{base}/login"))
+        .header("cookie", &login_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let session = cookie_of(&r, "gx_session").ok_or("no session after login")?;
+    let page = client
+        .get(format!("{base}/account/password"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let csrf = csrf_in(&page.text().await.map_err(|e| e.to_string())?);
+    let chosen = format!("{password} kumquat ferry lantern");
+    let body = form(&[
+        ("csrf", csrf.as_str()),
+        ("current", password),
+        ("new", chosen.as_str()),
+        ("confirm", chosen.as_str()),
+    ]);
+    let r = client
+        .post(format!("{base}/account/password"))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 303 {
+        return Err(format!("password change: {}", r.status()));
+    }
+    Ok(session)
+}
+
+/// An `application/x-www-form-urlencoded` body.
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut body = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        body.append_pair(k, v);
+    }
+    body.finish()
 }
 
 /// Lead intake, distribution and the expiry sweep on one daemon.
