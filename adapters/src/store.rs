@@ -26,6 +26,10 @@ pub const DB_FILE: &str = "guanxi.redb";
 /// database there is damage, never a new node.
 pub const STORE_MARKER: &str = "store-id";
 
+/// redb's page cache: small-server sized (redb's own default is 1 GiB,
+/// which a large database fills and keeps).
+pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 /// The `meta` key of the database's id (the one in [`STORE_MARKER`]).
 const STORE_ID_KEY: &str = "store_id";
 
@@ -432,6 +436,7 @@ impl Store {
         let opened = std::panic::catch_unwind(|| {
             Database::builder()
                 .set_check_integrity_on_open(true)
+                .set_cache_size(CACHE_BYTES)
                 .create(&path)
         });
         let db = match opened {
@@ -628,7 +633,10 @@ impl Store {
         }
         let mut last = None;
         for _ in 0..50 {
-            match Database::create(&self.path) {
+            match Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&self.path)
+            {
                 Ok(db) => {
                     *slot = Some(std::sync::Arc::new(db));
                     return Ok(());
@@ -1343,6 +1351,11 @@ impl Read {
     /// How many envelopes were ever received (all peers).
     pub fn in_count(&self) -> Result<u64, StoreError> {
         Ok(self.txn.open_table(IN_ENVELOPES)?.len()?)
+    }
+
+    /// How many documents of a kind are stored (without reading them).
+    pub fn doc_count(&self, kind: Doc) -> Result<u64, StoreError> {
+        Ok(self.txn.open_table(kind.table())?.len()?)
     }
 }
 

@@ -8,7 +8,9 @@
 //!   `peer` when a peer is, and `key` is where the record is kept (a peer
 //!   id or `web:<partner>`);
 //! - `of␟<key>␟<subject>` → `<family>␟<side>␟<status>`, what the record is
-//!   listed under (so a change removes exactly the old entry).
+//!   listed under (so a change removes exactly the old entry);
+//! - `lead␟<offer subject>␟<key>␟<subject>` → nothing: orders that name a
+//!   lead's offer (set when placed, never changed).
 
 use crate::engine::EngineError;
 use guanxi_adapters::store::{Doc, Order, Read, Store, StoreError, Tables};
@@ -83,6 +85,15 @@ pub fn record_saved(
     subject: &str,
     record: &Record,
 ) -> Result<(), EngineError> {
+    if let Record::Order(order) = record
+        && let Some(lead) = &order.lead
+    {
+        t.put_doc(
+            Doc::RecordIndex,
+            &format!("lead{SEP}{lead}{SEP}{key}{SEP}{subject}"),
+            b"",
+        )?;
+    }
     let new = listing(key, record);
     let of = of_key(key, subject);
     let old = t
@@ -141,6 +152,19 @@ pub fn find(
     Ok((places, more))
 }
 
+/// Where the orders naming the lead offer `offer_subject` are kept.
+pub fn orders_for_offer(read: &Read, offer_subject: &str) -> Result<Vec<Place>, StoreError> {
+    let prefix = format!("lead{SEP}{offer_subject}{SEP}");
+    Ok(read
+        .docs_page(Doc::RecordIndex, &prefix, None, Order::Forward, 1000)?
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let (key, subject) = k.strip_prefix(&prefix)?.split_once(SEP)?;
+            Some((key.to_string(), subject.to_string()))
+        })
+        .collect())
+}
+
 /// The records at `places`, parsed (one that is gone or unreadable is left
 /// out).
 pub fn load(read: &Read, places: Vec<Place>) -> Vec<(String, String, Record)> {
@@ -168,7 +192,7 @@ pub const SHOWN: usize = 10;
 
 /// The `settings` key saying the index is built, and its version.
 const BUILT_KEY: &str = "index:records";
-const VERSION: &[u8] = b"1";
+const VERSION: &[u8] = b"2";
 
 /// Builds the index when this store has none yet (a store from before it);
 /// answers how many records were indexed. Runs before the engine starts.

@@ -654,22 +654,20 @@ pub fn lead_orders(
     me: &NodeId,
     subjects: &[String],
 ) -> Result<Vec<OrderView>, StoreError> {
+    // From the index of orders by the lead offer they name.
     let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
-            continue;
-        };
-        if &order.vendor == me
-            && order
-                .lead
-                .as_ref()
-                .is_some_and(|l| subjects.iter().any(|s| s == l.as_str()))
-        {
-            out.push(OrderView {
-                key,
-                subject,
-                order,
-            });
+    for offer in subjects {
+        let places = crate::record_index::orders_for_offer(read, offer)?;
+        for (key, subject, record) in crate::record_index::load(read, places) {
+            if let Record::Order(order) = record
+                && &order.vendor == me
+            {
+                out.push(OrderView {
+                    key,
+                    subject,
+                    order,
+                });
+            }
         }
     }
     Ok(out)

@@ -591,7 +591,9 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
     };
     let page = HomePage {
         f: ctx.frame(session.csrf.clone()),
-        partners: directory::list(&read).map(|l| l.len()).unwrap_or(0),
+        partners: read
+            .doc_count(guanxi_adapters::store::Doc::Partner)
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         peers: config.peers.iter().filter(|p| p.enabled).count(),
         backlog,
         organization,
