@@ -257,9 +257,10 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
         done += chunk;
     }
     println!(
-        "  imported {total} leads in {:.1} s ({:.0} leads/s)",
+        "  imported {total} leads in {:.1} s ({:.0} leads/s); daemon RSS {}",
         start.elapsed().as_secs_f64(),
-        total as f64 / start.elapsed().as_secs_f64()
+        total as f64 / start.elapsed().as_secs_f64(),
+        rss_of(daemon.pid())
     );
     let some_lead = call("get", "/api/v1/leads?limit=1".into(), None).await?["leads"][0]["id"]
         .as_str()
@@ -336,13 +337,7 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
             all.len()
         );
     }
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
-        })
-        .unwrap_or_default();
+    let rss = rss_of(daemon.pid());
     let db = std::fs::metadata(node.data_dir().join("guanxi.redb"))
         .map(|m| m.len())
         .unwrap_or(0);
@@ -359,6 +354,17 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
     }
     daemon.terminate(Duration::from_secs(30))?;
     Ok(())
+}
+
+/// A process's resident memory, as Linux reports it (`VmRSS`).
+fn rss_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+        })
+        .unwrap_or_default()
 }
 
 /// Signs the first admin in through the login form (choosing its own
