@@ -10,7 +10,10 @@
 //! - `of␟<key>␟<subject>` → `<family>␟<side>␟<status>`, what the record is
 //!   listed under (so a change removes exactly the old entry);
 //! - `lead␟<offer subject>␟<key>␟<subject>` → nothing: orders that name a
-//!   lead's offer (set when placed, never changed).
+//!   lead's offer (set when placed, never changed);
+//! - `k␟<family>␟<side>␟<key>␟<subject>` → nothing: records by where they
+//!   are kept (a web partner's, a peer's), subjects in order — lead offer
+//!   subjects start with a UUIDv7, so newest last.
 
 use crate::engine::EngineError;
 use guanxi_adapters::store::{Doc, Order, Read, Store, StoreError, Tables};
@@ -102,6 +105,18 @@ pub fn record_saved(
     if old.as_deref() == Some(new.as_str()) {
         return Ok(());
     }
+    if old.is_none() {
+        // A new record: its family, side and key never change.
+        t.put_doc(
+            Doc::RecordIndex,
+            &format!(
+                "k{SEP}{}{SEP}{}{SEP}{key}{SEP}{subject}",
+                record.family(),
+                Side::of(key, record).as_str()
+            ),
+            b"",
+        )?;
+    }
     if let Some(old) = old {
         t.delete_doc(Doc::RecordIndex, &listed_key(&old, key, subject))?;
     }
@@ -152,6 +167,45 @@ pub fn find(
     Ok((places, more))
 }
 
+/// Records of `family` on `side` kept under keys starting with
+/// `key_prefix` (a whole key ends with `␟`, see [`key_of`]), last first,
+/// continuing before `before`; and whether more follow.
+pub fn by_key(
+    read: &Read,
+    family: &str,
+    side: Side,
+    key_prefix: &str,
+    before: Option<&Place>,
+    limit: usize,
+) -> Result<(Vec<Place>, bool), StoreError> {
+    let base = format!("k{SEP}{family}{SEP}{}{SEP}", side.as_str());
+    let prefix = format!("{base}{key_prefix}");
+    let cursor = before.map(|(k, s)| format!("{base}{k}{SEP}{s}"));
+    let page = read.docs_page(
+        Doc::RecordIndex,
+        &prefix,
+        cursor.as_deref(),
+        Order::Backward,
+        limit + 1,
+    )?;
+    let more = page.len() > limit;
+    Ok((
+        page.into_iter()
+            .take(limit)
+            .filter_map(|(k, _)| {
+                let (key, subject) = k.strip_prefix(&base)?.split_once(SEP)?;
+                Some((key.to_string(), subject.to_string()))
+            })
+            .collect(),
+        more,
+    ))
+}
+
+/// A whole key as a prefix for [`by_key`].
+pub fn key_of(key: &str) -> String {
+    format!("{key}{SEP}")
+}
+
 /// Where the orders naming the lead offer `offer_subject` are kept.
 pub fn orders_for_offer(read: &Read, offer_subject: &str) -> Result<Vec<Place>, StoreError> {
     let prefix = format!("lead{SEP}{offer_subject}{SEP}");
@@ -192,7 +246,7 @@ pub const SHOWN: usize = 10;
 
 /// The `settings` key saying the index is built, and its version.
 const BUILT_KEY: &str = "index:records";
-const VERSION: &[u8] = b"2";
+const VERSION: &[u8] = b"3";
 
 /// Builds the index when this store has none yet (a store from before it);
 /// answers how many records were indexed. Runs before the engine starts.

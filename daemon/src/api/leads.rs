@@ -380,18 +380,52 @@ fn incoming_json(i: &Incoming) -> Value {
     j
 }
 
+/// `?after=&limit=` of the offers list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OffersQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Leads offered to the caller's organization, a page at a time:
+/// `{"offers": [...], "next": "<key>/<subject>"}`.
 pub async fn offers(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<OffersQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
-    let read = node.store.read().map_err(internal)?;
-    let list: Vec<Value> = leads::incoming(&read, &user, &node.identity.id)
-        .map_err(internal)?
-        .iter()
-        .map(incoming_json)
-        .collect();
-    Ok(Json(json!({ "offers": list })))
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > leads::MAX_PAGE {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("limit: 1 to {}", leads::MAX_PAGE),
+        );
+        e.field = Some("limit");
+        return Err(e);
+    }
+    let after = q
+        .after
+        .as_deref()
+        .and_then(|a| a.rsplit_once('/'))
+        .map(|(k, s)| (k.to_string(), s.to_string()));
+    let store = node.store.clone();
+    let me = node.identity.id.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        let read = store.read()?;
+        let (list, next) = leads::incoming_page(&read, &user, &me, after.as_ref(), limit)?;
+        let offers: Vec<Value> = list.iter().map(incoming_json).collect();
+        let next = next.map(|(k, s)| format!("{k}/{s}"));
+        Ok::<_, guanxi_adapters::store::StoreError>(json!({ "offers": offers, "next": next }))
+    })
+    .await
+    .map_err(internal)?
+    .map_err(internal)?;
+    Ok(Json(page))
 }
 
 pub async fn answer(

@@ -781,7 +781,11 @@ fn described() -> Value {
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/offers": {
-                "get": {"summary": "Leads offered to the token's organization (partner user) or to this node (staff)", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))}
+                "get": {"summary": "Leads offered to the token's organization (partner user; newest first) or to this node (staff; by vendor, newest first within), a page at a time",
+                        "parameters": [
+                            {"name": "after", "in": "query", "required": false, "description": "the `next` of the previous page (`<key>/<subject>`)", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object", "properties": {"offers": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))}
             },
             "/api/v1/offers/{vendor}/{subject}/messages": {
                 "post": {"summary": "Answer an offered lead with a protocol message: lead.accept, lead.decline or lead.update", "parameters": [

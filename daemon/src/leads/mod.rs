@@ -227,21 +227,43 @@ pub struct Incoming {
     pub lead: Lead,
 }
 
-/// Leads offered to the user's organization: for a partner user, the web
-/// offers to its organization; for staff, the offers other vendors' daemons
-/// sent to this node. Newest first.
-pub fn incoming(read: &Read, user: &User, me: &NodeId) -> Result<Vec<Incoming>, StoreError> {
-    let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        let Some(Record::Lead(lead)) = parse_record(&key, &subject, &bytes) else {
-            continue;
-        };
-        if visible_incoming(user, me, &key, &lead) {
-            out.push(Incoming { key, subject, lead });
-        }
-    }
-    out.sort_by_key(|i| std::cmp::Reverse(i.lead.offered_at));
-    Ok(out)
+/// Leads offered to the user's organization, one page, from the record
+/// index: for a partner user, the web offers to its organization; for
+/// staff, the offers other vendors' daemons sent to this node. A partner user's
+/// offers newest first; for staff, the offers of other vendors' daemons,
+/// by vendor and newest first within each. `before` is the previous page's
+/// `next`.
+pub fn incoming_page(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    before: Option<&crate::record_index::Place>,
+    limit: usize,
+) -> Result<(Vec<Incoming>, Option<crate::record_index::Place>), StoreError> {
+    use crate::record_index::{self as index, Side};
+    let (places, more) = match (&user.role, &user.partner) {
+        (Role::Partner, Some(org)) => index::by_key(
+            read,
+            "lead",
+            Side::Own,
+            &index::key_of(&web_key(org)),
+            before,
+            limit,
+        )?,
+        (Role::Partner, None) => (Vec::new(), false),
+        _ => index::by_key(read, "lead", Side::Peer, "", before, limit)?,
+    };
+    let next = if more { places.last().cloned() } else { None };
+    let list = index::load(read, places)
+        .into_iter()
+        .filter_map(|(key, subject, record)| match record {
+            Record::Lead(lead) if visible_incoming(user, me, &key, &lead) => {
+                Some(Incoming { key, subject, lead })
+            }
+            _ => None,
+        })
+        .collect();
+    Ok((list, next))
 }
 
 fn visible_incoming(user: &User, me: &NodeId, key: &str, lead: &Lead) -> bool {

@@ -1198,24 +1198,48 @@ pub struct IncomingRow {
 struct OffersPage {
     f: Frame,
     rows: Vec<IncomingRow>,
+    /// The link to the next page, when there is one.
+    next: Option<String>,
 }
 
 fn vendor_of(i: &Incoming) -> String {
     i.lead.vendor.to_string()
 }
 
-async fn offers(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+#[derive(Deserialize)]
+struct AfterQuery {
+    after: Option<String>,
+}
+
+async fn offers(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<AfterQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
-    let read = match node.store.read() {
-        Ok(r) => r,
+    let after = q
+        .after
+        .as_deref()
+        .and_then(|a| a.rsplit_once('/'))
+        .map(|(k, s)| (k.to_string(), s.to_string()));
+    let (store, me, who) = (node.store.clone(), node.identity.id.clone(), user.clone());
+    let page = tokio::task::spawn_blocking(move || {
+        let read = store.read()?;
+        leads::incoming_page(&read, &who, &me, after.as_ref(), PAGE)
+    })
+    .await;
+    let (list, next) = match page {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return internal(e),
         Err(e) => return internal(e),
     };
-    let list = match leads::incoming(&read, user, &node.identity.id) {
-        Ok(l) => l,
-        Err(e) => return internal(e),
-    };
+    let next = next.map(|(k, s)| {
+        let mut url = url::form_urlencoded::Serializer::new(String::new());
+        url.append_pair("after", &format!("{k}/{s}"));
+        format!("/offers?{}", url.finish())
+    });
     let rows = list
         .iter()
         .map(|i| IncomingRow {
@@ -1234,6 +1258,7 @@ async fn offers(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respo
         OffersPage {
             f: ctx.frame(session.csrf.clone()),
             rows,
+            next,
         }
         .render(),
     )

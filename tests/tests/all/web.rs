@@ -1837,6 +1837,34 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
 
     // The partner (a web user) accepts one: its stage moves with the record.
     let ina_token = node.token(Path::new(BIN), "ina-ci", "ina");
+    // The partner's offers, a page at a time, newest first.
+    let mut offered_to_ina = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/api/v1/offers?limit=2&after={a}"),
+            None => "/api/v1/offers?limit=2".to_string(),
+        };
+        let (status, v) = api.call("get", &path, Some(&ina_token), None).await;
+        assert_eq!(status, 200, "{v}");
+        offered_to_ina.extend(
+            v["offers"]
+                .as_array()
+                .expect("offers")
+                .iter()
+                .filter_map(|o| o["subject"].as_str())
+                .map(|s| s.split('.').next().unwrap_or("").to_string()),
+        );
+        match v["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        offered_to_ina,
+        seen[..3].to_vec(),
+        "every offer once, newest first"
+    );
     let (_, lead) = api
         .call(
             "get",
