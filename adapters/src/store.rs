@@ -26,8 +26,8 @@ pub const DB_FILE: &str = "guanxi.redb";
 /// database there is damage, never a new node.
 pub const STORE_MARKER: &str = "store-id";
 
-/// redb's page cache: small-server sized (redb's own default is 1 GiB,
-/// which a large database fills and keeps).
+/// redb's page cache when the caller does not say: small-server sized
+/// (redb's own default is 1 GiB, which a large database fills and keeps).
 pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The `meta` key of the database's id (the one in [`STORE_MARKER`]).
@@ -395,12 +395,18 @@ pub struct Store {
     /// `None` only while [`Store::reopen`] closes and opens the file.
     db: std::sync::RwLock<Option<std::sync::Arc<Database>>>,
     path: PathBuf,
+    cache_bytes: usize,
 }
 
 impl Store {
     /// Opens (creating when absent) the database in `data_dir`, and checks or
     /// records its schema version.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes`.
+    pub fn open_with(data_dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -436,7 +442,7 @@ impl Store {
         let opened = std::panic::catch_unwind(|| {
             Database::builder()
                 .set_check_integrity_on_open(true)
-                .set_cache_size(CACHE_BYTES)
+                .set_cache_size(cache_bytes)
                 .create(&path)
         });
         let db = match opened {
@@ -465,6 +471,7 @@ impl Store {
         let store = Store {
             db: std::sync::RwLock::new(Some(std::sync::Arc::new(db))),
             path: path.clone(),
+            cache_bytes,
         };
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.check_schema()))
             .map_err(|_| damaged("reading its tables failed inside redb".into()))??;
@@ -634,7 +641,7 @@ impl Store {
         let mut last = None;
         for _ in 0..50 {
             match Database::builder()
-                .set_cache_size(CACHE_BYTES)
+                .set_cache_size(self.cache_bytes)
                 .create(&self.path)
             {
                 Ok(db) => {

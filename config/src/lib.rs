@@ -25,6 +25,11 @@ use toml::Spanned;
 /// Default HTTPS listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 /// Default data directory, relative to the config file or the current directory.
+/// The database's page cache when the config does not say (MiB): enough
+/// for a small server; redb's own default (1 GiB) fills with a large
+/// database and stays.
+pub const DEFAULT_CACHE_MIB: u32 = 64;
+
 pub const DEFAULT_DATA_DIR: &str = "guanxi-data";
 /// Default node id when running on embedded defaults.
 pub const DEFAULT_NODE_ID: &str = "guanxi-local";
@@ -157,6 +162,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub public_url: String,
     pub data_dir: PathBuf,
+    /// The database's page cache, MiB (8 to 65536; default 64).
+    pub cache_mib: u32,
     pub signing_key_file: PathBuf,
     pub tls: TlsConfig,
     pub web: WebConfig,
@@ -189,6 +196,7 @@ impl Config {
                 self_signed: true,
             },
             data_dir,
+            cache_mib: DEFAULT_CACHE_MIB,
             web: WebConfig::default(),
             federation: FederationConfig::default(),
             peers: Vec::new(),
@@ -256,6 +264,7 @@ struct RawNode {
     metrics_listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     data_dir: Option<String>,
+    cache_mib: Option<Spanned<u32>>,
     signing_key_file: Option<Spanned<String>>,
 }
 
@@ -397,6 +406,13 @@ impl Ctx<'_> {
             None => format!("https://{listen}"),
         };
         let data_dir = self.path(base, node.data_dir.as_deref().unwrap_or(DEFAULT_DATA_DIR));
+        let cache_mib = match &node.cache_mib {
+            Some(c) if !(8..=65536).contains(c.get_ref()) => {
+                return Err(self.at(c, "cache_mib must be 8 to 65536 (MiB)"));
+            }
+            Some(c) => *c.get_ref(),
+            None => DEFAULT_CACHE_MIB,
+        };
         let signing_key_file = match &node.signing_key_file {
             Some(k) => self.path(base, k.get_ref()),
             None => data_dir.join("node.key"),
@@ -632,6 +648,7 @@ impl Ctx<'_> {
             metrics_listen,
             public_url,
             data_dir,
+            cache_mib,
             signing_key_file,
             tls,
             web,

@@ -22,6 +22,9 @@ listen = "{listen}"
 public_url = "https://{listen}"
 # Where the database, attachments and generated TLS files live.
 data_dir = "guanxi-data"
+# The database's page cache in MiB (8-65536). More speeds up large
+# databases at the cost of memory.
+cache_mib = 64
 # The Ed25519 signing key (mode 0600). Create another with `guanxi keygen FILE`.
 signing_key_file = "guanxi-data/node.key"
 

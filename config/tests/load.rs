@@ -53,6 +53,7 @@ fn template_loads_with_its_defaults() {
     assert_eq!(c.node_id.as_str(), "acme");
     assert_eq!(c.public_url, "https://127.0.0.1:9443");
     assert_eq!(c.data_dir, f.dir.path().join("guanxi-data"));
+    assert_eq!(c.cache_mib, guanxi_config::DEFAULT_CACHE_MIB);
     assert!(c.tls.self_signed);
     assert!(c.peers.is_empty());
 }
@@ -104,6 +105,11 @@ fn bad_input_names_file_line_and_column() {
             format!("{NODE}listen = \"localhost\"\n"),
             ":3:10:",
             "IP address and port",
+        ),
+        (
+            format!("{NODE}cache_mib = 4\n"),
+            ":3:13:",
+            "cache_mib must be 8 to 65536",
         ),
         (
             peer("", &b64url(&[7u8; 31])),

@@ -291,7 +291,8 @@ fn reindex_command(daemon: &DaemonArgs) -> Result<(), Failure> {
             Config::defaults(&std::env::current_dir().context("reading the current directory")?)
         }
     };
-    let store = Store::open(&config.data_dir).map_err(store_failure)?;
+    let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
+        .map_err(store_failure)?;
     let n = crate::record_index::rebuild(&store).context("indexing records")?;
     println!("{n} record(s) indexed by family and status");
     let n = crate::leads::index::rebuild(&store).context("indexing leads by stage")?;
@@ -322,33 +323,35 @@ fn verify_command(daemon: &DaemonArgs, quick: bool) -> Result<(), Failure> {
     } else {
         "/admin/v1/verify"
     };
-    let report: serde_json::Value =
-        match runtime.block_on(admin::request(&socket, "GET", path, None)) {
-            Ok((200, v)) => v,
-            Ok((status, v)) => return Err(anyhow!("the daemon answered {status}: {v}").into()),
-            Err(_) => {
-                // No daemon runs: open the store (which checks every page).
-                let db = config.data_dir.join(guanxi_adapters::store::DB_FILE);
-                let marker = config.data_dir.join(guanxi_adapters::store::STORE_MARKER);
-                if !db.exists() && !marker.exists() {
-                    return Err(anyhow!(
-                        "no database in {} (is this the node's data directory?)",
-                        config.data_dir.display()
-                    )
-                    .into());
-                }
-                let (key, _) = identity::load_or_create_key(&config.signing_key_file, false)
-                    .map_err(config_failure)?;
-                let store = Store::open(&config.data_dir).map_err(store_failure)?;
-                let me = Identity {
-                    id: config.node_id.clone(),
-                    key,
-                };
-                let read = store.read().map_err(store_failure)?;
-                let report = crate::verify::check(&read, &me, &config.peers, depth);
-                serde_json::to_value(&report).context("the report")?
+    let report: serde_json::Value = match runtime
+        .block_on(admin::request(&socket, "GET", path, None))
+    {
+        Ok((200, v)) => v,
+        Ok((status, v)) => return Err(anyhow!("the daemon answered {status}: {v}").into()),
+        Err(_) => {
+            // No daemon runs: open the store (which checks every page).
+            let db = config.data_dir.join(guanxi_adapters::store::DB_FILE);
+            let marker = config.data_dir.join(guanxi_adapters::store::STORE_MARKER);
+            if !db.exists() && !marker.exists() {
+                return Err(anyhow!(
+                    "no database in {} (is this the node's data directory?)",
+                    config.data_dir.display()
+                )
+                .into());
             }
-        };
+            let (key, _) = identity::load_or_create_key(&config.signing_key_file, false)
+                .map_err(config_failure)?;
+            let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
+                .map_err(store_failure)?;
+            let me = Identity {
+                id: config.node_id.clone(),
+                key,
+            };
+            let read = store.read().map_err(store_failure)?;
+            let report = crate::verify::check(&read, &me, &config.peers, depth);
+            serde_json::to_value(&report).context("the report")?
+        }
+    };
     for note in report["notes"].as_array().into_iter().flatten() {
         println!("note: {}", note.as_str().unwrap_or_default());
     }
@@ -662,7 +665,8 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     let tls_config =
         tls::server_config(&config.tls.cert_file, &config.tls.key_file).map_err(config_failure)?;
     let fingerprint = tls::fingerprint(&config.tls.cert_file).map_err(config_failure)?;
-    let store = Store::open(&config.data_dir).map_err(store_failure)?;
+    let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
+        .map_err(store_failure)?;
     // The quick check of what the store holds (each stream's head); the
     // full one runs on demand (`guanxi verify`) and daily.
     {
