@@ -50,7 +50,7 @@ pub struct Node {
     /// The HTTPS server's open connections and their cap.
     pub connections: Arc<crate::server::Connections>,
     /// What the last full check of the store found damaged (`verify`),
-    /// shown in `/readyz` and the staff inbox.
+    /// shown in `/readyz` and the staff inbox (read it with [`Node::damage`]).
     pub damage: std::sync::Mutex<Option<String>>,
     /// API and admin calls with an `Idempotency-Key` being handled.
     pub idempotency: crate::idempotency::InFlight,
@@ -133,6 +133,14 @@ fn build_peers(
 }
 
 impl Node {
+    /// What the last full check of the store found damaged, if anything.
+    pub fn damage(&self) -> Option<String> {
+        self.damage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The node for `config`, with its peers' clients built.
     pub fn new(
         identity: Arc<Identity>,

@@ -81,12 +81,7 @@ async fn healthz() -> &'static str {
 /// database cannot be written (a full disk); the node recovers by itself.
 async fn readyz(axum::extract::State(node): axum::extract::State<Arc<Node>>) -> Response {
     use axum::response::IntoResponse;
-    let damage = node
-        .damage
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    if let Some(damage) = damage {
+    if let Some(damage) = node.damage() {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"ready": false, "damage": damage})),

@@ -60,6 +60,22 @@ fn load_view(node: &Node, id: &str) -> Result<Value, ApiError> {
     }
 }
 
+/// The `limit` of a paged list: 100 when absent, at most
+/// [`leads::MAX_PAGE`].
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if limit == 0 || limit > leads::MAX_PAGE {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_field",
+            format!("limit: 1 to {}", leads::MAX_PAGE),
+        );
+        e.field = Some("limit");
+        return Err(e);
+    }
+    Ok(limit)
+}
+
 /// `?stage=&after=&limit=`: a page of leads, newest first.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,16 +96,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     staff(&authenticate(&node, &headers)?)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > leads::MAX_PAGE {
-        let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_field",
-            format!("limit: 1 to {}", leads::MAX_PAGE),
-        );
-        e.field = Some("limit");
-        return Err(e);
-    }
+    let limit = page_limit(q.limit)?;
     let store = node.store.clone();
     let page = tokio::task::spawn_blocking(move || {
         let read = store.read()?;
@@ -398,16 +405,7 @@ pub async fn offers(
     Query(q): Query<OffersQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > leads::MAX_PAGE {
-        let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_field",
-            format!("limit: 1 to {}", leads::MAX_PAGE),
-        );
-        e.field = Some("limit");
-        return Err(e);
-    }
+    let limit = page_limit(q.limit)?;
     let after = q
         .after
         .as_deref()

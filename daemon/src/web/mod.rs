@@ -566,15 +566,10 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
             format!("{since}: {}", fault.message),
         ));
     }
-    if user.role != Role::Partner {
-        let damage = node
-            .damage
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(damage) = damage {
-            items.push(("home.store_damaged", damage));
-        }
+    if user.role != Role::Partner
+        && let Some(damage) = node.damage()
+    {
+        items.push(("home.store_damaged", damage));
     }
     if user.role != Role::Partner {
         for (peer, seq, code) in read.out_rejected().unwrap_or_default() {

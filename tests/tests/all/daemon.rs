@@ -376,8 +376,8 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
 /// has written `head` and flushed: for clients that misbehave on purpose.
 type RawTls = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
 
-fn raw_tls(cert_pem: &[u8], addr: &str, head: &[u8]) -> RawTls {
-    use std::io::Write;
+/// A client connection to 127.0.0.1 trusting only `cert_pem`.
+fn client_connection(cert_pem: &[u8]) -> rustls::ClientConnection {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::pem::PemObject::pem_slice_iter(cert_pem) {
         roots.add(c.expect("pem")).expect("root");
@@ -389,7 +389,12 @@ fn raw_tls(cert_pem: &[u8], addr: &str, head: &[u8]) -> RawTls {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
+    rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls")
+}
+
+fn raw_tls(cert_pem: &[u8], addr: &str, head: &[u8]) -> RawTls {
+    use std::io::Write;
+    let conn = client_connection(cert_pem);
     let tcp = std::net::TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
@@ -402,18 +407,7 @@ fn raw_tls(cert_pem: &[u8], addr: &str, head: &[u8]) -> RawTls {
 /// A TLS connection whose handshake is complete, or the error that ended it
 /// (a connection closed on arrival by the connection cap).
 fn try_tls(cert_pem: &[u8], addr: &str) -> std::io::Result<RawTls> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::pem::PemObject::pem_slice_iter(cert_pem) {
-        roots.add(c.expect("pem")).expect("root");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
+    let mut conn = client_connection(cert_pem);
     let mut tcp = std::net::TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(20)))?;
     while conn.is_handshaking() {
