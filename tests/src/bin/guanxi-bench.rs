@@ -208,38 +208,10 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
     let api = Api::of(&node, &daemon);
     let token = node.token(bin, "bench", "admin");
     let call = |method: &'static str, path: String, body: Option<String>| {
-        let api = &api;
-        let token = token.clone();
-        async move {
-            let (status, v) = api.call(method, &path, Some(&token), body.as_deref()).await;
-            if (200..300).contains(&status) {
-                Ok(v)
-            } else {
-                Err(format!("{method} {path}: {status} {v}"))
-            }
-        }
+        let (api, token) = (&api, token.clone());
+        async move { api_ok(api, &token, method, &path, body.as_deref()).await }
     };
-    for i in 0..50 {
-        let id = format!("p{i:02}");
-        call(
-            "post",
-            "/api/v1/partners".into(),
-            Some(
-                json!({"id": id, "name": id, "type": "reseller", "tier": "gold",
-            "country": "TW", "region": "", "stage": "active", "peer": null})
-                .to_string(),
-            ),
-        )
-        .await?;
-        call(
-            "post",
-            format!("/api/v1/partners/{id}/users"),
-            Some(json!({"username": format!("u{i:02}")}).to_string()),
-        )
-        .await?;
-    }
-    call("put", "/api/v1/lead-rules".into(), Some(json!({"offer_hours": 48, "rules": [{"name": "tw", "countries": ["TW"],
-        "product_lines": [], "tiers": ["gold"], "capacity": 0, "strategy": "round_robin", "weights": {}}]}).to_string())).await?;
+    vendor_with_partners(&api, &token, 48).await?;
     let start = Instant::now();
     let mut done = 0;
     while done < total {
@@ -455,6 +427,60 @@ fn form(pairs: &[(&str, &str)]) -> String {
     body.finish()
 }
 
+/// One API call that must succeed (2xx): its JSON, or what went wrong.
+async fn api_ok(
+    api: &Api,
+    token: &str,
+    method: &'static str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<serde_json::Value, String> {
+    let (status, v) = api.call(method, path, Some(token), body).await;
+    if (200..300).contains(&status) {
+        Ok(v)
+    } else {
+        Err(format!("{method} {path}: {status} {v}"))
+    }
+}
+
+/// The benchmarks' vendor: 50 gold partners in Taiwan, each with a web
+/// user, and one round-robin rule giving offers `offer_hours` to answer.
+async fn vendor_with_partners(api: &Api, token: &str, offer_hours: u32) -> Result<(), String> {
+    for i in 0..50 {
+        let id = format!("p{i:02}");
+        let partner = json!({"id": id, "name": id, "type": "reseller", "tier": "gold",
+            "country": "TW", "region": "", "stage": "active", "peer": null});
+        api_ok(
+            api,
+            token,
+            "post",
+            "/api/v1/partners",
+            Some(&partner.to_string()),
+        )
+        .await?;
+        let user = json!({"username": format!("u{i:02}")});
+        api_ok(
+            api,
+            token,
+            "post",
+            &format!("/api/v1/partners/{id}/users"),
+            Some(&user.to_string()),
+        )
+        .await?;
+    }
+    let rules = json!({"offer_hours": offer_hours, "rules": [{"name": "tw", "countries": ["TW"],
+        "product_lines": [], "tiers": ["gold"], "capacity": 0, "strategy": "round_robin", "weights": {}}]});
+    api_ok(
+        api,
+        token,
+        "put",
+        "/api/v1/lead-rules",
+        Some(&rules.to_string()),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Lead intake, distribution and the expiry sweep on one daemon.
 async fn leads(bin: &Path, total: u64) -> Result<(f64, f64), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -463,36 +489,10 @@ async fn leads(bin: &Path, total: u64) -> Result<(f64, f64), String> {
     let api = Api::of(&node, &daemon);
     let token = node.token(bin, "bench", "admin");
     let call = |method: &'static str, path: String, body: String| {
-        let api = &api;
-        let token = token.clone();
-        async move {
-            let (status, v) = api.call(method, &path, Some(&token), Some(&body)).await;
-            if (200..300).contains(&status) {
-                Ok(v)
-            } else {
-                Err(format!("{method} {path}: {status} {v}"))
-            }
-        }
+        let (api, token) = (&api, token.clone());
+        async move { api_ok(api, &token, method, &path, Some(&body)).await }
     };
-    for i in 0..50 {
-        let id = format!("p{i:02}");
-        call(
-            "post",
-            "/api/v1/partners".into(),
-            json!({"id": id, "name": id, "type": "reseller", "tier": "gold",
-            "country": "TW", "region": "", "stage": "active", "peer": null})
-            .to_string(),
-        )
-        .await?;
-        call(
-            "post",
-            format!("/api/v1/partners/{id}/users"),
-            json!({"username": format!("u{i:02}")}).to_string(),
-        )
-        .await?;
-    }
-    call("put", "/api/v1/lead-rules".into(), json!({"offer_hours": 1, "rules": [{"name": "tw", "countries": ["TW"],
-        "product_lines": [], "tiers": ["gold"], "capacity": 0, "strategy": "round_robin", "weights": {}}]}).to_string()).await?;
+    vendor_with_partners(&api, &token, 1).await?;
     let start = Instant::now();
     let mut done = 0;
     while done < total {
