@@ -76,6 +76,7 @@ const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const LEAD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("lead_index");
 const RECORD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("record_index");
+const SERIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("serials");
 const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
 /// Kinds of local JSON documents, each in its own table keyed by a string.
@@ -109,10 +110,13 @@ pub enum Doc {
     /// "s␟FAMILY␟SIDE␟STATUS␟KEY␟SUBJECT" → nothing, "of␟KEY␟SUBJECT" →
     /// what it is listed under: shared records by family, side and status
     RecordIndex,
+    /// serial number → a staff registration of a serial sold outside this
+    /// node's orders (SKU, date the warranty runs from, partner)
+    Serial,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 12] = [
+const DOCS: [Doc; 13] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -125,6 +129,7 @@ const DOCS: [Doc; 12] = [
     Doc::IdempotencyExpiry,
     Doc::LeadIndex,
     Doc::RecordIndex,
+    Doc::Serial,
 ];
 
 impl Doc {
@@ -143,6 +148,7 @@ impl Doc {
             Doc::IdempotencyExpiry => "idempotency_expiry",
             Doc::LeadIndex => "lead_index",
             Doc::RecordIndex => "record_index",
+            Doc::Serial => "serials",
         }
     }
 
@@ -160,6 +166,7 @@ impl Doc {
             Doc::IdempotencyExpiry => IDEMPOTENCY_EXPIRY,
             Doc::LeadIndex => LEAD_INDEX,
             Doc::RecordIndex => RECORD_INDEX,
+            Doc::Serial => SERIALS,
         }
     }
 }

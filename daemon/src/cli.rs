@@ -293,10 +293,9 @@ fn reindex_command(daemon: &DaemonArgs) -> Result<(), Failure> {
     };
     let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
         .map_err(store_failure)?;
-    let n = crate::record_index::rebuild(&store).context("indexing records")?;
-    println!("{n} record(s) indexed by family and status");
-    let n = crate::leads::index::rebuild(&store).context("indexing leads by stage")?;
-    println!("{n} lead(s) indexed by stage");
+    for line in crate::migrate::reindex(&store).context("reindexing")? {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -680,14 +679,9 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             return Err(damaged_failure(&store, &report));
         }
     }
-    // Secondary indexes a store from before them lacks are built once.
-    let indexed = crate::record_index::ensure_built(&store).context("indexing records")?;
-    if indexed > 0 {
-        tracing::info!("indexed {indexed} record(s) by family and status");
-    }
-    let indexed = crate::leads::index::ensure_built(&store).context("indexing leads by stage")?;
-    if indexed > 0 {
-        tracing::info!("indexed {indexed} lead(s) by stage");
+    // A store from an older build is brought to this layout once.
+    for line in crate::migrate::run(&store).context("migrating the store")? {
+        tracing::info!("store migration: {line}");
     }
 
     let listener = std::net::TcpListener::bind(config.listen)

@@ -9,7 +9,7 @@
 
 use crate::engine::{Engine, EngineError, Identity, PeerSignal, SendError, Wakers};
 use guanxi_adapters::peer_client::{ClientError, PeerClient, Trust};
-use guanxi_adapters::store::Store;
+use guanxi_adapters::store::{Store, StoreError};
 use guanxi_config::{Config, PeerConfig};
 use guanxi_protocol::messages::Message;
 use guanxi_protocol::state::StateError;
@@ -133,6 +133,18 @@ fn build_peers(
 }
 
 impl Node {
+    /// Runs `f` on a read transaction on a blocking thread, so that store
+    /// reads (page loads, API lists) never hold the async runtime's threads.
+    pub async fn reading<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&guanxi_adapters::store::Read) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store.read()?))
+            .await
+            .map_err(|e| StoreError::Db(format!("a read stopped: {e}")))?
+    }
+
     /// What the last full check of the store found damaged, if anything.
     pub fn damage(&self) -> Option<String> {
         self.damage

@@ -13,7 +13,17 @@
 //!   lead's offer (set when placed, never changed);
 //! - `k␟<family>␟<side>␟<key>␟<subject>` → nothing: records by where they
 //!   are kept (a web partner's, a peer's), subjects in order — lead offer
-//!   subjects start with a UUIDv7, so newest last.
+//!   subjects start with a UUIDv7, so newest last;
+//! - `cust␟<match key>␟<key>␟<subject>` → nothing: deal registrations by
+//!   end customer (`leads::conflicts::match_keys`), for conflicts;
+//! - `att␟<sha256>␟<key>␟<subject>` → nothing: requests and claims that
+//!   reference a file (who may download it);
+//! - `ser␟<serial>` → where and when this node last shipped it as vendor
+//!   (`serials.rs`);
+//! - `d␟<family>␟<side>␟<time>␟<key>␟<subject>` and
+//!   `dk␟<family>␟<key>␟<time>␟<subject>` → nothing: records by when they
+//!   began ([`Record::opened_at`], 16 digits), across keys and per key —
+//!   the lists, newest first (not for leads and catalogs, listed otherwise).
 
 use crate::engine::EngineError;
 use guanxi_adapters::store::{Doc, Order, Read, Store, StoreError, Tables};
@@ -88,14 +98,31 @@ pub fn record_saved(
     subject: &str,
     record: &Record,
 ) -> Result<(), EngineError> {
-    if let Record::Order(order) = record
-        && let Some(lead) = &order.lead
-    {
-        t.put_doc(
-            Doc::RecordIndex,
-            &format!("lead{SEP}{lead}{SEP}{key}{SEP}{subject}"),
-            b"",
-        )?;
+    if let Record::Order(order) = record {
+        if let Some(lead) = &order.lead {
+            t.put_doc(
+                Doc::RecordIndex,
+                &format!("lead{SEP}{lead}{SEP}{key}{SEP}{subject}"),
+                b"",
+            )?;
+        }
+        if Side::of(key, record) == Side::Own {
+            crate::serials::order_saved(t, key, order)?;
+        }
+    }
+    if let Record::Registration(r) = record {
+        for k in crate::leads::conflicts::match_keys(&r.deal.customer) {
+            let entry = format!("cust{SEP}{k}{SEP}{key}{SEP}{subject}");
+            if t.doc(Doc::RecordIndex, &entry)?.is_none() {
+                t.put_doc(Doc::RecordIndex, &entry, b"")?;
+            }
+        }
+    }
+    for sha in attachments_of(record) {
+        let entry = format!("att{SEP}{sha}{SEP}{key}{SEP}{subject}");
+        if t.doc(Doc::RecordIndex, &entry)?.is_none() {
+            t.put_doc(Doc::RecordIndex, &entry, b"")?;
+        }
     }
     let new = listing(key, record);
     let of = of_key(key, subject);
@@ -106,16 +133,27 @@ pub fn record_saved(
         return Ok(());
     }
     if old.is_none() {
-        // A new record: its family, side and key never change.
+        // A new record: its family, side, key and time never change.
+        let family = record.family();
+        let side = Side::of(key, record).as_str();
         t.put_doc(
             Doc::RecordIndex,
-            &format!(
-                "k{SEP}{}{SEP}{}{SEP}{key}{SEP}{subject}",
-                record.family(),
-                Side::of(key, record).as_str()
-            ),
+            &format!("k{SEP}{family}{SEP}{side}{SEP}{key}{SEP}{subject}"),
             b"",
         )?;
+        if dated(family) {
+            let time = time_of(record);
+            t.put_doc(
+                Doc::RecordIndex,
+                &format!("d{SEP}{family}{SEP}{side}{SEP}{time}{SEP}{key}{SEP}{subject}"),
+                b"",
+            )?;
+            t.put_doc(
+                Doc::RecordIndex,
+                &format!("dk{SEP}{family}{SEP}{key}{SEP}{time}{SEP}{subject}"),
+                b"",
+            )?;
+        }
     }
     if let Some(old) = old {
         t.delete_doc(Doc::RecordIndex, &listed_key(&old, key, subject))?;
@@ -125,8 +163,172 @@ pub fn record_saved(
     Ok(())
 }
 
+/// The files a service request or claim references (SHA-256, hex).
+fn attachments_of(record: &Record) -> Vec<&str> {
+    match record {
+        Record::Service(r) => r
+            .events
+            .iter()
+            .flat_map(|e| e.attachments.iter().map(|a| a.sha256.as_str()))
+            .collect(),
+        Record::Warranty(w) => w
+            .claim
+            .attachments
+            .iter()
+            .map(|a| a.sha256.as_str())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Where the records referencing the file `sha256` are kept (at most
+/// `limit`).
+pub fn referencing(read: &Read, sha256: &str, limit: usize) -> Result<Vec<Place>, StoreError> {
+    let prefix = format!("att{SEP}{sha256}{SEP}");
+    Ok(read
+        .docs_page(Doc::RecordIndex, &prefix, None, Order::Forward, limit)?
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let (key, subject) = k.strip_prefix(&prefix)?.split_once(SEP)?;
+            Some((key.to_string(), subject.to_string()))
+        })
+        .collect())
+}
+
+/// Where the deal registrations whose end customer shares a match key
+/// with `customer` are kept (at most `limit` per key).
+pub fn registrations_matching(
+    read: &Read,
+    customer: &guanxi_protocol::messages::Customer,
+    limit: usize,
+) -> Result<Vec<Place>, StoreError> {
+    let mut out = std::collections::BTreeSet::new();
+    for k in crate::leads::conflicts::match_keys(customer) {
+        let prefix = format!("cust{SEP}{k}{SEP}");
+        for (entry, _) in read.docs_page(Doc::RecordIndex, &prefix, None, Order::Forward, limit)? {
+            if let Some((key, subject)) =
+                entry.strip_prefix(&prefix).and_then(|r| r.split_once(SEP))
+            {
+                out.insert((key.to_string(), subject.to_string()));
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 /// Where a listed record is kept: (key, subject).
 pub type Place = (String, String);
+
+/// Families listed by date (leads and catalogs are listed otherwise).
+fn dated(family: &str) -> bool {
+    !matches!(family, "lead" | "catalog")
+}
+
+fn time_of(record: &Record) -> String {
+    format!("{:016}", record.opened_at().unwrap_or(0).max(0))
+}
+
+/// Which records a listing by date covers.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The records on one side (staff: what this node decides as the
+    /// vendor, or what it sent to other vendors).
+    Side(Side),
+    /// The records kept under one key (a web partner's users).
+    Key(String),
+}
+
+/// Where a listing by date continues: the time and place of the last
+/// record shown, written `time/key/subject` in links and API answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    time: String,
+    key: String,
+    subject: String,
+}
+
+impl Cursor {
+    /// Reads a cursor as [`Cursor::text`] wrote it; `None` when malformed.
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let mut parts = text.splitn(3, '/');
+        let time = parts.next()?;
+        let key = parts.next()?;
+        let subject = parts.next()?;
+        let ok = time.len() == 16
+            && time.bytes().all(|b| b.is_ascii_digit())
+            && !key.is_empty()
+            && !subject.is_empty()
+            && !key.contains(SEP)
+            && !subject.contains(SEP);
+        ok.then(|| Cursor {
+            time: time.into(),
+            key: key.into(),
+            subject: subject.into(),
+        })
+    }
+
+    /// The cursor as links and the API carry it.
+    pub fn text(&self) -> String {
+        format!("{}/{}/{}", self.time, self.key, self.subject)
+    }
+}
+
+/// Up to `limit` records of `family` in `scope`, newest first, continuing
+/// after `before`; and the cursor of the next page when more follow.
+/// Reads one range of the index, never every record.
+pub fn newest(
+    read: &Read,
+    family: &str,
+    scope: &Scope,
+    before: Option<&Cursor>,
+    limit: usize,
+) -> Result<(Vec<Place>, Option<Cursor>), StoreError> {
+    let (prefix, cursor) = match scope {
+        Scope::Side(side) => (
+            format!("d{SEP}{family}{SEP}{}{SEP}", side.as_str()),
+            before.map(|c| format!("{}{SEP}{}{SEP}{}", c.time, c.key, c.subject)),
+        ),
+        Scope::Key(key) => (
+            format!("dk{SEP}{family}{SEP}{key}{SEP}"),
+            before.map(|c| format!("{}{SEP}{}", c.time, c.subject)),
+        ),
+    };
+    let cursor = cursor.map(|c| format!("{prefix}{c}"));
+    let page = read.docs_page(
+        Doc::RecordIndex,
+        &prefix,
+        cursor.as_deref(),
+        Order::Backward,
+        limit + 1,
+    )?;
+    let more = page.len() > limit;
+    let mut places = Vec::new();
+    let mut last = None;
+    for (k, _) in page.into_iter().take(limit) {
+        let Some(rest) = k.strip_prefix(&prefix) else {
+            continue;
+        };
+        let parsed = match scope {
+            Scope::Side(_) => {
+                let mut p = rest.splitn(3, SEP);
+                match (p.next(), p.next(), p.next()) {
+                    (Some(t), Some(k), Some(s)) => Some((t, k.to_string(), s)),
+                    _ => None,
+                }
+            }
+            Scope::Key(key) => rest.split_once(SEP).map(|(t, s)| (t, key.clone(), s)),
+        };
+        if let Some((time, key, subject)) = parsed {
+            last = Some(Cursor {
+                time: time.into(),
+                key: key.clone(),
+                subject: subject.into(),
+            });
+            places.push((key, subject.to_string()));
+        }
+    }
+    Ok((places, if more { last } else { None }))
+}
 
 /// Up to `limit` records of `family` on `side` with `status` (and, when
 /// given, kept under `key`), in key order after `after`; and whether more
@@ -201,6 +403,50 @@ pub fn by_key(
     ))
 }
 
+/// Where the records of `family` on `side` that began in [`from`, `to`)
+/// are kept, oldest first: the work is the records in the window, not the
+/// family.
+pub fn opened_between(
+    read: &Read,
+    family: &str,
+    side: Side,
+    from: i64,
+    to: i64,
+) -> Result<Vec<Place>, StoreError> {
+    let prefix = format!("d{SEP}{family}{SEP}{}{SEP}", side.as_str());
+    let end = format!("{:016}", to.max(0));
+    // Just before the first key of `from` (its time then a separator).
+    let mut cursor = format!("{prefix}{:016}", from.max(0));
+    let mut out = Vec::new();
+    loop {
+        let page = read.docs_page(
+            Doc::RecordIndex,
+            &prefix,
+            Some(&cursor),
+            Order::Forward,
+            1000,
+        )?;
+        let full = page.len() == 1000;
+        for (k, _) in page {
+            let Some(rest) = k.strip_prefix(&prefix) else {
+                continue;
+            };
+            let mut p = rest.splitn(3, SEP);
+            let (Some(time), Some(key), Some(subject)) = (p.next(), p.next(), p.next()) else {
+                continue;
+            };
+            if time >= end.as_str() {
+                return Ok(out);
+            }
+            out.push((key.to_string(), subject.to_string()));
+            cursor = k.clone();
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 /// A whole key as a prefix for [`by_key`].
 pub fn key_of(key: &str) -> String {
     format!("{key}{SEP}")
@@ -246,7 +492,7 @@ pub const SHOWN: usize = 10;
 
 /// The `settings` key saying the index is built, and its version.
 const BUILT_KEY: &str = "index:records";
-const VERSION: &[u8] = b"3";
+const VERSION: &[u8] = b"4";
 
 /// Builds the index when this store has none yet (a store from before it);
 /// answers how many records were indexed. Runs before the engine starts.

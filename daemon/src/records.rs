@@ -33,3 +33,50 @@ pub fn visible(user: &User, me: &NodeId, key: &str, vendor: &NodeId, partner: &N
         _ => vendor == me || (partner == me && !key.starts_with("web:")),
     }
 }
+
+/// One page of a list and where the next begins (`None`: the last page).
+pub type Page<T> = (Vec<T>, Option<crate::record_index::Cursor>);
+
+/// Which of a family's records a staff list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Those this node decides as the vendor (from web partners and peers).
+    #[default]
+    Received,
+    /// Those this node sent to other vendors' daemons.
+    Placed,
+}
+
+impl Direction {
+    /// Reads `received` or `placed`.
+    pub fn parse(text: &str) -> Option<Direction> {
+        match text {
+            "received" => Some(Direction::Received),
+            "placed" => Some(Direction::Placed),
+            _ => None,
+        }
+    }
+}
+
+/// One page of the `family` records the user may see, newest first
+/// (staff: in `direction`; a partner user: its organization's), and where
+/// the next page starts. Reads one range of the record index and the
+/// records on the page, never the whole family.
+pub fn page(
+    read: &guanxi_adapters::store::Read,
+    user: &User,
+    family: &str,
+    direction: Direction,
+    before: Option<&crate::record_index::Cursor>,
+    limit: usize,
+) -> Result<Page<(String, String, Record)>, guanxi_adapters::store::StoreError> {
+    use crate::record_index::{self as index, Scope, Side};
+    let scope = match (&user.role, &user.partner, direction) {
+        (Role::Partner, Some(org), _) => Scope::Key(web_key(org)),
+        (Role::Partner, None, _) => return Ok((Vec::new(), None)),
+        (_, _, Direction::Received) => Scope::Side(Side::Own),
+        (_, _, Direction::Placed) => Scope::Side(Side::Peer),
+    };
+    let (places, next) = index::newest(read, family, &scope, before, limit)?;
+    Ok((index::load(read, places), next))
+}

@@ -6,7 +6,8 @@
 //! `illegal_transition`, `not_allowed`, ...) and the state machine's message.
 
 use super::{
-    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
+    ApiError, MessageBody, authenticate, internal, not_found, page_limit, refusal, staff,
+    strict_body as body,
 };
 use crate::leads::analysis;
 use crate::leads::distribution::Rules;
@@ -62,20 +63,6 @@ fn load_view(node: &Node, id: &str) -> Result<Value, ApiError> {
 
 /// The `limit` of a paged list: 100 when absent, at most
 /// [`leads::MAX_PAGE`].
-fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
-    let limit = limit.unwrap_or(100);
-    if limit == 0 || limit > leads::MAX_PAGE {
-        let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_field",
-            format!("limit: 1 to {}", leads::MAX_PAGE),
-        );
-        e.field = Some("limit");
-        return Err(e);
-    }
-    Ok(limit)
-}
-
 /// `?stage=&after=&limit=`: a page of leads, newest first.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

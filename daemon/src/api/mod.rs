@@ -320,6 +320,65 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// `limit` of a paginated list: 100 when absent, at most
+/// [`crate::leads::MAX_PAGE`].
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if limit == 0 || limit > crate::leads::MAX_PAGE {
+        return Err(bad_field(
+            "limit",
+            format!("limit: 1 to {}", crate::leads::MAX_PAGE),
+        ));
+    }
+    Ok(limit)
+}
+
+fn bad_field(field: &'static str, message: String) -> ApiError {
+    let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", message);
+    e.field = Some(field);
+    e
+}
+
+/// `?direction=&after=&limit=` of a record list: staff choose what this
+/// node `received` as vendor (the default) or `placed` with other vendors;
+/// `after` is the previous page's `next`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default)]
+    direction: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+impl PageQuery {
+    fn parts(
+        &self,
+    ) -> Result<
+        (
+            crate::records::Direction,
+            Option<crate::record_index::Cursor>,
+            usize,
+        ),
+        ApiError,
+    > {
+        let direction = match self.direction.as_deref() {
+            None => crate::records::Direction::default(),
+            Some(d) => crate::records::Direction::parse(d)
+                .ok_or_else(|| bad_field("direction", "direction: received or placed".into()))?,
+        };
+        let after = match self.after.as_deref() {
+            None => None,
+            Some(a) => Some(crate::record_index::Cursor::parse(a).ok_or_else(|| {
+                bad_field("after", "after: the `next` of the previous page".into())
+            })?),
+        };
+        Ok((direction, after, page_limit(self.limit)?))
+    }
+}
+
 fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such record")
 }
@@ -675,6 +734,11 @@ fn described() -> Value {
         {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}}]);
     let id_param =
         json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
+    // A record list, newest first, a page at a time.
+    let paged = json!([
+        {"name": "direction", "in": "query", "required": false, "description": "staff: `received` (as vendor, the default) or `placed` (with other vendors)", "schema": {"type": "string", "enum": ["received", "placed"]}},
+        {"name": "after", "in": "query", "required": false, "description": "the `next` of the previous page", "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}]);
     let with = |mut base: serde_json::Map<String, Value>, code: &str, body: Value| {
         base.insert(code.to_string(), body);
         Value::Object(base)
@@ -812,7 +876,8 @@ fn described() -> Value {
                 "get": {"summary": "The catalogs the token's user can order from, with the price lists of its tier", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/orders": {
-                "get": {"summary": "Orders to this node (staff: as vendor) and placed by the user's organization", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "get": {"summary": "Orders, newest first, a page at a time: staff see those received as vendor or those placed with other vendors; a partner user its organization's", "parameters": paged.clone(),
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object", "properties": {"orders": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))},
                 "post": {"summary": "Place an order with a vendor; lines are checked against the price list in force (invalid_lines lists every wrong line)",
                          "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false,
                              "required": ["vendor", "reference", "currency", "lines", "requested_date", "ship_to", "lead"]}}}},
@@ -835,7 +900,8 @@ fn described() -> Value {
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/service": {
-                "get": {"summary": "Service requests the user may see, most urgent first, each with its service level clock", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "get": {"summary": "Service requests the user may see, newest first, a page at a time, each with its service level clock", "parameters": paged.clone(),
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object", "properties": {"requests": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))},
                 "post": {"summary": "Open a service request with a vendor: {vendor, body: the service.open body}", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["vendor", "body"]}}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
             },
@@ -845,7 +911,7 @@ fn described() -> Value {
                         "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/service/metrics": {
-                "get": {"summary": "Median first response and resolution, breach counts per partner (staff); from/to dates", "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object"})))}
+                "get": {"summary": "Median first response and resolution, breach counts per partner (staff), of the requests opened from `from` (default: 90 days ago) to `to`", "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/service/{key}/{subject}": {
                 "get": {"summary": "One service request", "parameters": key_subject.clone(), "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
@@ -856,7 +922,8 @@ fn described() -> Value {
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/claims": {
-                "get": {"summary": "Warranty claims the user may see; the vendor sees each claim's validity", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "get": {"summary": "Warranty claims the user may see, newest first, a page at a time; the vendor sees each claim's validity", "parameters": paged.clone(),
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object", "properties": {"claims": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))},
                 "post": {"summary": "File a warranty claim with a vendor: {vendor, body: the warranty.claim body}", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["vendor", "body"]}}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
             },
@@ -874,7 +941,10 @@ fn described() -> Value {
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/serials": {
-                "get": {"summary": "Serial numbers registered outside orders (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))},
+                "get": {"summary": "Serial numbers registered outside orders (staff), in serial order, a page at a time", "parameters": [
+                            {"name": "after", "in": "query", "required": false, "description": "the `next` of the previous page", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object", "properties": {"serials": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))},
                 "post": {"summary": "Register serial numbers: [{serial, sku, date, partner}] (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array"}}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
             },

@@ -4,13 +4,13 @@
 //! answers `invalid_lines` with every wrong line.
 
 use super::{
-    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
-    with_unconfirmed,
+    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, refusal, staff,
+    strict_body as body, with_unconfirmed,
 };
 use crate::node::Node;
 use crate::orders::{self, OrderRequest, OrderView, PlaceError};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use guanxi_protocol::messages::{PriceList, Product};
@@ -95,16 +95,26 @@ pub async fn catalogs(
     })))
 }
 
+/// `GET /api/v1/orders?direction=&after=&limit=`: one page, newest first.
 pub async fn list(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
-    let read = node.store.read().map_err(internal)?;
-    let all = orders::list(&read, &user, &node.identity.id).map_err(internal)?;
-    Ok(Json(
-        json!({ "orders": all.iter().map(order_json).collect::<Vec<_>>() }),
-    ))
+    let (direction, after, limit) = q.parts()?;
+    let me = node.identity.id.clone();
+    let page = node
+        .reading(move |r| {
+            let (list, next) = orders::page(r, &user, &me, direction, after.as_ref(), limit)?;
+            Ok(json!({
+                "orders": list.iter().map(order_json).collect::<Vec<_>>(),
+                "next": next.map(|c| c.text()),
+            }))
+        })
+        .await
+        .map_err(internal)?;
+    Ok(Json(page))
 }
 
 pub async fn place(

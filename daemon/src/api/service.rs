@@ -4,8 +4,8 @@
 //! registrations. Actions are protocol messages `{"kind", "body"}`.
 
 use super::{
-    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
-    with_unconfirmed,
+    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, page_limit, refusal,
+    staff, strict_body as body, with_unconfirmed,
 };
 use crate::clock::now_ms;
 use crate::node::Node;
@@ -26,14 +26,18 @@ fn request_json(v: &RequestView) -> Value {
 }
 
 /// A claim; staff of the vendor also see its validity.
-fn claim_json(node: &Node, user: &crate::accounts::User, v: &ClaimView) -> Value {
+fn claim_json(
+    read: &guanxi_adapters::store::Read,
+    me: &guanxi_protocol::NodeId,
+    user: &crate::accounts::User,
+    v: &ClaimView,
+) -> Value {
     let mut j = json!({"key": v.key, "subject": v.subject, "partner": v.partner(),
                        "status": v.claim.status.as_str(), "claim": v.claim});
-    if v.claim.vendor == node.identity.id
+    if &v.claim.vendor == me
         && user.role != crate::accounts::Role::Partner
-        && let Ok(read) = node.store.read()
         && let Some(day) = crate::orders::day_of(v.claim.submitted_at)
-        && let Ok(validity) = service::validity(&read, &node.identity.id, &v.claim.claim, &day)
+        && let Ok(validity) = service::validity(read, &v.claim.claim, &day)
     {
         j["validity"] = json!(validity);
     }
@@ -66,16 +70,27 @@ async fn open(
         .map_err(refusal)
 }
 
+/// `GET /api/v1/service?direction=&after=&limit=`: one page, newest first.
 pub async fn requests(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
-    let read = node.store.read().map_err(internal)?;
-    let all = service::requests(&read, &user, &node.identity.id, now_ms()).map_err(internal)?;
-    Ok(Json(
-        json!({ "requests": all.iter().map(request_json).collect::<Vec<_>>() }),
-    ))
+    let (direction, after, limit) = q.parts()?;
+    let me = node.identity.id.clone();
+    let page = node
+        .reading(move |r| {
+            let (list, next) =
+                service::requests_page(r, &user, &me, now_ms(), direction, after.as_ref(), limit)?;
+            Ok(json!({
+                "requests": list.iter().map(request_json).collect::<Vec<_>>(),
+                "next": next.map(|c| c.text()),
+            }))
+        })
+        .await
+        .map_err(internal)?;
+    Ok(Json(page))
 }
 
 pub async fn open_request(
@@ -189,17 +204,28 @@ pub async fn metrics(
     Ok(Json(json!({ "partners": m })))
 }
 
+/// `GET /api/v1/claims?direction=&after=&limit=`: one page, newest first;
+/// the vendor sees each claim's validity.
 pub async fn claims(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
-    let read = node.store.read().map_err(internal)?;
-    let all = service::claims(&read, &user, &node.identity.id).map_err(internal)?;
-    drop(read);
-    Ok(Json(
-        json!({ "claims": all.iter().map(|c| claim_json(&node, &user, c)).collect::<Vec<_>>() }),
-    ))
+    let (direction, after, limit) = q.parts()?;
+    let me = node.identity.id.clone();
+    let page = node
+        .reading(move |r| {
+            let (list, next) =
+                service::claims_page(r, &user, &me, direction, after.as_ref(), limit)?;
+            Ok(json!({
+                "claims": list.iter().map(|c| claim_json(r, &me, &user, c)).collect::<Vec<_>>(),
+                "next": next.map(|c| c.text()),
+            }))
+        })
+        .await
+        .map_err(internal)?;
+    Ok(Json(page))
 }
 
 fn find_claim(
@@ -213,13 +239,9 @@ fn find_claim(
     let found = service::claim(&read, &user, &node.identity.id, key, subject)
         .map_err(internal)?
         .ok_or_else(not_found)?;
+    let json = claim_json(&read, &node.identity.id, &user, &found);
     drop(read);
-    Ok(with_unconfirmed(
-        node,
-        key,
-        subject,
-        claim_json(node, &user, &found),
-    ))
+    Ok(with_unconfirmed(node, key, subject, json))
 }
 
 pub async fn file_claim(
@@ -274,17 +296,29 @@ pub async fn forward(
     Ok(Json(json!({"upstream": b.upstream.trim(), "subject": up})))
 }
 
+/// `?after=&limit=` of the registered serials.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialsQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/serials`: registered serials in serial order, a page at a time.
 pub async fn serials(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<SerialsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     staff(&authenticate(&node, &headers)?)?;
-    let all = node
-        .store
-        .read()
-        .and_then(|r| service::registered_serials(&r))
+    let limit = page_limit(q.limit)?;
+    let (list, next) = node
+        .reading(move |r| crate::serials::registered_page(r, q.after.as_deref(), limit))
+        .await
         .map_err(internal)?;
-    Ok(Json(json!({ "serials": all })))
+    Ok(Json(json!({ "serials": list, "next": next })))
 }
 
 pub async fn register_serials(
@@ -376,8 +410,7 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let user = authenticate(&node, &headers)?;
     let read = node.store.read().map_err(internal)?;
-    let meta = service::attachment_for(&read, &user, &node.identity.id, &sha, now_ms())
-        .map_err(internal)?;
+    let meta = service::attachment_for(&read, &user, &node.identity.id, &sha).map_err(internal)?;
     let meta = meta.ok_or_else(not_found)?;
     let bytes = crate::attachments::load(&node.config().data_dir, &sha).ok_or_else(|| {
         ApiError::new(

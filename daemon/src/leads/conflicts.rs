@@ -86,6 +86,23 @@ pub fn phone_key(phone: &str) -> Option<String> {
     Some(digits[digits.len().saturating_sub(8)..].to_string())
 }
 
+/// What a customer is found by in the indexes (`c:` company, `d:` e-mail
+/// domain, `p:` phone): two deals can clash only when they share one.
+pub fn match_keys(customer: &Customer) -> Vec<String> {
+    let mut keys = Vec::new();
+    let company = company_key(&customer.company);
+    if !company.is_empty() {
+        keys.push(format!("c:{company}"));
+    }
+    if let Some(d) = email_domain(&customer.email) {
+        keys.push(format!("d:{d}"));
+    }
+    if let Some(p) = phone_key(&customer.phone) {
+        keys.push(format!("p:{p}"));
+    }
+    keys
+}
+
 /// Another deal a registration is compared with.
 pub struct Other<'a> {
     /// `lead` or `registration`.

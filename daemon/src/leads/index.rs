@@ -12,7 +12,10 @@
 //! - `open␟<partner>` → how many leads hold an open offer (offered or in
 //!   progress) with that partner (capacity);
 //! - `of␟<lead id>` → JSON of what the lead is listed under, so that a
-//!   change removes exactly the old entries.
+//!   change removes exactly the old entries;
+//! - `cust␟<match key>␟<lead id>` → nothing: leads by end customer
+//!   ([`super::conflicts::match_keys`]), for deal registration conflicts
+//!   (never removed: a stale entry is checked again and left out).
 //!
 //! A lead's stage is its last offer's record status (`unassigned` without
 //! one); it changes when the lead document changes (an offer made, withdrawn,
@@ -128,6 +131,14 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
         Some(bytes) => Some(super::decode("lead", &bytes)?),
         None => None,
     };
+    if let Some(d) = &doc {
+        for k in super::conflicts::match_keys(&d.input.customer) {
+            let entry = format!("cust{SEP}{k}{SEP}{id}");
+            if t.doc(Doc::LeadIndex, &entry)?.is_none() {
+                t.put_doc(Doc::LeadIndex, &entry, b"")?;
+            }
+        }
+    }
     let new = match &doc {
         Some(d) => Some(listing(t, d)?),
         None => None,
@@ -171,6 +182,25 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+/// The ids of leads whose end customer shares a match key with
+/// `customer` (at most `limit` per key).
+pub fn matching(
+    read: &Read,
+    customer: &guanxi_protocol::messages::Customer,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut ids = std::collections::BTreeSet::new();
+    for k in super::conflicts::match_keys(customer) {
+        let prefix = format!("cust{SEP}{k}{SEP}");
+        for (entry, _) in read.docs_page(Doc::LeadIndex, &prefix, None, Order::Forward, limit)? {
+            if let Some(id) = entry.strip_prefix(&prefix) {
+                ids.insert(id.to_string());
+            }
+        }
+    }
+    Ok(ids.into_iter().collect())
 }
 
 /// After the engine saved a shared record: when it is the offer record of
@@ -324,7 +354,7 @@ pub fn rebuild_batch(
 
 /// The `settings` key saying the index is built (and in which version).
 const BUILT_KEY: &str = "index:lead_stage";
-const VERSION: &[u8] = b"3";
+const VERSION: &[u8] = b"4";
 
 /// Builds the index when this store has none yet (a store from before it,
 /// or after `guanxi reindex` cleared the mark); answers how many leads were

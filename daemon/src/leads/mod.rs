@@ -1004,6 +1004,10 @@ pub async fn decide_registration(
         .await
 }
 
+/// How many deals sharing one match key a conflict check compares (the
+/// first ones, in key order).
+const CONFLICT_CANDIDATES: usize = 500;
+
 /// The other deals a registration may clash with: the vendor's open leads
 /// and other approved (still exclusive) or pending registrations.
 pub fn registration_conflicts(
@@ -1014,8 +1018,10 @@ pub fn registration_conflicts(
     reg: &Registration,
     today: &str,
 ) -> Result<Vec<conflicts::Conflict>, StoreError> {
-    let leads: Vec<LeadView> = list(read)?
-        .into_iter()
+    // Only deals that share a match key with this customer can clash.
+    let leads: Vec<LeadView> = index::matching(read, &reg.deal.customer, CONFLICT_CANDIDATES)?
+        .iter()
+        .filter_map(|id| load(read, id).ok().flatten())
         .map(|d| LeadView::load(read, d))
         .collect();
     let mut others = Vec::new();
@@ -1035,11 +1041,12 @@ pub fn registration_conflicts(
             });
         }
     }
-    let regs: Vec<(String, String, Registration)> = read
-        .records()?
+    let places =
+        crate::record_index::registrations_matching(read, &reg.deal.customer, CONFLICT_CANDIDATES)?;
+    let regs: Vec<(String, String, Registration)> = crate::record_index::load(read, places)
         .into_iter()
-        .filter_map(|(k, s, b)| match parse_record(&k, &s, &b) {
-            Some(Record::Registration(r)) => Some((k, s, r)),
+        .filter_map(|(k, s, r)| match r {
+            Record::Registration(r) => Some((k, s, r)),
             _ => None,
         })
         .collect();

@@ -542,24 +542,30 @@ fn visible(user: &User, me: &NodeId, key: &str, order: &Order) -> bool {
     crate::records::visible(user, me, key, &order.vendor, &order.partner)
 }
 
-/// The orders the user may see, newest first: staff see orders to this node
-/// (as vendor) and orders this node placed; a partner user its
-/// organization's.
-pub fn list(read: &Read, user: &User, me: &NodeId) -> Result<Vec<OrderView>, StoreError> {
-    let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        if let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes)
-            && visible(user, me, &key, &order)
-        {
-            out.push(OrderView {
+/// One page of the orders the user may see, newest first: staff see the
+/// orders this node received as vendor or (`Direction::Placed`) those it
+/// placed with other vendors; a partner user its organization's.
+pub fn page(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    direction: crate::records::Direction,
+    before: Option<&crate::record_index::Cursor>,
+    limit: usize,
+) -> Result<(Vec<OrderView>, Option<crate::record_index::Cursor>), StoreError> {
+    let (records, next) = crate::records::page(read, user, "order", direction, before, limit)?;
+    let list = records
+        .into_iter()
+        .filter_map(|(key, subject, record)| match record {
+            Record::Order(order) if visible(user, me, &key, &order) => Some(OrderView {
                 key,
                 subject,
                 order,
-            });
-        }
-    }
-    out.sort_by_key(|v| std::cmp::Reverse(v.order.placed_at));
-    Ok(out)
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok((list, next))
 }
 
 /// One order, if the user may see it.

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const SLA_KEY: &str = "sla";
-const SERIALS_KEY: &str = "serials";
 const FORWARDS_KEY: &str = "forwards";
 
 /// A refused action, with the reason code every channel reports.
@@ -123,31 +122,37 @@ impl RequestView {
     }
 }
 
-/// The requests the user may see, most urgent first (overdue, then by the
-/// time left; stopped clocks last).
-pub fn requests(
+/// One page of the requests the user may see, newest first (staff: those
+/// received as vendor, or placed with other vendors), each with its clock.
+pub fn requests_page(
     read: &Read,
     user: &User,
     me: &NodeId,
     now: Millis,
-) -> Result<Vec<RequestView>, StoreError> {
+    direction: crate::records::Direction,
+    before: Option<&crate::record_index::Cursor>,
+    limit: usize,
+) -> Result<(Vec<RequestView>, Option<crate::record_index::Cursor>), StoreError> {
     let targets = targets(read)?;
-    let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        if let Some(Record::Service(request)) = parse_record(&key, &subject, &bytes)
-            && visible(user, me, &key, &request.vendor, &request.partner)
-        {
-            let clock = sla::clock(&request, &targets, now);
-            out.push(RequestView {
-                key,
-                subject,
-                request,
-                clock,
-            });
-        }
-    }
-    out.sort_by_key(|v| (v.clock.remaining.is_none(), v.clock.remaining.unwrap_or(0)));
-    Ok(out)
+    let (records, next) = crate::records::page(read, user, "service", direction, before, limit)?;
+    let list = records
+        .into_iter()
+        .filter_map(|(key, subject, record)| match record {
+            Record::Service(request)
+                if visible(user, me, &key, &request.vendor, &request.partner) =>
+            {
+                let clock = sla::clock(&request, &targets, now);
+                Some(RequestView {
+                    key,
+                    subject,
+                    request,
+                    clock,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    Ok((list, next))
 }
 
 /// One request, if the user may see it.
@@ -199,7 +204,7 @@ pub async fn open(
             if let Some(org) = key.strip_prefix("web:") {
                 let read = node.store.read()?;
                 if let Err(r) = check_claimant(
-                    &shipped_serials(&read, &node.identity.id)?,
+                    crate::serials::shipped(&read, &claim.serial)?,
                     claim,
                     &web_key(org),
                 ) {
@@ -399,7 +404,13 @@ fn median(mut v: Vec<i64>) -> Option<i64> {
     (!v.is_empty()).then(|| v[(v.len() - 1) / 2])
 }
 
-/// Service metrics of requests this node received as vendor.
+/// How far back service metrics look when no start is given.
+pub const METRICS_DAYS: i64 = 90;
+
+/// Service metrics of requests this node received as vendor, opened in
+/// [`from`, `to`) — `from` defaults to [`METRICS_DAYS`] before `now`. The
+/// work is the requests in the window (read through the date index), not
+/// every request.
 pub fn metrics(
     read: &Read,
     user: &User,
@@ -409,14 +420,31 @@ pub fn metrics(
     to: Option<Millis>,
 ) -> Result<Vec<Metrics>, StoreError> {
     let mut by: BTreeMap<String, (Metrics, Vec<i64>, Vec<i64>)> = BTreeMap::new();
-    for v in requests(read, user, me, now)? {
-        let r = &v.request;
-        if &r.vendor != me
-            || from.is_some_and(|f| r.opened_at < f)
-            || to.is_some_and(|t| r.opened_at >= t)
-        {
+    let from = from.unwrap_or(now - METRICS_DAYS * 86_400_000);
+    let to = to.unwrap_or(i64::MAX);
+    let targets = targets(read)?;
+    let places = crate::record_index::opened_between(
+        read,
+        "service",
+        crate::record_index::Side::Own,
+        from,
+        to,
+    )?;
+    for (key, subject, record) in crate::record_index::load(read, places) {
+        let Record::Service(request) = record else {
+            continue;
+        };
+        if !visible(user, me, &key, &request.vendor, &request.partner) || &request.vendor != me {
             continue;
         }
+        let clock = sla::clock(&request, &targets, now);
+        let v = RequestView {
+            key,
+            subject,
+            request,
+            clock,
+        };
+        let r = &v.request;
         let partner = v.partner();
         let e = by.entry(partner.clone()).or_insert_with(|| {
             (
@@ -450,22 +478,7 @@ pub fn metrics(
 
 // -------------------------------------------------------------- claims
 
-/// A serial sold outside this node's orders, registered by staff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SerialRegistration {
-    pub serial: String,
-    pub sku: String,
-    /// The sale or installation date the warranty runs from.
-    pub date: Date,
-    /// The partner's directory id, if sold through one.
-    pub partner: Option<String>,
-}
-
-/// The registered serials.
-pub fn registered_serials(read: &Read) -> Result<Vec<SerialRegistration>, StoreError> {
-    setting(read, SERIALS_KEY)
-}
+pub use crate::serials::SerialRegistration;
 
 /// Adds or replaces serial registrations (by serial).
 pub async fn register_serials(
@@ -473,84 +486,17 @@ pub async fn register_serials(
     new: Vec<SerialRegistration>,
 ) -> Result<usize, EngineError> {
     node.engine
-        .local(move |t| {
-            let mut all: Vec<SerialRegistration> = setting_in(t, SERIALS_KEY)?;
-            let count = new.len();
-            for r in new.clone() {
-                all.retain(|x| x.serial != r.serial);
-                all.push(r);
-            }
-            let json = serde_json::to_vec(&all).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-            t.put_doc(Doc::Setting, SERIALS_KEY, &json)?;
-            Ok(count)
-        })
+        .local(move |t| crate::serials::register(t, &new))
         .await
-}
-
-/// A serial shipped by this node: SKU, ship day and the buyer's record key.
-#[derive(Debug, Clone)]
-pub struct Shipped {
-    pub sku: String,
-    pub day: Date,
-    pub key: String,
-}
-
-/// Every serial this node shipped on its orders.
-pub fn shipped_serials(read: &Read, me: &NodeId) -> Result<BTreeMap<String, Shipped>, StoreError> {
-    Ok(shipped_in(read.records()?, me))
-}
-
-fn shipped_serials_in(
-    t: &Tables<'_>,
-    me: &NodeId,
-) -> Result<BTreeMap<String, Shipped>, EngineError> {
-    Ok(shipped_in(t.records()?, me))
-}
-
-/// The serials shipped on the orders among `records` where `me` is the vendor.
-fn shipped_in(records: Vec<(String, String, Vec<u8>)>, me: &NodeId) -> BTreeMap<String, Shipped> {
-    let mut out = BTreeMap::new();
-    for (key, subject, bytes) in records {
-        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
-            continue;
-        };
-        if &order.vendor != me {
-            continue;
-        }
-        for s in &order.shipments {
-            let Some(day) = orders::day_of(s.at) else {
-                continue;
-            };
-            for (line, _, serials) in &s.lines {
-                let sku = order
-                    .lines
-                    .iter()
-                    .find(|l| l.line == *line)
-                    .map(|l| l.sku.clone())
-                    .unwrap_or_default();
-                for serial in serials {
-                    out.insert(
-                        serial.clone(),
-                        Shipped {
-                            sku: sku.clone(),
-                            day: day.clone(),
-                            key: key.clone(),
-                        },
-                    );
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Refuses a claim on a serial this node shipped to another buyer.
 fn check_claimant(
-    shipped: &BTreeMap<String, Shipped>,
+    shipped: Option<crate::serials::Shipped>,
     claim: &WarrantyClaim,
     claimant_key: &str,
 ) -> Result<(), Refusal> {
-    match shipped.get(claim.serial.trim()) {
+    match shipped {
         Some(s) if s.key != claimant_key && claim.forwarded.is_none() => Err(refuse(
             ReasonCode::NotAllowed,
             format!(
@@ -573,8 +519,8 @@ pub fn check_incoming_claim(
     let Message::WarrantyClaim(claim) = message else {
         return Ok(Ok(()));
     };
-    let shipped = shipped_serials_in(t, &ctx.to)?;
-    Ok(check_claimant(&shipped, claim, ctx.from.as_str()))
+    let shipped = crate::serials::shipped_in(t, &claim.serial)?;
+    Ok(check_claimant(shipped, claim, ctx.from.as_str()))
 }
 
 /// Whether a claimed serial is covered.
@@ -596,19 +542,11 @@ fn add_months(day: &Date, months: i64) -> Option<String> {
 
 /// The validity of `claim` on day `on`, from this node's shipments and
 /// registrations and the catalog's warranty months.
-pub fn validity(
-    read: &Read,
-    me: &NodeId,
-    claim: &WarrantyClaim,
-    on: &Date,
-) -> Result<Validity, StoreError> {
+pub fn validity(read: &Read, claim: &WarrantyClaim, on: &Date) -> Result<Validity, StoreError> {
     let serial = claim.serial.trim();
-    let (basis, sku, since) = if let Some(s) = shipped_serials(read, me)?.get(serial) {
-        ("shipment", s.sku.clone(), s.day.clone())
-    } else if let Some(r) = registered_serials(read)?
-        .into_iter()
-        .find(|r| r.serial == serial)
-    {
+    let (basis, sku, since) = if let Some(s) = crate::serials::shipped(read, serial)? {
+        ("shipment", s.sku, s.day)
+    } else if let Some(r) = crate::serials::registered(read, serial)? {
         ("registration", r.sku, r.date)
     } else {
         return Ok(Validity {
@@ -670,21 +608,31 @@ pub fn claim(
     })
 }
 
-pub fn claims(read: &Read, user: &User, me: &NodeId) -> Result<Vec<ClaimView>, StoreError> {
-    let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        if let Some(Record::Warranty(claim)) = parse_record(&key, &subject, &bytes)
-            && visible(user, me, &key, &claim.vendor, &claim.partner)
-        {
-            out.push(ClaimView {
-                key,
-                subject,
-                claim,
-            });
-        }
-    }
-    out.sort_by_key(|v| std::cmp::Reverse(v.claim.submitted_at));
-    Ok(out)
+/// One page of the claims the user may see, newest first (staff: those
+/// received as vendor, or filed with other vendors).
+pub fn claims_page(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    direction: crate::records::Direction,
+    before: Option<&crate::record_index::Cursor>,
+    limit: usize,
+) -> Result<(Vec<ClaimView>, Option<crate::record_index::Cursor>), StoreError> {
+    let (records, next) = crate::records::page(read, user, "warranty", direction, before, limit)?;
+    let list = records
+        .into_iter()
+        .filter_map(|(key, subject, record)| match record {
+            Record::Warranty(claim) if visible(user, me, &key, &claim.vendor, &claim.partner) => {
+                Some(ClaimView {
+                    key,
+                    subject,
+                    claim,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    Ok((list, next))
 }
 
 // ------------------------------------------------------------- the chain
@@ -1067,23 +1015,21 @@ pub fn attachment_for(
     user: &User,
     me: &NodeId,
     sha256: &str,
-    now: Millis,
 ) -> Result<Option<guanxi_protocol::messages::Attachment>, StoreError> {
-    for v in requests(read, user, me, now)? {
-        for e in &v.request.events {
-            if let Some(a) = e.attachments.iter().find(|a| a.sha256 == sha256) {
-                return Ok(Some(a.clone()));
+    let places = crate::record_index::referencing(read, sha256, 1000)?;
+    for (key, _, record) in crate::record_index::load(read, places) {
+        let found = match &record {
+            Record::Service(r) if visible(user, me, &key, &r.vendor, &r.partner) => r
+                .events
+                .iter()
+                .flat_map(|e| e.attachments.iter())
+                .find(|a| a.sha256 == sha256),
+            Record::Warranty(c) if visible(user, me, &key, &c.vendor, &c.partner) => {
+                c.claim.attachments.iter().find(|a| a.sha256 == sha256)
             }
-        }
-    }
-    for c in claims(read, user, me)? {
-        if let Some(a) = c
-            .claim
-            .claim
-            .attachments
-            .iter()
-            .find(|a| a.sha256 == sha256)
-        {
+            _ => None,
+        };
+        if let Some(a) = found {
             return Ok(Some(a.clone()));
         }
     }

@@ -226,6 +226,49 @@ fn internal(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// Rows on one page of a web list.
+pub(crate) const LIST_PAGE: usize = 50;
+
+/// A list's place in links: `after` continues it (a
+/// [`crate::record_index::Cursor`]); `direction=placed` shows staff what
+/// this node sent to other vendors instead of what it received.
+#[derive(Deserialize, Default)]
+pub(crate) struct ListQuery {
+    after: Option<String>,
+    direction: Option<String>,
+}
+
+impl ListQuery {
+    pub(crate) fn direction(&self) -> crate::records::Direction {
+        self.direction
+            .as_deref()
+            .and_then(crate::records::Direction::parse)
+            .unwrap_or_default()
+    }
+
+    /// Where the page starts (the first page when absent or malformed).
+    pub(crate) fn cursor(&self) -> Option<crate::record_index::Cursor> {
+        self.after
+            .as_deref()
+            .and_then(crate::record_index::Cursor::parse)
+    }
+}
+
+/// The link to the page after `next` of the list at `path`.
+pub(crate) fn next_link(
+    path: &str,
+    direction: crate::records::Direction,
+    next: Option<crate::record_index::Cursor>,
+) -> Option<String> {
+    let next = next?;
+    let mut url = url::form_urlencoded::Serializer::new(String::new());
+    if direction == crate::records::Direction::Placed {
+        url.append_pair("direction", "placed");
+    }
+    url.append_pair("after", &next.text());
+    Some(format!("{path}?{}", url.finish()))
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage {

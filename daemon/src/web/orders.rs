@@ -4,12 +4,16 @@
 //! orders) and the order page with the actions each side may take.
 
 use super::leads::{outcome, posted, refused, when};
-use super::{Ctx, Frame, SignedIn, internal, redirect_with_flash, staff_only, user_of};
+use super::{
+    Ctx, Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash,
+    staff_only, user_of,
+};
 use crate::node::Node;
 use crate::orders::{self, LineRequest, OrderRequest, OrderView, PlaceError, intake};
+use crate::records::Direction;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -540,40 +544,49 @@ fn order_row(v: &OrderView) -> OrderRow {
 #[template(path = "orders.html")]
 struct OrdersPage {
     f: Frame,
+    /// Staff: whether this page lists the orders placed with other vendors
+    /// (else those received as vendor).
+    placed: bool,
     incoming: Vec<OrderRow>,
     outgoing: Vec<OrderRow>,
+    next: Option<String>,
 }
 
-async fn list(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+async fn list(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<ListQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
-    let all = match node
-        .store
-        .read()
-        .and_then(|r| orders::list(&r, user, &node.identity.id))
-    {
-        Ok(a) => a,
+    let direction = q.direction();
+    let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
+    let page = node
+        .reading(move |r| orders::page(r, &who, &me, direction, cursor.as_ref(), LIST_PAGE))
+        .await;
+    let (views, next) = match page {
+        Ok(p) => p,
         Err(e) => return internal(e),
     };
-    let me = &node.identity.id;
     let staff = user.role != crate::accounts::Role::Partner;
-    let (mut incoming, outgoing): (Vec<OrderRow>, Vec<OrderRow>) = {
-        let (i, o): (Vec<&OrderView>, Vec<&OrderView>) =
-            all.iter().partition(|v| staff && &v.order.vendor == me);
-        (
-            i.into_iter().map(order_row).collect(),
-            o.into_iter().map(order_row).collect(),
-        )
+    let placed = !staff || direction == Direction::Placed;
+    let mut rows: Vec<OrderRow> = views.iter().map(order_row).collect();
+    let (incoming, outgoing) = if placed {
+        (Vec::new(), rows)
+    } else {
+        // What awaits the vendor first (on this page).
+        rows.sort_by_key(|r| r.awaiting.is_none());
+        (rows, Vec::new())
     };
-    // What awaits the vendor first.
-    incoming.sort_by_key(|r| r.awaiting.is_none());
     ctx.page(
         StatusCode::OK,
         OrdersPage {
             f: ctx.frame(session.csrf.clone()),
+            placed: staff && placed,
             incoming,
             outgoing,
+            next: next_link("/orders", direction, next),
         }
         .render(),
     )

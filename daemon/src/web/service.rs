@@ -6,15 +6,18 @@
 //! attachments for who may see them.
 
 use super::leads::{outcome, posted, refused, when};
-use super::{Frame, SignedIn, internal, redirect_with_flash, user_of};
+use super::{
+    Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash, user_of,
+};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
 use crate::engine::decode_message;
 use crate::node::Node;
+use crate::records::Direction;
 use crate::service::{self, ClaimView, RequestView, Validity};
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -115,46 +118,65 @@ fn request_row(v: &RequestView, now: i64) -> RequestRow {
 #[template(path = "service.html")]
 struct RequestsPage {
     f: Frame,
+    path: &'static str,
+    placed: bool,
+    next: Option<String>,
     rows: Vec<RequestRow>,
     breaches: usize,
     vendors: Vec<String>,
     metrics: Vec<(String, u64, String, String, u64, u64)>,
 }
 
-async fn requests(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+async fn requests(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<ListQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
     let now = now_ms();
-    let read = match node.store.read() {
-        Ok(r) => r,
+    let direction = q.direction();
+    let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
+    let staff = user.role != Role::Partner;
+    let read = node
+        .reading(move |r| {
+            let (list, next) =
+                service::requests_page(r, &who, &me, now, direction, cursor.as_ref(), LIST_PAGE)?;
+            let metrics = if staff && direction == Direction::Received {
+                service::metrics(r, &who, &me, now, None, None)?
+            } else {
+                Vec::new()
+            };
+            Ok((list, next, metrics))
+        })
+        .await;
+    let (mut views, next, metrics) = match read {
+        Ok(v) => v,
         Err(e) => return internal(e),
     };
-    let all = match service::requests(&read, user, &node.identity.id, now) {
-        Ok(a) => a,
-        Err(e) => return internal(e),
-    };
-    let rows: Vec<RequestRow> = all.iter().map(|v| request_row(v, now)).collect();
-    let metrics = if user.role == Role::Partner {
-        Vec::new()
-    } else {
-        service::metrics(&read, user, &node.identity.id, now, None, None)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| {
-                (
-                    m.partner,
-                    m.requests,
-                    m.median_first_response_ms.map(span).unwrap_or_default(),
-                    m.median_resolution_ms.map(span).unwrap_or_default(),
-                    m.first_response_breaches,
-                    m.resolution_breaches,
-                )
-            })
-            .collect()
-    };
+    // Most urgent first on the page (overdue, then by the time left;
+    // stopped clocks last).
+    views.sort_by_key(|v| (v.clock.remaining.is_none(), v.clock.remaining.unwrap_or(0)));
+    let rows: Vec<RequestRow> = views.iter().map(|v| request_row(v, now)).collect();
+    let metrics = metrics
+        .into_iter()
+        .map(|m| {
+            (
+                m.partner,
+                m.requests,
+                m.median_first_response_ms.map(span).unwrap_or_default(),
+                m.median_resolution_ms.map(span).unwrap_or_default(),
+                m.first_response_breaches,
+                m.resolution_breaches,
+            )
+        })
+        .collect();
     let page = RequestsPage {
         f: ctx.frame(session.csrf.clone()),
+        path: "/service",
+        placed: staff && direction == Direction::Placed,
+        next: next_link("/service", direction, next),
         breaches: rows.iter().filter(|r| r.breached).count(),
         rows,
         vendors: vendors_for(&node, user),
@@ -313,42 +335,69 @@ fn claim_row(node: &Node, user: &User, v: &ClaimView, validity: Option<&Validity
 }
 
 fn validity_of(node: &Node, user: &User, v: &ClaimView) -> Option<Validity> {
-    if user.role == Role::Partner || v.claim.vendor != node.identity.id {
+    validity_in(&node.store.read().ok()?, &node.identity.id, user, v)
+}
+
+/// The claim's validity, for the vendor's staff only.
+fn validity_in(
+    read: &guanxi_adapters::store::Read,
+    me: &guanxi_protocol::NodeId,
+    user: &User,
+    v: &ClaimView,
+) -> Option<Validity> {
+    if user.role == Role::Partner || &v.claim.vendor != me {
         return None;
     }
-    let read = node.store.read().ok()?;
     let day = crate::orders::day_of(v.claim.submitted_at)?;
-    service::validity(&read, &node.identity.id, &v.claim.claim, &day).ok()
+    service::validity(read, &v.claim.claim, &day).ok()
 }
 
 #[derive(Template)]
 #[template(path = "claims.html")]
 struct ClaimsPage {
     f: Frame,
+    path: &'static str,
+    placed: bool,
+    next: Option<String>,
     rows: Vec<ClaimRow>,
     vendors: Vec<String>,
 }
 
-async fn claims(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+async fn claims(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<ListQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
-    let all = match node
-        .store
-        .read()
-        .and_then(|r| service::claims(&r, user, &node.identity.id))
-    {
-        Ok(a) => a,
+    let direction = q.direction();
+    let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
+    let read = node
+        .reading(move |r| {
+            let (list, next) =
+                service::claims_page(r, &who, &me, direction, cursor.as_ref(), LIST_PAGE)?;
+            let validity: Vec<Option<Validity>> =
+                list.iter().map(|v| validity_in(r, &me, &who, v)).collect();
+            Ok((list, validity, next))
+        })
+        .await;
+    let (list, validity, next) = match read {
+        Ok(v) => v,
         Err(e) => return internal(e),
     };
-    let rows = all
+    let rows = list
         .iter()
-        .map(|v| claim_row(&node, user, v, validity_of(&node, user, v).as_ref()))
+        .zip(validity)
+        .map(|(v, validity)| claim_row(&node, user, v, validity.as_ref()))
         .collect();
     ctx.page(
         StatusCode::OK,
         ClaimsPage {
             f: ctx.frame(session.csrf.clone()),
+            path: "/claims",
+            placed: user.role != Role::Partner && direction == Direction::Placed,
+            next: next_link("/claims", direction, next),
             rows,
             vendors: vendors_for(&node, user),
         }
@@ -556,7 +605,7 @@ async fn download(
     let meta = match node
         .store
         .read()
-        .and_then(|r| service::attachment_for(&r, user, &node.identity.id, &sha, now_ms()))
+        .and_then(|r| service::attachment_for(&r, user, &node.identity.id, &sha))
     {
         Ok(Some(m)) => m,
         Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),

@@ -102,6 +102,20 @@ impl Record {
         }
     }
 
+    /// When the record began (offered, registered, placed, submitted,
+    /// opened), from the message that created it; `None` for families
+    /// without such a time (catalogs, MDF budgets).
+    pub fn opened_at(&self) -> Option<Millis> {
+        match self {
+            Record::Lead(r) => Some(r.offered_at),
+            Record::Registration(r) => Some(r.registered_at),
+            Record::Order(r) => Some(r.placed_at),
+            Record::Warranty(r) => Some(r.submitted_at),
+            Record::Service(r) => Some(r.opened_at),
+            Record::Catalog(_) | Record::Mdf(_) => None,
+        }
+    }
+
     /// The record's status as its wire name.
     pub fn status(&self) -> String {
         let value = match self {
