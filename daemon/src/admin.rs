@@ -429,13 +429,7 @@ fn rejection_of(receipt: Option<&[u8]>) -> Value {
 /// difference when a ledger does not add up.
 async fn ledger_verify(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
     let read = node.store.read().map_err(internal)?;
-    let budgets = read
-        .records()
-        .map_err(internal)?
-        .iter()
-        .filter(|(_, s, _)| s.starts_with("mdf-"))
-        .count();
-    let problems = crate::mdf::verify(&read).map_err(internal)?;
+    let (budgets, problems) = crate::mdf::verify(&read).map_err(internal)?;
     if problems.is_empty() {
         return Ok(Json(json!({"budgets": budgets, "problems": []})));
     }

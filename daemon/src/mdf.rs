@@ -56,27 +56,74 @@ fn visible(user: &User, me: &NodeId, key: &str, b: &MdfBudgetRecord) -> bool {
     crate::records::visible(user, me, key, &b.vendor, &b.partner)
 }
 
-/// Every budget in the store (for verification and reconciliation).
-fn all(read: &Read) -> Result<Vec<BudgetView>, StoreError> {
-    let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        if let Some(Record::Mdf(budget)) = parse_record(&key, &subject, &bytes) {
-            out.push(BudgetView {
+/// Every budget on `side` (for verification and reconciliation), through
+/// the record index: the budgets are read, never the other records.
+fn all_on(read: &Read, side: crate::record_index::Side) -> Result<Vec<BudgetView>, StoreError> {
+    use crate::record_index as index;
+    Ok(index::load(read, index::every(read, "mdf", side)?)
+        .into_iter()
+        .filter_map(|(key, subject, record)| match record {
+            Record::Mdf(budget) => Some(BudgetView {
                 key,
                 subject,
                 budget,
-            });
-        }
-    }
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Every budget in the store (for verification).
+fn all(read: &Read) -> Result<Vec<BudgetView>, StoreError> {
+    let mut out = all_on(read, crate::record_index::Side::Own)?;
+    out.extend(all_on(read, crate::record_index::Side::Peer)?);
     Ok(out)
 }
 
-/// The budgets the user may see.
-pub fn budgets(read: &Read, user: &User, me: &NodeId) -> Result<Vec<BudgetView>, StoreError> {
-    Ok(all(read)?
+/// One page of the budgets the user may see (staff: those granted as
+/// vendor, or received from other vendors), by where they are kept.
+pub fn budgets_page(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    direction: crate::records::Direction,
+    before: Option<&crate::record_index::Cursor>,
+    limit: usize,
+) -> Result<crate::records::Page<BudgetView>, StoreError> {
+    let (records, next) = crate::records::page(read, user, "mdf", direction, before, limit)?;
+    let list = records
         .into_iter()
-        .filter(|v| visible(user, me, &v.key, &v.budget))
-        .collect())
+        .filter_map(|(key, subject, record)| match record {
+            Record::Mdf(budget) if visible(user, me, &key, &budget) => Some(BudgetView {
+                key,
+                subject,
+                budget,
+            }),
+            _ => None,
+        })
+        .collect();
+    Ok((list, next))
+}
+
+/// One budget, if the user may see it.
+pub fn budget_view(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    key: &str,
+    subject: &str,
+) -> Result<Option<BudgetView>, StoreError> {
+    let Some(bytes) = read.record(key, subject)? else {
+        return Ok(None);
+    };
+    Ok(match parse_record(key, subject, &bytes) {
+        Some(Record::Mdf(budget)) if visible(user, me, key, &budget) => Some(BudgetView {
+            key: key.to_string(),
+            subject: subject.to_string(),
+            budget,
+        }),
+        _ => None,
+    })
 }
 
 /// Allocates (opens), tops up or expires budget `id` for directory partner
@@ -294,16 +341,24 @@ pub async fn checkpoint(
         .await
 }
 
-/// Problems found by recomputing every budget's balances from its entries:
-/// (key, subject, problems); empty when every ledger is sound.
-pub fn verify(read: &Read) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
-    Ok(all(read)?
-        .into_iter()
-        .filter_map(|v| {
-            let problems = v.budget.verify();
-            (!problems.is_empty()).then_some((v.key, v.subject, problems))
-        })
-        .collect())
+/// What a ledger check found: how many budgets it read, and each one whose
+/// balances differ from a recomputation from its entries.
+pub type LedgerCheck = (usize, Vec<(String, String, Vec<String>)>);
+
+/// Recomputes every budget's balances from its entries: how many budgets
+/// were checked and (key, subject, problems) of each unsound one.
+pub fn verify(read: &Read) -> Result<LedgerCheck, StoreError> {
+    let all = all(read)?;
+    let count = all.len();
+    Ok((
+        count,
+        all.into_iter()
+            .filter_map(|v| {
+                let problems = v.budget.verify();
+                (!problems.is_empty()).then_some((v.key, v.subject, problems))
+            })
+            .collect(),
+    ))
 }
 
 /// Sends checkpoints of every federated budget whose ledger changed since
@@ -322,7 +377,9 @@ pub async fn run_reconciliation(
         let Ok(read) = node.store.read() else {
             continue;
         };
-        let Ok(list) = all(&read) else { continue };
+        let Ok(list) = all_on(&read, crate::record_index::Side::Own) else {
+            continue;
+        };
         drop(read);
         for v in list {
             if v.key.starts_with("web:") || v.budget.vendor != node.identity.id {
@@ -361,6 +418,27 @@ pub struct Roi {
     pub orders: BTreeMap<String, i64>,
 }
 
+/// The leads of `campaign` (none for an activity without one).
+fn campaign_leads(read: &Read, campaign: &str) -> Result<Vec<crate::leads::LeadDoc>, StoreError> {
+    let mut out = Vec::new();
+    if campaign.is_empty() {
+        return Ok(out);
+    }
+    let mut after: Option<String> = None;
+    loop {
+        let ids = crate::leads::index::of_campaign(read, campaign, after.as_deref(), 1000)?;
+        for id in &ids {
+            if let Some(d) = crate::leads::load(read, id)? {
+                out.push(d);
+            }
+        }
+        if ids.len() < 1000 {
+            return Ok(out);
+        }
+        after = ids.last().cloned();
+    }
+}
+
 /// Adds `amount` to the sum for `currency`; a sum beyond ±(2^53−1) is
 /// left out with a warning (ROI is informational; the ledger is exact).
 fn add_to(sums: &mut BTreeMap<String, i64>, currency: &str, amount: i64) {
@@ -371,11 +449,11 @@ fn add_to(sums: &mut BTreeMap<String, i64>, currency: &str, amount: i64) {
     }
 }
 
-/// ROI per activity of the budgets this node granted.
-pub fn roi(read: &Read, me: &NodeId) -> Result<Vec<Roi>, StoreError> {
-    let docs = crate::leads::list(read)?;
+/// ROI per activity of `budgets` (those this node granted): the work is
+/// the leads of each activity's campaign, read through the campaign index.
+pub fn roi(read: &Read, me: &NodeId, budgets: &[BudgetView]) -> Result<Vec<Roi>, StoreError> {
     let mut out = Vec::new();
-    for v in all(read)? {
+    for v in budgets {
         if &v.budget.vendor != me {
             continue;
         }
@@ -397,9 +475,9 @@ pub fn roi(read: &Read, me: &NodeId) -> Result<Vec<Roi>, StoreError> {
                 .sum();
             let mut won_leads: BTreeMap<String, i64> = BTreeMap::new();
             let mut subjects = Vec::new();
-            for d in docs
+            for d in campaign_leads(read, &campaign)?
                 .iter()
-                .filter(|d| !campaign.is_empty() && d.input.campaign == campaign)
+                .filter(|d| d.input.campaign == campaign)
             {
                 for o in d.offers.iter().filter(|o| o.partner == partner) {
                     subjects.push(o.subject.clone());

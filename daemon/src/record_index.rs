@@ -447,6 +447,22 @@ pub fn opened_between(
     }
 }
 
+/// Where every record of `family` on `side` is kept — for whole-family
+/// work that is meant to be whole (verification, reconciliation rounds),
+/// reading that family's index entries, never the other records.
+pub fn every(read: &Read, family: &str, side: Side) -> Result<Vec<Place>, StoreError> {
+    let mut out = Vec::new();
+    let mut before: Option<Place> = None;
+    loop {
+        let (page, more) = by_key(read, family, side, "", before.as_ref(), 1000)?;
+        before = page.last().cloned();
+        out.extend(page);
+        if !more {
+            return Ok(out);
+        }
+    }
+}
+
 /// A whole key as a prefix for [`by_key`].
 pub fn key_of(key: &str) -> String {
     format!("{key}{SEP}")

@@ -6,8 +6,8 @@
 //! `illegal_transition`, `not_allowed`, ...) and the state machine's message.
 
 use super::{
-    ApiError, MessageBody, authenticate, internal, not_found, page_limit, refusal, staff,
-    strict_body as body,
+    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, page_limit, refusal,
+    staff, strict_body as body,
 };
 use crate::leads::analysis;
 use crate::leads::distribution::Rules;
@@ -293,25 +293,37 @@ fn today() -> String {
         .unwrap_or_default()
 }
 
+/// `GET /api/v1/registrations?after=&limit=`: registrations this node
+/// decides, newest first, each with its conflicts.
 pub async fn registrations(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
     staff(&user)?;
-    let read = node.store.read().map_err(internal)?;
+    let (_, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let today = today();
-    let list: Vec<Value> = leads::registrations(&read, &user, &me, true)
-        .map_err(internal)?
-        .iter()
-        .map(|v| {
-            let c = leads::registration_conflicts(&read, &me, &v.key, &v.subject, &v.reg, &today)
-                .unwrap_or_default();
-            registration_json(v, Some(c))
+    let page = node
+        .reading(move |read| {
+            let (list, next) =
+                leads::registrations_page(read, &user, &me, true, after.as_ref(), limit)?;
+            let list: Vec<Value> = list
+                .iter()
+                .map(|v| {
+                    let c = leads::registration_conflicts(
+                        read, &me, &v.key, &v.subject, &v.reg, &today,
+                    )
+                    .unwrap_or_default();
+                    registration_json(v, Some(c))
+                })
+                .collect();
+            Ok(json!({ "registrations": list, "next": next.map(|c| c.text()) }))
         })
-        .collect();
-    Ok(Json(json!({ "registrations": list })))
+        .await
+        .map_err(internal)?;
+    Ok(Json(page))
 }
 
 #[derive(Deserialize)]
@@ -360,10 +372,8 @@ pub async fn decide(
     .map_err(internal)?
     .map_err(refusal)?;
     let read = node.store.read().map_err(internal)?;
-    let found = leads::registrations(&read, &user, &node.identity.id, true)
+    let found = leads::registration(&read, &user, &node.identity.id, true, &key, &subject)
         .map_err(internal)?
-        .into_iter()
-        .find(|v| v.key == key && v.subject == subject)
         .ok_or_else(not_found)?;
     Ok(Json(registration_json(&found, None)))
 }
@@ -435,18 +445,26 @@ pub async fn answer(
     }
 }
 
+/// `GET /api/v1/deals?after=&limit=`: registrations the organization
+/// filed, newest first.
 pub async fn deals(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
-    let read = node.store.read().map_err(internal)?;
-    let list: Vec<Value> = leads::registrations(&read, &user, &node.identity.id, false)
-        .map_err(internal)?
-        .iter()
-        .map(|v| registration_json(v, None))
-        .collect();
-    Ok(Json(json!({ "deals": list })))
+    let (_, after, limit) = q.parts()?;
+    let me = node.identity.id.clone();
+    let page = node
+        .reading(move |read| {
+            let (list, next) =
+                leads::registrations_page(read, &user, &me, false, after.as_ref(), limit)?;
+            let list: Vec<Value> = list.iter().map(|v| registration_json(v, None)).collect();
+            Ok(json!({ "deals": list, "next": next.map(|c| c.text()) }))
+        })
+        .await
+        .map_err(internal)?;
+    Ok(Json(page))
 }
 
 #[derive(Deserialize)]
@@ -477,11 +495,13 @@ pub async fn register(
         .await
         .map_err(internal)?
         .map_err(refusal)?;
+    let key = match (&user.role, &user.partner) {
+        (crate::accounts::Role::Partner, Some(org)) => crate::records::web_key(org),
+        _ => b.vendor.trim().to_string(),
+    };
     let read = node.store.read().map_err(internal)?;
-    let found = leads::registrations(&read, &user, &node.identity.id, false)
+    let found = leads::registration(&read, &user, &node.identity.id, false, &key, &subject)
         .map_err(internal)?
-        .into_iter()
-        .find(|v| v.subject == subject)
         .ok_or_else(not_found)?;
     Ok((StatusCode::CREATED, Json(registration_json(&found, None))).into_response())
 }

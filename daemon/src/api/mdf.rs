@@ -3,13 +3,13 @@
 //! as `{"kind", "body"}`), reconciliation checkpoints and ROI.
 
 use super::{
-    ApiError, MessageBody, authenticate, internal, not_found, refusal, staff, strict_body as body,
-    with_unconfirmed,
+    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, refusal, staff,
+    strict_body as body, with_unconfirmed,
 };
 use crate::mdf::{self, BudgetView};
 use crate::node::Node;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -24,24 +24,32 @@ fn budget_json(v: &BudgetView) -> Value {
 fn find(node: &Node, headers: &HeaderMap, key: &str, subject: &str) -> Result<Value, ApiError> {
     let user = authenticate(node, headers)?;
     let read = node.store.read().map_err(internal)?;
-    mdf::budgets(&read, &user, &node.identity.id)
+    mdf::budget_view(&read, &user, &node.identity.id, key, subject)
         .map_err(internal)?
-        .iter()
-        .find(|v| v.key == key && v.subject == subject)
-        .map(|v| with_unconfirmed(node, key, subject, budget_json(v)))
+        .map(|v| with_unconfirmed(node, key, subject, budget_json(&v)))
         .ok_or_else(not_found)
 }
 
+/// `GET /api/v1/mdf?direction=&after=&limit=`: one page of budgets.
 pub async fn list(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
-    let read = node.store.read().map_err(internal)?;
-    let all = mdf::budgets(&read, &user, &node.identity.id).map_err(internal)?;
-    Ok(Json(
-        json!({ "budgets": all.iter().map(budget_json).collect::<Vec<_>>() }),
-    ))
+    let (direction, after, limit) = q.parts()?;
+    let me = node.identity.id.clone();
+    let page = node
+        .reading(move |r| {
+            let (list, next) = mdf::budgets_page(r, &user, &me, direction, after.as_ref(), limit)?;
+            Ok(json!({
+                "budgets": list.iter().map(budget_json).collect::<Vec<_>>(),
+                "next": next.map(|c| c.text()),
+            }))
+        })
+        .await
+        .map_err(internal)?;
+    Ok(Json(page))
 }
 
 #[derive(Deserialize)]
@@ -107,13 +115,33 @@ pub async fn checkpoint(
     Ok(Json(json!({"sent": true})))
 }
 
+/// `GET /api/v1/mdf/roi?after=&limit=`: ROI per activity of one page of
+/// the budgets this node granted (`next` continues).
 pub async fn roi(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
-    let read = node.store.read().map_err(internal)?;
-    Ok(Json(
-        json!({ "activities": mdf::roi(&read, &node.identity.id).map_err(internal)? }),
-    ))
+    let user = authenticate(&node, &headers)?;
+    staff(&user)?;
+    let (_, after, limit) = q.parts()?;
+    let me = node.identity.id.clone();
+    let page = node
+        .reading(move |r| {
+            let (budgets, next) = mdf::budgets_page(
+                r,
+                &user,
+                &me,
+                crate::records::Direction::Received,
+                after.as_ref(),
+                limit,
+            )?;
+            Ok(json!({
+                "activities": mdf::roi(r, &me, &budgets)?,
+                "next": next.map(|c| c.text()),
+            }))
+        })
+        .await
+        .map_err(internal)?;
+    Ok(Json(page))
 }

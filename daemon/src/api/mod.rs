@@ -834,7 +834,8 @@ fn described() -> Value {
                         "responses": with(errors(&["400", "401", "403", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/registrations": {
-                "get": {"summary": "Deal registrations this node decides, with conflicts (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))}
+                "get": {"summary": "Deal registrations this node decides, newest first, a page at a time, with conflicts (staff)", "parameters": paged.clone(),
+                        "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object", "properties": {"registrations": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))}
             },
             "/api/v1/registrations/{key}/{subject}/decision": {
                 "post": {"summary": "Approve (exclusive until a date) or reject (with a reason) a registration (staff)", "parameters": [
@@ -859,7 +860,8 @@ fn described() -> Value {
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/deals": {
-                "get": {"summary": "Deal registrations the organization filed", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "get": {"summary": "Deal registrations the organization filed, newest first, a page at a time", "parameters": paged.clone(),
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object", "properties": {"deals": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))},
                 "post": {"summary": "Register a deal with a vendor (body: the lead.register message body)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["vendor", "deal"], "additionalProperties": false, "properties": {"vendor": {"type": "string"}, "deal": {"type": "object"}}}}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
             },
@@ -959,13 +961,15 @@ fn described() -> Value {
                         "responses": with(errors(&["401", "404"]), "200", json!({"description": "the file"}))}
             },
             "/api/v1/mdf": {
-                "get": {"summary": "MDF budgets the user may see, with their ledgers and balances", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "get": {"summary": "MDF budgets the user may see, with their ledgers and balances, a page at a time", "parameters": paged.clone(),
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object", "properties": {"budgets": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))},
                 "post": {"summary": "Allocate, top up or expire a budget for a partner: {partner, budget, body: the mdf.budget body} (staff)",
                          "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["partner", "budget", "body"]}}}},
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "201", ok(json!({"type": "object"})))}
             },
             "/api/v1/mdf/roi": {
-                "get": {"summary": "Per activity: spend against won leads and orders of its campaign (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object"})))}
+                "get": {"summary": "Per activity of one page of budgets granted: spend against won leads and orders of its campaign (staff)", "parameters": paged.clone(),
+                        "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object", "properties": {"activities": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))}
             },
             "/api/v1/mdf/{key}/{subject}": {
                 "get": {"summary": "One budget", "parameters": key_subject.clone(), "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}

@@ -13,6 +13,8 @@
 //!   progress) with that partner (capacity);
 //! - `of␟<lead id>` → JSON of what the lead is listed under, so that a
 //!   change removes exactly the old entries;
+//! - `camp␟<campaign>␟<lead id>` → nothing: leads by campaign (MDF return
+//!   on investment);
 //! - `cust␟<match key>␟<lead id>` → nothing: leads by end customer
 //!   ([`super::conflicts::match_keys`]), for deal registration conflicts
 //!   (never removed: a stale entry is checked again and left out).
@@ -132,6 +134,12 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
         None => None,
     };
     if let Some(d) = &doc {
+        if !d.input.campaign.is_empty() {
+            let entry = format!("camp{SEP}{}{SEP}{id}", d.input.campaign);
+            if t.doc(Doc::LeadIndex, &entry)?.is_none() {
+                t.put_doc(Doc::LeadIndex, &entry, b"")?;
+            }
+        }
         for k in super::conflicts::match_keys(&d.input.customer) {
             let entry = format!("cust{SEP}{k}{SEP}{id}");
             if t.doc(Doc::LeadIndex, &entry)?.is_none() {
@@ -182,6 +190,29 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+/// The ids of the leads of `campaign`, in creation order, after `after`
+/// (at most `limit`).
+pub fn of_campaign(
+    read: &Read,
+    campaign: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let prefix = format!("camp{SEP}{campaign}{SEP}");
+    let cursor = after.map(|a| format!("{prefix}{a}"));
+    Ok(read
+        .docs_page(
+            Doc::LeadIndex,
+            &prefix,
+            cursor.as_deref(),
+            Order::Forward,
+            limit,
+        )?
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string))
+        .collect())
 }
 
 /// The ids of leads whose end customer shares a match key with

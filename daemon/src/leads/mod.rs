@@ -893,33 +893,74 @@ pub struct RegistrationView {
     pub reg: Registration,
 }
 
-/// Registrations: those this node decides as the vendor (`as_vendor`), or
-/// those the user's organization filed (partner users: on this node; staff:
-/// with other vendors' daemons). Newest first.
-pub fn registrations(
+fn registration_visible(
+    user: &User,
+    me: &NodeId,
+    key: &str,
+    reg: &Registration,
+    as_vendor: bool,
+) -> bool {
+    match (as_vendor, &user.role, &user.partner) {
+        (true, Role::Partner, _) => false,
+        (true, _, _) => &reg.vendor == me,
+        (false, Role::Partner, Some(org)) => key == web_key(org),
+        (false, Role::Partner, None) => false,
+        (false, _, _) => !key.starts_with("web:") && &reg.partner == me,
+    }
+}
+
+/// One page of registrations, newest first: those this node decides as the
+/// vendor (`as_vendor`), or those the user's organization filed (partner
+/// users: on this node; staff: with other vendors' daemons).
+pub fn registrations_page(
     read: &Read,
     user: &User,
     me: &NodeId,
     as_vendor: bool,
-) -> Result<Vec<RegistrationView>, StoreError> {
-    let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        let Some(Record::Registration(reg)) = parse_record(&key, &subject, &bytes) else {
-            continue;
-        };
-        let visible = match (as_vendor, &user.role, &user.partner) {
-            (true, Role::Partner, _) => false,
-            (true, _, _) => &reg.vendor == me,
-            (false, Role::Partner, Some(org)) => key == web_key(org),
-            (false, Role::Partner, None) => false,
-            (false, _, _) => !key.starts_with("web:") && &reg.partner == me,
-        };
-        if visible {
-            out.push(RegistrationView { key, subject, reg });
+    before: Option<&crate::record_index::Cursor>,
+    limit: usize,
+) -> Result<crate::records::Page<RegistrationView>, StoreError> {
+    let direction = if as_vendor {
+        crate::records::Direction::Received
+    } else {
+        crate::records::Direction::Placed
+    };
+    let (records, next) =
+        crate::records::page(read, user, "registration", direction, before, limit)?;
+    let list = records
+        .into_iter()
+        .filter_map(|(key, subject, record)| match record {
+            Record::Registration(reg) if registration_visible(user, me, &key, &reg, as_vendor) => {
+                Some(RegistrationView { key, subject, reg })
+            }
+            _ => None,
+        })
+        .collect();
+    Ok((list, next))
+}
+
+/// One registration (as in [`registrations_page`]), if the user may see it.
+pub fn registration(
+    read: &Read,
+    user: &User,
+    me: &NodeId,
+    as_vendor: bool,
+    key: &str,
+    subject: &str,
+) -> Result<Option<RegistrationView>, StoreError> {
+    let Some(bytes) = read.record(key, subject)? else {
+        return Ok(None);
+    };
+    Ok(match parse_record(key, subject, &bytes) {
+        Some(Record::Registration(reg)) if registration_visible(user, me, key, &reg, as_vendor) => {
+            Some(RegistrationView {
+                key: key.to_string(),
+                subject: subject.to_string(),
+                reg,
+            })
         }
-    }
-    out.sort_by_key(|v| std::cmp::Reverse(v.reg.registered_at));
-    Ok(out)
+        _ => None,
+    })
 }
 
 /// Files a deal registration with `vendor` (a peer id for staff; this node

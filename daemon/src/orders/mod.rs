@@ -190,9 +190,11 @@ pub fn received_catalogs(
     read: &Read,
     me: &NodeId,
 ) -> Result<Vec<(NodeId, CatalogPublish)>, StoreError> {
+    // Through the index of catalogs other vendors keep: one per vendor.
+    let places = crate::record_index::every(read, "catalog", crate::record_index::Side::Peer)?;
     let mut out = Vec::new();
-    for (key, subject, bytes) in read.records()? {
-        if let Some(Record::Catalog(c)) = parse_record(&key, &subject, &bytes)
+    for (key, _, record) in crate::record_index::load(read, places) {
+        if let Record::Catalog(c) = record
             && &c.partner == me
             && !key.starts_with("web:")
         {

@@ -5,7 +5,10 @@
 //! or staff of a partner daemon) the leads offered to them and the deals they
 //! registered.
 
-use super::{Ctx, Frame, SignedIn, internal, redirect_with_flash, session, staff_only, user_of};
+use super::{
+    Ctx, Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash, session,
+    staff_only, user_of,
+};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
 use crate::directory::{self, Partner};
@@ -14,6 +17,7 @@ use crate::leads::distribution::{Rule, Rules, Strategy};
 use crate::leads::intake::{self, FieldError, LeadForm, RowError};
 use crate::leads::{self, Incoming, LeadView, Refusal, RegistrationView, conflicts};
 use crate::node::Node;
+use crate::records::Direction;
 use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Multipart, Path, Query, State};
@@ -1032,6 +1036,7 @@ pub struct RegistrationRow {
 struct RegistrationsPage {
     f: Frame,
     rows: Vec<RegistrationRow>,
+    next: Option<String>,
 }
 
 fn today() -> String {
@@ -1045,7 +1050,11 @@ fn partner_label(key: &str, view: &RegistrationView) -> String {
         .map_or_else(|| view.reg.partner.to_string(), str::to_string)
 }
 
-async fn registrations(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+async fn registrations(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<ListQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let session = match staff_only(&ctx) {
         Ok(s) => s,
         Err(r) => return r,
@@ -1053,37 +1062,40 @@ async fn registrations(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -
     let Some((_, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
-    let me = node.identity.id.clone();
-    let list = match leads::registrations(&read, user, &me, true) {
-        Ok(l) => l,
-        Err(e) => return internal(e),
-    };
-    let today = today();
-    let rows = list
-        .iter()
-        .map(|v| RegistrationRow {
-            link: format!("/registrations/{}/{}", v.key, v.subject),
-            partner: partner_label(&v.key, v),
-            company: v.reg.deal.customer.company.clone(),
-            product_lines: v.reg.deal.product_lines.join(", "),
-            registered: when(v.reg.registered_at),
-            status: v.reg.status.as_str(),
-            conflicts: leads::registration_conflicts(
-                &read, &me, &v.key, &v.subject, &v.reg, &today,
-            )
-            .map(|c| c.len())
-            .unwrap_or(0),
+    let (who, me, cursor, today) = (user.clone(), node.identity.id.clone(), q.cursor(), today());
+    let read = node
+        .reading(move |read| {
+            let (list, next) =
+                leads::registrations_page(read, &who, &me, true, cursor.as_ref(), LIST_PAGE)?;
+            let rows = list
+                .iter()
+                .map(|v| RegistrationRow {
+                    link: format!("/registrations/{}/{}", v.key, v.subject),
+                    partner: partner_label(&v.key, v),
+                    company: v.reg.deal.customer.company.clone(),
+                    product_lines: v.reg.deal.product_lines.join(", "),
+                    registered: when(v.reg.registered_at),
+                    status: v.reg.status.as_str(),
+                    conflicts: leads::registration_conflicts(
+                        read, &me, &v.key, &v.subject, &v.reg, &today,
+                    )
+                    .map(|c| c.len())
+                    .unwrap_or(0),
+                })
+                .collect::<Vec<_>>();
+            Ok((rows, next))
         })
-        .collect();
+        .await;
+    let (rows, next) = match read {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
     ctx.page(
         StatusCode::OK,
         RegistrationsPage {
             f: ctx.frame(session.csrf.clone()),
             rows,
+            next: next_link("/registrations", Direction::Received, next),
         }
         .render(),
     )
@@ -1119,10 +1131,7 @@ async fn registration_page(
         Err(e) => return internal(e),
     };
     let me = node.identity.id.clone();
-    let found = leads::registrations(&read, user, &me, true)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|v| v.key == key && v.subject == subject);
+    let found = leads::registration(&read, user, &me, true, &key, &subject).unwrap_or_default();
     let Some(view) = found else {
         return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
     };
@@ -1426,6 +1435,7 @@ struct DealsPage {
     f: Frame,
     rows: Vec<DealRow>,
     vendors: Vec<String>,
+    next: Option<String>,
 }
 
 /// A deal registration as typed in.
@@ -1508,16 +1518,22 @@ fn deal_rows(views: &[RegistrationView]) -> Vec<DealRow> {
         .collect()
 }
 
-async fn deals(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+async fn deals(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<ListQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
-    let list = match leads::registrations(&read, user, &node.identity.id, false) {
-        Ok(l) => l,
+    let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
+    let page = node
+        .reading(move |read| {
+            leads::registrations_page(read, &who, &me, false, cursor.as_ref(), LIST_PAGE)
+        })
+        .await;
+    let (list, next) = match page {
+        Ok(p) => p,
         Err(e) => return internal(e),
     };
     ctx.page(
@@ -1526,6 +1542,7 @@ async fn deals(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respon
             f: ctx.frame(session.csrf.clone()),
             rows: deal_rows(&list),
             vendors: vendors_for(&node, user),
+            next: next_link("/deals", Direction::Received, next),
         }
         .render(),
     )

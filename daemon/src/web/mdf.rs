@@ -4,14 +4,17 @@
 //! reconciles), and ROI per activity for staff.
 
 use super::leads::{outcome, posted, refused, when};
-use super::{Frame, SignedIn, internal, redirect_with_flash, user_of};
+use super::{
+    Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash, user_of,
+};
 use crate::accounts::Role;
 use crate::engine::decode_message;
 use crate::mdf::{self, BudgetView};
 use crate::node::Node;
+use crate::records::Direction;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -78,41 +81,51 @@ fn row(v: &BudgetView) -> BudgetRow {
 #[template(path = "mdf.html")]
 struct ListPage {
     f: Frame,
+    path: &'static str,
+    placed: bool,
+    next: Option<String>,
     rows: Vec<BudgetRow>,
-    partners: Vec<String>,
+    /// Staff who may allocate (the form asks for a partner id).
+    allocate: bool,
     roi: Vec<mdf::Roi>,
 }
 
-async fn list(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+async fn list(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<ListQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let Some((session, user)) = user_of(&ctx) else {
         return Redirect::to("/login").into_response();
     };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
-    let rows = match mdf::budgets(&read, user, &node.identity.id) {
-        Ok(b) => b.iter().map(row).collect(),
-        Err(e) => return internal(e),
-    };
     let staff = user.role != Role::Partner;
+    let direction = q.direction();
+    let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
+    let read = node
+        .reading(move |r| {
+            let (budgets, next) =
+                mdf::budgets_page(r, &who, &me, direction, cursor.as_ref(), LIST_PAGE)?;
+            // ROI of the budgets on this page (those granted by this node).
+            let roi = if staff {
+                mdf::roi(r, &me, &budgets)?
+            } else {
+                Vec::new()
+            };
+            Ok((budgets, next, roi))
+        })
+        .await;
+    let (budgets, next, roi) = match read {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
     let page = ListPage {
         f: ctx.frame(session.csrf.clone()),
-        rows,
-        partners: if staff {
-            crate::directory::list(&read)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| p.id)
-                .collect()
-        } else {
-            Vec::new()
-        },
-        roi: if staff {
-            mdf::roi(&read, &node.identity.id).unwrap_or_default()
-        } else {
-            Vec::new()
-        },
+        path: "/mdf",
+        placed: staff && direction == Direction::Placed,
+        next: next_link("/mdf", direction, next),
+        rows: budgets.iter().map(row).collect(),
+        allocate: staff,
+        roi,
     };
     ctx.page(StatusCode::OK, page.render())
 }
@@ -203,11 +216,9 @@ async fn page(
     let found = match node
         .store
         .read()
-        .and_then(|r| mdf::budgets(&r, user, &node.identity.id))
+        .and_then(|r| mdf::budget_view(&r, user, &node.identity.id, &key, &subject))
     {
-        Ok(all) => all
-            .into_iter()
-            .find(|v| v.key == key && v.subject == subject),
+        Ok(found) => found,
         Err(e) => return internal(e),
     };
     let Some(view) = found else {
