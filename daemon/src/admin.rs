@@ -425,17 +425,27 @@ fn rejection_of(receipt: Option<&[u8]>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Recomputes every MDF balance from its entries; 409 naming each
-/// difference when a ledger does not add up.
+/// Recomputes every MDF balance from its entries and the kept lead
+/// analysis from the leads; 409 naming each difference.
 async fn ledger_verify(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
-    let read = node.store.read().map_err(internal)?;
-    let (budgets, problems) = crate::mdf::verify(&read).map_err(internal)?;
-    if problems.is_empty() {
-        return Ok(Json(json!({"budgets": budgets, "problems": []})));
+    let checked = node
+        .reading(|read| {
+            let (budgets, problems) = crate::mdf::verify(read)?;
+            let analysis = crate::leads::aggregates::check(read)?;
+            Ok((budgets, problems, analysis))
+        })
+        .await
+        .map_err(internal)?;
+    let (budgets, problems, analysis) = checked;
+    if problems.is_empty() && analysis.is_empty() {
+        return Ok(Json(
+            json!({"budgets": budgets, "problems": [], "analysis": []}),
+        ));
     }
     let text = problems
         .iter()
         .map(|(k, s, p)| format!("{k}/{s}: {}", p.join("; ")))
+        .chain(analysis.iter().map(|p| format!("lead analysis {p}")))
         .collect::<Vec<_>>()
         .join(" | ");
     Err(AdminError(

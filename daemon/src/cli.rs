@@ -504,7 +504,10 @@ pub fn main_entry() -> ExitCode {
             println!(
                 "{} budget(s) checked: every balance matches its entries, and they sum to zero",
                 v["budgets"]
-            )
+            );
+            println!(
+                "lead analysis checked: every kept count equals a recomputation from the leads"
+            );
         }),
         Command::Rejected { daemon } => {
             admin_call(&daemon, "GET", "/admin/v1/rejected", None, print_rejected)

@@ -9,7 +9,6 @@ use super::{
     ApiError, MessageBody, PageQuery, authenticate, internal, not_found, page_limit, refusal,
     staff, strict_body as body,
 };
-use crate::leads::analysis;
 use crate::leads::distribution::Rules;
 use crate::leads::{self, Incoming, LeadView, RegistrationView, intake};
 use crate::node::Node;
@@ -254,18 +253,17 @@ pub async fn analysis(
         e.field = Some(field);
         e
     })?;
-    let facts = node
-        .store
-        .read()
-        .and_then(|r| leads::offer_facts(&r))
-        .map_err(internal)?;
-    let (rows, total) = analysis::analyse(&facts, group, from, to).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_amount",
-            e.to_string(),
-        )
-    })?;
+    let (rows, total) = node
+        .reading(move |r| leads::aggregates::query(r, group, from, to))
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_amount",
+                e.to_string(),
+            )
+        })?;
     Ok(Json(
         json!({"group": group.as_str(), "from": from, "to": to, "rows": rows, "total": total}),
     ))

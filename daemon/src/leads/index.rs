@@ -68,6 +68,32 @@ struct Listed {
     held: bool,
 }
 
+/// How the analysis counts `offer` of `doc` now (`None` before its record
+/// exists).
+fn offer_fact(
+    t: &Tables<'_>,
+    doc: &LeadDoc,
+    offer: &super::OfferRef,
+) -> Result<Option<super::analysis::OfferFact>, EngineError> {
+    let Some(bytes) = t.record(&offer.key, &offer.subject)? else {
+        return Ok(None);
+    };
+    Ok(
+        match crate::records::parse_record(&offer.key, &offer.subject, &bytes) {
+            Some(Record::Lead(l)) => Some(super::analysis::OfferFact {
+                partner: offer.partner.clone(),
+                source: doc.input.source.clone(),
+                campaign: doc.input.campaign.clone(),
+                offered_at: l.offered_at,
+                accepted_at: l.accepted_at,
+                status: l.status,
+                won_value: l.won_value,
+            }),
+            _ => None,
+        },
+    )
+}
+
 /// What `doc` is to be listed under, from the tables as they are now.
 fn listing(t: &Tables<'_>, doc: &LeadDoc) -> Result<Listed, EngineError> {
     let held = matches!(doc.hold, Some(super::Hold::Nobody | super::Hold::NoConsent));
@@ -134,6 +160,10 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
         None => None,
     };
     if let Some(d) = &doc {
+        for offer in &d.offers {
+            let fact = offer_fact(t, d, offer)?;
+            super::aggregates::offer_saved(t, &offer.subject, fact)?;
+        }
         if !d.input.campaign.is_empty() {
             let entry = format!("camp{SEP}{}{SEP}{id}", d.input.campaign);
             if t.doc(Doc::LeadIndex, &entry)?.is_none() {

@@ -17,6 +17,7 @@
 //! re-offers declined or expired leads to the next eligible partner, so a
 //! restart loses nothing.
 
+pub mod aggregates;
 pub mod analysis;
 pub mod conflicts;
 pub mod distribution;

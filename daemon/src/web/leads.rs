@@ -985,13 +985,14 @@ async fn analysis_page(
             Some(format!("{field}: {message}")),
         ),
     };
-    let facts = match node.store.read().and_then(|r| leads::offer_facts(&r)) {
-        Ok(f) => f,
+    let (group, from, to) = params;
+    let kept = node
+        .reading(move |r| leads::aggregates::query(r, group, from, to))
+        .await;
+    let (rows, total, error) = match kept {
+        Ok(Ok((rows, total))) => (rows, total, error),
+        Ok(Err(e)) => (Vec::new(), Row::default(), Some(e.to_string())),
         Err(e) => return internal(e),
-    };
-    let (rows, total, error) = match analysis::analyse(&facts, params.0, params.1, params.2) {
-        Ok((rows, total)) => (rows, total, error),
-        Err(e) => (Vec::new(), Row::default(), Some(e.to_string())),
     };
     let max = rows.iter().map(|r| r.offered).max().unwrap_or(0).max(1);
     let scale = |n: u64| u32::try_from(n * 400 / max).unwrap_or(400);

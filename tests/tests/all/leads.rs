@@ -551,6 +551,9 @@ async fn an_unanswered_offer_expires_and_goes_to_the_next_partner_across_a_resta
         (Some(2), Some(1), Some(1)),
         "{a}"
     );
+    // The kept analysis equals a recomputation from the leads.
+    let out = node.cli(Path::new(BIN), &["ledger", "verify"]);
+    assert!(out.contains("lead analysis checked"), "{out}");
     drop(daemon);
 }
 

@@ -1927,10 +1927,68 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
         home.body
     );
 
+    // Every other list, the analysis and the record lists of the API read
+    // pages and kept counts too.
+    for path in [
+        "/orders",
+        "/orders?direction=placed",
+        "/service",
+        "/claims?direction=placed",
+        "/mdf",
+        "/registrations",
+        "/deals",
+        "/leads/analysis?group=partner",
+        "/leads/analysis?group=month&from=2020-01-01&to=2999-12-31",
+    ] {
+        let page = staff.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+    }
+    for path in [
+        "/api/v1/orders",
+        "/api/v1/service?direction=placed",
+        "/api/v1/claims",
+        "/api/v1/mdf",
+        "/api/v1/mdf/roi",
+        "/api/v1/registrations",
+        "/api/v1/deals",
+        "/api/v1/serials",
+    ] {
+        let (status, v) = api.call("get", path, Some(&token), None).await;
+        assert_eq!(
+            (status, &v["next"]),
+            (200, &serde_json::Value::Null),
+            "{path}: {v}"
+        );
+    }
+    let (_, a) = api
+        .call(
+            "get",
+            "/api/v1/leads/analysis?group=partner",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (
+            a["rows"][0]["key"].as_str(),
+            a["rows"][0]["offered"].as_u64(),
+            a["rows"][0]["accepted"].as_u64(),
+            a["total"]["offered"].as_u64()
+        ),
+        (Some("p1"), Some(3), Some(1), Some(3)),
+        "{a}"
+    );
+    for bad in [
+        "/api/v1/orders?after=nonsense",
+        "/api/v1/claims?direction=sideways",
+    ] {
+        let (status, v) = api.call("get", bad, Some(&token), None).await;
+        assert_eq!(status, 422, "{bad}: {v}");
+    }
     assert_eq!(
         scans().await,
         scans_before,
-        "the web pages and filters read no whole table"
+        "the web pages, filters, lists and analysis read no whole table"
     );
 }
 
