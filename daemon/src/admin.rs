@@ -431,7 +431,8 @@ async fn ledger_verify(State(node): State<Arc<Node>>) -> Result<Json<Value>, Adm
     let checked = node
         .reading(|read| {
             let (budgets, problems) = crate::mdf::verify(read)?;
-            let analysis = crate::leads::aggregates::check(read)?;
+            let mut analysis = crate::leads::aggregates::check(read)?;
+            analysis.extend(crate::orders::revenue::check(read)?);
             Ok((budgets, problems, analysis))
         })
         .await

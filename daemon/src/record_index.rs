@@ -18,6 +18,8 @@
 //!   end customer (`leads::conflicts::match_keys`), for conflicts;
 //! - `att␟<sha256>␟<key>␟<subject>` → nothing: requests and claims that
 //!   reference a file (who may download it);
+//! - `rev␟…`, `revc␟…`: invoiced revenue per partner and currency
+//!   (`orders/revenue.rs`);
 //! - `ser␟<serial>` → where and when this node last shipped it as vendor
 //!   (`serials.rs`);
 //! - `d␟<family>␟<side>␟<time>␟<key>␟<subject>` and
@@ -108,6 +110,7 @@ pub fn record_saved(
         }
         if Side::of(key, record) == Side::Own {
             crate::serials::order_saved(t, key, order)?;
+            crate::orders::revenue::order_saved(t, key, subject, order)?;
         }
     }
     if let Record::Registration(r) = record {

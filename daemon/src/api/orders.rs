@@ -194,7 +194,7 @@ pub async fn revenue(
 ) -> Result<Json<Value>, ApiError> {
     staff(&authenticate(&node, &headers)?)?;
     let read = node.store.read().map_err(internal)?;
-    match orders::revenue(&read, &node.identity.id).map_err(internal)? {
+    match orders::revenue(&read).map_err(internal)? {
         Ok(r) => Ok(Json(json!({ "revenue": r }))),
         Err(e) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,6 +10,7 @@
 //! lists; totals follow `guanxi_protocol::pricing` (SPEC §13) on both sides.
 
 pub mod intake;
+pub mod revenue;
 
 use crate::accounts::{Role, User};
 use crate::directory::Partner;
@@ -24,7 +25,6 @@ use guanxi_protocol::state::{Context, Order, OrderStatus, Record, StateError};
 use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 /// Settings key of the vendor's own catalog.
 const CATALOG_KEY: &str = "catalog";
@@ -618,42 +618,7 @@ pub async fn act_on(
     send_as(node, user, key, subject, message).await
 }
 
-/// Invoiced revenue per partner and currency (minor units), from the
-/// orders this node received as vendor. A sum beyond ±(2^53−1) is an error
-/// naming the partner and currency.
-pub fn revenue(read: &Read, me: &NodeId) -> Result<Result<Revenue, String>, StoreError> {
-    let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-    for (key, subject, bytes) in read.records()? {
-        let Some(Record::Order(order)) = parse_record(&key, &subject, &bytes) else {
-            continue;
-        };
-        if &order.vendor != me {
-            continue;
-        }
-        let view = OrderView {
-            key,
-            subject,
-            order,
-        };
-        let partner = view.partner();
-        let currency = view.order.currency.to_string();
-        let sum = out
-            .entry(partner.clone())
-            .or_default()
-            .entry(currency.clone())
-            .or_insert(0);
-        for invoice in &view.order.invoices {
-            match guanxi_protocol::money::add(*sum, invoice.totals.total) {
-                Ok(v) => *sum = v,
-                Err(e) => return Ok(Err(format!("revenue of {partner} in {currency}: {e}"))),
-            }
-        }
-    }
-    Ok(Ok(out))
-}
-
-/// Revenue per partner, then per currency code, in minor units.
-pub type Revenue = BTreeMap<String, BTreeMap<String, i64>>;
+pub use revenue::{Revenue, revenue};
 
 /// Orders to this node that name one of `subjects` (a lead's offers) as the
 /// lead they fulfil.

@@ -1,0 +1,164 @@
+//! Invoiced revenue per partner and currency, kept up to date: the engine
+//! counts each order it saves as vendor (in the same transaction), taking
+//! the order's previous count away, so that a revenue read is one entry per
+//! partner and currency, never every order.
+//!
+//! Keys in the `record_index` table:
+//! - `rev␟<partner>␟<currency>` → the sum, minor units (decimal text, 128
+//!   bits so that no intermediate sum overflows);
+//! - `revc␟<key>␟<subject>` → JSON of what the order was last counted as.
+
+use crate::engine::EngineError;
+use guanxi_adapters::store::{Doc, Order as ScanOrder, Read, StoreError, Tables};
+use guanxi_protocol::state::{Order, Record};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+const SEP: char = '\u{1f}';
+
+/// What one order adds to its partner's revenue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Counted {
+    partner: String,
+    currency: String,
+    invoiced: i64,
+}
+
+fn counted_of(key: &str, order: &Order) -> Counted {
+    Counted {
+        partner: key
+            .strip_prefix("web:")
+            .map_or_else(|| order.partner.to_string(), str::to_string),
+        currency: order.currency.to_string(),
+        // Each invoice total is within the exact range; the sum is checked
+        // where it is read.
+        invoiced: order
+            .invoices
+            .iter()
+            .fold(0i64, |sum, i| sum.saturating_add(i.totals.total)),
+    }
+}
+
+fn sum_key(partner: &str, currency: &str) -> String {
+    format!("rev{SEP}{partner}{SEP}{currency}")
+}
+
+fn add(t: &mut Tables<'_>, c: &Counted, sign: i128) -> Result<(), EngineError> {
+    let key = sum_key(&c.partner, &c.currency);
+    let now: i128 = t
+        .doc(Doc::RecordIndex, &key)?
+        .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+        .unwrap_or(0);
+    let next = now + sign * i128::from(c.invoiced);
+    t.put_doc(Doc::RecordIndex, &key, next.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// After the engine saved `order` (this node its vendor) under `key`.
+pub fn order_saved(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    order: &Order,
+) -> Result<(), EngineError> {
+    let entry = format!("revc{SEP}{key}{SEP}{subject}");
+    let before: Option<Counted> = t
+        .doc(Doc::RecordIndex, &entry)?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let now = counted_of(key, order);
+    if before.as_ref() == Some(&now) {
+        return Ok(());
+    }
+    if let Some(b) = &before {
+        add(t, b, -1)?;
+    }
+    add(t, &now, 1)?;
+    let json = serde_json::to_vec(&now).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    t.put_doc(Doc::RecordIndex, &entry, &json)?;
+    Ok(())
+}
+
+/// Revenue per partner, then per currency code, in minor units.
+pub type Revenue = BTreeMap<String, BTreeMap<String, i64>>;
+
+/// Invoiced revenue per partner and currency of the orders this node
+/// received as vendor, from the kept sums (one entry per partner and
+/// currency). A sum beyond ±(2^53−1) is an error naming the partner and
+/// currency.
+pub fn revenue(read: &Read) -> Result<Result<Revenue, String>, StoreError> {
+    let prefix = format!("rev{SEP}");
+    let mut out: Revenue = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = read.docs_page(
+            Doc::RecordIndex,
+            &prefix,
+            cursor.as_deref(),
+            ScanOrder::Forward,
+            1000,
+        )?;
+        let full = page.len() == 1000;
+        for (k, v) in &page {
+            let Some((partner, currency)) = k.strip_prefix(&prefix).and_then(|r| r.split_once(SEP))
+            else {
+                continue;
+            };
+            let sum: i128 = String::from_utf8_lossy(v).parse().unwrap_or(0);
+            match i64::try_from(sum)
+                .ok()
+                .filter(|s| s.abs() <= guanxi_protocol::canonical::MAX_SAFE_INTEGER)
+            {
+                Some(s) => {
+                    out.entry(partner.to_string())
+                        .or_default()
+                        .insert(currency.to_string(), s);
+                }
+                None => {
+                    return Ok(Err(format!(
+                        "revenue of {partner} in {currency}: beyond the exact integer range"
+                    )));
+                }
+            }
+        }
+        cursor = page.last().map(|(k, _)| k.clone());
+        if !full {
+            return Ok(Ok(out));
+        }
+    }
+}
+
+/// Recomputes revenue from every order this node received as vendor (a
+/// verification, never a page) and names each kept sum that differs.
+pub fn check(read: &Read) -> Result<Vec<String>, StoreError> {
+    use crate::record_index::{self as index, Side};
+    let mut expected: BTreeMap<(String, String), i128> = BTreeMap::new();
+    for (key, _, record) in index::load(read, index::every(read, "order", Side::Own)?) {
+        if let Record::Order(order) = record {
+            let c = counted_of(&key, &order);
+            *expected.entry((c.partner, c.currency)).or_insert(0) += i128::from(c.invoiced);
+        }
+    }
+    let kept = match revenue(read)? {
+        Ok(r) => r,
+        Err(e) => return Ok(vec![e]),
+    };
+    let mut problems = Vec::new();
+    for ((partner, currency), sum) in &expected {
+        let have = kept.get(partner).and_then(|m| m.get(currency)).copied();
+        if have.map(i128::from) != Some(*sum) {
+            problems.push(format!(
+                "revenue of {partner} in {currency}: kept {have:?}, recomputed {sum}"
+            ));
+        }
+    }
+    for (partner, m) in &kept {
+        for (currency, sum) in m {
+            if !expected.contains_key(&(partner.clone(), currency.clone())) && *sum != 0 {
+                problems.push(format!(
+                    "revenue of {partner} in {currency}: kept {sum}, no order counts in it"
+                ));
+            }
+        }
+    }
+    Ok(problems)
+}
