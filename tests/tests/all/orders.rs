@@ -358,6 +358,9 @@ async fn an_order_is_placed_acknowledged_shipped_invoiced_and_the_rest_cancelled
 
     let rev = expect(&va, "get", "/api/v1/orders/revenue", &vt, None, 200).await;
     assert_eq!(rev["revenue"]["globex"]["TWD"], 301_743_799, "{rev}");
+    // The kept sums equal a recomputation from the orders.
+    let out = p.vendor.cli(Path::new(BIN), &["ledger", "verify"]);
+    assert!(out.contains("equals a recomputation"), "{out}");
 }
 
 /// An order that bypasses the partner's checks (sent raw from the admin
