@@ -245,13 +245,32 @@ pub fn load(read: &Read, id: &str) -> Result<Option<Partner>, StoreError> {
         .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
-/// Every partner, by id.
-pub fn list(read: &Read) -> Result<Vec<Partner>, StoreError> {
-    Ok(read
-        .docs(Doc::Partner)?
+/// Up to `limit` partners in id order after `after`, and the id the next
+/// page starts after when more follow.
+pub fn page(
+    read: &Read,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Partner>, Option<String>), StoreError> {
+    let rows = read.docs_page(
+        Doc::Partner,
+        "",
+        after,
+        guanxi_adapters::store::Order::Forward,
+        limit + 1,
+    )?;
+    let more = rows.len() > limit;
+    let list: Vec<Partner> = rows
         .into_iter()
+        .take(limit)
         .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
-        .collect())
+        .collect();
+    let next = if more {
+        list.last().map(|p| p.id.clone())
+    } else {
+        None
+    };
+    Ok((list, next))
 }
 
 /// Creates (`create`) or replaces a partner. Returns `false` when creating

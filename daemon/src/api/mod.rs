@@ -451,19 +451,30 @@ async fn me(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<Json<Va
     ))
 }
 
+/// `?after=&limit=` of the partner directory (ids in order).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnersQuery {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
 async fn list_partners(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<PartnersQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let user = authenticate(&node, &headers)?;
     staff(&user)?;
-    let list = node
-        .store
-        .read()
-        .and_then(|r| directory::list(&r))
+    let limit = page_limit(q.limit)?;
+    let (list, next) = node
+        .reading(move |r| directory::page(r, q.after.as_deref(), limit))
+        .await
         .map_err(internal)?;
     Ok(Json(
-        json!({"partners": list.iter().map(|p| partner_json(p, true)).collect::<Vec<_>>()}),
+        json!({"partners": list.iter().map(|p| partner_json(p, true)).collect::<Vec<_>>(), "next": next}),
     ))
 }
 
@@ -784,7 +795,10 @@ fn described() -> Value {
             "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "ok"}}}},
             "/api/v1/me": {"get": {"summary": "The token's user", "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))}},
             "/api/v1/partners": {
-                "get": {"summary": "The partner directory (staff)", "responses": with(errors(&["401", "403"]), "200", ok(json!({"type": "object", "properties": {"partners": {"type": "array", "items": partner}}})))},
+                "get": {"summary": "The partner directory (staff), by id, a page at a time", "parameters": [
+                            {"name": "after", "in": "query", "required": false, "description": "the `next` of the previous page", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object", "properties": {"partners": {"type": "array", "items": partner}, "next": {"type": "string", "nullable": true}}})))},
                 "post": {"summary": "Add a partner (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": partner_in}}},
                          "responses": with(errors(&["400", "401", "403", "409", "422"]), "201", ok(partner.clone()))}
             },

@@ -230,6 +230,10 @@ struct LeadsPage {
     next: Option<String>,
 }
 
+/// Up to how many partners the lead page offers as a list to choose from
+/// (beyond, the partner's id is typed).
+const PARTNER_CHOICES: usize = 200;
+
 /// Leads on one page of the web list.
 const PAGE: usize = 50;
 
@@ -594,7 +598,10 @@ async fn lead_page(
         hold: view.doc.hold.map(|h| h.as_str()),
         offers,
         rounds,
-        partners: directory::list(&read).unwrap_or_default(),
+        // A choice when the directory is short; a typed id when it is long.
+        partners: directory::page(&read, None, PARTNER_CHOICES)
+            .map(|(list, more)| if more.is_some() { Vec::new() } else { list })
+            .unwrap_or_default(),
         can_withdraw,
         orders: crate::orders::for_lead(
             &read,

@@ -654,22 +654,41 @@ fn staff_only(ctx: &Ctx) -> Result<&Session, Response> {
 struct PartnersPage {
     f: Frame,
     partners: Vec<Partner>,
+    next: Option<String>,
 }
 
-async fn partners(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
+#[derive(Deserialize)]
+struct AfterQuery {
+    after: Option<String>,
+}
+
+async fn partners(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<AfterQuery>,
+    SignedIn(ctx): SignedIn,
+) -> Response {
     let session = match staff_only(&ctx) {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let list = match node.store.read().and_then(|r| directory::list(&r)) {
+    let page = node
+        .reading(move |r| directory::page(r, q.after.as_deref(), LIST_PAGE))
+        .await;
+    let (list, next) = match page {
         Ok(l) => l,
         Err(e) => return internal(e),
     };
+    let next = next.map(|id| {
+        let mut url = url::form_urlencoded::Serializer::new(String::new());
+        url.append_pair("after", &id);
+        format!("/partners?{}", url.finish())
+    });
     ctx.page(
         StatusCode::OK,
         PartnersPage {
             f: ctx.frame(session.csrf.clone()),
             partners: list,
+            next,
         }
         .render(),
     )

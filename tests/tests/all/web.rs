@@ -1751,6 +1751,7 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
     let scans_before = (
         full_scans(&node, "leads").await,
         full_scans(&node, "records").await,
+        full_scans(&node, "partners").await,
     );
     // Every lead once, newest first, 50 at a time.
     let mut seen = Vec::new();
@@ -1788,6 +1789,7 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
         (
             full_scans(&node, "leads").await,
             full_scans(&node, "records").await,
+            full_scans(&node, "partners").await,
         )
     };
     assert_eq!(
@@ -1930,6 +1932,8 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
     // Every other list, the analysis and the record lists of the API read
     // pages and kept counts too.
     for path in [
+        "/partners",
+        &format!("/leads/{}", seen[0]),
         "/orders",
         "/orders?direction=placed",
         "/service",
@@ -1952,6 +1956,7 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
         "/api/v1/registrations",
         "/api/v1/deals",
         "/api/v1/serials",
+        "/api/v1/partners",
     ] {
         let (status, v) = api.call("get", path, Some(&token), None).await;
         assert_eq!(
