@@ -234,6 +234,13 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
         total as f64 / start.elapsed().as_secs_f64(),
         rss_of(daemon.pid())
     );
+    let start = Instant::now();
+    let counts = other_families(bin, &node, &daemon, &token, total).await?;
+    println!(
+        "  built {counts} in {:.1} s through the API; daemon RSS {}",
+        start.elapsed().as_secs_f64(),
+        rss_of(daemon.pid())
+    );
     let some_lead = call("get", "/api/v1/leads?limit=1".into(), None).await?["leads"][0]["id"]
         .as_str()
         .unwrap_or("")
@@ -252,6 +259,22 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
         ),
         ("web /leads/<id>", format!("{base}/leads/{some_lead}"), true),
         (
+            "web /leads/analysis",
+            format!("{base}/leads/analysis?group=partner"),
+            true,
+        ),
+        (
+            "web /leads/analysis (by month, a year)",
+            format!("{base}/leads/analysis?group=month&from=2026-01-01&to=2026-12-31"),
+            true,
+        ),
+        ("web /orders", format!("{base}/orders"), true),
+        ("web /service", format!("{base}/service"), true),
+        ("web /claims", format!("{base}/claims"), true),
+        ("web /mdf", format!("{base}/mdf"), true),
+        ("web /registrations", format!("{base}/registrations"), true),
+        ("web /partners", format!("{base}/partners"), true),
+        (
             "GET /api/v1/leads",
             format!("{base}/api/v1/leads?limit=100"),
             false,
@@ -264,6 +287,31 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
         (
             "GET /api/v1/leads/<id>",
             format!("{base}/api/v1/leads/{some_lead}"),
+            false,
+        ),
+        (
+            "GET /api/v1/orders",
+            format!("{base}/api/v1/orders?limit=100"),
+            false,
+        ),
+        (
+            "GET /api/v1/service",
+            format!("{base}/api/v1/service?limit=100"),
+            false,
+        ),
+        (
+            "GET /api/v1/claims",
+            format!("{base}/api/v1/claims?limit=100"),
+            false,
+        ),
+        (
+            "GET /api/v1/mdf",
+            format!("{base}/api/v1/mdf?limit=100"),
+            false,
+        ),
+        (
+            "GET /api/v1/orders/revenue",
+            format!("{base}/api/v1/orders/revenue"),
             false,
         ),
     ];
@@ -441,6 +489,77 @@ async fn api_ok(
     } else {
         Err(format!("{method} {path}: {status} {v}"))
     }
+}
+
+/// The rest of the scale dataset beside `leads` leads, built through the
+/// API as partners and staff would: orders (a fifth of the leads), service
+/// requests and warranty claims (a twentieth each), deal registrations (a
+/// hundredth) from four web partners, and MDF budgets (one per 200 leads,
+/// at most 5,000) across the 50 partners. Answers what was built.
+async fn other_families(
+    bin: &Path,
+    node: &NodeSetup,
+    daemon: &guanxi_tests::Daemon,
+    token: &str,
+    leads: u64,
+) -> Result<String, String> {
+    let catalog = json!({
+        "products": [{"sku": "CNC-5X", "name_en": "5-axis CNC", "name_zh": "五軸加工機", "unit": "pcs", "warranty_months": 24, "active": true}],
+        "price_lists": [{"id": "tw-gold", "tier": "gold", "currency": "TWD", "valid_from": "2020-01-01", "valid_to": null,
+            "discount_bp": 500, "tax_rate_bp": 500, "prices": [{"sku": "CNC-5X", "unit_price": 100_000_000}]}]});
+    let api = Api::of(node, daemon);
+    api_ok(&api, token, "put", "/api/v1/catalog", Some(&catalog.to_string())).await?;
+    let (orders, requests, claims, deals) = (leads / 5, leads / 20, leads / 20, leads / 100);
+    let budgets = (leads / 200).min(5_000);
+    let partner_tokens: Vec<String> = (0..4)
+        .map(|i| node.token(bin, &format!("bench-u{i:02}"), &format!("u{i:02}")))
+        .collect();
+    let customer = json!({"company": "Contoso", "contact": "Lin", "email": "lin@contoso.example", "phone": ""});
+    // Eight callers at once, each a share of every kind.
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let api = Api::of(node, daemon);
+        let (staff, partner) = (token.to_string(), partner_tokens[(w % 4) as usize].clone());
+        let customer = customer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mine = |n: u64| (0..n).filter(move |i| i % 8 == w);
+            for i in mine(orders) {
+                let body = json!({"vendor": "acme", "reference": format!("PO-{i}"), "currency": "TWD",
+                    "lines": [{"line": 1, "sku": "CNC-5X", "quantity": 1, "unit_price": null}], "requested_date": null,
+                    "ship_to": {"name": "Contoso", "street": "1 Harbor Rd", "city": "Kaohsiung", "postal_code": "806", "region": "", "country": "TW"},
+                    "lead": null});
+                api_ok(&api, &partner, "post", "/api/v1/orders", Some(&body.to_string())).await?;
+            }
+            for i in mine(requests) {
+                let body = json!({"vendor": "acme", "body": {"customer": customer, "sku": "CNC-5X", "serial": format!("SN-{i}"),
+                    "problem": "spindle noise", "priority": "normal", "attachments": []}});
+                api_ok(&api, &partner, "post", "/api/v1/service", Some(&body.to_string())).await?;
+            }
+            for i in mine(claims) {
+                let body = json!({"vendor": "acme", "body": {"sku": "CNC-5X", "serial": format!("SN-{i}"), "purchase_date": "2026-01-15",
+                    "description": "spindle failed", "customer": customer, "attachments": [], "forwarded": null}});
+                api_ok(&api, &partner, "post", "/api/v1/claims", Some(&body.to_string())).await?;
+            }
+            for i in mine(deals) {
+                let body = json!({"vendor": "acme", "deal": {"customer": {"company": format!("Deal {i}"), "contact": "", "email": format!("x@d{i}.example"), "phone": ""},
+                    "country": "TW", "region": "", "product_lines": ["cnc"], "estimated_value": null,
+                    "expected_close": null, "notes": ""}});
+                api_ok(&api, &partner, "post", "/api/v1/deals", Some(&body.to_string())).await?;
+            }
+            for i in mine(budgets) {
+                let body = json!({"partner": format!("p{:02}", i % 50), "budget": format!("b{i}"), "body": {"action": "allocate",
+                    "amount": 10_000_000, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": false, "expires_on": null, "note": ""}});
+                api_ok(&api, &staff, "post", "/api/v1/mdf", Some(&body.to_string())).await?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(format!(
+        "{orders} orders, {requests} service requests, {claims} claims, {deals} deal registrations, {budgets} MDF budgets"
+    ))
 }
 
 /// The benchmarks' vendor: 50 gold partners in Taiwan, each with a web
