@@ -133,6 +133,11 @@ const DOCS: [Doc; 13] = [
 ];
 
 impl Doc {
+    /// Its place in `DOCS`.
+    fn index(self) -> usize {
+        DOCS.iter().position(|d| *d == self).unwrap_or(0)
+    }
+
     /// The table's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -606,7 +611,9 @@ impl Store {
         let txn = self.db()?.begin_write().map_err(StoreError::from)?;
         let result = {
             let mut tables = Tables::open(&txn)?;
-            work(&mut tables)?
+            let result = work(&mut tables)?;
+            tables.flush()?;
+            result
         };
         txn.commit().map_err(StoreError::from)?;
         Ok(result)
@@ -687,7 +694,6 @@ fn write_marker(marker: &Path, id: u64) -> std::io::Result<()> {
 /// Every table, opened once in one write transaction: typed access for the
 /// engine, which runs a whole group of jobs against one `Tables`.
 pub struct Tables<'t> {
-    txn: &'t redb::WriteTransaction,
     in_streams: redb::Table<'t, &'static str, &'static [u8]>,
     in_ids: redb::Table<'t, &'static str, &'static [u8]>,
     in_envelopes: redb::Table<'t, (&'static str, u64), &'static [u8]>,
@@ -701,12 +707,18 @@ pub struct Tables<'t> {
     out_receipts: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     out_rejected: redb::Table<'t, (&'static str, u64), &'static str>,
     delivery: redb::Table<'t, &'static str, &'static [u8]>,
+    /// The local document tables, held open for the transaction (in the
+    /// order of `DOCS`): opening a table per read or write is not free.
+    docs: Vec<redb::Table<'t, &'static str, &'static [u8]>>,
+    /// Documents written through [`Tables::put_doc_later`]: kept here and
+    /// written once, when the transaction's work is done (counters that
+    /// many changes in one transaction touch).
+    later: std::collections::BTreeMap<(usize, String), Option<Vec<u8>>>,
 }
 
 impl<'t> Tables<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
         Ok(Tables {
-            txn,
             in_streams: txn.open_table(IN_STREAMS)?,
             in_ids: txn.open_table(IN_IDS)?,
             in_envelopes: txn.open_table(IN_ENVELOPES)?,
@@ -720,7 +732,28 @@ impl<'t> Tables<'t> {
             out_receipts: txn.open_table(OUT_RECEIPTS)?,
             out_rejected: txn.open_table(OUT_REJECTED)?,
             delivery: txn.open_table(DELIVERY)?,
+            docs: DOCS
+                .iter()
+                .map(|d| txn.open_table(d.table()))
+                .collect::<Result<_, _>>()?,
+            later: std::collections::BTreeMap::new(),
         })
+    }
+
+    /// Writes what [`Tables::put_doc_later`] kept.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        for ((i, key), value) in std::mem::take(&mut self.later) {
+            let table = &mut self.docs[i];
+            match value {
+                Some(v) => {
+                    table.insert(key.as_str(), v.as_slice())?;
+                }
+                None => {
+                    table.remove(key.as_str())?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -882,19 +915,31 @@ fn bytes_at(
 }
 
 impl Tables<'_> {
-    /// A local document, as JSON bytes.
+    fn table(&self, kind: Doc) -> &redb::Table<'_, &'static str, &'static [u8]> {
+        &self.docs[kind.index()]
+    }
+
+    /// A local document, as JSON bytes (as [`Tables::put_doc_later`] left
+    /// it, if it did).
     pub fn doc(&self, kind: Doc, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .txn
-            .open_table(kind.table())?
-            .get(key)?
-            .map(|v| v.value().to_vec()))
+        if let Some(v) = self.later.get(&(kind.index(), key.to_string())) {
+            return Ok(v.clone());
+        }
+        Ok(self.table(kind).get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores (`Some`) or deletes (`None`) a document when this
+    /// transaction's work is done, not now: for documents that many changes
+    /// in one transaction rewrite (kept counts). [`Tables::doc`] sees the
+    /// value at once; ranges ([`Tables::docs_page`]) see it after commit.
+    pub fn put_doc_later(&mut self, kind: Doc, key: &str, json: Option<Vec<u8>>) {
+        self.later.insert((kind.index(), key.to_string()), json);
     }
 
     /// Every local document of a kind, in key order.
     pub fn docs(&self, kind: Doc) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         count_full_scan(kind.name());
-        all_docs(&self.txn.open_table(kind.table())?)
+        all_docs(self.table(kind))
     }
 
     /// One page of documents of a kind (see [`docs_page`]).
@@ -907,7 +952,7 @@ impl Tables<'_> {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         docs_page(
-            &self.txn.open_table(kind.table())?,
+            self.table(kind),
             prefix,
             cursor,
             order,
@@ -954,9 +999,8 @@ impl Tables<'_> {
         end: &str,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let table = self.txn.open_table(kind.table())?;
         let mut out = Vec::new();
-        for entry in table.range(..end)?.take(limit) {
+        for entry in self.table(kind).range(..end)?.take(limit) {
             let (k, v) = entry?;
             out.push((k.value().to_string(), v.value().to_vec()));
         }
@@ -965,13 +1009,16 @@ impl Tables<'_> {
 
     /// Stores a local document.
     pub fn put_doc(&mut self, kind: Doc, key: &str, json: &[u8]) -> Result<(), StoreError> {
-        self.txn.open_table(kind.table())?.insert(key, json)?;
+        self.later.remove(&(kind.index(), key.to_string()));
+        self.docs[kind.index()].insert(key, json)?;
         Ok(())
     }
 
     /// Deletes a local document; true when it existed.
     pub fn delete_doc(&mut self, kind: Doc, key: &str) -> Result<bool, StoreError> {
-        Ok(self.txn.open_table(kind.table())?.remove(key)?.is_some())
+        let later = self.later.remove(&(kind.index(), key.to_string()));
+        let was = self.docs[kind.index()].remove(key)?.is_some();
+        Ok(was || matches!(later, Some(Some(_))))
     }
 
     /// The incoming stream from `peer`.

@@ -65,16 +65,15 @@ pub fn offer_saved(
             }
         }
     }
+    // Cells are written once per transaction (an import touches the same
+    // few cells thousands of times).
     for (k, cell) in cells {
-        if cell.is_empty() {
-            t.delete_doc(Doc::LeadIndex, &cell_key(&k))?;
+        let value = if cell.is_empty() {
+            None
         } else {
-            t.put_doc(
-                Doc::LeadIndex,
-                &cell_key(&k),
-                &serde_json::to_vec(&cell).map_err(corrupt)?,
-            )?;
-        }
+            Some(serde_json::to_vec(&cell).map_err(corrupt)?)
+        };
+        t.put_doc_later(Doc::LeadIndex, &cell_key(&k), value);
     }
     match now {
         Some(f) => t.put_doc(
