@@ -18,6 +18,8 @@
 //!   end customer (`leads::conflicts::match_keys`), for conflicts;
 //! - `att␟<sha256>␟<key>␟<subject>` → nothing: requests and claims that
 //!   reference a file (who may download it);
+//! - `runf␟…`, `runr␟…`: running service clocks by deadline
+//!   (`service/overdue.rs`);
 //! - `rev␟…`, `revc␟…`: invoiced revenue per partner and currency
 //!   (`orders/revenue.rs`);
 //! - `ser␟<serial>` → where and when this node last shipped it as vendor
@@ -112,6 +114,11 @@ pub fn record_saved(
             crate::serials::order_saved(t, key, order)?;
             crate::orders::revenue::order_saved(t, key, subject, order)?;
         }
+    }
+    if let Record::Service(request) = record
+        && Side::of(key, record) == Side::Own
+    {
+        crate::service::overdue::request_saved(t, key, subject, request)?;
     }
     if let Record::Registration(r) = record {
         for k in crate::leads::conflicts::match_keys(&r.deal.customer) {
@@ -511,7 +518,7 @@ pub const SHOWN: usize = 10;
 
 /// The `settings` key saying the index is built, and its version.
 const BUILT_KEY: &str = "index:records";
-const VERSION: &[u8] = b"4";
+const VERSION: &[u8] = b"5";
 
 /// Builds the index when this store has none yet (a store from before it);
 /// answers how many records were indexed. Runs before the engine starts.

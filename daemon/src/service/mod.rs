@@ -5,6 +5,7 @@
 //! claimant sold that serial, and forwarding claims up a chain
 //! (reseller → distributor → manufacturer) with the decision relayed back.
 
+pub mod overdue;
 pub mod sla;
 
 use crate::accounts::{Role, User};

@@ -649,47 +649,22 @@ pub fn inbox_items(
     }
     let now = now_ms();
     let mut items = Vec::new();
-    // Breaches among the requests still running (bounded by the work in
-    // hand, not by every request ever opened).
+    // Late requests, from the index of running clocks by deadline: only
+    // the late ones are read.
     let targets = service::targets(read).unwrap_or_default();
-    let mut late = Vec::new();
-    let mut more = false;
-    for status in ["open", "in_progress", "waiting_on_partner"] {
-        let mut after = None;
-        loop {
-            let (found, m) = index::find(
-                read,
-                "service",
-                Side::Own,
-                status,
-                None,
-                after.as_ref(),
-                500,
-            )
-            .unwrap_or_default();
-            after = found.last().cloned();
-            for (key, _, record) in index::load(read, found) {
-                if let Record::Service(request) = record {
-                    let clock = service::sla::clock(&request, &targets, now);
-                    if clock.remaining.is_some()
-                        && (clock.first_response_breached || clock.resolution_breached)
-                    {
-                        if late.len() == SHOWN {
-                            more = true;
-                            continue;
-                        }
-                        let partner = key
-                            .strip_prefix("web:")
-                            .map_or_else(|| request.partner.to_string(), str::to_string);
-                        late.push(format!("{} ({partner})", request.request.customer.company));
-                    }
-                }
+    let (found, more) = service::overdue::late(read, &targets, now, SHOWN).unwrap_or_default();
+    let late: Vec<String> = index::load(read, found)
+        .into_iter()
+        .filter_map(|(key, _, record)| match record {
+            Record::Service(request) => {
+                let partner = key
+                    .strip_prefix("web:")
+                    .map_or_else(|| request.partner.to_string(), str::to_string);
+                Some(format!("{} ({partner})", request.request.customer.company))
             }
-            if !m || more {
-                break;
-            }
-        }
-    }
+            _ => None,
+        })
+        .collect();
     if !late.is_empty() {
         items.push(("home.service_breached", shown(late, more)));
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
 
 /// A minimal browser: keeps cookies, does not follow redirects.
-struct Browser {
+pub(crate) struct Browser {
     client: reqwest::Client,
     base: String,
     cookies: HashMap<String, String>,
@@ -19,10 +19,10 @@ struct Browser {
     forwarded_for: Option<&'static str>,
 }
 
-struct Page {
-    status: u16,
+pub(crate) struct Page {
+    pub(crate) status: u16,
     location: Option<String>,
-    body: String,
+    pub(crate) body: String,
 }
 
 fn encode(pairs: &[(&str, &str)]) -> String {
@@ -45,7 +45,7 @@ fn encode(pairs: &[(&str, &str)]) -> String {
 }
 
 impl Browser {
-    fn new(node: &NodeSetup, daemon: &Daemon) -> Browser {
+    pub(crate) fn new(node: &NodeSetup, daemon: &Daemon) -> Browser {
         let pem = std::fs::read(node.data_dir().join("tls/cert.pem")).expect("cert");
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
@@ -100,7 +100,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let request = self.client.get(format!("{}{path}", self.base));
         self.send(request).await
     }
@@ -151,7 +151,7 @@ impl Browser {
 
     /// Signs in; at the first sign-in with a one-time password, chooses the
     /// user's own (as a person must) and answers the change's redirect.
-    async fn login(&mut self, user: &str, password: &str) -> Page {
+    pub(crate) async fn login(&mut self, user: &str, password: &str) -> Page {
         let password = guanxi_tests::current_password(password);
         let page = self.login_raw(user, &password).await;
         if page.location.as_deref() != Some("/account/password") {
