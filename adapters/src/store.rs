@@ -951,13 +951,7 @@ impl Tables<'_> {
         order: Order,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        docs_page(
-            self.table(kind),
-            prefix,
-            cursor,
-            order,
-            limit,
-        )
+        docs_page(self.table(kind), prefix, cursor, order, limit)
     }
 
     /// Every shared record as (peer or `web:<partner>`, subject, JSON).

@@ -433,6 +433,7 @@ async fn ledger_verify(State(node): State<Arc<Node>>) -> Result<Json<Value>, Adm
             let (budgets, problems) = crate::mdf::verify(read)?;
             let mut analysis = crate::leads::aggregates::check(read)?;
             analysis.extend(crate::orders::revenue::check(read)?);
+            analysis.extend(crate::service::aggregates::check(read)?);
             Ok((budgets, problems, analysis))
         })
         .await

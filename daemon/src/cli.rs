@@ -506,7 +506,7 @@ pub fn main_entry() -> ExitCode {
                 v["budgets"]
             );
             println!(
-                "lead analysis checked: every kept count equals a recomputation from the leads"
+                "lead analysis, revenue and service metrics checked: every kept count and sum equals a recomputation"
             );
         }),
         Command::Rejected { daemon } => {

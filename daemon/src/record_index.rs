@@ -20,6 +20,8 @@
 //!   reference a file (who may download it);
 //! - `runf␟…`, `runr␟…`: running service clocks by deadline
 //!   (`service/overdue.rs`);
+//! - `svc␟…`, `svcf␟…`: service metrics per partner and period
+//!   (`service/aggregates.rs`);
 //! - `rev␟…`, `revc␟…`: invoiced revenue per partner and currency
 //!   (`orders/revenue.rs`);
 //! - `ser␟<serial>` → where and when this node last shipped it as vendor
@@ -119,6 +121,7 @@ pub fn record_saved(
         && Side::of(key, record) == Side::Own
     {
         crate::service::overdue::request_saved(t, key, subject, request)?;
+        crate::service::aggregates::request_saved(t, key, subject, request)?;
     }
     if let Record::Registration(r) = record {
         for k in crate::leads::conflicts::match_keys(&r.deal.customer) {

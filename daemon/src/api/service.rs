@@ -198,9 +198,10 @@ pub async fn metrics(
             format!("{field}: {message}"),
         )
     })?;
-    let read = node.store.read().map_err(internal)?;
-    let m =
-        service::metrics(&read, &user, &node.identity.id, now_ms(), from, to).map_err(internal)?;
+    let m = node
+        .reading(move |read| service::metrics(read, &user, now_ms(), from, to))
+        .await
+        .map_err(internal)?;
     Ok(Json(json!({ "partners": m })))
 }
 

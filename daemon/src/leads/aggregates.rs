@@ -129,7 +129,7 @@ fn data_day(read: &Read, order: Order) -> Result<Option<String>, StoreError> {
 
 /// The periods covering the days [`first`, `last`]: whole months where a
 /// month is covered, single days at the edges.
-fn periods(first: &str, last: &str) -> Vec<String> {
+pub(crate) fn periods(first: &str, last: &str) -> Vec<String> {
     let (Ok(mut day), Ok(last)) = (
         first.parse::<jiff::civil::Date>(),
         last.parse::<jiff::civil::Date>(),
@@ -170,14 +170,12 @@ pub fn query(
     } else {
         // Within the days that have offers: a range of centuries reads
         // the same few periods as the data's own.
-        let first = data_day(read, Order::Forward)?.map(|d| match from {
-            Some(f) => analysis::day_of(f).max(d),
-            None => d,
-        });
-        let last = data_day(read, Order::Backward)?.map(|d| match to {
-            Some(t) => analysis::day_of(t - 1).min(d),
-            None => d,
-        });
+        // (A bound beyond the calendar is no bound.)
+        let day = |at: Millis| Some(analysis::day_of(at)).filter(|d| !d.is_empty());
+        let first = data_day(read, Order::Forward)?
+            .map(|d| from.and_then(day).map_or(d.clone(), |f| f.max(d)));
+        let last = data_day(read, Order::Backward)?
+            .map(|d| to.and_then(|t| day(t - 1)).map_or(d.clone(), |l| l.min(d)));
         match (first, last) {
             (Some(f), Some(l)) => periods(&f, &l),
             _ => Vec::new(),

@@ -119,6 +119,24 @@ fn bucket_value(i: u16) -> i64 {
     low + (high - low) / 2
 }
 
+/// The median of counts per bucket ([`bucket`]): the middle of the bucket
+/// holding the lower middle value; `None` when nothing is counted.
+pub fn median_of(buckets: &BTreeMap<u16, i64>) -> Option<i64> {
+    let n: i64 = buckets.values().sum();
+    if n <= 0 {
+        return None;
+    }
+    let middle = (n - 1) / 2;
+    let mut seen = 0;
+    for (b, count) in buckets {
+        seen += count;
+        if seen > middle {
+            return Some(bucket_value(*b));
+        }
+    }
+    None
+}
+
 /// Counts that can be added and taken away: one group of offers in one
 /// period (`aggregates.rs` keeps one per group and period in the store).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,19 +212,7 @@ impl Cell {
     pub fn row(&self, key: String) -> Row {
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
         let decided = n(self.won) + n(self.lost);
-        let accepted: i64 = self.accept.values().sum();
-        let mut median = None;
-        if accepted > 0 {
-            let middle = (accepted - 1) / 2;
-            let mut seen = 0;
-            for (b, count) in &self.accept {
-                seen += count;
-                if seen > middle {
-                    median = Some(bucket_value(*b));
-                    break;
-                }
-            }
-        }
+        let median = median_of(&self.accept);
         Row {
             key,
             offered: n(self.offered),

@@ -5,6 +5,7 @@
 //! claimant sold that serial, and forwarding claims up a chain
 //! (reseller → distributor → manufacturer) with the decision relayed back.
 
+pub mod aggregates;
 pub mod overdue;
 pub mod sla;
 
@@ -21,11 +22,10 @@ use guanxi_protocol::state::{
 };
 use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-const SLA_KEY: &str = "sla";
+pub(crate) const SLA_KEY: &str = "sla";
 const FORWARDS_KEY: &str = "forwards";
 
 /// A refused action, with the reason code every channel reports.
@@ -400,81 +400,26 @@ pub struct Metrics {
     pub resolution_breaches: u64,
 }
 
-fn median(mut v: Vec<i64>) -> Option<i64> {
-    v.sort_unstable();
-    (!v.is_empty()).then(|| v[(v.len() - 1) / 2])
-}
-
 /// How far back service metrics look when no start is given.
 pub const METRICS_DAYS: i64 = 90;
 
 /// Service metrics of requests this node received as vendor, opened in
-/// [`from`, `to`) — `from` defaults to [`METRICS_DAYS`] before `now`. The
-/// work is the requests in the window (read through the date index), not
-/// every request.
+/// [`from`, `to`) — `from` defaults to [`METRICS_DAYS`] before `now` —
+/// from the kept counts and the late running clocks (`aggregates.rs`),
+/// never every request. Staff only.
 pub fn metrics(
     read: &Read,
     user: &User,
-    me: &NodeId,
     now: Millis,
     from: Option<Millis>,
     to: Option<Millis>,
 ) -> Result<Vec<Metrics>, StoreError> {
-    let mut by: BTreeMap<String, (Metrics, Vec<i64>, Vec<i64>)> = BTreeMap::new();
+    if user.role == Role::Partner {
+        return Ok(Vec::new());
+    }
     let from = from.unwrap_or(now - METRICS_DAYS * 86_400_000);
     let to = to.unwrap_or(i64::MAX);
-    let targets = targets(read)?;
-    let places = crate::record_index::opened_between(
-        read,
-        "service",
-        crate::record_index::Side::Own,
-        from,
-        to,
-    )?;
-    for (key, subject, record) in crate::record_index::load(read, places) {
-        let Record::Service(request) = record else {
-            continue;
-        };
-        if !visible(user, me, &key, &request.vendor, &request.partner) || &request.vendor != me {
-            continue;
-        }
-        let clock = sla::clock(&request, &targets, now);
-        let v = RequestView {
-            key,
-            subject,
-            request,
-            clock,
-        };
-        let r = &v.request;
-        let partner = v.partner();
-        let e = by.entry(partner.clone()).or_insert_with(|| {
-            (
-                Metrics {
-                    partner,
-                    ..Metrics::default()
-                },
-                Vec::new(),
-                Vec::new(),
-            )
-        });
-        e.0.requests += 1;
-        if let Some(at) = r.first_response_at {
-            e.1.push(at - r.opened_at);
-        }
-        if let Some(at) = r.resolved_at {
-            e.2.push(at - r.opened_at);
-        }
-        e.0.first_response_breaches += u64::from(v.clock.first_response_breached);
-        e.0.resolution_breaches += u64::from(v.clock.resolution_breached);
-    }
-    Ok(by
-        .into_values()
-        .map(|(mut m, first, resolution)| {
-            m.median_first_response_ms = median(first);
-            m.median_resolution_ms = median(resolution);
-            m
-        })
-        .collect())
+    aggregates::metrics(read, &targets(read)?, now, from, to)
 }
 
 // -------------------------------------------------------------- claims

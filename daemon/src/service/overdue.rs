@@ -72,6 +72,82 @@ pub fn request_saved(
     Ok(())
 }
 
+/// Which clock an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    FirstResponse,
+    Resolution,
+}
+
+/// Calls `each` with every late entry (clock, opened, key, subject),
+/// priority by priority, most overdue first, until it answers `false`.
+fn scan_late(
+    read: &Read,
+    targets: &Targets,
+    now: Millis,
+    mut each: impl FnMut(Clock, Millis, &str, &str) -> bool,
+) -> Result<(), StoreError> {
+    for p in PRIORITIES {
+        let t = targets.for_priority(p);
+        for (clock, tag, minutes) in [
+            (Clock::FirstResponse, "runf", t.first_response_minutes),
+            (Clock::Resolution, "runr", t.resolution_minutes),
+        ] {
+            let prefix = format!("{tag}{SEP}{}{SEP}", name(p));
+            let due_before = format!("{:016}", (now - minutes * 60_000).max(0));
+            let mut cursor: Option<String> = None;
+            'pages: loop {
+                let page = read.docs_page(
+                    Doc::RecordIndex,
+                    &prefix,
+                    cursor.as_deref(),
+                    Order::Forward,
+                    500,
+                )?;
+                let full = page.len() == 500;
+                for (k, _) in &page {
+                    let Some(rest) = k.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    let mut parts = rest.splitn(3, SEP);
+                    let (Some(opened), Some(key), Some(subject)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    // Late when the deadline (opened + target) has passed.
+                    if opened >= due_before.as_str() {
+                        break 'pages;
+                    }
+                    if !each(clock, opened.parse().unwrap_or(0), key, subject) {
+                        return Ok(());
+                    }
+                }
+                cursor = page.last().map(|(k, _)| k.clone());
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every late clock: (which, where the request is kept, when it opened).
+/// The work is the late requests, not every request.
+pub fn every_late(
+    read: &Read,
+    targets: &Targets,
+    now: Millis,
+) -> Result<Vec<(Clock, String, Millis)>, StoreError> {
+    let mut out = Vec::new();
+    scan_late(read, targets, now, |clock, opened, key, _| {
+        out.push((clock, key.to_string(), opened));
+        true
+    })?;
+    Ok(out)
+}
+
 /// Up to `limit` requests whose first response or resolution is late at
 /// `now` (most overdue first within each priority, urgent first), and
 /// whether more are late. Reads only late entries.
@@ -83,41 +159,17 @@ pub fn late(
 ) -> Result<(Vec<Place>, bool), StoreError> {
     let mut out: Vec<Place> = Vec::new();
     let mut more = false;
-    for p in PRIORITIES {
-        let t = targets.for_priority(p);
-        for (clock, minutes) in [
-            ("runf", t.first_response_minutes),
-            ("runr", t.resolution_minutes),
-        ] {
-            let prefix = format!("{clock}{SEP}{}{SEP}", name(p));
-            let due_before = format!("{:016}", (now - minutes * 60_000).max(0));
-            let page =
-                read.docs_page(Doc::RecordIndex, &prefix, None, Order::Forward, limit + 1)?;
-            for (k, _) in page {
-                let Some(rest) = k.strip_prefix(&prefix) else {
-                    continue;
-                };
-                let mut parts = rest.splitn(3, SEP);
-                let (Some(opened), Some(key), Some(subject)) =
-                    (parts.next(), parts.next(), parts.next())
-                else {
-                    continue;
-                };
-                // Late when the deadline (opened + target) has passed.
-                if opened >= due_before.as_str() {
-                    break;
-                }
-                let place = (key.to_string(), subject.to_string());
-                if out.contains(&place) {
-                    continue;
-                }
-                if out.len() == limit {
-                    more = true;
-                    break;
-                }
-                out.push(place);
-            }
+    scan_late(read, targets, now, |_, _, key, subject| {
+        let place = (key.to_string(), subject.to_string());
+        if out.contains(&place) {
+            return true;
         }
-    }
+        if out.len() == limit {
+            more = true;
+            return false;
+        }
+        out.push(place);
+        true
+    })?;
     Ok((out, more))
 }

@@ -144,7 +144,7 @@ async fn requests(
             let (list, next) =
                 service::requests_page(r, &who, &me, now, direction, cursor.as_ref(), LIST_PAGE)?;
             let metrics = if staff && direction == Direction::Received {
-                service::metrics(r, &who, &me, now, None, None)?
+                service::metrics(r, &who, now, None, None)?
             } else {
                 Vec::new()
             };

@@ -508,7 +508,14 @@ async fn other_families(
         "price_lists": [{"id": "tw-gold", "tier": "gold", "currency": "TWD", "valid_from": "2020-01-01", "valid_to": null,
             "discount_bp": 500, "tax_rate_bp": 500, "prices": [{"sku": "CNC-5X", "unit_price": 100_000_000}]}]});
     let api = Api::of(node, daemon);
-    api_ok(&api, token, "put", "/api/v1/catalog", Some(&catalog.to_string())).await?;
+    api_ok(
+        &api,
+        token,
+        "put",
+        "/api/v1/catalog",
+        Some(&catalog.to_string()),
+    )
+    .await?;
     let (orders, requests, claims, deals) = (leads / 5, leads / 20, leads / 20, leads / 100);
     let budgets = (leads / 200).min(5_000);
     let partner_tokens: Vec<String> = (0..4)

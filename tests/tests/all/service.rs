@@ -457,7 +457,11 @@ async fn service_level_breaches_are_detected_with_a_moved_clock_across_a_restart
     let mut staff = crate::web::Browser::new(&node, &daemon);
     assert_eq!(staff.login("admin", &admin_password).await.status, 303);
     let home = staff.get("/").await;
-    assert!(!home.body.contains("breached their service level"), "{}", home.body);
+    assert!(
+        !home.body.contains("breached their service level"),
+        "{}",
+        home.body
+    );
 
     // Two hours pass while the daemon is down.
     daemon.terminate(Duration::from_secs(10)).expect("stops");
@@ -599,10 +603,13 @@ async fn service_level_breaches_are_detected_with_a_moved_clock_across_a_restart
         (Some("globex"), Some(2), Some(1), Some(0)),
         "{m}"
     );
+    // Medians are the middle of a bucket about 6 % wide.
     assert!(
-        g["median_first_response_ms"].as_i64().unwrap_or(0) >= 2 * HOUR,
+        g["median_first_response_ms"].as_i64().unwrap_or(0) >= 2 * HOUR * 97 / 100,
         "{m}"
     );
+    let out = node.cli(Path::new(BIN), &["ledger", "verify"]);
+    assert!(out.contains("equals a recomputation"), "{out}");
     drop(daemon);
 }
 
