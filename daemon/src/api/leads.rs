@@ -15,7 +15,7 @@ use crate::node::Node;
 use crate::web::leads::{AnalysisQuery, analysis_params};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guanxi_protocol::canonical;
 use guanxi_protocol::messages::LeadRegister;
@@ -60,8 +60,6 @@ fn load_view(node: &Node, id: &str) -> Result<Value, ApiError> {
     }
 }
 
-/// The `limit` of a paged list: 100 when absent, at most
-/// [`leads::MAX_PAGE`].
 /// `?stage=&after=&limit=`: a page of leads, newest first.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +93,73 @@ pub async fn list(
     .map_err(internal)?
     .map_err(internal)?;
     Ok(Json(page))
+}
+
+/// `?stage=` of an export.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    #[serde(default)]
+    stage: Option<String>,
+}
+
+/// `GET /api/v1/leads/export?stage=`: every lead (of a stage) as CSV,
+/// newest first, streamed a page at a time: memory stays bounded whatever
+/// the number of leads. Each page is read in its own snapshot; leads
+/// created while the export runs are not in it.
+pub async fn export(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    Query(q): Query<ExportQuery>,
+) -> Result<Response, ApiError> {
+    staff(&authenticate(&node, &headers)?)?;
+    let stage = q.stage.filter(|s| !s.is_empty());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        if tx.send(Ok(leads::export::header().into())).await.is_err() {
+            return;
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let (stage, from) = (stage.clone(), after.clone());
+            let page = node
+                .reading(move |r| {
+                    let (views, next) =
+                        leads::page(r, stage.as_deref(), from.as_deref(), leads::export::PAGE)?;
+                    Ok((leads::export::rows(&views), next))
+                })
+                .await;
+            match page {
+                Ok((bytes, next)) => {
+                    // The client went away: stop reading.
+                    if tx.send(Ok(bytes.into())).await.is_err() {
+                        return;
+                    }
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => return,
+                    }
+                }
+                Err(e) => {
+                    // The answer ends broken, never silently short.
+                    tracing::error!("lead export: {e}");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            }
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"leads.csv\"",
+            ),
+        ],
+        super::streamed(rx),
+    )
+        .into_response())
 }
 
 pub async fn create(

@@ -39,6 +39,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/leads"),
     ("post", "/api/v1/leads"),
     ("post", "/api/v1/leads/import"),
+    ("get", "/api/v1/leads/export"),
     ("get", "/api/v1/leads/analysis"),
     ("get", "/api/v1/leads/{id}"),
     ("post", "/api/v1/leads/{id}/assign"),
@@ -100,6 +101,7 @@ pub fn routes() -> Router<Arc<Node>> {
         )
         .route("/api/v1/leads", get(leads::list).post(leads::create))
         .route("/api/v1/leads/import", post(leads::import))
+        .route("/api/v1/leads/export", get(leads::export))
         .route("/api/v1/leads/analysis", get(leads::analysis))
         .route("/api/v1/leads/{id}", get(leads::one))
         .route("/api/v1/leads/{id}/assign", post(leads::assign))
@@ -377,6 +379,31 @@ impl PageQuery {
         };
         Ok((direction, after, page_limit(self.limit)?))
     }
+}
+
+/// A response body fed by a channel: a big answer goes out as it is
+/// produced, never built whole in memory; an error ends it broken.
+struct Channel(tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>);
+
+impl hyper::body::Body for Channel {
+    type Data = axum::body::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|next| next.map(|chunk| chunk.map(hyper::body::Frame::data)))
+    }
+}
+
+/// The body of a streamed answer, from its chunks.
+fn streamed(
+    rx: tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>,
+) -> axum::body::Body {
+    axum::body::Body::new(Channel(rx))
 }
 
 fn not_found() -> ApiError {
@@ -816,6 +843,11 @@ fn described() -> Value {
                         "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object", "properties": {"leads": {"type": "array", "items": lead}, "next": {"type": "string", "nullable": true, "description": "pass as `after` for the next page; null on the last"}}})))},
                 "post": {"summary": "Create a lead and distribute it by the rules (staff)", "requestBody": {"required": true, "content": {"application/json": {"schema": lead_in}}},
                          "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(lead.clone()))}
+            },
+            "/api/v1/leads/export": {
+                "get": {"summary": "Every lead (of a stage) as CSV, newest first, streamed (staff): id, created, stage, partner, then the import's columns",
+                        "parameters": [{"name": "stage", "in": "query", "required": false, "schema": {"type": "string"}}],
+                        "responses": with(errors(&["401", "403", "422"]), "200", json!({"description": "CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}))}
             },
             "/api/v1/leads/import": {
                 "post": {"summary": "Import leads from CSV (text/csv body; header row; all rows valid or nothing imported) (staff)",

@@ -146,6 +146,50 @@ fn step(code: &str, partner: Option<&str>, detail: impl Into<String>) -> TraceSt
     }
 }
 
+/// Partners a grouped trace line names before it only counts the rest.
+const NAMED: usize = 20;
+
+/// The per-partner lines grouped by code (in the order codes first
+/// appear): a code that one partner got stays that partner's line; several
+/// become one line naming the first [`NAMED`] and counting the rest. A
+/// round's trace stays small however many partners the directory holds.
+fn grouped(steps: Vec<TraceStep>) -> Vec<TraceStep> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by: BTreeMap<String, Vec<TraceStep>> = BTreeMap::new();
+    for s in steps {
+        if !by.contains_key(&s.code) {
+            order.push(s.code.clone());
+        }
+        by.entry(s.code.clone()).or_default().push(s);
+    }
+    order
+        .into_iter()
+        .filter_map(|code| {
+            let mut group = by.remove(&code)?;
+            if group.len() == 1 {
+                return group.pop();
+            }
+            let n = group.len();
+            let mut names: Vec<String> = group
+                .iter()
+                .take(NAMED)
+                .map(|s| {
+                    let who = s.partner.clone().unwrap_or_default();
+                    if s.detail.is_empty() {
+                        who
+                    } else {
+                        format!("{who} ({})", s.detail)
+                    }
+                })
+                .collect();
+            if n > NAMED {
+                names.push(format!("+{}", n - NAMED));
+            }
+            Some(step(&code, None, format!("{n}: {}", names.join(", "))))
+        })
+        .collect()
+}
+
 /// The outcome of a distribution round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
@@ -238,6 +282,7 @@ pub fn choose(
     let mut sorted: Vec<&Candidate<'_>> = candidates.iter().collect();
     sorted.sort_by(|a, b| a.partner.id.cmp(&b.partner.id));
     let mut eligible: Vec<&Candidate<'_>> = Vec::new();
+    let mut considered = Vec::new();
     for c in sorted {
         let p = c.partner;
         let id = Some(p.id.as_str());
@@ -278,13 +323,14 @@ pub fn choose(
             None
         };
         match skip {
-            Some(s) => trace.push(s),
+            Some(s) => considered.push(s),
             None => {
-                trace.push(step("eligible", id, ""));
+                considered.push(step("eligible", id, ""));
                 eligible.push(c);
             }
         }
     }
+    trace.extend(grouped(considered));
     if eligible.is_empty() {
         trace.push(step("nobody", None, ""));
         return Choice {
@@ -435,13 +481,13 @@ mod tests {
             codes,
             vec![
                 ("rule", None),
-                ("eligible", Some("a")),
+                ("eligible", None),
                 ("tier", Some("b")),
-                ("eligible", Some("c")),
                 ("territory", Some("d")),
                 ("round_robin", Some("c")),
             ]
         );
+        assert_eq!(c.trace[1].detail, "2: a, c");
         let none = choose(
             &lead("TW", "", &["cnc"], false),
             &cands,
@@ -451,6 +497,40 @@ mod tests {
         );
         assert_eq!(none.chosen, None);
         assert_eq!(none.trace[0].code, "no_consent");
+    }
+
+    #[test]
+    fn a_large_directory_gives_a_short_trace() {
+        let ps: Vec<Partner> = (0..2_000)
+            .map(|i| partner(&format!("p{i:04}"), "gold", "TW", "", Stage::Active))
+            .collect();
+        let cands: Vec<Candidate> = ps
+            .iter()
+            .map(|p| Candidate {
+                partner: p,
+                open_leads: 0,
+                reachable: true,
+            })
+            .collect();
+        let rules = Rules {
+            offer_hours: 24,
+            rules: vec![rule(&["gold"], 0, Strategy::RoundRobin)],
+        };
+        let c = choose(
+            &lead("TW", "", &["cnc"], true),
+            &cands,
+            &rules,
+            &RuleState::default(),
+            &BTreeSet::new(),
+        );
+        let codes: Vec<&str> = c.trace.iter().map(|s| s.code.as_str()).collect();
+        assert_eq!(codes, vec!["rule", "eligible", "round_robin"]);
+        assert!(
+            c.trace[1].detail.starts_with("2000: p0000, p0001")
+                && c.trace[1].detail.ends_with(", +1980"),
+            "{}",
+            c.trace[1].detail
+        );
     }
 
     #[test]

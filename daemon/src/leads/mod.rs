@@ -21,6 +21,7 @@ pub mod aggregates;
 pub mod analysis;
 pub mod conflicts;
 pub mod distribution;
+pub mod export;
 pub mod index;
 pub mod intake;
 

@@ -731,3 +731,86 @@ async fn an_acceptance_crossing_a_withdrawal_is_rejected_over_federation_and_bot
         "identical histories"
     );
 }
+
+/// The export streams every lead as CSV, a page at a time (more leads than
+/// a page), newest first, in the import's columns after id, created, stage
+/// and partner; partner users may not export.
+#[tokio::test]
+async fn every_lead_exports_as_streamed_csv() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let api = Api::of(&node, &daemon);
+    let admin = node.token(Path::new(BIN), "ci", "admin");
+    let mut csv =
+        String::from("company,country,product_lines,estimated_value,currency,campaign,consent\n");
+    for i in 0..1_201 {
+        csv.push_str(&format!(
+            "\"Company {i:04}, Ltd.\",TW,cnc;laser,1200.50,TWD,spring,no\n"
+        ));
+    }
+    let (status, v) = api
+        .call("post", "/api/v1/leads/import", Some(&admin), Some(&csv))
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, body) = api
+        .call("get", "/api/v1/leads/export", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    let text = body.as_str().expect("CSV text").to_string();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        &header[..5],
+        &["id", "created", "stage", "partner", "company"],
+        "{header:?}"
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 1_201, "every lead once, across pages");
+    let ids: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 1_201, "no repeats");
+    sorted.reverse();
+    assert_eq!(ids, sorted, "newest first");
+    let newest = &rows[0];
+    assert_eq!(
+        (
+            &newest[4],
+            &newest[10],
+            &newest[11],
+            &newest[12],
+            &newest[15]
+        ),
+        ("Company 1200, Ltd.", "cnc;laser", "1200.50", "TWD", "no"),
+        "{newest:?}"
+    );
+    // A partner user may not.
+    let partner = json!({"id": "p1", "name": "P1", "type": "reseller", "tier": "gold",
+        "country": "TW", "region": "", "stage": "active", "peer": null});
+    expect(
+        &api,
+        "post",
+        "/api/v1/partners",
+        &admin,
+        Some(&partner.to_string()),
+        201,
+    )
+    .await;
+    let _ = node.cli(
+        Path::new(BIN),
+        &["user", "add", "ina", "--role", "partner", "--partner", "p1"],
+    );
+    let ina = node.token(Path::new(BIN), "ina-ci", "ina");
+    let (status, _) = api
+        .call("get", "/api/v1/leads/export", Some(&ina), None)
+        .await;
+    assert_eq!(status, 403);
+    drop(daemon);
+}
