@@ -79,6 +79,15 @@ const RECORD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("record_
 const SERIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("serials");
 const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
+/// How the database file is used ([`Store::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub allocated_bytes: u64,
+    pub stored_bytes: u64,
+    pub metadata_bytes: u64,
+    pub fragmented_bytes: u64,
+}
+
 /// Kinds of local JSON documents, each in its own table keyed by a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Doc {
@@ -617,6 +626,23 @@ impl Store {
         };
         txn.commit().map_err(StoreError::from)?;
         Ok(result)
+    }
+
+    /// How the database file is used: bytes in pages, bytes of keys and
+    /// values, of redb's own metadata, and free inside the file. Takes the
+    /// write lock for a moment (waits for a running write) and writes
+    /// nothing.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let txn = self.db()?.begin_write().map_err(StoreError::from)?;
+        let s = txn.stats().map_err(StoreError::from)?;
+        let stats = StoreStats {
+            allocated_bytes: s.allocated_pages() * s.page_size() as u64,
+            stored_bytes: s.stored_bytes(),
+            metadata_bytes: s.metadata_bytes(),
+            fragmented_bytes: s.fragmented_bytes(),
+        };
+        txn.abort().map_err(StoreError::from)?;
+        Ok(stats)
     }
 
     /// Starts a read transaction: a consistent snapshot.

@@ -38,6 +38,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/rejected", get(rejected))
         .route("/admin/v1/ledger/verify", get(ledger_verify))
         .route("/admin/v1/verify", get(verify))
+        .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
         .route("/admin/v1/records/{peer}/{subject}", get(record))
@@ -70,6 +71,17 @@ struct VerifyQuery {
 }
 
 /// `guanxi verify` on the running node: the content checks on a snapshot.
+/// How the database file is used (bytes allocated, stored, metadata, free
+/// inside the file).
+async fn store_stats(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError> {
+    let store = node.store.clone();
+    let stats = tokio::task::spawn_blocking(move || store.stats())
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(Json(json!(stats)))
+}
+
 async fn verify(
     State(node): State<Arc<Node>>,
     axum::extract::Query(q): axum::extract::Query<VerifyQuery>,

@@ -36,6 +36,7 @@ struct Args {
     what: String,
     runs: usize,
     messages: u64,
+    partners: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         what: "all".into(),
         runs: 3,
         messages: 0,
+        partners: 50,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -60,9 +62,16 @@ fn parse_args() -> Result<Args, String> {
                     .and_then(|v| v.parse().ok())
                     .ok_or("--messages needs a number")?
             }
+            "--partners" => {
+                parsed.partners = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n >= 4)
+                    .ok_or("--partners needs a number of at least 4")?
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|all] [--runs N] [--messages N]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|all] [--runs N] [--messages N] [--partners N (scale)]"
                 ));
             }
         }
@@ -159,8 +168,8 @@ async fn main() {
         } else {
             100_000
         };
-        println!("scale: {total} leads");
-        if let Err(e) = scale(&bin, total).await {
+        println!("scale: {total} leads, {} partners", args.partners);
+        if let Err(e) = scale(&bin, total, args.partners).await {
             eprintln!("  scale failed: {e}");
         }
     }
@@ -198,7 +207,7 @@ async fn main() {
 /// users (p50/p95), the daemon's memory and the database's size. Leads go
 /// in through the API's CSV import (the real path); 50 web partners, half
 /// the leads offered by the rules, half held (no consent).
-async fn scale(bin: &Path, total: u64) -> Result<(), String> {
+async fn scale(bin: &Path, total: u64, partners: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let node = NodeSetup::init(bin, dir.path(), "acme")?;
     let daemon = node.start(bin)?;
@@ -211,7 +220,12 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
         let (api, token) = (&api, token.clone());
         async move { api_ok(api, &token, method, &path, body.as_deref()).await }
     };
-    vendor_with_partners(&api, &token, 48).await?;
+    let start = Instant::now();
+    vendor_with_partners(&api, &token, 48, partners).await?;
+    println!(
+        "  {partners} partners with a web user each in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
     let start = Instant::now();
     let mut done = 0;
     while done < total {
@@ -235,7 +249,7 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
         rss_of(daemon.pid())
     );
     let start = Instant::now();
-    let counts = other_families(bin, &node, &daemon, &token, total).await?;
+    let counts = other_families(bin, &node, &daemon, &token, total, partners).await?;
     println!(
         "  built {counts} in {:.1} s through the API; daemon RSS {}",
         start.elapsed().as_secs_f64(),
@@ -357,14 +371,48 @@ async fn scale(bin: &Path, total: u64) -> Result<(), String> {
             all.len()
         );
     }
+    // The largest answer: every lead as CSV, streamed.
+    let t = Instant::now();
+    let mut r = client
+        .get(format!("{base}/api/v1/leads/export"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut bytes, mut rows, mut peak) = (0usize, 0usize, String::new());
+    let mut chunks = 0u64;
+    while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+        bytes += chunk.len();
+        rows += chunk.iter().filter(|b| **b == b'\n').count();
+        chunks += 1;
+        if chunks.is_multiple_of(200) {
+            peak = rss_of(daemon.pid());
+        }
+    }
+    println!(
+        "  export: {} rows, {:.1} MB in {:.1} s; daemon RSS while streaming {peak}",
+        rows.saturating_sub(1),
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
     let rss = rss_of(daemon.pid());
     let db = std::fs::metadata(node.data_dir().join("guanxi.redb"))
         .map(|m| m.len())
         .unwrap_or(0);
     println!(
-        "  daemon RSS {rss}; database {:.1} MiB ({:.0} bytes per lead)",
+        "  daemon RSS {rss}; database file {:.1} MiB ({:.0} bytes per lead)",
         db as f64 / 1048576.0,
         db as f64 / total as f64
+    );
+    let (_, stats) = node.admin("GET", "/admin/v1/store", None).await;
+    let n = |k: &str| stats[k].as_u64().unwrap_or(0) as f64;
+    println!(
+        "  in use: {:.1} MiB in pages ({:.0} bytes per lead), of which {:.1} MiB keys and values, {:.1} MiB metadata; {:.1} MiB free in the file",
+        n("allocated_bytes") / 1048576.0,
+        n("allocated_bytes") / total as f64,
+        n("stored_bytes") / 1048576.0,
+        n("metadata_bytes") / 1048576.0,
+        n("fragmented_bytes") / 1048576.0
     );
     let (_, metrics) = node.admin("GET", "/metrics", None).await;
     for line in metrics.as_str().unwrap_or("").lines() {
@@ -502,6 +550,7 @@ async fn other_families(
     daemon: &guanxi_tests::Daemon,
     token: &str,
     leads: u64,
+    partners: usize,
 ) -> Result<String, String> {
     let catalog = json!({
         "products": [{"sku": "CNC-5X", "name_en": "5-axis CNC", "name_zh": "五軸加工機", "unit": "pcs", "warranty_months": 24, "active": true}],
@@ -554,7 +603,7 @@ async fn other_families(
                 api_ok(&api, &partner, "post", "/api/v1/deals", Some(&body.to_string())).await?;
             }
             for i in mine(budgets) {
-                let body = json!({"partner": format!("p{:02}", i % 50), "budget": format!("b{i}"), "body": {"action": "allocate",
+                let body = json!({"partner": format!("p{:02}", i % partners as u64), "budget": format!("b{i}"), "body": {"action": "allocate",
                     "amount": 10_000_000, "currency": "TWD", "period": "2027-Q1", "allow_overdraw": false, "expires_on": null, "note": ""}});
                 api_ok(&api, &staff, "post", "/api/v1/mdf", Some(&body.to_string())).await?;
             }
@@ -571,8 +620,13 @@ async fn other_families(
 
 /// The benchmarks' vendor: 50 gold partners in Taiwan, each with a web
 /// user, and one round-robin rule giving offers `offer_hours` to answer.
-async fn vendor_with_partners(api: &Api, token: &str, offer_hours: u32) -> Result<(), String> {
-    for i in 0..50 {
+async fn vendor_with_partners(
+    api: &Api,
+    token: &str,
+    offer_hours: u32,
+    count: usize,
+) -> Result<(), String> {
+    for i in 0..count {
         let id = format!("p{i:02}");
         let partner = json!({"id": id, "name": id, "type": "reseller", "tier": "gold",
             "country": "TW", "region": "", "stage": "active", "peer": null});
@@ -618,7 +672,7 @@ async fn leads(bin: &Path, total: u64) -> Result<(f64, f64), String> {
         let (api, token) = (&api, token.clone());
         async move { api_ok(api, &token, method, &path, Some(&body)).await }
     };
-    vendor_with_partners(&api, &token, 1).await?;
+    vendor_with_partners(&api, &token, 1, 50).await?;
     let start = Instant::now();
     let mut done = 0;
     while done < total {
