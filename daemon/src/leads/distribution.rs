@@ -149,45 +149,63 @@ fn step(code: &str, partner: Option<&str>, detail: impl Into<String>) -> TraceSt
 /// Partners a grouped trace line names before it only counts the rest.
 const NAMED: usize = 20;
 
-/// The per-partner lines grouped by code (in the order codes first
-/// appear): a code that one partner got stays that partner's line; several
-/// become one line naming the first [`NAMED`] and counting the rest. A
-/// round's trace stays small however many partners the directory holds.
-fn grouped(steps: Vec<TraceStep>) -> Vec<TraceStep> {
-    let mut order: Vec<String> = Vec::new();
-    let mut by: BTreeMap<String, Vec<TraceStep>> = BTreeMap::new();
-    for s in steps {
-        if !by.contains_key(&s.code) {
-            order.push(s.code.clone());
+/// The per-partner lines, grouped by code as they come (in the order codes
+/// first appear): a code that one partner got stays that partner's line;
+/// several become one line naming the first [`NAMED`] and counting the
+/// rest. A round's trace stays small, and cheap to make, however many
+/// partners the directory holds.
+#[derive(Default)]
+struct Grouper {
+    groups: Vec<Group>,
+}
+
+/// One code's partners: the code, how many, and the first [`NAMED`] as
+/// (partner, detail).
+type Group = (&'static str, usize, Vec<(String, String)>);
+
+impl Grouper {
+    /// Counts `partner` under `code`; `detail` is only made for the named.
+    fn add(&mut self, code: &'static str, partner: &str, detail: impl FnOnce() -> String) {
+        let at = match self.groups.iter().position(|g| g.0 == code) {
+            Some(at) => at,
+            None => {
+                self.groups.push((code, 0, Vec::new()));
+                self.groups.len() - 1
+            }
+        };
+        let group = &mut self.groups[at];
+        group.1 += 1;
+        if group.2.len() < NAMED {
+            group.2.push((partner.to_string(), detail()));
         }
-        by.entry(s.code.clone()).or_default().push(s);
     }
-    order
-        .into_iter()
-        .filter_map(|code| {
-            let mut group = by.remove(&code)?;
-            if group.len() == 1 {
-                return group.pop();
-            }
-            let n = group.len();
-            let mut names: Vec<String> = group
-                .iter()
-                .take(NAMED)
-                .map(|s| {
-                    let who = s.partner.clone().unwrap_or_default();
-                    if s.detail.is_empty() {
-                        who
-                    } else {
-                        format!("{who} ({})", s.detail)
-                    }
-                })
-                .collect();
-            if n > NAMED {
-                names.push(format!("+{}", n - NAMED));
-            }
-            Some(step(&code, None, format!("{n}: {}", names.join(", "))))
-        })
-        .collect()
+
+    fn finish(self) -> Vec<TraceStep> {
+        self.groups
+            .into_iter()
+            .map(|(code, n, mut named)| {
+                if n == 1
+                    && let Some((partner, detail)) = named.pop()
+                {
+                    return step(code, Some(&partner), detail);
+                }
+                let mut names: Vec<String> = named
+                    .into_iter()
+                    .map(|(who, detail)| {
+                        if detail.is_empty() {
+                            who
+                        } else {
+                            format!("{who} ({detail})")
+                        }
+                    })
+                    .collect();
+                if n > NAMED {
+                    names.push(format!("+{}", n - NAMED));
+                }
+                step(code, None, format!("{n}: {}", names.join(", ")))
+            })
+            .collect()
+    }
 }
 
 /// The outcome of a distribution round.
@@ -282,55 +300,46 @@ pub fn choose(
     let mut sorted: Vec<&Candidate<'_>> = candidates.iter().collect();
     sorted.sort_by(|a, b| a.partner.id.cmp(&b.partner.id));
     let mut eligible: Vec<&Candidate<'_>> = Vec::new();
-    let mut considered = Vec::new();
+    let mut considered = Grouper::default();
     for c in sorted {
         let p = c.partner;
-        let id = Some(p.id.as_str());
         let skip = if exclude.contains(&p.id) {
-            Some(step("already_offered", id, ""))
+            Some("already_offered")
         } else if !working(p.stage) {
-            Some(step("inactive", id, p.stage_name()))
+            Some("inactive")
         } else if !c.reachable {
-            Some(step("unreachable", id, ""))
+            Some("unreachable")
         } else if !rule.tiers.is_empty()
             && !rule.tiers.iter().any(|t| t.eq_ignore_ascii_case(&p.tier))
         {
-            Some(step(
-                "tier",
-                id,
-                format!("{} ∉ [{}]", p.tier, rule.tiers.join(", ")),
-            ))
+            Some("tier")
         } else if !covers(p, lead) {
-            Some(step(
-                "territory",
-                id,
-                format!(
-                    "{} {} ≠ {} {}",
-                    p.country, p.region, lead.country, lead.region
-                ),
-            ))
+            Some("territory")
         } else if rule.capacity > 0 && c.open_leads >= rule.capacity {
-            Some(step(
-                "capacity",
-                id,
-                format!("{}/{}", c.open_leads, rule.capacity),
-            ))
+            Some("capacity")
         } else if rule.strategy == Strategy::Weighted
             && rule.weights.get(&p.id).copied().unwrap_or(0) == 0
         {
-            Some(step("no_weight", id, ""))
+            Some("no_weight")
         } else {
             None
         };
-        match skip {
-            Some(s) => considered.push(s),
-            None => {
-                considered.push(step("eligible", id, ""));
-                eligible.push(c);
-            }
+        let code = skip.unwrap_or("eligible");
+        considered.add(code, &p.id, || match code {
+            "inactive" => p.stage_name().to_string(),
+            "tier" => format!("{} ∉ [{}]", p.tier, rule.tiers.join(", ")),
+            "territory" => format!(
+                "{} {} ≠ {} {}",
+                p.country, p.region, lead.country, lead.region
+            ),
+            "capacity" => format!("{}/{}", c.open_leads, rule.capacity),
+            _ => String::new(),
+        });
+        if skip.is_none() {
+            eligible.push(c);
         }
     }
-    trace.extend(grouped(considered));
+    trace.extend(considered.finish());
     if eligible.is_empty() {
         trace.push(step("nobody", None, ""));
         return Choice {
@@ -525,6 +534,28 @@ mod tests {
         );
         let codes: Vec<&str> = c.trace.iter().map(|s| s.code.as_str()).collect();
         assert_eq!(codes, vec!["rule", "eligible", "round_robin"]);
+        assert!(
+            c.trace[1].detail.starts_with("2000: p0000, p0001")
+                && c.trace[1].detail.ends_with(", +1980"),
+            "{}",
+            c.trace[1].detail
+        );
+        // Weighted too.
+        let mut weighted = rule(&["gold"], 0, Strategy::Weighted);
+        for p in &ps {
+            weighted.weights.insert(p.id.clone(), 1);
+        }
+        let rules = Rules {
+            offer_hours: 24,
+            rules: vec![weighted],
+        };
+        let c = choose(
+            &lead("TW", "", &["cnc"], true),
+            &cands,
+            &rules,
+            &RuleState::default(),
+            &BTreeSet::new(),
+        );
         assert!(
             c.trace[1].detail.starts_with("2000: p0000, p0001")
                 && c.trace[1].detail.ends_with(", +1980"),

@@ -39,7 +39,7 @@ use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
 use intake::LeadInput;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -315,9 +315,12 @@ pub fn incoming_one(
 
 /// What distribution needs to know, read once per transaction.
 struct World {
+    /// The directory, by id; `reachable` and `open` are aligned with it
+    /// (a distribution round reads them by position, never by search).
     partners: Vec<Partner>,
-    reachable: BTreeSet<String>,
-    open: BTreeMap<String, u32>,
+    reachable: Vec<bool>,
+    /// Leads offered to or worked by each partner now.
+    open: Vec<u32>,
     rules: Rules,
     state: RuleState,
     /// Enabled peers (from the configuration).
@@ -340,22 +343,27 @@ fn setting<T: DeserializeOwned + Default>(t: &Tables<'_>, key: &str) -> Result<T
 
 impl World {
     fn read(a: &Act<'_, '_>, peers: BTreeSet<String>) -> Result<World, EngineError> {
-        let partners: Vec<Partner> = docs_of(a.tables, Doc::Partner)?;
+        let mut partners: Vec<Partner> = docs_of(a.tables, Doc::Partner)?;
+        partners.sort_by(|a, b| a.id.cmp(&b.id));
         let users: Vec<User> = docs_of(a.tables, Doc::User)?;
-        let mut reachable: BTreeSet<String> = users
+        let with_users: BTreeSet<String> = users
             .iter()
             .filter(|u| u.role == Role::Partner && !u.disabled)
             .filter_map(|u| u.partner.clone())
             .collect();
-        for p in &partners {
-            if let Some(peer) = &p.peer
-                && peers.contains(peer)
-            {
-                reachable.insert(p.id.clone());
-            }
-        }
+        let reachable = partners
+            .iter()
+            .map(|p| {
+                with_users.contains(&p.id)
+                    || p.peer.as_ref().is_some_and(|peer| peers.contains(peer))
+            })
+            .collect();
         // Open offers per partner, from the index (never every record).
-        let open = index::open_by_partner(a.tables)?;
+        let by_partner = index::open_by_partner(a.tables)?;
+        let open = partners
+            .iter()
+            .map(|p| by_partner.get(&p.id).copied().unwrap_or(0))
+            .collect();
         Ok(World {
             partners,
             reachable,
@@ -366,8 +374,29 @@ impl World {
         })
     }
 
+    fn position(&self, id: &str) -> Option<usize> {
+        self.partners
+            .binary_search_by(|p| p.id.as_str().cmp(id))
+            .ok()
+    }
+
     fn partner(&self, id: &str) -> Option<&Partner> {
-        self.partners.iter().find(|p| p.id == id)
+        self.position(id).map(|i| &self.partners[i])
+    }
+
+    fn is_reachable(&self, id: &str) -> bool {
+        self.position(id).is_some_and(|i| self.reachable[i])
+    }
+
+    /// Changes the number of open leads of `id` by one up or down.
+    fn count_open(&mut self, id: &str, up: bool) {
+        if let Some(i) = self.position(id) {
+            self.open[i] = if up {
+                self.open[i].saturating_add(1)
+            } else {
+                self.open[i].saturating_sub(1)
+            };
+        }
     }
 
     /// The peer to send to, if the partner has an enabled daemon.
@@ -440,7 +469,7 @@ fn offer_to(
         manual,
         by: by.to_string(),
     });
-    *world.open.entry(p.id).or_insert(0) += 1;
+    world.count_open(&p.id, true);
     doc.hold = None;
     Ok(Ok(()))
 }
@@ -456,10 +485,12 @@ fn distribute(
     let candidates: Vec<Candidate<'_>> = world
         .partners
         .iter()
-        .map(|p| Candidate {
+        .zip(&world.open)
+        .zip(&world.reachable)
+        .map(|((p, open), reachable)| Candidate {
             partner: p,
-            open_leads: world.open.get(&p.id).copied().unwrap_or(0),
-            reachable: world.reachable.contains(&p.id),
+            open_leads: *open,
+            reachable: *reachable,
         })
         .collect();
     let choice = distribution::choose(
@@ -632,7 +663,7 @@ pub async fn assign(
                 )));
             }
             let mut world = World::read(a, peers.clone())?;
-            if !world.reachable.contains(&partner) {
+            if !world.is_reachable(&partner) {
                 return Ok(Err(refuse(
                     ReasonCode::NotAllowed,
                     format!(
@@ -757,9 +788,7 @@ pub async fn sweep(node: &Node) -> Result<(usize, Option<Millis>), EngineError> 
                         tracing::warn!(lead = %id, "expiry refused: {refused}");
                         continue;
                     }
-                    if let Some(n) = world.open.get_mut(&offer.partner) {
-                        *n = n.saturating_sub(1);
-                    }
+                    world.count_open(&offer.partner, false);
                 }
                 distribute(a, &mut world, &mut doc)?;
                 save(a, &doc)?;

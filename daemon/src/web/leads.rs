@@ -234,6 +234,9 @@ struct LeadsPage {
 /// (beyond, the partner's id is typed).
 const PARTNER_CHOICES: usize = 200;
 
+/// Groups the analysis chart shows at most (the most offers first).
+const CHARTED: usize = 30;
+
 /// Leads on one page of the web list.
 const PAGE: usize = 50;
 
@@ -1003,8 +1006,14 @@ async fn analysis_page(
     };
     let max = rows.iter().map(|r| r.offered).max().unwrap_or(0).max(1);
     let scale = |n: u64| u32::try_from(n * 400 / max).unwrap_or(400);
-    let bars: Vec<Bar> = rows
-        .iter()
+    // The chart shows the groups with the most offers (the table has all).
+    let mut charted: Vec<&Row> = rows.iter().collect();
+    if charted.len() > CHARTED {
+        charted.sort_by(|a, b| b.offered.cmp(&a.offered).then(a.key.cmp(&b.key)));
+        charted.truncate(CHARTED);
+    }
+    let bars: Vec<Bar> = charted
+        .into_iter()
         .enumerate()
         .map(|(i, r)| Bar {
             label: r.key.clone(),

@@ -404,6 +404,15 @@ async fn scale(bin: &Path, total: u64, partners: usize) -> Result<(), String> {
         db as f64 / 1048576.0,
         db as f64 / total as f64
     );
+    // Idle: no requests for 20 s (timers run as they would).
+    let before = cpu_ticks(daemon.pid());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle = cpu_ticks(daemon.pid()).saturating_sub(before);
+    // Clock ticks are 1/100 s on Linux: ticks / 20 s is the percent.
+    println!(
+        "  idle CPU: {:.2} % of a core over 20 s",
+        idle as f64 / 20.0
+    );
     let (_, stats) = node.admin("GET", "/admin/v1/store", None).await;
     let n = |k: &str| stats[k].as_u64().unwrap_or(0) as f64;
     println!(
@@ -425,6 +434,19 @@ async fn scale(bin: &Path, total: u64, partners: usize) -> Result<(), String> {
 }
 
 /// A process's resident memory, as Linux reports it (`VmRSS`).
+/// CPU time (user + system) the process used so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
 fn rss_of(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
