@@ -17,39 +17,76 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use guanxi_adapters::store::StoreError;
 use guanxi_protocol::canonical;
 use guanxi_protocol::messages::LeadRegister;
 use guanxi_protocol::state::Lead;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 fn lead_record_json(l: &Lead) -> Value {
-    json!({
-        "vendor": l.vendor, "partner": l.partner, "status": l.status.as_str(),
-        "offer": l.offer, "offered_at": l.offered_at, "accepted_at": l.accepted_at,
-        "decline_reason": l.decline_reason, "won_value": l.won_value, "won_on": l.won_on,
-        "lost_reason": l.lost_reason, "updated_at": l.updated_at, "history": l.history,
-    })
+    serde_json::to_value(l).unwrap_or(Value::Null)
+}
+
+/// A lead as the API shows it (serialized straight from the stored
+/// values: a page of leads builds no intermediate JSON tree).
+#[derive(Serialize)]
+struct LeadOut<'a> {
+    id: &'a str,
+    lead: &'a intake::LeadInput,
+    status: &'static str,
+    hold: Option<&'static str>,
+    created: guanxi_protocol::Millis,
+    created_by: &'a str,
+    offers: Vec<OfferOut<'a>>,
+    rounds: &'a [leads::Round],
+}
+
+#[derive(Serialize)]
+struct OfferOut<'a> {
+    partner: &'a str,
+    channel: &'static str,
+    subject: &'a str,
+    offered_at: guanxi_protocol::Millis,
+    accept_by: guanxi_protocol::Millis,
+    manual: bool,
+    by: &'a str,
+    record: Option<&'a Lead>,
+}
+
+fn lead_out(v: &LeadView) -> LeadOut<'_> {
+    LeadOut {
+        id: &v.doc.id,
+        lead: &v.doc.input,
+        status: v.stage(),
+        hold: v.doc.hold.map(|h| h.as_str()),
+        created: v.doc.created,
+        created_by: &v.doc.created_by,
+        offers: v
+            .offers
+            .iter()
+            .map(|(o, l)| OfferOut {
+                partner: &o.partner,
+                channel: if o.key.starts_with("web:") {
+                    "web"
+                } else {
+                    "peer"
+                },
+                subject: &o.subject,
+                offered_at: o.offered_at,
+                accept_by: o.accept_by,
+                manual: o.manual,
+                by: &o.by,
+                record: l.as_ref(),
+            })
+            .collect(),
+        rounds: &v.doc.rounds,
+    }
 }
 
 fn lead_json(v: &LeadView) -> Value {
-    json!({
-        "id": v.doc.id,
-        "lead": v.doc.input,
-        "status": v.stage(),
-        "hold": v.doc.hold.map(|h| h.as_str()),
-        "created": v.doc.created,
-        "created_by": v.doc.created_by,
-        "offers": v.offers.iter().map(|(o, l)| json!({
-            "partner": o.partner,
-            "channel": if o.key.starts_with("web:") { "web" } else { "peer" },
-            "subject": o.subject, "offered_at": o.offered_at, "accept_by": o.accept_by,
-            "manual": o.manual, "by": o.by,
-            "record": l.as_ref().map(lead_record_json),
-        })).collect::<Vec<_>>(),
-        "rounds": v.doc.rounds,
-    })
+    serde_json::to_value(lead_out(v)).unwrap_or(Value::Null)
 }
 
 fn load_view(node: &Node, id: &str) -> Result<Value, ApiError> {
@@ -78,21 +115,27 @@ pub async fn list(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     staff(&authenticate(&node, &headers)?)?;
     let limit = page_limit(q.limit)?;
-    let store = node.store.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        let read = store.read()?;
-        let stage = q.stage.as_deref().filter(|s| !s.is_empty());
-        let (views, next) = leads::page(&read, stage, q.after.as_deref(), limit)?;
-        let leads: Vec<Value> = views.iter().map(lead_json).collect();
-        Ok::<_, guanxi_adapters::store::StoreError>(json!({ "leads": leads, "next": next }))
-    })
-    .await
-    .map_err(internal)?
-    .map_err(internal)?;
-    Ok(Json(page))
+    #[derive(Serialize)]
+    struct Page<'a> {
+        leads: Vec<LeadOut<'a>>,
+        next: Option<String>,
+    }
+    let bytes = node
+        .reading(move |read| {
+            let stage = q.stage.as_deref().filter(|s| !s.is_empty());
+            let (views, next) = leads::page(read, stage, q.after.as_deref(), limit)?;
+            let page = Page {
+                leads: views.iter().map(lead_out).collect(),
+                next,
+            };
+            serde_json::to_vec(&page).map_err(|e| StoreError::Db(e.to_string()))
+        })
+        .await
+        .map_err(internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 /// `?stage=` of an export.
