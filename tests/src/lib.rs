@@ -166,13 +166,19 @@ pub fn run(binary: &Path, dir: &Path, args: &[&str]) -> (Option<i32>, String, St
     }
 }
 
-/// An HTTPS client that trusts exactly the certificate in `cert_file`.
+/// An HTTPS client that trusts exactly the certificate in `cert_file`
+/// (each request at most 10 s).
 pub fn client_trusting(cert_file: &Path) -> Result<reqwest::Client, String> {
+    client_trusting_for(cert_file, Duration::from_secs(10))
+}
+
+/// The same, with requests of at most `timeout` (a long streamed answer).
+pub fn client_trusting_for(cert_file: &Path, timeout: Duration) -> Result<reqwest::Client, String> {
     let pem = std::fs::read(cert_file).map_err(|e| format!("{}: {e}", cert_file.display()))?;
     let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
     reqwest::Client::builder()
         .tls_certs_only([cert])
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .map_err(|e| e.to_string())
 }

@@ -49,7 +49,7 @@ fn parse_args() -> Result<Args, String> {
     };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "ingest" | "e2e" | "latency" | "leads" | "scale" | "all" => parsed.what = a,
+            "ingest" | "e2e" | "latency" | "leads" | "scale" | "hub" | "all" => parsed.what = a,
             "--runs" => {
                 parsed.runs = args
                     .next()
@@ -71,7 +71,7 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|all] [--runs N] [--messages N] [--partners N (scale)]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|all] [--runs N] [--messages N] [--partners N (scale, hub)]"
                 ));
             }
         }
@@ -160,6 +160,12 @@ async fn main() {
                 median(p50s),
                 median(p99s)
             );
+        }
+    }
+    if args.what == "hub" {
+        println!("hub: {} peers", args.partners);
+        if let Err(e) = hub(&bin, args.partners).await {
+            eprintln!("  hub failed: {e}");
         }
     }
     if args.what == "scale" {
@@ -373,7 +379,11 @@ async fn scale(bin: &Path, total: u64, partners: usize) -> Result<(), String> {
     }
     // The largest answer: every lead as CSV, streamed.
     let t = Instant::now();
-    let mut r = client
+    let long = guanxi_tests::client_trusting_for(
+        &guanxi_tests::cert_in(&node.data_dir()),
+        Duration::from_secs(3600),
+    )?;
+    let mut r = long
         .get(format!("{base}/api/v1/leads/export"))
         .header("authorization", format!("Bearer {token}"))
         .send()
@@ -559,6 +569,82 @@ async fn api_ok(
     } else {
         Err(format!("{method} {path}: {status} {v}"))
     }
+}
+
+/// A hub: one node configured with `peers` peer daemons (their keys made
+/// here; their URL in TEST-NET-1, RFC 5737, so nothing answers): the time
+/// from start to listening, memory and idle CPU with every delivery worker
+/// running, then a catalog published to a partner behind each peer (the
+/// time to queue it for all). Delivery itself is not measured here: that
+/// needs peers that answer (a load generator speaking the protocol for
+/// each), which this bench does not have yet.
+async fn hub(bin: &Path, peers: usize) -> Result<(), String> {
+    use guanxi_protocol::crypto::{NodeKey, b64url};
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let node = NodeSetup::init(bin, dir.path(), "hub")?;
+    let mut text = String::new();
+    for i in 0..peers {
+        let mut seed = [7u8; 32];
+        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let key = NodeKey::from_seed(&seed);
+        text.push_str(&format!(
+            "\n[[peers]]\nid = \"h{i:04}\"\nurl = \"https://192.0.2.1:8443\"\nenabled = true\ntls_cert_sha256 = \"{}\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
+            "ab".repeat(32),
+            b64url(&key.public().to_bytes())
+        ));
+    }
+    node.append_config(&text)?;
+    let t = Instant::now();
+    let daemon = node.start(bin)?;
+    println!(
+        "  start to listening with {peers} peers: {:.2} s; RSS {}",
+        t.elapsed().as_secs_f64(),
+        rss_of(daemon.pid())
+    );
+    let before = cpu_ticks(daemon.pid());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle = cpu_ticks(daemon.pid()).saturating_sub(before);
+    println!(
+        "  idle CPU: {:.2} % of a core over 20 s; RSS {}",
+        idle as f64 / 20.0,
+        rss_of(daemon.pid())
+    );
+    let api = Api::of(&node, &daemon);
+    let token = node.token(bin, "bench", "admin");
+    for i in 0..peers {
+        let partner = json!({"id": format!("p{i:04}"), "name": format!("P{i}"), "type": "reseller", "tier": "gold",
+            "country": "TW", "region": "", "stage": "active", "peer": format!("h{i:04}")});
+        api_ok(
+            &api,
+            &token,
+            "post",
+            "/api/v1/partners",
+            Some(&partner.to_string()),
+        )
+        .await?;
+    }
+    let catalog = json!({
+        "products": [{"sku": "CNC-5X", "name_en": "5-axis CNC", "name_zh": "五軸加工機", "unit": "pcs", "warranty_months": 24, "active": true}],
+        "price_lists": [{"id": "tw-gold", "tier": "gold", "currency": "TWD", "valid_from": "2020-01-01", "valid_to": null,
+            "discount_bp": 500, "tax_rate_bp": 500, "prices": [{"sku": "CNC-5X", "unit_price": 100_000_000}]}]});
+    let t = Instant::now();
+    let v = api_ok(
+        &api,
+        &token,
+        "put",
+        "/api/v1/catalog",
+        Some(&catalog.to_string()),
+    )
+    .await?;
+    let queued = v["published"]
+        .as_array()
+        .map_or(0, |l| l.iter().filter(|p| p["refused"].is_null()).count());
+    println!(
+        "  catalog publication queued for {queued} peers in {:.2} s (one transaction); RSS {}",
+        t.elapsed().as_secs_f64(),
+        rss_of(daemon.pid())
+    );
+    Ok(())
 }
 
 /// The rest of the scale dataset beside `leads` leads, built through the
