@@ -818,6 +818,24 @@ pub enum Order {
 /// One page of documents whose keys start with `prefix`, in `order`,
 /// continuing past `cursor` (a key of the previous page's last entry), at
 /// most `limit`: a bounded read, never the whole table.
+/// Calls `each` with every document whose key starts with `prefix`, in key
+/// order: the key without the prefix, and the bytes. A bounded read (the
+/// prefix's range), never counted as a whole-table read.
+fn each_with_prefix(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+    mut each: impl FnMut(&str, &[u8]),
+) -> Result<(), StoreError> {
+    let end = format!("{prefix}\u{10FFFF}");
+    for entry in table.range::<&str>(prefix..end.as_str())? {
+        let (k, v) = entry?;
+        if let Some(rest) = k.value().strip_prefix(prefix) {
+            each(rest, v.value());
+        }
+    }
+    Ok(())
+}
+
 fn docs_page(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     prefix: &str,
@@ -978,6 +996,16 @@ impl Tables<'_> {
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         docs_page(self.table(kind), prefix, cursor, order, limit)
+    }
+
+    /// Every document of a kind under `prefix` (see [`each_with_prefix`]).
+    pub fn each_with_prefix(
+        &self,
+        kind: Doc,
+        prefix: &str,
+        each: impl FnMut(&str, &[u8]),
+    ) -> Result<(), StoreError> {
+        each_with_prefix(self.table(kind), prefix, each)
     }
 
     /// Every shared record as (peer or `web:<partner>`, subject, JSON).
@@ -1323,6 +1351,16 @@ impl Read {
             order,
             limit,
         )
+    }
+
+    /// Every document of a kind under `prefix` (see [`each_with_prefix`]).
+    pub fn each_with_prefix(
+        &self,
+        kind: Doc,
+        prefix: &str,
+        each: impl FnMut(&str, &[u8]),
+    ) -> Result<(), StoreError> {
+        each_with_prefix(&self.txn.open_table(kind.table())?, prefix, each)
     }
 
     /// Every shared record as (peer or `web:<partner>`, subject, JSON).

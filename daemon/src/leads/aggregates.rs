@@ -88,43 +88,45 @@ pub fn offer_saved(
     Ok(())
 }
 
-/// Every kept cell with its prefix `p` (`agg␟…`), a page at a time.
+/// Every kept cell with its prefix `p` (`agg␟…`).
 fn cells_with(read: &Read, p: &str, mut each: impl FnMut(&str, Cell)) -> Result<(), StoreError> {
-    let prefix = cell_key(p);
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = read.docs_page(
-            Doc::LeadIndex,
-            &prefix,
-            cursor.as_deref(),
-            Order::Forward,
-            1000,
-        )?;
-        let full = page.len() == 1000;
-        for (k, v) in &page {
-            if let (Some(rest), Ok(cell)) = (k.strip_prefix(&prefix), serde_json::from_slice(v)) {
-                each(rest, cell);
-            }
+    read.each_with_prefix(Doc::LeadIndex, &cell_key(p), |rest, v| {
+        if let Ok(cell) = serde_json::from_slice(v) {
+            each(rest, cell);
         }
-        cursor = page.last().map(|(k, _)| k.clone());
-        if !full {
-            return Ok(());
-        }
-    }
+    })
 }
 
-/// The first or last day with any offer (`YYYY-MM-DD`).
-fn data_day(read: &Read, order: Order) -> Result<Option<String>, StoreError> {
-    let prefix = cell_key(&format!("total{SEP}d:"));
-    Ok(read
-        .docs_page(Doc::LeadIndex, &prefix, None, order, 1)?
-        .into_iter()
-        .next()
-        .and_then(|(k, _)| {
-            k.strip_prefix(&prefix)
-                .and_then(|r| r.split(SEP).next())
-                .map(str::to_string)
-        }))
+/// The periods (whole months, edge days) covering [`from`, `to`) within
+/// the days that have data: the first and last keys under `day_prefix`
+/// (`…d:YYYY-MM-DD…`) in table `kind`. A range of centuries reads the same
+/// few periods as the data's own; a bound beyond the calendar is no bound.
+pub(crate) fn periods_within(
+    read: &Read,
+    kind: Doc,
+    day_prefix: &str,
+    from: Option<Millis>,
+    to: Option<Millis>,
+) -> Result<Vec<String>, StoreError> {
+    let edge = |order| -> Result<Option<String>, StoreError> {
+        Ok(read
+            .docs_page(kind, day_prefix, None, order, 1)?
+            .into_iter()
+            .next()
+            .and_then(|(k, _)| {
+                k.strip_prefix(day_prefix)
+                    .and_then(|r| r.split(SEP).next())
+                    .map(str::to_string)
+            }))
+    };
+    let day = |at: Millis| Some(analysis::day_of(at)).filter(|d| !d.is_empty());
+    let first = edge(Order::Forward)?.map(|d| from.and_then(day).map_or(d.clone(), |f| f.max(d)));
+    let last =
+        edge(Order::Backward)?.map(|d| to.and_then(|t| day(t - 1)).map_or(d.clone(), |l| l.min(d)));
+    Ok(match (first, last) {
+        (Some(f), Some(l)) => periods(&f, &l),
+        _ => Vec::new(),
+    })
 }
 
 /// The periods covering the days [`first`, `last`]: whole months where a
@@ -168,18 +170,13 @@ pub fn query(
     let periods = if from.is_none() && to.is_none() && group != GroupBy::Month {
         vec!["all".to_string()]
     } else {
-        // Within the days that have offers: a range of centuries reads
-        // the same few periods as the data's own.
-        // (A bound beyond the calendar is no bound.)
-        let day = |at: Millis| Some(analysis::day_of(at)).filter(|d| !d.is_empty());
-        let first = data_day(read, Order::Forward)?
-            .map(|d| from.and_then(day).map_or(d.clone(), |f| f.max(d)));
-        let last = data_day(read, Order::Backward)?
-            .map(|d| to.and_then(|t| day(t - 1)).map_or(d.clone(), |l| l.min(d)));
-        match (first, last) {
-            (Some(f), Some(l)) => periods(&f, &l),
-            _ => Vec::new(),
-        }
+        periods_within(
+            read,
+            Doc::LeadIndex,
+            &cell_key(&format!("total{SEP}d:")),
+            from,
+            to,
+        )?
     };
     let dim = analysis::dimension(group);
     let mut rows: BTreeMap<String, Cell> = BTreeMap::new();

@@ -282,29 +282,14 @@ pub fn record_saved(t: &mut Tables<'_>, subject: &str, record: &Record) -> Resul
 /// How many leads hold an open offer with each partner (partners without
 /// any are absent): one entry per partner, never every lead.
 pub fn open_by_partner(t: &Tables<'_>) -> Result<BTreeMap<String, u32>, EngineError> {
-    let prefix = format!("open{SEP}");
     let mut out = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = t.docs_page(
-            Doc::LeadIndex,
-            &prefix,
-            cursor.as_deref(),
-            Order::Forward,
-            1000,
-        )?;
-        let full = page.len() == 1000;
-        for (k, v) in &page {
-            if let Some(p) = k.strip_prefix(&prefix) {
-                let n = String::from_utf8_lossy(v).parse().unwrap_or(0);
-                out.insert(p.to_string(), n);
-            }
-        }
-        cursor = page.last().map(|(k, _)| k.clone());
-        if !full {
-            return Ok(out);
-        }
-    }
+    t.each_with_prefix(Doc::LeadIndex, &format!("open{SEP}"), |partner, v| {
+        out.insert(
+            partner.to_string(),
+            String::from_utf8_lossy(v).parse().unwrap_or(0),
+        );
+    })?;
+    Ok(out)
 }
 
 /// Up to `limit` leads held back (waiting for a person), oldest first, and

@@ -9,7 +9,7 @@
 //! - `revc␟<key>␟<subject>` → JSON of what the order was last counted as.
 
 use crate::engine::EngineError;
-use guanxi_adapters::store::{Doc, Order as ScanOrder, Read, StoreError, Tables};
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::state::{Order, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -87,45 +87,33 @@ pub type Revenue = BTreeMap<String, BTreeMap<String, i64>>;
 /// currency). A sum beyond ±(2^53−1) is an error naming the partner and
 /// currency.
 pub fn revenue(read: &Read) -> Result<Result<Revenue, String>, StoreError> {
-    let prefix = format!("rev{SEP}");
     let mut out: Revenue = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = read.docs_page(
-            Doc::RecordIndex,
-            &prefix,
-            cursor.as_deref(),
-            ScanOrder::Forward,
-            1000,
-        )?;
-        let full = page.len() == 1000;
-        for (k, v) in &page {
-            let Some((partner, currency)) = k.strip_prefix(&prefix).and_then(|r| r.split_once(SEP))
-            else {
-                continue;
-            };
-            let sum: i128 = String::from_utf8_lossy(v).parse().unwrap_or(0);
-            match i64::try_from(sum)
-                .ok()
-                .filter(|s| s.abs() <= guanxi_protocol::canonical::MAX_SAFE_INTEGER)
-            {
-                Some(s) => {
-                    out.entry(partner.to_string())
-                        .or_default()
-                        .insert(currency.to_string(), s);
-                }
-                None => {
-                    return Ok(Err(format!(
-                        "revenue of {partner} in {currency}: beyond the exact integer range"
-                    )));
-                }
+    let mut too_large = None;
+    read.each_with_prefix(Doc::RecordIndex, &format!("rev{SEP}"), |rest, v| {
+        let Some((partner, currency)) = rest.split_once(SEP) else {
+            return;
+        };
+        let sum: i128 = String::from_utf8_lossy(v).parse().unwrap_or(0);
+        match i64::try_from(sum)
+            .ok()
+            .filter(|s| s.abs() <= guanxi_protocol::canonical::MAX_SAFE_INTEGER)
+        {
+            Some(s) => {
+                out.entry(partner.to_string())
+                    .or_default()
+                    .insert(currency.to_string(), s);
+            }
+            None => {
+                too_large.get_or_insert(format!(
+                    "revenue of {partner} in {currency}: beyond the exact integer range"
+                ));
             }
         }
-        cursor = page.last().map(|(k, _)| k.clone());
-        if !full {
-            return Ok(Ok(out));
-        }
-    }
+    })?;
+    Ok(match too_large {
+        Some(e) => Err(e),
+        None => Ok(out),
+    })
 }
 
 /// Recomputes revenue from every order this node received as vendor (a

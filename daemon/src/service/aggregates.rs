@@ -17,7 +17,7 @@ use super::Metrics;
 use super::sla::Targets;
 use crate::engine::EngineError;
 use crate::leads::analysis::{bucket, median_of};
-use guanxi_adapters::store::{Doc, Order, Read, StoreError, Tables};
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::Millis;
 use guanxi_protocol::state::{ServiceRequest, ServiceStatus};
 use serde::{Deserialize, Serialize};
@@ -192,20 +192,6 @@ pub fn request_saved(
     Ok(())
 }
 
-/// The first or last day with any request (`YYYY-MM-DD`).
-fn data_day(read: &Read, order: Order) -> Result<Option<String>, StoreError> {
-    let prefix = format!("svc{SEP}d:");
-    Ok(read
-        .docs_page(Doc::RecordIndex, &prefix, None, order, 1)?
-        .into_iter()
-        .next()
-        .and_then(|(k, _)| {
-            k.strip_prefix(&prefix)
-                .and_then(|r| r.split(SEP).next())
-                .map(str::to_string)
-        }))
-}
-
 /// Metrics per partner of the requests opened in [`from`, `to`), from the
 /// kept cells and the late running clocks.
 pub fn metrics(
@@ -215,41 +201,24 @@ pub fn metrics(
     from: Millis,
     to: Millis,
 ) -> Result<Vec<Metrics>, StoreError> {
-    // Within the days that have requests (a bound beyond the calendar is
-    // no bound).
-    let day = |at: Millis| Some(crate::leads::analysis::day_of(at)).filter(|d| !d.is_empty());
-    let first = data_day(read, Order::Forward)?.map(|d| day(from).map_or(d.clone(), |f| f.max(d)));
-    let last = data_day(read, Order::Backward)?
-        .map(|d| day(to.saturating_sub(1)).map_or(d.clone(), |l| l.min(d)));
-    let periods = match (first, last) {
-        (Some(f), Some(l)) => crate::leads::aggregates::periods(&f, &l),
-        _ => Vec::new(),
-    };
+    let periods = crate::leads::aggregates::periods_within(
+        read,
+        Doc::RecordIndex,
+        &format!("svc{SEP}d:"),
+        Some(from),
+        Some(to),
+    )?;
     let mut by: BTreeMap<String, Cell> = BTreeMap::new();
     for period in &periods {
-        let prefix = format!("svc{SEP}{period}{SEP}");
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = read.docs_page(
-                Doc::RecordIndex,
-                &prefix,
-                cursor.as_deref(),
-                Order::Forward,
-                1000,
-            )?;
-            let full = page.len() == 1000;
-            for (k, v) in &page {
-                if let (Some(partner), Ok(cell)) =
-                    (k.strip_prefix(&prefix), serde_json::from_slice::<Cell>(v))
-                {
+        read.each_with_prefix(
+            Doc::RecordIndex,
+            &format!("svc{SEP}{period}{SEP}"),
+            |partner, v| {
+                if let Ok(cell) = serde_json::from_slice::<Cell>(v) {
                     by.entry(partner.to_string()).or_default().merge(&cell);
                 }
-            }
-            cursor = page.last().map(|(k, _)| k.clone());
-            if !full {
-                break;
-            }
-        }
+            },
+        )?;
     }
     // Clocks still running and late now count as breaches.
     let mut running: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -311,26 +280,11 @@ pub fn check(read: &Read) -> Result<Vec<String>, StoreError> {
     expected.retain(|_, c| !c.is_empty());
     let prefix = format!("svc{SEP}");
     let mut kept: BTreeMap<String, Cell> = BTreeMap::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = read.docs_page(
-            Doc::RecordIndex,
-            &prefix,
-            cursor.as_deref(),
-            Order::Forward,
-            1000,
-        )?;
-        let full = page.len() == 1000;
-        for (k, v) in &page {
-            if let Ok(cell) = serde_json::from_slice::<Cell>(v) {
-                kept.insert(k.clone(), cell);
-            }
+    read.each_with_prefix(Doc::RecordIndex, &prefix, |rest, v| {
+        if let Ok(cell) = serde_json::from_slice::<Cell>(v) {
+            kept.insert(format!("{prefix}{rest}"), cell);
         }
-        cursor = page.last().map(|(k, _)| k.clone());
-        if !full {
-            break;
-        }
-    }
+    })?;
     for (k, cell) in &expected {
         if kept.get(k) != Some(cell) {
             problems.push(format!(
