@@ -256,9 +256,11 @@ fn working(stage: Stage) -> bool {
     )
 }
 
-/// Chooses a partner for `lead` among `candidates`, never one in `exclude`
-/// (partners it was offered to before). Changes nothing: the caller records
-/// the choice in `state` with [`RuleState::chose`].
+/// Chooses a partner for `lead` among `candidates` (in partner id order:
+/// the caller keeps them so, so that a round never sorts the directory),
+/// never one in `exclude` (partners it was offered to before). Changes
+/// nothing: the caller records the choice in `state` with
+/// [`RuleState::chose`].
 pub fn choose(
     lead: &LeadInput,
     candidates: &[Candidate<'_>],
@@ -297,11 +299,9 @@ pub fn choose(
             }
         }
     };
-    let mut sorted: Vec<&Candidate<'_>> = candidates.iter().collect();
-    sorted.sort_by(|a, b| a.partner.id.cmp(&b.partner.id));
     let mut eligible: Vec<&Candidate<'_>> = Vec::new();
     let mut considered = Grouper::default();
-    for c in sorted {
+    for c in candidates {
         let p = c.partner;
         let skip = if exclude.contains(&p.id) {
             Some("already_offered")
