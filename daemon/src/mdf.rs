@@ -113,10 +113,7 @@ pub fn budget_view(
     key: &str,
     subject: &str,
 ) -> Result<Option<BudgetView>, StoreError> {
-    let Some(bytes) = read.record(key, subject)? else {
-        return Ok(None);
-    };
-    Ok(match parse_record(key, subject, &bytes) {
+    Ok(match crate::records::read_one(read, key, subject)? {
         Some(Record::Mdf(budget)) if visible(user, me, key, &budget) => Some(BudgetView {
             key: key.to_string(),
             subject: subject.to_string(),

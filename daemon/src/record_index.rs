@@ -500,8 +500,7 @@ pub fn load(read: &Read, places: Vec<Place>) -> Vec<(String, String, Record)> {
     places
         .into_iter()
         .filter_map(|(key, subject)| {
-            let bytes = read.record(&key, &subject).ok()??;
-            let record = crate::records::parse_record(&key, &subject, &bytes)?;
+            let record = crate::records::read_one(read, &key, &subject).ok()??;
             Some((key, subject, record))
         })
         .collect()

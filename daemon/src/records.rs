@@ -80,3 +80,15 @@ pub fn page(
     let (places, next) = index::newest(read, family, &scope, before, limit)?;
     Ok((index::load(read, places), next))
 }
+
+/// The record kept at (`key`, `subject`), parsed; `None` when there is
+/// none or it is unreadable (logged).
+pub fn read_one(
+    read: &guanxi_adapters::store::Read,
+    key: &str,
+    subject: &str,
+) -> Result<Option<Record>, guanxi_adapters::store::StoreError> {
+    Ok(read
+        .record(key, subject)?
+        .and_then(|bytes| parse_record(key, subject, &bytes)))
+}

@@ -979,10 +979,7 @@ pub fn registration(
     key: &str,
     subject: &str,
 ) -> Result<Option<RegistrationView>, StoreError> {
-    let Some(bytes) = read.record(key, subject)? else {
-        return Ok(None);
-    };
-    Ok(match parse_record(key, subject, &bytes) {
+    Ok(match crate::records::read_one(read, key, subject)? {
         Some(Record::Registration(reg)) if registration_visible(user, me, key, &reg, as_vendor) => {
             Some(RegistrationView {
                 key: key.to_string(),

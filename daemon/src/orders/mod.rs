@@ -16,7 +16,7 @@ use crate::accounts::{Role, User};
 use crate::directory::Partner;
 use crate::engine::{Act, EngineError, decode_message};
 use crate::node::Node;
-use crate::records::{parse_record, web_key};
+use crate::records::web_key;
 use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::messages::{Address, CatalogPublish, Message, PriceList, Product};
 use guanxi_protocol::money::Date;
@@ -578,10 +578,7 @@ pub fn one(
     key: &str,
     subject: &str,
 ) -> Result<Option<OrderView>, StoreError> {
-    let Some(bytes) = read.record(key, subject)? else {
-        return Ok(None);
-    };
-    Ok(match parse_record(key, subject, &bytes) {
+    Ok(match crate::records::read_one(read, key, subject)? {
         Some(Record::Order(order)) if visible(user, me, key, &order) => Some(OrderView {
             key: key.to_string(),
             subject: subject.to_string(),

@@ -165,10 +165,7 @@ pub fn request(
     subject: &str,
     now: Millis,
 ) -> Result<Option<RequestView>, StoreError> {
-    let Some(bytes) = read.record(key, subject)? else {
-        return Ok(None);
-    };
-    let Some(Record::Service(request)) = parse_record(key, subject, &bytes) else {
+    let Some(Record::Service(request)) = crate::records::read_one(read, key, subject)? else {
         return Ok(None);
     };
     if !visible(user, me, key, &request.vendor, &request.partner) {
@@ -539,10 +536,7 @@ pub fn claim(
     key: &str,
     subject: &str,
 ) -> Result<Option<ClaimView>, StoreError> {
-    let Some(bytes) = read.record(key, subject)? else {
-        return Ok(None);
-    };
-    Ok(match parse_record(key, subject, &bytes) {
+    Ok(match crate::records::read_one(read, key, subject)? {
         Some(Record::Warranty(claim)) if visible(user, me, key, &claim.vendor, &claim.partner) => {
             Some(ClaimView {
                 key: key.to_string(),
