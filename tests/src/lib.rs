@@ -6,6 +6,8 @@
 //! for the address it listens on, talk HTTPS to it, stop it with SIGTERM or
 //! kill it outright.
 
+pub mod answering_peers;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

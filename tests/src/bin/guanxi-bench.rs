@@ -457,6 +457,15 @@ fn cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Resident memory of `pid` in KiB (0 when unreadable).
+fn rss_kib(pid: u32) -> u64 {
+    rss_of(pid)
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
 fn rss_of(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -571,28 +580,23 @@ async fn api_ok(
     }
 }
 
-/// A hub: one node configured with `peers` peer daemons (their keys made
-/// here; their URL in TEST-NET-1, RFC 5737, so nothing answers): the time
-/// from start to listening, memory and idle CPU with every delivery worker
-/// running, then a catalog published to a partner behind each peer (the
-/// time to queue it for all). Delivery itself is not measured here: that
-/// needs peers that answer (a load generator speaking the protocol for
-/// each), which this bench does not have yet.
+/// A hub: one node configured with `peers` peer daemons, simulated by a
+/// load generator speaking the real protocol (`answering_peers`: each peer
+/// checks the envelopes addressed to it and signs receipts with its own
+/// key): the time from start to listening, memory and idle CPU with every
+/// delivery worker running, then a catalog published to a partner behind
+/// each peer: the time to queue it for all, and until every peer has it
+/// and the hub holds every peer's verified receipt.
 async fn hub(bin: &Path, peers: usize) -> Result<(), String> {
-    use guanxi_protocol::crypto::{NodeKey, b64url};
+    use guanxi_tests::answering_peers::AnsweringPeers;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let node = NodeSetup::init(bin, dir.path(), "hub")?;
-    let mut text = String::new();
-    for i in 0..peers {
-        let mut seed = [7u8; 32];
-        seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let key = NodeKey::from_seed(&seed);
-        text.push_str(&format!(
-            "\n[[peers]]\nid = \"h{i:04}\"\nurl = \"https://192.0.2.1:8443\"\nenabled = true\ntls_cert_sha256 = \"{}\"\n[[peers.keys]]\npublic_key = \"{}\"\n",
-            "ab".repeat(32),
-            b64url(&key.public().to_bytes())
-        ));
-    }
+    let sender = node
+        .public_key
+        .parse()
+        .map_err(|e| format!("hub key: {e}"))?;
+    let answering = AnsweringPeers::start(dir.path(), peers, sender).await?;
+    let text: String = (0..peers).map(|i| answering.peer_block(i)).collect();
     node.append_config(&text)?;
     let t = Instant::now();
     let daemon = node.start(bin)?;
@@ -642,6 +646,46 @@ async fn hub(bin: &Path, peers: usize) -> Result<(), String> {
     println!(
         "  catalog publication queued for {queued} peers in {:.2} s (one transaction); RSS {}",
         t.elapsed().as_secs_f64(),
+        rss_of(daemon.pid())
+    );
+    let mut peak_rss = 0;
+    let mut all_answered = None;
+    let want = queued as u64;
+    loop {
+        peak_rss = peak_rss.max(rss_kib(daemon.pid()));
+        if all_answered.is_none() && answering.accepted() >= want {
+            all_answered = Some(t.elapsed());
+        }
+        let (_, v) = node.admin("GET", "/admin/v1/peers", None).await;
+        let pending = v["peers"].as_array().map_or(usize::MAX, |ps| {
+            ps.iter().filter(|p| p["backlog"] != 0).count()
+        });
+        if pending == 0 && all_answered.is_some() {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            return Err(format!(
+                "after 10 minutes {pending} peers still wait; {} envelopes accepted, {} refused",
+                answering.accepted(),
+                answering.refused()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  every peer had it {:.2} s after the publication; every receipt verified and stored by {:.2} s; {} refused; peak RSS {} MiB, after {}",
+        all_answered.map_or(0.0, |d| d.as_secs_f64()),
+        t.elapsed().as_secs_f64(),
+        answering.refused(),
+        peak_rss / 1024,
+        rss_of(daemon.pid())
+    );
+    let before = cpu_ticks(daemon.pid());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle = cpu_ticks(daemon.pid()).saturating_sub(before);
+    println!(
+        "  idle CPU after delivery: {:.2} % of a core over 20 s; RSS {}",
+        idle as f64 / 20.0,
         rss_of(daemon.pid())
     );
     Ok(())

@@ -558,3 +558,65 @@ async fn a_receiver_that_lost_its_data_halts_the_stream_instead_of_skipping() {
         "nothing skipped into the new database"
     );
 }
+
+/// A hub with many peers (simulated by the benchmarks' load generator,
+/// which checks every envelope as a node does and signs receipts with each
+/// peer's own key): a catalog published to a partner behind each peer
+/// reaches every one, in order, and the hub stores every verified receipt.
+#[tokio::test]
+async fn a_hub_delivers_a_catalog_to_many_answering_peers() {
+    use guanxi_tests::answering_peers::AnsweringPeers;
+    const PEERS: usize = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(bin(), dir.path(), "hub").expect("init");
+    let sender: PublicKey = node.public_key.parse().expect("key");
+    let answering = AnsweringPeers::start(dir.path(), PEERS, sender)
+        .await
+        .expect("peers");
+    let blocks: String = (0..PEERS).map(|i| answering.peer_block(i)).collect();
+    node.append_config(&blocks).expect("config");
+    let daemon = node.start(bin()).expect("start");
+    let api = guanxi_tests::Api::of(&node, &daemon);
+    let token = node.token(bin(), "hub-admin", "admin");
+    for i in 0..PEERS {
+        let partner = json!({"id": format!("p{i:02}"), "name": format!("P{i}"), "type": "reseller", "tier": "gold",
+            "country": "TW", "region": "", "stage": "active", "peer": format!("h{i:04}")});
+        let (status, v) = api
+            .call(
+                "post",
+                "/api/v1/partners",
+                Some(&token),
+                Some(&partner.to_string()),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let catalog = json!({
+        "products": [{"sku": "CNC-5X", "name_en": "5-axis CNC", "name_zh": "五軸加工機", "unit": "pcs", "warranty_months": 24, "active": true}],
+        "price_lists": []});
+    let (status, v) = api
+        .call(
+            "put",
+            "/api/v1/catalog",
+            Some(&token),
+            Some(&catalog.to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    // Two more to one peer: its stream goes on in order.
+    send(&node, "h0000", "ping", "p-1", json!({"note": "one"})).await;
+    send(&node, "h0000", "ping", "p-2", json!({"note": "two"})).await;
+    guanxi_tests::eventually("every peer has its envelopes", || async {
+        let (_, v) = node.admin("GET", "/admin/v1/peers", None).await;
+        let peers = v["peers"].as_array().cloned().unwrap_or_default();
+        let done = peers.len() == PEERS
+            && peers
+                .iter()
+                .all(|p| p["backlog"] == 0 && p["last_delivered_seq"].as_u64() >= Some(1));
+        (done && answering.accepted() == PEERS as u64 + 2).then_some(())
+    })
+    .await;
+    assert_eq!(answering.refused(), 0);
+    assert_eq!(node.peer_status("h0000").await["last_delivered_seq"], 3);
+    assert_eq!(node.peer_status("h0019").await["last_delivered_seq"], 1);
+}
