@@ -77,6 +77,7 @@ const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempote
 const LEAD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("lead_index");
 const RECORD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("record_index");
 const SERIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("serials");
+const PARTNER_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partner_users");
 const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
 /// How the database file is used ([`Store::stats`]).
@@ -122,10 +123,13 @@ pub enum Doc {
     /// serial number → a staff registration of a serial sold outside this
     /// node's orders (SKU, date the warranty runs from, partner)
     Serial,
+    /// "PARTNER␟USERNAME" → `1` (enabled) or `0` (disabled): each partner
+    /// organization's users
+    PartnerUser,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 13] = [
+const DOCS: [Doc; 14] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -139,6 +143,7 @@ const DOCS: [Doc; 13] = [
     Doc::LeadIndex,
     Doc::RecordIndex,
     Doc::Serial,
+    Doc::PartnerUser,
 ];
 
 impl Doc {
@@ -163,6 +168,7 @@ impl Doc {
             Doc::LeadIndex => "lead_index",
             Doc::RecordIndex => "record_index",
             Doc::Serial => "serials",
+            Doc::PartnerUser => "partner_users",
         }
     }
 
@@ -181,6 +187,7 @@ impl Doc {
             Doc::LeadIndex => LEAD_INDEX,
             Doc::RecordIndex => RECORD_INDEX,
             Doc::Serial => SERIALS,
+            Doc::PartnerUser => PARTNER_USERS,
         }
     }
 }

@@ -178,7 +178,87 @@ pub fn load_user(read: &Read, username: &str) -> Result<Option<User>, StoreError
         .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
-/// Every user, by username.
+/// The index of partner users (`Doc::PartnerUser`, `PARTNER␟USERNAME` →
+/// `1` enabled or `0` disabled), kept with every change of a user, so that
+/// a partner's users and whether anyone can answer for a partner are read
+/// by prefix, never from every account.
+fn partner_user_key(partner: &str, username: &str) -> String {
+    format!("{partner}\u{1f}{username}")
+}
+
+/// Puts `user`'s index entry, after removing the one `before` had.
+fn index_user(t: &mut Tables<'_>, before: Option<&User>, user: &User) -> Result<(), StoreError> {
+    if let Some(partner) = before.and_then(|b| b.partner.as_deref()) {
+        t.delete_doc(Doc::PartnerUser, &partner_user_key(partner, &user.username))?;
+    }
+    if user.role == Role::Partner
+        && let Some(partner) = user.partner.as_deref()
+    {
+        let on: &[u8] = if user.disabled { b"0" } else { b"1" };
+        t.put_doc(
+            Doc::PartnerUser,
+            &partner_user_key(partner, &user.username),
+            on,
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether `partner` has at least one enabled user (a bounded read).
+pub fn has_enabled_user(t: &Tables<'_>, partner: &str) -> Result<bool, StoreError> {
+    let mut any = false;
+    t.each_with_prefix(Doc::PartnerUser, &format!("{partner}\u{1f}"), |_, on| {
+        any |= on == b"1"
+    })?;
+    Ok(any)
+}
+
+/// The users of one partner organization, by username (a bounded read).
+pub fn users_of(read: &Read, partner: &str) -> Result<Vec<User>, StoreError> {
+    let mut names = Vec::new();
+    read.each_with_prefix(Doc::PartnerUser, &format!("{partner}\u{1f}"), |name, _| {
+        names.push(name.to_string())
+    })?;
+    let mut users = Vec::with_capacity(names.len());
+    for name in names {
+        users.extend(load_user(read, &name)?);
+    }
+    Ok(users)
+}
+
+const INDEX_BUILT_KEY: &str = "index:partner_users";
+const INDEX_VERSION: &[u8] = b"1";
+
+/// Builds the partner-user index unless this store has it (a migration:
+/// accounts are few, so one transaction). Answers how many users it indexed.
+pub fn ensure_indexed(store: &guanxi_adapters::store::Store) -> Result<usize, EngineError> {
+    if store.read()?.doc(Doc::Setting, INDEX_BUILT_KEY)?.as_deref() == Some(INDEX_VERSION) {
+        return Ok(0);
+    }
+    reindex(store)
+}
+
+/// Rebuilds the partner-user index from every account.
+pub fn reindex(store: &guanxi_adapters::store::Store) -> Result<usize, EngineError> {
+    store.transact(|t| -> Result<usize, EngineError> {
+        let mut stale = Vec::new();
+        t.each_with_prefix(Doc::PartnerUser, "", |key, _| stale.push(key.to_string()))?;
+        for key in stale {
+            t.delete_doc(Doc::PartnerUser, &key)?;
+        }
+        let mut n = 0;
+        for (_, bytes) in t.docs(Doc::User)? {
+            if let Ok(user) = serde_json::from_slice::<User>(&bytes) {
+                index_user(t, None, &user)?;
+                n += 1;
+            }
+        }
+        t.put_doc(Doc::Setting, INDEX_BUILT_KEY, INDEX_VERSION)?;
+        Ok(n)
+    })
+}
+
+/// Every user, by username (the admin's account list).
 pub fn list_users(read: &Read) -> Result<Vec<User>, StoreError> {
     Ok(read
         .docs(Doc::User)?
@@ -231,6 +311,7 @@ pub async fn add_user(
                 return Ok(Err(AccountError::NoSuchPartner(org.clone())));
             }
             t.put_doc(Doc::User, &user.username, &json(&user)?)?;
+            index_user(t, None, &user)?;
             Ok(Ok(()))
         })
         .await?;
@@ -249,8 +330,12 @@ pub async fn update_user(
             let Some(mut user) = user_in(t, &name)? else {
                 return Ok(Err(AccountError::NoSuchUser(name.clone())));
             };
+            let before = user.clone();
             change(&mut user);
             t.put_doc(Doc::User, &name, &json(&user)?)?;
+            if before.partner != user.partner || before.disabled != user.disabled {
+                index_user(t, Some(&before), &user)?;
+            }
             Ok(Ok(user))
         })
         .await?
@@ -275,7 +360,7 @@ pub async fn ensure_first_admin(
     read: &Read,
     now: Millis,
 ) -> Result<Option<String>, AccountError> {
-    if !read.docs(Doc::User)?.is_empty() {
+    if read.doc_count(Doc::User)? > 0 {
         return Ok(None);
     }
     add_user(engine, "admin", "Administrator", Role::Admin, None, now)

@@ -28,6 +28,10 @@ pub fn run(store: &Store) -> Result<Vec<String>, EngineError> {
     if indexed > 0 {
         done.push(format!("indexed {indexed} lead(s) by stage"));
     }
+    let indexed = crate::accounts::ensure_indexed(store)?;
+    if indexed > 0 {
+        done.push(format!("indexed {indexed} account(s) by partner"));
+    }
     Ok(done)
 }
 
@@ -46,5 +50,7 @@ pub fn reindex(store: &Store) -> Result<Vec<String>, EngineError> {
     ));
     let n = crate::leads::index::rebuild(store)?;
     done.push(format!("{n} lead(s) indexed by stage"));
+    let n = crate::accounts::reindex(store)?;
+    done.push(format!("{n} account(s) indexed by partner"));
     Ok(done)
 }

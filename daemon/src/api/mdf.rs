@@ -3,8 +3,8 @@
 //! as `{"kind", "body"}`), reconciliation checkpoints and ROI.
 
 use super::{
-    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, refusal, staff,
-    strict_body as body, with_unconfirmed,
+    ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
+    refusal, staff, strict_body as body, with_unconfirmed,
 };
 use crate::mdf::{self, BudgetView};
 use crate::node::Node;
@@ -12,13 +12,32 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// A budget as the API shows it, serialized straight from the record.
+#[derive(Serialize)]
+struct BudgetOut<'a> {
+    key: &'a str,
+    subject: &'a str,
+    partner: String,
+    budget: &'a guanxi_protocol::state::mdf::MdfBudgetRecord,
+    ledger_problems: Vec<String>,
+}
+
+fn budget_out(v: &BudgetView) -> BudgetOut<'_> {
+    BudgetOut {
+        key: &v.key,
+        subject: &v.subject,
+        partner: v.partner(),
+        budget: &v.budget,
+        ledger_problems: v.budget.verify(),
+    }
+}
+
 fn budget_json(v: &BudgetView) -> Value {
-    json!({"key": v.key, "subject": v.subject, "partner": v.partner(), "budget": v.budget,
-           "ledger_problems": v.budget.verify()})
+    serde_json::to_value(budget_out(v)).unwrap_or(Value::Null)
 }
 
 fn find(node: &Node, headers: &HeaderMap, key: &str, subject: &str) -> Result<Value, ApiError> {
@@ -35,21 +54,19 @@ pub async fn list(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let page = node
+    let bytes = node
         .reading(move |r| {
             let (list, next) = mdf::budgets_page(r, &user, &me, direction, after.as_ref(), limit)?;
-            Ok(json!({
-                "budgets": list.iter().map(budget_json).collect::<Vec<_>>(),
-                "next": next.map(|c| c.text()),
-            }))
+            let out: Vec<BudgetOut<'_>> = list.iter().map(budget_out).collect();
+            page_json("budgets", &out, next.map(|c| c.text()))
         })
         .await
         .map_err(internal)?;
-    Ok(Json(page))
+    Ok(json_bytes(bytes))
 }
 
 #[derive(Deserialize)]

@@ -335,6 +335,30 @@ fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     Ok(limit)
 }
 
+/// A page of a list as JSON, `{"<name>": [...], "next": …}`, serialized
+/// straight from typed values (a page builds no intermediate JSON tree).
+pub fn page_json<T: Serialize>(
+    name: &str,
+    items: &[T],
+    next: Option<String>,
+) -> Result<Vec<u8>, StoreError> {
+    let err = |e: serde_json::Error| StoreError::Db(e.to_string());
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{");
+    serde_json::to_writer(&mut out, name).map_err(err)?;
+    out.extend_from_slice(b":");
+    serde_json::to_writer(&mut out, items).map_err(err)?;
+    out.extend_from_slice(b",\"next\":");
+    serde_json::to_writer(&mut out, &next).map_err(err)?;
+    out.extend_from_slice(b"}");
+    Ok(out)
+}
+
+/// A 200 answer with JSON bytes made by [`page_json`] or `serde_json`.
+pub fn json_bytes(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
 fn bad_field(field: &'static str, message: String) -> ApiError {
     let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", message);
     e.field = Some(field);

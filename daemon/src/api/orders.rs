@@ -4,8 +4,8 @@
 //! answers `invalid_lines` with every wrong line.
 
 use super::{
-    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, refusal, staff,
-    strict_body as body, with_unconfirmed,
+    ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
+    refusal, staff, strict_body as body, with_unconfirmed,
 };
 use crate::node::Node;
 use crate::orders::{self, OrderRequest, OrderView, PlaceError};
@@ -14,23 +14,50 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use guanxi_protocol::messages::{PriceList, Product};
-use serde::Deserialize;
+use guanxi_protocol::pricing::Totals;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// An order as the API shows it: the shared record, where it is kept, what
 /// the vendor has to do next, and its totals.
-pub fn order_json(v: &OrderView) -> Value {
-    let totals = |t: Result<guanxi_protocol::pricing::Totals, _>| t.ok().map(|t| json!(t));
-    json!({
-        "key": v.key, "subject": v.subject, "partner": v.partner(), "awaiting": v.awaiting(),
-        "status": v.order.status.as_str(), "order": v.order,
-        "totals": {
-            "ordered": totals(v.order.ordered_totals()),
-            "committed": totals(v.order.committed_totals()),
-            "invoiced": totals(v.order.invoiced_totals()),
+/// An order as the API shows it, serialized straight from the record.
+#[derive(Serialize)]
+pub struct OrderOut<'a> {
+    key: &'a str,
+    subject: &'a str,
+    partner: String,
+    awaiting: Option<&'static str>,
+    status: &'static str,
+    order: &'a guanxi_protocol::state::Order,
+    totals: TotalsOut,
+}
+
+#[derive(Serialize)]
+struct TotalsOut {
+    ordered: Option<Totals>,
+    committed: Option<Totals>,
+    invoiced: Option<Totals>,
+}
+
+pub fn order_out(v: &OrderView) -> OrderOut<'_> {
+    OrderOut {
+        key: &v.key,
+        subject: &v.subject,
+        partner: v.partner(),
+        awaiting: v.awaiting(),
+        status: v.order.status.as_str(),
+        order: &v.order,
+        totals: TotalsOut {
+            ordered: v.order.ordered_totals().ok(),
+            committed: v.order.committed_totals().ok(),
+            invoiced: v.order.invoiced_totals().ok(),
         },
-    })
+    }
+}
+
+pub fn order_json(v: &OrderView) -> Value {
+    serde_json::to_value(order_out(v)).unwrap_or(Value::Null)
 }
 
 pub async fn get_catalog(
@@ -100,21 +127,19 @@ pub async fn list(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let page = node
+    let bytes = node
         .reading(move |r| {
             let (list, next) = orders::page(r, &user, &me, direction, after.as_ref(), limit)?;
-            Ok(json!({
-                "orders": list.iter().map(order_json).collect::<Vec<_>>(),
-                "next": next.map(|c| c.text()),
-            }))
+            let out: Vec<OrderOut<'_>> = list.iter().map(order_out).collect();
+            page_json("orders", &out, next.map(|c| c.text()))
         })
         .await
         .map_err(internal)?;
-    Ok(Json(page))
+    Ok(json_bytes(bytes))
 }
 
 pub async fn place(

@@ -4,8 +4,8 @@
 //! registrations. Actions are protocol messages `{"kind", "body"}`.
 
 use super::{
-    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, page_limit, refusal,
-    staff, strict_body as body, with_unconfirmed,
+    ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
+    page_limit, refusal, staff, strict_body as body, with_unconfirmed,
 };
 use crate::clock::now_ms;
 use crate::node::Node;
@@ -16,32 +16,77 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use guanxi_protocol::Message;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-fn request_json(v: &RequestView) -> Value {
-    json!({"key": v.key, "subject": v.subject, "partner": v.partner(), "status": v.request.status.as_str(),
-           "request": v.request, "sla": v.clock})
+/// A service request as the API shows it, serialized straight from the record.
+#[derive(Serialize)]
+struct RequestOut<'a> {
+    key: &'a str,
+    subject: &'a str,
+    partner: String,
+    status: &'static str,
+    request: &'a guanxi_protocol::state::ServiceRequest,
+    sla: &'a crate::service::sla::Clock,
 }
 
-/// A claim; staff of the vendor also see its validity.
+fn request_out(v: &RequestView) -> RequestOut<'_> {
+    RequestOut {
+        key: &v.key,
+        subject: &v.subject,
+        partner: v.partner(),
+        status: v.request.status.as_str(),
+        request: &v.request,
+        sla: &v.clock,
+    }
+}
+
+fn request_json(v: &RequestView) -> Value {
+    serde_json::to_value(request_out(v)).unwrap_or(Value::Null)
+}
+
+/// A claim as the API shows it; staff of the vendor also see its validity.
+#[derive(Serialize)]
+struct ClaimOut<'a> {
+    key: &'a str,
+    subject: &'a str,
+    partner: String,
+    status: &'static str,
+    claim: &'a guanxi_protocol::state::WarrantyRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validity: Option<service::Validity>,
+}
+
+fn claim_out<'a>(
+    read: &guanxi_adapters::store::Read,
+    me: &guanxi_protocol::NodeId,
+    user: &crate::accounts::User,
+    v: &'a ClaimView,
+) -> ClaimOut<'a> {
+    let validity = if &v.claim.vendor == me && user.role != crate::accounts::Role::Partner {
+        crate::orders::day_of(v.claim.submitted_at)
+            .and_then(|day| service::validity(read, &v.claim.claim, &day).ok())
+    } else {
+        None
+    };
+    ClaimOut {
+        key: &v.key,
+        subject: &v.subject,
+        partner: v.partner(),
+        status: v.claim.status.as_str(),
+        claim: &v.claim,
+        validity,
+    }
+}
+
 fn claim_json(
     read: &guanxi_adapters::store::Read,
     me: &guanxi_protocol::NodeId,
     user: &crate::accounts::User,
     v: &ClaimView,
 ) -> Value {
-    let mut j = json!({"key": v.key, "subject": v.subject, "partner": v.partner(),
-                       "status": v.claim.status.as_str(), "claim": v.claim});
-    if &v.claim.vendor == me
-        && user.role != crate::accounts::Role::Partner
-        && let Some(day) = crate::orders::day_of(v.claim.submitted_at)
-        && let Ok(validity) = service::validity(read, &v.claim.claim, &day)
-    {
-        j["validity"] = json!(validity);
-    }
-    j
+    serde_json::to_value(claim_out(read, me, user, v)).unwrap_or(Value::Null)
 }
 
 #[derive(Deserialize)]
@@ -75,22 +120,20 @@ pub async fn requests(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let page = node
+    let bytes = node
         .reading(move |r| {
             let (list, next) =
                 service::requests_page(r, &user, &me, now_ms(), direction, after.as_ref(), limit)?;
-            Ok(json!({
-                "requests": list.iter().map(request_json).collect::<Vec<_>>(),
-                "next": next.map(|c| c.text()),
-            }))
+            let out: Vec<RequestOut<'_>> = list.iter().map(request_out).collect();
+            page_json("requests", &out, next.map(|c| c.text()))
         })
         .await
         .map_err(internal)?;
-    Ok(Json(page))
+    Ok(json_bytes(bytes))
 }
 
 pub async fn open_request(
@@ -211,22 +254,20 @@ pub async fn claims(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let page = node
+    let bytes = node
         .reading(move |r| {
             let (list, next) =
                 service::claims_page(r, &user, &me, direction, after.as_ref(), limit)?;
-            Ok(json!({
-                "claims": list.iter().map(|c| claim_json(r, &me, &user, c)).collect::<Vec<_>>(),
-                "next": next.map(|c| c.text()),
-            }))
+            let out: Vec<ClaimOut<'_>> = list.iter().map(|c| claim_out(r, &me, &user, c)).collect();
+            page_json("claims", &out, next.map(|c| c.text()))
         })
         .await
         .map_err(internal)?;
-    Ok(Json(page))
+    Ok(json_bytes(bytes))
 }
 
 fn find_claim(

@@ -15,7 +15,7 @@
 use super::intake::LeadInput;
 use crate::directory::{Partner, Stage};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How a rule chooses among eligible partners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,17 +256,98 @@ fn working(stage: Stage) -> bool {
     )
 }
 
+/// What a rule's fixed checks make of the directory for one territory:
+/// the partners that pass them and the trace lines of those that do not.
+/// The fixed checks (stage, reachability, tier, territory, weight) depend
+/// on the rule, the lead's country and region, and the partners only, so
+/// one screening serves every lead of a transaction with that territory;
+/// only exclusion and capacity are looked at lead by lead, and only for the
+/// partners that passed.
+struct Screen {
+    /// Positions (in the candidates, so in id order) of those that passed.
+    passed: Vec<usize>,
+    /// The `eligible` trace line when the per-lead checks take nobody out.
+    eligible: Option<TraceStep>,
+    /// The lines of the partners that failed a fixed check, by code.
+    skipped: Vec<TraceStep>,
+}
+
+/// Screenings kept for one set of candidates and rules (see [`Screen`]).
+/// Valid while the candidates' partners, their reachability and the rules
+/// stay the same: make a new one when any of them changes.
+#[derive(Default)]
+pub struct Screens {
+    by_territory: HashMap<(usize, String, String), Screen>,
+}
+
+/// Why `c` fails one of `rule`'s fixed checks for `lead`, if it does.
+fn fixed_skip(c: &Candidate<'_>, rule: &Rule, lead: &LeadInput) -> Option<&'static str> {
+    let p = c.partner;
+    if !working(p.stage) {
+        Some("inactive")
+    } else if !c.reachable {
+        Some("unreachable")
+    } else if !rule.tiers.is_empty() && !rule.tiers.iter().any(|t| t.eq_ignore_ascii_case(&p.tier))
+    {
+        Some("tier")
+    } else if !covers(p, lead) {
+        Some("territory")
+    } else if rule.strategy == Strategy::Weighted
+        && rule.weights.get(&p.id).copied().unwrap_or(0) == 0
+    {
+        Some("no_weight")
+    } else {
+        None
+    }
+}
+
+impl Screen {
+    fn of(candidates: &[Candidate<'_>], rule: &Rule, lead: &LeadInput) -> Screen {
+        let (mut passed, mut eligible, mut skipped) =
+            (Vec::new(), Grouper::default(), Grouper::default());
+        for (i, c) in candidates.iter().enumerate() {
+            let p = c.partner;
+            match fixed_skip(c, rule, lead) {
+                None => {
+                    passed.push(i);
+                    eligible.add("eligible", &p.id, String::new);
+                }
+                Some(code) => skipped.add(code, &p.id, || match code {
+                    "inactive" => p.stage_name().to_string(),
+                    "tier" => format!("{} ∉ [{}]", p.tier, rule.tiers.join(", ")),
+                    "territory" => format!(
+                        "{} {} ≠ {} {}",
+                        p.country, p.region, lead.country, lead.region
+                    ),
+                    _ => String::new(),
+                }),
+            }
+        }
+        Screen {
+            passed,
+            eligible: eligible.finish().pop(),
+            skipped: skipped.finish(),
+        }
+    }
+}
+
 /// Chooses a partner for `lead` among `candidates` (in partner id order:
 /// the caller keeps them so, so that a round never sorts the directory),
-/// never one in `exclude` (partners it was offered to before). Changes
-/// nothing: the caller records the choice in `state` with
-/// [`RuleState::chose`].
+/// never one in `exclude` (partners it was offered to before). `screens`
+/// keeps the fixed checks' results between calls with the same candidates
+/// and rules. Changes nothing else: the caller records the choice in
+/// `state` with [`RuleState::chose`].
+///
+/// The trace: the rule, then the eligible partners, those taken out for
+/// this lead (already offered, at capacity), those the fixed checks took
+/// out, and the choice.
 pub fn choose(
     lead: &LeadInput,
     candidates: &[Candidate<'_>],
     rules: &Rules,
     state: &RuleState,
     exclude: &BTreeSet<String>,
+    screens: &mut Screens,
 ) -> Choice {
     let mut trace = Vec::new();
     if !lead.consent {
@@ -277,14 +358,15 @@ pub fn choose(
         };
     }
     let fallback = default_rule();
-    let rule = if rules.rules.is_empty() {
+    let (at, rule) = if rules.rules.is_empty() {
         trace.push(step("default_rule", None, ""));
-        &fallback
+        (usize::MAX, &fallback)
     } else {
-        match rules.rules.iter().find(|r| rule_matches(r, lead)) {
-            Some(r) => {
+        match rules.rules.iter().position(|r| rule_matches(r, lead)) {
+            Some(at) => {
+                let r = &rules.rules[at];
                 trace.push(step("rule", None, r.name.clone()));
-                r
+                (at, r)
             }
             None => {
                 trace.push(step(
@@ -299,66 +381,66 @@ pub fn choose(
             }
         }
     };
-    let mut eligible: Vec<&Candidate<'_>> = Vec::new();
-    let mut considered = Grouper::default();
-    for c in candidates {
-        let p = c.partner;
-        let skip = if exclude.contains(&p.id) {
-            Some("already_offered")
-        } else if !working(p.stage) {
-            Some("inactive")
-        } else if !c.reachable {
-            Some("unreachable")
-        } else if !rule.tiers.is_empty()
-            && !rule.tiers.iter().any(|t| t.eq_ignore_ascii_case(&p.tier))
-        {
-            Some("tier")
-        } else if !covers(p, lead) {
-            Some("territory")
-        } else if rule.capacity > 0 && c.open_leads >= rule.capacity {
-            Some("capacity")
-        } else if rule.strategy == Strategy::Weighted
-            && rule.weights.get(&p.id).copied().unwrap_or(0) == 0
-        {
-            Some("no_weight")
-        } else {
-            None
-        };
-        let code = skip.unwrap_or("eligible");
-        considered.add(code, &p.id, || match code {
-            "inactive" => p.stage_name().to_string(),
-            "tier" => format!("{} ∉ [{}]", p.tier, rule.tiers.join(", ")),
-            "territory" => format!(
-                "{} {} ≠ {} {}",
-                p.country, p.region, lead.country, lead.region
-            ),
-            "capacity" => format!("{}/{}", c.open_leads, rule.capacity),
-            _ => String::new(),
-        });
-        if skip.is_none() {
-            eligible.push(c);
+    let territory = (
+        at,
+        lead.country.to_ascii_uppercase(),
+        lead.region.trim().to_ascii_lowercase(),
+    );
+    let screen = screens
+        .by_territory
+        .entry(territory)
+        .or_insert_with(|| Screen::of(candidates, rule, lead));
+    let per_lead = !exclude.is_empty() || rule.capacity > 0;
+    let kept: Vec<usize>;
+    let eligible: &[usize] = if per_lead {
+        let (mut names, mut out, mut left) = (Grouper::default(), Grouper::default(), Vec::new());
+        for &i in &screen.passed {
+            let c = &candidates[i];
+            if exclude.contains(&c.partner.id) {
+                out.add("already_offered", &c.partner.id, String::new);
+            } else if rule.capacity > 0 && c.open_leads >= rule.capacity {
+                out.add("capacity", &c.partner.id, || {
+                    format!("{}/{}", c.open_leads, rule.capacity)
+                });
+            } else {
+                names.add("eligible", &c.partner.id, String::new);
+                left.push(i);
+            }
         }
-    }
-    trace.extend(considered.finish());
-    if eligible.is_empty() {
+        trace.extend(names.finish());
+        trace.extend(out.finish());
+        kept = left;
+        &kept
+    } else {
+        trace.extend(screen.eligible.clone());
+        &screen.passed
+    };
+    trace.extend(screen.skipped.iter().cloned());
+    let Some(&first) = eligible.first() else {
         trace.push(step("nobody", None, ""));
         return Choice {
             chosen: None,
             trace,
         };
-    }
+    };
     let chosen = match rule.strategy {
         Strategy::RoundRobin => {
+            // The first eligible after the last chosen, in id order (a
+            // binary search: the positions follow the ids).
             let last = state.last.get(&rule.name);
             let next = last
-                .and_then(|l| eligible.iter().find(|c| &c.partner.id > l))
-                .unwrap_or(&eligible[0]);
+                .and_then(|l| {
+                    let at = eligible.partition_point(|&i| candidates[i].partner.id <= *l);
+                    eligible.get(at).copied()
+                })
+                .unwrap_or(first);
+            let id = &candidates[next].partner.id;
             trace.push(step(
                 "round_robin",
-                Some(&next.partner.id),
+                Some(id),
                 last.cloned().unwrap_or_default(),
             ));
-            next.partner.id.clone()
+            id.clone()
         }
         Strategy::Weighted => {
             let counts = state.counts.get(&rule.name);
@@ -371,8 +453,9 @@ pub fn choose(
                 (n + 1, w)
             };
             // Lowest (n+1)/w, compared exactly by cross-multiplication; ties by id.
-            let mut best = eligible[0];
-            for c in &eligible[1..] {
+            let mut best = &candidates[first];
+            for &i in &eligible[1..] {
+                let c = &candidates[i];
                 let (n1, w1) = score(c);
                 let (n0, w0) = score(best);
                 if u128::from(n1) * u128::from(w0) < u128::from(n0) * u128::from(w1) {
@@ -473,14 +556,22 @@ mod tests {
         let mut state = RuleState::default();
         let l = lead("TW", "", &["cnc"], true);
         let mut got = Vec::new();
+        let mut screens = Screens::default();
         for _ in 0..3 {
-            let c = choose(&l, &cands, &rules, &state, &BTreeSet::new());
+            let c = choose(&l, &cands, &rules, &state, &BTreeSet::new(), &mut screens);
             let (p, r) = c.chosen.expect("someone");
             state.chose(&r, &p);
             got.push(p);
         }
         assert_eq!(got, vec!["a", "c", "a"]);
-        let c = choose(&l, &cands, &rules, &state, &BTreeSet::new());
+        let c = choose(
+            &l,
+            &cands,
+            &rules,
+            &state,
+            &BTreeSet::new(),
+            &mut Screens::default(),
+        );
         let codes: Vec<(&str, Option<&str>)> = c
             .trace
             .iter()
@@ -503,6 +594,7 @@ mod tests {
             &rules,
             &state,
             &BTreeSet::new(),
+            &mut Screens::default(),
         );
         assert_eq!(none.chosen, None);
         assert_eq!(none.trace[0].code, "no_consent");
@@ -531,6 +623,7 @@ mod tests {
             &rules,
             &RuleState::default(),
             &BTreeSet::new(),
+            &mut Screens::default(),
         );
         let codes: Vec<&str> = c.trace.iter().map(|s| s.code.as_str()).collect();
         assert_eq!(codes, vec!["rule", "eligible", "round_robin"]);
@@ -555,6 +648,7 @@ mod tests {
             &rules,
             &RuleState::default(),
             &BTreeSet::new(),
+            &mut Screens::default(),
         );
         assert!(
             c.trace[1].detail.starts_with("2000: p0000, p0001")
@@ -589,9 +683,16 @@ mod tests {
         let l = lead("TW", "", &["cnc"], true);
         let mut a = 0;
         for _ in 0..40 {
-            let (p, r) = choose(&l, &cands, &rules, &state, &BTreeSet::new())
-                .chosen
-                .expect("someone");
+            let (p, r) = choose(
+                &l,
+                &cands,
+                &rules,
+                &state,
+                &BTreeSet::new(),
+                &mut Screens::default(),
+            )
+            .chosen
+            .expect("someone");
             if p == "a" {
                 a += 1;
             }
@@ -655,6 +756,8 @@ mod tests {
             let mut open: BTreeMap<String, u32> =
                 partners.iter().map(|(p, n, _)| (p.id.clone(), *n)).collect();
             let mut state = RuleState::default();
+            // One screening for every round, as a transaction keeps it.
+            let mut screens = Screens::default();
             for _ in 0..rounds {
                 let cands: Vec<Candidate> = partners
                     .iter()
@@ -669,11 +772,19 @@ mod tests {
                         && covers(c.partner, &l)
                         && (capacity == 0 || c.open_leads < capacity)
                 };
-                let choice = choose(&l, &cands, &rules, &state, &exclude);
+                let choice = choose(&l, &cands, &rules, &state, &exclude, &mut screens);
                 match &choice.chosen {
                     Some((id, rule)) => {
                         let c = cands.iter().find(|c| &c.partner.id == id).expect("a candidate");
                         prop_assert!(ok(c), "chose {id}, which breaks a constraint: {:?}", choice.trace);
+                        if !weighted {
+                            // Round robin: the first qualifying after the last chosen, else the first.
+                            let last = state.last.get(rule).cloned().unwrap_or_default();
+                            let expected = cands.iter().filter(|c| ok(c)).find(|c| c.partner.id > last)
+                                .or_else(|| cands.iter().find(|c| ok(c)))
+                                .map(|c| c.partner.id.clone());
+                            prop_assert_eq!(Some(id.clone()), expected);
+                        }
                         state.chose(rule, id);
                         *open.get_mut(id).expect("known") += 1;
                     }

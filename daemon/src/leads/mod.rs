@@ -325,6 +325,10 @@ struct World {
     state: RuleState,
     /// Enabled peers (from the configuration).
     peers: BTreeSet<String>,
+    /// The rules' fixed checks per territory, for every lead of the
+    /// transaction (the partners, their reachability and the rules do not
+    /// change within one).
+    screens: distribution::Screens,
 }
 
 fn docs_of<T: DeserializeOwned>(t: &Tables<'_>, kind: Doc) -> Result<Vec<T>, EngineError> {
@@ -345,19 +349,15 @@ impl World {
     fn read(a: &Act<'_, '_>, peers: BTreeSet<String>) -> Result<World, EngineError> {
         let mut partners: Vec<Partner> = docs_of(a.tables, Doc::Partner)?;
         partners.sort_by(|a, b| a.id.cmp(&b.id));
-        let users: Vec<User> = docs_of(a.tables, Doc::User)?;
-        let with_users: BTreeSet<String> = users
-            .iter()
-            .filter(|u| u.role == Role::Partner && !u.disabled)
-            .filter_map(|u| u.partner.clone())
-            .collect();
-        let reachable = partners
-            .iter()
-            .map(|p| {
-                with_users.contains(&p.id)
-                    || p.peer.as_ref().is_some_and(|peer| peers.contains(peer))
-            })
-            .collect();
+        // Reachable: an enabled peer daemon, else an enabled web user (by
+        // the partner-user index, never every account).
+        let mut reachable = Vec::with_capacity(partners.len());
+        for p in &partners {
+            reachable.push(
+                p.peer.as_ref().is_some_and(|peer| peers.contains(peer))
+                    || crate::accounts::has_enabled_user(a.tables, &p.id)?,
+            );
+        }
         // Open offers per partner, from the index (never every record).
         let by_partner = index::open_by_partner(a.tables)?;
         let open = partners
@@ -371,6 +371,7 @@ impl World {
             rules: setting(a.tables, RULES_KEY)?,
             state: setting(a.tables, RULE_STATE_KEY)?,
             peers,
+            screens: distribution::Screens::default(),
         })
     }
 
@@ -499,6 +500,7 @@ fn distribute(
         &world.rules,
         &world.state,
         &exclude,
+        &mut world.screens,
     );
     doc.rounds.push(Round {
         at: a.now,

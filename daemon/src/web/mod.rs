@@ -956,11 +956,7 @@ async fn partner_page(
         StatusCode::OK,
         PartnerPage {
             f: ctx.frame(session.csrf.clone()),
-            users: accounts::list_users(&read)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|u| u.partner.as_deref() == Some(id.as_str()))
-                .collect(),
+            users: accounts::users_of(&read, &id).unwrap_or_default(),
             partner,
             exchanges,
             page,
