@@ -814,3 +814,72 @@ async fn every_lead_exports_as_streamed_csv() {
     assert_eq!(status, 403);
     drop(daemon);
 }
+
+/// A web partner is offered leads while it has an enabled user and not
+/// once its only user is disabled (the rules say it is unreachable): the
+/// partner-user index follows the account's change.
+#[tokio::test]
+async fn a_partner_whose_only_user_is_disabled_is_not_offered_leads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("start");
+    let api = Api::of(&node, &daemon);
+    let token = node.token(Path::new(BIN), "staff-token", "admin");
+    expect(
+        &api,
+        "post",
+        "/api/v1/partners",
+        &token,
+        Some(&partner_body("initech", None)),
+        201,
+    )
+    .await;
+    expect(
+        &api,
+        "post",
+        "/api/v1/partners/initech/users",
+        &token,
+        Some(r#"{"username":"mei"}"#),
+        201,
+    )
+    .await;
+    let offered = expect(
+        &api,
+        "post",
+        "/api/v1/leads",
+        &token,
+        Some(&lead_body("Fabrikam", "", true)),
+        201,
+    )
+    .await;
+    assert_eq!(offered["status"], "offered", "{offered}");
+
+    let (status, v) = node
+        .admin("POST", "/admin/v1/users/mei/disable", None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let held = expect(
+        &api,
+        "post",
+        "/api/v1/leads",
+        &token,
+        Some(&lead_body("Contoso", "", true)),
+        201,
+    )
+    .await;
+    assert_eq!(
+        (held["status"].as_str(), held["hold"].as_str()),
+        (Some("unassigned"), Some("nobody")),
+        "{held}"
+    );
+    let trace = held["rounds"][0]["trace"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        trace
+            .iter()
+            .any(|s| s["code"] == "unreachable" && s["partner"] == "initech"),
+        "{held}"
+    );
+}
