@@ -747,6 +747,17 @@ pub struct Tables<'t> {
     /// written once, when the transaction's work is done (counters that
     /// many changes in one transaction touch).
     later: std::collections::BTreeMap<(usize, String), Option<Vec<u8>>>,
+    /// Documents changed in memory through [`Tables::later_value`], as
+    /// typed values: encoded and written once, when the work is done.
+    later_values: std::collections::BTreeMap<(usize, String), Box<dyn Later>>,
+}
+
+/// A document kept as a typed value for the rest of a write transaction
+/// ([`Tables::later_value`]) and encoded once, when its work is done.
+pub trait Later: std::any::Any + Send {
+    /// The bytes to store, or `None` to delete the document; an error
+    /// fails the transaction.
+    fn encode(&self) -> Result<Option<Vec<u8>>, String>;
 }
 
 impl<'t> Tables<'t> {
@@ -770,11 +781,18 @@ impl<'t> Tables<'t> {
                 .map(|d| txn.open_table(d.table()))
                 .collect::<Result<_, _>>()?,
             later: std::collections::BTreeMap::new(),
+            later_values: std::collections::BTreeMap::new(),
         })
     }
 
-    /// Writes what [`Tables::put_doc_later`] kept.
+    /// Writes what [`Tables::put_doc_later`] and [`Tables::later_value`] kept.
     fn flush(&mut self) -> Result<(), StoreError> {
+        for ((i, key), value) in std::mem::take(&mut self.later_values) {
+            let bytes = value
+                .encode()
+                .map_err(|e| StoreError::Db(format!("{key}: {e}")))?;
+            self.later.insert((i, key), bytes);
+        }
         for ((i, key), value) in std::mem::take(&mut self.later) {
             let table = &mut self.docs[i];
             match value {
@@ -973,7 +991,13 @@ impl Tables<'_> {
     /// A local document, as JSON bytes (as [`Tables::put_doc_later`] left
     /// it, if it did).
     pub fn doc(&self, kind: Doc, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(v) = self.later.get(&(kind.index(), key.to_string())) {
+        let at = (kind.index(), key.to_string());
+        if let Some(v) = self.later_values.get(&at) {
+            return v
+                .encode()
+                .map_err(|e| StoreError::Db(format!("{key}: {e}")));
+        }
+        if let Some(v) = self.later.get(&at) {
             return Ok(v.clone());
         }
         Ok(self.table(kind).get(key)?.map(|v| v.value().to_vec()))
@@ -984,7 +1008,39 @@ impl Tables<'_> {
     /// in one transaction rewrite (kept counts). [`Tables::doc`] sees the
     /// value at once; ranges ([`Tables::docs_page`]) see it after commit.
     pub fn put_doc_later(&mut self, kind: Doc, key: &str, json: Option<Vec<u8>>) {
-        self.later.insert((kind.index(), key.to_string()), json);
+        let at = (kind.index(), key.to_string());
+        self.later_values.remove(&at);
+        self.later.insert(at, json);
+    }
+
+    /// The document `key` as a typed value to change in memory: made by
+    /// `decode` from its stored bytes (or `None`) the first time in this
+    /// transaction, then the same value each time; encoded and written
+    /// once when the transaction's work is done ([`Later::encode`]). For
+    /// counters that many changes in one transaction touch: no bytes are
+    /// parsed or written per change. [`Tables::doc`] sees the value at once;
+    /// ranges see it after commit. A value of another type under the same
+    /// key is an error.
+    pub fn later_value<T: Later>(
+        &mut self,
+        kind: Doc,
+        key: &str,
+        decode: impl FnOnce(Option<&[u8]>) -> T,
+    ) -> Result<&mut T, StoreError> {
+        let at = (kind.index(), key.to_string());
+        if !self.later_values.contains_key(&at) {
+            let bytes = self.doc(kind, key)?;
+            self.later.remove(&at);
+            self.later_values
+                .insert(at.clone(), Box::new(decode(bytes.as_deref())));
+        }
+        let value: Option<&mut dyn std::any::Any> = self
+            .later_values
+            .get_mut(&at)
+            .map(|v| v.as_mut() as &mut dyn std::any::Any);
+        value.and_then(|v| v.downcast_mut::<T>()).ok_or_else(|| {
+            StoreError::Db(format!("{key}: kept as another type in this transaction"))
+        })
     }
 
     /// Every local document of a kind, in key order.
@@ -1064,16 +1120,23 @@ impl Tables<'_> {
 
     /// Stores a local document.
     pub fn put_doc(&mut self, kind: Doc, key: &str, json: &[u8]) -> Result<(), StoreError> {
-        self.later.remove(&(kind.index(), key.to_string()));
+        let at = (kind.index(), key.to_string());
+        self.later_values.remove(&at);
+        self.later.remove(&at);
         self.docs[kind.index()].insert(key, json)?;
         Ok(())
     }
 
     /// Deletes a local document; true when it existed.
     pub fn delete_doc(&mut self, kind: Doc, key: &str) -> Result<bool, StoreError> {
-        let later = self.later.remove(&(kind.index(), key.to_string()));
+        let at = (kind.index(), key.to_string());
+        let typed = self
+            .later_values
+            .remove(&at)
+            .is_some_and(|v| matches!(v.encode(), Ok(Some(_))));
+        let later = self.later.remove(&at);
         let was = self.docs[kind.index()].remove(key)?.is_some();
-        Ok(was || matches!(later, Some(Some(_))))
+        Ok(was || matches!(later, Some(Some(_))) || typed)
     }
 
     /// The incoming stream from `peer`.
@@ -1488,6 +1551,72 @@ impl Read {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A counter kept as a typed value: deleted when it reaches zero.
+    struct Count(i64);
+
+    impl Later for Count {
+        fn encode(&self) -> Result<Option<Vec<u8>>, String> {
+            Ok((self.0 != 0).then(|| self.0.to_string().into_bytes()))
+        }
+    }
+
+    fn count(bytes: Option<&[u8]>) -> Count {
+        Count(
+            bytes
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        )
+    }
+
+    #[test]
+    fn a_later_value_is_seen_at_once_and_written_once_at_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store
+            .transact(|t| -> Result<(), StoreError> {
+                t.put_doc(Doc::Setting, "n", b"5")?;
+                Ok(())
+            })
+            .expect("seed");
+        store
+            .transact(|t| -> Result<(), StoreError> {
+                for _ in 0..3 {
+                    t.later_value(Doc::Setting, "n", count)?.0 += 1;
+                }
+                assert_eq!(t.doc(Doc::Setting, "n")?, Some(b"8".to_vec()));
+                // Another type under the same key is refused, not confused.
+                assert!(t.later_value(Doc::Setting, "n", |_| Flag).is_err());
+                t.later_value(Doc::Setting, "gone", count)?.0 += 0;
+                Ok(())
+            })
+            .expect("count");
+        let read = store.read().expect("read");
+        assert_eq!(read.doc(Doc::Setting, "n").expect("doc"), Some(b"8".to_vec()));
+        assert_eq!(read.doc(Doc::Setting, "gone").expect("doc"), None);
+        drop(read);
+        // A plain write replaces a kept value; a value back to zero is deleted.
+        store
+            .transact(|t| -> Result<(), StoreError> {
+                t.later_value(Doc::Setting, "n", count)?.0 += 1;
+                t.put_doc(Doc::Setting, "n", b"2")?;
+                t.later_value(Doc::Setting, "n", count)?.0 -= 2;
+                Ok(())
+            })
+            .expect("reset");
+        let read = store.read().expect("read");
+        assert_eq!(read.doc(Doc::Setting, "n").expect("doc"), None);
+    }
+
+    /// Another type implementing [`Later`], to check the type is checked.
+    struct Flag;
+
+    impl Later for Flag {
+        fn encode(&self) -> Result<Option<Vec<u8>>, String> {
+            Ok(Some(b"flag".to_vec()))
+        }
+    }
 
     #[test]
     fn schema_version_is_recorded_and_checked() {

@@ -31,6 +31,19 @@ fn corrupt(e: impl std::fmt::Display) -> EngineError {
     EngineError::Corrupt(e.to_string())
 }
 
+/// A cell is stored as JSON, and not at all once it counts nothing.
+impl guanxi_adapters::store::Later for Cell {
+    fn encode(&self) -> Result<Option<Vec<u8>>, String> {
+        if self.is_empty() {
+            Ok(None)
+        } else {
+            serde_json::to_vec(self)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// After an offer's record or its lead changed: counts the offer as it now
 /// is (`None`: not at all), taking its previous counts away.
 pub fn offer_saved(
@@ -45,35 +58,22 @@ pub fn offer_saved(
     if before == now {
         return Ok(());
     }
-    let mut cells: BTreeMap<String, Cell> = BTreeMap::new();
+    // Cells are changed in memory and written once per transaction (an
+    // import touches the same few cells thousands of times).
     for (fact, sign) in [(&before, -1), (&now, 1)] {
         let Some(fact) = fact else { continue };
         for k in analysis::cells_of(fact) {
-            if !cells.contains_key(&k) {
-                let cell = t
-                    .doc(Doc::LeadIndex, &cell_key(&k))?
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default();
-                cells.insert(k.clone(), cell);
-            }
-            if let Some(cell) = cells.get_mut(&k) {
-                // A sum beyond the exact range is refused by the analysis
-                // when shown; the count itself is kept.
-                if let Err(e) = cell.apply(fact, sign) {
-                    tracing::warn!("lead analysis: {e}");
-                }
+            let cell = t.later_value(Doc::LeadIndex, &cell_key(&k), |bytes| {
+                bytes
+                    .and_then(|b| serde_json::from_slice::<Cell>(b).ok())
+                    .unwrap_or_default()
+            })?;
+            // A sum beyond the exact range is refused by the analysis when
+            // shown; the count itself is kept.
+            if let Err(e) = cell.apply(fact, sign) {
+                tracing::warn!("lead analysis: {e}");
             }
         }
-    }
-    // Cells are written once per transaction (an import touches the same
-    // few cells thousands of times).
-    for (k, cell) in cells {
-        let value = if cell.is_empty() {
-            None
-        } else {
-            Some(serde_json::to_vec(&cell).map_err(corrupt)?)
-        };
-        t.put_doc_later(Doc::LeadIndex, &cell_key(&k), value);
     }
     match now {
         Some(f) => t.put_doc(

@@ -29,7 +29,7 @@ use super::{EXPIRY_GRACE_MS, LeadDoc};
 use crate::engine::EngineError;
 use guanxi_adapters::store::{Doc, Order, Read, StoreError, Tables};
 use guanxi_protocol::Millis;
-use guanxi_protocol::state::{LeadStatus, Record};
+use guanxi_protocol::state::{Lead, LeadStatus, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -70,55 +70,50 @@ struct Listed {
 
 /// How the analysis counts `offer` of `doc` now (`None` before its record
 /// exists).
-fn offer_fact(
-    t: &Tables<'_>,
-    doc: &LeadDoc,
-    offer: &super::OfferRef,
-) -> Result<Option<super::analysis::OfferFact>, EngineError> {
+/// The record of `offer`, as the tables hold it now.
+fn offer_record(t: &Tables<'_>, offer: &super::OfferRef) -> Result<Option<Lead>, EngineError> {
     let Some(bytes) = t.record(&offer.key, &offer.subject)? else {
         return Ok(None);
     };
     Ok(
         match crate::records::parse_record(&offer.key, &offer.subject, &bytes) {
-            Some(Record::Lead(l)) => Some(super::analysis::OfferFact {
-                partner: offer.partner.clone(),
-                source: doc.input.source.clone(),
-                campaign: doc.input.campaign.clone(),
-                offered_at: l.offered_at,
-                accepted_at: l.accepted_at,
-                status: l.status,
-                won_value: l.won_value,
-            }),
+            Some(Record::Lead(l)) => Some(l),
             _ => None,
         },
     )
 }
 
-/// What `doc` is to be listed under, from the tables as they are now.
-fn listing(t: &Tables<'_>, doc: &LeadDoc) -> Result<Listed, EngineError> {
+/// What the analysis counts of `offer` of `doc`, whose record is `l`.
+fn offer_fact(doc: &LeadDoc, offer: &super::OfferRef, l: &Lead) -> super::analysis::OfferFact {
+    super::analysis::OfferFact {
+        partner: offer.partner.clone(),
+        source: doc.input.source.clone(),
+        campaign: doc.input.campaign.clone(),
+        offered_at: l.offered_at,
+        accepted_at: l.accepted_at,
+        status: l.status,
+        won_value: l.won_value.clone(),
+    }
+}
+
+/// What `doc` is to be listed under, given the record of its last offer.
+fn listing(doc: &LeadDoc, last: Option<&Lead>) -> Listed {
     let held = matches!(doc.hold, Some(super::Hold::Nobody | super::Hold::NoConsent));
     let Some(offer) = doc.offers.last() else {
-        return Ok(Listed {
+        return Listed {
             stage: "unassigned".into(),
             open_with: None,
             due: None,
             held,
-        });
+        };
     };
-    let lead = match t.record(&offer.key, &offer.subject)? {
-        Some(bytes) => match crate::records::parse_record(&offer.key, &offer.subject, &bytes) {
-            Some(Record::Lead(l)) => Some(l),
-            _ => None,
-        },
-        None => None,
-    };
-    let Some(lead) = lead else {
-        return Ok(Listed {
+    let Some(lead) = last else {
+        return Listed {
             stage: "unknown".into(),
             open_with: None,
             due: None,
             held,
-        });
+        };
     };
     let due = if doc.hold.is_some() {
         None
@@ -129,12 +124,12 @@ fn listing(t: &Tables<'_>, doc: &LeadDoc) -> Result<Listed, EngineError> {
             _ => None,
         }
     };
-    Ok(Listed {
+    Listed {
         stage: lead.status.as_str().to_string(),
         open_with: lead.status.is_open().then(|| offer.partner.clone()),
         due,
         held,
-    })
+    }
 }
 
 fn add_open(t: &mut Tables<'_>, partner: &str, delta: i64) -> Result<(), EngineError> {
@@ -159,10 +154,19 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
         Some(bytes) => Some(super::decode("lead", &bytes)?),
         None => None,
     };
-    if let Some(d) = &doc {
+    refresh_doc(t, id, doc.as_ref())
+}
+
+/// [`refresh`] with the lead's document as just saved (`None`: gone), so
+/// that it is not read back.
+pub fn refresh_doc(t: &mut Tables<'_>, id: &str, doc: Option<&LeadDoc>) -> Result<(), EngineError> {
+    let mut last = None;
+    if let Some(d) = doc {
         for offer in &d.offers {
-            let fact = offer_fact(t, d, offer)?;
+            let record = offer_record(t, offer)?;
+            let fact = record.as_ref().map(|l| offer_fact(d, offer, l));
             super::aggregates::offer_saved(t, &offer.subject, fact)?;
+            last = record;
         }
         if !d.input.campaign.is_empty() {
             let entry = format!("camp{SEP}{}{SEP}{id}", d.input.campaign);
@@ -177,10 +181,7 @@ pub fn refresh(t: &mut Tables<'_>, id: &str) -> Result<(), EngineError> {
             }
         }
     }
-    let new = match &doc {
-        Some(d) => Some(listing(t, d)?),
-        None => None,
-    };
+    let new = doc.map(|d| listing(d, last.as_ref()));
     let old: Option<Listed> = match t.doc(Doc::LeadIndex, &of_key(id))? {
         Some(bytes) => serde_json::from_slice(&bytes).ok(),
         None => None,

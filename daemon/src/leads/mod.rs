@@ -531,7 +531,7 @@ fn distribute(
 
 fn save(a: &mut Act<'_, '_>, doc: &LeadDoc) -> Result<(), EngineError> {
     a.tables.put_doc(Doc::Lead, &doc.id, &encode(doc)?)?;
-    index::refresh(a.tables, &doc.id)
+    index::refresh_doc(a.tables, &doc.id, Some(doc))
 }
 
 fn save_state(a: &mut Act<'_, '_>, world: &World) -> Result<(), EngineError> {

@@ -37,6 +37,8 @@ struct Args {
     runs: usize,
     messages: u64,
     partners: usize,
+    /// `[node] cache_mib` for the scale bench's daemon (0: the default).
+    cache_mib: u32,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -46,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         runs: 3,
         messages: 0,
         partners: 50,
+        cache_mib: 0,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -69,9 +72,15 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|n| *n >= 4)
                     .ok_or("--partners needs a number of at least 4")?
             }
+            "--cache-mib" => {
+                parsed.cache_mib = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--cache-mib needs a number")?
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|all] [--runs N] [--messages N] [--partners N (scale, hub)]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|all] [--runs N] [--messages N] [--partners N (scale, hub)] [--cache-mib N (scale)]"
                 ));
             }
         }
@@ -175,7 +184,7 @@ async fn main() {
             100_000
         };
         println!("scale: {total} leads, {} partners", args.partners);
-        if let Err(e) = scale(&bin, total, args.partners).await {
+        if let Err(e) = scale(&bin, total, args.partners, args.cache_mib).await {
             eprintln!("  scale failed: {e}");
         }
     }
@@ -213,9 +222,28 @@ async fn main() {
 /// users (p50/p95), the daemon's memory and the database's size. Leads go
 /// in through the API's CSV import (the real path); 50 web partners, half
 /// the leads offered by the rules, half held (no consent).
-async fn scale(bin: &Path, total: u64, partners: usize) -> Result<(), String> {
+async fn scale(bin: &Path, total: u64, partners: usize, cache_mib: u32) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let node = NodeSetup::init(bin, dir.path(), "acme")?;
+    if cache_mib > 0 {
+        let config = std::fs::read_to_string(node.config_file()).map_err(|e| e.to_string())?;
+        let changed = config
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("cache_mib") {
+                    format!("cache_mib = {cache_mib}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !config.contains("cache_mib") {
+            return Err("no cache_mib line in the generated config".into());
+        }
+        std::fs::write(node.config_file(), changed).map_err(|e| e.to_string())?;
+        println!("  [node] cache_mib = {cache_mib}");
+    }
     let daemon = node.start(bin)?;
     let admin_password = daemon
         .first_admin_password()
