@@ -1593,7 +1593,10 @@ mod tests {
             })
             .expect("count");
         let read = store.read().expect("read");
-        assert_eq!(read.doc(Doc::Setting, "n").expect("doc"), Some(b"8".to_vec()));
+        assert_eq!(
+            read.doc(Doc::Setting, "n").expect("doc"),
+            Some(b"8".to_vec())
+        );
         assert_eq!(read.doc(Doc::Setting, "gone").expect("doc"), None);
         drop(read);
         // A plain write replaces a kept value; a value back to zero is deleted.
