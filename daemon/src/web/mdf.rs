@@ -3,10 +3,9 @@
 //! (a partner requests and claims; the vendor allocates, decides, pays and
 //! reconciles), and ROI per activity for staff.
 
-use super::leads::{outcome, posted, refused, when};
-use super::{
-    Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash, user_of,
-};
+use super::access::{Member, Page, Staff};
+use super::leads::when;
+use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::Role;
 use crate::engine::decode_message;
 use crate::mdf::{self, BudgetView};
@@ -16,7 +15,6 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use guanxi_protocol::ReasonCode;
 use guanxi_protocol::money::{Currency, Money};
@@ -90,18 +88,11 @@ struct ListPage {
     roi: Vec<mdf::Roi>,
 }
 
-async fn list(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<ListQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    let staff = user.role != Role::Partner;
+async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Member) -> Page {
+    let staff = m.staff();
     let direction = q.direction();
-    let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
-    let read = node
+    let (who, me, cursor) = (m.user.clone(), node.identity.id.clone(), q.cursor());
+    let (budgets, next, roi) = node
         .reading(move |r| {
             let (budgets, next) =
                 mdf::budgets_page(r, &who, &me, direction, cursor.as_ref(), LIST_PAGE)?;
@@ -113,13 +104,9 @@ async fn list(
             };
             Ok((budgets, next, roi))
         })
-        .await;
-    let (budgets, next, roi) = match read {
-        Ok(v) => v,
-        Err(e) => return internal(e),
-    };
+        .await?;
     let page = ListPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         path: "/mdf",
         placed: staff && direction == Direction::Placed,
         next: next_link("/mdf", direction, next),
@@ -127,7 +114,7 @@ async fn list(
         allocate: staff,
         roi,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 fn money_field(f: &Fields, amount_name: &str, currency: &str) -> Result<Money, String> {
@@ -135,22 +122,15 @@ fn money_field(f: &Fields, amount_name: &str, currency: &str) -> Result<Money, S
     Money::parse_decimal(field(f, amount_name), c).map_err(|e| format!("{amount_name}: {e}"))
 }
 
-async fn allocate(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn allocate(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>) -> Page {
+    s.csrf(field(&f, "csrf"))?;
     let bad = |m: String| crate::mdf::Refusal {
         code: ReasonCode::BadBody,
         message: m,
     };
     let m = match money_field(&f, "amount", field(&f, "currency")) {
         Ok(m) => m,
-        Err(e) => return refused(&ctx, &csrf, &bad(e), "/mdf".into()),
+        Err(e) => return Ok(s.refused(&bad(e), "/mdf".into())),
     };
     let action = if field(&f, "action").is_empty() {
         "allocate"
@@ -160,13 +140,14 @@ async fn allocate(
     let body = json!({"action": action, "amount": if action == "expire" { 0 } else { m.amount }, "currency": m.currency,
         "period": field(&f, "period"), "allow_overdraw": field(&f, "allow_overdraw") == "yes",
         "expires_on": if field(&f, "expires_on").is_empty() { Value::Null } else { json!(field(&f, "expires_on")) }, "note": field(&f, "note")});
-    match mdf::budget(&node, field(&f, "partner"), field(&f, "budget"), body).await {
-        Ok(Ok((key, subject))) => {
-            redirect_with_flash(&format!("/mdf/{key}/{subject}"), "orders.done")
-        }
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/mdf".into()),
-        Err(e) => internal(e),
-    }
+    Ok(
+        match mdf::budget(&node, field(&f, "partner"), field(&f, "budget"), body).await? {
+            Ok((key, subject)) => {
+                redirect_with_flash(&format!("/mdf/{key}/{subject}"), "orders.done")
+            }
+            Err(r) => s.refused(&r, "/mdf".into()),
+        },
+    )
 }
 
 /// A claim for people: id, request, invoice, amount, status, approved /
@@ -208,26 +189,19 @@ struct BudgetPage {
 async fn page(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    let found = match node
+    m: Member,
+) -> Page {
+    let found = node
         .store
         .read()
-        .and_then(|r| mdf::budget_view(&r, user, &node.identity.id, &key, &subject))
-    {
-        Ok(found) => found,
-        Err(e) => return internal(e),
-    };
+        .and_then(|r| mdf::budget_view(&r, &m.user, &node.identity.id, &key, &subject))?;
     let Some(view) = found else {
-        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let b = &view.budget;
     let c = &b.currency;
     let page = BudgetPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
         action: format!("/mdf/{key}/{subject}"),
         row: row(&view),
@@ -284,23 +258,20 @@ async fn page(
                 )
             })
             .collect(),
-        as_vendor: user.role != Role::Partner && b.vendor == node.identity.id,
+        as_vendor: m.staff() && b.vendor == node.identity.id,
         problems: b.verify(),
         view,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 async fn act(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
+    m: Member,
     Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(field(&f, "csrf"))?;
     let back = format!("/mdf/{key}/{subject}");
     let bad = |m: String| crate::mdf::Refusal {
         code: ReasonCode::BadBody,
@@ -311,7 +282,7 @@ async fn act(
     let (kind, body): (&str, Value) = match field(&f, "action") {
         "checkpoint" => {
             let result = mdf::checkpoint(&node, &key, &subject).await;
-            return outcome(&ctx, &csrf, result, back, "mdf.checkpoint_sent");
+            return m.outcome(result, back, "mdf.checkpoint_sent");
         }
         "request" => match money_field(&f, "expected_cost", currency) {
             Ok(cost) => (
@@ -320,7 +291,7 @@ async fn act(
                 "starts_on": field(&f, "starts_on"), "ends_on": field(&f, "ends_on"), "expected_cost": cost,
                 "expected_leads": field(&f, "expected_leads").parse::<i64>().unwrap_or(0), "expected_revenue": null, "campaign": field(&f, "campaign")}),
             ),
-            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+            Err(e) => return Ok(m.refused(&bad(e), back)),
         },
         "decide" => match minor("amount") {
             Ok(a) => {
@@ -330,7 +301,7 @@ async fn act(
                     json!({"request": field(&f, "request"), "decision": field(&f, "decision"), "amount": if approve { a } else { 0 }, "reason": field(&f, "reason")}),
                 )
             }
-            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+            Err(e) => return Ok(m.refused(&bad(e), back)),
         },
         "claim" => match money_field(&f, "amount", currency) {
             Ok(m) => (
@@ -338,7 +309,7 @@ async fn act(
                 json!({"claim": field(&f, "claim"), "request": field(&f, "request"), "amount": m,
                 "invoice_number": field(&f, "invoice_number"), "invoice_date": field(&f, "invoice_date"), "proofs": []}),
             ),
-            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+            Err(e) => return Ok(m.refused(&bad(e), back)),
         },
         "claim_decision" => match minor("amount") {
             Ok(a) => (
@@ -346,23 +317,23 @@ async fn act(
                 json!({"claim": field(&f, "claim"), "decision": field(&f, "decision"),
                 "amount": if field(&f, "decision") == "rejected" { 0 } else { a }, "reason": field(&f, "reason")}),
             ),
-            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+            Err(e) => return Ok(m.refused(&bad(e), back)),
         },
         "paid" => match minor("amount") {
             Ok(a) => (
                 "mdf.paid",
                 json!({"claim": field(&f, "claim"), "amount": a, "reference": field(&f, "reference"), "paid_on": field(&f, "paid_on")}),
             ),
-            Err(e) => return refused(&ctx, &csrf, &bad(e), back),
+            Err(e) => return Ok(m.refused(&bad(e), back)),
         },
-        other => return refused(&ctx, &csrf, &bad(format!("action {other:?}")), back),
+        other => return Ok(m.refused(&bad(format!("action {other:?}")), back)),
     };
     let message = match decode_message(kind, &body) {
-        Ok(m) => m,
-        Err(r) => return refused(&ctx, &csrf, &r, back),
+        Ok(message) => message,
+        Err(r) => return Ok(m.refused(&r, back)),
     };
-    let result = mdf::act(&node, user, &key, &subject, message).await;
-    outcome(&ctx, &csrf, result, back, "orders.done")
+    let result = mdf::act(&node, &m.user, &key, &subject, message).await;
+    m.outcome(result, back, "orders.done")
 }
 
 /// What the MDF part of the inbox shows staff: ledgers that a peer's

@@ -11,6 +11,7 @@
 // page, a 403, a 404); it is large, and that is fine on this path.
 #![allow(clippy::result_large_err)]
 
+pub mod access;
 pub mod i18n;
 pub mod leads;
 pub mod mdf;

@@ -3,11 +3,9 @@
 //! form (lines as CSV), the order lists (the vendor's queue and the buyer's
 //! orders) and the order page with the actions each side may take.
 
-use super::leads::{outcome, posted, refused, when};
-use super::{
-    Ctx, Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash,
-    staff_only, user_of,
-};
+use super::access::{Member, Page, Staff};
+use super::leads::when;
+use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::node::Node;
 use crate::orders::{self, LineRequest, OrderRequest, OrderView, PlaceError, intake};
 use crate::records::Direction;
@@ -15,7 +13,6 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use guanxi_protocol::ReasonCode;
 use guanxi_protocol::messages::{Address, CatalogPublish, PriceList};
@@ -88,45 +85,26 @@ struct CatalogPage {
     errors: Vec<String>,
 }
 
-fn catalog_response(
-    ctx: &Ctx,
-    node: &Node,
-    csrf: String,
-    status: StatusCode,
-    errors: Vec<String>,
-) -> Response {
-    let catalog = match node.store.read().and_then(|r| orders::own_catalog(&r)) {
-        Ok(c) => c,
-        Err(e) => return internal(e),
-    };
+fn catalog_response(m: &Member, node: &Node, status: StatusCode, errors: Vec<String>) -> Page {
+    let catalog = node.store.read().and_then(|r| orders::own_catalog(&r))?;
     let lists = catalog
         .as_ref()
         .map(|c| c.price_lists.iter().map(list_view).collect())
         .unwrap_or_default();
-    ctx.page(
+    Ok(m.page(
         status,
         CatalogPage {
-            f: ctx.frame(csrf),
+            f: m.frame(),
             catalog,
             lists,
             errors,
         }
         .render(),
-    )
+    ))
 }
 
-async fn catalog_page(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    catalog_response(
-        &ctx,
-        &node,
-        session.csrf.clone(),
-        StatusCode::OK,
-        Vec::new(),
-    )
+async fn catalog_page(State(node): State<Arc<Node>>, s: Staff) -> Page {
+    catalog_response(&s, &node, StatusCode::OK, Vec::new())
 }
 
 fn row_errors(errors: Vec<intake::RowError>) -> Vec<String> {
@@ -137,65 +115,38 @@ fn row_errors(errors: Vec<intake::RowError>) -> Vec<String> {
 }
 
 /// Saves the catalog with `change` applied to the current one.
-async fn change_catalog(
-    node: &Node,
-    ctx: &Ctx,
-    csrf: String,
-    change: impl FnOnce(&mut CatalogPublish),
-) -> Response {
-    let current = match node.store.read().and_then(|r| orders::own_catalog(&r)) {
-        Ok(c) => c.unwrap_or(CatalogPublish {
+async fn change_catalog(node: &Node, m: &Member, change: impl FnOnce(&mut CatalogPublish)) -> Page {
+    let mut next = node
+        .store
+        .read()
+        .and_then(|r| orders::own_catalog(&r))?
+        .unwrap_or(CatalogPublish {
             version: 0,
             products: Vec::new(),
             price_lists: Vec::new(),
-        }),
-        Err(e) => return internal(e),
-    };
-    let mut next = current;
+        });
     change(&mut next);
-    match orders::save_catalog(node, next.products, next.price_lists).await {
-        Ok(Ok(_)) => redirect_with_flash("/catalog", "catalog.saved"),
-        Ok(Err(r)) => catalog_response(
-            ctx,
-            node,
-            csrf,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            vec![r.message],
-        ),
-        Err(e) => internal(e),
+    match orders::save_catalog(node, next.products, next.price_lists).await? {
+        Ok(_) => Ok(redirect_with_flash("/catalog", "catalog.saved")),
+        Err(r) => catalog_response(m, node, StatusCode::UNPROCESSABLE_ENTITY, vec![r.message]),
     }
 }
 
-async fn save_products(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn save_products(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>) -> Page {
+    s.csrf(field(&f, "csrf"))?;
     match intake::products(field(&f, "products")) {
-        Ok(products) => change_catalog(&node, &ctx, csrf, |c| c.products = products).await,
+        Ok(products) => change_catalog(&node, &s, |c| c.products = products).await,
         Err(errors) => catalog_response(
-            &ctx,
+            &s,
             &node,
-            csrf,
             StatusCode::UNPROCESSABLE_ENTITY,
             row_errors(errors),
         ),
     }
 }
 
-async fn save_list(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn save_list(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>) -> Page {
+    s.csrf(field(&f, "csrf"))?;
     let mut errors = Vec::new();
     let currency = field(&f, "currency")
         .to_ascii_uppercase()
@@ -249,40 +200,30 @@ async fn save_list(
     };
     match list {
         Some(list) => {
-            change_catalog(&node, &ctx, csrf, |c| {
+            change_catalog(&node, &s, |c| {
                 c.price_lists.retain(|l| l.id != list.id);
                 c.price_lists.push(list);
             })
             .await
         }
-        None => catalog_response(&ctx, &node, csrf, StatusCode::UNPROCESSABLE_ENTITY, errors),
+        None => catalog_response(&s, &node, StatusCode::UNPROCESSABLE_ENTITY, errors),
     }
 }
 
 async fn delete_list(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    SignedIn(ctx): SignedIn,
+    s: Staff,
     Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    change_catalog(&node, &ctx, csrf, |c| c.price_lists.retain(|l| l.id != id)).await
+) -> Page {
+    s.csrf(field(&f, "csrf"))?;
+    change_catalog(&node, &s, |c| c.price_lists.retain(|l| l.id != id)).await
 }
 
-async fn publish(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, _) = match posted(&ctx, field(&f, "csrf"), true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn publish(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>) -> Page {
+    s.csrf(field(&f, "csrf"))?;
     let result = orders::republish(&node).await.map(|r| r.map(|_| ()));
-    outcome(&ctx, &csrf, result, "/catalog".into(), "catalog.published")
+    s.outcome(result, "/catalog".into(), "catalog.published")
 }
 
 // --------------------------------------------------------------- shop
@@ -294,26 +235,24 @@ struct ShopsPage {
     vendors: Vec<String>,
 }
 
-async fn shops(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+async fn shops(State(node): State<Arc<Node>>, m: Member) -> Page {
+    let user = &m.user;
     let vendors = match node
         .store
         .read()
         .and_then(|r| orders::shops(&node, &r, user))
     {
         Ok(s) => s.into_iter().map(|s| s.vendor.to_string()).collect(),
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
-    ctx.page(
+    Ok(m.page(
         StatusCode::OK,
         ShopsPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             vendors,
         }
         .render(),
-    )
+    ))
 }
 
 pub struct ShopLine {
@@ -343,25 +282,23 @@ impl ShopPage {
 }
 
 fn shop_response(
-    ctx: &Ctx,
+    m: &Member,
     node: &Node,
     vendor: &str,
     form: Fields,
     status: StatusCode,
     problems: Vec<LineProblem>,
     error: Option<String>,
-) -> Response {
-    let Some((session, user)) = user_of(ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+) -> Page {
+    let user = &m.user;
     let shop = match node
         .store
         .read()
         .and_then(|r| orders::shop_for(node, &r, user, vendor))
     {
         Ok(Some(s)) => s,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
+        Err(e) => return Err(e.into()),
     };
     let today = orders::day_of(crate::clock::now_ms());
     let in_force: Vec<&PriceList> = shop
@@ -375,7 +312,7 @@ fn shop_response(
             })
         })
         .collect();
-    let chinese = ctx.frame(String::new()).lang == "zh-TW";
+    let chinese = m.frame().lang == "zh-TW";
     let products = shop
         .catalog
         .products
@@ -401,10 +338,10 @@ fn shop_response(
                 .collect(),
         })
         .collect();
-    ctx.page(
+    Ok(m.page(
         status,
         ShopPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             vendor: vendor.to_string(),
             products,
             currencies: in_force.iter().map(|l| l.currency.to_string()).collect(),
@@ -413,16 +350,12 @@ fn shop_response(
             error,
         }
         .render(),
-    )
+    ))
 }
 
-async fn shop_page(
-    State(node): State<Arc<Node>>,
-    Path(vendor): Path<String>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
+async fn shop_page(State(node): State<Arc<Node>>, Path(vendor): Path<String>, m: Member) -> Page {
     shop_response(
-        &ctx,
+        &m,
         &node,
         &vendor,
         Fields::new(),
@@ -435,13 +368,11 @@ async fn shop_page(
 async fn place(
     State(node): State<Arc<Node>>,
     Path(vendor): Path<String>,
-    SignedIn(ctx): SignedIn,
+    m: Member,
     Form(f): Form<Fields>,
-) -> Response {
-    let (_, user) = match posted(&ctx, field(&f, "csrf"), false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(field(&f, "csrf"))?;
+    let user = &m.user;
     let lines: Vec<LineRequest> = match intake::order_lines(field(&f, "lines")) {
         Ok(l) => l,
         Err(rows) => {
@@ -454,7 +385,7 @@ async fn place(
                 })
                 .collect();
             return shop_response(
-                &ctx,
+                &m,
                 &node,
                 &vendor,
                 f,
@@ -482,11 +413,12 @@ async fn place(
         lead: optional("lead"),
     };
     match orders::place(&node, user, req).await {
-        Ok(Ok((key, subject))) => {
-            redirect_with_flash(&format!("/orders/{key}/{subject}"), "orders.placed_flash")
-        }
+        Ok(Ok((key, subject))) => Ok(redirect_with_flash(
+            &format!("/orders/{key}/{subject}"),
+            "orders.placed_flash",
+        )),
         Ok(Err(PlaceError::Lines(problems))) => shop_response(
-            &ctx,
+            &m,
             &node,
             &vendor,
             f,
@@ -495,9 +427,9 @@ async fn place(
             None,
         ),
         Ok(Err(PlaceError::Refused(r))) => {
-            let status = super::leads::status_of(r.code);
+            let status = super::access::status_of(r.code);
             shop_response(
-                &ctx,
+                &m,
                 &node,
                 &vendor,
                 f,
@@ -506,7 +438,7 @@ async fn place(
                 Some(format!("{}: {}", r.code, r.message)),
             )
         }
-        Err(e) => internal(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -552,14 +484,8 @@ struct OrdersPage {
     next: Option<String>,
 }
 
-async fn list(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<ListQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Member) -> Page {
+    let user = &m.user;
     let direction = q.direction();
     let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
     let page = node
@@ -567,7 +493,7 @@ async fn list(
         .await;
     let (views, next) = match page {
         Ok(p) => p,
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
     let staff = user.role != crate::accounts::Role::Partner;
     let placed = !staff || direction == Direction::Placed;
@@ -579,17 +505,17 @@ async fn list(
         rows.sort_by_key(|r| r.awaiting.is_none());
         (rows, Vec::new())
     };
-    ctx.page(
+    Ok(m.page(
         StatusCode::OK,
         OrdersPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             placed: staff && placed,
             incoming,
             outgoing,
             next: next_link("/orders", direction, next),
         }
         .render(),
-    )
+    ))
 }
 
 pub struct LineRow {
@@ -651,20 +577,18 @@ fn totals_row(
 async fn order_page(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+    m: Member,
+) -> Page {
+    let user = &m.user;
     let me = node.identity.id.clone();
     let read = match node.store.read() {
         Ok(r) => r,
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
     let view = match orders::one(&read, user, &me, &key, &subject) {
         Ok(Some(v)) => v,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
+        Err(e) => return Err(e.into()),
     };
     let o = &view.order;
     let c = &o.currency;
@@ -726,7 +650,7 @@ async fn order_page(
         })
         .collect();
     let page = OrderPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         action: format!("/orders/{key}/{subject}"),
         lines,
         totals: vec![
@@ -748,7 +672,7 @@ async fn order_page(
             .unwrap_or(0),
         view,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 /// Builds the message of an order form: `action` is ack, ship, invoice or
@@ -843,13 +767,11 @@ pub fn action_message(
 async fn act(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
+    m: Member,
     Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(field(&f, "csrf"))?;
+    let user = &m.user;
     let back = format!("/orders/{key}/{subject}");
     let view = match node
         .store
@@ -857,16 +779,16 @@ async fn act(
         .and_then(|r| orders::one(&r, user, &node.identity.id, &key, &subject))
     {
         Ok(Some(v)) => v,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
+        Err(e) => return Err(e.into()),
     };
     let numbers: Vec<u32> = view.order.lines.iter().map(|l| l.line).collect();
     let message = match action_message(&f, &numbers) {
-        Ok(m) => m,
-        Err(r) => return refused(&ctx, &csrf, &r, back),
+        Ok(message) => message,
+        Err(r) => return Ok(m.refused(&r, back)),
     };
     let result = orders::act_on(&node, user, &key, &subject, message).await;
-    outcome(&ctx, &csrf, result, back, "orders.done")
+    m.outcome(result, back, "orders.done")
 }
 
 /// What the ordering part of the inbox shows staff: orders awaiting them.

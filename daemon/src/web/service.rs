@@ -5,10 +5,9 @@
 //! up the chain), forms to open requests and file claims, and downloads of
 //! attachments for who may see them.
 
-use super::leads::{outcome, posted, refused, when};
-use super::{
-    Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash, user_of,
-};
+use super::access::{Member, Page};
+use super::leads::when;
+use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
 use crate::engine::decode_message;
@@ -19,7 +18,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use guanxi_protocol::ReasonCode;
 use serde_json::{Value, json};
@@ -127,14 +126,8 @@ struct RequestsPage {
     metrics: Vec<(String, u64, String, String, u64, u64)>,
 }
 
-async fn requests(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<ListQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+async fn requests(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Member) -> Page {
+    let user = &m.user;
     let now = now_ms();
     let direction = q.direction();
     let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
@@ -153,7 +146,7 @@ async fn requests(
         .await;
     let (mut views, next, metrics) = match read {
         Ok(v) => v,
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
     // Most urgent first on the page (overdue, then by the time left;
     // stopped clocks last).
@@ -173,7 +166,7 @@ async fn requests(
         })
         .collect();
     let page = RequestsPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         path: "/service",
         placed: staff && direction == Direction::Placed,
         next: next_link("/service", direction, next),
@@ -182,35 +175,30 @@ async fn requests(
         vendors: vendors_for(&node, user),
         metrics,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 fn customer(f: &Fields) -> Value {
     json!({"company": field(f, "company"), "contact": field(f, "contact"), "email": field(f, "email"), "phone": field(f, "phone")})
 }
 
-async fn open_request(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn open_request(State(node): State<Arc<Node>>, m: Member, Form(f): Form<Fields>) -> Page {
+    m.csrf(field(&f, "csrf"))?;
+    let user = &m.user;
     let serial = field(&f, "serial");
     let body = json!({"customer": customer(&f), "sku": field(&f, "sku"), "serial": if serial.is_empty() { Value::Null } else { json!(serial) },
         "problem": field(&f, "problem"), "priority": field(&f, "priority"), "attachments": []});
     let message = match decode_message("service.open", &body) {
-        Ok(m) => m,
-        Err(r) => return refused(&ctx, &csrf, &r, "/service".into()),
+        Ok(message) => message,
+        Err(r) => return Ok(m.refused(&r, "/service".into())),
     };
     match service::open(&node, user, field(&f, "vendor"), message).await {
-        Ok(Ok((key, subject))) => {
-            redirect_with_flash(&format!("/service/{key}/{subject}"), "service.opened_flash")
-        }
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/service".into()),
-        Err(e) => internal(e),
+        Ok(Ok((key, subject))) => Ok(redirect_with_flash(
+            &format!("/service/{key}/{subject}"),
+            "service.opened_flash",
+        )),
+        Ok(Err(r)) => Ok(m.refused(&r, "/service".into())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -240,20 +228,16 @@ struct RequestPage {
 async fn request_page(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+    m: Member,
+) -> Page {
+    let user = &m.user;
     let now = now_ms();
-    let view = match node
+    let Some(view) = node
         .store
         .read()
-        .and_then(|r| service::request(&r, user, &node.identity.id, &key, &subject, now))
-    {
-        Ok(Some(v)) => v,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+        .and_then(|r| service::request(&r, user, &node.identity.id, &key, &subject, now))?
+    else {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let events = view
         .request
@@ -272,7 +256,7 @@ async fn request_page(
         })
         .collect();
     let page = RequestPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
         action: format!("/service/{key}/{subject}"),
         row: request_row(&view, now),
@@ -282,28 +266,26 @@ async fn request_page(
         as_vendor: user.role != Role::Partner && view.request.vendor == node.identity.id,
         view,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 async fn update_request(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
+    m: Member,
     Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(field(&f, "csrf"))?;
+    let user = &m.user;
     let back = format!("/service/{key}/{subject}");
     let status = field(&f, "status");
     let body = json!({"status": if status.is_empty() { Value::Null } else { json!(status) }, "comment": field(&f, "comment"), "attachments": []});
     let message = match decode_message("service.update", &body) {
-        Ok(m) => m,
-        Err(r) => return refused(&ctx, &csrf, &r, back),
+        Ok(message) => message,
+        Err(r) => return Ok(m.refused(&r, back)),
     };
     let result = service::act(&node, user, &key, &subject, message).await;
-    outcome(&ctx, &csrf, result, back, "orders.done")
+    m.outcome(result, back, "orders.done")
 }
 
 // --------------------------------------------------------------- claims
@@ -363,14 +345,8 @@ struct ClaimsPage {
     vendors: Vec<String>,
 }
 
-async fn claims(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<ListQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+async fn claims(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Member) -> Page {
+    let user = &m.user;
     let direction = q.direction();
     let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
     let read = node
@@ -384,17 +360,17 @@ async fn claims(
         .await;
     let (list, validity, next) = match read {
         Ok(v) => v,
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
     let rows = list
         .iter()
         .zip(validity)
         .map(|(v, validity)| claim_row(&node, user, v, validity.as_ref()))
         .collect();
-    ctx.page(
+    Ok(m.page(
         StatusCode::OK,
         ClaimsPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             path: "/claims",
             placed: user.role != Role::Partner && direction == Direction::Placed,
             next: next_link("/claims", direction, next),
@@ -402,30 +378,25 @@ async fn claims(
             vendors: vendors_for(&node, user),
         }
         .render(),
-    )
+    ))
 }
 
-async fn file_claim(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn file_claim(State(node): State<Arc<Node>>, m: Member, Form(f): Form<Fields>) -> Page {
+    m.csrf(field(&f, "csrf"))?;
+    let user = &m.user;
     let body = json!({"sku": field(&f, "sku"), "serial": field(&f, "serial"), "purchase_date": field(&f, "purchase_date"),
         "description": field(&f, "description"), "customer": customer(&f), "attachments": [], "forwarded": null});
     let message = match decode_message("warranty.claim", &body) {
-        Ok(m) => m,
-        Err(r) => return refused(&ctx, &csrf, &r, "/claims".into()),
+        Ok(message) => message,
+        Err(r) => return Ok(m.refused(&r, "/claims".into())),
     };
     match service::open(&node, user, field(&f, "vendor"), message).await {
-        Ok(Ok((key, subject))) => {
-            redirect_with_flash(&format!("/claims/{key}/{subject}"), "claims.filed")
-        }
-        Ok(Err(r)) => refused(&ctx, &csrf, &r, "/claims".into()),
-        Err(e) => internal(e),
+        Ok(Ok((key, subject))) => Ok(redirect_with_flash(
+            &format!("/claims/{key}/{subject}"),
+            "claims.filed",
+        )),
+        Ok(Err(r)) => Ok(m.refused(&r, "/claims".into())),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -449,20 +420,18 @@ struct ClaimPage {
 async fn claim_page(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+    m: Member,
+) -> Page {
+    let user = &m.user;
     let read = match node.store.read() {
         Ok(r) => r,
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
     let found = service::claim(&read, user, &node.identity.id, &key, &subject)
         .ok()
         .flatten();
     let Some(view) = found else {
-        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let forwarded = service::forwards(&read)
         .unwrap_or_default()
@@ -472,7 +441,7 @@ async fn claim_page(
     let validity = validity_of(&node, user, &view);
     let as_vendor = user.role != Role::Partner && view.claim.vendor == node.identity.id;
     let page = ClaimPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
         action: format!("/claims/{key}/{subject}"),
         row: claim_row(&node, user, &view, validity.as_ref()),
@@ -510,19 +479,17 @@ async fn claim_page(
         forwarded,
         view,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 async fn act_on_claim(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
+    m: Member,
     Form(f): Form<Fields>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, field(&f, "csrf"), false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(field(&f, "csrf"))?;
+    let user = &m.user;
     let back = format!("/claims/{key}/{subject}");
     let (kind, body) = match field(&f, "action") {
         "decide" => {
@@ -534,30 +501,28 @@ async fn act_on_claim(
                 ) {
                     (Ok(c), amount) => {
                         match guanxi_protocol::money::Money::parse_decimal(amount, c) {
-                            Ok(m) => json!({"amount": m.amount, "currency": m.currency}),
+                            Ok(credit) => {
+                                json!({"amount": credit.amount, "currency": credit.currency})
+                            }
                             Err(e) => {
-                                return refused(
-                                    &ctx,
-                                    &csrf,
+                                return Ok(m.refused(
                                     &crate::service::Refusal {
                                         code: ReasonCode::BadBody,
                                         message: format!("credit: {e}"),
                                     },
                                     back,
-                                );
+                                ));
                             }
                         }
                     }
                     (Err(e), _) => {
-                        return refused(
-                            &ctx,
-                            &csrf,
+                        return Ok(m.refused(
                             &crate::service::Refusal {
                                 code: ReasonCode::BadBody,
                                 message: format!("credit currency: {e}"),
                             },
                             back,
-                        );
+                        ));
                     }
                 }
             } else {
@@ -576,45 +541,37 @@ async fn act_on_claim(
             let result = service::forward(&node, &key, &subject, field(&f, "upstream"))
                 .await
                 .map(|r| r.map(|_| ()));
-            return outcome(&ctx, &csrf, result, back, "claims.forwarded");
+            return m.outcome(result, back, "claims.forwarded");
         }
         other => {
             let r = crate::service::Refusal {
                 code: ReasonCode::BadBody,
                 message: format!("action {other:?}"),
             };
-            return refused(&ctx, &csrf, &r, back);
+            return Ok(m.refused(&r, back));
         }
     };
     let message = match decode_message(kind, &body) {
-        Ok(m) => m,
-        Err(r) => return refused(&ctx, &csrf, &r, back),
+        Ok(message) => message,
+        Err(r) => return Ok(m.refused(&r, back)),
     };
     let result = service::act(&node, user, &key, &subject, message).await;
-    outcome(&ctx, &csrf, result, back, "orders.done")
+    m.outcome(result, back, "orders.done")
 }
 
-async fn download(
-    State(node): State<Arc<Node>>,
-    Path(sha): Path<String>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    let meta = match node
+async fn download(State(node): State<Arc<Node>>, Path(sha): Path<String>, m: Member) -> Page {
+    let user = &m.user;
+    let Some(meta) = node
         .store
         .read()
-        .and_then(|r| service::attachment_for(&r, user, &node.identity.id, &sha))
-    {
-        Ok(Some(m)) => m,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+        .and_then(|r| service::attachment_for(&r, user, &node.identity.id, &sha))?
+    else {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let Some(bytes) = crate::attachments::load(&node.config().data_dir, &sha) else {
-        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
-    file_response(&meta.content_type, bytes)
+    Ok(file_response(&meta.content_type, bytes))
 }
 
 /// A file download: its content type, as an attachment, never sniffed.
