@@ -283,7 +283,7 @@ impl IntoResponse for ApiError {
 /// A refused action, with the protocol's reason code and its HTTP status.
 fn refusal(r: guanxi_protocol::state::StateError) -> ApiError {
     ApiError::new(
-        crate::web::leads::status_of(r.code),
+        crate::web::access::status_of(r.code),
         r.code.as_str(),
         r.message,
     )

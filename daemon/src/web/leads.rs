@@ -5,10 +5,9 @@
 //! or staff of a partner daemon) the leads offered to them and the deals they
 //! registered.
 
-use super::{
-    Ctx, Frame, LIST_PAGE, ListQuery, SignedIn, internal, next_link, redirect_with_flash, session,
-    staff_only, user_of,
-};
+use super::access::{Member, Page, Staff};
+pub use super::format::{money, when};
+use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
 use crate::directory::{self, Partner};
@@ -22,7 +21,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Form, Multipart, Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+
 use axum::routing::{get, post};
 use guanxi_protocol::ReasonCode;
 use guanxi_protocol::messages::{Customer, LeadRegister};
@@ -124,86 +123,6 @@ pub fn inbox_items(
     items
 }
 
-/// A time for people: `2026-11-26 21:48 UTC`.
-pub fn when(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
-        .unwrap_or_default()
-}
-
-/// Money for people, or empty.
-pub fn money(m: &Option<Money>) -> String {
-    m.as_ref().map(Money::to_string).unwrap_or_default()
-}
-
-#[derive(Template)]
-#[template(path = "refused.html")]
-struct RefusedPage {
-    f: Frame,
-    code: &'static str,
-    message: String,
-    back: String,
-}
-
-/// The page for an action the rules refused: the reason code and its
-/// explanation, with the HTTP status every channel uses for it.
-pub(super) fn refused(ctx: &Ctx, csrf: &str, refusal: &Refusal, back: String) -> Response {
-    ctx.page(
-        status_of(refusal.code),
-        RefusedPage {
-            f: ctx.frame(csrf.to_string()),
-            code: refusal.code.as_str(),
-            message: refusal.message.clone(),
-            back,
-        }
-        .render(),
-    )
-}
-
-/// The HTTP status of a refused lead action (web and API alike).
-pub fn status_of(code: ReasonCode) -> StatusCode {
-    match code {
-        ReasonCode::UnknownRecord => StatusCode::NOT_FOUND,
-        ReasonCode::NotAllowed => StatusCode::FORBIDDEN,
-        ReasonCode::BadBody | ReasonCode::InvalidAmount | ReasonCode::InvalidLines => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        _ => StatusCode::CONFLICT,
-    }
-}
-
-/// The gate of every form post: signed in (staff only when `staff`), the
-/// CSRF token right. Returns the session's CSRF token and the user.
-pub(super) fn posted<'c>(
-    ctx: &'c Ctx,
-    given: &str,
-    staff: bool,
-) -> Result<(String, &'c User), Response> {
-    if staff {
-        staff_only(ctx)?;
-    }
-    match user_of(ctx) {
-        Some((s, u)) if session::same(&s.csrf, given) => Ok((s.csrf.clone(), u)),
-        Some(_) => Err(ctx.error(StatusCode::FORBIDDEN, "error.csrf")),
-        None => Err(Redirect::to("/login").into_response()),
-    }
-}
-
-/// The answer to an action: back to `back` with `flash`, or the refusal.
-pub(super) fn outcome(
-    ctx: &Ctx,
-    csrf: &str,
-    result: Result<Result<(), Refusal>, crate::engine::EngineError>,
-    back: String,
-    flash: &str,
-) -> Response {
-    match result {
-        Ok(Ok(())) => redirect_with_flash(&back, flash),
-        Ok(Err(r)) => refused(ctx, csrf, &r, back),
-        Err(e) => internal(e),
-    }
-}
-
 // ------------------------------------------------------------ lead list
 
 pub struct LeadRow {
@@ -246,15 +165,7 @@ struct StageQuery {
     after: Option<String>,
 }
 
-async fn list(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<StageQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn list(State(node): State<Arc<Node>>, Query(q): Query<StageQuery>, Staff(m): Staff) -> Page {
     let stage = q.stage.unwrap_or_default();
     let store = node.store.clone();
     let (filter, after) = (stage.clone(), q.after.clone());
@@ -263,12 +174,8 @@ async fn list(
         let filter = Some(filter.as_str()).filter(|s| !s.is_empty());
         leads::page(&read, filter, after.as_deref(), PAGE)
     })
-    .await;
-    let (views, next) = match page {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return internal(e),
-        Err(e) => return internal(e),
-    };
+    .await??;
+    let (views, next) = page;
     let next = next.map(|id| {
         let mut url = url::form_urlencoded::Serializer::new(String::new());
         if !stage.is_empty() {
@@ -303,17 +210,17 @@ async fn list(
             .iter()
             .map(|s| s.as_str()),
     );
-    ctx.page(
+    Ok(m.page(
         StatusCode::OK,
         LeadsPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             leads: rows,
             stage,
             stages,
             next,
         }
         .render(),
-    )
+    ))
 }
 
 // ------------------------------------------------------------- new lead
@@ -332,20 +239,16 @@ impl LeadFormPage {
     }
 }
 
-async fn new_form(SignedIn(ctx): SignedIn) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    ctx.page(
+async fn new_form(Staff(m): Staff) -> Page {
+    Ok(m.page(
         StatusCode::OK,
         LeadFormPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             form: LeadForm::default(),
             errors: Vec::new(),
         }
         .render(),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -358,34 +261,35 @@ struct LeadSubmit {
 
 async fn create(
     State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(submit): Form<LeadSubmit>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, &submit.csrf, true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(&submit.csrf)?;
+    let user = &m.user;
     let input = match submit.form.parse() {
         Ok(i) => i,
         Err(errors) => {
-            return ctx.page(
+            return Ok(m.page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 LeadFormPage {
-                    f: ctx.frame(csrf),
+                    f: m.frame(),
                     form: submit.form,
                     errors,
                 }
                 .render(),
-            );
+            ));
         }
     };
     match leads::create(&node, vec![input], &user.username).await {
         Ok(ids) => {
             let id = ids.first().cloned().unwrap_or_default();
             tracing::info!(lead = %id, user = %user.username, "lead created");
-            redirect_with_flash(&format!("/leads/{id}"), "leads.created")
+            Ok(redirect_with_flash(
+                &format!("/leads/{id}"),
+                "leads.created",
+            ))
         }
-        Err(e) => internal(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -399,33 +303,20 @@ struct ImportPage {
     errors: Vec<RowError>,
 }
 
-async fn import_page(SignedIn(ctx): SignedIn) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    ctx.page(
+async fn import_page(Staff(m): Staff) -> Page {
+    Ok(m.page(
         StatusCode::OK,
         ImportPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             columns: intake::CSV_COLUMNS.join(","),
             errors: Vec::new(),
         }
         .render(),
-    )
+    ))
 }
 
-async fn import(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    mut multipart: Multipart,
-) -> Response {
-    if let Err(r) = staff_only(&ctx) {
-        return r;
-    }
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+async fn import(State(node): State<Arc<Node>>, Staff(m): Staff, mut multipart: Multipart) -> Page {
+    let user = &m.user;
     let mut csrf = String::new();
     let mut file = Vec::new();
     loop {
@@ -438,41 +329,39 @@ async fn import(
                     Ok(_) => {}
                     Err(e) => {
                         tracing::info!("lead import: unreadable upload: {e}");
-                        return ctx.error(StatusCode::BAD_REQUEST, "error.upload");
+                        return Err(m.error(StatusCode::BAD_REQUEST, "error.upload"));
                     }
                 }
             }
             Ok(None) => break,
             Err(e) => {
                 tracing::info!("lead import: unreadable upload: {e}");
-                return ctx.error(StatusCode::BAD_REQUEST, "error.upload");
+                return Err(m.error(StatusCode::BAD_REQUEST, "error.upload"));
             }
         }
     }
-    if !session::same(&session.csrf, &csrf) {
-        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
-    }
+    m.csrf(&csrf)?;
     let inputs = match intake::parse_csv(&file) {
         Ok(i) => i,
         Err(errors) => {
-            return ctx.page(
+            return Ok(m.page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 ImportPage {
-                    f: ctx.frame(session.csrf.clone()),
+                    f: m.frame(),
                     columns: intake::CSV_COLUMNS.join(","),
                     errors,
                 }
                 .render(),
-            );
+            ));
         }
     };
     let count = inputs.len();
     match leads::create(&node, inputs, &user.username).await {
         Ok(_) => {
             tracing::info!(user = %user.username, count, "leads imported");
-            redirect_with_flash("/leads", "leads.imported")
+            Ok(redirect_with_flash("/leads", "leads.imported"))
         }
-        Err(e) => internal(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -533,23 +422,12 @@ struct LeadPage {
     orders: Vec<(String, String, &'static str, String)>,
 }
 
-async fn lead_page(
-    State(node): State<Arc<Node>>,
-    Path(id): Path<String>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+async fn lead_page(State(node): State<Arc<Node>>, Path(id): Path<String>, Staff(m): Staff) -> Page {
+    let read = node.store.read()?;
     let doc = match leads::load(&read, &id) {
         Ok(Some(d)) => d,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
+        Err(e) => return Err(e.into()),
     };
     let view = LeadView::load(&read, doc);
     let offers = view
@@ -594,7 +472,7 @@ async fn lead_page(
         .collect();
     let can_withdraw = matches!(view.offers.last(), Some((_, Some(l))) if l.status.is_open());
     let page = LeadPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         id: view.doc.id.clone(),
         form: LeadForm::from_input(&view.doc.input),
         stage: view.stage(),
@@ -618,7 +496,7 @@ async fn lead_page(
         )
         .unwrap_or_default(),
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 #[derive(Deserialize)]
@@ -632,21 +510,13 @@ struct AssignForm {
 async fn assign(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(form): Form<AssignForm>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, &form.csrf, true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(&form.csrf)?;
+    let user = &m.user;
     let result = leads::assign(&node, &id, form.partner.trim(), &user.username).await;
-    outcome(
-        &ctx,
-        &csrf,
-        result,
-        format!("/leads/{id}"),
-        "leads.assigned",
-    )
+    m.outcome(result, format!("/leads/{id}"), "leads.assigned")
 }
 
 #[derive(Deserialize)]
@@ -660,21 +530,13 @@ struct WithdrawForm {
 async fn withdraw(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(form): Form<WithdrawForm>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, &form.csrf, true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(&form.csrf)?;
+    let user = &m.user;
     let result = leads::withdraw(&node, &id, &form.reason, &user.username).await;
-    outcome(
-        &ctx,
-        &csrf,
-        result,
-        format!("/leads/{id}"),
-        "leads.withdrawn",
-    )
+    m.outcome(result, format!("/leads/{id}"), "leads.withdrawn")
 }
 
 // ---------------------------------------------------------------- rules
@@ -733,25 +595,18 @@ fn rule_rows(rules: &Rules) -> Vec<RuleRow> {
     rows
 }
 
-async fn rules_page(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let rules = match node.store.read().and_then(|r| leads::rules(&r)) {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
-    ctx.page(
+async fn rules_page(State(node): State<Arc<Node>>, Staff(m): Staff) -> Page {
+    let rules = node.store.read().and_then(|r| leads::rules(&r))?;
+    Ok(m.page(
         StatusCode::OK,
         RulesPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             offer_hours: rules.offer_hours.to_string(),
             rows: rule_rows(&rules),
             errors: Vec::new(),
         }
         .render(),
-    )
+    ))
 }
 
 /// Reads the rules form: `offer_hours`, then per row `name_N`,
@@ -833,18 +688,15 @@ fn parse_rules(fields: &HashMap<String, String>) -> Result<Rules, Vec<(String, S
 
 async fn save_rules(
     State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(fields): Form<HashMap<String, String>>,
-) -> Response {
-    let (csrf, _) = match posted(&ctx, fields.get("csrf").map_or("", String::as_str), true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(fields.get("csrf").map_or("", String::as_str))?;
     match parse_rules(&fields) {
-        Ok(rules) => match leads::save_rules(&node, rules).await {
-            Ok(()) => redirect_with_flash("/leads/rules", "leads.rules_saved"),
-            Err(e) => internal(e),
-        },
+        Ok(rules) => {
+            leads::save_rules(&node, rules).await?;
+            Ok(redirect_with_flash("/leads/rules", "leads.rules_saved"))
+        }
         Err(errors) => {
             // Show what was typed, with the errors.
             let mut shown = Rules::default();
@@ -875,16 +727,16 @@ async fn save_rules(
                     .cloned()
                     .unwrap_or_default();
             }
-            ctx.page(
+            Ok(m.page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 RulesPage {
-                    f: ctx.frame(csrf),
+                    f: m.frame(),
                     offer_hours: fields.get("offer_hours").cloned().unwrap_or_default(),
                     rows,
                     errors,
                 }
                 .render(),
-            )
+            ))
         }
     }
 }
@@ -982,12 +834,8 @@ pub fn analysis_params(q: &AnalysisQuery) -> Result<AnalysisParams, (&'static st
 async fn analysis_page(
     State(node): State<Arc<Node>>,
     Query(q): Query<AnalysisQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    Staff(m): Staff,
+) -> Page {
     let (params, error) = match analysis_params(&q) {
         Ok(p) => (p, None),
         Err((field, message)) => (
@@ -1002,7 +850,7 @@ async fn analysis_page(
     let (rows, total, error) = match kept {
         Ok(Ok((rows, total))) => (rows, total, error),
         Ok(Err(e)) => (Vec::new(), Row::default(), Some(e.to_string())),
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
     let max = rows.iter().map(|r| r.offered).max().unwrap_or(0).max(1);
     let scale = |n: u64| u32::try_from(n * 400 / max).unwrap_or(400);
@@ -1023,7 +871,7 @@ async fn analysis_page(
         })
         .collect();
     let page = AnalysisPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         group: params.0.as_str(),
         from: q.from.clone().unwrap_or_default(),
         to: q.to.clone().unwrap_or_default(),
@@ -1033,7 +881,7 @@ async fn analysis_page(
         total,
         error,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 // ------------------------------------------------- registrations (vendor)
@@ -1070,15 +918,9 @@ fn partner_label(key: &str, view: &RegistrationView) -> String {
 async fn registrations(
     State(node): State<Arc<Node>>,
     Query(q): Query<ListQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+    Staff(m): Staff,
+) -> Page {
+    let user = &m.user;
     let (who, me, cursor, today) = (user.clone(), node.identity.id.clone(), q.cursor(), today());
     let read = node
         .reading(move |read| {
@@ -1103,19 +945,16 @@ async fn registrations(
             Ok((rows, next))
         })
         .await;
-    let (rows, next) = match read {
-        Ok(v) => v,
-        Err(e) => return internal(e),
-    };
-    ctx.page(
+    let (rows, next) = read?;
+    Ok(m.page(
         StatusCode::OK,
         RegistrationsPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             rows,
             next: next_link("/registrations", Direction::Received, next),
         }
         .render(),
-    )
+    ))
 }
 
 #[derive(Template)]
@@ -1134,28 +973,19 @@ struct RegistrationPage {
 async fn registration_page(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let Some((_, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+    Staff(m): Staff,
+) -> Page {
+    let user = &m.user;
+    let read = node.store.read()?;
     let me = node.identity.id.clone();
     let found = leads::registration(&read, user, &me, true, &key, &subject).unwrap_or_default();
     let Some(view) = found else {
-        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let conflicts = leads::registration_conflicts(&read, &me, &key, &subject, &view.reg, &today())
         .unwrap_or_default();
     let page = RegistrationPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         action: format!("/registrations/{key}/{subject}"),
         partner: partner_label(&key, &view),
         registered: when(view.reg.registered_at),
@@ -1164,7 +994,7 @@ async fn registration_page(
         reg: view.reg,
         conflicts,
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 #[derive(Deserialize)]
@@ -1184,13 +1014,10 @@ struct DecisionForm {
 async fn decide(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(form): Form<DecisionForm>,
-) -> Response {
-    let (csrf, _) = match posted(&ctx, &form.csrf, true) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(&form.csrf)?;
     let back = format!("/registrations/{key}/{subject}");
     let approve = form.decision == "approve";
     let result = leads::decide_registration(
@@ -1203,7 +1030,7 @@ async fn decide(
         form.note,
     )
     .await;
-    outcome(&ctx, &csrf, result, back, "registrations.decided")
+    m.outcome(result, back, "registrations.decided")
 }
 
 // ------------------------------------------------- offers (partner side)
@@ -1237,14 +1064,8 @@ struct AfterQuery {
     after: Option<String>,
 }
 
-async fn offers(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<AfterQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+async fn offers(State(node): State<Arc<Node>>, Query(q): Query<AfterQuery>, m: Member) -> Page {
+    let user = &m.user;
     let after = q
         .after
         .as_deref()
@@ -1255,12 +1076,8 @@ async fn offers(
         let read = store.read()?;
         leads::incoming_page(&read, &who, &me, after.as_ref(), PAGE)
     })
-    .await;
-    let (list, next) = match page {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return internal(e),
-        Err(e) => return internal(e),
-    };
+    .await??;
+    let (list, next) = page;
     let next = next.map(|(k, s)| {
         let mut url = url::form_urlencoded::Serializer::new(String::new());
         url.append_pair("after", &format!("{k}/{s}"));
@@ -1279,15 +1096,15 @@ async fn offers(
             status: i.lead.status.as_str(),
         })
         .collect();
-    ctx.page(
+    Ok(m.page(
         StatusCode::OK,
         OffersPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             rows,
             next,
         }
         .render(),
-    )
+    ))
 }
 
 #[derive(Template)]
@@ -1311,24 +1128,19 @@ struct OfferPage {
 async fn offer_page(
     State(node): State<Arc<Node>>,
     Path((vendor, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+    m: Member,
+) -> Page {
+    let user = &m.user;
+    let read = node.store.read()?;
     let found = match leads::incoming_one(&read, user, &node.identity.id, &vendor, &subject) {
         Ok(Some(i)) => i,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
+        Err(e) => return Err(e.into()),
     };
     let l = &found.lead;
     let status = l.status;
     let page = OfferPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         action: format!("/offers/{vendor}/{subject}"),
         vendor: vendor.clone(),
         offered: when(l.offered_at),
@@ -1341,7 +1153,7 @@ async fn offer_page(
         lead: found.lead,
         pending: super::pending_of(&node, &vendor, &subject),
     };
-    ctx.page(StatusCode::OK, page.render())
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 /// The partner's answer as typed in the offer page's forms.
@@ -1418,20 +1230,18 @@ pub fn answer_message(form: &AnswerForm) -> Result<guanxi_protocol::messages::Me
 async fn respond(
     State(node): State<Arc<Node>>,
     Path((vendor, subject)): Path<(String, String)>,
-    SignedIn(ctx): SignedIn,
+    m: Member,
     Form(form): Form<AnswerForm>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, &form.csrf, false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Page {
+    m.csrf(&form.csrf)?;
+    let user = &m.user;
     let back = format!("/offers/{vendor}/{subject}");
     let message = match answer_message(&form) {
-        Ok(m) => m,
-        Err(r) => return refused(&ctx, &csrf, &r, back),
+        Ok(message) => message,
+        Err(r) => return Ok(m.refused(&r, back)),
     };
     let result = leads::respond(&node, user, &vendor, &subject, message).await;
-    outcome(&ctx, &csrf, result, back, "offers.sent")
+    m.outcome(result, back, "offers.sent")
 }
 
 // --------------------------------------------------- deals (partner side)
@@ -1535,51 +1345,36 @@ fn deal_rows(views: &[RegistrationView]) -> Vec<DealRow> {
         .collect()
 }
 
-async fn deals(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<ListQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+async fn deals(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Member) -> Page {
+    let user = &m.user;
     let (who, me, cursor) = (user.clone(), node.identity.id.clone(), q.cursor());
     let page = node
         .reading(move |read| {
             leads::registrations_page(read, &who, &me, false, cursor.as_ref(), LIST_PAGE)
         })
         .await;
-    let (list, next) = match page {
-        Ok(p) => p,
-        Err(e) => return internal(e),
-    };
-    ctx.page(
+    let (list, next) = page?;
+    Ok(m.page(
         StatusCode::OK,
         DealsPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             rows: deal_rows(&list),
             vendors: vendors_for(&node, user),
             next: next_link("/deals", Direction::Received, next),
         }
         .render(),
-    )
+    ))
 }
 
-async fn register(
-    State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
-    Form(form): Form<DealForm>,
-) -> Response {
-    let (csrf, user) = match posted(&ctx, &form.csrf, false) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn register(State(node): State<Arc<Node>>, m: Member, Form(form): Form<DealForm>) -> Page {
+    m.csrf(&form.csrf)?;
+    let user = &m.user;
     let deal = match deal_from_form(&form) {
         Ok(d) => d,
-        Err(r) => return refused(&ctx, &csrf, &r, "/deals".into()),
+        Err(r) => return Ok(m.refused(&r, "/deals".into())),
     };
     let result = leads::register(&node, user, form.vendor.trim(), deal)
         .await
         .map(|r| r.map(|_subject| ()));
-    outcome(&ctx, &csrf, result, "/deals".into(), "deals.registered")
+    m.outcome(result, "/deals".into(), "deals.registered")
 }

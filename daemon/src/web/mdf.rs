@@ -4,7 +4,7 @@
 //! reconciles), and ROI per activity for staff.
 
 use super::access::{Member, Page, Staff};
-use super::leads::when;
+use super::format::when;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::Role;
 use crate::engine::decode_message;

@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod access;
+pub mod format;
 pub mod i18n;
 pub mod leads;
 pub mod mdf;
@@ -604,7 +605,7 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
     if user.role != Role::Partner
         && let Some(fault) = node.engine.storage_fault()
     {
-        let since = leads::when(fault.since);
+        let since = format::when(fault.since);
         items.push((
             "home.storage_failing",
             format!("{since}: {}", fault.message),

@@ -4,7 +4,7 @@
 //! orders) and the order page with the actions each side may take.
 
 use super::access::{Member, Page, Staff};
-use super::leads::when;
+use super::format::when;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::node::Node;
 use crate::orders::{self, LineRequest, OrderRequest, OrderView, PlaceError, intake};
@@ -491,10 +491,7 @@ async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Memb
     let page = node
         .reading(move |r| orders::page(r, &who, &me, direction, cursor.as_ref(), LIST_PAGE))
         .await;
-    let (views, next) = match page {
-        Ok(p) => p,
-        Err(e) => return Err(e.into()),
-    };
+    let (views, next) = page?;
     let staff = user.role != crate::accounts::Role::Partner;
     let placed = !staff || direction == Direction::Placed;
     let mut rows: Vec<OrderRow> = views.iter().map(order_row).collect();
@@ -581,10 +578,7 @@ async fn order_page(
 ) -> Page {
     let user = &m.user;
     let me = node.identity.id.clone();
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return Err(e.into()),
-    };
+    let read = node.store.read()?;
     let view = match orders::one(&read, user, &me, &key, &subject) {
         Ok(Some(v)) => v,
         Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),

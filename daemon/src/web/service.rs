@@ -6,7 +6,7 @@
 //! attachments for who may see them.
 
 use super::access::{Member, Page};
-use super::leads::when;
+use super::format::when;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
@@ -144,10 +144,7 @@ async fn requests(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: 
             Ok((list, next, metrics))
         })
         .await;
-    let (mut views, next, metrics) = match read {
-        Ok(v) => v,
-        Err(e) => return Err(e.into()),
-    };
+    let (mut views, next, metrics) = read?;
     // Most urgent first on the page (overdue, then by the time left;
     // stopped clocks last).
     views.sort_by_key(|v| (v.clock.remaining.is_none(), v.clock.remaining.unwrap_or(0)));
@@ -358,10 +355,7 @@ async fn claims(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Me
             Ok((list, validity, next))
         })
         .await;
-    let (list, validity, next) = match read {
-        Ok(v) => v,
-        Err(e) => return Err(e.into()),
-    };
+    let (list, validity, next) = read?;
     let rows = list
         .iter()
         .zip(validity)
@@ -423,10 +417,7 @@ async fn claim_page(
     m: Member,
 ) -> Page {
     let user = &m.user;
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return Err(e.into()),
-    };
+    let read = node.store.read()?;
     let found = service::claim(&read, user, &node.identity.id, &key, &subject)
         .ok()
         .flatten();
