@@ -42,6 +42,12 @@ impl From<guanxi_adapters::store::StoreError> for WebError {
     }
 }
 
+impl From<crate::accounts::AccountError> for WebError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        WebError(internal(e))
+    }
+}
+
 impl From<tokio::task::JoinError> for WebError {
     fn from(e: tokio::task::JoinError) -> Self {
         WebError(internal(e))

@@ -424,10 +424,8 @@ struct LeadPage {
 
 async fn lead_page(State(node): State<Arc<Node>>, Path(id): Path<String>, Staff(m): Staff) -> Page {
     let read = node.store.read()?;
-    let doc = match leads::load(&read, &id) {
-        Ok(Some(d)) => d,
-        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
-        Err(e) => return Err(e.into()),
+    let Some(doc) = leads::load(&read, &id)? else {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let view = LeadView::load(&read, doc);
     let offers = view
@@ -1132,10 +1130,9 @@ async fn offer_page(
 ) -> Page {
     let user = &m.user;
     let read = node.store.read()?;
-    let found = match leads::incoming_one(&read, user, &node.identity.id, &vendor, &subject) {
-        Ok(Some(i)) => i,
-        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
-        Err(e) => return Err(e.into()),
+    let Some(found) = leads::incoming_one(&read, user, &node.identity.id, &vendor, &subject)?
+    else {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let l = &found.lead;
     let status = l.status;

@@ -24,6 +24,7 @@ use crate::accounts::{self, Role, User};
 use crate::clock::now_ms;
 use crate::directory::{self, Partner, PartnerForm};
 use crate::node::Node;
+use access::{Member, Page, Staff};
 use askama::Template;
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
@@ -515,23 +516,6 @@ async fn logout(
     response
 }
 
-/// Extracts a signed-in request's context; anyone else is sent to the
-/// login page (or told the session expired).
-struct SignedIn(Ctx);
-
-impl axum::extract::FromRequestParts<Arc<Node>> for SignedIn {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        node: &Arc<Node>,
-    ) -> Result<Self, Response> {
-        signed_in(node, &parts.headers, &parts.uri)
-            .await
-            .map(SignedIn)
-    }
-}
-
 /// Loads the signed-in context and records the request on the session.
 async fn signed_in(node: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, Response> {
     let ctx = Ctx::read(node, headers, uri);
@@ -576,14 +560,9 @@ struct HomePage {
     items: Vec<(&'static str, String)>,
 }
 
-async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
+async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
+    let user = &m.user;
+    let read = node.store.read()?;
     let config = node.config();
     let mut backlog = 0;
     let mut items = Vec::new();
@@ -630,7 +609,7 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
         None => None,
     };
     let page = HomePage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         partners: read
             .doc_count(guanxi_adapters::store::Doc::Partner)
             .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX)),
@@ -639,16 +618,7 @@ async fn home(State(node): State<Arc<Node>>, SignedIn(ctx): SignedIn) -> Respons
         organization,
         items,
     };
-    ctx.page(StatusCode::OK, page.render())
-}
-
-/// The staff-only gate: 403 for partner users.
-fn staff_only(ctx: &Ctx) -> Result<&Session, Response> {
-    match user_of(ctx) {
-        Some((s, u)) if u.role != Role::Partner => Ok(s),
-        Some(_) => Err(ctx.error(StatusCode::FORBIDDEN, "error.forbidden")),
-        None => Err(Redirect::to("/login").into_response()),
-    }
+    Ok(m.page(StatusCode::OK, page.render()))
 }
 
 #[derive(Template)]
@@ -667,33 +637,29 @@ struct AfterQuery {
 async fn partners(
     State(node): State<Arc<Node>>,
     Query(q): Query<AfterQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    Staff(m): Staff,
+) -> Page {
     let page = node
         .reading(move |r| directory::page(r, q.after.as_deref(), LIST_PAGE))
         .await;
     let (list, next) = match page {
         Ok(l) => l,
-        Err(e) => return internal(e),
+        Err(e) => return Err(e.into()),
     };
     let next = next.map(|id| {
         let mut url = url::form_urlencoded::Serializer::new(String::new());
         url.append_pair("after", &id);
         format!("/partners?{}", url.finish())
     });
-    ctx.page(
+    Ok(m.page(
         StatusCode::OK,
         PartnersPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             partners: list,
             next,
         }
         .render(),
-    )
+    ))
 }
 
 #[derive(Template)]
@@ -719,15 +685,14 @@ impl PartnerFormPage {
 }
 
 fn partner_form(
-    ctx: &Ctx,
-    session: &Session,
+    m: &Member,
     status: StatusCode,
     form: PartnerForm,
     errors: Vec<directory::FieldError>,
     creating: bool,
-) -> Response {
+) -> Page {
     let page = PartnerFormPage {
-        f: ctx.frame(session.csrf.clone()),
+        f: m.frame(),
         heading: if creating {
             "partners.new"
         } else {
@@ -744,20 +709,16 @@ fn partner_form(
         kinds: directory::TYPES.iter().map(|(_, n)| *n).collect(),
         stages: directory::STAGES.iter().map(|(_, n)| *n).collect(),
     };
-    ctx.page(status, page.render())
+    Ok(m.page(status, page.render()))
 }
 
-async fn new_partner(SignedIn(ctx): SignedIn) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn new_partner(Staff(m): Staff) -> Page {
     let form = PartnerForm {
         kind: "reseller".into(),
         stage: "prospect".into(),
         ..PartnerForm::default()
     };
-    partner_form(&ctx, session, StatusCode::OK, form, Vec::new(), true)
+    partner_form(&m, StatusCode::OK, form, Vec::new(), true)
 }
 
 #[derive(Deserialize)]
@@ -770,17 +731,11 @@ struct PartnerSubmit {
 
 async fn save_partner(
     node: Arc<Node>,
-    ctx: Ctx,
+    m: Member,
     submit: PartnerSubmit,
     id: Option<String>,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !session::same(&session.csrf, &submit.csrf) {
-        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
-    }
+) -> Page {
+    m.csrf(&submit.csrf)?;
     let creating = id.is_none();
     let mut form = submit.form;
     if let Some(id) = id {
@@ -789,76 +744,62 @@ async fn save_partner(
     let partner = match form.validate(&node.identity.id) {
         Ok(p) => p,
         Err(errors) => {
-            return partner_form(
-                &ctx,
-                session,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                form,
-                errors,
-                creating,
-            );
+            return partner_form(&m, StatusCode::UNPROCESSABLE_ENTITY, form, errors, creating);
         }
     };
     let id = partner.id.clone();
-    match directory::save(&node.engine, partner, creating, now_ms()).await {
-        Ok(true) => redirect_with_flash(
+    if directory::save(&node.engine, partner, creating, now_ms()).await? {
+        Ok(redirect_with_flash(
             &format!("/partners/{id}"),
             if creating {
                 "partners.created"
             } else {
                 "partners.updated"
             },
-        ),
-        Ok(false) if creating => {
-            let errors = vec![directory::FieldError {
-                field: "id",
-                message: "error.exists",
-            }];
-            partner_form(&ctx, session, StatusCode::CONFLICT, form, errors, true)
-        }
-        Ok(false) => ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => internal(e),
+        ))
+    } else if creating {
+        let errors = vec![directory::FieldError {
+            field: "id",
+            message: "error.exists",
+        }];
+        partner_form(&m, StatusCode::CONFLICT, form, errors, true)
+    } else {
+        Err(m.error(StatusCode::NOT_FOUND, "error.not_found"))
     }
 }
 
 async fn create_partner(
     State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(submit): Form<PartnerSubmit>,
-) -> Response {
-    save_partner(node, ctx, submit, None).await
+) -> Page {
+    save_partner(node, m, submit, None).await
 }
 
 async fn update_partner(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(submit): Form<PartnerSubmit>,
-) -> Response {
-    save_partner(node, ctx, submit, Some(id)).await
+) -> Page {
+    save_partner(node, m, submit, Some(id)).await
 }
 
 async fn edit_partner(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
+    Staff(m): Staff,
+) -> Page {
+    let Some(p) = node.store.read().and_then(|r| directory::load(&r, &id))? else {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
-    match node.store.read().and_then(|r| directory::load(&r, &id)) {
-        Ok(Some(p)) => partner_form(
-            &ctx,
-            session,
-            StatusCode::OK,
-            PartnerForm::from_partner(&p),
-            Vec::new(),
-            false,
-        ),
-        Ok(None) => ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => internal(e),
-    }
+    partner_form(
+        &m,
+        StatusCode::OK,
+        PartnerForm::from_partner(&p),
+        Vec::new(),
+        false,
+    )
 }
 
 /// One exchange on a partner's page.
@@ -916,23 +857,16 @@ async fn partner_page(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(q): Query<PageQuery>,
-    SignedIn(ctx): SignedIn,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
+    m: Member,
+) -> Page {
+    let user = &m.user;
     // A partner user sees only its own organization; anything else is "not found".
     if user.role == Role::Partner && user.partner.as_deref() != Some(id.as_str()) {
-        return ctx.error(StatusCode::NOT_FOUND, "error.not_found");
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     }
-    let read = match node.store.read() {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
-    let partner = match directory::load(&read, &id) {
-        Ok(Some(p)) => p,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "error.not_found"),
-        Err(e) => return internal(e),
+    let read = node.store.read()?;
+    let Some(partner) = directory::load(&read, &id)? else {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let page = q.page.unwrap_or(1).clamp(1, 10_000);
     let want = page * PAGE_SIZE + 1;
@@ -954,10 +888,10 @@ async fn partner_page(
         .skip((page - 1) * PAGE_SIZE)
         .take(PAGE_SIZE)
         .collect();
-    ctx.page(
+    Ok(m.page(
         StatusCode::OK,
         PartnerPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             users: accounts::users_of(&read, &id).unwrap_or_default(),
             partner,
             exchanges,
@@ -965,7 +899,7 @@ async fn partner_page(
             more,
         }
         .render(),
-    )
+    ))
 }
 
 #[derive(Template)]
@@ -977,19 +911,17 @@ struct PasswordPage {
     first: bool,
 }
 
-async fn password_page(SignedIn(ctx): SignedIn) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    ctx.page(
+async fn password_page(m: Member) -> Page {
+    let user = &m.user;
+    Ok(m.page(
         StatusCode::OK,
         PasswordPage {
-            f: ctx.frame(session.csrf.clone()),
+            f: m.frame(),
             error: None,
             first: user.must_change_password,
         }
         .render(),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -1006,25 +938,21 @@ struct PasswordForm {
 
 async fn change_password(
     State(node): State<Arc<Node>>,
-    SignedIn(ctx): SignedIn,
+    m: Member,
     Form(form): Form<PasswordForm>,
-) -> Response {
-    let Some((session, user)) = user_of(&ctx) else {
-        return Redirect::to("/login").into_response();
-    };
-    if !session::same(&session.csrf, &form.csrf) {
-        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
-    }
+) -> Page {
+    m.csrf(&form.csrf)?;
+    let user = &m.user;
     let refuse = |key| {
-        ctx.page(
+        Ok(m.page(
             StatusCode::UNPROCESSABLE_ENTITY,
             PasswordPage {
-                f: ctx.frame(session.csrf.clone()),
+                f: m.frame(),
                 error: Some(key),
                 first: user.must_change_password,
             }
             .render(),
-        )
+        ))
     };
     if form.new != form.confirm {
         return refuse("password.mismatch");
@@ -1050,28 +978,20 @@ async fn change_password(
         Ok(accounts::hash_password(&new))
     })
     .await;
-    let hash = match checked {
-        Ok(Ok(Ok(h))) => h,
-        Ok(Err(key)) => return refuse(key),
-        Ok(Ok(Err(e))) => return internal(e),
-        Err(e) => return internal(e),
+    let hash = match checked? {
+        Ok(hash) => hash?,
+        Err(key) => return refuse(key),
     };
-    match accounts::update_user(&node.engine, &user.username, move |u| {
+    accounts::update_user(&node.engine, &user.username, move |u| {
         u.password_hash = hash.clone();
         u.must_change_password = false;
     })
-    .await
-    {
-        Ok(_) => {}
-        Err(e) => return internal(e),
-    }
+    .await?;
     // Whoever else is signed in as this user (another device, or someone
     // who knew the old password) is signed out.
-    let keep = ctx.token.clone().unwrap_or_default();
-    if let Err(e) = session::end_others(&node.engine, &user.username, &keep).await {
-        return internal(e);
-    }
-    redirect_with_flash("/", "password.changed")
+    let keep = m.ctx.token.clone().unwrap_or_default();
+    session::end_others(&node.engine, &user.username, &keep).await?;
+    Ok(redirect_with_flash("/", "password.changed"))
 }
 
 #[derive(Template)]
@@ -1097,16 +1017,10 @@ struct NewUserForm {
 async fn add_partner_user(
     State(node): State<Arc<Node>>,
     Path(id): Path<String>,
-    SignedIn(ctx): SignedIn,
+    Staff(m): Staff,
     Form(form): Form<NewUserForm>,
-) -> Response {
-    let session = match staff_only(&ctx) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if !session::same(&session.csrf, &form.csrf) {
-        return ctx.error(StatusCode::FORBIDDEN, "error.csrf");
-    }
+) -> Page {
+    m.csrf(&form.csrf)?;
     let username = form.username.trim().to_string();
     match accounts::add_user(
         &node.engine,
@@ -1121,23 +1035,23 @@ async fn add_partner_user(
         Ok(password) => {
             tracing::info!(user = %username, partner = %id, "partner user created");
             let page = UserCreatedPage {
-                f: ctx.frame(session.csrf.clone()),
+                f: m.frame(),
                 username,
                 password,
                 partner: id,
             };
-            ctx.page(StatusCode::CREATED, page.render())
+            Ok(m.page(StatusCode::CREATED, page.render()))
         }
         Err(accounts::AccountError::NoSuchPartner(_)) => {
-            ctx.error(StatusCode::NOT_FOUND, "error.not_found")
+            Err(m.error(StatusCode::NOT_FOUND, "error.not_found"))
         }
         Err(accounts::AccountError::Exists(_)) => {
-            ctx.error(StatusCode::CONFLICT, "error.user_exists")
+            Err(m.error(StatusCode::CONFLICT, "error.user_exists"))
         }
         Err(accounts::AccountError::BadUsername(_)) => {
-            ctx.error(StatusCode::UNPROCESSABLE_ENTITY, "error.username")
+            Err(m.error(StatusCode::UNPROCESSABLE_ENTITY, "error.username"))
         }
-        Err(e) => internal(e),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -579,10 +579,8 @@ async fn order_page(
     let user = &m.user;
     let me = node.identity.id.clone();
     let read = node.store.read()?;
-    let view = match orders::one(&read, user, &me, &key, &subject) {
-        Ok(Some(v)) => v,
-        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
-        Err(e) => return Err(e.into()),
+    let Some(view) = orders::one(&read, user, &me, &key, &subject)? else {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     };
     let o = &view.order;
     let c = &o.currency;
