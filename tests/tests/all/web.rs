@@ -432,6 +432,56 @@ async fn staff_and_partner_users_see_what_they_may_and_nothing_else() {
             .body
             .contains("Initech")
     );
+    // Every staff form refuses a partner user with a valid session and
+    // token, and nothing changes.
+    for (path, fields) in [
+        (
+            "/partners",
+            vec![
+                ("id", "evil"),
+                ("name", "Evil"),
+                ("kind", "agent"),
+                ("country", "TW"),
+                ("stage", "active"),
+            ],
+        ),
+        (
+            "/partners/initech/users",
+            vec![("username", "intruder"), ("display_name", "")],
+        ),
+        (
+            "/catalog/products",
+            vec![(
+                "products",
+                "sku,name_en,name_zh,unit,warranty_months,active\nX,X,X,pcs,12,yes",
+            )],
+        ),
+        ("/catalog/publish", vec![]),
+        ("/leads", vec![("company", "Evil"), ("country", "TW")]),
+        ("/leads/rules", vec![("offer_hours", "1")]),
+        (
+            "/mdf",
+            vec![
+                ("partner", "initech"),
+                ("budget", "b1"),
+                ("amount", "1000"),
+                ("currency", "TWD"),
+            ],
+        ),
+    ] {
+        let mut with_csrf = vec![("csrf", csrf.as_str())];
+        with_csrf.extend(fields);
+        let refused = partner.post(path, &with_csrf).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+    }
+    assert_eq!(staff.get("/partners/evil").await.status, 404);
+    assert!(
+        !staff
+            .get("/partners/initech")
+            .await
+            .body
+            .contains("intruder")
+    );
 
     // Logout ends the session for good.
     let csrf = Browser::csrf(&partner.get("/").await);
