@@ -84,7 +84,11 @@ fn offer_record(t: &Tables<'_>, offer: &super::OfferRef) -> Result<Option<Lead>,
 }
 
 /// What the analysis counts of `offer` of `doc`, whose record is `l`.
-fn offer_fact(doc: &LeadDoc, offer: &super::OfferRef, l: &Lead) -> super::analysis::OfferFact {
+pub(super) fn offer_fact(
+    doc: &LeadDoc,
+    offer: &super::OfferRef,
+    l: &Lead,
+) -> super::analysis::OfferFact {
     super::analysis::OfferFact {
         partner: offer.partner.clone(),
         source: doc.input.source.clone(),

@@ -1158,15 +1158,7 @@ pub fn offer_facts(read: &Read) -> Result<Vec<analysis::OfferFact>, StoreError> 
     for doc in list(read)? {
         for offer in &doc.offers {
             if let Some(l) = offer_record(read, offer) {
-                facts.push(analysis::OfferFact {
-                    partner: offer.partner.clone(),
-                    source: doc.input.source.clone(),
-                    campaign: doc.input.campaign.clone(),
-                    offered_at: l.offered_at,
-                    accepted_at: l.accepted_at,
-                    status: l.status,
-                    won_value: l.won_value.clone(),
-                });
+                facts.push(index::offer_fact(&doc, offer, &l));
             }
         }
     }

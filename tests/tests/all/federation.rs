@@ -581,28 +581,28 @@ async fn a_hub_delivers_a_catalog_to_many_answering_peers() {
     for i in 0..PEERS {
         let partner = json!({"id": format!("p{i:02}"), "name": format!("P{i}"), "type": "reseller", "tier": "gold",
             "country": "TW", "region": "", "stage": "active", "peer": format!("h{i:04}")});
-        let (status, v) = api
-            .call(
-                "post",
-                "/api/v1/partners",
-                Some(&token),
-                Some(&partner.to_string()),
-            )
-            .await;
-        assert_eq!(status, 201, "{v}");
+        guanxi_tests::expect(
+            &api,
+            "post",
+            "/api/v1/partners",
+            &token,
+            Some(&partner.to_string()),
+            201,
+        )
+        .await;
     }
     let catalog = json!({
         "products": [{"sku": "CNC-5X", "name_en": "5-axis CNC", "name_zh": "五軸加工機", "unit": "pcs", "warranty_months": 24, "active": true}],
         "price_lists": []});
-    let (status, v) = api
-        .call(
-            "put",
-            "/api/v1/catalog",
-            Some(&token),
-            Some(&catalog.to_string()),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
+    guanxi_tests::expect(
+        &api,
+        "put",
+        "/api/v1/catalog",
+        &token,
+        Some(&catalog.to_string()),
+        200,
+    )
+    .await;
     // Two more to one peer: its stream goes on in order.
     send(&node, "h0000", "ping", "p-1", json!({"note": "one"})).await;
     send(&node, "h0000", "ping", "p-2", json!({"note": "two"})).await;
