@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use guanxi_protocol::ReasonCode;
 use guanxi_protocol::money::{Currency, Money};
-use guanxi_protocol::state::mdf::Account;
+use guanxi_protocol::state::mdf::{Account, ClaimStatus, RequestStatus};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,6 +117,22 @@ async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Memb
     Ok(m.page(StatusCode::OK, page.render()))
 }
 
+/// A status as its wire word (`submitted`, `approved`, …).
+fn status_word(status: &impl serde::Serialize) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// An amount as a form field takes it back (`40000.00`, no currency).
+fn plain_amount(minor: i64, c: &Currency) -> String {
+    let shown = amount(minor, c);
+    shown
+        .rsplit_once(' ')
+        .map_or(shown.clone(), |(_, n)| n.to_string())
+}
+
 fn money_field(f: &Fields, amount_name: &str, currency: &str) -> Result<Money, String> {
     let c: Currency = currency.to_ascii_uppercase().parse()?;
     Money::parse_decimal(field(f, amount_name), c).map_err(|e| format!("{amount_name}: {e}"))
@@ -150,17 +166,42 @@ async fn allocate(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>
     )
 }
 
-/// A claim for people: id, request, invoice, amount, status, approved /
-/// paid, proof links.
-type ClaimLine = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Vec<(String, String)>,
-);
+/// A request for people, and whether the vendor still has to decide it.
+pub struct RequestLine {
+    pub id: String,
+    pub activity: String,
+    pub cost: String,
+    /// The cost as the decision's amount field starts (all of it).
+    pub cost_plain: String,
+    pub status: String,
+    pub approved: String,
+    pub undecided: bool,
+}
+
+/// A claim for people, and what the vendor may still do with it.
+pub struct ClaimLine {
+    pub id: String,
+    pub request: String,
+    pub invoice: String,
+    pub amount: String,
+    /// The amount as the decision's amount field starts (all of it).
+    pub amount_plain: String,
+    pub status: String,
+    pub approved_paid: String,
+    pub files: Vec<(String, String)>,
+    /// Submitted: to approve (in full or in part) or reject.
+    pub undecided: bool,
+    /// Approved and not paid yet: to pay, by default what is approved.
+    pub payable: Option<String>,
+}
+
+/// The next id of a request (`R-<n>`) or claim (`C-<n>`) in a budget, in
+/// the order they come: people never make one up. Two forms sent at the
+/// same moment may meet the same id; the rules refuse the second (an id is
+/// used once per budget) and nothing is counted twice.
+fn next_id(prefix: &str, taken: usize) -> String {
+    format!("{prefix}-{}", taken + 1)
+}
 
 #[derive(Template)]
 #[template(path = "mdf_budget.html")]
@@ -180,8 +221,10 @@ struct BudgetPage {
         &'static str,
         String,
     )>,
-    requests: Vec<(String, String, String, String, String)>,
+    requests: Vec<RequestLine>,
     claims: Vec<ClaimLine>,
+    /// Approved requests a partner may claim against (ids).
+    claimable: Vec<String>,
     as_vendor: bool,
     problems: Vec<String>,
 }
@@ -223,40 +266,46 @@ async fn page(
         requests: b
             .requests
             .iter()
-            .map(|r| {
-                (
-                    r.request.request.clone(),
-                    r.request.activity.clone(),
-                    r.request.expected_cost.to_string(),
-                    serde_json::to_value(r.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    amount(r.approved, c),
-                )
+            .map(|r| RequestLine {
+                id: r.request.request.clone(),
+                activity: r.request.activity.clone(),
+                cost: r.request.expected_cost.to_string(),
+                cost_plain: plain_amount(
+                    r.request.expected_cost.amount,
+                    &r.request.expected_cost.currency,
+                ),
+                status: status_word(&r.status),
+                approved: amount(r.approved, c),
+                undecided: r.status == RequestStatus::Submitted,
             })
             .collect(),
         claims: b
             .claims
             .iter()
-            .map(|x| {
-                (
-                    x.claim.claim.clone(),
-                    x.claim.request.clone(),
-                    x.claim.invoice_number.clone(),
-                    x.claim.amount.to_string(),
-                    serde_json::to_value(x.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
-                    format!("{} / {}", amount(x.approved, c), amount(x.paid, c)),
-                    x.claim
-                        .proofs
-                        .iter()
-                        .map(|a| (format!("/files/{}", a.sha256), a.name.clone()))
-                        .collect(),
-                )
+            .map(|x| ClaimLine {
+                id: x.claim.claim.clone(),
+                request: x.claim.request.clone(),
+                invoice: x.claim.invoice_number.clone(),
+                amount: x.claim.amount.to_string(),
+                amount_plain: plain_amount(x.claim.amount.amount, &x.claim.amount.currency),
+                status: status_word(&x.status),
+                approved_paid: format!("{} / {}", amount(x.approved, c), amount(x.paid, c)),
+                files: x
+                    .claim
+                    .proofs
+                    .iter()
+                    .map(|a| (format!("/files/{}", a.sha256), a.name.clone()))
+                    .collect(),
+                undecided: x.status == ClaimStatus::Submitted,
+                payable: matches!(x.status, ClaimStatus::Approved | ClaimStatus::Partial)
+                    .then(|| plain_amount(x.approved - x.paid, c)),
             })
+            .collect(),
+        claimable: b
+            .requests
+            .iter()
+            .filter(|r| r.status == RequestStatus::Approved)
+            .map(|r| r.request.request.clone())
             .collect(),
         as_vendor: m.staff() && b.vendor == node.identity.id,
         problems: b.verify(),
@@ -279,6 +328,16 @@ async fn act(
     };
     let currency = field(&f, "currency");
     let minor = |name: &str| money_field(&f, name, currency).map(|m| m.amount);
+    // Ids of new requests and claims are made here, never typed.
+    let counts = node
+        .store
+        .read()
+        .and_then(|r| mdf::budget_view(&r, &m.user, &node.identity.id, &key, &subject))?
+        .map_or((0, 0), |v| (v.budget.requests.len(), v.budget.claims.len()));
+    let given = |name: &str, prefix: &str, taken: usize| match field(&f, name) {
+        "" => next_id(prefix, taken),
+        id => id.to_string(),
+    };
     let (kind, body): (&str, Value) = match field(&f, "action") {
         "checkpoint" => {
             let result = mdf::checkpoint(&node, &key, &subject).await;
@@ -287,7 +346,7 @@ async fn act(
         "request" => match money_field(&f, "expected_cost", currency) {
             Ok(cost) => (
                 "mdf.request",
-                json!({"request": field(&f, "request"), "activity": field(&f, "activity"),
+                json!({"request": given("request", "R", counts.0), "activity": field(&f, "activity"),
                 "starts_on": field(&f, "starts_on"), "ends_on": field(&f, "ends_on"), "expected_cost": cost,
                 "expected_leads": field(&f, "expected_leads").parse::<i64>().unwrap_or(0), "expected_revenue": null, "campaign": field(&f, "campaign")}),
             ),
@@ -306,7 +365,7 @@ async fn act(
         "claim" => match money_field(&f, "amount", currency) {
             Ok(m) => (
                 "mdf.claim",
-                json!({"claim": field(&f, "claim"), "request": field(&f, "request"), "amount": m,
+                json!({"claim": given("claim", "C", counts.1), "request": field(&f, "request"), "amount": m,
                 "invoice_number": field(&f, "invoice_number"), "invoice_date": field(&f, "invoice_date"), "proofs": []}),
             ),
             Err(e) => return Ok(m.refused(&bad(e), back)),

@@ -1404,7 +1404,6 @@ async fn marketing_funds_on_the_web_channel() {
                 ("csrf", &csrf_mei),
                 ("action", "request"),
                 ("currency", "TWD"),
-                ("request", "booth"),
                 ("activity", "trade show"),
                 ("starts_on", "2027-02-01"),
                 ("ends_on", "2027-02-03"),
@@ -1415,7 +1414,20 @@ async fn marketing_funds_on_the_web_channel() {
         )
         .await;
     assert_eq!(requested.status, 303, "{}", requested.body);
-    let csrf_staff = Browser::csrf(&staff.get(&path).await);
+    // The request got its id from the node; staff decide it from its own
+    // row, whose amount starts at the whole expected cost.
+    let page = staff.get(&path).await;
+    assert!(
+        page.body.contains("id=\"request-R-1\"")
+            && page.body.contains("name=\"request\" value=\"R-1\"")
+            && page
+                .body
+                .contains("name=\"amount\" inputmode=\"decimal\" value=\"60000.00\"")
+            && page.body.contains("id=\"decide-R-1\""),
+        "{}",
+        page.body
+    );
+    let csrf_staff = Browser::csrf(&page);
     let approved = staff
         .post(
             &path,
@@ -1423,7 +1435,7 @@ async fn marketing_funds_on_the_web_channel() {
                 ("csrf", &csrf_staff),
                 ("action", "decide"),
                 ("currency", "TWD"),
-                ("request", "booth"),
+                ("request", "R-1"),
                 ("decision", "approved"),
                 ("amount", "50000"),
             ],
@@ -1437,8 +1449,7 @@ async fn marketing_funds_on_the_web_channel() {
                 ("csrf", &csrf_mei),
                 ("action", "claim"),
                 ("currency", "TWD"),
-                ("claim", "c1"),
-                ("request", "booth"),
+                ("request", "R-1"),
                 ("amount", "50000.01"),
                 ("invoice_number", "INV-1"),
                 ("invoice_date", "2027-02-10"),
@@ -1450,6 +1461,14 @@ async fn marketing_funds_on_the_web_channel() {
         "{}",
         over.body
     );
+    // The partner claims against an approved request it picks from a list.
+    let page = mei.get(&path).await;
+    assert!(
+        page.body.contains("<option value=\"R-1\">R-1</option>")
+            && !page.body.contains("id=\"decide-R-1\""),
+        "{}",
+        page.body
+    );
     let claimed = mei
         .post(
             &path,
@@ -1457,8 +1476,7 @@ async fn marketing_funds_on_the_web_channel() {
                 ("csrf", &csrf_mei),
                 ("action", "claim"),
                 ("currency", "TWD"),
-                ("claim", "c1"),
-                ("request", "booth"),
+                ("request", "R-1"),
                 ("amount", "40000"),
                 ("invoice_number", "INV-1"),
                 ("invoice_date", "2027-02-10"),
@@ -1466,9 +1484,13 @@ async fn marketing_funds_on_the_web_channel() {
         )
         .await;
     assert_eq!(claimed.status, 303, "{}", claimed.body);
-    for (action, decision, amount) in [
-        ("claim_decision", "approved", "40000"),
-        ("paid", "approved", "40000"),
+    // The first claim is C-1 (the refused over-claim took no id); staff
+    // decide and pay it from its row.
+    let page = staff.get(&path).await;
+    assert!(page.body.contains("id=\"decide-C-1\""), "{}", page.body);
+    for (action, decision, amount, shows) in [
+        ("claim_decision", "approved", "40000", "id=\"pay-C-1\""),
+        ("paid", "approved", "40000", "TWD 40000.00 / TWD 40000.00"),
     ] {
         let done = staff
             .post(
@@ -1477,7 +1499,7 @@ async fn marketing_funds_on_the_web_channel() {
                     ("csrf", &csrf_staff),
                     ("action", action),
                     ("currency", "TWD"),
-                    ("claim", "c1"),
+                    ("claim", "C-1"),
                     ("decision", decision),
                     ("amount", amount),
                     ("reference", "TT-1"),
@@ -1486,7 +1508,11 @@ async fn marketing_funds_on_the_web_channel() {
             )
             .await;
         assert_eq!(done.status, 303, "{action}: {}", done.body);
+        let page = staff.get(&path).await;
+        assert!(page.body.contains(shows), "{action}: {}", page.body);
     }
+    let page = staff.get(&path).await;
+    assert!(!page.body.contains("id=\"pay-C-1\""), "{}", page.body);
     let page = mei.get(&path).await;
     assert!(
         page.body.contains("id=\"balance-paid\">TWD 40000.00")
