@@ -13,7 +13,7 @@ use crate::node::Node;
 use crate::orders;
 use crate::records::{parse_record, web_key};
 use guanxi_adapters::store::{Read, StoreError};
-use guanxi_protocol::messages::{MdfCheckpoint, Message};
+use guanxi_protocol::messages::{BudgetAction, MdfCheckpoint, Message};
 use guanxi_protocol::state::mdf::{ClaimStatus, MdfBudgetRecord};
 use guanxi_protocol::state::{LeadStatus, Record, StateError};
 use guanxi_protocol::{NodeId, ReasonCode};
@@ -135,6 +135,19 @@ pub async fn budget(
         Ok(m) => m,
         Err(r) => return Ok(Err(r)),
     };
+    // A budget that would expire before today is a typing mistake: its
+    // funds would be gone at the next sweep.
+    if let Message::MdfBudget(b) = &message
+        && b.action != BudgetAction::Expire
+        && let (Some(expires), Some(today)) =
+            (&b.expires_on, crate::orders::day_of(crate::clock::now_ms()))
+        && expires.as_str() < today.as_str()
+    {
+        return Ok(Err(refuse(
+            ReasonCode::BadBody,
+            format!("body.expires_on: {expires} is in the past (today is {today})"),
+        )));
+    }
     let read = node.store.read()?;
     let Some(p) = crate::directory::load(&read, partner)? else {
         return Ok(Err(refuse(

@@ -23,6 +23,34 @@ pub enum BodyError {
     Field { path: String, message: String },
 }
 
+/// The first day of a budget period written `YYYY`, `YYYY-Hn`, `YYYY-Qn`
+/// or `YYYY-MM`; `None` for any other form (a period is free text).
+pub fn period_start(period: &str) -> Option<Date> {
+    let p = period.trim();
+    let year = p
+        .get(..4)
+        .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))?;
+    let month = match p.get(4..) {
+        Some("") => 1,
+        Some(rest) => {
+            let rest = rest.strip_prefix('-')?;
+            match (
+                rest.get(..1),
+                rest.get(1..).and_then(|n| n.parse::<u32>().ok()),
+            ) {
+                (Some("Q" | "q"), Some(n @ 1..=4)) => (n - 1) * 3 + 1,
+                (Some("H" | "h"), Some(n @ 1..=2)) => (n - 1) * 6 + 1,
+                _ => rest
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|m| (1..=12).contains(m) && rest.len() == 2)?,
+            }
+        }
+        None => return None,
+    };
+    format!("{year}-{month:02}-01").parse().ok()
+}
+
 fn field_error(path: impl Into<String>, message: impl Into<String>) -> BodyError {
     BodyError::Field {
         path: path.into(),
@@ -1108,6 +1136,14 @@ impl Message {
             Message::MdfBudget(b) => {
                 text("body.period", &b.period, SHORT_TEXT, true)?;
                 text("body.note", &b.note, LONG_TEXT, false)?;
+                if let (Some(expires), Some(starts)) = (&b.expires_on, period_start(&b.period))
+                    && expires.as_str() < starts.as_str()
+                {
+                    return Err(field_error(
+                        "body.expires_on",
+                        format!("is before the period {} starts ({starts})", b.period),
+                    ));
+                }
                 match b.action {
                     BudgetAction::Expire if b.amount != 0 => {
                         Err(field_error("body.amount", "must be 0 for expire"))
@@ -1240,6 +1276,33 @@ impl Message {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_budget_period_starts_on_its_first_day() {
+        let start = |p: &str| super::period_start(p).map(|d| d.to_string());
+        assert_eq!(start("2027"), Some("2027-01-01".into()));
+        assert_eq!(start("2027-Q3"), Some("2027-07-01".into()));
+        assert_eq!(start("2027-H2"), Some("2027-07-01".into()));
+        assert_eq!(start("2027-11"), Some("2027-11-01".into()));
+        for free in ["spring", "2027-Q5", "2027-13", "27-Q1", "2027-1", "2027 Q1"] {
+            assert_eq!(start(free), None, "{free}");
+        }
+    }
+
+    #[test]
+    fn a_budget_may_not_expire_before_its_period_starts() {
+        let budget = |expires: &str| {
+            serde_json::json!({"action": "allocate", "amount": 1000, "currency": "TWD", "period": "2027-Q2",
+                "allow_overdraw": false, "expires_on": expires, "note": ""})
+        };
+        let refused = Message::decode("mdf.budget", &budget("2027-03-31"));
+        assert!(
+            matches!(&refused, Err(e) if e.to_string().contains("body.expires_on")),
+            "{refused:?}"
+        );
+        assert!(Message::decode("mdf.budget", &budget("2027-04-01")).is_ok());
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -1371,6 +1371,31 @@ async fn marketing_funds_on_the_web_channel() {
     create_partner(&mut staff, "globex", "Globex Taiwan").await;
     let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
     let csrf = Browser::csrf(&staff.get("/mdf").await);
+    // Dates that make no sense are refused, naming the field: expiring
+    // before the period starts, or before today.
+    for (period, expires) in [("2027-Q1", "2026-12-31"), ("2019", "2020-01-01")] {
+        let refused = staff
+            .post(
+                "/mdf",
+                &[
+                    ("csrf", &csrf),
+                    ("partner", "globex"),
+                    ("budget", "bad"),
+                    ("period", period),
+                    ("amount", "100000"),
+                    ("currency", "TWD"),
+                    ("action", "allocate"),
+                    ("expires_on", expires),
+                ],
+            )
+            .await;
+        assert!(
+            refused.status == 422 && refused.body.contains("expires_on"),
+            "{period} {expires}: {} {}",
+            refused.status,
+            refused.body
+        );
+    }
     let made = staff
         .post(
             "/mdf",
