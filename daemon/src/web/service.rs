@@ -483,6 +483,23 @@ async fn act_on_claim(
     let user = &m.user;
     let back = format!("/claims/{key}/{subject}");
     let (kind, body) = match field(&f, "action") {
+        // The partner answers `need_info`: the claim again, as amended.
+        "amend" => {
+            let found = node
+                .store
+                .read()
+                .and_then(|r| service::claim(&r, user, &node.identity.id, &key, &subject))?;
+            let Some(view) = found else {
+                return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
+            };
+            let mut claim = view.claim.claim;
+            claim.serial = field(&f, "serial").to_string();
+            claim.description = field(&f, "description").to_string();
+            let mut body = serde_json::to_value(&claim).unwrap_or(Value::Null);
+            // Checked with the rest of the message (a bad date names its field).
+            body["purchase_date"] = json!(field(&f, "purchase_date"));
+            ("warranty.claim", body)
+        }
         "decide" => {
             let decision = field(&f, "decision");
             let credit = if decision == "credit" {
@@ -593,7 +610,33 @@ pub fn inbox_items(
     use crate::record_index::{self as index, SHOWN, Side, shown};
     use guanxi_protocol::state::Record;
     if user.role == Role::Partner {
-        return Vec::new();
+        // Claims the vendor asked this partner more about.
+        let Some(org) = &user.partner else {
+            return Vec::new();
+        };
+        let key = crate::records::web_key(org);
+        let (found, more) = index::find(
+            read,
+            "warranty",
+            Side::Own,
+            "need_info",
+            Some(&key),
+            None,
+            SHOWN,
+        )
+        .unwrap_or_default();
+        let asked: Vec<String> = index::load(read, found)
+            .into_iter()
+            .filter_map(|(_, _, r)| match r {
+                Record::Warranty(c) => Some(format!("{} {}", c.claim.sku, c.claim.serial)),
+                _ => None,
+            })
+            .collect();
+        return if asked.is_empty() {
+            Vec::new()
+        } else {
+            vec![("home.claims_need_info", shown(asked, more))]
+        };
     }
     let now = now_ms();
     let mut items = Vec::new();

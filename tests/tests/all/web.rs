@@ -1341,6 +1341,80 @@ async fn service_requests_and_claims_on_the_web_channel() {
     let page = staff.get(&claim_path).await;
     assert!(page.body.contains("unknown serial"), "{}", page.body);
     let csrf_staff = Browser::csrf(&page);
+    // Staff first ask for more: the partner sees it in its inbox and on the
+    // claim, amends the claim there, and it waits for a decision again.
+    let asked = staff
+        .post(
+            &claim_path,
+            &[
+                ("csrf", &csrf_staff),
+                ("action", "decide"),
+                ("decision", "need_info"),
+                ("note", "which serial is on the spindle?"),
+            ],
+        )
+        .await;
+    assert_eq!(asked.status, 303, "{}", asked.body);
+    let home = mei.get("/").await;
+    assert!(
+        home.body
+            .contains("Warranty claims wait for more information from you.")
+            && home.body.contains("CNC-5X SN-X"),
+        "{}",
+        home.body
+    );
+    let page = mei.get(&claim_path).await;
+    assert!(
+        page.body.contains("id=\"amend\"") && page.body.contains("which serial is on the spindle?"),
+        "{}",
+        page.body
+    );
+    assert!(!staff.get(&claim_path).await.body.contains("id=\"amend\""));
+    let bad = mei
+        .post(
+            &claim_path,
+            &[
+                ("csrf", &Browser::csrf(&page)),
+                ("action", "amend"),
+                ("serial", "SN-X2"),
+                ("purchase_date", "2026-02-30"),
+                ("description", "noise from the spindle"),
+            ],
+        )
+        .await;
+    assert!(
+        bad.status == 422 && bad.body.contains("purchase_date"),
+        "{}",
+        bad.body
+    );
+    let amended = mei
+        .post(
+            &claim_path,
+            &[
+                ("csrf", &Browser::csrf(&page)),
+                ("action", "amend"),
+                ("serial", "SN-X2"),
+                ("purchase_date", "2026-03-01"),
+                ("description", "noise from the spindle"),
+            ],
+        )
+        .await;
+    assert_eq!(amended.status, 303, "{}", amended.body);
+    let page = staff.get(&claim_path).await;
+    assert!(
+        page.body.contains("id=\"claim-status\">submitted")
+            && page.body.contains("noise from the spindle")
+            && page.body.contains("SN-X2"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !mei.get("/")
+            .await
+            .body
+            .contains("more information from you"),
+        "the inbox item stays after the answer"
+    );
     let decided = staff
         .post(
             &claim_path,
