@@ -83,9 +83,46 @@ struct CatalogPage {
     catalog: Option<CatalogPublish>,
     lists: Vec<ListView>,
     errors: Vec<String>,
+    /// What was typed into the price-list form, shown again with its
+    /// errors, each next to its field (field, message).
+    typed: Fields,
+    field_errors: Vec<(&'static str, String)>,
+}
+
+impl CatalogPage {
+    fn typed(&self, name: &str) -> &str {
+        field(&self.typed, name)
+    }
+
+    fn typed_or<'a>(&'a self, name: &str, default: &'a str) -> &'a str {
+        match self.typed(name) {
+            "" => default,
+            v => v,
+        }
+    }
+
+    fn errors_for(&self, name: &str) -> Vec<&str> {
+        self.field_errors
+            .iter()
+            .filter(|(f, _)| *f == name)
+            .map(|(_, e)| e.as_str())
+            .collect()
+    }
 }
 
 fn catalog_response(m: &Member, node: &Node, status: StatusCode, errors: Vec<String>) -> Page {
+    list_form_response(m, node, status, errors, Fields::new(), Vec::new())
+}
+
+/// The catalog page with the price-list form as typed and its errors.
+fn list_form_response(
+    m: &Member,
+    node: &Node,
+    status: StatusCode,
+    errors: Vec<String>,
+    typed: Fields,
+    field_errors: Vec<(&'static str, String)>,
+) -> Page {
     let catalog = node.store.read().and_then(|r| orders::own_catalog(&r))?;
     let lists = catalog
         .as_ref()
@@ -98,6 +135,8 @@ fn catalog_response(m: &Member, node: &Node, status: StatusCode, errors: Vec<Str
             catalog,
             lists,
             errors,
+            typed,
+            field_errors,
         }
         .render(),
     ))
@@ -145,69 +184,120 @@ async fn save_products(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fi
     }
 }
 
+/// `r`'s value, or `None` with its error noted against field `name`.
+fn checked<T>(
+    bad: &mut Vec<(&'static str, String)>,
+    name: &'static str,
+    r: Result<T, String>,
+) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            bad.push((name, e));
+            None
+        }
+    }
+}
+
 async fn save_list(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>) -> Page {
     s.csrf(field(&f, "csrf"))?;
-    let mut errors = Vec::new();
-    let currency = field(&f, "currency")
-        .to_ascii_uppercase()
-        .parse::<Currency>();
-    let dates = (field(&f, "valid_from").parse(), field(&f, "valid_to"));
-    let discount = intake::basis_points(field(&f, "discount"));
-    let tax = intake::basis_points(field(&f, "tax"));
-    let list = match (currency, dates, discount, tax) {
-        (Ok(currency), (Ok(valid_from), to), Ok(discount_bp), Ok(tax_rate_bp)) => {
-            let valid_to = if to.is_empty() {
-                Ok(None)
-            } else {
-                to.parse().map(Some)
-            };
-            match (valid_to, intake::prices(field(&f, "prices"), &currency)) {
-                (Ok(valid_to), Ok(prices)) => Some(PriceList {
-                    id: field(&f, "id").to_string(),
-                    tier: field(&f, "tier").to_string(),
-                    currency,
-                    valid_from,
-                    valid_to,
-                    discount_bp,
-                    tax_rate_bp,
-                    prices,
-                }),
-                (to, prices) => {
-                    if let Err(e) = to {
-                        errors.push(format!("valid_to: {e}"));
-                    }
-                    if let Err(rows) = prices {
-                        errors.extend(row_errors(rows));
-                    }
-                    None
-                }
-            }
-        }
-        (currency, (from, _), discount, tax) => {
-            for e in [
-                currency.err().map(|e| format!("currency: {e}")),
-                from.err().map(|e: String| format!("valid_from: {e}")),
-                discount.err().map(|e| format!("discount: {e}")),
-                tax.err().map(|e| format!("tax: {e}")),
-            ]
-            .into_iter()
-            .flatten()
-            {
-                errors.push(e);
-            }
+    // Every field is checked, and every problem shown next to its field.
+    let mut bad: Vec<(&'static str, String)> = Vec::new();
+    let id = checked(
+        &mut bad,
+        "id",
+        Some(field(&f, "id"))
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| "is required".to_string()),
+    );
+    let currency = checked(
+        &mut bad,
+        "currency",
+        field(&f, "currency")
+            .to_ascii_uppercase()
+            .parse::<Currency>()
+            .map_err(|e| e.to_string()),
+    );
+    let valid_from = checked(&mut bad, "valid_from", field(&f, "valid_from").parse());
+    let valid_to = checked(
+        &mut bad,
+        "valid_to",
+        match field(&f, "valid_to") {
+            "" => Ok(None),
+            to => to.parse().map(Some),
+        },
+    );
+    let discount_bp = checked(
+        &mut bad,
+        "discount",
+        intake::basis_points(field(&f, "discount")).map_err(|e| e.to_string()),
+    );
+    let tax_rate_bp = checked(
+        &mut bad,
+        "tax",
+        intake::basis_points(field(&f, "tax")).map_err(|e| e.to_string()),
+    );
+    // Prices are read in the list's currency, or (while that is wrong) in
+    // one with cents, so that their own mistakes show at once too.
+    let fallback: Currency = "USD"
+        .parse()
+        .map_err(|e: String| crate::engine::EngineError::Failed(format!("currency USD: {e}")))?;
+    let prices = match intake::prices(field(&f, "prices"), currency.as_ref().unwrap_or(&fallback)) {
+        Ok(p) => Some(p),
+        Err(rows) => {
+            bad.extend(row_errors(rows).into_iter().map(|e| ("prices", e)));
             None
         }
     };
-    match list {
-        Some(list) => {
-            change_catalog(&node, &s, |c| {
-                c.price_lists.retain(|l| l.id != list.id);
-                c.price_lists.push(list);
-            })
-            .await
-        }
-        None => catalog_response(&s, &node, StatusCode::UNPROCESSABLE_ENTITY, errors),
+    if let (Some(from), Some(Some(to))) = (&valid_from, &valid_to)
+        && to < from
+    {
+        bad.push(("valid_to", "is before valid_from".to_string()));
     }
+    let (
+        Some(id),
+        Some(currency),
+        Some(valid_from),
+        Some(valid_to),
+        Some(discount_bp),
+        Some(tax_rate_bp),
+        Some(prices),
+        true,
+    ) = (
+        id,
+        currency,
+        valid_from,
+        valid_to,
+        discount_bp,
+        tax_rate_bp,
+        prices,
+        bad.is_empty(),
+    )
+    else {
+        return list_form_response(
+            &s,
+            &node,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Vec::new(),
+            f,
+            bad,
+        );
+    };
+    let list = PriceList {
+        id: id.to_string(),
+        tier: field(&f, "tier").to_string(),
+        currency,
+        valid_from,
+        valid_to,
+        discount_bp,
+        tax_rate_bp,
+        prices,
+    };
+    change_catalog(&node, &s, |c| {
+        c.price_lists.retain(|l| l.id != list.id);
+        c.price_lists.push(list);
+    })
+    .await
 }
 
 async fn delete_list(

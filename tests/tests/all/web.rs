@@ -1000,6 +1000,38 @@ async fn ordering_on_the_web_channel() {
         .post("/catalog/products", &[("csrf", &csrf), ("products", "sku,name_en,name_zh,unit,warranty_months,active\nCNC-5X,5-axis CNC,五軸加工機,pcs,24,yes\nSPINDLE,Spindle,主軸,pcs,12,yes\n")])
         .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
+    // A price list with several mistakes: every one is shown next to its
+    // field at once, and what was typed stays in the form.
+    let bad = staff
+        .post(
+            "/catalog/lists",
+            &[
+                ("csrf", &csrf),
+                ("id", "tw-gold"),
+                ("tier", "gold"),
+                ("currency", "tw"),
+                ("valid_from", "2020-02-30"),
+                ("valid_to", ""),
+                ("discount", "five"),
+                ("tax", "5"),
+                ("prices", "CNC-5X,abc\nSPINDLE,25000.50\n"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    for shown in [
+        "name=\"id\" value=\"tw-gold\"",
+        "name=\"discount\" value=\"five\"",
+        "SPINDLE,25000.50",
+    ] {
+        assert!(bad.body.contains(shown), "{shown}: {}", bad.body);
+    }
+    assert_eq!(
+        bad.body.matches("<span class=\"error\">").count(),
+        4,
+        "{}",
+        bad.body
+    );
     let list = staff
         .post(
             "/catalog/lists",
