@@ -130,6 +130,30 @@ pub fn owner_of(user: &crate::accounts::User) -> String {
     }
 }
 
+/// Checks and stores a file `user` uploads (web form or API alike) and
+/// notes that their organization uploaded it: the reference to put in a
+/// message, or why the file was refused.
+pub async fn accept(
+    node: &crate::node::Node,
+    user: &crate::accounts::User,
+    name: String,
+    content_type: String,
+    bytes: Vec<u8>,
+) -> Result<Result<Attachment, AttachmentError>, crate::engine::EngineError> {
+    let data_dir = node.config().data_dir.clone();
+    let stored =
+        tokio::task::spawn_blocking(move || store(&data_dir, &name, &content_type, &bytes))
+            .await
+            .map_err(|e| crate::engine::EngineError::Failed(e.to_string()))?;
+    match stored {
+        Ok(a) => {
+            record_upload(&node.engine, a.sha256.clone(), owner_of(user)).await?;
+            Ok(Ok(a))
+        }
+        Err(e) => Ok(Err(e)),
+    }
+}
+
 /// Notes that `owner` uploaded the file `sha256`.
 pub async fn record_upload(
     engine: &crate::engine::Engine,

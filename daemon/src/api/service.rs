@@ -405,26 +405,18 @@ pub async fn upload(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let data_dir = node.config().data_dir.clone();
-    let name = q.name.unwrap_or_default();
-    let ct = content_type.to_string();
-    let stored = tokio::task::spawn_blocking(move || {
-        crate::attachments::store(&data_dir, &name, &ct, &bytes)
-    })
+    let stored = crate::attachments::accept(
+        &node,
+        &user,
+        q.name.unwrap_or_default(),
+        content_type.to_string(),
+        bytes.to_vec(),
+    )
     .await
     .map_err(internal)?;
     use crate::attachments::AttachmentError as E;
     match stored {
-        Ok(a) => {
-            crate::attachments::record_upload(
-                &node.engine,
-                a.sha256.clone(),
-                crate::attachments::owner_of(&user),
-            )
-            .await
-            .map_err(internal)?;
-            Ok((StatusCode::CREATED, Json(json!(a))).into_response())
-        }
+        Ok(a) => Ok((StatusCode::CREATED, Json(json!(a))).into_response()),
         Err(e @ E::TooLarge { .. }) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

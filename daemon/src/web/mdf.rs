@@ -4,6 +4,7 @@
 //! reconciles), and ROI per activity for staff.
 
 use super::access::{Member, Page, Staff};
+use super::form::{Posted, attach};
 use super::format::when;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::Role;
@@ -28,6 +29,9 @@ pub fn routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/mdf", get(list).post(allocate))
         .route("/mdf/{key}/{subject}", get(page).post(act))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            super::form::BODY_LIMIT,
+        ))
 }
 
 type Fields = HashMap<String, String>;
@@ -318,7 +322,7 @@ async fn act(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
     m: Member,
-    Form(f): Form<Fields>,
+    Posted(f, files): Posted,
 ) -> Page {
     m.csrf(field(&f, "csrf"))?;
     let back = format!("/mdf/{key}/{subject}");
@@ -362,14 +366,20 @@ async fn act(
             }
             Err(e) => return Ok(m.refused(&bad(e), back)),
         },
-        "claim" => match money_field(&f, "amount", currency) {
-            Ok(m) => (
-                "mdf.claim",
-                json!({"claim": given("claim", "C", counts.1), "request": field(&f, "request"), "amount": m,
-                "invoice_number": field(&f, "invoice_number"), "invoice_date": field(&f, "invoice_date"), "proofs": []}),
-            ),
-            Err(e) => return Ok(m.refused(&bad(e), back)),
-        },
+        "claim" => {
+            let proofs = match attach(&node, &m.user, files).await? {
+                Ok(p) => p,
+                Err(r) => return Ok(m.refused(&r, back)),
+            };
+            match money_field(&f, "amount", currency) {
+                Ok(amount) => (
+                    "mdf.claim",
+                    json!({"claim": given("claim", "C", counts.1), "request": field(&f, "request"), "amount": amount,
+                    "invoice_number": field(&f, "invoice_number"), "invoice_date": field(&f, "invoice_date"), "proofs": proofs}),
+                ),
+                Err(e) => return Ok(m.refused(&bad(e), back)),
+            }
+        }
         "claim_decision" => match minor("amount") {
             Ok(a) => (
                 "mdf.claim_decision",

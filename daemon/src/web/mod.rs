@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod access;
+pub mod form;
 pub mod format;
 pub mod i18n;
 pub mod leads;

@@ -6,6 +6,7 @@
 //! attachments for who may see them.
 
 use super::access::{Member, Page};
+use super::form::{Posted, attach};
 use super::format::when;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::{Role, User};
@@ -16,7 +17,7 @@ use crate::records::Direction;
 use crate::service::{self, ClaimView, RequestView, Validity};
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -39,6 +40,9 @@ pub fn routes() -> Router<Arc<Node>> {
             get(claim_page).post(act_on_claim),
         )
         .route("/files/{sha256}", get(download))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            super::form::BODY_LIMIT,
+        ))
 }
 
 type Fields = HashMap<String, String>;
@@ -179,12 +183,16 @@ fn customer(f: &Fields) -> Value {
     json!({"company": field(f, "company"), "contact": field(f, "contact"), "email": field(f, "email"), "phone": field(f, "phone")})
 }
 
-async fn open_request(State(node): State<Arc<Node>>, m: Member, Form(f): Form<Fields>) -> Page {
+async fn open_request(State(node): State<Arc<Node>>, m: Member, Posted(f, files): Posted) -> Page {
     m.csrf(field(&f, "csrf"))?;
     let user = &m.user;
+    let attachments = match attach(&node, user, files).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(m.refused(&r, "/service".into())),
+    };
     let serial = field(&f, "serial");
     let body = json!({"customer": customer(&f), "sku": field(&f, "sku"), "serial": if serial.is_empty() { Value::Null } else { json!(serial) },
-        "problem": field(&f, "problem"), "priority": field(&f, "priority"), "attachments": []});
+        "problem": field(&f, "problem"), "priority": field(&f, "priority"), "attachments": attachments});
     let message = match decode_message("service.open", &body) {
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, "/service".into())),
@@ -270,13 +278,17 @@ async fn update_request(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
     m: Member,
-    Form(f): Form<Fields>,
+    Posted(f, files): Posted,
 ) -> Page {
     m.csrf(field(&f, "csrf"))?;
     let user = &m.user;
     let back = format!("/service/{key}/{subject}");
+    let attachments = match attach(&node, user, files).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(m.refused(&r, back)),
+    };
     let status = field(&f, "status");
-    let body = json!({"status": if status.is_empty() { Value::Null } else { json!(status) }, "comment": field(&f, "comment"), "attachments": []});
+    let body = json!({"status": if status.is_empty() { Value::Null } else { json!(status) }, "comment": field(&f, "comment"), "attachments": attachments});
     let message = match decode_message("service.update", &body) {
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, back)),
@@ -375,11 +387,15 @@ async fn claims(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Me
     ))
 }
 
-async fn file_claim(State(node): State<Arc<Node>>, m: Member, Form(f): Form<Fields>) -> Page {
+async fn file_claim(State(node): State<Arc<Node>>, m: Member, Posted(f, files): Posted) -> Page {
     m.csrf(field(&f, "csrf"))?;
     let user = &m.user;
+    let attachments = match attach(&node, user, files).await? {
+        Ok(a) => a,
+        Err(r) => return Ok(m.refused(&r, "/claims".into())),
+    };
     let body = json!({"sku": field(&f, "sku"), "serial": field(&f, "serial"), "purchase_date": field(&f, "purchase_date"),
-        "description": field(&f, "description"), "customer": customer(&f), "attachments": [], "forwarded": null});
+        "description": field(&f, "description"), "customer": customer(&f), "attachments": attachments, "forwarded": null});
     let message = match decode_message("warranty.claim", &body) {
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, "/claims".into())),
@@ -477,7 +493,7 @@ async fn act_on_claim(
     State(node): State<Arc<Node>>,
     Path((key, subject)): Path<(String, String)>,
     m: Member,
-    Form(f): Form<Fields>,
+    Posted(f, files): Posted,
 ) -> Page {
     m.csrf(field(&f, "csrf"))?;
     let user = &m.user;
@@ -493,6 +509,10 @@ async fn act_on_claim(
                 return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
             };
             let mut claim = view.claim.claim;
+            match attach(&node, user, files).await? {
+                Ok(more) => claim.attachments.extend(more),
+                Err(r) => return Ok(m.refused(&r, back)),
+            }
             claim.serial = field(&f, "serial").to_string();
             claim.description = field(&f, "description").to_string();
             let mut body = serde_json::to_value(&claim).unwrap_or(Value::Null);

@@ -136,6 +136,44 @@ impl Browser {
         self.send(request).await
     }
 
+    /// Posts a `multipart/form-data` form: text fields and files given as
+    /// (file name, content type, bytes) in `file` inputs.
+    async fn post_multipart(
+        &mut self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Page {
+        let boundary = "guanxi-test-boundary-9c1e";
+        let mut body = Vec::new();
+        for (name, value) in pairs {
+            body.extend_from_slice(
+                format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        for (file_name, content_type, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\ncontent-type: {content_type}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        self.send(request).await
+    }
+
     /// The CSRF token in the last form of `page`.
     fn csrf(page: &Page) -> String {
         let at = page
@@ -1352,26 +1390,60 @@ async fn service_requests_and_claims_on_the_web_channel() {
         refused.body
     );
 
-    // A claim on an unknown serial: staff see its validity and reject it.
+    // A claim on an unknown serial, with a photo: staff see its validity
+    // and the photo, and reject it. A file of a refused type files nothing.
     let csrf = Browser::csrf(&mei.get("/claims").await);
-    let filed = mei
-        .post(
+    let claim_fields = [
+        ("csrf", csrf.as_str()),
+        ("vendor", "acme"),
+        ("sku", "CNC-5X"),
+        ("serial", "SN-X"),
+        ("purchase_date", "2026-03-01"),
+        ("description", "noise"),
+        ("company", "Contoso"),
+    ];
+    let refused = mei
+        .post_multipart(
             "/claims",
-            &[
-                ("csrf", &csrf),
-                ("vendor", "acme"),
-                ("sku", "CNC-5X"),
-                ("serial", "SN-X"),
-                ("purchase_date", "2026-03-01"),
-                ("description", "noise"),
-                ("company", "Contoso"),
-            ],
+            &claim_fields,
+            &[("setup.exe", "application/x-msdownload", b"MZ\x90\x00")],
+        )
+        .await;
+    assert!(
+        refused.status == 422 && refused.body.contains("setup.exe"),
+        "{}",
+        refused.body
+    );
+    assert!(!mei.get("/claims").await.body.contains("SN-X"));
+    let photo: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR spindle photo";
+    let filed = mei
+        .post_multipart(
+            "/claims",
+            &claim_fields,
+            &[("spindle.png", "image/png", photo)],
         )
         .await;
     assert_eq!(filed.status, 303, "{}", filed.body);
     let claim_path = filed.location.expect("to the claim");
     let page = staff.get(&claim_path).await;
     assert!(page.body.contains("unknown serial"), "{}", page.body);
+    let link = page
+        .body
+        .split("href=\"/files/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(|sha| format!("/files/{sha}"))
+        .expect("a link to the photo");
+    assert!(page.body.contains(">spindle.png</a>"), "{}", page.body);
+    let download = staff.get(&link).await;
+    // (The test's page body is text: the PNG signature's first byte reads
+    // back as U+FFFD; the rest is the file.)
+    assert_eq!(download.status, 200);
+    assert_eq!(
+        download.body.as_bytes()[3..],
+        photo[1..],
+        "the photo as uploaded"
+    );
     let csrf_staff = Browser::csrf(&page);
     // Staff first ask for more: the partner sees it in its inbox and on the
     // claim, amends the claim there, and it waits for a decision again.
@@ -1601,7 +1673,7 @@ async fn marketing_funds_on_the_web_channel() {
         page.body
     );
     let claimed = mei
-        .post(
+        .post_multipart(
             &path,
             &[
                 ("csrf", &csrf_mei),
@@ -1612,13 +1684,18 @@ async fn marketing_funds_on_the_web_channel() {
                 ("invoice_number", "INV-1"),
                 ("invoice_date", "2027-02-10"),
             ],
+            &[("invoice.pdf", "application/pdf", b"%PDF-1.4 booth invoice")],
         )
         .await;
     assert_eq!(claimed.status, 303, "{}", claimed.body);
-    // The first claim is C-1 (the refused over-claim took no id); staff
-    // decide and pay it from its row.
+    // The first claim is C-1 (the refused over-claim took no id), with its
+    // proof; staff decide and pay it from its row.
     let page = staff.get(&path).await;
-    assert!(page.body.contains("id=\"decide-C-1\""), "{}", page.body);
+    assert!(
+        page.body.contains("id=\"decide-C-1\"") && page.body.contains(">invoice.pdf</a>"),
+        "{}",
+        page.body
+    );
     for (action, decision, amount, shows) in [
         ("claim_decision", "approved", "40000", "id=\"pay-C-1\""),
         ("paid", "approved", "40000", "TWD 40000.00 / TWD 40000.00"),
