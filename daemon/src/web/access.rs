@@ -101,6 +101,17 @@ impl Member {
         WebError(self.ctx.error(status, key))
     }
 
+    /// Refuses a destructive action whose form's confirmation box (a
+    /// `confirm` field of `yes`) was not ticked: nothing is undone on one
+    /// click, and no JavaScript is needed.
+    pub fn confirmed(&self, confirm: &str) -> Result<(), WebError> {
+        if confirm == "yes" {
+            Ok(())
+        } else {
+            Err(self.error(StatusCode::UNPROCESSABLE_ENTITY, "error.confirm"))
+        }
+    }
+
     /// Refuses a form whose CSRF token is not this session's.
     pub fn csrf(&self, given: &str) -> Result<(), WebError> {
         if session::same(&self.session.csrf, given) {

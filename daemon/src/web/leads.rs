@@ -523,6 +523,8 @@ struct WithdrawForm {
     csrf: String,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 async fn withdraw(
@@ -532,6 +534,7 @@ async fn withdraw(
     Form(form): Form<WithdrawForm>,
 ) -> Page {
     m.csrf(&form.csrf)?;
+    m.confirmed(&form.confirm)?;
     let user = &m.user;
     let result = leads::withdraw(&node, &id, &form.reason, &user.username).await;
     m.outcome(result, format!("/leads/{id}"), "leads.withdrawn")
@@ -1177,6 +1180,9 @@ pub struct AnswerForm {
     pub won_on: String,
     #[serde(default)]
     pub lost_reason: String,
+    /// The confirmation box of a decline (web only).
+    #[serde(default)]
+    pub confirm: String,
 }
 
 /// Turns the answer form into a protocol message (with the wire's checks).
@@ -1231,6 +1237,9 @@ async fn respond(
     Form(form): Form<AnswerForm>,
 ) -> Page {
     m.csrf(&form.csrf)?;
+    if form.action == "decline" {
+        m.confirmed(&form.confirm)?;
+    }
     let user = &m.user;
     let back = format!("/offers/{vendor}/{subject}");
     let message = match answer_message(&form) {

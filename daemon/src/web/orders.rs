@@ -307,6 +307,7 @@ async fn delete_list(
     Form(f): Form<Fields>,
 ) -> Page {
     s.csrf(field(&f, "csrf"))?;
+    s.confirmed(field(&f, "confirm"))?;
     change_catalog(&node, &s, |c| c.price_lists.retain(|l| l.id != id)).await
 }
 
@@ -853,6 +854,9 @@ async fn act(
     Form(f): Form<Fields>,
 ) -> Page {
     m.csrf(field(&f, "csrf"))?;
+    if field(&f, "action") == "cancel" {
+        m.confirmed(field(&f, "confirm"))?;
+    }
     let user = &m.user;
     let back = format!("/orders/{key}/{subject}");
     let view = match node

@@ -808,10 +808,27 @@ async fn leads_on_the_web_channel() {
     let mut fields = lead("Fabrikam", "TW");
     fields.push(("csrf", &csrf));
     let second = staff.post("/leads", &fields).await;
-    let page = staff.get(&second.location.expect("to the lead")).await;
+    let second_path = second.location.expect("to the lead");
+    let page = staff.get(&second_path).await;
     assert!(
         page.body.contains("skipped: at capacity (open leads)")
             && page.body.contains("<strong>initech</strong>"),
+        "{}",
+        page.body
+    );
+    // Withdrawing an offer needs its confirmation box; without it the
+    // offer stays.
+    let unconfirmed = staff
+        .post(
+            &format!("{second_path}/withdraw"),
+            &[("csrf", &csrf), ("reason", "oops")],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 422, "{}", unconfirmed.body);
+    assert!(
+        page.body
+            .contains("name=\"confirm\" value=\"yes\" required")
+            && !staff.get(&second_path).await.body.contains("withdrawn"),
         "{}",
         page.body
     );
@@ -1246,13 +1263,36 @@ async fn ordering_on_the_web_channel() {
     let too_much = mei
         .post(
             &order_path,
-            &[("csrf", &csrf_mei), ("action", "cancel"), ("qty_1", "1")],
+            &[
+                ("csrf", &csrf_mei),
+                ("action", "cancel"),
+                ("qty_1", "1"),
+                ("confirm", "yes"),
+            ],
         )
         .await;
     assert!(
         too_much.status == 409 && too_much.body.contains("illegal_transition"),
         "{}",
         too_much.body
+    );
+    // Cancelling needs its confirmation box ticked; without it nothing
+    // changes.
+    let unconfirmed = mei
+        .post(
+            &order_path,
+            &[
+                ("csrf", &csrf_mei),
+                ("action", "cancel"),
+                ("qty_2", "1"),
+                ("reason", "enough"),
+            ],
+        )
+        .await;
+    assert!(
+        unconfirmed.status == 422 && unconfirmed.body.contains("Tick the confirmation box"),
+        "{}",
+        unconfirmed.body
     );
     let cancelled = mei
         .post(
@@ -1262,6 +1302,7 @@ async fn ordering_on_the_web_channel() {
                 ("action", "cancel"),
                 ("qty_2", "1"),
                 ("reason", "enough"),
+                ("confirm", "yes"),
             ],
         )
         .await;
