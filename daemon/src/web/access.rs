@@ -173,6 +173,28 @@ impl axum::extract::FromRequestParts<Arc<Node>> for Staff {
     }
 }
 
+/// The flash message (catalog key) that says what an action of `kind`
+/// did and who has been told, instead of a bare "done".
+pub fn done_flash(kind: &str) -> &'static str {
+    match kind {
+        "order.ack" => "done.order_ack",
+        "order.ship" => "done.order_ship",
+        "order.invoice" => "done.order_invoice",
+        "order.cancel" => "done.order_cancel",
+        "service.update" => "done.service_update",
+        "warranty.claim" => "done.claim_amended",
+        "warranty.decision" => "done.claim_decision",
+        "warranty.fulfil" => "done.claim_fulfil",
+        "mdf.request" => "done.mdf_request",
+        "mdf.decision" => "done.mdf_decision",
+        "mdf.claim" => "done.mdf_claim",
+        "mdf.claim_decision" => "done.mdf_claim_decision",
+        "mdf.paid" => "done.mdf_paid",
+        "mdf.budget" => "done.mdf_budget",
+        _ => "orders.done",
+    }
+}
+
 /// A refusal by the rules (the engine's, for every family).
 pub(crate) type Refusal = guanxi_protocol::state::StateError;
 

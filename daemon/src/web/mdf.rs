@@ -163,7 +163,7 @@ async fn allocate(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>
     Ok(
         match mdf::budget(&node, field(&f, "partner"), field(&f, "budget"), body).await? {
             Ok((key, subject)) => {
-                redirect_with_flash(&format!("/mdf/{key}/{subject}"), "orders.done")
+                redirect_with_flash(&format!("/mdf/{key}/{subject}"), "done.mdf_budget")
             }
             Err(r) => s.refused(&r, "/mdf".into()),
         },
@@ -401,8 +401,9 @@ async fn act(
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, back)),
     };
+    let flash = super::access::done_flash(message.kind());
     let result = mdf::act(&node, &m.user, &key, &subject, message).await;
-    m.outcome(result, back, "orders.done")
+    m.outcome(result, back, flash)
 }
 
 /// What the MDF part of the inbox shows staff: ledgers that a peer's

@@ -873,8 +873,9 @@ async fn act(
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, back)),
     };
+    let flash = super::access::done_flash(message.kind());
     let result = orders::act_on(&node, user, &key, &subject, message).await;
-    m.outcome(result, back, "orders.done")
+    m.outcome(result, back, flash)
 }
 
 /// What the ordering part of the inbox shows staff: orders awaiting them.

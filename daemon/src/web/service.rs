@@ -293,8 +293,9 @@ async fn update_request(
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, back)),
     };
+    let flash = super::access::done_flash(message.kind());
     let result = service::act(&node, user, &key, &subject, message).await;
-    m.outcome(result, back, "orders.done")
+    m.outcome(result, back, flash)
 }
 
 // --------------------------------------------------------------- claims
@@ -583,8 +584,9 @@ async fn act_on_claim(
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, back)),
     };
+    let flash = super::access::done_flash(message.kind());
     let result = service::act(&node, user, &key, &subject, message).await;
-    m.outcome(result, back, "orders.done")
+    m.outcome(result, back, flash)
 }
 
 async fn download(State(node): State<Arc<Node>>, Path(sha): Path<String>, m: Member) -> Page {

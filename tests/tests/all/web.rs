@@ -1307,6 +1307,14 @@ async fn ordering_on_the_web_channel() {
         )
         .await;
     assert_eq!(cancelled.status, 303, "{}", cancelled.body);
+    // The answer says what was done and who was told.
+    let told = mei.get(&order_path).await;
+    assert!(
+        told.body
+            .contains("Quantities cancelled; the vendor has been told."),
+        "{}",
+        told.body
+    );
     let page = staff.get(&order_path).await;
     assert!(
         page.body.contains("id=\"order-status\">shipped")
