@@ -506,15 +506,6 @@ pub fn load(read: &Read, places: Vec<Place>) -> Vec<(String, String, Record)> {
         .collect()
 }
 
-/// Names for the inbox: the first few, and "…" when more wait.
-pub fn shown(names: Vec<String>, more: bool) -> String {
-    let mut text = names.join(", ");
-    if more {
-        text.push_str(", …");
-    }
-    text
-}
-
 /// How many names an inbox item shows.
 pub const SHOWN: usize = 10;
 

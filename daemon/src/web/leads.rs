@@ -59,20 +59,21 @@ pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &User,
     _me: &guanxi_protocol::NodeId,
-) -> Vec<(&'static str, String)> {
-    use crate::record_index::{self as index, SHOWN, Side, shown};
+) -> Vec<super::format::InboxItem> {
+    use super::format::linked;
+    use crate::record_index::{self as index, SHOWN, Side};
     use guanxi_protocol::state::Record;
     let mut items = Vec::new();
     if user.role != Role::Partner {
         // Read from the indexes: the first few of each, never every lead.
         let (held, more) = leads::index::held(read, SHOWN).unwrap_or_default();
-        let waiting: Vec<String> = held
+        let waiting: Vec<(String, String)> = held
             .iter()
             .filter_map(|id| leads::load(read, id).ok().flatten())
-            .map(|d| d.input.customer.company)
+            .map(|d| (d.input.customer.company, format!("/leads/{}", d.id)))
             .collect();
         if !waiting.is_empty() {
-            items.push(("home.leads_waiting", shown(waiting, more)));
+            items.push(linked("home.leads_waiting", waiting, more));
         }
         let (found, more) = index::find(
             read,
@@ -84,17 +85,18 @@ pub fn inbox_items(
             SHOWN,
         )
         .unwrap_or_default();
-        let to_decide: Vec<String> = index::load(read, found)
+        let to_decide: Vec<(String, String)> = index::load(read, found)
             .into_iter()
-            .filter_map(|(_, _, r)| match r {
-                Record::Registration(reg) => {
-                    Some(format!("{} ({})", reg.deal.customer.company, reg.partner))
-                }
+            .filter_map(|(key, subject, r)| match r {
+                Record::Registration(reg) => Some((
+                    format!("{} ({})", reg.deal.customer.company, reg.partner),
+                    format!("/registrations/{key}/{subject}"),
+                )),
                 _ => None,
             })
             .collect();
         if !to_decide.is_empty() {
-            items.push(("home.registrations_waiting", shown(to_decide, more)));
+            items.push(linked("home.registrations_waiting", to_decide, more));
         }
     }
     // Offers to answer: a partner user's (kept under web:<org>, this node
@@ -105,20 +107,23 @@ pub fn inbox_items(
         None => index::find(read, "lead", Side::Peer, "offered", None, None, SHOWN),
     }
     .unwrap_or_default();
-    let to_answer: Vec<String> = index::load(read, found)
+    let to_answer: Vec<(String, String)> = index::load(read, found)
         .into_iter()
-        .filter_map(|(_, _, r)| match r {
-            Record::Lead(l) => Some(format!(
-                "{} ({} {})",
-                l.offer.customer.company,
-                l.vendor,
-                when(l.offer.accept_by)
+        .filter_map(|(_, subject, r)| match r {
+            Record::Lead(l) => Some((
+                format!(
+                    "{} ({} {})",
+                    l.offer.customer.company,
+                    l.vendor,
+                    when(l.offer.accept_by)
+                ),
+                format!("/offers/{}/{subject}", l.vendor),
             )),
             _ => None,
         })
         .collect();
     if !to_answer.is_empty() {
-        items.push(("home.offers_waiting", shown(to_answer, more)));
+        items.push(linked("home.offers_waiting", to_answer, more));
     }
     items
 }

@@ -411,7 +411,7 @@ async fn act(
 pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &crate::accounts::User,
-) -> Vec<(&'static str, String)> {
+) -> Vec<super::format::InboxItem> {
     if user.role == Role::Partner {
         return Vec::new();
     }
@@ -429,6 +429,9 @@ pub fn inbox_items(
     if found.is_empty() {
         Vec::new()
     } else {
-        vec![("home.ledger_mismatch", found.join(", "))]
+        vec![super::format::plain(
+            "home.ledger_mismatch",
+            found.join(", "),
+        )]
     }
 }

@@ -558,7 +558,7 @@ struct HomePage {
     backlog: u64,
     organization: Option<Partner>,
     /// Things that need a staff member's action, as (message key, detail).
-    items: Vec<(&'static str, String)>,
+    items: Vec<format::InboxItem>,
 }
 
 async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
@@ -575,10 +575,16 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
         backlog += queued.saturating_sub(delivery.delivered_seq);
         if user.role != Role::Partner {
             if let Some(why) = &delivery.halted {
-                items.push(("home.peer_halted", format!("{}: {why}", p.id)));
+                items.push(format::plain(
+                    "home.peer_halted",
+                    format!("{}: {why}", p.id),
+                ));
             } else if delivery.failing_since.is_some_and(|s| now - s > alert_ms) {
                 let error = delivery.last_error.clone().unwrap_or_default();
-                items.push(("home.peer_failing", format!("{}: {error}", p.id)));
+                items.push(format::plain(
+                    "home.peer_failing",
+                    format!("{}: {error}", p.id),
+                ));
             }
         }
     }
@@ -586,7 +592,7 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
         && let Some(fault) = node.engine.storage_fault()
     {
         let since = format::when(fault.since);
-        items.push((
+        items.push(format::plain(
             "home.storage_failing",
             format!("{since}: {}", fault.message),
         ));
@@ -594,11 +600,14 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
     if user.role != Role::Partner
         && let Some(damage) = node.damage()
     {
-        items.push(("home.store_damaged", damage));
+        items.push(format::plain("home.store_damaged", damage));
     }
     if user.role != Role::Partner {
         for (peer, seq, code) in read.out_rejected().unwrap_or_default() {
-            items.push(("home.rejected_out", format!("{peer} #{seq}: {code}")));
+            items.push(format::plain(
+                "home.rejected_out",
+                format!("{peer} #{seq}: {code}"),
+            ));
         }
     }
     items.extend(leads::inbox_items(&read, user, &node.identity.id));

@@ -883,8 +883,8 @@ pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &crate::accounts::User,
     _me: &guanxi_protocol::NodeId,
-) -> Vec<(&'static str, String)> {
-    use crate::record_index::{self as index, SHOWN, Side, shown};
+) -> Vec<super::format::InboxItem> {
+    use crate::record_index::{self as index, SHOWN, Side};
     use guanxi_protocol::state::Record;
     if user.role == crate::accounts::Role::Partner {
         return Vec::new();
@@ -910,10 +910,9 @@ pub fn inbox_items(
                     order,
                 };
                 if let Some(a) = view.awaiting() {
-                    waiting.push(format!(
-                        "{} ({}: {a})",
-                        view.order.reference,
-                        view.partner()
+                    waiting.push((
+                        format!("{} ({}: {a})", view.order.reference, view.partner()),
+                        format!("/orders/{}/{}", view.key, view.subject),
                     ));
                 }
             }
@@ -922,6 +921,6 @@ pub fn inbox_items(
     if waiting.is_empty() {
         Vec::new()
     } else {
-        vec![("home.orders_waiting", shown(waiting, more))]
+        vec![super::format::linked("home.orders_waiting", waiting, more)]
     }
 }

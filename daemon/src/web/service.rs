@@ -628,8 +628,9 @@ pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &User,
     _me: &guanxi_protocol::NodeId,
-) -> Vec<(&'static str, String)> {
-    use crate::record_index::{self as index, SHOWN, Side, shown};
+) -> Vec<super::format::InboxItem> {
+    use super::format::linked;
+    use crate::record_index::{self as index, SHOWN, Side};
     use guanxi_protocol::state::Record;
     if user.role == Role::Partner {
         // Claims the vendor asked this partner more about.
@@ -647,17 +648,20 @@ pub fn inbox_items(
             SHOWN,
         )
         .unwrap_or_default();
-        let asked: Vec<String> = index::load(read, found)
+        let asked: Vec<(String, String)> = index::load(read, found)
             .into_iter()
-            .filter_map(|(_, _, r)| match r {
-                Record::Warranty(c) => Some(format!("{} {}", c.claim.sku, c.claim.serial)),
+            .filter_map(|(key, subject, r)| match r {
+                Record::Warranty(c) => Some((
+                    format!("{} {}", c.claim.sku, c.claim.serial),
+                    format!("/claims/{key}/{subject}"),
+                )),
                 _ => None,
             })
             .collect();
         return if asked.is_empty() {
             Vec::new()
         } else {
-            vec![("home.claims_need_info", shown(asked, more))]
+            vec![linked("home.claims_need_info", asked, more)]
         };
     }
     let now = now_ms();
@@ -666,40 +670,43 @@ pub fn inbox_items(
     // the late ones are read.
     let targets = service::targets(read).unwrap_or_default();
     let (found, more) = service::overdue::late(read, &targets, now, SHOWN).unwrap_or_default();
-    let late: Vec<String> = index::load(read, found)
+    let late: Vec<(String, String)> = index::load(read, found)
         .into_iter()
-        .filter_map(|(key, _, record)| match record {
+        .filter_map(|(key, subject, record)| match record {
             Record::Service(request) => {
                 let partner = key
                     .strip_prefix("web:")
                     .map_or_else(|| request.partner.to_string(), str::to_string);
-                Some(format!("{} ({partner})", request.request.customer.company))
+                Some((
+                    format!("{} ({partner})", request.request.customer.company),
+                    format!("/service/{key}/{subject}"),
+                ))
             }
             _ => None,
         })
         .collect();
     if !late.is_empty() {
-        items.push(("home.service_breached", shown(late, more)));
+        items.push(linked("home.service_breached", late, more));
     }
     let (found, more) = index::find(read, "warranty", Side::Own, "submitted", None, None, SHOWN)
         .unwrap_or_default();
-    let to_decide: Vec<String> = index::load(read, found)
+    let to_decide: Vec<(String, String)> = index::load(read, found)
         .into_iter()
-        .filter_map(|(key, _, r)| match r {
+        .filter_map(|(key, subject, r)| match r {
             Record::Warranty(claim) => {
                 let partner = key
                     .strip_prefix("web:")
                     .map_or_else(|| claim.partner.to_string(), str::to_string);
-                Some(format!(
-                    "{} {} ({partner})",
-                    claim.claim.sku, claim.claim.serial
+                Some((
+                    format!("{} {} ({partner})", claim.claim.sku, claim.claim.serial),
+                    format!("/claims/{key}/{subject}"),
                 ))
             }
             _ => None,
         })
         .collect();
     if !to_decide.is_empty() {
-        items.push(("home.claims_waiting", shown(to_decide, more)));
+        items.push(linked("home.claims_waiting", to_decide, more));
     }
     items
 }

@@ -1512,7 +1512,9 @@ async fn service_requests_and_claims_on_the_web_channel() {
     assert!(
         home.body
             .contains("Warranty claims wait for more information from you.")
-            && home.body.contains("CNC-5X SN-X"),
+            && home
+                .body
+                .contains(&format!("<a href=\"{claim_path}\">CNC-5X SN-X</a>")),
         "{}",
         home.body
     );
@@ -2257,7 +2259,7 @@ async fn the_leads_list_reads_a_page_never_every_lead() {
     let home = staff.get("/").await;
     assert_eq!(home.status, 200);
     assert!(
-        home.body.contains("Company 000") && home.body.contains(", …"),
+        home.body.contains("Company 000</a>") && home.body.contains(", <code>…</code>"),
         "the first of the held leads, and more: {}",
         home.body
     );
