@@ -131,10 +131,11 @@ fn status_word(status: &impl serde::Serialize) -> String {
 
 /// An amount as a form field takes it back (`40000.00`, no currency).
 fn plain_amount(minor: i64, c: &Currency) -> String {
-    let shown = amount(minor, c);
-    shown
-        .rsplit_once(' ')
-        .map_or(shown.clone(), |(_, n)| n.to_string())
+    Money {
+        amount: minor,
+        currency: c.clone(),
+    }
+    .decimal()
 }
 
 fn money_field(f: &Fields, amount_name: &str, currency: &str) -> Result<Money, String> {
@@ -332,12 +333,16 @@ async fn act(
     };
     let currency = field(&f, "currency");
     let minor = |name: &str| money_field(&f, name, currency).map(|m| m.amount);
-    // Ids of new requests and claims are made here, never typed.
-    let counts = node
-        .store
-        .read()
-        .and_then(|r| mdf::budget_view(&r, &m.user, &node.identity.id, &key, &subject))?
-        .map_or((0, 0), |v| (v.budget.requests.len(), v.budget.claims.len()));
+    // Ids of new requests and claims are made here, never typed (the
+    // budget is read only for the actions that make one).
+    let counts = if matches!(field(&f, "action"), "request" | "claim") {
+        node.store
+            .read()
+            .and_then(|r| mdf::budget_view(&r, &m.user, &node.identity.id, &key, &subject))?
+            .map_or((0, 0), |v| (v.budget.requests.len(), v.budget.claims.len()))
+    } else {
+        (0, 0)
+    };
     let given = |name: &str, prefix: &str, taken: usize| match field(&f, name) {
         "" => next_id(prefix, taken),
         id => id.to_string(),
