@@ -230,7 +230,7 @@ fn op() -> impl Strategy<Value = Op> {
         (0u8..4, 1i64..80_000).prop_map(|(r, c)| Op::Request(r, c)),
         (0u8..4, any::<bool>(), 1i64..80_000).prop_map(|(r, a, x)| Op::Decide(r, a, x)),
         (0u8..6, 0u8..4, 1i64..60_000).prop_map(|(c, r, x)| Op::Claim(c, r, x)),
-        (0u8..6, 0u8..3, 0i64..60_000).prop_map(|(c, v, x)| Op::DecideClaim(c, v, x)),
+        (0u8..6, 0u8..3, 1i64..60_000).prop_map(|(c, v, x)| Op::DecideClaim(c, v, x)),
         (0u8..6, 1i64..60_000).prop_map(|(c, x)| Op::Pay(c, x)),
         Just(Op::Expire),
     ]
