@@ -129,41 +129,56 @@ pub fn check_order(catalog: &CatalogPublish, order: &OrderPlace, day: &Date) -> 
             ),
         ));
     }
-    for l in &order.lines {
-        let Some(product) = catalog.products.iter().find(|p| p.sku == l.sku) else {
-            problems.push(LineProblem::new(
-                l.line,
-                "unknown_sku",
-                format!("line {}: unknown SKU {:?}", l.line, l.sku),
-            ));
-            continue;
-        };
-        if !product.active {
-            problems.push(LineProblem::new(
-                l.line,
-                "inactive",
-                format!("line {}: {} is no longer sold", l.line, l.sku),
-            ));
-            continue;
-        }
-        match list.prices.iter().find(|p| p.sku == l.sku) {
-            None => problems.push(LineProblem::new(
-                l.line,
-                "not_in_price_list",
-                format!("line {}: {} has no price in {:?}", l.line, l.sku, list.id),
-            )),
-            Some(p) if p.unit_price != l.unit_price => problems.push(LineProblem::new(
-                l.line,
-                "wrong_price",
-                format!(
-                    "line {}: unit price {} differs from the list price {} of {}",
-                    l.line, l.unit_price, p.unit_price, l.sku
-                ),
-            )),
-            Some(_) => {}
-        }
-    }
+    problems.extend(
+        order
+            .lines
+            .iter()
+            .filter_map(|l| check_line(catalog, list, l.line, &l.sku, Some(l.unit_price))),
+    );
     problems
+}
+
+/// Checks one line against the catalog and the price list in force: the
+/// SKU is known, still sold and priced in `list`, and `unit_price` (when
+/// the buyer gave one) is the list's.
+pub fn check_line(
+    catalog: &CatalogPublish,
+    list: &PriceList,
+    line: u32,
+    sku: &str,
+    unit_price: Option<i64>,
+) -> Option<LineProblem> {
+    let Some(product) = catalog.products.iter().find(|p| p.sku == sku) else {
+        return Some(LineProblem::new(
+            line,
+            "unknown_sku",
+            format!("line {line}: unknown SKU {sku:?}"),
+        ));
+    };
+    if !product.active {
+        return Some(LineProblem::new(
+            line,
+            "inactive",
+            format!("line {line}: {sku} is no longer sold"),
+        ));
+    }
+    match list.prices.iter().find(|p| p.sku == sku) {
+        None => Some(LineProblem::new(
+            line,
+            "not_in_price_list",
+            format!("line {line}: {sku} has no price in {:?}", list.id),
+        )),
+        Some(p) if unit_price.is_some_and(|u| u != p.unit_price) => Some(LineProblem::new(
+            line,
+            "wrong_price",
+            format!(
+                "line {line}: unit price {} differs from the list price {} of {sku}",
+                unit_price.unwrap_or_default(),
+                p.unit_price
+            ),
+        )),
+        Some(_) => None,
+    }
 }
 
 /// The problems as one message, for a signed rejection.

@@ -11,19 +11,62 @@ use guanxi_protocol::money::{Currency, Money};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RowError {
     pub row: u64,
+    /// What is wrong, as a message catalog key (`rows.quantity`).
+    #[serde(skip)]
+    pub key: &'static str,
+    /// The value the message names (`{value}` in the catalog), if any.
+    #[serde(skip)]
+    pub value: String,
+    /// The problem in English (API answers).
     pub message: String,
 }
 
+impl RowError {
+    fn new(
+        row: u64,
+        key: &'static str,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> RowError {
+        RowError {
+            row,
+            key,
+            value: value.into(),
+            message: message.into(),
+        }
+    }
+}
+
 fn rows(text: &str) -> Vec<(u64, Result<csv::StringRecord, String>)> {
+    let body = text.trim_start_matches('\u{feff}');
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        .from_reader(body.as_bytes());
     reader
         .records()
         .enumerate()
-        .map(|(i, r)| (i as u64 + 1, r.map_err(|e| e.to_string())))
+        .map(|(i, r)| {
+            // A row is the line of the text it starts on (blank lines
+            // count), as the person sees it in the box.
+            let start = match &r {
+                Ok(r) => r.position().map(|p| p.byte()),
+                Err(e) => e.position().map(|p| p.byte()),
+            };
+            // The reader's position is where it began reading the record,
+            // before any blank lines it skipped.
+            let line = start.map(|b| {
+                let (before, after) = body.split_at_checked(b as usize).unwrap_or((body, ""));
+                let blank = after
+                    .bytes()
+                    .take_while(|c| c.is_ascii_whitespace())
+                    .filter(|&c| c == b'\n')
+                    .count();
+                (before.bytes().filter(|&c| c == b'\n').count() + blank) as u64 + 1
+            });
+            (line.unwrap_or(i as u64 + 1), r.map_err(|e| e.to_string()))
+        })
         .filter(|(_, r)| r.as_ref().map_or(true, |r| r.iter().any(|f| !f.is_empty())))
         .collect()
 }
@@ -32,16 +75,39 @@ fn is_header(record: &csv::StringRecord, first: &str) -> bool {
     record.get(0).is_some_and(|f| f.eq_ignore_ascii_case(first))
 }
 
+/// Order lines as typed: the well-formed lines, the row each came from,
+/// and the rows that could not be read. The well-formed lines are checked
+/// against the catalog in the same round, so every problem shows at once.
+#[derive(Debug, Default)]
+pub struct TypedLines {
+    pub lines: Vec<LineRequest>,
+    /// `rows[i]` is the row of `lines[i]`.
+    pub rows: Vec<u64>,
+    pub errors: Vec<RowError>,
+}
+
+impl TypedLines {
+    /// The row a line number came from (0 for the whole order).
+    pub fn row_of(&self, line: u32) -> u64 {
+        self.lines
+            .iter()
+            .position(|l| l.line == line)
+            .and_then(|i| self.rows.get(i).copied())
+            .unwrap_or(0)
+    }
+}
+
 /// Order lines, one per row: `sku,quantity` (a header row `sku,quantity` is
 /// allowed). Lines are numbered from 1 in order.
-pub fn order_lines(text: &str) -> Result<Vec<LineRequest>, Vec<RowError>> {
+pub fn order_lines(text: &str) -> TypedLines {
     let mut lines = Vec::new();
+    let mut at = Vec::new();
     let mut errors = Vec::new();
     for (row, record) in rows(text) {
         let record = match record {
             Ok(r) => r,
             Err(message) => {
-                errors.push(RowError { row, message });
+                errors.push(RowError::new(row, "rows.unreadable", "", message));
                 continue;
             }
         };
@@ -51,35 +117,44 @@ pub fn order_lines(text: &str) -> Result<Vec<LineRequest>, Vec<RowError>> {
         let sku = record.get(0).unwrap_or("").to_string();
         let quantity = record.get(1).unwrap_or("");
         if sku.is_empty() || record.len() != 2 {
-            errors.push(RowError {
+            errors.push(RowError::new(
                 row,
-                message: "write one line per row: SKU, quantity".into(),
-            });
+                "rows.order_line",
+                "",
+                "write one line per row: SKU, quantity",
+            ));
             continue;
         }
         match quantity.parse::<i64>() {
-            Ok(q) => lines.push(LineRequest {
-                line: lines.len() as u32 + 1,
-                sku,
-                quantity: q,
-                unit_price: None,
-            }),
-            Err(_) => errors.push(RowError {
+            Ok(q) => {
+                lines.push(LineRequest {
+                    line: lines.len() as u32 + 1,
+                    sku,
+                    quantity: q,
+                    unit_price: None,
+                });
+                at.push(row);
+            }
+            Err(_) => errors.push(RowError::new(
                 row,
-                message: format!("quantity {quantity:?} is not a whole number"),
-            }),
+                "rows.quantity",
+                quantity,
+                format!("quantity {quantity:?} is not a whole number"),
+            )),
         }
     }
     if lines.is_empty() && errors.is_empty() {
-        errors.push(RowError {
-            row: 1,
-            message: "no lines: write one per row, SKU, quantity".into(),
-        });
+        errors.push(RowError::new(
+            1,
+            "rows.no_lines",
+            "",
+            "no lines: write one per row, SKU, quantity",
+        ));
     }
-    if errors.is_empty() {
-        Ok(lines)
-    } else {
-        Err(errors)
+    TypedLines {
+        lines,
+        rows: at,
+        errors,
     }
 }
 
@@ -100,7 +175,7 @@ pub fn products(text: &str) -> Result<Vec<Product>, Vec<RowError>> {
         let record = match record {
             Ok(r) => r,
             Err(message) => {
-                errors.push(RowError { row, message });
+                errors.push(RowError::new(row, "rows.unreadable", "", message));
                 continue;
             }
         };
@@ -108,28 +183,34 @@ pub fn products(text: &str) -> Result<Vec<Product>, Vec<RowError>> {
             continue;
         }
         if record.len() != 6 {
-            errors.push(RowError {
+            errors.push(RowError::new(
                 row,
-                message: format!(
+                "rows.product_fields",
+                record.len().to_string(),
+                format!(
                     "{} fields; write sku, name (English), name (中文), unit, warranty months, active (yes/no)",
                     record.len()
                 ),
-            });
+            ));
             continue;
         }
         let field = |i: usize| record.get(i).unwrap_or("").to_string();
         let Ok(warranty_months) = field(4).parse::<i64>() else {
-            errors.push(RowError {
+            errors.push(RowError::new(
                 row,
-                message: format!("warranty months {:?} is not a whole number", field(4)),
-            });
+                "rows.warranty",
+                field(4),
+                format!("warranty months {:?} is not a whole number", field(4)),
+            ));
             continue;
         };
         let Some(active) = yes_no(&field(5)) else {
-            errors.push(RowError {
+            errors.push(RowError::new(
                 row,
-                message: format!("active {:?}: write yes or no", field(5)),
-            });
+                "rows.active",
+                field(5),
+                format!("active {:?}: write yes or no", field(5)),
+            ));
             continue;
         };
         out.push(Product {
@@ -157,7 +238,7 @@ pub fn prices(text: &str, currency: &Currency) -> Result<Vec<Price>, Vec<RowErro
         let record = match record {
             Ok(r) => r,
             Err(message) => {
-                errors.push(RowError { row, message });
+                errors.push(RowError::new(row, "rows.unreadable", "", message));
                 continue;
             }
         };
@@ -165,10 +246,12 @@ pub fn prices(text: &str, currency: &Currency) -> Result<Vec<Price>, Vec<RowErro
             continue;
         }
         let (Some(sku), Some(price), 2) = (record.get(0), record.get(1), record.len()) else {
-            errors.push(RowError {
+            errors.push(RowError::new(
                 row,
-                message: "write one price per row: SKU, unit price".into(),
-            });
+                "rows.price_line",
+                "",
+                "write one price per row: SKU, unit price",
+            ));
             continue;
         };
         match Money::parse_decimal(price, currency.clone()) {
@@ -176,7 +259,7 @@ pub fn prices(text: &str, currency: &Currency) -> Result<Vec<Price>, Vec<RowErro
                 sku: sku.to_string(),
                 unit_price: m.amount,
             }),
-            Err(message) => errors.push(RowError { row, message }),
+            Err(message) => errors.push(RowError::new(row, "rows.price", price, message)),
         }
     }
     if errors.is_empty() {
@@ -223,17 +306,25 @@ mod tests {
 
     #[test]
     fn lines_products_and_prices_report_every_bad_row() {
-        let lines = order_lines("sku,quantity\nCNC-5X, 2\n\nSVC,1\n").expect("lines");
+        let typed = order_lines("sku,quantity\nCNC-5X, 2\n\nSVC,1\n");
+        assert!(typed.errors.is_empty());
+        assert_eq!(typed.rows, vec![2, 4]);
+        assert_eq!(typed.row_of(2), 4);
         assert_eq!(
-            lines
+            typed
+                .lines
                 .iter()
                 .map(|l| (l.line, l.sku.as_str(), l.quantity))
                 .collect::<Vec<_>>(),
             vec![(1, "CNC-5X", 2), (2, "SVC", 1)]
         );
-        let bad = order_lines("CNC-5X,two\nSVC\n").expect_err("bad");
-        assert_eq!(bad.iter().map(|e| e.row).collect::<Vec<_>>(), vec![1, 2]);
-        assert!(order_lines("  \n").is_err());
+        let bad = order_lines("CNC-5X,two\nSVC\nSVC,3\n");
+        assert_eq!(
+            bad.errors.iter().map(|e| e.row).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!((bad.lines.len(), bad.rows.as_slice()), (1, &[3][..]));
+        assert!(!order_lines("  \n").errors.is_empty());
 
         let p = products("sku,name_en,name_zh,unit,warranty_months,active\nCNC-5X,5-axis CNC,五軸加工機,pcs,24,yes\n")
             .expect("products");

@@ -367,40 +367,66 @@ impl PlaceError {
     }
 }
 
+/// Every problem of the lines against the shop's catalog on `day`, in one
+/// round: quantities, and each line's SKU and price against the price list
+/// in force for the currency (line 0: no such list). Empty when all are
+/// right.
+pub fn line_problems(
+    shop: &Shop,
+    currency: &str,
+    lines: &[LineRequest],
+    day: &Date,
+) -> Vec<LineProblem> {
+    let currency = currency.trim().to_ascii_uppercase();
+    let list = currency
+        .parse()
+        .ok()
+        .and_then(|c| pricing::in_force(&shop.catalog.price_lists, &c, day));
+    let mut problems = Vec::new();
+    if list.is_none() {
+        problems.push(LineProblem {
+            line: 0,
+            code: "no_price_list".into(),
+            message: format!("no price list in {currency:?} is in force on {day}"),
+        });
+    }
+    for l in lines {
+        if l.quantity <= 0 {
+            problems.push(LineProblem {
+                line: l.line,
+                code: "quantity".into(),
+                message: format!(
+                    "line {}: quantity must be greater than 0, not {}",
+                    l.line, l.quantity
+                ),
+            });
+        } else if let Some(list) = list {
+            problems.extend(pricing::check_line(
+                &shop.catalog,
+                list,
+                l.line,
+                l.sku.trim(),
+                l.unit_price,
+            ));
+        }
+    }
+    problems
+}
+
 /// Checks the order against the shop's catalog and builds `order.place`.
 pub fn build_order(shop: &Shop, req: &OrderRequest, day: &Date) -> Result<Message, PlaceError> {
-    let mut problems: Vec<LineProblem> = req
-        .lines
-        .iter()
-        .filter(|l| l.quantity <= 0)
-        .map(|l| LineProblem {
-            line: l.line,
-            code: "quantity".into(),
-            message: format!(
-                "line {}: quantity must be greater than 0, not {}",
-                l.line, l.quantity
-            ),
-        })
-        .collect();
+    let problems = line_problems(shop, &req.currency, &req.lines, day);
+    if !problems.is_empty() {
+        return Err(PlaceError::Lines(problems));
+    }
     let currency = req.currency.trim().to_ascii_uppercase();
     let list = currency
         .parse()
         .ok()
         .and_then(|c| pricing::in_force(&shop.catalog.price_lists, &c, day));
     let Some(list) = list else {
-        problems.insert(
-            0,
-            LineProblem {
-                line: 0,
-                code: "no_price_list".into(),
-                message: format!("no price list in {currency:?} is in force on {day}"),
-            },
-        );
-        return Err(PlaceError::Lines(problems));
+        return Err(PlaceError::Lines(line_problems(shop, &currency, &[], day)));
     };
-    if !problems.is_empty() {
-        return Err(PlaceError::Lines(problems));
-    }
     let lines: Vec<serde_json::Value> = req
         .lines
         .iter()

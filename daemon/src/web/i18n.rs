@@ -76,6 +76,24 @@ impl Catalog {
             .unwrap_or_else(|| key.to_string())
     }
 
+    /// The message for `key` with each `{name}` replaced by its value.
+    pub fn fill(&self, key: &str, args: &[(&str, &str)]) -> String {
+        let mut text = self.get(key);
+        for (name, value) in args {
+            text = text.replace(&format!("{{{name}}}"), value);
+        }
+        text
+    }
+
+    /// A typed-input row's problem: "Row 3: …".
+    pub fn row(&self, row: u64, key: &str, value: &str) -> String {
+        let problem = self.fill(key, &[("value", value)]);
+        self.fill(
+            "rows.at",
+            &[("row", &row.to_string()), ("problem", &problem)],
+        )
+    }
+
     /// Every key.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.messages.keys()

@@ -5,9 +5,10 @@
 
 use super::access::{Member, Page, Staff};
 use super::format::when;
+use super::i18n::Catalog;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::node::Node;
-use crate::orders::{self, LineRequest, OrderRequest, OrderView, PlaceError, intake};
+use crate::orders::{self, OrderRequest, OrderView, PlaceError, intake};
 use crate::records::Direction;
 use askama::Template;
 use axum::Router;
@@ -146,10 +147,10 @@ async fn catalog_page(State(node): State<Arc<Node>>, s: Staff) -> Page {
     catalog_response(&s, &node, StatusCode::OK, Vec::new())
 }
 
-fn row_errors(errors: Vec<intake::RowError>) -> Vec<String> {
+fn row_errors(t: &Catalog, errors: Vec<intake::RowError>) -> Vec<String> {
     errors
         .into_iter()
-        .map(|e| format!("row {}: {}", e.row, e.message))
+        .map(|e| t.row(e.row, e.key, &e.value))
         .collect()
 }
 
@@ -179,7 +180,7 @@ async fn save_products(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fi
             &s,
             &node,
             StatusCode::UNPROCESSABLE_ENTITY,
-            row_errors(errors),
+            row_errors(s.frame().t, errors),
         ),
     }
 }
@@ -245,7 +246,11 @@ async fn save_list(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields
     let prices = match intake::prices(field(&f, "prices"), currency.as_ref().unwrap_or(&fallback)) {
         Ok(p) => Some(p),
         Err(rows) => {
-            bad.extend(row_errors(rows).into_iter().map(|e| ("prices", e)));
+            bad.extend(
+                row_errors(s.frame().t, rows)
+                    .into_iter()
+                    .map(|e| ("prices", e)),
+            );
             None
         }
     };
@@ -362,7 +367,7 @@ struct ShopPage {
     products: Vec<ShopLine>,
     currencies: Vec<String>,
     form: Fields,
-    problems: Vec<LineProblem>,
+    problems: Vec<String>,
     error: Option<String>,
 }
 
@@ -378,7 +383,7 @@ fn shop_response(
     vendor: &str,
     form: Fields,
     status: StatusCode,
-    problems: Vec<LineProblem>,
+    problems: Vec<String>,
     error: Option<String>,
 ) -> Page {
     let user = &m.user;
@@ -456,6 +461,46 @@ async fn shop_page(State(node): State<Arc<Node>>, Path(vendor): Path<String>, m:
     )
 }
 
+/// The problems of typed order lines in the user's language, each by the
+/// row it came from (the whole order's first), format and catalog problems
+/// together, in row order.
+fn by_row(
+    t: &Catalog,
+    typed: &intake::TypedLines,
+    currency: &str,
+    catalog: Vec<LineProblem>,
+) -> Vec<String> {
+    let mut all: Vec<(u64, String)> = typed
+        .errors
+        .iter()
+        .map(|e| (e.row, t.row(e.row, e.key, &e.value)))
+        .chain(catalog.into_iter().map(|p| {
+            let row = typed.row_of(p.line);
+            let key = format!("line.{}", p.code);
+            let sku = typed
+                .lines
+                .iter()
+                .find(|l| l.line == p.line)
+                .map(|l| l.sku.as_str())
+                .unwrap_or("");
+            let problem = t.fill(&key, &[("sku", sku), ("currency", currency)]);
+            if row == 0 {
+                (0, problem)
+            } else {
+                (
+                    row,
+                    t.fill(
+                        "rows.at",
+                        &[("row", &row.to_string()), ("problem", &problem)],
+                    ),
+                )
+            }
+        }))
+        .collect();
+    all.sort_by_key(|(row, _)| *row);
+    all.into_iter().map(|(_, text)| text).collect()
+}
+
 async fn place(
     State(node): State<Arc<Node>>,
     Path(vendor): Path<String>,
@@ -464,28 +509,32 @@ async fn place(
 ) -> Page {
     m.csrf(field(&f, "csrf"))?;
     let user = &m.user;
-    let lines: Vec<LineRequest> = match intake::order_lines(field(&f, "lines")) {
-        Ok(l) => l,
-        Err(rows) => {
-            let problems = rows
-                .into_iter()
-                .map(|e| LineProblem {
-                    line: e.row as u32,
-                    code: "row".into(),
-                    message: format!("row {}: {}", e.row, e.message),
-                })
-                .collect();
-            return shop_response(
-                &m,
-                &node,
-                &vendor,
-                f,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                problems,
-                None,
-            );
-        }
-    };
+    let typed = intake::order_lines(field(&f, "lines"));
+    if !typed.errors.is_empty() {
+        // The rows that could be read are checked against the catalog in
+        // the same round, so the buyer fixes everything at once.
+        let shop = node
+            .store
+            .read()
+            .and_then(|r| orders::shop_for(&node, &r, user, &vendor))?;
+        let catalog = match (shop, orders::day_of(crate::clock::now_ms())) {
+            (Some(shop), Some(day)) => {
+                orders::line_problems(&shop, field(&f, "currency"), &typed.lines, &day)
+            }
+            _ => Vec::new(),
+        };
+        let problems = by_row(m.frame().t, &typed, field(&f, "currency"), catalog);
+        return shop_response(
+            &m,
+            &node,
+            &vendor,
+            f,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problems,
+            None,
+        );
+    }
+    let lines = typed.lines.clone();
     let optional = |name: &str| Some(field(&f, name).to_string()).filter(|s| !s.is_empty());
     let req = OrderRequest {
         vendor: vendor.clone(),
@@ -508,15 +557,18 @@ async fn place(
             &format!("/orders/{key}/{subject}"),
             "orders.placed_flash",
         )),
-        Ok(Err(PlaceError::Lines(problems))) => shop_response(
-            &m,
-            &node,
-            &vendor,
-            f,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            problems,
-            None,
-        ),
+        Ok(Err(PlaceError::Lines(problems))) => {
+            let problems = by_row(m.frame().t, &typed, field(&f, "currency"), problems);
+            shop_response(
+                &m,
+                &node,
+                &vendor,
+                f,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problems,
+                None,
+            )
+        }
         Ok(Err(PlaceError::Refused(r))) => {
             let status = super::access::status_of(r.code);
             shop_response(
