@@ -102,6 +102,10 @@ pub struct WebConfig {
     pub session_absolute_seconds: u32,
     /// `en` or `zh-TW`.
     pub default_language: String,
+    /// The time zone people see times in when neither they nor their
+    /// organization chose one (an IANA name like `Asia/Taipei`); empty:
+    /// Asia/Taipei for readers of Traditional Chinese, UTC for the rest.
+    pub time_zone: String,
     /// Reverse proxies whose `X-Forwarded-For` names the real client (for
     /// login throttling); from anyone else the header is ignored.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -236,6 +240,7 @@ impl Default for WebConfig {
             session_idle_seconds: 1800,
             session_absolute_seconds: 43200,
             default_language: "en".into(),
+            time_zone: String::new(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -284,6 +289,7 @@ struct RawWeb {
     session_idle_seconds: Option<Spanned<u32>>,
     session_absolute_seconds: Option<Spanned<u32>>,
     default_language: Option<Spanned<String>>,
+    time_zone: Option<Spanned<String>>,
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
 }
@@ -488,6 +494,18 @@ impl Ctx<'_> {
                     return Err(self.at(lang, "default_language must be \"en\" or \"zh-TW\""));
                 }
                 web.default_language = lang.get_ref().clone();
+            }
+            if let Some(zone) = &w.time_zone {
+                if !zone.get_ref().is_empty() && jiff::tz::TimeZone::get(zone.get_ref()).is_err() {
+                    return Err(self.at(
+                        zone,
+                        format!(
+                            "time_zone: {:?} is not a time zone; write an IANA name like \"Asia/Taipei\" or \"UTC\"",
+                            zone.get_ref()
+                        ),
+                    ));
+                }
+                web.time_zone = zone.get_ref().clone();
             }
             for proxy in &w.trusted_proxies {
                 let ip = proxy.get_ref().parse().map_err(|_| {

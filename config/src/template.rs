@@ -44,6 +44,10 @@ session_idle_seconds = 1800
 session_absolute_seconds = 43200
 # "en" or "zh-TW"; users can switch.
 default_language = "en"
+# Times are shown in each user's own time zone (set on their account page),
+# else their organization's, else this one (an IANA name like "Asia/Taipei").
+# Empty: Asia/Taipei for readers of Chinese, UTC for the rest.
+time_zone = ""
 # Reverse proxies in front of this node (their X-Forwarded-For names the
 # client for login throttling), e.g. ["127.0.0.1"]. Empty: not behind one.
 trusted_proxies = []

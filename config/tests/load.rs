@@ -175,6 +175,11 @@ fn bad_input_names_file_line_and_column() {
             "zh-TW",
         ),
         (
+            format!("{NODE}[web]\ntime_zone = \"Asia/Taipeh\"\n"),
+            ":4:13:",
+            "not a time zone",
+        ),
+        (
             "[node]\nid = \"acme\"\n[[peers]]\nid = \"acme\"\nurl = \"https://a.example\"\n".into(),
             ":4:6:",
             "own id",

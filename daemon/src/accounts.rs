@@ -51,6 +51,51 @@ pub struct User {
     /// their own at the next sign-in before anything else.
     #[serde(default)]
     pub must_change_password: bool,
+    /// Where notifications are mailed; empty: none are mailed.
+    #[serde(default)]
+    pub email: String,
+    /// The IANA time zone the user sees times in; empty: the
+    /// organization's, then the node's default.
+    #[serde(default)]
+    pub time_zone: String,
+    /// The language of the user's mail (`en`, `zh-TW`); empty: the node's
+    /// default. Pages follow the browser's choice.
+    #[serde(default)]
+    pub language: String,
+    /// How the user wants to be told by mail.
+    #[serde(default)]
+    pub mail: MailChoice,
+}
+
+/// How a user is told by mail of what needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailChoice {
+    /// A mail for each notification, as it happens.
+    #[default]
+    Immediate,
+    /// One mail a day listing the day's notifications.
+    Digest,
+    /// No mail; notifications only in the web view.
+    Off,
+}
+
+impl MailChoice {
+    /// The wire name (and form value).
+    pub fn name(self) -> &'static str {
+        match self {
+            MailChoice::Immediate => "immediate",
+            MailChoice::Digest => "digest",
+            MailChoice::Off => "off",
+        }
+    }
+
+    /// The choice for a form value.
+    pub fn from_name(name: &str) -> Option<MailChoice> {
+        [MailChoice::Immediate, MailChoice::Digest, MailChoice::Off]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
 }
 
 /// Why a password someone chose is refused: the message key of the web
@@ -299,6 +344,10 @@ pub async fn add_user(
         disabled: false,
         created: now,
         must_change_password: true,
+        email: String::new(),
+        time_zone: String::new(),
+        language: String::new(),
+        mail: MailChoice::default(),
     };
     let outcome = engine
         .local(move |t| {

@@ -74,6 +74,10 @@ pub struct Partner {
     #[serde(default)]
     pub contacts: Vec<Contact>,
     pub notes: String,
+    /// The IANA time zone the organization's users see times in by
+    /// default; empty: the node's.
+    #[serde(default)]
+    pub time_zone: String,
     pub created: Millis,
     pub updated: Millis,
 }
@@ -127,6 +131,8 @@ pub struct PartnerForm {
     pub contacts: String,
     #[serde(default)]
     pub notes: String,
+    #[serde(default)]
+    pub time_zone: String,
 }
 
 impl PartnerForm {
@@ -175,6 +181,10 @@ impl PartnerForm {
         if long(&self.notes) {
             bad("notes", "error.too_long");
         }
+        let time_zone = self.time_zone.trim();
+        if !time_zone.is_empty() && jiff::tz::TimeZone::get(time_zone).is_err() {
+            bad("time_zone", "error.time_zone");
+        }
         match (kind, stage, errors.is_empty()) {
             (Some(kind), Some(stage), true) => Ok(Partner {
                 id: id.to_string(),
@@ -187,6 +197,7 @@ impl PartnerForm {
                 peer: (!peer.is_empty()).then(|| peer.to_string()),
                 contacts,
                 notes: self.notes.clone(),
+                time_zone: time_zone.to_string(),
                 created: 0,
                 updated: 0,
             }),
@@ -207,6 +218,7 @@ impl PartnerForm {
             peer: p.peer.clone().unwrap_or_default(),
             contacts: contacts_text(&p.contacts),
             notes: p.notes.clone(),
+            time_zone: p.time_zone.clone(),
         }
     }
 }

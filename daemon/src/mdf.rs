@@ -185,6 +185,10 @@ fn node_itself() -> User {
         disabled: false,
         created: 0,
         must_change_password: false,
+        email: String::new(),
+        time_zone: String::new(),
+        language: String::new(),
+        mail: crate::accounts::MailChoice::Off,
     }
 }
 

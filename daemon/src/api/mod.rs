@@ -481,7 +481,7 @@ fn staff(user: &User) -> Result<(), ApiError> {
 fn partner_json(p: &Partner, staff: bool) -> Value {
     let mut v = json!({
         "id": p.id, "name": p.name, "type": p.kind_name(), "tier": p.tier, "country": p.country,
-        "region": p.region, "stage": p.stage_name(), "peer": p.peer,
+        "region": p.region, "stage": p.stage_name(), "peer": p.peer, "time_zone": p.time_zone,
         "contacts": p.contacts.iter().map(|c| json!({"name": c.name, "email": c.email, "phone": c.phone})).collect::<Vec<_>>(),
         "created": p.created, "updated": p.updated,
     });
@@ -570,6 +570,8 @@ struct PartnerBody {
     contacts: Vec<ContactBody>,
     #[serde(default)]
     notes: String,
+    #[serde(default)]
+    time_zone: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -636,6 +638,7 @@ async fn save(
         peer: body.peer.unwrap_or_default(),
         contacts,
         notes: body.notes,
+        time_zone: body.time_zone,
     };
     let partner = form.validate(&node.identity.id).map_err(|errors| {
         let first = &errors[0];
@@ -820,7 +823,7 @@ fn described() -> Value {
                     "stage": {"type": "string", "enum": ["prospect", "onboarding", "active", "strategic", "at_risk", "dormant"]},
                     "peer": {"type": "string", "nullable": true},
                     "contacts": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}}},
-                    "notes": {"type": "string"}, "created": {"type": "integer"}, "updated": {"type": "integer"}}},
+                    "notes": {"type": "string"}, "time_zone": {"type": "string"}, "created": {"type": "integer"}, "updated": {"type": "integer"}}},
                 "Lead": {"type": "object", "properties": {
                     "id": {"type": "string"}, "lead": lead_in.clone(), "status": {"type": "string"},
                     "hold": {"type": "string", "nullable": true}, "created": {"type": "integer"}, "created_by": {"type": "string"},
@@ -838,7 +841,7 @@ fn described() -> Value {
                     "country": {"type": "string"}, "region": {"type": "string"}, "stage": {"type": "string"},
                     "peer": {"type": "string", "nullable": true},
                     "contacts": {"type": "array", "items": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {"name": {"type": "string"}, "email": {"type": "string"}, "phone": {"type": "string"}}}},
-                    "notes": {"type": "string"}}},
+                    "notes": {"type": "string"}, "time_zone": {"type": "string", "description": "IANA time zone of the organization's users; empty: the node's"}}},
             }
         },
         "security": [{"bearer": []}],

@@ -8,7 +8,7 @@
 //! wide, so the median is the middle of its bucket (exact to within 3 %).
 
 use guanxi_protocol::Millis;
-use guanxi_protocol::money::{self, Currency, Money};
+use guanxi_protocol::money::{self, Money};
 use guanxi_protocol::state::LeadStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -312,23 +312,6 @@ pub fn analyse(
         rows.into_iter().map(|(k, c)| c.row(k)).collect(),
         total.row("total".into()),
     ))
-}
-
-/// A won value map rendered like `TWD 1250.00, EUR 10.00`.
-pub fn format_values(values: &BTreeMap<String, i64>) -> String {
-    values
-        .iter()
-        .filter_map(|(c, a)| {
-            c.parse::<Currency>().ok().map(|currency| {
-                Money {
-                    amount: *a,
-                    currency,
-                }
-                .to_string()
-            })
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

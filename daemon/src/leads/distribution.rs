@@ -497,6 +497,7 @@ mod tests {
             peer: None,
             contacts: Vec::new(),
             notes: String::new(),
+            time_zone: String::new(),
             created: 0,
             updated: 0,
         }

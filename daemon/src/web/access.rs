@@ -86,6 +86,11 @@ impl Member {
         self.user.role != Role::Partner
     }
 
+    /// The reader's language and time zone.
+    pub fn loc(&self) -> &super::format::Locale {
+        &self.ctx.loc
+    }
+
     /// What every page shows around its content.
     pub fn frame(&self) -> Frame {
         self.ctx.frame(self.session.csrf.clone())

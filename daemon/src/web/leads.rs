@@ -6,12 +6,12 @@
 //! registered.
 
 use super::access::{Member, Page, Staff};
-pub use super::format::{money, when};
+use super::format::Locale;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
 use crate::directory::{self, Partner};
-use crate::leads::analysis::{self, GroupBy, Row};
+use crate::leads::analysis::{GroupBy, Row};
 use crate::leads::distribution::{Rule, Rules, Strategy};
 use crate::leads::intake::{self, FieldError, LeadForm, RowError};
 use crate::leads::{self, Incoming, LeadView, Refusal, RegistrationView, conflicts};
@@ -56,6 +56,7 @@ pub fn routes() -> Router<Arc<Node>> {
 /// What the lead part of the inbox shows the user: leads waiting for staff,
 /// registrations to decide (staff), offers to answer (everyone).
 pub fn inbox_items(
+    loc: &Locale,
     read: &guanxi_adapters::store::Read,
     user: &User,
     _me: &guanxi_protocol::NodeId,
@@ -115,7 +116,7 @@ pub fn inbox_items(
                     "{} ({} {})",
                     l.offer.customer.company,
                     l.vendor,
-                    when(l.offer.accept_by)
+                    loc.when(l.offer.accept_by)
                 ),
                 format!("/offers/{}/{subject}", l.vendor),
             )),
@@ -171,6 +172,7 @@ struct StageQuery {
 }
 
 async fn list(State(node): State<Arc<Node>>, Query(q): Query<StageQuery>, Staff(m): Staff) -> Page {
+    let loc = m.loc();
     let stage = q.stage.unwrap_or_default();
     let store = node.store.clone();
     let (filter, after) = (stage.clone(), q.after.clone());
@@ -193,11 +195,11 @@ async fn list(State(node): State<Arc<Node>>, Query(q): Query<StageQuery>, Staff(
         .into_iter()
         .map(|v| LeadRow {
             id: v.doc.id.clone(),
-            created: when(v.doc.created),
+            created: loc.when(v.doc.created),
             company: v.doc.input.customer.company.clone(),
             territory: format!("{} {}", v.doc.input.country, v.doc.input.region),
             product_lines: v.doc.input.product_lines.join(", "),
-            value: money(&v.doc.input.estimated_value),
+            value: loc.maybe_money(&v.doc.input.estimated_value),
             source: [v.doc.input.source.as_str(), v.doc.input.campaign.as_str()]
                 .iter()
                 .filter(|s| !s.is_empty())
@@ -391,11 +393,11 @@ pub struct EventRow {
     pub note: String,
 }
 
-fn events(history: &[LeadEvent]) -> Vec<EventRow> {
+fn events(loc: &Locale, history: &[LeadEvent]) -> Vec<EventRow> {
     history
         .iter()
         .map(|e| EventRow {
-            at: when(e.at),
+            at: loc.when(e.at),
             by: e.by.to_string(),
             kind: e.kind.clone(),
             status: e.status.as_str(),
@@ -417,6 +419,8 @@ struct LeadPage {
     f: Frame,
     id: String,
     form: LeadForm,
+    /// The estimated value as people read it.
+    value: String,
     stage: &'static str,
     hold: Option<&'static str>,
     offers: Vec<OfferRow>,
@@ -428,6 +432,7 @@ struct LeadPage {
 }
 
 async fn lead_page(State(node): State<Arc<Node>>, Path(id): Path<String>, Staff(m): Staff) -> Page {
+    let loc = m.loc();
     let read = node.store.read()?;
     let Some(doc) = leads::load(&read, &id)? else {
         return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
@@ -443,12 +448,18 @@ async fn lead_page(State(node): State<Arc<Node>>, Path(id): Path<String>, Staff(
             } else {
                 "leads.channel_peer"
             },
-            offered: when(o.offered_at),
-            accept_by: when(o.accept_by),
+            offered: loc.when(o.offered_at),
+            accept_by: loc.when(o.accept_by),
             status: l.as_ref().map_or("unknown", |l| l.status.as_str()),
             manual: o.manual,
-            won: l.as_ref().map(|l| money(&l.won_value)).unwrap_or_default(),
-            history: l.as_ref().map(|l| events(&l.history)).unwrap_or_default(),
+            won: l
+                .as_ref()
+                .map(|l| loc.maybe_money(&l.won_value))
+                .unwrap_or_default(),
+            history: l
+                .as_ref()
+                .map(|l| events(loc, &l.history))
+                .unwrap_or_default(),
         })
         .collect();
     let rounds = view
@@ -457,7 +468,7 @@ async fn lead_page(State(node): State<Arc<Node>>, Path(id): Path<String>, Staff(
         .iter()
         .rev()
         .map(|r| RoundRow {
-            at: when(r.at),
+            at: loc.when(r.at),
             by: r.by.clone(),
             partner: r.partner.clone().unwrap_or_default(),
             steps: r
@@ -478,6 +489,7 @@ async fn lead_page(State(node): State<Arc<Node>>, Path(id): Path<String>, Staff(
         f: m.frame(),
         id: view.doc.id.clone(),
         form: LeadForm::from_input(&view.doc.input),
+        value: loc.maybe_money(&view.doc.input.estimated_value),
         stage: view.stage(),
         hold: view.doc.hold.map(|h| h.as_str()),
         offers,
@@ -774,21 +786,22 @@ struct AnalysisPage {
 impl AnalysisPage {
     fn rate(&self, row: &Row) -> String {
         row.win_rate_permille
-            .map(|p| format!("{}.{}%", p / 10, p % 10))
+            .map(|p| self.f.loc.permille(i64::try_from(p).unwrap_or(i64::MAX)))
             .unwrap_or_else(|| "–".into())
     }
 
     fn median(&self, row: &Row) -> String {
         row.median_accept_ms
-            .map(|ms| {
-                let minutes = ms / 60_000;
-                format!("{}h {:02}m", minutes / 60, minutes % 60)
-            })
+            .map(|ms| self.f.loc.duration(ms))
             .unwrap_or_else(|| "–".into())
     }
 
     fn values(&self, row: &Row) -> String {
-        analysis::format_values(&row.won_value)
+        row.won_value
+            .iter()
+            .filter_map(|(c, a)| c.parse().ok().map(|c| self.f.loc.amount(*a, &c)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -926,6 +939,7 @@ async fn registrations(
     Query(q): Query<ListQuery>,
     Staff(m): Staff,
 ) -> Page {
+    let loc = m.loc().clone();
     let user = &m.user;
     let (who, me, cursor, today) = (user.clone(), node.identity.id.clone(), q.cursor(), today());
     let read = node
@@ -939,7 +953,7 @@ async fn registrations(
                     partner: partner_label(&v.key, v),
                     company: v.reg.deal.customer.company.clone(),
                     product_lines: v.reg.deal.product_lines.join(", "),
-                    registered: when(v.reg.registered_at),
+                    registered: loc.when(v.reg.registered_at),
                     status: v.reg.status.as_str(),
                     conflicts: leads::registration_conflicts(
                         read, &me, &v.key, &v.subject, &v.reg, &today,
@@ -981,6 +995,7 @@ async fn registration_page(
     Path((key, subject)): Path<(String, String)>,
     Staff(m): Staff,
 ) -> Page {
+    let loc = m.loc();
     let user = &m.user;
     let read = node.store.read()?;
     let me = node.identity.id.clone();
@@ -994,9 +1009,13 @@ async fn registration_page(
         f: m.frame(),
         action: format!("/registrations/{key}/{subject}"),
         partner: partner_label(&key, &view),
-        registered: when(view.reg.registered_at),
-        decided: view.reg.decided_at.map(when).unwrap_or_default(),
-        value: money(&view.reg.deal.estimated_value),
+        registered: loc.when(view.reg.registered_at),
+        decided: view
+            .reg
+            .decided_at
+            .map(|at| loc.when(at))
+            .unwrap_or_default(),
+        value: loc.maybe_money(&view.reg.deal.estimated_value),
         reg: view.reg,
         conflicts,
     };
@@ -1071,6 +1090,7 @@ struct AfterQuery {
 }
 
 async fn offers(State(node): State<Arc<Node>>, Query(q): Query<AfterQuery>, m: Member) -> Page {
+    let loc = m.loc();
     let user = &m.user;
     let after = q
         .after
@@ -1097,8 +1117,8 @@ async fn offers(State(node): State<Arc<Node>>, Query(q): Query<AfterQuery>, m: M
             company: i.lead.offer.customer.company.clone(),
             territory: format!("{} {}", i.lead.offer.country, i.lead.offer.region),
             product_lines: i.lead.offer.product_lines.join(", "),
-            offered: when(i.lead.offered_at),
-            accept_by: when(i.lead.offer.accept_by),
+            offered: loc.when(i.lead.offered_at),
+            accept_by: loc.when(i.lead.offer.accept_by),
             status: i.lead.status.as_str(),
         })
         .collect();
@@ -1136,6 +1156,7 @@ async fn offer_page(
     Path((vendor, subject)): Path<(String, String)>,
     m: Member,
 ) -> Page {
+    let loc = m.loc();
     let user = &m.user;
     let read = node.store.read()?;
     let Some(found) = leads::incoming_one(&read, user, &node.identity.id, &vendor, &subject)?
@@ -1148,11 +1169,11 @@ async fn offer_page(
         f: m.frame(),
         action: format!("/offers/{vendor}/{subject}"),
         vendor: vendor.clone(),
-        offered: when(l.offered_at),
-        accept_by: when(l.offer.accept_by),
-        value: money(&l.offer.estimated_value),
-        won: money(&l.won_value),
-        history: events(&l.history),
+        offered: loc.when(l.offered_at),
+        accept_by: loc.when(l.offer.accept_by),
+        value: loc.maybe_money(&l.offer.estimated_value),
+        won: loc.maybe_money(&l.won_value),
+        history: events(loc, &l.history),
         can_answer: status == guanxi_protocol::state::LeadStatus::Offered,
         can_progress: status.is_in_progress(),
         lead: found.lead,
@@ -1336,14 +1357,14 @@ pub fn deal_from_form(form: &DealForm) -> Result<LeadRegister, Refusal> {
     })
 }
 
-fn deal_rows(views: &[RegistrationView]) -> Vec<DealRow> {
+fn deal_rows(loc: &Locale, views: &[RegistrationView]) -> Vec<DealRow> {
     views
         .iter()
         .map(|v| DealRow {
             vendor: v.reg.vendor.to_string(),
             company: v.reg.deal.customer.company.clone(),
             product_lines: v.reg.deal.product_lines.join(", "),
-            registered: when(v.reg.registered_at),
+            registered: loc.when(v.reg.registered_at),
             status: v.reg.status.as_str(),
             exclusive_until: v
                 .reg
@@ -1369,7 +1390,7 @@ async fn deals(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Mem
         StatusCode::OK,
         DealsPage {
             f: m.frame(),
-            rows: deal_rows(&list),
+            rows: deal_rows(m.loc(), &list),
             vendors: vendors_for(&node, user),
             next: next_link("/deals", Direction::Received, next),
         }

@@ -5,7 +5,7 @@
 
 use super::access::{Member, Page, Staff};
 use super::form::{Posted, attach};
-use super::format::when;
+use super::format::Locale;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::Role;
 use crate::engine::decode_message;
@@ -40,14 +40,6 @@ fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
     f.get(name).map_or("", |s| s.trim())
 }
 
-fn amount(minor: i64, c: &Currency) -> String {
-    Money {
-        amount: minor,
-        currency: c.clone(),
-    }
-    .to_string()
-}
-
 pub struct BudgetRow {
     pub link: String,
     pub partner: String,
@@ -57,7 +49,7 @@ pub struct BudgetRow {
     pub sound: bool,
 }
 
-fn row(v: &BudgetView) -> BudgetRow {
+fn row(loc: &Locale, v: &BudgetView) -> BudgetRow {
     let c = &v.budget.currency;
     BudgetRow {
         link: format!("/mdf/{}/{}", v.key, v.subject),
@@ -73,7 +65,7 @@ fn row(v: &BudgetView) -> BudgetRow {
             Account::Expired,
         ]
         .into_iter()
-        .map(|a| (a.as_str(), amount(v.budget.balance(a), c)))
+        .map(|a| (a.as_str(), loc.amount(v.budget.balance(a), c)))
         .collect(),
         sound: v.budget.verify().is_empty(),
     }
@@ -114,7 +106,7 @@ async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Memb
         path: "/mdf",
         placed: staff && direction == Direction::Placed,
         next: next_link("/mdf", direction, next),
-        rows: budgets.iter().map(row).collect(),
+        rows: budgets.iter().map(|v| row(m.loc(), v)).collect(),
         allocate: staff,
         roi,
     };
@@ -239,6 +231,7 @@ async fn page(
     Path((key, subject)): Path<(String, String)>,
     m: Member,
 ) -> Page {
+    let loc = m.loc();
     let found = node
         .store
         .read()
@@ -252,19 +245,19 @@ async fn page(
         f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
         action: format!("/mdf/{key}/{subject}"),
-        row: row(&view),
+        row: row(loc, &view),
         entries: b
             .entries
             .iter()
             .map(|e| {
                 (
                     e.n,
-                    when(e.at),
+                    loc.when(e.at),
                     e.kind.clone(),
                     e.reference.clone(),
                     e.from.as_str(),
                     e.to.as_str(),
-                    amount(e.amount, c),
+                    loc.amount(e.amount, c),
                 )
             })
             .collect(),
@@ -280,7 +273,7 @@ async fn page(
                     &r.request.expected_cost.currency,
                 ),
                 status: status_word(&r.status),
-                approved: amount(r.approved, c),
+                approved: loc.amount(r.approved, c),
                 undecided: r.status == RequestStatus::Submitted,
             })
             .collect(),
@@ -294,7 +287,7 @@ async fn page(
                 amount: x.claim.amount.to_string(),
                 amount_plain: plain_amount(x.claim.amount.amount, &x.claim.amount.currency),
                 status: status_word(&x.status),
-                approved_paid: format!("{} / {}", amount(x.approved, c), amount(x.paid, c)),
+                approved_paid: format!("{} / {}", loc.amount(x.approved, c), loc.amount(x.paid, c)),
                 files: x
                     .claim
                     .proofs

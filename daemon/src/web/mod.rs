@@ -12,6 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod access;
+pub mod account;
 pub mod form;
 pub mod format;
 pub mod i18n;
@@ -65,6 +66,7 @@ pub fn routes() -> Router<Arc<Node>> {
             "/account/password",
             get(password_page).post(change_password),
         )
+        .merge(account::routes())
         .merge(leads::routes())
         .merge(orders::routes())
         .merge(service::routes())
@@ -74,6 +76,8 @@ pub fn routes() -> Router<Arc<Node>> {
 /// What every page shows around its content.
 pub struct Frame {
     pub t: &'static Catalog,
+    /// The reader's language and time zone: how values are written.
+    pub loc: format::Locale,
     pub lang: &'static str,
     pub user: Option<String>,
     pub staff: bool,
@@ -82,9 +86,25 @@ pub struct Frame {
     pub path: String,
 }
 
-/// One request's context: language, session, flash.
+impl Frame {
+    /// Every time zone name, for the zone fields' suggestions.
+    pub fn zones(&self) -> &'static [String] {
+        static ZONES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            let mut all: Vec<String> = jiff::tz::db()
+                .available()
+                .map(|n| n.as_str().to_string())
+                .collect();
+            all.sort();
+            all
+        });
+        &ZONES
+    }
+}
+
+/// One request's context: language, time zone, session, flash.
 struct Ctx {
     lang: Lang,
+    loc: format::Locale,
     token: Option<String>,
     found: Found,
     flash: Option<String>,
@@ -118,6 +138,20 @@ impl Ctx {
             .unwrap_or(Found::None),
             _ => Found::None,
         };
+        let loc = match &found {
+            Found::Valid(_, user) => {
+                let org = match (&user.partner, node.store.read()) {
+                    (Some(p), Ok(read)) => directory::load(&read, p)
+                        .ok()
+                        .flatten()
+                        .map(|p| p.time_zone)
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                format::Locale::new(lang, &[&user.time_zone, &org, &config.web.time_zone])
+            }
+            _ => format::Locale::new(lang, &[&config.web.time_zone]),
+        };
         let flash = session::cookie(cookies, FLASH_COOKIE)
             .filter(|k| {
                 k.bytes()
@@ -126,6 +160,7 @@ impl Ctx {
             .map(|k| i18n::catalog(lang).get(k));
         Ctx {
             lang,
+            loc,
             token,
             found,
             flash,
@@ -140,6 +175,7 @@ impl Ctx {
         };
         Frame {
             t: i18n::catalog(self.lang),
+            loc: self.loc.clone(),
             lang: self.lang.code(),
             user,
             staff,
@@ -153,7 +189,7 @@ impl Ctx {
     /// visitor to the login page.
     fn require(&self) -> Result<(&Session, &User, &str), Response> {
         match (&self.found, &self.token) {
-            (Found::Valid(s, u), Some(t)) => Ok((s, u, t.as_str())),
+            (Found::Valid(s, u), Some(t)) => Ok((s, &**u, t.as_str())),
             (Found::Expired, _) => Err(redirect_with_flash("/login", "login.expired")),
             _ => Err(Redirect::to("/login").into_response()),
         }
@@ -544,7 +580,7 @@ async fn signed_in(node: &Node, headers: &HeaderMap, uri: &Uri) -> Result<Ctx, R
 
 fn user_of(ctx: &Ctx) -> Option<(&Session, &User)> {
     match &ctx.found {
-        Found::Valid(s, u) => Some((s, u)),
+        Found::Valid(s, u) => Some((s, &**u)),
         _ => None,
     }
 }
@@ -562,6 +598,7 @@ struct HomePage {
 }
 
 async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
+    let loc = m.loc();
     let user = &m.user;
     let read = node.store.read()?;
     let config = node.config();
@@ -591,7 +628,7 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
     if user.role != Role::Partner
         && let Some(fault) = node.engine.storage_fault()
     {
-        let since = format::when(fault.since);
+        let since = loc.when(fault.since);
         items.push(format::plain(
             "home.storage_failing",
             format!("{since}: {}", fault.message),
@@ -610,7 +647,7 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
             ));
         }
     }
-    items.extend(leads::inbox_items(&read, user, &node.identity.id));
+    items.extend(leads::inbox_items(loc, &read, user, &node.identity.id));
     items.extend(orders::inbox_items(&read, user, &node.identity.id));
     items.extend(service::inbox_items(&read, user, &node.identity.id));
     items.extend(mdf::inbox_items(&read, user));

@@ -4,7 +4,7 @@
 //! orders) and the order page with the actions each side may take.
 
 use super::access::{Member, Page, Staff};
-use super::format::when;
+use super::format::Locale;
 use super::i18n::Catalog;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::node::Node;
@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use guanxi_protocol::ReasonCode;
 use guanxi_protocol::messages::{Address, CatalogPublish, PriceList};
-use guanxi_protocol::money::{Currency, Money};
+use guanxi_protocol::money::Currency;
 use guanxi_protocol::pricing::{LineProblem, Totals};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -43,14 +43,6 @@ fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
     f.get(name).map_or("", |s| s.trim())
 }
 
-fn amount(minor: i64, currency: &Currency) -> String {
-    Money {
-        amount: minor,
-        currency: currency.clone(),
-    }
-    .to_string()
-}
-
 // ------------------------------------------------------------- catalog
 
 pub struct ListView {
@@ -60,18 +52,14 @@ pub struct ListView {
     pub prices: Vec<(String, String)>,
 }
 
-fn percent(bp: i64) -> String {
-    format!("{}.{:02} %", bp / 100, bp % 100)
-}
-
-fn list_view(list: &PriceList) -> ListView {
+fn list_view(loc: &Locale, list: &PriceList) -> ListView {
     ListView {
-        discount: percent(list.discount_bp),
-        tax: percent(list.tax_rate_bp),
+        discount: loc.percent_bp(list.discount_bp),
+        tax: loc.percent_bp(list.tax_rate_bp),
         prices: list
             .prices
             .iter()
-            .map(|p| (p.sku.clone(), amount(p.unit_price, &list.currency)))
+            .map(|p| (p.sku.clone(), loc.amount(p.unit_price, &list.currency)))
             .collect(),
         list: list.clone(),
     }
@@ -127,7 +115,12 @@ fn list_form_response(
     let catalog = node.store.read().and_then(|r| orders::own_catalog(&r))?;
     let lists = catalog
         .as_ref()
-        .map(|c| c.price_lists.iter().map(list_view).collect())
+        .map(|c| {
+            c.price_lists
+                .iter()
+                .map(|l| list_view(m.loc(), l))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(m.page(
         status,
@@ -387,6 +380,7 @@ fn shop_response(
     error: Option<String>,
 ) -> Page {
     let user = &m.user;
+    let loc = m.loc();
     let shop = match node
         .store
         .read()
@@ -429,7 +423,7 @@ fn shop_response(
                     l.prices
                         .iter()
                         .find(|x| x.sku == p.sku)
-                        .map(|x| amount(x.unit_price, &l.currency))
+                        .map(|x| loc.amount(x.unit_price, &l.currency))
                 })
                 .collect(),
         })
@@ -598,19 +592,19 @@ pub struct OrderRow {
     pub total: String,
 }
 
-fn order_row(v: &OrderView) -> OrderRow {
+fn order_row(loc: &Locale, v: &OrderView) -> OrderRow {
     OrderRow {
         link: format!("/orders/{}/{}", v.key, v.subject),
         reference: v.order.reference.clone(),
         partner: v.partner(),
         vendor: v.order.vendor.to_string(),
-        placed: when(v.order.placed_at),
+        placed: loc.when(v.order.placed_at),
         status: v.order.status.as_str(),
         awaiting: v.awaiting(),
         total: v
             .order
             .committed_totals()
-            .map(|t| amount(t.total, &v.order.currency))
+            .map(|t| loc.amount(t.total, &v.order.currency))
             .unwrap_or_default(),
     }
 }
@@ -637,7 +631,7 @@ async fn list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Memb
     let (views, next) = page?;
     let staff = user.role != crate::accounts::Role::Partner;
     let placed = !staff || direction == Direction::Placed;
-    let mut rows: Vec<OrderRow> = views.iter().map(order_row).collect();
+    let mut rows: Vec<OrderRow> = views.iter().map(|v| order_row(m.loc(), v)).collect();
     let (incoming, outgoing) = if placed {
         (Vec::new(), rows)
     } else {
@@ -692,6 +686,7 @@ struct OrderPage {
 }
 
 fn totals_row(
+    loc: &Locale,
     key: &'static str,
     t: Result<Totals, guanxi_protocol::money::Overflow>,
     c: &Currency,
@@ -699,10 +694,10 @@ fn totals_row(
     match t {
         Ok(t) => (
             key,
-            amount(t.subtotal, c),
-            amount(t.discount, c),
-            amount(t.tax, c),
-            amount(t.total, c),
+            loc.amount(t.subtotal, c),
+            loc.amount(t.discount, c),
+            loc.amount(t.tax, c),
+            loc.amount(t.total, c),
         ),
         Err(e) => (
             key,
@@ -719,6 +714,7 @@ async fn order_page(
     Path((key, subject)): Path<(String, String)>,
     m: Member,
 ) -> Page {
+    let loc = m.loc();
     let user = &m.user;
     let me = node.identity.id.clone();
     let read = node.store.read()?;
@@ -735,7 +731,7 @@ async fn order_page(
             line: l.line,
             sku: l.sku.clone(),
             ordered: l.ordered,
-            price: amount(l.unit_price, c),
+            price: loc.amount(l.unit_price, c),
             accepted: l
                 .accepted
                 .map(|a| (a - l.cancelled.min(a)).to_string())
@@ -767,7 +763,7 @@ async fn order_page(
             (
                 s.id.clone(),
                 format!("{} {}", s.carrier, s.tracking),
-                when(s.at),
+                loc.when(s.at),
                 lines.collect::<Vec<_>>().join("; "),
             )
         })
@@ -780,7 +776,7 @@ async fn order_page(
                 i.id.clone(),
                 i.issued_on.to_string(),
                 i.due_on.as_ref().map(|d| d.to_string()).unwrap_or_default(),
-                amount(i.totals.total, c),
+                loc.amount(i.totals.total, c),
             )
         })
         .collect();
@@ -789,9 +785,9 @@ async fn order_page(
         action: format!("/orders/{key}/{subject}"),
         lines,
         totals: vec![
-            totals_row("orders.ordered", o.ordered_totals(), c),
-            totals_row("orders.committed", o.committed_totals(), c),
-            totals_row("orders.invoiced", o.invoiced_totals(), c),
+            totals_row(loc, "orders.ordered", o.ordered_totals(), c),
+            totals_row(loc, "orders.committed", o.committed_totals(), c),
+            totals_row(loc, "orders.invoiced", o.invoiced_totals(), c),
         ],
         shipments,
         invoices,

@@ -7,7 +7,7 @@
 
 use super::access::{Member, Page};
 use super::form::{Posted, attach};
-use super::format::when;
+use super::format::Locale;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
@@ -87,7 +87,7 @@ pub struct RequestRow {
     pub breached: bool,
 }
 
-fn request_row(v: &RequestView, now: i64) -> RequestRow {
+fn request_row(loc: &Locale, v: &RequestView, now: i64) -> RequestRow {
     let c = &v.clock;
     let due = if v.request.first_response_at.is_none() {
         c.first_response_due
@@ -104,9 +104,9 @@ fn request_row(v: &RequestView, now: i64) -> RequestRow {
             .and_then(|p| p.as_str().map(str::to_string))
             .unwrap_or_default(),
         status: v.request.status.as_str(),
-        opened: when(v.request.opened_at),
+        opened: loc.when(v.request.opened_at),
         due: if c.remaining.is_some() {
-            when(due)
+            loc.when(due)
         } else {
             String::new()
         },
@@ -152,7 +152,7 @@ async fn requests(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: 
     // Most urgent first on the page (overdue, then by the time left;
     // stopped clocks last).
     views.sort_by_key(|v| (v.clock.remaining.is_none(), v.clock.remaining.unwrap_or(0)));
-    let rows: Vec<RequestRow> = views.iter().map(|v| request_row(v, now)).collect();
+    let rows: Vec<RequestRow> = views.iter().map(|v| request_row(m.loc(), v, now)).collect();
     let metrics = metrics
         .into_iter()
         .map(|m| {
@@ -235,6 +235,7 @@ async fn request_page(
     Path((key, subject)): Path<(String, String)>,
     m: Member,
 ) -> Page {
+    let loc = m.loc();
     let user = &m.user;
     let now = now_ms();
     let Some(view) = node
@@ -249,7 +250,7 @@ async fn request_page(
         .events
         .iter()
         .map(|e| EventRow {
-            at: when(e.at),
+            at: loc.when(e.at),
             by: e.by.to_string(),
             status: e.status.as_str(),
             comment: e.comment.clone(),
@@ -264,10 +265,10 @@ async fn request_page(
         f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
         action: format!("/service/{key}/{subject}"),
-        row: request_row(&view, now),
+        row: request_row(loc, &view, now),
         events,
-        first_response_due: when(view.clock.first_response_due),
-        resolution_due: when(view.clock.resolution_due),
+        first_response_due: loc.when(view.clock.first_response_due),
+        resolution_due: loc.when(view.clock.resolution_due),
         as_vendor: user.role != Role::Partner && view.request.vendor == node.identity.id,
         view,
     };
@@ -311,7 +312,13 @@ pub struct ClaimRow {
     pub validity: String,
 }
 
-fn claim_row(node: &Node, user: &User, v: &ClaimView, validity: Option<&Validity>) -> ClaimRow {
+fn claim_row(
+    loc: &Locale,
+    node: &Node,
+    user: &User,
+    v: &ClaimView,
+    validity: Option<&Validity>,
+) -> ClaimRow {
     let _ = node;
     let _ = user;
     ClaimRow {
@@ -321,7 +328,7 @@ fn claim_row(node: &Node, user: &User, v: &ClaimView, validity: Option<&Validity
         sku: v.claim.claim.sku.clone(),
         serial: v.claim.claim.serial.clone(),
         status: v.claim.status.as_str(),
-        submitted: when(v.claim.submitted_at),
+        submitted: loc.when(v.claim.submitted_at),
         validity: validity.map(|x| x.status.to_string()).unwrap_or_default(),
     }
 }
@@ -372,7 +379,7 @@ async fn claims(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Me
     let rows = list
         .iter()
         .zip(validity)
-        .map(|(v, validity)| claim_row(&node, user, v, validity.as_ref()))
+        .map(|(v, validity)| claim_row(m.loc(), &node, user, v, validity.as_ref()))
         .collect();
     Ok(m.page(
         StatusCode::OK,
@@ -433,6 +440,7 @@ async fn claim_page(
     Path((key, subject)): Path<(String, String)>,
     m: Member,
 ) -> Page {
+    let loc = m.loc();
     let user = &m.user;
     let read = node.store.read()?;
     let found = service::claim(&read, user, &node.identity.id, &key, &subject)
@@ -452,14 +460,14 @@ async fn claim_page(
         f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
         action: format!("/claims/{key}/{subject}"),
-        row: claim_row(&node, user, &view, validity.as_ref()),
+        row: claim_row(loc, &node, user, &view, validity.as_ref()),
         history: view
             .claim
             .history
             .iter()
             .map(|e| {
                 (
-                    when(e.at),
+                    loc.when(e.at),
                     e.by.to_string(),
                     e.kind.clone(),
                     e.status.as_str(),

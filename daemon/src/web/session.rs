@@ -74,7 +74,7 @@ pub fn same(a: &str, b: &str) -> bool {
 
 /// A valid session and its user, or why there is none.
 pub enum Found {
-    Valid(Session, User),
+    Valid(Session, Box<User>),
     Expired,
     None,
 }
@@ -97,7 +97,7 @@ pub fn find(
         return Ok(Found::Expired);
     }
     match accounts::load_user(read, &session.username)? {
-        Some(user) if !user.disabled => Ok(Found::Valid(session, user)),
+        Some(user) if !user.disabled => Ok(Found::Valid(session, Box::new(user))),
         _ => Ok(Found::None),
     }
 }

@@ -405,7 +405,7 @@ async fn a_lead_is_offered_accepted_and_won_in_the_browser() {
     log_in(&staff, &base, "admin", &admin_password).await;
     wait_text(&staff, "Inbox").await;
     staff.goto(lead_url).await.expect("lead");
-    let text = wait_text(&staff, "TWD 120000.00").await;
+    let text = wait_text(&staff, "TWD 120,000.00").await;
     assert!(text.contains("won"), "{text}");
     staff
         .goto(format!("{base}/leads/analysis"))
@@ -419,7 +419,7 @@ async fn a_lead_is_offered_accepted_and_won_in_the_browser() {
     assert_eq!(bars.len(), 2, "one offered and one won bar");
     let table = text_of(&staff).await;
     assert!(
-        table.contains("100.0%") && table.contains("TWD 120000.00"),
+        table.contains("100.0 %") && table.contains("TWD 120,000.00"),
         "{table}"
     );
     staff.quit().await.expect("quit");

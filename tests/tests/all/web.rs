@@ -799,7 +799,7 @@ async fn leads_on_the_web_channel() {
     assert!(
         page.body.contains("id=\"lead-stage\">offered")
             && page.body.contains("globex")
-            && page.body.contains("TWD 125000.50"),
+            && page.body.contains("TWD 125,000.50"),
         "{}",
         page.body
     );
@@ -927,7 +927,7 @@ async fn leads_on_the_web_channel() {
     assert_eq!(won.status, 303, "{}", won.body);
     let page = staff.get(&lead_path).await;
     assert!(
-        page.body.contains("id=\"lead-stage\">won") && page.body.contains("TWD 120000.00"),
+        page.body.contains("id=\"lead-stage\">won") && page.body.contains("TWD 120,000.00"),
         "{}",
         page.body
     );
@@ -937,7 +937,7 @@ async fn leads_on_the_web_channel() {
     assert!(
         analysis.body.contains("<svg")
             && analysis.body.contains("<td>globex</td>")
-            && analysis.body.contains("100.0%"),
+            && analysis.body.contains("100.0 %"),
         "{}",
         analysis.body
     );
@@ -1106,7 +1106,7 @@ async fn ordering_on_the_web_channel() {
     assert_eq!(list.status, 303, "{}", list.body);
     let page = staff.get("/catalog").await;
     assert!(
-        page.body.contains("TWD 1000000.00") && page.body.contains("5.00 %"),
+        page.body.contains("TWD 1,000,000.00") && page.body.contains("5 %"),
         "{}",
         page.body
     );
@@ -1116,7 +1116,7 @@ async fn ordering_on_the_web_channel() {
     assert_eq!(mei.login("mei", &mei_password).await.status, 303);
     let shop = mei.get("/shop/acme").await;
     assert!(
-        shop.body.contains("TWD 25000.50") && shop.body.contains("5-axis CNC"),
+        shop.body.contains("TWD 25,000.50") && shop.body.contains("5-axis CNC"),
         "{}",
         shop.body
     );
@@ -1186,7 +1186,7 @@ async fn ordering_on_the_web_channel() {
     let order_path = placed.location.expect("to the order");
     let page = mei.get(&order_path).await;
     assert!(
-        page.body.contains("id=\"order-status\">placed") && page.body.contains("TWD 5037376.00"),
+        page.body.contains("id=\"order-status\">placed") && page.body.contains("TWD 5,037,376.00"),
         "{}",
         page.body
     );
@@ -1326,7 +1326,7 @@ async fn ordering_on_the_web_channel() {
     assert!(
         page.body.contains("id=\"order-status\">shipped")
             && page.body.contains("INV-1")
-            && page.body.contains("TWD 3017437.99"),
+            && page.body.contains("TWD 3,017,437.99"),
         "{}",
         page.body
     );
@@ -1653,7 +1653,8 @@ async fn marketing_funds_on_the_web_channel() {
     assert_eq!(mei.login("mei", &mei_password).await.status, 303);
     let page = mei.get(&path).await;
     assert!(
-        page.body.contains("id=\"balance-available\">TWD 100000.00"),
+        page.body
+            .contains("id=\"balance-available\">TWD 100,000.00"),
         "{}",
         page.body
     );
@@ -1756,7 +1757,7 @@ async fn marketing_funds_on_the_web_channel() {
     );
     for (action, decision, amount, shows) in [
         ("claim_decision", "approved", "40000", "id=\"pay-C-1\""),
-        ("paid", "approved", "40000", "TWD 40000.00 / TWD 40000.00"),
+        ("paid", "approved", "40000", "TWD 40,000.00 / TWD 40,000.00"),
     ] {
         let done = staff
             .post(
@@ -1781,9 +1782,9 @@ async fn marketing_funds_on_the_web_channel() {
     assert!(!page.body.contains("id=\"pay-C-1\""), "{}", page.body);
     let page = mei.get(&path).await;
     assert!(
-        page.body.contains("id=\"balance-paid\">TWD 40000.00")
-            && page.body.contains("id=\"balance-reserved\">TWD 10000.00")
-            && page.body.contains("id=\"balance-available\">TWD 50000.00"),
+        page.body.contains("id=\"balance-paid\">TWD 40,000.00")
+            && page.body.contains("id=\"balance-reserved\">TWD 10,000.00")
+            && page.body.contains("id=\"balance-available\">TWD 50,000.00"),
         "{}",
         page.body
     );
@@ -2468,5 +2469,147 @@ async fn a_one_time_password_must_be_replaced_by_a_strong_one_of_ones_own() {
             .location
             .as_deref(),
         Some("/account/password")
+    );
+}
+
+/// The time a page shows in `zone`, as `YYYY-MM-DD HH:MM` minutes since
+/// the epoch (no zone arithmetic: the test compares two readings).
+fn shown_minutes(body: &str, zone: &str) -> i64 {
+    let at = body
+        .find(&format!(" {zone}<"))
+        .unwrap_or_else(|| panic!("no time in {zone}: {body}"));
+    let text = &body[at - 16..at];
+    let date: jiff::civil::DateTime = text.parse().expect("a time");
+    date.in_tz("UTC").expect("in range").timestamp().as_second() / 60
+}
+
+#[tokio::test]
+async fn times_are_shown_in_each_readers_time_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (node, daemon, admin_password) = start(dir.path(), "");
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
+    let rules = staff.get("/leads/rules").await;
+    let csrf = Browser::csrf(&rules);
+    let saved = staff
+        .post(
+            "/leads/rules",
+            &[
+                ("csrf", &csrf),
+                ("offer_hours", "24"),
+                ("name_0", "tw"),
+                ("countries_0", "tw"),
+                ("capacity_0", "5"),
+                ("strategy_0", "round_robin"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let form = staff.get("/leads/new").await;
+    let csrf = Browser::csrf(&form);
+    let lead = staff
+        .post(
+            "/leads",
+            &[
+                ("csrf", &csrf),
+                ("company", "Contoso"),
+                ("country", "tw"),
+                ("product_lines", "cnc"),
+                ("consent", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(lead.status, 303, "{}", lead.body);
+
+    let mut mei = Browser::new(&node, &daemon);
+    mei.accept_language = Some("zh-TW");
+    assert_eq!(mei.login("mei", &mei_password).await.status, 303);
+    let offers = mei.get("/offers").await;
+    let path = link(&offers, "/offers/acme/");
+    // A reader of Chinese with no zone chosen anywhere: Asia/Taipei, eight
+    // hours ahead of the UTC an English reader of the same record sees.
+    let taipei = shown_minutes(&mei.get(&path).await.body, "Asia/Taipei");
+    mei.accept_language = Some("en");
+    let utc = shown_minutes(&mei.get(&path).await.body, "UTC");
+    assert_eq!(taipei - utc, 8 * 60);
+
+    // The organization's zone comes before the language's default.
+    let edit = staff.get("/partners/globex/edit").await;
+    let csrf = Browser::csrf(&edit);
+    let mut fields = vec![
+        ("csrf", csrf.as_str()),
+        ("id", "globex"),
+        ("name", "Globex Taiwan"),
+        ("kind", "distributor"),
+        ("tier", "gold"),
+        ("country", "tw"),
+        ("region", "Taipei"),
+        ("stage", "active"),
+        ("time_zone", "Asia/Tokio"),
+    ];
+    let bad = staff.post("/partners/globex", &fields).await;
+    assert!(
+        bad.status == 422
+            && bad.body.contains("Not a time zone")
+            && bad.body.contains("Asia/Tokio"),
+        "{}",
+        bad.body
+    );
+    fields.pop();
+    fields.push(("time_zone", "Asia/Tokyo"));
+    assert_eq!(staff.post("/partners/globex", &fields).await.status, 303);
+    let tokyo = shown_minutes(&mei.get(&path).await.body, "Asia/Tokyo");
+    assert_eq!(tokyo - utc, 9 * 60);
+
+    // The user's own choice comes first; a wrong one is refused, kept in
+    // the form, and changes nothing.
+    let settings = mei.get("/account").await;
+    assert!(settings.body.contains("Asia/Tokyo"), "{}", settings.body);
+    let csrf = Browser::csrf(&settings);
+    let bad = mei
+        .post(
+            "/account",
+            &[
+                ("csrf", &csrf),
+                ("email", "mei@globex"),
+                ("time_zone", "Mars/Olympus"),
+                ("mail", "digest"),
+            ],
+        )
+        .await;
+    assert!(
+        bad.status == 422
+            && bad.body.contains("Mars/Olympus")
+            && bad.body.contains("Not a time zone")
+            && bad.body.contains("This is not an e-mail address"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(
+        shown_minutes(&mei.get(&path).await.body, "Asia/Tokyo"),
+        tokyo
+    );
+    let saved = mei
+        .post(
+            "/account",
+            &[
+                ("csrf", &csrf),
+                ("email", "mei@globex.example"),
+                ("time_zone", "Asia/Kolkata"),
+                ("mail", "digest"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let kolkata = shown_minutes(&mei.get(&path).await.body, "Asia/Kolkata");
+    assert_eq!(kolkata - utc, 5 * 60 + 30);
+    let settings = mei.get("/account").await;
+    assert!(
+        settings.body.contains("mei@globex.example")
+            && settings.body.contains("value=\"digest\" checked"),
+        "{}",
+        settings.body
     );
 }
