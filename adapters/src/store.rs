@@ -78,6 +78,8 @@ const LEAD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("lead_inde
 const RECORD_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("record_index");
 const SERIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("serials");
 const PARTNER_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partner_users");
+const NOTICES: TableDefinition<&str, &[u8]> = TableDefinition::new("notices");
+const MAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("mail");
 const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
 /// How the database file is used ([`Store::stats`]).
@@ -124,12 +126,20 @@ pub enum Doc {
     /// node's orders (SKU, date the warranty runs from, partner)
     Serial,
     /// "PARTNER␟USERNAME" → `1` (enabled) or `0` (disabled): each partner
-    /// organization's users
+    /// organization's users ("␟USERNAME" for the company's own staff)
     PartnerUser,
+    /// "n␟USERNAME␟TIME␟ID" → a notification, "u␟USERNAME" → how many are
+    /// unread: each user's notifications, newest last
+    Notice,
+    /// "q␟DUE␟ID" → a mail to send, "d␟USERNAME␟TIME␟ID" → a notification
+    /// waiting for its digest, "dq␟USERNAME" → the digest's queued job,
+    /// "f␟TIME␟ID" → a mail given up on, "failed" → their count and the
+    /// last error: the durable mail queue
+    Mail,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 14] = [
+const DOCS: [Doc; 16] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -144,6 +154,8 @@ const DOCS: [Doc; 14] = [
     Doc::RecordIndex,
     Doc::Serial,
     Doc::PartnerUser,
+    Doc::Notice,
+    Doc::Mail,
 ];
 
 impl Doc {
@@ -169,6 +181,8 @@ impl Doc {
             Doc::RecordIndex => "record_index",
             Doc::Serial => "serials",
             Doc::PartnerUser => "partner_users",
+            Doc::Notice => "notices",
+            Doc::Mail => "mail",
         }
     }
 
@@ -188,6 +202,8 @@ impl Doc {
             Doc::RecordIndex => RECORD_INDEX,
             Doc::Serial => SERIALS,
             Doc::PartnerUser => PARTNER_USERS,
+            Doc::Notice => NOTICES,
+            Doc::Mail => MAIL,
         }
     }
 }

@@ -154,6 +154,36 @@ impl Default for FederationConfig {
     }
 }
 
+/// How the connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (usually port 587).
+    StartTls,
+    /// TLS from the first byte (usually port 465).
+    Tls,
+    /// No encryption: only to a relay on this machine (loopback).
+    None,
+}
+
+/// The mail server notifications are sent through (`[smtp]`; off when the
+/// section is absent or `enabled = false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// The user to authenticate as; empty: no authentication.
+    pub user: String,
+    /// A file holding the password (read at each connection, so it can be
+    /// replaced without a restart); never in guanxi.toml itself.
+    pub password_file: Option<PathBuf>,
+    /// The sender address, e.g. `Guanxi <prm@acme.example>`.
+    pub from: String,
+    /// The hour of the recipient's day (in their time zone) daily digests
+    /// are mailed at, 0–23.
+    pub digest_hour: u8,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -173,6 +203,8 @@ pub struct Config {
     pub web: WebConfig,
     pub federation: FederationConfig,
     pub peers: Vec<PeerConfig>,
+    /// Where notifications are mailed through; `None`: no mail is sent.
+    pub smtp: Option<SmtpConfig>,
 }
 
 impl Config {
@@ -204,6 +236,7 @@ impl Config {
             web: WebConfig::default(),
             federation: FederationConfig::default(),
             peers: Vec::new(),
+            smtp: None,
         }
     }
 
@@ -258,6 +291,22 @@ struct RawConfig {
     federation: Option<RawFederation>,
     #[serde(default)]
     peers: Vec<Spanned<RawPeer>>,
+    #[serde(default)]
+    smtp: Option<Spanned<RawSmtp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    enabled: Option<bool>,
+    host: Option<Spanned<String>>,
+    port: Option<Spanned<u16>>,
+    security: Option<Spanned<String>>,
+    #[serde(default)]
+    user: String,
+    password_file: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    digest_hour: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -658,6 +707,11 @@ impl Ctx<'_> {
             });
         }
 
+        let smtp = match raw.smtp {
+            Some(s) => self.smtp(&s, base)?,
+            None => None,
+        };
+
         Ok(Config {
             source: Some(self.file.to_path_buf()),
             node_name: node.name.unwrap_or_else(|| node_id.to_string()),
@@ -672,6 +726,97 @@ impl Ctx<'_> {
             web,
             federation,
             peers,
+            smtp,
         })
+    }
+
+    /// The `[smtp]` section, checked: `None` when it is turned off.
+    fn smtp(&self, s: &Spanned<RawSmtp>, base: &Path) -> Result<Option<SmtpConfig>, ConfigError> {
+        let raw = s.get_ref();
+        if raw.enabled == Some(false) {
+            return Ok(None);
+        }
+        let host = match &raw.host {
+            Some(h) if !h.get_ref().trim().is_empty() => h.get_ref().trim().to_string(),
+            Some(h) => return Err(self.at(h, "host must name the mail server")),
+            None => return Err(self.at(s, "[smtp] needs host, the mail server's name")),
+        };
+        let security = match &raw.security {
+            None => SmtpSecurity::StartTls,
+            Some(v) => match v.get_ref().as_str() {
+                "starttls" => SmtpSecurity::StartTls,
+                "tls" => SmtpSecurity::Tls,
+                "none" => SmtpSecurity::None,
+                _ => {
+                    return Err(self.at(v, "security must be \"starttls\", \"tls\" or \"none\""));
+                }
+            },
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if security == SmtpSecurity::None && !loopback {
+            let place = raw
+                .security
+                .as_ref()
+                .map_or(s.span().start, |v| v.span().start);
+            return Err(self.err(
+                Some(place),
+                "security = \"none\" sends mail and passwords in clear text; it is allowed only to a relay on this machine (localhost)",
+            ));
+        }
+        let port = match &raw.port {
+            Some(p) if *p.get_ref() == 0 => return Err(self.at(p, "port must be 1 to 65535")),
+            Some(p) => *p.get_ref(),
+            None => match security {
+                SmtpSecurity::Tls => 465,
+                SmtpSecurity::StartTls => 587,
+                SmtpSecurity::None => 25,
+            },
+        };
+        let from = match &raw.from {
+            Some(f) if f.get_ref().contains('@') => f.get_ref().trim().to_string(),
+            Some(f) => {
+                return Err(self.at(
+                    f,
+                    "from must be an address like \"Guanxi <prm@acme.example>\"",
+                ));
+            }
+            None => return Err(self.at(s, "[smtp] needs from, the sender address")),
+        };
+        let password_file = match &raw.password_file {
+            Some(f) => {
+                let path = self.path(base, f.get_ref());
+                if !path.is_file() {
+                    return Err(self.at(
+                        f,
+                        format!("password_file {} does not exist", path.display()),
+                    ));
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        if raw.user.is_empty() != password_file.is_none() {
+            return Err(self.at(
+                s,
+                "[smtp] user and password_file go together: give both or neither",
+            ));
+        }
+        let digest_hour = match &raw.digest_hour {
+            Some(h) if *h.get_ref() > 23 => return Err(self.at(h, "digest_hour must be 0 to 23")),
+            Some(h) => *h.get_ref(),
+            None => 8,
+        };
+        Ok(Some(SmtpConfig {
+            host,
+            port,
+            security,
+            user: raw.user.clone(),
+            password_file,
+            from,
+            digest_hour,
+        }))
     }
 }

@@ -74,6 +74,24 @@ max_unchecked_per_address = 4
 # leave 128 descriptors, plus two per peer, free for the node itself.
 max_connections = 4096
 
+# Notifications by e-mail (a lead offered, an order shipped, a claim waiting,
+# ...) go through this mail server. Off while the section stays commented.
+# Users give their address, and choose immediate mail or a daily digest, on
+# their settings page; mail that cannot be sent is kept and retried, and
+# failures show in the staff inbox.
+#
+# [smtp]
+# host = "smtp.example.com"
+# # "starttls" (port 587), "tls" (port 465) or "none" (only to localhost)
+# security = "starttls"
+# port = 587
+# user = "prm@example.com"
+# # The password, alone in a file readable only by this daemon (chmod 600).
+# password_file = "smtp-password"
+# from = "Guanxi <prm@example.com>"
+# # The hour of each user's day (in their time zone) digests are sent at.
+# digest_hour = 8
+
 # One [[peers]] block per company whose Guanxi daemon this node talks to.
 # Ask the peer's admin for its node id, URL, public key (see `guanxi init` or
 # the peer's https://.../fed/v1/keys) and, for a self-signed certificate, its SHA-256.

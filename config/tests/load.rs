@@ -175,6 +175,25 @@ fn bad_input_names_file_line_and_column() {
             "zh-TW",
         ),
         (
+            format!(
+                "{NODE}[smtp]\nhost = \"mail.example\"\nsecurity = \"none\"\nfrom = \"a@b.example\"\n"
+            ),
+            ":5:12:",
+            "only to a relay on this machine",
+        ),
+        (
+            format!("{NODE}[smtp]\nhost = \"mail.example\"\nfrom = \"nobody\"\n"),
+            ":5:8:",
+            "from must be an address",
+        ),
+        (
+            format!(
+                "{NODE}[smtp]\nhost = \"mail.example\"\nfrom = \"a@b.example\"\nuser = \"a\"\n"
+            ),
+            ":3:1:",
+            "user and password_file go together",
+        ),
+        (
             format!("{NODE}[web]\ntime_zone = \"Asia/Taipeh\"\n"),
             ":4:13:",
             "not a time zone",

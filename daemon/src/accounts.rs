@@ -231,22 +231,50 @@ fn partner_user_key(partner: &str, username: &str) -> String {
     format!("{partner}\u{1f}{username}")
 }
 
+/// The organization a user is indexed under: its partner's id, or ""
+/// for the company's own staff (partner ids are never empty).
+fn org_of(user: &User) -> &str {
+    match user.role {
+        Role::Partner => user.partner.as_deref().unwrap_or(""),
+        Role::Admin | Role::Staff => "",
+    }
+}
+
 /// Puts `user`'s index entry, after removing the one `before` had.
 fn index_user(t: &mut Tables<'_>, before: Option<&User>, user: &User) -> Result<(), StoreError> {
-    if let Some(partner) = before.and_then(|b| b.partner.as_deref()) {
-        t.delete_doc(Doc::PartnerUser, &partner_user_key(partner, &user.username))?;
-    }
-    if user.role == Role::Partner
-        && let Some(partner) = user.partner.as_deref()
-    {
-        let on: &[u8] = if user.disabled { b"0" } else { b"1" };
-        t.put_doc(
+    if let Some(before) = before {
+        t.delete_doc(
             Doc::PartnerUser,
-            &partner_user_key(partner, &user.username),
-            on,
+            &partner_user_key(org_of(before), &before.username),
         )?;
     }
+    let on: &[u8] = if user.disabled { b"0" } else { b"1" };
+    t.put_doc(
+        Doc::PartnerUser,
+        &partner_user_key(org_of(user), &user.username),
+        on,
+    )?;
     Ok(())
+}
+
+/// The enabled users of `partner` (or, for "", the company's own staff)
+/// inside a transaction: a bounded read of the index, then each account.
+pub fn enabled_members(t: &Tables<'_>, partner: &str) -> Result<Vec<User>, StoreError> {
+    let mut names = Vec::new();
+    t.each_with_prefix(Doc::PartnerUser, &format!("{partner}\u{1f}"), |name, on| {
+        if on == b"1" {
+            names.push(name.to_string())
+        }
+    })?;
+    let mut users = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(bytes) = t.doc(Doc::User, &name)?
+            && let Ok(user) = serde_json::from_slice::<User>(&bytes)
+        {
+            users.push(user);
+        }
+    }
+    Ok(users)
 }
 
 /// Whether `partner` has at least one enabled user (a bounded read).
@@ -272,7 +300,8 @@ pub fn users_of(read: &Read, partner: &str) -> Result<Vec<User>, StoreError> {
 }
 
 const INDEX_BUILT_KEY: &str = "index:partner_users";
-const INDEX_VERSION: &[u8] = b"1";
+/// 2: the company's own staff are indexed too (under "").
+const INDEX_VERSION: &[u8] = b"2";
 
 /// Builds the partner-user index unless this store has it (a migration:
 /// accounts are few, so one transaction). Answers how many users it indexed.
@@ -312,7 +341,8 @@ pub fn list_users(read: &Read) -> Result<Vec<User>, StoreError> {
         .collect())
 }
 
-fn user_in(t: &Tables<'_>, username: &str) -> Result<Option<User>, EngineError> {
+/// Reads one user inside a transaction.
+pub fn load_user_in(t: &Tables<'_>, username: &str) -> Result<Option<User>, EngineError> {
     Ok(t.doc(Doc::User, username)?
         .and_then(|b| serde_json::from_slice(&b).ok()))
 }
@@ -376,7 +406,7 @@ pub async fn update_user(
     let name = username.to_string();
     engine
         .local(move |t| {
-            let Some(mut user) = user_in(t, &name)? else {
+            let Some(mut user) = load_user_in(t, &name)? else {
                 return Ok(Err(AccountError::NoSuchUser(name.clone())));
             };
             let before = user.clone();

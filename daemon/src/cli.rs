@@ -697,6 +697,8 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         } else {
             config.public_url.clone()
         };
+    // Links in mail name the real address too.
+    config.public_url = public_url.clone();
     let key_document = identity::key_document(
         &config.node_id,
         &config.node_name,
@@ -714,11 +716,15 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         id: config.node_id.clone(),
         key: key.clone(),
     });
-    let (engine, writer) = Engine::start(
-        store.clone(),
-        identity.clone(),
-        crate::rules::for_node(config.data_dir.clone()),
-    );
+    let hooks = crate::engine::Hooks {
+        rule: crate::rules::for_node(config.data_dir.clone()),
+        applied: crate::notify::hook(crate::notify::MailSettings {
+            on: config.smtp.is_some(),
+            digest_hour: config.smtp.as_ref().map_or(8, |s| s.digest_hour),
+            default_zone: config.web.time_zone.clone(),
+        }),
+    };
+    let (engine, writer) = Engine::start(store.clone(), identity.clone(), hooks);
     let node = Arc::new(
         Node::new(identity, engine, store.clone(), key_document, config)
             .context("building peer clients")?,
@@ -770,6 +776,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         ));
         let expiry_task =
             tokio::spawn(crate::mdf::run_expiry(node.clone(), shutdown.child_token()));
+        let mail_task = tokio::spawn(crate::mailer::run(node.clone(), shutdown.child_token()));
         let purge_task = tokio::spawn(crate::web::session::run_purge(
             node.clone(),
             shutdown.child_token(),
@@ -869,6 +876,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         let _ = reconcile_task.await;
         let _ = expiry_task.await;
         let _ = purge_task.await;
+        let _ = mail_task.await;
         let _ = storage_task.await;
         let _ = verify_task.await;
         let _ = admin_task.await;

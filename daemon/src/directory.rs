@@ -250,6 +250,24 @@ pub fn contacts_text(contacts: &[Contact]) -> String {
         .join("\n")
 }
 
+/// An organization's name for people: this node's own name, a partner's
+/// from the directory, a peer's from the config, else its id (and a
+/// `web:` key names its partner).
+pub fn org_name(read: &Read, config: &guanxi_config::Config, id: &str) -> String {
+    let id = id.strip_prefix("web:").unwrap_or(id);
+    if id == config.node_id.as_str() {
+        return config.node_name.clone();
+    }
+    if let Ok(Some(p)) = load(read, id) {
+        return p.name;
+    }
+    config
+        .peers
+        .iter()
+        .find(|p| p.id.as_str() == id && !p.name.is_empty())
+        .map_or_else(|| id.to_string(), |p| p.name.clone())
+}
+
 /// Reads one partner.
 pub fn load(read: &Read, id: &str) -> Result<Option<Partner>, StoreError> {
     Ok(read

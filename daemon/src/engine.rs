@@ -121,6 +121,7 @@ type LocalWork =
 pub struct Act<'a, 't> {
     pub tables: &'a mut Tables<'t>,
     identity: &'a Identity,
+    hooks: &'a Hooks,
     /// The time of this group of jobs.
     pub now: Millis,
     effects: Effects,
@@ -134,12 +135,14 @@ pub struct Act<'a, 't> {
 struct Effects {
     queued: BTreeSet<NodeId>,
     families: BTreeSet<&'static str>,
+    mail: bool,
 }
 
 impl Effects {
     fn merge(&mut self, other: Effects) {
         self.queued.extend(other.queued);
         self.families.extend(other.families);
+        self.mail |= other.mail;
     }
 }
 
@@ -189,6 +192,16 @@ impl Act<'_, '_> {
         match state::apply(current.as_ref(), &ctx, message) {
             Ok(Some(record)) => {
                 save_record(self.tables, &mut self.effects, key, subject, &record)?;
+                let applied = Applied {
+                    key,
+                    subject,
+                    from,
+                    to,
+                    message,
+                    record: &record,
+                    at: self.now,
+                };
+                self.effects.mail |= (self.hooks.applied)(self.tables, &applied)?;
                 Ok(Ok(Some(record)))
             }
             Ok(None) => Ok(Ok(None)),
@@ -277,17 +290,21 @@ pub struct PeerSignal {
 /// worker after every commit that queued envelopes for it, whoever queued
 /// them (a peer's request, the web view, the API, a timer).
 #[derive(Default)]
-pub struct Wakers(RwLock<HashMap<NodeId, Arc<PeerSignal>>>);
+pub struct Wakers {
+    peers: RwLock<HashMap<NodeId, Arc<PeerSignal>>>,
+    /// Woken after every commit that queued mail (see `crate::mailer`).
+    pub mail: Notify,
+}
 
 impl Wakers {
     /// The signal of `peer`'s delivery worker.
     pub fn get(&self, peer: &NodeId) -> Arc<PeerSignal> {
-        if let Ok(w) = self.0.read()
+        if let Ok(w) = self.peers.read()
             && let Some(n) = w.get(peer)
         {
             return n.clone();
         }
-        let mut w = match self.0.write() {
+        let mut w = match self.peers.write() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -365,6 +382,46 @@ pub type InboundRule = Arc<
         + Sync,
 >;
 
+/// A message that changed a shared record, as the engine applied it: from
+/// a peer's daemon, or exchanged with a partner that has no daemon (its
+/// users' actions and this node's answers to them). This node's own
+/// messages to peers are not reported: the peer tells its own people.
+pub struct Applied<'a> {
+    /// The peer id or `web:<partner>` the record is kept under.
+    pub key: &'a str,
+    pub subject: &'a str,
+    /// Who sent the message.
+    pub from: &'a NodeId,
+    pub to: &'a NodeId,
+    pub message: &'a Message,
+    /// The record after the message.
+    pub record: &'a Record,
+    pub at: Millis,
+}
+
+/// Work done in the same transaction as every applied message (see
+/// [`Applied`]): the node's notifications. Answers whether it queued mail
+/// (the mailer is woken after the commit).
+pub type AppliedHook =
+    Arc<dyn Fn(&mut Tables<'_>, &Applied<'_>) -> Result<bool, EngineError> + Send + Sync>;
+
+/// What the engine runs beside the state machines.
+#[derive(Clone)]
+pub struct Hooks {
+    pub rule: InboundRule,
+    pub applied: AppliedHook,
+}
+
+impl Hooks {
+    /// No business rule and nothing done on applied messages (tests).
+    pub fn none() -> Hooks {
+        Hooks {
+            rule: Arc::new(|_, _, _| Ok(Ok(()))),
+            applied: Arc::new(|_, _| Ok(false)),
+        }
+    }
+}
+
 /// A handle to the engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -405,7 +462,7 @@ impl Engine {
     pub fn start(
         store: Arc<Store>,
         identity: Arc<Identity>,
-        rule: InboundRule,
+        hooks: Hooks,
     ) -> (Engine, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(8192);
         let wakers = Arc::new(Wakers::default());
@@ -416,7 +473,7 @@ impl Engine {
             identity,
             wakers: wakers.clone(),
             versions: versions.clone(),
-            rule,
+            hooks,
             storage: storage.clone(),
             last_probe: None,
         };
@@ -602,7 +659,7 @@ struct Writer {
     identity: Arc<Identity>,
     wakers: Arc<Wakers>,
     versions: Arc<Versions>,
-    rule: InboundRule,
+    hooks: Hooks,
     storage: Arc<StorageHealth>,
     /// When the disk was last checked for room, while failed.
     last_probe: Option<std::time::Instant>,
@@ -690,7 +747,7 @@ impl Writer {
         // that error instead of taking the writer thread (and every later
         // write) down with it.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_group(&self.store, &self.identity, &self.rule, jobs, now, effects)
+            run_group(&self.store, &self.identity, &self.hooks, jobs, now, effects)
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -825,6 +882,9 @@ fn finish(
             for peer in &effects.queued {
                 wakers.wake(peer);
             }
+            if effects.mail {
+                wakers.mail.notify_one();
+            }
         }
         Err(e) => {
             tracing::error!(
@@ -842,7 +902,7 @@ fn finish(
 fn run_group(
     store: &Store,
     identity: &Identity,
-    rule: &InboundRule,
+    hooks: &Hooks,
     jobs: &mut [Job],
     now: Millis,
     effects: &mut Effects,
@@ -867,6 +927,7 @@ fn run_group(
                     let mut act = Act {
                         tables: w,
                         identity,
+                        hooks,
                         now,
                         effects: Effects::default(),
                     };
@@ -877,7 +938,7 @@ fn run_group(
                 Job::Inbound { items, .. } => {
                     let mut answers = Vec::with_capacity(items.len());
                     for item in items {
-                        let a = inbound(w, identity, rule, item, now, effects)?;
+                        let a = inbound(w, identity, hooks, item, now, effects)?;
                         let stop = !a.continues();
                         answers.push(a);
                         if stop {
@@ -1103,7 +1164,7 @@ fn reject(
 fn inbound(
     w: &mut Tables<'_>,
     identity: &Identity,
-    rule: &InboundRule,
+    hooks: &Hooks,
     item: &Inbound,
     now: Millis,
     effects: &mut Effects,
@@ -1211,7 +1272,7 @@ fn inbound(
                         // the authority of; the authority's own messages
                         // are the record's truth.
                         let ruled = match received.version {
-                            Some(_) => rule(w, &ctx, message)?,
+                            Some(_) => (hooks.rule)(w, &ctx, message)?,
                             None => Ok(()),
                         };
                         match ruled {
@@ -1222,6 +1283,20 @@ fn inbound(
                                     Some(1) => Some(f.seq),
                                     _ => opened,
                                 };
+                                if received.refused.is_none()
+                                    && let Some(record) = &slot.record
+                                {
+                                    let applied = Applied {
+                                        key: peer,
+                                        subject,
+                                        from: &f.from,
+                                        to: &f.to,
+                                        message,
+                                        record,
+                                        at: f.created,
+                                    };
+                                    effects.mail |= (hooks.applied)(w, &applied)?;
+                                }
                                 save_slot(w, effects, peer, subject, slot, opened)?;
                                 placed = received.version;
                                 received.refused.map(|e| Rejection {
@@ -1240,7 +1315,7 @@ fn inbound(
                     None,
                 )
             } else {
-                match rule(w, &ctx, message)? {
+                match (hooks.rule)(w, &ctx, message)? {
                     Err(e) => reject(e.code, e.message, None),
                     Ok(()) => None,
                 }
@@ -1402,8 +1477,7 @@ mod tests {
             id: "acme".parse().expect("id"),
             key: NodeKey::from_seed(&[3u8; 32]),
         });
-        let rule: InboundRule = Arc::new(|_, _, _| Ok(Ok(())));
-        let (engine, _writer) = Engine::start(store.clone(), identity, rule);
+        let (engine, _writer) = Engine::start(store.clone(), identity, Hooks::none());
         (engine, store)
     }
 

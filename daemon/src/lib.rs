@@ -22,6 +22,8 @@
 //!
 //! - [`web`]: the web view (askama templates, sessions, CSRF, en and zh-TW).
 //! - [`directory`]: the partner directory.
+//! - [`notify`]: notifications, written with the message that causes them,
+//!   and the durable mail queue; [`mailer`] sends it over SMTP.
 //!
 //! - [`api`]: the admin JSON API under /api/v1 (bearer tokens, OpenAPI).
 
@@ -43,9 +45,11 @@ pub mod identity;
 pub mod inbox;
 pub mod leads;
 pub mod logging;
+pub mod mailer;
 pub mod mdf;
 pub mod migrate;
 pub mod node;
+pub mod notify;
 pub mod orders;
 pub mod record_index;
 pub mod records;

@@ -66,17 +66,19 @@ pub struct Ticks {
     pub mdf_expiry: std::sync::atomic::AtomicU64,
     pub warranty_relay: std::sync::atomic::AtomicU64,
     pub session_purge: std::sync::atomic::AtomicU64,
+    pub mailer: std::sync::atomic::AtomicU64,
 }
 
 impl Ticks {
     /// (timer name, rounds finished) for each timer.
-    pub fn all(&self) -> [(&'static str, u64); 4] {
+    pub fn all(&self) -> [(&'static str, u64); 5] {
         use std::sync::atomic::Ordering::Relaxed;
         [
             ("lead_sweeper", self.lead_sweeper.load(Relaxed)),
             ("mdf_expiry", self.mdf_expiry.load(Relaxed)),
             ("warranty_relay", self.warranty_relay.load(Relaxed)),
             ("session_purge", self.session_purge.load(Relaxed)),
+            ("mailer", self.mailer.load(Relaxed)),
         ]
     }
 }

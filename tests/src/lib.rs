@@ -7,6 +7,7 @@
 //! kill it outright.
 
 pub mod answering_peers;
+pub mod smtp_sink;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -181,6 +181,11 @@ mod tests {
             }
         }
         assert!(used > 50, "only {used} keys found in templates");
+        // Every message kind is said in words, never shown raw.
+        for kind in guanxi_protocol::messages::KINDS {
+            let key = format!("kind.{kind}");
+            assert!(en.messages.contains_key(&key), "{key}");
+        }
         // Keys built at run time from the directory's types and stages.
         for name in crate::directory::TYPES
             .iter()

@@ -18,6 +18,7 @@ pub mod format;
 pub mod i18n;
 pub mod leads;
 pub mod mdf;
+pub mod notifications;
 pub mod orders;
 pub mod service;
 pub mod session;
@@ -67,6 +68,7 @@ pub fn routes() -> Router<Arc<Node>> {
             get(password_page).post(change_password),
         )
         .merge(account::routes())
+        .merge(notifications::routes())
         .merge(leads::routes())
         .merge(orders::routes())
         .merge(service::routes())
@@ -84,6 +86,8 @@ pub struct Frame {
     pub csrf: String,
     pub flash: Option<String>,
     pub path: String,
+    /// The signed-in user's unread notifications.
+    pub unread: u64,
 }
 
 impl Frame {
@@ -105,6 +109,7 @@ impl Frame {
 struct Ctx {
     lang: Lang,
     loc: format::Locale,
+    unread: u64,
     token: Option<String>,
     found: Found,
     flash: Option<String>,
@@ -138,6 +143,12 @@ impl Ctx {
             .unwrap_or(Found::None),
             _ => Found::None,
         };
+        let unread = match (&found, node.store.read()) {
+            (Found::Valid(_, user), Ok(read)) => {
+                crate::notify::unread(&read, &user.username).unwrap_or(0)
+            }
+            _ => 0,
+        };
         let loc = match &found {
             Found::Valid(_, user) => {
                 let org = match (&user.partner, node.store.read()) {
@@ -161,6 +172,7 @@ impl Ctx {
         Ctx {
             lang,
             loc,
+            unread,
             token,
             found,
             flash,
@@ -182,6 +194,7 @@ impl Ctx {
             csrf,
             flash: self.flash.clone(),
             path: self.path.clone(),
+            unread: self.unread,
         }
     }
 
@@ -640,6 +653,24 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
         items.push(format::plain("home.store_damaged", damage));
     }
     if user.role != Role::Partner {
+        let (retrying, error) = crate::notify::retrying(&read, 100).unwrap_or_default();
+        if retrying > 0 {
+            items.push(format::plain(
+                "home.mail_retrying",
+                format!("{retrying} · {}", error.unwrap_or_default()),
+            ));
+        }
+        if let Ok(Some(failed)) = crate::notify::failures(&read) {
+            items.push(format::plain(
+                "home.mail_failed",
+                format!(
+                    "{} · {} · {}",
+                    failed.count,
+                    loc.when(failed.at),
+                    failed.last_error
+                ),
+            ));
+        }
         for (peer, seq, code) in read.out_rejected().unwrap_or_default() {
             items.push(format::plain(
                 "home.rejected_out",

@@ -17,6 +17,7 @@ mod federation;
 mod inbox;
 mod leads;
 mod mdf;
+mod notify;
 mod orders;
 mod service;
 mod web;

@@ -14,14 +14,14 @@ pub(crate) struct Browser {
     client: reqwest::Client,
     base: String,
     cookies: HashMap<String, String>,
-    accept_language: Option<&'static str>,
+    pub(crate) accept_language: Option<&'static str>,
     /// An `X-Forwarded-For` header to send (a client behind a proxy).
     forwarded_for: Option<&'static str>,
 }
 
 pub(crate) struct Page {
     pub(crate) status: u16,
-    location: Option<String>,
+    pub(crate) location: Option<String>,
     pub(crate) body: String,
 }
 
@@ -105,7 +105,7 @@ impl Browser {
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
         let request = self
             .client
             .post(format!("{}{path}", self.base))
@@ -175,7 +175,7 @@ impl Browser {
     }
 
     /// The CSRF token in the last form of `page`.
-    fn csrf(page: &Page) -> String {
+    pub(crate) fn csrf(page: &Page) -> String {
         let at = page
             .body
             .rfind("name=\"csrf\" value=\"")
@@ -244,14 +244,14 @@ fn start(dir: &Path, extra_config: &str) -> (NodeSetup, Daemon, String) {
     (node, daemon, password)
 }
 
-fn password_from(out: &str) -> String {
+pub(crate) fn password_from(out: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix("password"))
         .map(|p| p.trim().to_string())
         .expect("password line")
 }
 
-async fn create_partner(b: &mut Browser, id: &str, name: &str) {
+pub(crate) async fn create_partner(b: &mut Browser, id: &str, name: &str) {
     let form = b.get("/partners/new").await;
     assert_eq!(form.status, 200);
     let csrf = Browser::csrf(&form);
@@ -286,7 +286,12 @@ async fn create_partner(b: &mut Browser, id: &str, name: &str) {
 
 /// Staff create a partner user in the web view; returns the one-time
 /// password the page shows once.
-async fn add_partner_user(b: &mut Browser, org: &str, username: &str, name: &str) -> String {
+pub(crate) async fn add_partner_user(
+    b: &mut Browser,
+    org: &str,
+    username: &str,
+    name: &str,
+) -> String {
     let page = b.get(&format!("/partners/{org}")).await;
     let csrf = Browser::csrf(&page);
     let created = b
@@ -711,7 +716,7 @@ fn refs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 /// The first link on `page` that starts with `prefix`.
-fn link(page: &Page, prefix: &str) -> String {
+pub(crate) fn link(page: &Page, prefix: &str) -> String {
     let at = page
         .body
         .find(&format!("href=\"{prefix}"))
