@@ -241,6 +241,15 @@ async fn page(
     };
     let b = &view.budget;
     let c = &b.currency;
+    let frame = m.frame();
+    // Requests and claims are the partner's; every other entry the vendor's.
+    let said = |kind: &str| {
+        let actor = match kind {
+            "mdf.request" | "mdf.claim" => b.partner.as_str(),
+            _ => b.vendor.as_str(),
+        };
+        frame.said(kind, actor)
+    };
     let page = BudgetPage {
         f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
@@ -253,7 +262,7 @@ async fn page(
                 (
                     e.n,
                     loc.when(e.at),
-                    e.kind.clone(),
+                    said(&e.kind),
                     e.reference.clone(),
                     e.from.as_str(),
                     e.to.as_str(),

@@ -88,9 +88,32 @@ pub struct Frame {
     pub path: String,
     /// The signed-in user's unread notifications.
     pub unread: u64,
+    names: Names,
+}
+
+/// Looks organizations up by id for the page (one point read each).
+#[derive(Clone)]
+struct Names {
+    store: Arc<guanxi_adapters::store::Store>,
+    config: Arc<guanxi_config::Config>,
 }
 
 impl Frame {
+    /// An organization's name for people (`acme`, `web:globex` → its name).
+    pub fn org(&self, id: &str) -> String {
+        match self.names.store.read() {
+            Ok(read) => directory::org_name(&read, &self.names.config, id),
+            Err(_) => id.strip_prefix("web:").unwrap_or(id).to_string(),
+        }
+    }
+
+    /// What a message of `kind` sent by `by` did, in words ("Globex
+    /// accepted a lead"), never the raw kind.
+    pub fn said(&self, kind: &str, by: &str) -> String {
+        let org = self.org(by);
+        self.t.fill(&format!("kind.{kind}"), &[("org", &org)])
+    }
+
     /// Every time zone name, for the zone fields' suggestions.
     pub fn zones(&self) -> &'static [String] {
         static ZONES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
@@ -110,6 +133,7 @@ struct Ctx {
     lang: Lang,
     loc: format::Locale,
     unread: u64,
+    names: Names,
     token: Option<String>,
     found: Found,
     flash: Option<String>,
@@ -173,6 +197,10 @@ impl Ctx {
             lang,
             loc,
             unread,
+            names: Names {
+                store: node.store.clone(),
+                config: config.clone(),
+            },
             token,
             found,
             flash,
@@ -195,6 +223,7 @@ impl Ctx {
             flash: self.flash.clone(),
             path: self.path.clone(),
             unread: self.unread,
+            names: self.names.clone(),
         }
     }
 
@@ -885,6 +914,8 @@ pub struct ExchangeRow {
     pub created: String,
     pub direction: &'static str,
     pub kind: String,
+    /// The node that sent it.
+    pub by: String,
     pub subject: String,
     pub seq: u64,
     pub status: &'static str,
@@ -907,17 +938,20 @@ struct PageQuery {
     page: Option<usize>,
 }
 
-fn rows(list: Vec<(u64, Vec<u8>, Receipted)>, direction: &'static str) -> Vec<ExchangeRow> {
+fn rows(
+    loc: &format::Locale,
+    list: Vec<(u64, Vec<u8>, Receipted)>,
+    direction: &'static str,
+) -> Vec<ExchangeRow> {
     list.into_iter()
         .filter_map(|(seq, bytes, status)| {
             let e = SignedEnvelope::decode(&bytes).ok()?;
             let f = e.fields();
             Some(ExchangeRow {
-                created: jiff::Timestamp::from_millisecond(f.created)
-                    .map(|t| t.strftime("%Y-%m-%d %H:%M").to_string())
-                    .unwrap_or_default(),
+                created: loc.when(f.created),
                 direction,
                 kind: f.kind.clone(),
+                by: f.from.to_string(),
                 subject: f.subject.to_string(),
                 seq,
                 status: match status {
@@ -951,10 +985,12 @@ async fn partner_page(
     let mut exchanges = Vec::new();
     if let Some(peer) = &partner.peer {
         exchanges.extend(rows(
+            m.loc(),
             read.out_recent(peer, want).unwrap_or_default(),
             "exchange.out",
         ));
         exchanges.extend(rows(
+            m.loc(),
             read.in_recent(peer, want).unwrap_or_default(),
             "exchange.in",
         ));

@@ -588,6 +588,8 @@ pub struct OrderRow {
     pub vendor: String,
     pub placed: String,
     pub status: &'static str,
+    /// `fully_invoiced` or `partly_invoiced` once invoices came.
+    pub billing: Option<&'static str>,
     pub awaiting: Option<&'static str>,
     pub total: String,
 }
@@ -600,6 +602,7 @@ fn order_row(loc: &Locale, v: &OrderView) -> OrderRow {
         vendor: v.order.vendor.to_string(),
         placed: loc.when(v.order.placed_at),
         status: v.order.status.as_str(),
+        billing: v.order.billing(),
         awaiting: v.awaiting(),
         total: v
             .order

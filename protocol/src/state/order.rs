@@ -156,6 +156,22 @@ impl Order {
         self.totals_of(|l| l.invoiced)
     }
 
+    /// How far the order is billed: `fully_invoiced` when everything is
+    /// shipped and every shipped unit invoiced, `partly_invoiced` when
+    /// some units are, `None` before the first invoice.
+    pub fn billing(&self) -> Option<&'static str> {
+        let invoiced: i64 = self.lines.iter().map(|l| l.invoiced).sum();
+        if invoiced == 0 {
+            None
+        } else if self.status == OrderStatus::Shipped
+            && self.lines.iter().all(|l| l.invoiced >= l.shipped)
+        {
+            Some("fully_invoiced")
+        } else {
+            Some("partly_invoiced")
+        }
+    }
+
     fn line_index(&self, kind: &str, line: u32) -> Result<usize, StateError> {
         self.lines
             .iter()

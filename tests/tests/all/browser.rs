@@ -361,7 +361,7 @@ async fn a_lead_is_offered_accepted_and_won_in_the_browser() {
     click(&staff, "#save-lead").await;
     let text = wait_text(&staff, "Lead saved and distributed").await;
     assert!(
-        text.contains("offered") && text.contains("globex"),
+        text.contains("offered") && text.contains("Globex Taiwan"),
         "{text}"
     );
     let lead_url = staff.current_url().await.expect("url").to_string();

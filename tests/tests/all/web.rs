@@ -803,7 +803,7 @@ async fn leads_on_the_web_channel() {
     let page = staff.get(&lead_path).await;
     assert!(
         page.body.contains("id=\"lead-stage\">offered")
-            && page.body.contains("globex")
+            && page.body.contains("Globex Taiwan")
             && page.body.contains("TWD 125,000.50"),
         "{}",
         page.body
@@ -817,7 +817,7 @@ async fn leads_on_the_web_channel() {
     let page = staff.get(&second_path).await;
     assert!(
         page.body.contains("skipped: at capacity (open leads)")
-            && page.body.contains("<strong>initech</strong>"),
+            && page.body.contains("<strong>Initech</strong>"),
         "{}",
         page.body
     );
@@ -941,7 +941,7 @@ async fn leads_on_the_web_channel() {
     let analysis = staff.get("/leads/analysis?group=partner").await;
     assert!(
         analysis.body.contains("<svg")
-            && analysis.body.contains("<td>globex</td>")
+            && analysis.body.contains("<td>Globex Taiwan</td>")
             && analysis.body.contains("100.0 %"),
         "{}",
         analysis.body
