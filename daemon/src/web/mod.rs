@@ -88,6 +88,10 @@ pub struct Frame {
     pub path: String,
     /// The signed-in user's unread notifications.
     pub unread: u64,
+    /// This node is connected to other daemons: its staff also see the
+    /// partner side of the work (offers to us, our deals, ordering from
+    /// vendors) in the menu.
+    pub buys: bool,
     names: Names,
 }
 
@@ -223,6 +227,7 @@ impl Ctx {
             flash: self.flash.clone(),
             path: self.path.clone(),
             unread: self.unread,
+            buys: !self.names.config.peers.is_empty(),
             names: self.names.clone(),
         }
     }

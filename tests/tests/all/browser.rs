@@ -9,6 +9,7 @@ use guanxi_tests::NodeSetup;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use thirtyfour::common::capabilities::chromium::ChromiumLikeCapabilities;
 use thirtyfour::prelude::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
@@ -80,12 +81,20 @@ async fn browser(driver: &Driver, profile: &Path) -> WebDriver {
         "--disable-sync",
         // The daemon's certificate is self-signed; this test is about the pages.
         "--ignore-certificate-errors",
-        "--window-size=412,915",
+        "--window-size=500,900",
     ] {
         caps.add_arg(arg).expect("arg");
     }
     caps.add_arg(&format!("--user-data-dir={}", profile.display()))
         .expect("arg");
+    // A phone 375 px wide (a headless window cannot be narrower than 500
+    // px; the emulated screen can): every page must fit it without
+    // scrolling sideways.
+    caps.add_experimental_option(
+        "mobileEmulation",
+        serde_json::json!({"deviceMetrics": {"width": 375, "height": 812, "pixelRatio": 2.0}}),
+    )
+    .expect("mobile emulation");
     WebDriver::new(format!("http://127.0.0.1:{}", driver.port), caps)
         .await
         .expect("a Chromium session")
@@ -175,7 +184,38 @@ async fn log_in(page: &WebDriver, base: &str, user: &str, password: &str) {
     }
 }
 
+/// Visits each page and checks that it fits the window's width: the page
+/// never scrolls sideways (wide tables scroll inside their own box).
+async fn fits_the_phone(page: &WebDriver, base: &str, paths: &[&str]) {
+    for path in paths {
+        page.goto(format!("{base}{path}")).await.expect("page");
+        let widths = page
+            .execute(
+                "return [document.documentElement.scrollWidth, window.innerWidth];",
+                Vec::new(),
+            )
+            .await
+            .expect("script")
+            .json()
+            .clone();
+        let (scroll, window) = (widths[0].as_i64(), widths[1].as_i64());
+        assert!(
+            scroll.is_some() && scroll <= window,
+            "{path} scrolls sideways on a phone: {widths}"
+        );
+    }
+}
+
+/// Opens the menu when it is folded (a phone-wide window).
+async fn open_menu(page: &WebDriver) {
+    let button = page.find(By::Id("menu-button")).await.expect("menu button");
+    if button.is_displayed().await.expect("displayed") {
+        button.click().await.expect("open the menu");
+    }
+}
+
 async fn log_out(page: &WebDriver) {
+    open_menu(page).await;
     page.find(By::Css("header form button"))
         .await
         .expect("logout")
@@ -315,7 +355,11 @@ async fn staff_set_up_a_partner_user_who_sees_only_its_organization_in_chinese()
         .await
         .expect("click");
     let zh = wait_text(&partner, "收件匣").await;
-    assert!(zh.contains("登出"), "{zh}");
+    // On a phone-wide window the menu is folded behind its button.
+    assert!(zh.contains("選單") && !zh.contains("登出"), "{zh}");
+    open_menu(&partner).await;
+    let zh = text_of(&partner).await;
+    assert!(zh.contains("登出") && zh.contains("保固申請"), "{zh}");
     partner
         .goto(format!("{base}/partners/initech"))
         .await
@@ -400,6 +444,23 @@ async fn a_lead_is_offered_accepted_and_won_in_the_browser() {
     click(&partner, "a[lang='zh-TW']").await;
     let zh = wait_text(&partner, "成交").await;
     assert!(zh.contains("歷程"), "{zh}");
+    fits_the_phone(
+        &partner,
+        &base,
+        &[
+            "/",
+            "/offers",
+            "/deals",
+            "/shop",
+            "/orders",
+            "/service",
+            "/claims",
+            "/mdf",
+            "/notifications",
+            "/account",
+        ],
+    )
+    .await;
     partner.quit().await.expect("quit");
 
     log_in(&staff, &base, "admin", &admin_password).await;
@@ -422,6 +483,28 @@ async fn a_lead_is_offered_accepted_and_won_in_the_browser() {
         table.contains("100.0 %") && table.contains("TWD 120,000.00"),
         "{table}"
     );
+    fits_the_phone(
+        &staff,
+        &base,
+        &[
+            "/",
+            "/partners",
+            "/partners/globex",
+            "/leads",
+            "/leads/new",
+            "/leads/rules",
+            "/leads/analysis",
+            "/registrations",
+            "/catalog",
+            "/orders",
+            "/service",
+            "/claims",
+            "/mdf",
+            "/notifications",
+            "/account",
+        ],
+    )
+    .await;
     staff.quit().await.expect("quit");
     drop(daemon);
 }
