@@ -523,3 +523,75 @@ pub fn roi(read: &Read, me: &NodeId, budgets: &[BudgetView]) -> Result<Vec<Roi>,
     }
     Ok(out)
 }
+
+/// What one budget this node granted adds to the MDF sums.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct FundsCounted {
+    currency: String,
+    /// Everything granted: what left the funding account.
+    allocated: i64,
+    /// Claims approved or paid.
+    used: i64,
+}
+
+fn funds_of(budget: &guanxi_protocol::state::mdf::MdfBudgetRecord) -> FundsCounted {
+    use guanxi_protocol::state::mdf::Account;
+    FundsCounted {
+        currency: budget.currency.to_string(),
+        allocated: budget.balance(Account::Funding).saturating_neg(),
+        used: budget
+            .balance(Account::Approved)
+            .saturating_add(budget.balance(Account::Paid)),
+    }
+}
+
+/// After the engine saved a budget this node granted: the sums of funds
+/// allocated and used per currency (`mdfs␟<currency>` → JSON), moved by
+/// what the budget counted before (`mdfc␟<key>␟<subject>`), so that the
+/// dashboard reads one entry per currency, never every budget.
+pub fn budget_saved(
+    t: &mut guanxi_adapters::store::Tables<'_>,
+    key: &str,
+    subject: &str,
+    budget: &guanxi_protocol::state::mdf::MdfBudgetRecord,
+) -> Result<(), EngineError> {
+    use guanxi_adapters::store::Doc;
+    let entry = format!("mdfc\u{1f}{key}\u{1f}{subject}");
+    let before: Option<FundsCounted> = t
+        .doc(Doc::RecordIndex, &entry)?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let now = funds_of(budget);
+    if before.as_ref() == Some(&now) {
+        return Ok(());
+    }
+    for (c, sign) in before.iter().map(|b| (b, -1i64)).chain([(&now, 1i64)]) {
+        let sum_key = format!("mdfs\u{1f}{}", c.currency);
+        let mut sum: FundsCounted = t
+            .doc(Doc::RecordIndex, &sum_key)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        sum.currency = c.currency.clone();
+        sum.allocated = sum.allocated.saturating_add(sign * c.allocated);
+        sum.used = sum.used.saturating_add(sign * c.used);
+        let bytes = serde_json::to_vec(&sum).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        t.put_doc_later(Doc::RecordIndex, &sum_key, Some(bytes));
+    }
+    let bytes = serde_json::to_vec(&now).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+    t.put_doc(Doc::RecordIndex, &entry, &bytes)?;
+    Ok(())
+}
+
+/// Marketing funds this node granted, per currency: (allocated, used).
+pub fn funds(read: &Read) -> Result<Vec<(String, i64, i64)>, StoreError> {
+    let mut out = Vec::new();
+    read.each_with_prefix(
+        guanxi_adapters::store::Doc::RecordIndex,
+        "mdfs\u{1f}",
+        |_, bytes| {
+            if let Ok(s) = serde_json::from_slice::<FundsCounted>(bytes) {
+                out.push((s.currency, s.allocated, s.used));
+            }
+        },
+    )?;
+    Ok(out)
+}

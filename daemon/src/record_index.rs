@@ -22,8 +22,10 @@
 //!   (`service/overdue.rs`);
 //! - `svc␟…`, `svcf␟…`: service metrics per partner and period
 //!   (`service/aggregates.rs`);
-//! - `rev␟…`, `revc␟…`: invoiced revenue per partner and currency
-//!   (`orders/revenue.rs`);
+//! - `rev␟…`, `revm␟…`, `revc␟…`: invoiced revenue per partner and
+//!   currency, and per month (`orders/revenue.rs`);
+//! - `mdfs␟…`, `mdfc␟…`: marketing funds allocated and used per currency
+//!   (`mdf.rs`);
 //! - `ser␟<serial>` → where and when this node last shipped it as vendor
 //!   (`serials.rs`);
 //! - `d␟<family>␟<side>␟<time>␟<key>␟<subject>` and
@@ -116,6 +118,11 @@ pub fn record_saved(
             crate::serials::order_saved(t, key, order)?;
             crate::orders::revenue::order_saved(t, key, subject, order)?;
         }
+    }
+    if let Record::Mdf(budget) = record
+        && Side::of(key, record) == Side::Own
+    {
+        crate::mdf::budget_saved(t, key, subject, budget)?;
     }
     if let Record::Service(request) = record
         && Side::of(key, record) == Side::Own
@@ -511,7 +518,8 @@ pub const SHOWN: usize = 10;
 
 /// The `settings` key saying the index is built, and its version.
 const BUILT_KEY: &str = "index:records";
-const VERSION: &[u8] = b"5";
+/// 6: revenue per month, MDF sums.
+const VERSION: &[u8] = b"6";
 
 /// Builds the index when this store has none yet (a store from before it);
 /// answers how many records were indexed. Runs before the engine starts.

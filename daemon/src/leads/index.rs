@@ -13,6 +13,7 @@
 //!   progress) with that partner (capacity);
 //! - `of␟<lead id>` → JSON of what the lead is listed under, so that a
 //!   change removes exactly the old entries;
+//! - `count␟<stage>` → how many leads are at that stage (the dashboard);
 //! - `camp␟<campaign>␟<lead id>` → nothing: leads by campaign (MDF return
 //!   on investment);
 //! - `cust␟<match key>␟<lead id>` → nothing: leads by end customer
@@ -136,6 +137,32 @@ fn listing(doc: &LeadDoc, last: Option<&Lead>) -> Listed {
     }
 }
 
+/// Adds `delta` to the count of leads at `stage` (written once per
+/// transaction, however many leads change).
+fn add_count(t: &mut Tables<'_>, stage: &str, delta: i64) -> Result<(), EngineError> {
+    let key = format!("count{SEP}{stage}");
+    let now: i64 = t
+        .doc(Doc::LeadIndex, &key)?
+        .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+        .unwrap_or(0);
+    let next = (now + delta).max(0);
+    t.put_doc_later(Doc::LeadIndex, &key, Some(next.to_string().into_bytes()));
+    Ok(())
+}
+
+/// How many leads are at each stage (one entry per stage, never every
+/// lead), stages with none left out.
+pub fn stage_counts(read: &Read) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut out = Vec::new();
+    read.each_with_prefix(Doc::LeadIndex, &format!("count{SEP}"), |stage, n| {
+        let n: u64 = String::from_utf8_lossy(n).parse().unwrap_or(0);
+        if n > 0 {
+            out.push((stage.to_string(), n));
+        }
+    })?;
+    Ok(out)
+}
+
 fn add_open(t: &mut Tables<'_>, partner: &str, delta: i64) -> Result<(), EngineError> {
     let key = open_key(partner);
     let now: i64 = t
@@ -194,6 +221,7 @@ pub fn refresh_doc(t: &mut Tables<'_>, id: &str, doc: Option<&LeadDoc>) -> Resul
         return Ok(());
     }
     if let Some(old) = &old {
+        add_count(t, &old.stage, -1)?;
         t.delete_doc(Doc::LeadIndex, &stage_key(&old.stage, id))?;
         if let Some(at) = old.due {
             t.delete_doc(Doc::LeadIndex, &due_key(at, id))?;
@@ -207,6 +235,7 @@ pub fn refresh_doc(t: &mut Tables<'_>, id: &str, doc: Option<&LeadDoc>) -> Resul
     }
     match &new {
         Some(new) => {
+            add_count(t, &new.stage, 1)?;
             t.put_doc(Doc::LeadIndex, &stage_key(&new.stage, id), b"")?;
             if let Some(at) = new.due {
                 t.put_doc(Doc::LeadIndex, &due_key(at, id), b"")?;
@@ -405,7 +434,8 @@ pub fn rebuild_batch(
 
 /// The `settings` key saying the index is built (and in which version).
 const BUILT_KEY: &str = "index:lead_stage";
-const VERSION: &[u8] = b"4";
+/// 5: stage counts.
+const VERSION: &[u8] = b"5";
 
 /// Builds the index when this store has none yet (a store from before it,
 /// or after `guanxi reindex` cleared the mark); answers how many leads were

@@ -6,6 +6,8 @@
 //! Keys in the `record_index` table:
 //! - `rev␟<partner>␟<currency>` → the sum, minor units (decimal text, 128
 //!   bits so that no intermediate sum overflows);
+//! - `revm␟<YYYY-MM>␟<currency>` → the sum invoiced in that month (by
+//!   the invoices' issue dates), for the dashboard's chart;
 //! - `revc␟<key>␟<subject>` → JSON of what the order was last counted as.
 
 use crate::engine::EngineError;
@@ -22,6 +24,9 @@ struct Counted {
     partner: String,
     currency: String,
     invoiced: i64,
+    /// Invoiced per month of issue (`YYYY-MM`).
+    #[serde(default)]
+    months: BTreeMap<String, i64>,
 }
 
 fn counted_of(key: &str, order: &Order) -> Counted {
@@ -36,7 +41,27 @@ fn counted_of(key: &str, order: &Order) -> Counted {
             .invoices
             .iter()
             .fold(0i64, |sum, i| sum.saturating_add(i.totals.total)),
+        months: order.invoices.iter().fold(BTreeMap::new(), |mut m, i| {
+            let month: String = i.issued_on.to_string().chars().take(7).collect();
+            let sum: &mut i64 = m.entry(month).or_default();
+            *sum = sum.saturating_add(i.totals.total);
+            m
+        }),
     }
+}
+
+fn add_to(t: &mut Tables<'_>, key: &str, delta: i128) -> Result<(), EngineError> {
+    let now: i128 = t
+        .doc(Doc::RecordIndex, key)?
+        .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
+        .unwrap_or(0);
+    // Written once per transaction, however many orders it counts.
+    t.put_doc_later(
+        Doc::RecordIndex,
+        key,
+        Some((now + delta).to_string().into_bytes()),
+    );
+    Ok(())
 }
 
 fn sum_key(partner: &str, currency: &str) -> String {
@@ -44,15 +69,55 @@ fn sum_key(partner: &str, currency: &str) -> String {
 }
 
 fn add(t: &mut Tables<'_>, c: &Counted, sign: i128) -> Result<(), EngineError> {
-    let key = sum_key(&c.partner, &c.currency);
-    let now: i128 = t
-        .doc(Doc::RecordIndex, &key)?
-        .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
-        .unwrap_or(0);
-    let next = now + sign * i128::from(c.invoiced);
-    // Written once per transaction, however many orders it counts.
-    t.put_doc_later(Doc::RecordIndex, &key, Some(next.to_string().into_bytes()));
+    add_to(
+        t,
+        &sum_key(&c.partner, &c.currency),
+        sign * i128::from(c.invoiced),
+    )?;
+    for (month, sum) in &c.months {
+        add_to(
+            t,
+            &format!("revm{SEP}{month}{SEP}{}", c.currency),
+            sign * i128::from(*sum),
+        )?;
+    }
     Ok(())
+}
+
+/// Invoiced revenue by month (`YYYY-MM`, from `from` on, at most `months`
+/// of them) and currency: one index range, never every order.
+pub fn by_month(
+    read: &Read,
+    from: &str,
+    months: usize,
+) -> Result<BTreeMap<String, BTreeMap<String, i64>>, StoreError> {
+    let prefix = format!("revm{SEP}");
+    let start = format!("{prefix}{from}");
+    let mut out: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    // Each month has an entry per currency: read a bounded page.
+    for (k, v) in read.docs_page(
+        Doc::RecordIndex,
+        &prefix,
+        Some(&start),
+        guanxi_adapters::store::Order::Forward,
+        months * 8,
+    )? {
+        let Some((month, currency)) = k.strip_prefix(&prefix).and_then(|r| r.split_once(SEP))
+        else {
+            continue;
+        };
+        let sum: i128 = String::from_utf8_lossy(&v).parse().unwrap_or(0);
+        if let Ok(sum) = i64::try_from(sum) {
+            out.entry(month.to_string())
+                .or_default()
+                .insert(currency.to_string(), sum);
+        }
+        if out.len() > months {
+            out.pop_last();
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// After the engine saved `order` (this node its vendor) under `key`.

@@ -13,6 +13,8 @@
 
 pub mod access;
 pub mod account;
+pub mod chart;
+pub mod dashboard;
 pub mod form;
 pub mod format;
 pub mod i18n;
@@ -642,6 +644,7 @@ struct HomePage {
     organization: Option<Partner>,
     /// Things that need a staff member's action, as (message key, detail).
     items: Vec<format::InboxItem>,
+    dash: dashboard::Dashboard,
 }
 
 async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
@@ -720,7 +723,14 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
         Some(org) => directory::load(&read, org).ok().flatten(),
         None => None,
     };
+    let dash = match &user.partner {
+        Some(org) if user.role == Role::Partner => {
+            dashboard::partner(&read, loc, &crate::records::web_key(org))?
+        }
+        _ => dashboard::vendor(&read, loc)?,
+    };
     let page = HomePage {
+        dash,
         f: m.frame(),
         partners: read
             .doc_count(guanxi_adapters::store::Doc::Partner)

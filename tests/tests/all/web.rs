@@ -930,6 +930,13 @@ async fn leads_on_the_web_channel() {
         )
         .await;
     assert_eq!(won.status, 303, "{}", won.body);
+    // The staff dashboard counts leads by stage, from kept counts.
+    let home = staff.get("/").await;
+    assert!(
+        home.body.contains("Leads by stage") && home.body.contains("<title>won: 1</title>"),
+        "{}",
+        home.body
+    );
     let page = staff.get(&lead_path).await;
     assert!(
         page.body.contains("id=\"lead-stage\">won") && page.body.contains("TWD 120,000.00"),
@@ -1195,6 +1202,19 @@ async fn ordering_on_the_web_channel() {
         "{}",
         page.body
     );
+    // The partner's dashboard lists the order in flight and the offer it
+    // has not answered yet.
+    let home = mei.get("/").await;
+    assert!(
+        home.body.contains("Orders in flight")
+            && home
+                .body
+                .contains(&format!("<a href=\"{order_path}\">PO-1</a>"))
+            && home.body.contains("Leads waiting for your answer")
+            && home.body.contains("answer by "),
+        "{}",
+        home.body
+    );
 
     // Staff acknowledge part, ship, invoice; the partner cancels the rest.
     let home = staff.get("/").await;
@@ -1257,19 +1277,33 @@ async fn ordering_on_the_web_channel() {
         "{}",
         again.body
     );
+    // Invoiced today, so that this month's revenue shows on the dashboard.
+    let today: &'static str = jiff::Timestamp::now()
+        .strftime("%Y-%m-%d")
+        .to_string()
+        .leak();
     let done = staff
         .post(
             &order_path,
             &refs(&step(vec![
                 ("action", "invoice"),
                 ("invoice", "INV-1"),
-                ("issued_on", "2027-01-31"),
+                ("issued_on", today),
                 ("qty_1", "3"),
                 ("qty_2", "1"),
             ])),
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
+    let home = staff.get("/").await;
+    let month = &today[..7];
+    assert!(
+        home.body.contains("Revenue invoiced by month")
+            && home.body.contains(&format!("<title>{month}: TWD 3,"))
+            && !home.body.contains(&format!("<title>{month}: TWD 0.00")),
+        "{}",
+        home.body
+    );
     let page = mei.get(&order_path).await;
     let csrf_mei = Browser::csrf(&page);
     let too_much = mei
