@@ -85,9 +85,12 @@ impl Catalog {
         text
     }
 
-    /// A typed-input row's problem: "Row 3: …".
+    /// A typed-input row's problem: "Row 3: …" (row 0: from no row).
     pub fn row(&self, row: u64, key: &str, value: &str) -> String {
         let problem = self.fill(key, &[("value", value)]);
+        if row == 0 {
+            return problem;
+        }
         self.fill(
             "rows.at",
             &[("row", &row.to_string()), ("problem", &problem)],

@@ -349,7 +349,15 @@ pub struct ShopLine {
     pub name: String,
     pub unit: String,
     pub warranty_months: i64,
-    pub prices: Vec<String>,
+    /// The list price in the chosen currency (empty: not priced in it).
+    pub list_price: String,
+    /// The partner's price: the list price less the discount of the price
+    /// list published to it (its tier's).
+    pub your_price: String,
+    /// The quantity as typed in the table.
+    pub qty: String,
+    /// Quantity × list price, once recalculated.
+    pub line_total: String,
 }
 
 #[derive(Template)]
@@ -359,6 +367,13 @@ struct ShopPage {
     vendor: String,
     products: Vec<ShopLine>,
     currencies: Vec<String>,
+    /// The currency prices are shown in.
+    currency: String,
+    /// The discount of the list in force, as people read it.
+    discount: String,
+    /// The running total of the lines as typed (subtotal, discount, tax,
+    /// total), when there are lines.
+    totals: Option<[String; 4]>,
     form: Fields,
     problems: Vec<String>,
     error: Option<String>,
@@ -403,31 +418,76 @@ fn shop_response(
         })
         .collect();
     let chinese = m.frame().lang == "zh-TW";
+    // Prices in the chosen currency, else the first with a list in force.
+    let chosen = field(&form, "currency").to_ascii_uppercase();
+    let list = in_force
+        .iter()
+        .find(|l| l.currency.as_str() == chosen)
+        .or(in_force.first())
+        .copied();
+    let typed = shop_lines(&form);
+    let mut priced: Vec<(i64, i64)> = Vec::new();
     let products = shop
         .catalog
         .products
         .iter()
         .filter(|p| p.active)
-        .map(|p| ShopLine {
-            sku: p.sku.clone(),
-            name: if chinese && !p.name_zh.is_empty() {
-                p.name_zh.clone()
-            } else {
-                p.name_en.clone()
-            },
-            unit: p.unit.clone(),
-            warranty_months: p.warranty_months,
-            prices: in_force
-                .iter()
-                .filter_map(|l| {
-                    l.prices
-                        .iter()
-                        .find(|x| x.sku == p.sku)
-                        .map(|x| loc.amount(x.unit_price, &l.currency))
-                })
-                .collect(),
+        .map(|p| {
+            let price = list.and_then(|l| l.prices.iter().find(|x| x.sku == p.sku));
+            let qty = field(&form, &format!("qty_{}", p.sku)).to_string();
+            let line_total = match (price, list, qty.parse::<i64>()) {
+                (Some(x), Some(l), Ok(q)) if q > 0 => guanxi_protocol::money::mul(q, x.unit_price)
+                    .map(|v| loc.amount(v, &l.currency))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            ShopLine {
+                sku: p.sku.clone(),
+                name: if chinese && !p.name_zh.is_empty() {
+                    p.name_zh.clone()
+                } else {
+                    p.name_en.clone()
+                },
+                unit: p.unit.clone(),
+                warranty_months: p.warranty_months,
+                list_price: match (price, list) {
+                    (Some(x), Some(l)) => loc.amount(x.unit_price, &l.currency),
+                    _ => String::new(),
+                },
+                your_price: match (price, list) {
+                    (Some(x), Some(l)) => {
+                        let cut = i128::from(x.unit_price) * i128::from(l.discount_bp);
+                        let cut = i64::try_from((cut + 5_000) / 10_000).unwrap_or(0);
+                        loc.amount(x.unit_price - cut, &l.currency)
+                    }
+                    _ => String::new(),
+                },
+                qty,
+                line_total,
+            }
         })
         .collect();
+    // The running total of every line typed (table and box) that the
+    // catalog prices; what it does not price is reported on placing.
+    if let Some(l) = list {
+        for line in &typed.lines {
+            if let Some(x) = l.prices.iter().find(|x| x.sku == line.sku.trim())
+                && line.quantity > 0
+            {
+                priced.push((line.quantity, x.unit_price));
+            }
+        }
+    }
+    let totals = match list {
+        Some(l) if !priced.is_empty() => {
+            guanxi_protocol::pricing::totals(priced, l.discount_bp, l.tax_rate_bp)
+                .ok()
+                .map(|t| {
+                    [t.subtotal, t.discount, t.tax, t.total].map(|v| loc.amount(v, &l.currency))
+                })
+        }
+        _ => None,
+    };
     Ok(m.page(
         status,
         ShopPage {
@@ -435,12 +495,61 @@ fn shop_response(
             vendor: vendor.to_string(),
             products,
             currencies: in_force.iter().map(|l| l.currency.to_string()).collect(),
+            currency: list.map(|l| l.currency.to_string()).unwrap_or_default(),
+            discount: list
+                .map(|l| loc.percent_bp(l.discount_bp))
+                .unwrap_or_default(),
+            totals,
             form,
             problems,
             error,
         }
         .render(),
     ))
+}
+
+/// The order lines of the shop form: the quantities typed in the product
+/// table (`qty_<SKU>`, by SKU; row 0: they come from no row of the box)
+/// and then the `SKU, quantity` box, numbered in that order.
+fn shop_lines(form: &Fields) -> intake::TypedLines {
+    let mut table: Vec<(&String, &String)> = form
+        .iter()
+        .filter(|(k, v)| k.starts_with("qty_") && !v.trim().is_empty())
+        .collect();
+    table.sort();
+    let mut typed = intake::TypedLines::default();
+    for (name, qty) in table {
+        let sku = name.trim_start_matches("qty_").to_string();
+        match qty.trim().parse::<i64>() {
+            Ok(quantity) => {
+                typed.lines.push(orders::LineRequest {
+                    line: typed.lines.len() as u32 + 1,
+                    sku,
+                    quantity,
+                    unit_price: None,
+                });
+                typed.rows.push(0);
+            }
+            Err(_) => typed.errors.push(intake::RowError {
+                row: 0,
+                key: "rows.table_quantity",
+                value: sku,
+                message: format!("quantity {qty:?} is not a whole number"),
+            }),
+        }
+    }
+    let boxed = field(form, "lines");
+    if !boxed.is_empty() || typed.lines.is_empty() && typed.errors.is_empty() {
+        let more = intake::order_lines(boxed);
+        let base = typed.lines.len() as u32;
+        for mut l in more.lines {
+            l.line += base;
+            typed.lines.push(l);
+        }
+        typed.rows.extend(more.rows);
+        typed.errors.extend(more.errors);
+    }
+    typed
 }
 
 async fn shop_page(State(node): State<Arc<Node>>, Path(vendor): Path<String>, m: Member) -> Page {
@@ -503,8 +612,9 @@ async fn place(
 ) -> Page {
     m.csrf(field(&f, "csrf"))?;
     let user = &m.user;
-    let typed = intake::order_lines(field(&f, "lines"));
-    if !typed.errors.is_empty() {
+    let typed = shop_lines(&f);
+    let recalculate = field(&f, "action") == "recalculate";
+    if recalculate || !typed.errors.is_empty() {
         // The rows that could be read are checked against the catalog in
         // the same round, so the buyer fixes everything at once.
         let shop = node
@@ -518,15 +628,14 @@ async fn place(
             _ => Vec::new(),
         };
         let problems = by_row(m.frame().t, &typed, field(&f, "currency"), catalog);
-        return shop_response(
-            &m,
-            &node,
-            &vendor,
-            f,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            problems,
-            None,
-        );
+        // A recalculation shows the running total and what is wrong so far;
+        // a refused order says it was refused.
+        let status = if recalculate {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        return shop_response(&m, &node, &vendor, f, status, problems, None);
     }
     let lines = typed.lines.clone();
     let optional = |name: &str| Some(field(&f, name).to_string()).filter(|s| !s.is_empty());

@@ -1133,6 +1133,45 @@ async fn ordering_on_the_web_channel() {
         shop.body
     );
     let csrf = Browser::csrf(&shop);
+    // Ordering like a shop: the partner's price (the list less its 5 %),
+    // quantities typed in the table, and the running total recalculated by
+    // the server before placing.
+    assert!(
+        shop.body.contains("<strong>TWD 950,000.00</strong>"),
+        "{}",
+        shop.body
+    );
+    let table = [
+        ("csrf", csrf.as_str()),
+        ("currency", "TWD"),
+        ("qty_CNC-5X", "2"),
+        ("qty_SPINDLE", "1"),
+        ("reference", "PO-T"),
+        ("ship_name", "Globex"),
+        ("ship_country", "TW"),
+    ];
+    let mut recalc = table.to_vec();
+    recalc.push(("action", "recalculate"));
+    let totalled = mei.post("/shop/acme", &recalc).await;
+    assert!(
+        totalled.status == 200
+            && totalled
+                .body
+                .contains("<strong id=\"order-total\">TWD 2,019,937.99</strong>")
+            && totalled.body.contains("value=\"2\""),
+        "{}",
+        totalled.body
+    );
+    let mut place = table.to_vec();
+    place.push(("action", "place"));
+    let placed = mei.post("/shop/acme", &place).await;
+    assert_eq!(placed.status, 303, "{}", placed.body);
+    let page = mei.get(&placed.location.expect("to the order")).await;
+    assert!(
+        page.body.contains("PO-T") && page.body.contains("TWD 2,019,937.99"),
+        "{}",
+        page.body
+    );
     let order = |lines: &'static str| {
         vec![
             ("reference", "PO-1"),
