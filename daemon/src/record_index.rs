@@ -85,6 +85,11 @@ pub fn listed_status(record: &Record) -> String {
         {
             "shipped_uninvoiced".into()
         }
+        Record::Mdf(b) if !b.expired => match b.waiting_for() {
+            Some("vendor") => "waiting_vendor".into(),
+            Some(_) => "waiting_partner".into(),
+            None => "open".into(),
+        },
         other => other.status(),
     }
 }

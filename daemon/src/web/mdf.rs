@@ -419,8 +419,37 @@ pub fn inbox_items(
     read: &guanxi_adapters::store::Read,
     user: &crate::accounts::User,
 ) -> Vec<super::format::InboxItem> {
+    use crate::record_index::{self as index, SHOWN, Side};
+    // Budgets waiting for someone, from the index by status: the vendor's
+    // decisions and payments, the partner's claims for approved requests.
+    let waiting = |side: Side, status: &str, key: Option<&str>| {
+        let (found, more) =
+            index::find(read, "mdf", side, status, key, None, SHOWN).unwrap_or_default();
+        let names = found
+            .into_iter()
+            .map(|(k, s)| {
+                let label = k.strip_prefix("web:").unwrap_or(&k).to_string();
+                (format!("{label} · {s}"), format!("/mdf/{k}/{s}"))
+            })
+            .collect::<Vec<_>>();
+        (names, more)
+    };
+    let mut items = Vec::new();
     if user.role == Role::Partner {
-        return Vec::new();
+        let key = user.partner.as_deref().map(crate::records::web_key);
+        let (names, more) = waiting(Side::Own, "waiting_partner", key.as_deref());
+        if !names.is_empty() {
+            items.push(super::format::linked("home.mdf_to_claim", names, more));
+        }
+        return items;
+    }
+    let (names, more) = waiting(Side::Own, "waiting_vendor", None);
+    if !names.is_empty() {
+        items.push(super::format::linked("home.mdf_to_decide", names, more));
+    }
+    let (names, more) = waiting(Side::Peer, "waiting_partner", None);
+    if !names.is_empty() {
+        items.push(super::format::linked("home.mdf_to_claim", names, more));
     }
     let mut found: Vec<String> = Vec::new();
     for (peer, seq, code) in read
@@ -433,12 +462,11 @@ pub fn inbox_items(
             found.push(format!("{peer} #{seq}"));
         }
     }
-    if found.is_empty() {
-        Vec::new()
-    } else {
-        vec![super::format::plain(
+    if !found.is_empty() {
+        items.push(super::format::plain(
             "home.ledger_mismatch",
             found.join(", "),
-        )]
+        ));
     }
+    items
 }

@@ -159,6 +159,32 @@ pub fn balances_of(entries: &[Entry]) -> Result<BTreeMap<String, i64>, money::Ov
 }
 
 impl MdfBudgetRecord {
+    /// Who the budget waits for, if anyone: `vendor` while a request or a
+    /// claim waits for its decision or an approved claim for its payment;
+    /// else `partner` while an approved request has no claim yet.
+    pub fn waiting_for(&self) -> Option<&'static str> {
+        let vendor = self
+            .requests
+            .iter()
+            .any(|r| r.status == RequestStatus::Submitted)
+            || self.claims.iter().any(|c| {
+                c.status == ClaimStatus::Submitted
+                    || matches!(c.status, ClaimStatus::Approved | ClaimStatus::Partial)
+                        && c.paid < c.approved
+            });
+        if vendor {
+            return Some("vendor");
+        }
+        let partner = self.requests.iter().any(|r| {
+            r.status == RequestStatus::Approved
+                && !self
+                    .claims
+                    .iter()
+                    .any(|c| c.claim.request == r.request.request)
+        });
+        partner.then_some("partner")
+    }
+
     pub fn balance(&self, a: Account) -> i64 {
         self.balances.get(a.as_str()).copied().unwrap_or(0)
     }

@@ -1754,6 +1754,14 @@ async fn marketing_funds_on_the_web_channel() {
         )
         .await;
     assert_eq!(requested.status, 303, "{}", requested.body);
+    // The request waits for staff: their inbox links the budget.
+    let home = staff.get("/").await;
+    assert!(
+        home.body.contains("wait for your decision or payment")
+            && home.body.contains(&format!("href=\"{path}\"")),
+        "{}",
+        home.body
+    );
     // The request got its id from the node; staff decide it from its own
     // row, whose amount starts at the whole expected cost.
     let page = staff.get(&path).await;
@@ -1782,6 +1790,20 @@ async fn marketing_funds_on_the_web_channel() {
         )
         .await;
     assert_eq!(approved.status, 303, "{}", approved.body);
+    // Approved and not claimed yet: now it waits for the partner.
+    let home = mei.get("/").await;
+    assert!(
+        home.body.contains("wait for your claim")
+            && home.body.contains(&format!("href=\"{path}\"")),
+        "{}",
+        home.body
+    );
+    let home = staff.get("/").await;
+    assert!(
+        !home.body.contains("wait for your decision or payment"),
+        "{}",
+        home.body
+    );
     let over = mei
         .post(
             &path,
