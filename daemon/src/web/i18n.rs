@@ -204,6 +204,52 @@ mod tests {
         }
     }
 
+    /// Every catalog key the code names (a literal like `"error.csrf"` or
+    /// `"home.mail_failed"` whose first part is a catalog section) exists:
+    /// no error path, status word or flash message falls back to its key.
+    #[test]
+    fn every_key_the_code_names_exists() {
+        let en = catalog(Lang::En);
+        let sections: std::collections::BTreeSet<&str> =
+            en.keys().filter_map(|k| k.split('.').next()).collect();
+        let mut files = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        let mut checked = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(&path).expect("dir") {
+                    files.push(entry.expect("entry").path());
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("source");
+            for literal in text.split('"').skip(1).step_by(2) {
+                let Some((section, rest)) = literal.split_once('.') else {
+                    continue;
+                };
+                let file_name = ["html", "toml", "css", "json", "pem", "csv", "key", "pdf"]
+                    .contains(&rest)
+                    || guanxi_protocol::messages::KINDS.contains(&literal);
+                let key_like = !rest.is_empty()
+                    && !file_name
+                    && literal
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
+                if key_like && sections.contains(section) && !rest.contains('.') {
+                    checked += 1;
+                    assert!(
+                        en.messages.contains_key(literal),
+                        "{}: {literal:?} is not in the catalogs",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} keys found in the code");
+    }
+
     #[test]
     fn accept_language_picks_by_quality() {
         assert_eq!(

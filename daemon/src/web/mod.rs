@@ -716,7 +716,7 @@ async fn home(State(node): State<Arc<Node>>, m: Member) -> Page {
         }
     }
     items.extend(leads::inbox_items(loc, &read, user, &node.identity.id));
-    items.extend(orders::inbox_items(&read, user, &node.identity.id));
+    items.extend(orders::inbox_items(&m.frame(), &read, user));
     items.extend(service::inbox_items(&read, user, &node.identity.id));
     items.extend(mdf::inbox_items(&read, user));
     let organization = match &user.partner {

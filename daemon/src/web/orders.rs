@@ -1040,9 +1040,9 @@ async fn act(
 
 /// What the ordering part of the inbox shows staff: orders awaiting them.
 pub fn inbox_items(
+    f: &Frame,
     read: &guanxi_adapters::store::Read,
     user: &crate::accounts::User,
-    _me: &guanxi_protocol::NodeId,
 ) -> Vec<super::format::InboxItem> {
     use crate::record_index::{self as index, SHOWN, Side};
     use guanxi_protocol::state::Record;
@@ -1071,7 +1071,12 @@ pub fn inbox_items(
                 };
                 if let Some(a) = view.awaiting() {
                     waiting.push((
-                        format!("{} ({}: {a})", view.order.reference, view.partner()),
+                        format!(
+                            "{} ({}: {})",
+                            view.order.reference,
+                            f.org(&view.partner()),
+                            f.t.get(format!("awaiting.{a}"))
+                        ),
                         format!("/orders/{}/{}", view.key, view.subject),
                     ));
                 }

@@ -1031,6 +1031,22 @@ async fn leads_on_the_web_channel() {
         "{}",
         deals.body
     );
+    // In Chinese, nothing left in English but what people typed.
+    all_in_chinese(
+        &mut staff,
+        &[
+            "/",
+            "/leads",
+            "/leads/new",
+            "/leads/rules",
+            "/leads/analysis",
+            "/leads/import",
+            "/registrations",
+            &lead_path,
+        ],
+    )
+    .await;
+    all_in_chinese(&mut mei, &["/", "/offers", "/deals"]).await;
     drop(daemon);
 }
 
@@ -1424,7 +1440,111 @@ async fn ordering_on_the_web_channel() {
     // The partner's list shows it.
     let list = mei.get("/orders").await;
     assert!(list.body.contains("PO-1"), "{}", list.body);
+
+    // In Chinese nothing on these pages is left in English but what
+    // people typed (names, references) and codes.
+    let typed = [
+        "Globex",
+        "Taiwan",
+        "Contoso",
+        "Spindle",
+        "axis",
+        "acme",
+        "Guanxi",
+        "English",
+        "Asia",
+        "Taipei",
+        "enough",
+        "Administrator",
+        "gold",
+        "next",
+        "quarter",
+    ];
+    for b in [&mut staff, &mut mei] {
+        b.accept_language = Some("zh-TW");
+    }
+    let order_page = order_path.clone();
+    for (who, b, paths) in [
+        (
+            "staff",
+            &mut staff,
+            vec![
+                "/",
+                "/catalog",
+                "/orders",
+                order_page.as_str(),
+                "/partners",
+                "/partners/globex",
+                "/notifications",
+                "/account",
+                "/leads",
+                lead_path.as_str(),
+            ],
+        ),
+        (
+            "mei",
+            &mut mei,
+            vec![
+                "/",
+                "/shop",
+                "/shop/acme",
+                "/orders",
+                order_page.as_str(),
+                "/offers",
+                "/notifications",
+                "/account",
+            ],
+        ),
+    ] {
+        for path in paths {
+            let page = b.get(path).await;
+            assert_eq!(page.status, 200, "{who} {path}");
+            let left = untranslated(&page.body, &typed);
+            assert!(left.is_empty(), "{who} {path}: English left: {left:?}");
+        }
+    }
     drop(daemon);
+}
+
+/// English words left on a page shown in Chinese: words of four letters
+/// or more in its text, outside tags, `<code>`, elements marked
+/// `lang="en"` and the page title, that are not among `typed` (what the
+/// test's people typed: names, references).
+pub(crate) fn untranslated(body: &str, typed: &[&str]) -> Vec<String> {
+    let mut text = String::new();
+    let mut rest = body;
+    // Drop <code>…</code>, <title>…</title> and any element marked lang="en".
+    while let Some(start) = rest.find('<') {
+        text.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let tag_end = rest.find('>').map_or(rest.len(), |i| i + 1);
+        let tag = &rest[..tag_end];
+        let name: String = tag[1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let skip =
+            name == "code" || name == "title" || name == "style" || tag.contains("lang=\"en\"");
+        rest = &rest[tag_end..];
+        if skip && !name.is_empty() {
+            let close = format!("</{name}>");
+            rest = rest.find(&close).map_or("", |i| &rest[i + close.len()..]);
+        }
+        text.push(' ');
+    }
+    text.push_str(rest);
+    // Tokens with digits are ids, dates and amounts, not words.
+    let mut left: Vec<String> = text
+        .split_whitespace()
+        .filter(|token| !token.chars().any(|c| c.is_ascii_digit()))
+        .flat_map(|token| token.split(|c: char| !c.is_ascii_alphabetic()))
+        .filter(|w| w.len() >= 4)
+        .filter(|w| !typed.iter().any(|t| t.eq_ignore_ascii_case(w)))
+        .map(str::to_string)
+        .collect();
+    left.sort();
+    left.dedup();
+    left
 }
 
 #[tokio::test]
@@ -1673,8 +1793,55 @@ async fn service_requests_and_claims_on_the_web_channel() {
         "{}",
         page.body
     );
+    // In Chinese, nothing left in English but what people typed.
+    all_in_chinese(&mut staff, &["/service", &path, "/claims", &claim_path]).await;
+    all_in_chinese(&mut mei, &["/", "/service", &path, "/claims", &claim_path]).await;
     drop(daemon);
 }
+
+/// Visits `pages` (in Chinese) and fails on any English left on them.
+async fn all_in_chinese(b: &mut Browser, pages: &[&str]) {
+    b.accept_language = Some("zh-TW");
+    for page in pages {
+        let shown = b.get(page).await;
+        assert_eq!(shown.status, 200, "{page}");
+        let left = untranslated(&shown.body, TYPED);
+        assert!(left.is_empty(), "{page}: English left: {left:?}");
+    }
+}
+
+/// What stays as it is on a page in any language: what the tests' people
+/// type (names, notes), names of formats and of the product.
+const TYPED: &[&str] = &[
+    "laser",
+    "Initech",
+    "Globex",
+    "Taiwan",
+    "Contoso",
+    "Spindle",
+    "axis",
+    "acme",
+    "Guanxi",
+    "English",
+    "Asia",
+    "Taipei",
+    "Administrator",
+    "gold",
+    "spring",
+    "engineer",
+    "line",
+    "stopped",
+    "JPEG",
+    "invoice",
+    "Fabrikam",
+    "trade",
+    "show",
+    "from",
+    "noise",
+    "serial",
+    "which",
+    "Umbrella",
+];
 
 #[tokio::test]
 async fn marketing_funds_on_the_web_channel() {
@@ -1894,6 +2061,9 @@ async fn marketing_funds_on_the_web_channel() {
         "{}",
         list.body
     );
+    // In Chinese, nothing left in English but what people typed.
+    all_in_chinese(&mut staff, &["/", "/mdf", &path]).await;
+    all_in_chinese(&mut mei, &["/", "/mdf", &path]).await;
     drop(daemon);
 }
 
