@@ -106,6 +106,12 @@ impl Member {
         WebError(self.ctx.error(status, key))
     }
 
+    /// The record a page is about, or the 404 page (it does not exist, or
+    /// this user may not see it: both look the same).
+    pub fn found<T>(&self, record: Option<T>) -> Result<T, WebError> {
+        record.ok_or_else(|| self.error(StatusCode::NOT_FOUND, "error.not_found"))
+    }
+
     /// Refuses a destructive action whose form's confirmation box (a
     /// `confirm` field of `yes`) was not ticked: nothing is undone on one
     /// click, and no JavaScript is needed.
@@ -210,6 +216,33 @@ struct RefusedPage {
     code: &'static str,
     message: String,
     back: String,
+}
+
+/// The reason codes a person meets in the web view, said in words; the
+/// rules' own detail follows in English (marked so), as signed receipts
+/// carry it.
+const REASONS: [&str; 11] = [
+    "unknown_kind",
+    "bad_body",
+    "unknown_record",
+    "record_exists",
+    "illegal_transition",
+    "not_allowed",
+    "expired",
+    "invalid_amount",
+    "invalid_lines",
+    "ledger_mismatch",
+    "version_conflict",
+];
+
+impl RefusedPage {
+    fn reason_key(&self) -> String {
+        if REASONS.contains(&self.code) {
+            format!("reason.{}", self.code)
+        } else {
+            "reason.other".to_string()
+        }
+    }
 }
 
 /// The HTTP status of a refused action (web and API alike).

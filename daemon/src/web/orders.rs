@@ -326,14 +326,13 @@ struct ShopsPage {
 
 async fn shops(State(node): State<Arc<Node>>, m: Member) -> Page {
     let user = &m.user;
-    let vendors = match node
+    let vendors = node
         .store
         .read()
-        .and_then(|r| orders::shops(&node, &r, user))
-    {
-        Ok(s) => s.into_iter().map(|s| s.vendor.to_string()).collect(),
-        Err(e) => return Err(e.into()),
-    };
+        .and_then(|r| orders::shops(&node, &r, user))?
+        .into_iter()
+        .map(|s| s.vendor.to_string())
+        .collect();
     Ok(m.page(
         StatusCode::OK,
         ShopsPage {
@@ -396,15 +395,11 @@ fn shop_response(
 ) -> Page {
     let user = &m.user;
     let loc = m.loc();
-    let shop = match node
-        .store
-        .read()
-        .and_then(|r| orders::shop_for(node, &r, user, vendor))
-    {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
-        Err(e) => return Err(e.into()),
-    };
+    let shop = m.found(
+        node.store
+            .read()
+            .and_then(|r| orders::shop_for(node, &r, user, vendor))?,
+    )?;
     let today = orders::day_of(crate::clock::now_ms());
     let in_force: Vec<&PriceList> = shop
         .catalog
@@ -1019,15 +1014,11 @@ async fn act(
     }
     let user = &m.user;
     let back = format!("/orders/{key}/{subject}");
-    let view = match node
-        .store
-        .read()
-        .and_then(|r| orders::one(&r, user, &node.identity.id, &key, &subject))
-    {
-        Ok(Some(v)) => v,
-        Ok(None) => return Err(m.error(StatusCode::NOT_FOUND, "error.not_found")),
-        Err(e) => return Err(e.into()),
-    };
+    let view = m.found(
+        node.store
+            .read()
+            .and_then(|r| orders::one(&r, user, &node.identity.id, &key, &subject))?,
+    )?;
     let numbers: Vec<u32> = view.order.lines.iter().map(|l| l.line).collect();
     let message = match action_message(&f, &numbers) {
         Ok(message) => message,
