@@ -6,16 +6,16 @@
 //! `illegal_transition`, `not_allowed`, ...) and the state machine's message.
 
 use super::{
-    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, page_limit, refusal,
-    staff, strict_body as body,
+    ApiError, MessageBody, PageQuery, internal, not_found, page_limit, refusal, strict_body as body,
 };
+use super::{ApiStaff, ApiUser};
 use crate::leads::distribution::Rules;
 use crate::leads::{self, Incoming, LeadView, RegistrationView, intake};
 use crate::node::Node;
 use crate::web::leads::{AnalysisQuery, analysis_params};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use guanxi_adapters::store::StoreError;
 use guanxi_protocol::canonical;
@@ -113,10 +113,9 @@ pub struct ListQuery {
 /// (`next` is `null` on the last page; pass it as `after` for the next).
 pub async fn list(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let limit = page_limit(q.limit)?;
     #[derive(Serialize)]
     struct Page<'a> {
@@ -152,10 +151,9 @@ pub struct ExportQuery {
 /// created while the export runs are not in it.
 pub async fn export(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let stage = q.stage.filter(|s| !s.is_empty());
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
@@ -207,11 +205,9 @@ pub async fn export(
 
 pub async fn create(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(user): ApiStaff,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let input: intake::LeadInput = body(&bytes)?;
     if let Some(e) = input.check().into_iter().next() {
         let mut err = ApiError::new(
@@ -231,11 +227,9 @@ pub async fn create(
 
 pub async fn import(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(user): ApiStaff,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let inputs = match intake::parse_csv(&bytes) {
         Ok(i) => i,
         Err(rows) => {
@@ -262,10 +256,9 @@ pub async fn import(
 
 pub async fn one(
     State(node): State<Arc<Node>>,
+    ApiStaff(_): ApiStaff,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     Ok(Json(load_view(&node, &id)?))
 }
 
@@ -277,12 +270,10 @@ struct AssignBody {
 
 pub async fn assign(
     State(node): State<Arc<Node>>,
+    ApiStaff(user): ApiStaff,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let b: AssignBody = body(&bytes)?;
     leads::assign(&node, &id, b.partner.trim(), &user.username)
         .await
@@ -299,12 +290,10 @@ struct WithdrawBody {
 
 pub async fn withdraw(
     State(node): State<Arc<Node>>,
+    ApiStaff(user): ApiStaff,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let b: WithdrawBody = body(&bytes)?;
     leads::withdraw(&node, &id, &b.reason, &user.username)
         .await
@@ -315,9 +304,8 @@ pub async fn withdraw(
 
 pub async fn get_rules(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let rules = node
         .store
         .read()
@@ -328,10 +316,9 @@ pub async fn get_rules(
 
 pub async fn put_rules(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let rules: Rules = body(&bytes)?;
     if let Some((field, message)) = rules.check().into_iter().next() {
         return Err(ApiError::new(
@@ -348,10 +335,9 @@ pub async fn put_rules(
 
 pub async fn analysis(
     State(node): State<Arc<Node>>,
+    ApiStaff(_): ApiStaff,
     Query(q): Query<AnalysisQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let (group, from, to) = analysis_params(&q).map_err(|(field, message)| {
         let mut e = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -403,11 +389,9 @@ fn today() -> String {
 /// decides, newest first, each with its conflicts.
 pub async fn registrations(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(user): ApiStaff,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let (_, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let today = today();
@@ -445,12 +429,10 @@ struct DecisionBody {
 
 pub async fn decide(
     State(node): State<Arc<Node>>,
+    ApiStaff(user): ApiStaff,
     Path((key, subject)): Path<(String, String)>,
-    headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let b: DecisionBody = body(&bytes)?;
     let approve = match b.decision.as_str() {
         "approved" => true,
@@ -504,10 +486,9 @@ pub struct OffersQuery {
 /// `{"offers": [...], "next": "<key>/<subject>"}`.
 pub async fn offers(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(q): Query<OffersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let limit = page_limit(q.limit)?;
     let after = q
         .after
@@ -531,11 +512,10 @@ pub async fn offers(
 
 pub async fn answer(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Path((vendor, subject)): Path<(String, String)>,
-    headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let b: MessageBody = body(&bytes)?;
     let message = b.message()?;
     leads::respond(&node, &user, &vendor, &subject, message)
@@ -555,10 +535,9 @@ pub async fn answer(
 /// filed, newest first.
 pub async fn deals(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let (_, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let page = node
@@ -582,10 +561,9 @@ struct DealBody {
 
 pub async fn register(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let b: DealBody = body(&bytes)?;
     let deal: LeadRegister = match leads::message("lead.register", b.deal).map_err(refusal)? {
         guanxi_protocol::messages::Message::LeadRegister(d) => d,

@@ -4,8 +4,9 @@
 
 use super::{
     ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
-    refusal, staff, strict_body as body, with_unconfirmed,
+    refusal, strict_body as body, with_unconfirmed,
 };
+use super::{ApiStaff, ApiUser};
 use crate::mdf::{self, BudgetView};
 use crate::node::Node;
 use axum::Json;
@@ -52,10 +53,9 @@ fn find(node: &Node, headers: &HeaderMap, key: &str, subject: &str) -> Result<Va
 /// `GET /api/v1/mdf?direction=&after=&limit=`: one page of budgets.
 pub async fn list(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let bytes = node
@@ -79,10 +79,10 @@ struct BudgetBody {
 
 pub async fn budget(
     State(node): State<Arc<Node>>,
+    ApiStaff(_): ApiStaff,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let b: BudgetBody = body(&bytes)?;
     let (key, subject) = mdf::budget(&node, b.partner.trim(), b.budget.trim(), b.body)
         .await
@@ -105,11 +105,11 @@ pub async fn one(
 
 pub async fn act(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Path((key, subject)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let b: MessageBody = body(&bytes)?;
     let message = b.message()?;
     mdf::act(&node, &user, &key, &subject, message)
@@ -121,10 +121,9 @@ pub async fn act(
 
 pub async fn checkpoint(
     State(node): State<Arc<Node>>,
+    ApiStaff(_): ApiStaff,
     Path((key, subject)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     mdf::checkpoint(&node, &key, &subject)
         .await
         .map_err(internal)?
@@ -136,11 +135,9 @@ pub async fn checkpoint(
 /// the budgets this node granted (`next` continues).
 pub async fn roi(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(user): ApiStaff,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let (_, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let page = node

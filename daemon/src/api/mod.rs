@@ -434,6 +434,38 @@ fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such record")
 }
 
+/// Anyone with a valid API token: the handler's caller, or a 401 JSON
+/// error in its place.
+pub struct ApiUser(pub User);
+
+impl axum::extract::FromRequestParts<Arc<Node>> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        node: &Arc<Node>,
+    ) -> Result<Self, ApiError> {
+        authenticate(node, &parts.headers).map(ApiUser)
+    }
+}
+
+/// The company's own staff, by API token (a partner user's token gets a
+/// 403 JSON error).
+pub struct ApiStaff(pub User);
+
+impl axum::extract::FromRequestParts<Arc<Node>> for ApiStaff {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        node: &Arc<Node>,
+    ) -> Result<Self, ApiError> {
+        let user = authenticate(node, &parts.headers)?;
+        staff(&user)?;
+        Ok(ApiStaff(user))
+    }
+}
+
 /// The user behind the request's bearer token.
 fn authenticate(node: &Node, headers: &HeaderMap) -> Result<User, ApiError> {
     let unauthorized = || {
@@ -495,8 +527,7 @@ async fn openapi() -> Json<Value> {
     Json(document())
 }
 
-async fn me(State(node): State<Arc<Node>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
+async fn me(ApiUser(user): ApiUser) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({"username": user.username, "display_name": user.display_name, "role": user.role, "partner": user.partner}),
     ))
@@ -514,11 +545,9 @@ struct PartnersQuery {
 
 async fn list_partners(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     axum::extract::Query(q): axum::extract::Query<PartnersQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let limit = page_limit(q.limit)?;
     let (list, next) = node
         .reading(move |r| directory::page(r, q.after.as_deref(), limit))
@@ -531,10 +560,9 @@ async fn list_partners(
 
 async fn get_partner(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     // A partner user's view of another organization is "not found", like a missing one.
     if user.role == Role::Partner && user.partner.as_deref() != Some(id.as_str()) {
         return Err(not_found());
@@ -716,12 +744,10 @@ struct NewUser {
 /// Staff create a partner user; the answer carries its one-time password.
 async fn add_partner_user(
     State(node): State<Arc<Node>>,
+    ApiStaff(_): ApiStaff,
     Path(id): Path<String>,
-    headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let value = guanxi_protocol::canonical::parse_strict(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_json", e.to_string()))?;
     let body: NewUser = guanxi_protocol::canonical::from_value(value)

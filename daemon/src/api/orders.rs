@@ -4,14 +4,15 @@
 //! answers `invalid_lines` with every wrong line.
 
 use super::{
-    ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
-    refusal, staff, strict_body as body, with_unconfirmed,
+    ApiError, MessageBody, PageQuery, internal, json_bytes, not_found, page_json, refusal,
+    strict_body as body, with_unconfirmed,
 };
+use super::{ApiStaff, ApiUser};
 use crate::node::Node;
 use crate::orders::{self, OrderRequest, OrderView, PlaceError};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use guanxi_protocol::messages::{PriceList, Product};
 use guanxi_protocol::pricing::Totals;
@@ -62,9 +63,8 @@ pub fn order_json(v: &OrderView) -> Value {
 
 pub async fn get_catalog(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let catalog = node
         .store
         .read()
@@ -86,10 +86,9 @@ fn published(result: (i64, Vec<orders::Published>)) -> Json<Value> {
 
 pub async fn put_catalog(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let b: CatalogBody = body(&bytes)?;
     let done = orders::save_catalog(&node, b.products, b.price_lists)
         .await
@@ -100,9 +99,8 @@ pub async fn put_catalog(
 
 pub async fn publish(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let done = orders::republish(&node)
         .await
         .map_err(internal)?
@@ -112,9 +110,8 @@ pub async fn publish(
 
 pub async fn catalogs(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let read = node.store.read().map_err(internal)?;
     let shops = orders::shops(&node, &read, &user).map_err(internal)?;
     Ok(Json(json!({
@@ -125,10 +122,9 @@ pub async fn catalogs(
 /// `GET /api/v1/orders?direction=&after=&limit=`: one page, newest first.
 pub async fn list(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let bytes = node
@@ -144,10 +140,9 @@ pub async fn list(
 
 pub async fn place(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let req: OrderRequest = body(&bytes)?;
     match orders::place(&node, &user, req).await.map_err(internal)? {
         Ok((key, subject)) => {
@@ -172,10 +167,9 @@ pub async fn place(
 
 pub async fn one(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Path((key, subject)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let read = node.store.read().map_err(internal)?;
     match orders::one(&read, &user, &node.identity.id, &key, &subject).map_err(internal)? {
         Some(v) => Ok(Json(with_unconfirmed(
@@ -190,11 +184,10 @@ pub async fn one(
 
 pub async fn act(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Path((key, subject)): Path<(String, String)>,
-    headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let b: MessageBody = body(&bytes)?;
     let message = b.message()?;
     orders::act_on(&node, &user, &key, &subject, message)
@@ -215,9 +208,8 @@ pub async fn act(
 
 pub async fn revenue(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let read = node.store.read().map_err(internal)?;
     match orders::revenue(&read).map_err(internal)? {
         Ok(r) => Ok(Json(json!({ "revenue": r }))),

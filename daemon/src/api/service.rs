@@ -5,8 +5,9 @@
 
 use super::{
     ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
-    page_limit, refusal, staff, strict_body as body, with_unconfirmed,
+    page_limit, refusal, strict_body as body, with_unconfirmed,
 };
+use super::{ApiStaff, ApiUser};
 use crate::clock::now_ms;
 use crate::node::Node;
 use crate::service::{self, ClaimView, RequestView, SerialRegistration, sla};
@@ -118,10 +119,9 @@ async fn open(
 /// `GET /api/v1/service?direction=&after=&limit=`: one page, newest first.
 pub async fn requests(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let bytes = node
@@ -152,10 +152,9 @@ pub async fn open_request(
 
 pub async fn request(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Path((key, subject)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let read = node.store.read().map_err(internal)?;
     match service::request(&read, &user, &node.identity.id, &key, &subject, now_ms())
         .map_err(internal)?
@@ -188,19 +187,19 @@ async fn act(
 
 pub async fn update_request(
     State(node): State<Arc<Node>>,
+    caller: ApiUser,
     Path((key, subject)): Path<(String, String)>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     act(&node, &headers, &key, &subject, &bytes).await?;
-    request(State(node), Path((key, subject)), headers).await
+    request(State(node), caller, Path((key, subject))).await
 }
 
 pub async fn get_sla(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let t = node
         .store
         .read()
@@ -211,10 +210,9 @@ pub async fn get_sla(
 
 pub async fn put_sla(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let t: sla::Targets = body(&bytes)?;
     if let Some((field, message)) = t.check().into_iter().next() {
         return Err(ApiError::new(
@@ -229,11 +227,9 @@ pub async fn put_sla(
 
 pub async fn metrics(
     State(node): State<Arc<Node>>,
+    ApiStaff(user): ApiStaff,
     Query(q): Query<AnalysisQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authenticate(&node, &headers)?;
-    staff(&user)?;
     let (_, from, to) = analysis_params(&q).map_err(|(field, message)| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -252,10 +248,9 @@ pub async fn metrics(
 /// the vendor sees each claim's validity.
 pub async fn claims(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiUser(user): ApiUser,
     Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
     let bytes = node
@@ -325,11 +320,10 @@ struct ForwardBody {
 
 pub async fn forward(
     State(node): State<Arc<Node>>,
+    ApiStaff(_): ApiStaff,
     Path((key, subject)): Path<(String, String)>,
-    headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let b: ForwardBody = body(&bytes)?;
     let up = service::forward(&node, &key, &subject, b.upstream.trim())
         .await
@@ -351,10 +345,9 @@ pub struct SerialsQuery {
 /// `GET /api/v1/serials`: registered serials in serial order, a page at a time.
 pub async fn serials(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     Query(q): Query<SerialsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let limit = page_limit(q.limit)?;
     let (list, next) = node
         .reading(move |r| crate::serials::registered_page(r, q.after.as_deref(), limit))
@@ -365,10 +358,9 @@ pub async fn serials(
 
 pub async fn register_serials(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ApiStaff(_): ApiStaff,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    staff(&authenticate(&node, &headers)?)?;
     let list: Vec<SerialRegistration> = body(&bytes)?;
     if let Some((i, _)) = list
         .iter()
@@ -396,11 +388,11 @@ pub struct UploadQuery {
 /// answers the attachment reference to put in a message.
 pub async fn upload(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -439,10 +431,9 @@ pub async fn upload(
 /// Downloads an attachment referenced by a request or claim the user may see.
 pub async fn download(
     State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
     Path(sha): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&node, &headers)?;
     let read = node.store.read().map_err(internal)?;
     let meta = service::attachment_for(&read, &user, &node.identity.id, &sha).map_err(internal)?;
     let meta = meta.ok_or_else(not_found)?;
