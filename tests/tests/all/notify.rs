@@ -4,7 +4,9 @@
 //! unread count and a notifications page, and never loses a mail or holds
 //! up business while the mail server refuses.
 
-use super::web::{Browser, add_partner_user, create_partner, link};
+use super::web::{
+    Browser, add_partner_user, create_partner, link, new_lead, offer_leads_in_taiwan,
+};
 use guanxi_tests::NodeSetup;
 use guanxi_tests::smtp_sink::SmtpSink;
 use std::path::Path;
@@ -32,24 +34,6 @@ async fn settings(b: &mut Browser, email: &str, mail: &str, language: &str) {
     assert_eq!(saved.status, 303, "{}", saved.body);
 }
 
-async fn new_lead(staff: &mut Browser, company: &str) {
-    let form = staff.get("/leads/new").await;
-    let csrf = Browser::csrf(&form);
-    let lead = staff
-        .post(
-            "/leads",
-            &[
-                ("csrf", &csrf),
-                ("company", company),
-                ("country", "tw"),
-                ("product_lines", "cnc"),
-                ("consent", "yes"),
-            ],
-        )
-        .await;
-    assert_eq!(lead.status, 303, "{}", lead.body);
-}
-
 #[tokio::test]
 async fn partners_are_told_by_mail_at_once_or_in_a_digest_and_in_the_web_view() {
     let sink = SmtpSink::start().await;
@@ -69,22 +53,7 @@ async fn partners_are_told_by_mail_at_once_or_in_a_digest_and_in_the_web_view() 
     create_partner(&mut staff, "globex", "Globex Taiwan").await;
     let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
     let wen_password = add_partner_user(&mut staff, "globex", "wen", "Wen").await;
-    let rules = staff.get("/leads/rules").await;
-    let csrf = Browser::csrf(&rules);
-    let saved = staff
-        .post(
-            "/leads/rules",
-            &[
-                ("csrf", &csrf),
-                ("offer_hours", "72"),
-                ("name_0", "tw"),
-                ("countries_0", "tw"),
-                ("capacity_0", "10"),
-                ("strategy_0", "round_robin"),
-            ],
-        )
-        .await;
-    assert_eq!(saved.status, 303, "{}", saved.body);
+    offer_leads_in_taiwan(&mut staff, "72").await;
 
     // Mei wants each notification at once, in Chinese; Wen a daily digest.
     let mut mei = Browser::new(&node, &daemon);

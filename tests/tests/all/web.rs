@@ -2742,6 +2742,47 @@ async fn a_one_time_password_must_be_replaced_by_a_strong_one_of_ones_own() {
     );
 }
 
+/// Staff save one distribution rule: leads in Taiwan go round robin to
+/// its partners (up to 10 open each), answered within `hours`.
+pub(crate) async fn offer_leads_in_taiwan(staff: &mut Browser, hours: &str) {
+    let rules = staff.get("/leads/rules").await;
+    let csrf = Browser::csrf(&rules);
+    let saved = staff
+        .post(
+            "/leads/rules",
+            &[
+                ("csrf", &csrf),
+                ("offer_hours", hours),
+                ("name_0", "tw"),
+                ("countries_0", "tw"),
+                ("capacity_0", "10"),
+                ("strategy_0", "round_robin"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+}
+
+/// Staff create a lead of `company` in Taiwan (consent given), which the
+/// rules offer at once.
+pub(crate) async fn new_lead(staff: &mut Browser, company: &str) {
+    let form = staff.get("/leads/new").await;
+    let csrf = Browser::csrf(&form);
+    let lead = staff
+        .post(
+            "/leads",
+            &[
+                ("csrf", &csrf),
+                ("company", company),
+                ("country", "tw"),
+                ("product_lines", "cnc"),
+                ("consent", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(lead.status, 303, "{}", lead.body);
+}
+
 /// The time a page shows in `zone`, as `YYYY-MM-DD HH:MM` minutes since
 /// the epoch (no zone arithmetic: the test compares two readings).
 fn shown_minutes(body: &str, zone: &str) -> i64 {
@@ -2761,37 +2802,8 @@ async fn times_are_shown_in_each_readers_time_zone() {
     assert_eq!(staff.login("admin", &admin_password).await.status, 303);
     create_partner(&mut staff, "globex", "Globex Taiwan").await;
     let mei_password = add_partner_user(&mut staff, "globex", "mei", "Mei").await;
-    let rules = staff.get("/leads/rules").await;
-    let csrf = Browser::csrf(&rules);
-    let saved = staff
-        .post(
-            "/leads/rules",
-            &[
-                ("csrf", &csrf),
-                ("offer_hours", "24"),
-                ("name_0", "tw"),
-                ("countries_0", "tw"),
-                ("capacity_0", "5"),
-                ("strategy_0", "round_robin"),
-            ],
-        )
-        .await;
-    assert_eq!(saved.status, 303, "{}", saved.body);
-    let form = staff.get("/leads/new").await;
-    let csrf = Browser::csrf(&form);
-    let lead = staff
-        .post(
-            "/leads",
-            &[
-                ("csrf", &csrf),
-                ("company", "Contoso"),
-                ("country", "tw"),
-                ("product_lines", "cnc"),
-                ("consent", "yes"),
-            ],
-        )
-        .await;
-    assert_eq!(lead.status, 303, "{}", lead.body);
+    offer_leads_in_taiwan(&mut staff, "24").await;
+    new_lead(&mut staff, "Contoso").await;
 
     let mut mei = Browser::new(&node, &daemon);
     mei.accept_language = Some("zh-TW");
