@@ -195,14 +195,16 @@ fn checked<T>(
 
 async fn save_list(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields>) -> Page {
     s.csrf(field(&f, "csrf"))?;
-    // Every field is checked, and every problem shown next to its field.
+    // Every field is checked, and every problem shown next to its field,
+    // in the reader's language.
+    let t = s.frame().t;
     let mut bad: Vec<(&'static str, String)> = Vec::new();
     let id = checked(
         &mut bad,
         "id",
         Some(field(&f, "id"))
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| "is required".to_string()),
+            .ok_or_else(|| t.get("error.required")),
     );
     let currency = checked(
         &mut bad,
@@ -210,26 +212,35 @@ async fn save_list(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields
         field(&f, "currency")
             .to_ascii_uppercase()
             .parse::<Currency>()
-            .map_err(|e| e.to_string()),
+            .map_err(|_| t.get("error.currency_code")),
     );
-    let valid_from = checked(&mut bad, "valid_from", field(&f, "valid_from").parse());
+    let valid_from = checked(
+        &mut bad,
+        "valid_from",
+        field(&f, "valid_from")
+            .parse()
+            .map_err(|_: String| t.get("error.date")),
+    );
     let valid_to = checked(
         &mut bad,
         "valid_to",
         match field(&f, "valid_to") {
             "" => Ok(None),
-            to => to.parse().map(Some),
+            to => to
+                .parse()
+                .map(Some)
+                .map_err(|_: String| t.get("error.date")),
         },
     );
     let discount_bp = checked(
         &mut bad,
         "discount",
-        intake::basis_points(field(&f, "discount")).map_err(|e| e.to_string()),
+        intake::basis_points(field(&f, "discount")).map_err(|_| t.get("error.percent")),
     );
     let tax_rate_bp = checked(
         &mut bad,
         "tax",
-        intake::basis_points(field(&f, "tax")).map_err(|e| e.to_string()),
+        intake::basis_points(field(&f, "tax")).map_err(|_| t.get("error.percent")),
     );
     // Prices are read in the list's currency, or (while that is wrong) in
     // one with cents, so that their own mistakes show at once too.
@@ -250,7 +261,7 @@ async fn save_list(State(node): State<Arc<Node>>, s: Staff, Form(f): Form<Fields
     if let (Some(from), Some(Some(to))) = (&valid_from, &valid_to)
         && to < from
     {
-        bad.push(("valid_to", "is before valid_from".to_string()));
+        bad.push(("valid_to", t.get("error.date_order")));
     }
     let (
         Some(id),

@@ -1115,6 +1115,13 @@ async fn ordering_on_the_web_channel() {
         "{}",
         bad.body
     );
+    for said in [
+        "Use a three-letter currency code like TWD.",
+        "Write a real date like 2027-01-31.",
+        "Write a percentage from 0 to 100, like 5 or 12.25.",
+    ] {
+        assert!(bad.body.contains(said), "{said}: {}", bad.body);
+    }
     let list = staff
         .post(
             "/catalog/lists",
