@@ -42,6 +42,11 @@ pub async fn run(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
             _ = wakers.mail.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+        if let Err(e) = remind(&node).await
+            && !node.engine.storage_failed()
+        {
+            tracing::error!("offer reminders: {e}");
+        }
         if let Some(smtp) = node.config().smtp.clone()
             && let Err(e) = send_due(&node, &smtp).await
             && !node.engine.storage_failed()
@@ -52,6 +57,42 @@ pub async fn run(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
             .mailer
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Reminds people of offers whose deadline is near, when any is due (a
+/// read first: no write transaction while nothing is).
+async fn remind(node: &Node) -> Result<(), EngineError> {
+    let now = crate::clock::now_ms();
+    let due = node
+        .store
+        .read()?
+        .docs_page(
+            guanxi_adapters::store::Doc::RecordIndex,
+            "soon\u{1f}",
+            None,
+            Order::Forward,
+            1,
+        )?
+        .first()
+        .and_then(|(k, _)| k.split('\u{1f}').nth(1)?.parse::<Millis>().ok())
+        .is_some_and(|at| at <= now);
+    if !due {
+        return Ok(());
+    }
+    let config = node.config();
+    let settings = notify::MailSettings {
+        on: config.smtp.is_some(),
+        digest_hour: config.smtp.as_ref().map_or(8, |s| s.digest_hour),
+        default_zone: config.web.time_zone.clone(),
+    };
+    let (_, mail) = node
+        .engine
+        .act(move |a| notify::remind_due(a.tables, &settings, a.now, 100))
+        .await?;
+    if mail {
+        node.engine.wakers().mail.notify_one();
+    }
+    Ok(())
 }
 
 /// The delay before try `attempts + 1`: one minute, doubling, at most two

@@ -327,6 +327,108 @@ pub fn retrying(read: &Read, limit: usize) -> Result<(usize, Option<String>), St
     Ok((n, last))
 }
 
+/// How long before an offer's deadline its partner is reminded: four
+/// hours, or a quarter of the time it was given when that is shorter.
+pub fn reminder_before(offered_at: Millis, accept_by: Millis) -> Millis {
+    ((accept_by - offered_at) / 4).clamp(0, 4 * 3_600_000)
+}
+
+/// After the engine saved a lead offer: while it waits for an answer from
+/// people of this node (a web partner's users here, or this node's staff
+/// for an offer from a vendor's daemon), it is listed to be reminded of
+/// (`soon␟TIME␟KEY␟SUBJECT` in the record index; `soonof␟KEY␟SUBJECT`
+/// names the entry), and no longer once answered.
+pub fn lead_saved(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    lead: &guanxi_protocol::state::Lead,
+    ours: bool,
+) -> Result<(), EngineError> {
+    let of = format!("soonof{SEP}{key}{SEP}{subject}");
+    let old = t
+        .doc(Doc::RecordIndex, &of)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let new = (ours && lead.status == guanxi_protocol::state::LeadStatus::Offered).then(|| {
+        let at = lead.offer.accept_by - reminder_before(lead.offered_at, lead.offer.accept_by);
+        format!("soon{SEP}{}{SEP}{key}{SEP}{subject}", time_key(at))
+    });
+    if old == new {
+        return Ok(());
+    }
+    if let Some(old) = &old {
+        t.delete_doc(Doc::RecordIndex, old)?;
+    }
+    match &new {
+        Some(entry) => {
+            t.put_doc(Doc::RecordIndex, entry, b"")?;
+            t.put_doc(Doc::RecordIndex, &of, entry.as_bytes())?;
+        }
+        None => {
+            t.delete_doc(Doc::RecordIndex, &of)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reminds the people who must answer offers whose deadline is near (at
+/// `now`, at most `limit` offers): a notification of kind `lead.deadline`
+/// (and its mail) for each, once. Answers how many offers and whether
+/// mail was queued.
+pub fn remind_due(
+    t: &mut Tables<'_>,
+    s: &MailSettings,
+    now: Millis,
+    limit: usize,
+) -> Result<(usize, bool), EngineError> {
+    let prefix = format!("soon{SEP}");
+    let due: Vec<String> = t
+        .docs_page(Doc::RecordIndex, &prefix, None, Order::Forward, limit)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .take_while(|k| {
+            k.split(SEP)
+                .nth(1)
+                .and_then(|at| at.parse::<Millis>().ok())
+                .is_some_and(|at| at <= now)
+        })
+        .collect();
+    let mut mail = false;
+    for entry in &due {
+        let mut parts = entry.splitn(4, SEP).skip(2);
+        let (Some(key), Some(subject)) = (parts.next(), parts.next()) else {
+            t.delete_doc(Doc::RecordIndex, entry)?;
+            continue;
+        };
+        t.delete_doc(Doc::RecordIndex, entry)?;
+        t.delete_doc(Doc::RecordIndex, &format!("soonof{SEP}{key}{SEP}{subject}"))?;
+        let record = t
+            .record(key, subject)?
+            .and_then(|b| crate::records::parse_record(key, subject, &b));
+        let Some(record @ Record::Lead(lead)) = &record else {
+            continue;
+        };
+        if lead.status != guanxi_protocol::state::LeadStatus::Offered {
+            continue;
+        }
+        let (told, side) = match key.strip_prefix("web:") {
+            Some(partner) => (partner, partner),
+            None => ("", lead.partner.as_str()),
+        };
+        let notice = Notice {
+            kind: "lead.deadline".into(),
+            org: lead.vendor.to_string(),
+            label: label_of(record),
+            link: link_of(record, key, subject, side),
+            at: now,
+        };
+        for user in accounts::enabled_members(t, told)? {
+            mail |= add(t, s, &user, &notice)?;
+        }
+    }
+    Ok((due.len(), mail))
+}
+
 /// The queue's key layout, for the mailer.
 pub mod keys {
     use super::{SEP, time_key};

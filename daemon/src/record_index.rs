@@ -124,6 +124,12 @@ pub fn record_saved(
             crate::orders::revenue::order_saved(t, key, subject, order)?;
         }
     }
+    if let Record::Lead(lead) = record {
+        // Offers this node's people answer: a web partner's, or ours from
+        // a vendor's daemon.
+        let ours = key.starts_with("web:") || Side::of(key, record) == Side::Peer;
+        crate::notify::lead_saved(t, key, subject, lead, ours)?;
+    }
     if let Record::Mdf(budget) = record
         && Side::of(key, record) == Side::Own
     {
@@ -523,7 +529,7 @@ pub const SHOWN: usize = 10;
 
 /// The `settings` key saying the index is built, and its version.
 const BUILT_KEY: &str = "index:records";
-/// 6: revenue per month, MDF sums.
+/// 6: revenue per month, MDF sums, offers to remind of.
 const VERSION: &[u8] = b"6";
 
 /// Builds the index when this store has none yet (a store from before it);

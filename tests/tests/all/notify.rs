@@ -140,6 +140,35 @@ async fn partners_are_told_by_mail_at_once_or_in_a_digest_and_in_the_web_view() 
     );
     // The queue forgets the mail once the server took it.
     until(&mut staff, "/", |body| !body.contains("being retried")).await;
+
+    // Four hours before its deadline (72 hours after it was offered) an
+    // offer still unanswered is reminded of, once.
+    // Wen's digest of the day before goes out by then too, listing it.
+    node.set_clock_offset(69 * 3_600_000);
+    let mails = sink.wait_for(5, WAIT).await;
+    let reminder = mails
+        .iter()
+        .find(|m| m.to == vec!["mei@globex.example".to_string()] && m.subject.contains("即將到期"))
+        .unwrap_or_else(|| panic!("no reminder: {mails:#?}"));
+    assert!(
+        reminder.body.contains("Contoso") && reminder.body.contains(&offer),
+        "{reminder:#?}"
+    );
+    let digest = mails
+        .iter()
+        .find(|m| {
+            m.to == vec!["wen@globex.example".to_string()] && m.subject.contains("2 notifications")
+        })
+        .unwrap_or_else(|| panic!("no second digest: {mails:#?}"));
+    assert!(
+        digest.body.contains("must be answered soon: Contoso") && digest.body.contains("Initech"),
+        "{digest:#?}"
+    );
+    assert_eq!(mei.login("mei", &mei_password).await.status, 303);
+    until(&mut mei, "/notifications", |body| {
+        body.contains("must be answered soon")
+    })
+    .await;
 }
 
 /// Reloads `path` until `holds` says its page is as expected (the mailer
