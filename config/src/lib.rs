@@ -794,6 +794,24 @@ impl Ctx<'_> {
                         format!("password_file {} does not exist", path.display()),
                     ));
                 }
+                // A secret: readable by this daemon's user only, like the
+                // signing key.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(&path)
+                        .map(|m| m.permissions().mode() & 0o777)
+                        .unwrap_or(0);
+                    if mode & 0o077 != 0 {
+                        return Err(self.at(
+                            f,
+                            format!(
+                                "password_file {} is readable by others (mode {mode:o}); run chmod 600 on it",
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
                 Some(path)
             }
             None => None,

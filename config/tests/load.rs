@@ -256,3 +256,28 @@ fn deploy_examples_are_valid() {
     }
     assert_eq!(checked, 2);
 }
+
+#[test]
+fn the_smtp_password_file_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let secret = f.dir.path().join("smtp-password");
+    std::fs::write(&secret, "hunter2\n").expect("write");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let text = format!(
+        "{NODE}[smtp]\nhost = \"mail.example\"\nuser = \"prm\"\npassword_file = \"smtp-password\"\nfrom = \"prm@acme.example\"\n"
+    );
+    let e = f.err(&text);
+    assert!(
+        e.starts_with(":6:17:") && e.contains("readable by others") && e.contains("chmod 600"),
+        "{e}"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let c = f.load(&text).expect("loads");
+    let smtp = c.smtp.expect("smtp on");
+    assert_eq!(
+        (smtp.port, smtp.security, smtp.digest_hour),
+        (587, guanxi_config::SmtpSecurity::StartTls, 8)
+    );
+    assert_eq!(smtp.password_file, Some(secret));
+}
