@@ -51,11 +51,10 @@ fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
     f.get(name).map_or("", |s| s.trim())
 }
 
-/// A duration for people: `3h 05m`, negative as `−3h 05m`.
-fn span(ms: i64) -> String {
+/// Time left for people, in words (`2 d 3 h`); overdue as `−2 d 3 h`.
+fn span(loc: &Locale, ms: i64) -> String {
     let sign = if ms < 0 { "−" } else { "" };
-    let minutes = ms.unsigned_abs() / 60_000;
-    format!("{sign}{}h {:02}m", minutes / 60, minutes % 60)
+    format!("{sign}{}", loc.duration(ms.saturating_abs()))
 }
 
 /// The vendors the user can open requests and claims with.
@@ -110,7 +109,7 @@ fn request_row(loc: &Locale, v: &RequestView, now: i64) -> RequestRow {
         } else {
             String::new()
         },
-        remaining: c.remaining.map(span).unwrap_or_default(),
+        remaining: c.remaining.map(|r| span(loc, r)).unwrap_or_default(),
         breached: c.first_response_breached
             || c.resolution_breached
             || c.remaining.is_some_and(|r| r < 0) && now > due,
@@ -153,16 +152,21 @@ async fn requests(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: 
     // stopped clocks last).
     views.sort_by_key(|v| (v.clock.remaining.is_none(), v.clock.remaining.unwrap_or(0)));
     let rows: Vec<RequestRow> = views.iter().map(|v| request_row(m.loc(), v, now)).collect();
+    let loc = m.loc();
     let metrics = metrics
         .into_iter()
-        .map(|m| {
+        .map(|x| {
             (
-                m.partner,
-                m.requests,
-                m.median_first_response_ms.map(span).unwrap_or_default(),
-                m.median_resolution_ms.map(span).unwrap_or_default(),
-                m.first_response_breaches,
-                m.resolution_breaches,
+                x.partner,
+                x.requests,
+                x.median_first_response_ms
+                    .map(|ms| span(loc, ms))
+                    .unwrap_or_default(),
+                x.median_resolution_ms
+                    .map(|ms| span(loc, ms))
+                    .unwrap_or_default(),
+                x.first_response_breaches,
+                x.resolution_breaches,
             )
         })
         .collect();
