@@ -237,11 +237,16 @@ const REASONS: [&str; 11] = [
 
 impl RefusedPage {
     fn reason_key(&self) -> String {
-        if REASONS.contains(&self.code) {
-            format!("reason.{}", self.code)
-        } else {
-            "reason.other".to_string()
-        }
+        reason_key(self.code)
+    }
+}
+
+/// The catalog key that says what a refusal with `code` means.
+pub fn reason_key(code: &str) -> String {
+    if REASONS.contains(&code) {
+        format!("reason.{code}")
+    } else {
+        "reason.other".to_string()
     }
 }
 

@@ -386,7 +386,9 @@ struct ShopPage {
     totals: Option<[String; 4]>,
     form: Fields,
     problems: Vec<String>,
-    error: Option<String>,
+    /// A refusal: what it means in the reader's language, and the rules'
+    /// English detail.
+    error: Option<(String, String)>,
 }
 
 impl ShopPage {
@@ -402,7 +404,7 @@ fn shop_response(
     form: Fields,
     status: StatusCode,
     problems: Vec<String>,
-    error: Option<String>,
+    error: Option<(String, String)>,
 ) -> Page {
     let user = &m.user;
     let loc = m.loc();
@@ -687,7 +689,10 @@ async fn place(
                 f,
                 status,
                 Vec::new(),
-                Some(format!("{}: {}", r.code, r.message)),
+                Some((
+                    m.frame().t.get(super::access::reason_key(r.code.as_str())),
+                    format!("{}: {}", r.code, r.message),
+                )),
             )
         }
         Err(e) => Err(e.into()),
