@@ -161,6 +161,12 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Certifications: `verify FILE` checks one offline with its issuer's
+    /// public key (exit status 1 when it is not valid or no longer counts).
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// Send a ping to PEER and print its verified receipt.
     Ping {
         #[command(flatten)]
@@ -206,6 +212,27 @@ pub enum UserCommand {
     Disable { username: String },
     /// List accounts.
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Verify the certification document FILE.
+    Verify {
+        file: PathBuf,
+        /// The issuer's public key (unpadded base64url).
+        #[arg(
+            long,
+            conflicts_with = "key_document",
+            required_unless_present = "key_document"
+        )]
+        key: Option<String>,
+        /// The issuer's key document (as its /fed/v1/keys serves it).
+        #[arg(long)]
+        key_document: Option<PathBuf>,
+        /// Judge it at this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -496,6 +523,15 @@ pub fn main_entry() -> ExitCode {
             TokenCommand::List => admin_call(&daemon, "GET", "/admin/v1/tokens", None, print_json),
         },
         Command::Verify { daemon, quick } => verify_command(&daemon, quick),
+        Command::Cert {
+            command:
+                CertCommand::Verify {
+                    file,
+                    key,
+                    key_document,
+                    at,
+                },
+        } => cert_verify(&file, key, key_document.as_deref(), at.as_deref()),
         Command::Reindex { daemon } => reindex_command(&daemon),
         Command::Ledger {
             daemon,
@@ -590,6 +626,62 @@ fn init(dir: &Path, node_id: &str, name: Option<&str>, listen: SocketAddr) -> Re
     println!("  [[peers.keys]]");
     println!("  public_key = \"{}\"   # kid {}", key.public(), key.kid());
     Ok(())
+}
+
+fn cert_verify(
+    file: &Path,
+    key: Option<String>,
+    key_document: Option<&Path>,
+    at: Option<&str>,
+) -> Result<(), Failure> {
+    use crate::certifications::{self, IssuerKey};
+    use guanxi_protocol::certification::Standing;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let issuer = match (key, key_document) {
+        (Some(k), _) => IssuerKey::Key(k),
+        (None, Some(doc)) => IssuerKey::Document(
+            std::fs::read(doc).with_context(|| format!("reading {}", doc.display()))?,
+        ),
+        (None, None) => return Err(config_failure(anyhow!("give --key or --key-document"))),
+    };
+    let at = match at {
+        Some(text) => text
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| config_failure(anyhow!("--at {text:?}: {e}")))?
+            .as_millisecond(),
+        None => crate::clock::now_ms(),
+    };
+    let v = certifications::verify(&bytes, &issuer, at)
+        .map_err(|why| anyhow!("{}: not valid: {why}", file.display()))?;
+    let f = &v.certification.fields;
+    let when = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_string())
+            .unwrap_or_default()
+    };
+    println!("issuer        {}", f.issuer);
+    println!("holder        {} ({})", f.holder, f.organization);
+    println!(
+        "course        {} ({}), level {}",
+        f.title, f.course, f.level
+    );
+    println!("issued        {}", when(f.issued));
+    println!(
+        "expires       {}",
+        f.expires.map_or_else(|| "never".to_string(), when)
+    );
+    match v.standing {
+        Standing::Valid => {
+            println!("valid: the signature verifies and it counts");
+            Ok(())
+        }
+        Standing::Expired => {
+            Err(anyhow!("{}: expired (the signature verifies)", file.display()).into())
+        }
+        Standing::NotYetIssued => {
+            Err(anyhow!("{}: not issued yet at that time", file.display()).into())
+        }
+    }
 }
 
 fn keygen(file: &Path) -> Result<(), Failure> {

@@ -35,6 +35,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod attachments;
+pub mod certifications;
 pub mod cli;
 pub mod clock;
 pub mod delivery;

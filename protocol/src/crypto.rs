@@ -24,6 +24,7 @@ pub const ALG_ED25519: &str = "ed25519";
 pub enum Domain {
     Envelope,
     Receipt,
+    Certification,
 }
 
 impl Domain {
@@ -32,6 +33,7 @@ impl Domain {
         match self {
             Domain::Envelope => b"guanxi/v1/envelope\0",
             Domain::Receipt => b"guanxi/v1/receipt\0",
+            Domain::Certification => b"guanxi/v1/certification\0",
         }
     }
 

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod canonical;
+pub mod certification;
 pub mod crypto;
 pub mod envelope;
 pub mod ids;

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 ENVELOPE_PREFIX = b"guanxi/v1/envelope\x00"
 RECEIPT_PREFIX = b"guanxi/v1/receipt\x00"
 ENVELOPE_MEMBERS = {"v", "id", "from", "to", "seq", "prev", "created", "kind", "subject", "body", "record_version", "sig"}
+CERTIFICATION_PREFIX = b"guanxi/v1/certification\x00"
+CERTIFICATION_MEMBERS = {"v", "id", "issuer", "holder", "organization", "course", "title", "level", "issued", "expires", "sig"}
 RECEIPT_MEMBERS = {"v", "from", "to", "envelope", "hash", "seq", "high_water", "status", "reason", "received", "record_version", "sig"}
 AUTHORITY_OPENERS = {"lead.offer", "catalog.publish", "mdf.budget"}
 KID_PREFIX = b"guanxi/v1/kid\x00"
@@ -238,6 +240,26 @@ def main(path):
                 check(False, f"{name}: accepted, expected {expect}")
         except Refused as r:
             check(r.code == expect, f"{name}: refused with {r.code} (expected {expect})")
+
+    # SPEC §16: a certification verifies offline with its issuer's key.
+    check(bytes.fromhex(vectors["certification_prefix_hex"]) == CERTIFICATION_PREFIX, "certification prefix")
+    for c in vectors["certifications"]:
+        name = c["name"]
+        try:
+            obj, unsigned = verify_signed(c["canonical"], keys[c["signer"]], CERTIFICATION_PREFIX)
+            check(c["expect"] == "valid", f"{name}: accepted, expected {c['expect']}")
+            check(set(obj) == CERTIFICATION_MEMBERS, f"{name}: exactly the members of SPEC §16")
+            check(obj["issuer"] == c["signer"] and obj["v"] == 1, f"{name}: issued by its signer, version 1")
+            check(CERTIFICATION_PREFIX + rfc8785.dumps(unsigned) == bytes.fromhex(c["signing_input_hex"]),
+                  f"{name}: signing input")
+            check(obj["expires"] is None or obj["expires"] > obj["issued"], f"{name}: expires after issued")
+        except Refused as r:
+            check(r.code == c["expect"], f"{name}: refused with {r.code} (expected {c['expect']})")
+        try:
+            verify_signed(c["canonical"], keys[c["signer"]], ENVELOPE_PREFIX)
+            check(False, f"{name}: a certification signature must not verify as an envelope signature")
+        except Refused:
+            pass
 
     for bad in vectors["invalid_keys"]:
         try:

@@ -816,3 +816,79 @@ async fn a_damaged_store_is_refused_and_verify_names_the_damage() {
         "{out}"
     );
 }
+
+/// `guanxi cert verify`: the certification of the test vectors verifies
+/// offline with its issuer's key (given as the key or as the issuer's key
+/// document), counts until it expires, and a changed one or another key
+/// is refused — each with its exit status.
+#[test]
+fn a_certification_is_verified_offline_with_its_issuers_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vectors: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocol/testdata/vectors.json"),
+        )
+        .expect("vectors"),
+    )
+    .expect("json");
+    let key_of = |node: &str| {
+        vectors["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|k| k["node"].as_str() == Some(node))
+            .expect("key")
+            .clone()
+    };
+    let acme = key_of("acme");
+    let cert = |name: &str| {
+        vectors["certifications"]
+            .as_array()
+            .expect("certifications")
+            .iter()
+            .find(|c| c["name"].as_str() == Some(name))
+            .and_then(|c| c["canonical"].as_str())
+            .expect("certification")
+            .to_string()
+    };
+    let file = dir.path().join("cert.json");
+    std::fs::write(&file, cert("acme-certifies-mei")).expect("write");
+    let pk = acme["public_key"].as_str().expect("pk");
+    let path = file.to_str().expect("utf-8");
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["cert", "verify", path];
+        args.extend_from_slice(extra);
+        run(Path::new(BIN), dir.path(), &args)
+    };
+    let (code, out, err) = verify(&["--key", pk, "--at", "2027-06-01T00:00:00Z"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("holder        Mei Lin 林美 (globex)") && out.contains("valid"),
+        "{out}"
+    );
+    // The issuer's key document works as well as the key.
+    let document = serde_json::json!({"v": 1, "node": "acme", "name": "Acme", "public_url": "https://acme.example",
+        "keys": [{"alg": "ed25519", "kid": acme["kid"], "public_key": pk}], "tls_cert_sha256": "00"});
+    let doc_file = dir.path().join("keys.json");
+    std::fs::write(&doc_file, document.to_string()).expect("write");
+    let (code, out, err) = verify(&[
+        "--key-document",
+        doc_file.to_str().expect("utf-8"),
+        "--at",
+        "2027-06-01T00:00:00Z",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // After its expiry it no longer counts.
+    let (code, _, err) = verify(&["--key", pk, "--at", "2028-01-01T00:00:00Z"]);
+    assert!(code == Some(1) && err.contains("expired"), "{err}");
+    // Another issuer's key, and a holder changed after signing: refused.
+    let globex = key_of("globex-tw");
+    let (code, _, err) = verify(&["--key", globex["public_key"].as_str().expect("pk")]);
+    assert!(
+        code == Some(1) && err.contains("not with the issuer's key"),
+        "{err}"
+    );
+    std::fs::write(&file, cert("holder-changed-after-signing")).expect("write");
+    let (code, _, err) = verify(&["--key", pk, "--at", "2027-06-01T00:00:00Z"]);
+    assert!(code == Some(1) && err.contains("does not verify"), "{err}");
+}
