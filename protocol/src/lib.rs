@@ -8,6 +8,7 @@
 //! - [`money`]: integer money with a currency, calendar dates.
 //! - [`envelope`]: the signed envelope and the receiver's checks on its bytes.
 //! - [`receipt`]: the receiver's signed receipt.
+//! - [`certification`]: a vendor's signed certification of a person (SPEC §16).
 //! - `signed`: what both share: signing, strict decoding and verifying of an object with a `sig`.
 //! - [`reason`]: machine-readable reason codes.
 //! - [`messages`]: the request kinds and their typed bodies.
