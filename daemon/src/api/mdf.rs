@@ -3,7 +3,7 @@
 //! as `{"kind", "body"}`), reconciliation checkpoints and ROI.
 
 use super::{
-    ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
+    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, page_json, read_json,
     refusal, strict_body as body, with_unconfirmed,
 };
 use super::{ApiStaff, ApiUser};
@@ -58,15 +58,12 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let bytes = node
-        .reading(move |r| {
-            let (list, next) = mdf::budgets_page(r, &user, &me, direction, after.as_ref(), limit)?;
-            let out: Vec<BudgetOut<'_>> = list.iter().map(budget_out).collect();
-            page_json("budgets", &out, next.map(|c| c.text()))
-        })
-        .await
-        .map_err(internal)?;
-    Ok(json_bytes(bytes))
+    read_json(&node, move |r| {
+        let (list, next) = mdf::budgets_page(r, &user, &me, direction, after.as_ref(), limit)?;
+        let out: Vec<BudgetOut<'_>> = list.iter().map(budget_out).collect();
+        page_json("budgets", &out, next.map(|c| c.text()))
+    })
+    .await
 }
 
 #[derive(Deserialize)]

@@ -359,6 +359,21 @@ pub fn json_bytes(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
+/// Answers the JSON document `build` writes from one read of the store,
+/// made on a blocking thread (a list page: the records are read and
+/// serialized off the async threads, and the bytes sent as they are).
+pub async fn read_json(
+    node: &Node,
+    build: impl FnOnce(
+        &guanxi_adapters::store::Read,
+    ) -> Result<Vec<u8>, guanxi_adapters::store::StoreError>
+    + Send
+    + 'static,
+) -> Result<Response, ApiError> {
+    let bytes = node.reading(build).await.map_err(internal)?;
+    Ok(json_bytes(bytes))
+}
+
 fn bad_field(field: &'static str, message: String) -> ApiError {
     let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", message);
     e.field = Some(field);

@@ -4,7 +4,7 @@
 //! answers `invalid_lines` with every wrong line.
 
 use super::{
-    ApiError, MessageBody, PageQuery, internal, json_bytes, not_found, page_json, refusal,
+    ApiError, MessageBody, PageQuery, internal, not_found, page_json, read_json, refusal,
     strict_body as body, with_unconfirmed,
 };
 use super::{ApiStaff, ApiUser};
@@ -127,15 +127,12 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let bytes = node
-        .reading(move |r| {
-            let (list, next) = orders::page(r, &user, &me, direction, after.as_ref(), limit)?;
-            let out: Vec<OrderOut<'_>> = list.iter().map(order_out).collect();
-            page_json("orders", &out, next.map(|c| c.text()))
-        })
-        .await
-        .map_err(internal)?;
-    Ok(json_bytes(bytes))
+    read_json(&node, move |r| {
+        let (list, next) = orders::page(r, &user, &me, direction, after.as_ref(), limit)?;
+        let out: Vec<OrderOut<'_>> = list.iter().map(order_out).collect();
+        page_json("orders", &out, next.map(|c| c.text()))
+    })
+    .await
 }
 
 pub async fn place(

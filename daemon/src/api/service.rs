@@ -4,8 +4,8 @@
 //! registrations. Actions are protocol messages `{"kind", "body"}`.
 
 use super::{
-    ApiError, MessageBody, PageQuery, authenticate, internal, json_bytes, not_found, page_json,
-    page_limit, refusal, strict_body as body, with_unconfirmed,
+    ApiError, MessageBody, PageQuery, authenticate, internal, not_found, page_json, page_limit,
+    read_json, refusal, strict_body as body, with_unconfirmed,
 };
 use super::{ApiStaff, ApiUser};
 use crate::clock::now_ms;
@@ -124,16 +124,13 @@ pub async fn requests(
 ) -> Result<Response, ApiError> {
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let bytes = node
-        .reading(move |r| {
-            let (list, next) =
-                service::requests_page(r, &user, &me, now_ms(), direction, after.as_ref(), limit)?;
-            let out: Vec<RequestOut<'_>> = list.iter().map(request_out).collect();
-            page_json("requests", &out, next.map(|c| c.text()))
-        })
-        .await
-        .map_err(internal)?;
-    Ok(json_bytes(bytes))
+    read_json(&node, move |r| {
+        let (list, next) =
+            service::requests_page(r, &user, &me, now_ms(), direction, after.as_ref(), limit)?;
+        let out: Vec<RequestOut<'_>> = list.iter().map(request_out).collect();
+        page_json("requests", &out, next.map(|c| c.text()))
+    })
+    .await
 }
 
 pub async fn open_request(
@@ -253,16 +250,12 @@ pub async fn claims(
 ) -> Result<Response, ApiError> {
     let (direction, after, limit) = q.parts()?;
     let me = node.identity.id.clone();
-    let bytes = node
-        .reading(move |r| {
-            let (list, next) =
-                service::claims_page(r, &user, &me, direction, after.as_ref(), limit)?;
-            let out: Vec<ClaimOut<'_>> = list.iter().map(|c| claim_out(r, &me, &user, c)).collect();
-            page_json("claims", &out, next.map(|c| c.text()))
-        })
-        .await
-        .map_err(internal)?;
-    Ok(json_bytes(bytes))
+    read_json(&node, move |r| {
+        let (list, next) = service::claims_page(r, &user, &me, direction, after.as_ref(), limit)?;
+        let out: Vec<ClaimOut<'_>> = list.iter().map(|c| claim_out(r, &me, &user, c)).collect();
+        page_json("claims", &out, next.map(|c| c.text()))
+    })
+    .await
 }
 
 fn find_claim(
