@@ -810,11 +810,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     });
     let hooks = crate::engine::Hooks {
         rule: crate::rules::for_node(config.data_dir.clone()),
-        applied: crate::notify::hook(crate::notify::MailSettings {
-            on: config.smtp.is_some(),
-            digest_hour: config.smtp.as_ref().map_or(8, |s| s.digest_hour),
-            default_zone: config.web.time_zone.clone(),
-        }),
+        applied: crate::notify::hook(crate::notify::MailSettings::of(&config)),
     };
     let (engine, writer) = Engine::start(store.clone(), identity.clone(), hooks);
     let node = Arc::new(

@@ -79,12 +79,7 @@ async fn remind(node: &Node) -> Result<(), EngineError> {
     if !due {
         return Ok(());
     }
-    let config = node.config();
-    let settings = notify::MailSettings {
-        on: config.smtp.is_some(),
-        digest_hour: config.smtp.as_ref().map_or(8, |s| s.digest_hour),
-        default_zone: config.web.time_zone.clone(),
-    };
+    let settings = notify::MailSettings::of(&node.config());
     let (_, mail) = node
         .engine
         .act(move |a| notify::remind_due(a.tables, &settings, a.now, 100))
@@ -298,8 +293,7 @@ async fn done(
 ) -> Result<(), EngineError> {
     let digest = job.notice.is_none();
     let user = job.user.clone();
-    let hour = node.config().smtp.as_ref().map_or(8, |s| s.digest_hour);
-    let zone = node.config().web.time_zone.clone();
+    let settings = notify::MailSettings::of(&node.config());
     node.engine
         .act(move |t| {
             t.tables.delete_doc(Doc::Mail, &key)?;
@@ -318,11 +312,6 @@ async fn done(
                 && let Ok(n) = serde_json::from_slice::<Notice>(first)
                 && let Some(u) = accounts::load_user_in(t.tables, &user)?
             {
-                let settings = notify::MailSettings {
-                    on: true,
-                    digest_hour: hour,
-                    default_zone: zone.clone(),
-                };
                 let due = notify::next_digest(&settings, &u, n.at.max(t.now));
                 let next = keys::job(due, &uuid::Uuid::now_v7().simple().to_string());
                 let job = MailJob {

@@ -71,6 +71,17 @@ pub struct MailSettings {
     pub default_zone: String,
 }
 
+impl MailSettings {
+    /// The settings `config` gives (`[smtp]`, `[web] time_zone`).
+    pub fn of(config: &guanxi_config::Config) -> MailSettings {
+        MailSettings {
+            on: config.smtp.is_some(),
+            digest_hour: config.smtp.as_ref().map_or(8, |s| s.digest_hour),
+            default_zone: config.web.time_zone.clone(),
+        }
+    }
+}
+
 /// Whether a message needs a person on the other side; not bookkeeping
 /// (pings, checkpoints, attachments, the vendor's own lead updates and
 /// expiries, which the partner sees on the record).

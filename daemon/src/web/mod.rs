@@ -162,9 +162,12 @@ impl Ctx {
             .or_else(|| Lang::from_code(&config.web.default_language))
             .unwrap_or(Lang::En);
         let token = session::cookie(cookies, SESSION_COOKIE).map(str::to_string);
-        let found = match (&token, node.store.read()) {
-            (Some(t), Ok(read)) => session::find(
-                &read,
+        // One read transaction for the session, the unread count and the
+        // organization's time zone.
+        let read = node.store.read().ok();
+        let found = match (&token, &read) {
+            (Some(t), Some(read)) => session::find(
+                read,
                 t,
                 now_ms(),
                 i64::from(config.web.session_idle_seconds) * 1000,
@@ -173,16 +176,16 @@ impl Ctx {
             .unwrap_or(Found::None),
             _ => Found::None,
         };
-        let unread = match (&found, node.store.read()) {
-            (Found::Valid(_, user), Ok(read)) => {
-                crate::notify::unread(&read, &user.username).unwrap_or(0)
+        let unread = match (&found, &read) {
+            (Found::Valid(_, user), Some(read)) => {
+                crate::notify::unread(read, &user.username).unwrap_or(0)
             }
             _ => 0,
         };
         let loc = match &found {
             Found::Valid(_, user) => {
-                let org = match (&user.partner, node.store.read()) {
-                    (Some(p), Ok(read)) => directory::load(&read, p)
+                let org = match (&user.partner, &read) {
+                    (Some(p), Some(read)) => directory::load(read, p)
                         .ok()
                         .flatten()
                         .map(|p| p.time_zone)
