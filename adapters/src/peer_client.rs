@@ -106,6 +106,58 @@ impl PeerClient {
     }
 }
 
+/// What a download answered: its status, and for anything but `200`/`206`
+/// the body (at most 64 KiB), which is an error's.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl PeerClient {
+    /// GETs `path` with `headers`, allowing `timeout` for the whole answer,
+    /// and passes the body of a `200` or `206` answer to `sink` chunk by
+    /// chunk (the sink closing stops the download). The channel closes when
+    /// the body ends or the download fails.
+    pub async fn download(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+        sink: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<Download, ClientError> {
+        let url = format!("{}{path}", self.base_url);
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: url.clone(),
+            message: error_chain(&e),
+        };
+        let mut request = self.http.get(&url).timeout(timeout);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status().as_u16();
+        if status != 200 && status != 206 {
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                if body.len() < 64 * 1024 {
+                    body.extend_from_slice(&chunk);
+                }
+            }
+            return Ok(Download { status, body });
+        }
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if sink.send(chunk.to_vec()).await.is_err() {
+                break;
+            }
+        }
+        Ok(Download {
+            status,
+            body: Vec::new(),
+        })
+    }
+}
+
 async fn send(request: reqwest::RequestBuilder, url: String) -> Result<Answer, ClientError> {
     let transport = |e: reqwest::Error| ClientError::Transport {
         url: url.clone(),

@@ -80,6 +80,7 @@ const SERIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("serials");
 const PARTNER_USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("partner_users");
 const NOTICES: TableDefinition<&str, &[u8]> = TableDefinition::new("notices");
 const MAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("mail");
+const LIBRARY: TableDefinition<&str, &[u8]> = TableDefinition::new("library");
 const IDEMPOTENCY_EXPIRY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency_expiry");
 
 /// How the database file is used ([`Store::stats`]).
@@ -136,10 +137,14 @@ pub enum Doc {
     /// "f␟TIME␟ID" → a mail given up on, "failed" → their count and the
     /// last error: the durable mail queue
     Mail,
+    /// The shared library and announcements: this node's own resources
+    /// and announcements ("r␟ID", "a␟ID") and their indexes (who they
+    /// target, search words, what waits to be fetched) — `library/`
+    Library,
 }
 
 /// Every kind of local document.
-const DOCS: [Doc; 16] = [
+const DOCS: [Doc; 17] = [
     Doc::User,
     Doc::Session,
     Doc::Partner,
@@ -156,6 +161,7 @@ const DOCS: [Doc; 16] = [
     Doc::PartnerUser,
     Doc::Notice,
     Doc::Mail,
+    Doc::Library,
 ];
 
 impl Doc {
@@ -183,6 +189,7 @@ impl Doc {
             Doc::PartnerUser => "partner_users",
             Doc::Notice => "notices",
             Doc::Mail => "mail",
+            Doc::Library => "library",
         }
     }
 
@@ -204,6 +211,7 @@ impl Doc {
             Doc::PartnerUser => PARTNER_USERS,
             Doc::Notice => NOTICES,
             Doc::Mail => MAIL,
+            Doc::Library => LIBRARY,
         }
     }
 }

@@ -810,7 +810,16 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     });
     let hooks = crate::engine::Hooks {
         rule: crate::rules::for_node(config.data_dir.clone()),
-        applied: crate::notify::hook(crate::notify::MailSettings::of(&config)),
+        applied: {
+            let notify = crate::notify::hook(crate::notify::MailSettings::of(&config));
+            std::sync::Arc::new(
+                move |t: &mut guanxi_adapters::store::Tables<'_>,
+                      a: &crate::engine::Applied<'_>| {
+                    crate::library::on_applied(t, a)?;
+                    notify(t, a)
+                },
+            )
+        },
     };
     let (engine, writer) = Engine::start(store.clone(), identity.clone(), hooks);
     let node = Arc::new(
@@ -854,6 +863,10 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             shutdown.child_token(),
         ));
         let relay_task = tokio::spawn(crate::service::run_relay(
+            node.clone(),
+            shutdown.child_token(),
+        ));
+        let fetch_task = tokio::spawn(crate::library::files::run_fetcher(
             node.clone(),
             shutdown.child_token(),
         ));
@@ -961,6 +974,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         workers.stop().await;
         let _ = sweeper_task.await;
         let _ = relay_task.await;
+        let _ = fetch_task.await;
         let _ = reconcile_task.await;
         let _ = expiry_task.await;
         let _ = purge_task.await;

@@ -200,6 +200,7 @@ impl Act<'_, '_> {
                     message,
                     record: &record,
                     at: self.now,
+                    seq: None,
                 };
                 self.effects.mail |= (self.hooks.applied)(self.tables, &applied)?;
                 Ok(Ok(Some(record)))
@@ -397,6 +398,9 @@ pub struct Applied<'a> {
     /// The record after the message.
     pub record: &'a Record,
     pub at: Millis,
+    /// The seq of the peer's envelope that carried it (`None` for a
+    /// partner without a daemon).
+    pub seq: Option<u64>,
 }
 
 /// Work done in the same transaction as every applied message (see
@@ -1294,6 +1298,7 @@ fn inbound(
                                         message,
                                         record,
                                         at: f.created,
+                                        seq: Some(f.seq),
                                     };
                                     effects.mail |= (hooks.applied)(w, &applied)?;
                                 }

@@ -165,6 +165,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/fed/v1/envelope", post(post_envelope))
         .route("/fed/v1/batch", post(post_batch))
         .route("/fed/v1/keys", get(keys))
+        .route("/fed/v1/files/{sha}", get(crate::library::files::fed_fetch))
 }
 
 async fn keys(State(node): State<Arc<Node>>) -> Response {

@@ -45,6 +45,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod inbox;
 pub mod leads;
+pub mod library;
 pub mod logging;
 pub mod mailer;
 pub mod mdf;

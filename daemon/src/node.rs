@@ -67,11 +67,12 @@ pub struct Ticks {
     pub warranty_relay: std::sync::atomic::AtomicU64,
     pub session_purge: std::sync::atomic::AtomicU64,
     pub mailer: std::sync::atomic::AtomicU64,
+    pub library_fetch: std::sync::atomic::AtomicU64,
 }
 
 impl Ticks {
     /// (timer name, rounds finished) for each timer.
-    pub fn all(&self) -> [(&'static str, u64); 5] {
+    pub fn all(&self) -> [(&'static str, u64); 6] {
         use std::sync::atomic::Ordering::Relaxed;
         [
             ("lead_sweeper", self.lead_sweeper.load(Relaxed)),
@@ -79,6 +80,7 @@ impl Ticks {
             ("warranty_relay", self.warranty_relay.load(Relaxed)),
             ("session_purge", self.session_purge.load(Relaxed)),
             ("mailer", self.mailer.load(Relaxed)),
+            ("library_fetch", self.library_fetch.load(Relaxed)),
         ]
     }
 }

@@ -93,6 +93,7 @@ pub fn needs_person(message: &Message) -> bool {
             | Message::MdfCheckpoint(_)
             | Message::LeadUpdate(_)
             | Message::LeadExpire(_)
+            | Message::AnnouncementAck(_)
     )
 }
 
@@ -106,6 +107,8 @@ pub fn label_of(record: &Record) -> String {
         Record::Mdf(m) => m.period.clone(),
         Record::Warranty(w) => format!("{} {}", w.claim.sku, w.claim.serial),
         Record::Service(s) => format!("{} · {}", s.request.customer.company, s.request.sku),
+        Record::Resource(r) => r.resource.title.clone(),
+        Record::Announcement(a) => a.post.title.clone(),
     }
 }
 
@@ -127,6 +130,8 @@ pub fn link_of(record: &Record, key: &str, subject: &str, me: &str) -> String {
         Record::Mdf(_) => format!("/mdf/{key}/{subject}"),
         Record::Warranty(_) => format!("/claims/{key}/{subject}"),
         Record::Service(_) => format!("/service/{key}/{subject}"),
+        Record::Resource(_) => format!("/library/{key}/{subject}"),
+        Record::Announcement(_) => format!("/announcements/{key}/{subject}"),
     }
 }
 

@@ -25,6 +25,7 @@ pub enum Domain {
     Envelope,
     Receipt,
     Certification,
+    Fetch,
 }
 
 impl Domain {
@@ -34,6 +35,7 @@ impl Domain {
             Domain::Envelope => b"guanxi/v1/envelope\0",
             Domain::Receipt => b"guanxi/v1/receipt\0",
             Domain::Certification => b"guanxi/v1/certification\0",
+            Domain::Fetch => b"guanxi/v1/fetch\0",
         }
     }
 

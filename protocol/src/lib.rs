@@ -9,11 +9,12 @@
 //! - [`envelope`]: the signed envelope and the receiver's checks on its bytes.
 //! - [`receipt`]: the receiver's signed receipt.
 //! - [`certification`]: a vendor's signed certification of a person (SPEC §16).
+//! - [`fetch`]: a node's signed request for a resource file's bytes (SPEC §17).
 //! - `signed`: what both share: signing, strict decoding and verifying of an object with a `sig`.
 //! - [`reason`]: machine-readable reason codes.
 //! - [`messages`]: the request kinds and their typed bodies.
 //! - [`pricing`]: price lists in force, order lines against the catalog, the total rule.
-//! - [`state`]: the state machines of leads, registrations, orders, catalogs, MDF budgets, warranty claims and service requests;
+//! - [`state`]: the state machines of leads, registrations, orders, catalogs, MDF budgets, warranty claims, service requests, library resources and announcements;
 //!   [`state::authority`]: one authority per record, and how the other node's copy follows it.
 //!
 //! This crate is pure: no IO, no threads, no clock reads, no randomness. Time
@@ -26,6 +27,7 @@ pub mod canonical;
 pub mod certification;
 pub mod crypto;
 pub mod envelope;
+pub mod fetch;
 pub mod ids;
 pub mod messages;
 pub mod money;

@@ -480,14 +480,7 @@ fn attachments(path: &str, list: &[Attachment]) -> Result<(), BodyError> {
     }
     for (i, a) in list.iter().enumerate() {
         let at = |f: &str| format!("{path}[{i}].{f}");
-        if a.sha256.len() != 64
-            || !a
-                .sha256
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(field_error(at("sha256"), "must be 64 lowercase hex digits"));
-        }
+        sha256_hex(&at("sha256"), &a.sha256)?;
         text(&at("name"), &a.name, SHORT_TEXT, true)?;
         text(&at("content_type"), &a.content_type, SHORT_TEXT, true)?;
         if a.size < 0 {
@@ -752,6 +745,185 @@ pub struct ServiceUpdate {
     pub attachments: Vec<Attachment>,
 }
 
+/// Largest file a resource may carry, in bytes (200 MiB). Its bytes are
+/// fetched from the publisher, never sent in an envelope.
+pub const MAX_RESOURCE_BYTES: i64 = 200 * 1024 * 1024;
+/// Longest article of a resource, in characters (Markdown).
+pub const MAX_ARTICLE: usize = 100_000;
+/// Most tags on a resource.
+pub const MAX_TAGS: usize = 20;
+/// Longest link, in characters.
+pub const MAX_LINK: usize = 2_000;
+
+/// `resource.publish`, publisher → recipient: one resource of the shared
+/// library (a file, a link or an article) in its current version. Any node
+/// may publish to any of its peers; the publisher is the record's
+/// authority. Sent again with a higher version to replace it (or to publish
+/// a withdrawn one again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcePublish {
+    /// Increases with every publication of the resource.
+    pub version: i64,
+    pub title: String,
+    pub summary: String,
+    pub folder: String,
+    pub tags: Vec<String>,
+    /// The content's language (`en`, `zh-TW`, ...); empty: any.
+    pub language: String,
+    /// The days it is meant for (inclusive); null: open.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub valid_from: Option<Date>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub valid_to: Option<Date>,
+    /// Exactly one of `file`, `link` and `article` is set.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub file: Option<Attachment>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub link: Option<String>,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub article: Option<String>,
+    /// Set when the publisher passes on a resource it received: the first
+    /// publisher's node, subject and signed `resource.publish` envelope.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub origin: Option<Forwarded>,
+}
+
+impl ResourcePublish {
+    /// The content's form: `file`, `link` or `article`.
+    pub fn format(&self) -> &'static str {
+        if self.file.is_some() {
+            "file"
+        } else if self.link.is_some() {
+            "link"
+        } else {
+            "article"
+        }
+    }
+}
+
+/// `resource.withdraw`, publisher → recipient: the resource is no longer
+/// offered (its history stays).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceWithdraw {
+    pub note: String,
+}
+
+/// Longest announcement text, in characters (Markdown).
+pub const MAX_ANNOUNCEMENT: usize = 20_000;
+
+/// `announcement.post`, publisher → recipient: an announcement, perhaps
+/// asking to be acknowledged. Sent again with a higher version to correct
+/// it; what the recipient already read or acknowledged stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncementPost {
+    pub version: i64,
+    pub title: String,
+    pub text: String,
+    pub language: String,
+    pub requires_ack: bool,
+}
+
+/// `announcement.ack`, recipient → publisher: someone at the recipient read
+/// the announcement (`acknowledged` false) or acknowledged it (true).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnouncementAck {
+    pub acknowledged: bool,
+    /// Who, as the recipient knows them (a name).
+    pub by: String,
+}
+
+fn sha256_hex(path: &str, value: &str) -> Result<(), BodyError> {
+    if value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(field_error(path, "must be 64 lowercase hex digits"))
+    }
+}
+
+fn forwarded(path: &str, f: &Forwarded) -> Result<(), BodyError> {
+    if f.envelope.is_empty() || f.envelope.len() > 700_000 {
+        return Err(field_error(
+            format!("{path}.envelope"),
+            "must be the original envelope, base64url, at most 700,000 characters",
+        ));
+    }
+    Ok(())
+}
+
+impl ResourcePublish {
+    fn validate(&self) -> Result<(), BodyError> {
+        if self.version < 1 {
+            return Err(field_error("body.version", "must be 1 or more"));
+        }
+        text("body.title", &self.title, SHORT_TEXT, true)?;
+        text("body.summary", &self.summary, LONG_TEXT, false)?;
+        text("body.folder", &self.folder, SHORT_TEXT, false)?;
+        text("body.language", &self.language, 35, false)?;
+        if self.tags.len() > MAX_TAGS {
+            return Err(field_error(
+                "body.tags",
+                format!("must have at most {MAX_TAGS} tags"),
+            ));
+        }
+        for (i, tag) in self.tags.iter().enumerate() {
+            text(&format!("body.tags[{i}]"), tag, 50, true)?;
+        }
+        if let (Some(from), Some(to)) = (&self.valid_from, &self.valid_to)
+            && to < from
+        {
+            return Err(field_error("body.valid_to", "is before valid_from"));
+        }
+        let set = [
+            self.file.is_some(),
+            self.link.is_some(),
+            self.article.is_some(),
+        ];
+        if set.iter().filter(|s| **s).count() != 1 {
+            return Err(field_error(
+                "body.file",
+                "exactly one of file, link and article must be set",
+            ));
+        }
+        if let Some(f) = &self.file {
+            sha256_hex("body.file.sha256", &f.sha256)?;
+            text("body.file.name", &f.name, SHORT_TEXT, true)?;
+            text("body.file.content_type", &f.content_type, SHORT_TEXT, true)?;
+            if !(1..=MAX_RESOURCE_BYTES).contains(&f.size) {
+                return Err(field_error(
+                    "body.file.size",
+                    format!("must be 1 to {MAX_RESOURCE_BYTES} bytes"),
+                ));
+            }
+        }
+        if let Some(link) = &self.link {
+            let web = link.starts_with("https://") || link.starts_with("http://");
+            if !web || link.chars().count() > MAX_LINK || link.chars().any(char::is_whitespace) {
+                return Err(field_error(
+                    "body.link",
+                    format!(
+                        "must be an http(s) address without spaces, at most {MAX_LINK} characters"
+                    ),
+                ));
+            }
+        }
+        if let Some(article) = &self.article {
+            text("body.article", article, MAX_ARTICLE, true)?;
+        }
+        if let Some(o) = &self.origin {
+            forwarded("body.origin", o)?;
+        }
+        Ok(())
+    }
+}
+
 macro_rules! messages {
     ($($variant:ident($body:ty) = $kind:literal,)*) => {
         /// A typed message: one variant per kind.
@@ -821,6 +993,10 @@ messages! {
     MdfClaimDecision(MdfClaimDecision) = "mdf.claim_decision",
     MdfPaid(MdfPaid) = "mdf.paid",
     MdfCheckpoint(MdfCheckpoint) = "mdf.checkpoint",
+    ResourcePublish(ResourcePublish) = "resource.publish",
+    ResourceWithdraw(ResourceWithdraw) = "resource.withdraw",
+    AnnouncementPost(AnnouncementPost) = "announcement.post",
+    AnnouncementAck(AnnouncementAck) = "announcement.ack",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -1123,13 +1299,8 @@ impl Message {
                 text("body.serial", &b.serial, SHORT_TEXT, true)?;
                 text("body.description", &b.description, LONG_TEXT, true)?;
                 attachments("body.attachments", &b.attachments)?;
-                if let Some(f) = &b.forwarded
-                    && (f.envelope.is_empty() || f.envelope.len() > 700_000)
-                {
-                    return Err(field_error(
-                        "body.forwarded.envelope",
-                        "must be the original envelope, base64url, at most 700,000 characters",
-                    ));
+                if let Some(f) = &b.forwarded {
+                    forwarded("body.forwarded", f)?;
                 }
                 b.customer.validate("body.customer")
             }
@@ -1228,6 +1399,17 @@ impl Message {
                 text("body.content_type", &b.content_type, SHORT_TEXT, true)?;
                 b.bytes().map(|_| ())
             }
+            Message::ResourcePublish(b) => b.validate(),
+            Message::ResourceWithdraw(b) => text("body.note", &b.note, LONG_TEXT, false),
+            Message::AnnouncementPost(b) => {
+                if b.version < 1 {
+                    return Err(field_error("body.version", "must be 1 or more"));
+                }
+                text("body.title", &b.title, SHORT_TEXT, true)?;
+                text("body.text", &b.text, MAX_ANNOUNCEMENT, true)?;
+                text("body.language", &b.language, 35, false)
+            }
+            Message::AnnouncementAck(b) => text("body.by", &b.by, SHORT_TEXT, true),
             Message::WarrantyFulfil(b) => {
                 text("body.reference", &b.reference, SHORT_TEXT, true)?;
                 text("body.note", &b.note, LONG_TEXT, false)
@@ -1348,6 +1530,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 28);
+        assert_eq!(kinds.len(), 32);
     }
 }

@@ -382,8 +382,9 @@ impl World {
         let confirmed = self.nodes[me].slots[&(peer, subject.clone())]
             .confirmed()
             .cloned();
+        let me_id = self.nodes[me].id.clone();
         if let Some(record) = record
-            && let Some(message) = self.follow_up(as_vendor, &record, confirmed.as_ref())
+            && let Some(message) = self.follow_up(as_vendor, &me_id, &record, confirmed.as_ref())
         {
             self.send(me, peer, &subject, message);
         }
@@ -391,6 +392,25 @@ impl World {
 
     fn open(&mut self, me: usize, peer: usize, as_vendor: bool) {
         let now = self.clock;
+        // Either side of a relationship publishes library resources and
+        // announcements (the publisher is their authority).
+        if self.rng.percent(25) {
+            if self.rng.percent(50) {
+                let subject = self.fresh(&format!("resource.{}", NODES[me]));
+                let m = msg("resource.publish", resource(1, self.next_id));
+                self.send(me, peer, &subject, m);
+            } else {
+                let subject = self.fresh(&format!("announcement.{}", NODES[me]));
+                let requires_ack = self.rng.percent(60);
+                let m = msg(
+                    "announcement.post",
+                    json!({"version": 1, "title": "News", "text": "Price change", "language": "en",
+                           "requires_ack": requires_ack}),
+                );
+                self.send(me, peer, &subject, m);
+            }
+            return;
+        }
         if as_vendor {
             match self.rng.below(3) {
                 0 => {
@@ -476,6 +496,7 @@ impl World {
     fn follow_up(
         &mut self,
         as_vendor: bool,
+        me: &NodeId,
         record: &Record,
         confirmed: Option<&Record>,
     ) -> Option<Message> {
@@ -556,6 +577,26 @@ impl World {
                 json!({"version": c.catalog.version + 1, "products": [], "price_lists": []}),
             ),
             (Record::Catalog(_), false) => return None,
+            (Record::Resource(res), _) if &res.publisher == me => {
+                if r.percent(30) {
+                    msg("resource.withdraw", json!({"note": "outdated"}))
+                } else {
+                    msg("resource.publish", resource(res.resource.version + 1, id))
+                }
+            }
+            (Record::Resource(_), _) => return None,
+            (Record::Announcement(a), _) if &a.publisher == me => {
+                let requires_ack = r.percent(60);
+                msg(
+                    "announcement.post",
+                    json!({"version": a.post.version + 1, "title": format!("News {id}"), "text": "Corrected",
+                           "language": "en", "requires_ack": requires_ack}),
+                )
+            }
+            (Record::Announcement(_), _) => msg(
+                "announcement.ack",
+                json!({"acknowledged": r.percent(50), "by": format!("user {id}")}),
+            ),
             (Record::Mdf(b), true) => {
                 let submitted: Vec<_> = b
                     .requests
@@ -816,8 +857,30 @@ fn family(message: &Message) -> &'static str {
         k if k.starts_with("catalog.") => "catalog",
         k if k.starts_with("mdf.") => "mdf",
         k if k.starts_with("warranty.") => "warranty",
+        k if k.starts_with("resource.") => "resource",
+        k if k.starts_with("announcement.") => "announcement",
         _ => "service",
     }
+}
+
+/// A resource body of `version`: a file, a link or an article by `n`.
+fn resource(version: i64, n: u64) -> Value {
+    let (file, link, article) = match n % 3 {
+        0 => (
+            json!({"sha256": format!("{n:064x}"), "name": "brochure.pdf", "content_type": "application/pdf", "size": 1000 + n}),
+            Value::Null,
+            Value::Null,
+        ),
+        1 => (
+            Value::Null,
+            json!(format!("https://example.com/{n}")),
+            Value::Null,
+        ),
+        _ => (Value::Null, Value::Null, json!(format!("# Note {n}"))),
+    };
+    json!({"version": version, "title": format!("Resource {n}"), "summary": "", "folder": "sales", "tags": ["cnc"],
+           "language": "en", "valid_from": null, "valid_to": null, "file": file, "link": link, "article": article,
+           "origin": null})
 }
 
 fn warranty_claim(description: &str) -> Value {
@@ -912,6 +975,7 @@ fn every_record_converges_under_any_interleaving() {
             "mdf",
             "warranty",
             "service",
+            "announcement",
         ] {
             // A warranty claim or a registration has nothing the partner can
             // send that a vendor's message could make refusable.

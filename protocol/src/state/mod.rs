@@ -1,5 +1,5 @@
-//! State machines for shared records: leads, orders, warranty claims and
-//! service requests.
+//! State machines for shared records: leads, orders, warranty claims,
+//! service requests, MDF budgets, library resources and announcements.
 //!
 //! Both nodes of a relationship run the same function on the same messages, so
 //! they compute the same state. [`apply`] takes the record as it is (or `None`
@@ -11,12 +11,14 @@
 //!
 //! Between two nodes a subject names exactly one record, whatever its family.
 
+pub mod announcement;
 pub mod authority;
 mod catalog;
 mod lead;
 pub mod mdf;
 mod order;
 mod registration;
+pub mod resource;
 mod service;
 mod warranty;
 
@@ -73,6 +75,8 @@ pub enum Record {
     Mdf(mdf::MdfBudgetRecord),
     Warranty(WarrantyRecord),
     Service(ServiceRequest),
+    Resource(resource::ResourceRecord),
+    Announcement(announcement::AnnouncementRecord),
 }
 
 impl Record {
@@ -86,10 +90,13 @@ impl Record {
             Record::Mdf(_) => "mdf",
             Record::Warranty(_) => "warranty",
             Record::Service(_) => "service",
+            Record::Resource(_) => "resource",
+            Record::Announcement(_) => "announcement",
         }
     }
 
-    /// The node that owns the record's order (§12.1): its vendor.
+    /// The node that owns the record's order (§12.1): its vendor (for
+    /// resources and announcements: their publisher).
     pub fn authority(&self) -> &NodeId {
         match self {
             Record::Lead(r) => &r.vendor,
@@ -99,6 +106,8 @@ impl Record {
             Record::Mdf(r) => &r.vendor,
             Record::Warranty(r) => &r.vendor,
             Record::Service(r) => &r.vendor,
+            Record::Resource(r) => &r.publisher,
+            Record::Announcement(r) => &r.publisher,
         }
     }
 
@@ -112,6 +121,8 @@ impl Record {
             Record::Order(r) => Some(r.placed_at),
             Record::Warranty(r) => Some(r.submitted_at),
             Record::Service(r) => Some(r.opened_at),
+            Record::Resource(r) => Some(r.first_published),
+            Record::Announcement(r) => Some(r.posted_at),
             Record::Catalog(_) | Record::Mdf(_) => None,
         }
     }
@@ -128,6 +139,15 @@ impl Record {
             )),
             Record::Warranty(r) => serde_json::to_value(r.status),
             Record::Service(r) => serde_json::to_value(r.status),
+            Record::Resource(r) => Ok(serde_json::Value::String(
+                if r.withdrawn.is_some() {
+                    "withdrawn"
+                } else {
+                    "published"
+                }
+                .into(),
+            )),
+            Record::Announcement(r) => Ok(serde_json::Value::String(r.status().into())),
         };
         value
             .ok()
@@ -238,6 +258,22 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Service(service::apply(request, ctx, message)?)
+        }
+        (Message::ResourcePublish(_) | Message::ResourceWithdraw(_), c) => {
+            let resource = match c {
+                None => None,
+                Some(Record::Resource(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Resource(resource::apply(resource, ctx, message)?)
+        }
+        (Message::AnnouncementPost(_) | Message::AnnouncementAck(_), c) => {
+            let announcement = match c {
+                None => None,
+                Some(Record::Announcement(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Announcement(announcement::apply(announcement, ctx, message)?)
         }
     };
     Ok(Some(record))
