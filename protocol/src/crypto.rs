@@ -70,6 +70,13 @@ pub fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Decodes unpadded base64url of any length.
+pub fn b64url_decode(text: &str) -> Result<Vec<u8>, CryptoError> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| CryptoError::Base64)
+}
+
 /// Decodes unpadded base64url into exactly `N` bytes. Padding, other alphabets
 /// and non-zero trailing bits are refused, so each value has one spelling.
 pub fn b64url_fixed<const N: usize>(text: &str) -> Result<[u8; N], CryptoError> {

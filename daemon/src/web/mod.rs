@@ -19,6 +19,7 @@ pub mod form;
 pub mod format;
 pub mod i18n;
 pub mod leads;
+pub mod library;
 pub mod mdf;
 pub mod notifications;
 pub mod orders;
@@ -75,6 +76,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(orders::routes())
         .merge(service::routes())
         .merge(mdf::routes())
+        .merge(library::routes())
 }
 
 /// What every page shows around its content.
