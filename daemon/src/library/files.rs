@@ -238,6 +238,18 @@ fn fed_error(code: ReasonCode, message: impl Into<String>) -> Response {
     .into_response()
 }
 
+/// An error with its own status: `404 unknown_record` (nothing shared names
+/// the file) or `503 internal`, which SPEC §9 statuses do not give.
+fn fetch_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"code": code, "message": message});
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// `GET /fed/v1/files/<sha256>`: a peer's signed fetch of a file this node
 /// publishes to it (SPEC §17).
 pub async fn fed_fetch(
@@ -313,10 +325,15 @@ pub async fn fed_fetch(
         }
         (Err(e), _) => {
             tracing::error!("file fetch: {e}");
-            fed_error(ReasonCode::Unrecognized, "internal error").into_response()
+            fetch_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "internal",
+                "the store could not be read",
+            )
         }
-        _ => fed_error(
-            ReasonCode::UnknownRecord,
+        _ => fetch_error(
+            StatusCode::NOT_FOUND,
+            "unknown_record",
             "nothing this node shares with you names that file",
         ),
     }

@@ -763,7 +763,7 @@ impl Item {
 /// sees this node's resources that target its organization.
 enum Reader {
     Staff,
-    Partner(Partner),
+    Partner(Box<Partner>),
     Nobody,
 }
 
@@ -771,7 +771,7 @@ fn reader(read: &Read, user: &User) -> Result<Reader, StoreError> {
     Ok(match &user.partner {
         None => Reader::Staff,
         Some(id) => match crate::directory::load(read, id)? {
-            Some(p) => Reader::Partner(p),
+            Some(p) => Reader::Partner(Box::new(p)),
             None => Reader::Nobody,
         },
     })
@@ -941,7 +941,7 @@ pub fn search(
             items.push(item);
         }
     }
-    items.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    items.sort_by_key(|i| std::cmp::Reverse(i.updated_at));
     items.truncate(limit);
     Ok(items)
 }

@@ -5,7 +5,8 @@
 //! - `federation`, `inbox`: two daemons exchanging signed envelopes, and a
 //!   hand-made peer probing the inbox;
 //! - `crossing`: both companies acting while their link is cut (SPEC §12.1);
-//! - `leads`, `orders`, `service`, `mdf`: each record family end to end;
+//! - `leads`, `orders`, `service`, `mdf`, `library`: each record family end
+//!   to end;
 //! - `api`, `web`, `browser`: the JSON API, the web view over HTTPS, and the
 //!   web view in a real headless Chromium.
 
@@ -16,6 +17,7 @@ mod daemon;
 mod federation;
 mod inbox;
 mod leads;
+mod library;
 mod mdf;
 mod notify;
 mod orders;

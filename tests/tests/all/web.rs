@@ -10,6 +10,7 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
 
 /// A minimal browser: keeps cookies, does not follow redirects.
+#[derive(Clone)]
 pub(crate) struct Browser {
     client: reqwest::Client,
     base: String,
@@ -105,6 +106,15 @@ impl Browser {
         self.send(request).await
     }
 
+    /// GETs `path` asking for a byte range (`bytes=N-M`).
+    pub(crate) async fn get_range(&mut self, path: &str, range: &str) -> Page {
+        let request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("range", range);
+        self.send(request).await
+    }
+
     pub(crate) async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Page {
         let request = self
             .client
@@ -138,7 +148,7 @@ impl Browser {
 
     /// Posts a `multipart/form-data` form: text fields and files given as
     /// (file name, content type, bytes) in `file` inputs.
-    async fn post_multipart(
+    pub(crate) async fn post_multipart(
         &mut self,
         path: &str,
         pairs: &[(&str, &str)],
@@ -1777,7 +1787,7 @@ async fn service_requests_and_claims_on_the_web_channel() {
 }
 
 /// Visits `pages` (in Chinese) and fails on any English left on them.
-async fn all_in_chinese(b: &mut Browser, pages: &[&str]) {
+pub(crate) async fn all_in_chinese(b: &mut Browser, pages: &[&str]) {
     b.accept_language = Some("zh-TW");
     for page in pages {
         let shown = b.get(page).await;
@@ -1821,6 +1831,21 @@ const TYPED: &[&str] = &[
     "serial",
     "which",
     "Umbrella",
+    "maintenance",
+    "video",
+    "Service",
+    "How",
+    "service",
+    "the",
+    "spindle",
+    "Ltd",
+    "mp4",
+    "MiB",
+    "dist",
+    "mfr",
+    "HTML",
+    "Markdown",
+    "https",
 ];
 
 #[tokio::test]
