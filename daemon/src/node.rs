@@ -185,6 +185,16 @@ impl Node {
         })
     }
 
+    /// The ids of the enabled peers in the current configuration.
+    pub fn enabled_peers(&self) -> Vec<String> {
+        self.config()
+            .peers
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.id.to_string())
+            .collect()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         match self.config.read() {

@@ -539,6 +539,34 @@ impl Api {
     }
 }
 
+/// Three running nodes in a chain (`ids[0]` ↔ `ids[1]` ↔ `ids[2]`: a
+/// manufacturer, its distributor and the distributor's reseller), each in
+/// its own directory under `dir`, peers of their neighbours only.
+pub async fn chain_of_three(
+    binary: &Path,
+    dir: &Path,
+    ids: [&str; 3],
+) -> (Vec<NodeSetup>, Vec<Daemon>) {
+    let mut nodes = Vec::new();
+    for id in ids {
+        std::fs::create_dir(dir.join(id)).expect("dir");
+        nodes.push(NodeSetup::init(binary, &dir.join(id), id).expect("init"));
+    }
+    let daemons: Vec<Daemon> = nodes
+        .iter()
+        .map(|n| n.start(binary).expect("starts"))
+        .collect();
+    for (a, b) in [(0, 1), (1, 0), (1, 2), (2, 1)] {
+        nodes[a]
+            .append_config(&nodes[b].peer_block(true))
+            .expect("config");
+    }
+    for (a, b) in [(0, 1), (1, 0), (1, 2), (2, 1)] {
+        nodes[a].point_at(&nodes[b]).await;
+    }
+    (nodes, daemons)
+}
+
 /// Polls `probe` until it returns `Some`, or panics after 20 s naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where

@@ -540,15 +540,6 @@ fn save_state(a: &mut Act<'_, '_>, world: &World) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn enabled_peers(node: &Node) -> BTreeSet<String> {
-    node.config()
-        .peers
-        .iter()
-        .filter(|p| p.enabled)
-        .map(|p| p.id.to_string())
-        .collect()
-}
-
 /// Stores new leads (already checked) and distributes each, in one
 /// transaction. Returns their ids.
 pub async fn create(
@@ -556,7 +547,10 @@ pub async fn create(
     inputs: Vec<LeadInput>,
     by: &str,
 ) -> Result<Vec<String>, EngineError> {
-    let peers = enabled_peers(node);
+    let peers = node
+        .enabled_peers()
+        .into_iter()
+        .collect::<BTreeSet<String>>();
     let by = by.to_string();
     node.engine
         .act(move |a| {
@@ -639,7 +633,10 @@ pub async fn assign(
     partner: &str,
     by: &str,
 ) -> Result<Result<(), Refusal>, EngineError> {
-    let peers = enabled_peers(node);
+    let peers = node
+        .enabled_peers()
+        .into_iter()
+        .collect::<BTreeSet<String>>();
     let (id, partner, by) = (id.to_string(), partner.to_string(), by.to_string());
     node.engine
         .act(move |a| {
@@ -767,7 +764,10 @@ pub async fn sweep(node: &Node) -> Result<(usize, Option<Millis>), EngineError> 
     if ids.is_empty() {
         return Ok((0, next));
     }
-    let peers = enabled_peers(node);
+    let peers = node
+        .enabled_peers()
+        .into_iter()
+        .collect::<BTreeSet<String>>();
     node.engine
         .act(move |a| {
             let mut world = World::read(a, peers.clone())?;

@@ -399,15 +399,6 @@ fn distribute(
     Ok(out)
 }
 
-fn enabled_peers(node: &Node) -> Vec<String> {
-    node.config()
-        .peers
-        .iter()
-        .filter(|p| p.enabled)
-        .map(|p| p.id.to_string())
-        .collect()
-}
-
 /// A new resource id: time-ordered, unique.
 fn new_id() -> String {
     let id = uuid::Uuid::now_v7().simple().to_string();
@@ -424,7 +415,7 @@ pub async fn publish(
     draft: Draft,
     origin: Option<Forwarded>,
 ) -> Result<Result<(String, Vec<Delivered>), Refusal>, EngineError> {
-    let peers = enabled_peers(node);
+    let peers = node.enabled_peers();
     let by = user.username.clone();
     let data_dir = node.config().data_dir.clone();
     if let Some(Content::File(f)) = &draft.content

@@ -131,15 +131,6 @@ fn publish_all(
     Ok(out)
 }
 
-fn enabled_peers(node: &Node) -> Vec<String> {
-    node.config()
-        .peers
-        .iter()
-        .filter(|p| p.enabled)
-        .map(|p| p.id.to_string())
-        .collect()
-}
-
 /// Replaces the vendor's catalog (the version increases) and publishes it to
 /// connected partners, in one transaction. Bad content is refused whole,
 /// naming the field.
@@ -148,7 +139,7 @@ pub async fn save_catalog(
     products: Vec<Product>,
     price_lists: Vec<PriceList>,
 ) -> Result<Result<(i64, Vec<Published>), Refusal>, EngineError> {
-    let peers = enabled_peers(node);
+    let peers = node.enabled_peers();
     node.engine
         .act(move |a| {
             let version = own_catalog_in(a.tables)?.map_or(0, |c| c.version) + 1;
@@ -287,7 +278,7 @@ pub fn shop_for(
         }
         (Role::Partner, _) => Ok(None),
         _ => {
-            if vendor == me.as_str() || !enabled_peers(node).iter().any(|p| p == vendor) {
+            if vendor == me.as_str() || !node.enabled_peers().iter().any(|p| p == vendor) {
                 return Ok(None);
             }
             Ok(received_catalogs(read, me)?

@@ -601,22 +601,6 @@ pub fn forwards(read: &Read) -> Result<Vec<Forward>, StoreError> {
     setting(read, FORWARDS_KEY)
 }
 
-fn base64url(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 fn warranty_in(
     a: &Act<'_, '_>,
     key: &str,
@@ -656,7 +640,7 @@ fn upstream_claim(
         from: claim.partner.clone(),
         subject: down_subject,
         envelope: original
-            .map(|b| base64url(&b))
+            .map(|b| guanxi_protocol::crypto::b64url(&b))
             .unwrap_or_else(|| "-".into()),
     });
     Ok(decode_message(

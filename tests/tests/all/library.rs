@@ -42,15 +42,10 @@ async fn signed_in(
 #[tokio::test]
 async fn a_resource_travels_down_the_chain_and_only_to_its_targets() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes = Vec::new();
-    for id in ["mfr", "dist", "res"] {
-        std::fs::create_dir(dir.path().join(id)).expect("dir");
-        nodes.push(NodeSetup::init(Path::new(BIN), &dir.path().join(id), id).expect("init"));
-    }
+    let (nodes, daemons) =
+        guanxi_tests::chain_of_three(Path::new(BIN), dir.path(), ["mfr", "dist", "res"]).await;
     let (mfr, dist, res) = (&nodes[0], &nodes[1], &nodes[2]);
-    let dm = mfr.start(Path::new(BIN)).expect("mfr");
-    let dd = dist.start(Path::new(BIN)).expect("dist");
-    let dr = res.start(Path::new(BIN)).expect("res");
+    let (dm, dd, dr) = (&daemons[0], &daemons[1], &daemons[2]);
     // A peer of the manufacturer that no resource targets, whose key the
     // test holds.
     let other = NodeKey::from_seed(&[9u8; 32]);
@@ -59,15 +54,8 @@ async fn a_resource_travels_down_the_chain_and_only_to_its_targets() {
         guanxi_protocol::crypto::b64url(&other.public().to_bytes())
     ))
     .expect("config");
-    mfr.append_config(&dist.peer_block(true)).expect("config");
-    dist.append_config(&mfr.peer_block(true)).expect("config");
-    dist.append_config(&res.peer_block(true)).expect("config");
-    res.append_config(&dist.peer_block(true)).expect("config");
     mfr.point_at(dist).await;
-    dist.point_at(mfr).await;
-    dist.point_at(res).await;
-    res.point_at(dist).await;
-    let (am, ad) = (Api::of(mfr, &dm), Api::of(dist, &dd));
+    let (am, ad) = (Api::of(mfr, dm), Api::of(dist, dd));
     let (tm, td) = (
         mfr.token(Path::new(BIN), "ci", "admin"),
         dist.token(Path::new(BIN), "ci", "admin"),
@@ -85,9 +73,9 @@ async fn a_resource_travels_down_the_chain_and_only_to_its_targets() {
     ] {
         expect(&ad, "post", "/api/v1/partners", &td, Some(&p), 201).await;
     }
-    let mut sm = signed_in(mfr, &dm, "admin", &dm.first_admin_password().expect("pw")).await;
-    let mut sd = signed_in(dist, &dd, "admin", &dd.first_admin_password().expect("pw")).await;
-    let mut sr = signed_in(res, &dr, "admin", &dr.first_admin_password().expect("pw")).await;
+    let mut sm = signed_in(mfr, dm, "admin", &dm.first_admin_password().expect("pw")).await;
+    let mut sd = signed_in(dist, dd, "admin", &dd.first_admin_password().expect("pw")).await;
+    let mut sr = signed_in(res, dr, "admin", &dr.first_admin_password().expect("pw")).await;
     let webco_pw = add_partner_user(&mut sm, "webco", "wen", "Wen").await;
     let farco_pw = add_partner_user(&mut sm, "farco", "fumi", "Fumi").await;
     let shopco_pw = add_partner_user(&mut sd, "shopco", "shu", "Shu").await;
@@ -148,7 +136,7 @@ async fn a_resource_travels_down_the_chain_and_only_to_its_targets() {
 
     // Partners the target covers see it, find it, download it (by range
     // too); the one outside sees nothing of it anywhere.
-    let mut wen = signed_in(mfr, &dm, "wen", &webco_pw).await;
+    let mut wen = signed_in(mfr, dm, "wen", &webco_pw).await;
     let list = wen.get("/library").await;
     assert!(
         list.body.contains("CNC-5X spindle maintenance video"),
@@ -167,7 +155,7 @@ async fn a_resource_travels_down_the_chain_and_only_to_its_targets() {
         .get_range(&format!("{own}/file/{sha}"), "bytes=11-21")
         .await;
     assert_eq!((part.status, part.body.as_str()), (206, "CNC5X-demo "));
-    let mut fumi = signed_in(mfr, &dm, "fumi", &farco_pw).await;
+    let mut fumi = signed_in(mfr, dm, "fumi", &farco_pw).await;
     let list = fumi.get("/library").await;
     assert!(!list.body.contains("spindle"), "{}", list.body);
     assert!(list.body.contains("id=\"library-empty\""), "{}", list.body);
@@ -249,7 +237,7 @@ async fn a_resource_travels_down_the_chain_and_only_to_its_targets() {
     );
     let got = sr.get(&format!("{res_page}/file/{sha}")).await;
     assert!(got.body.as_bytes() == video.as_slice());
-    let mut shu = signed_in(dist, &dd, "shu", &shopco_pw).await;
+    let mut shu = signed_in(dist, dd, "shu", &shopco_pw).await;
     let list = shu.get("/library").await;
     assert!(
         list.body.contains(&dist_own) && list.body.contains("mfr"),

@@ -36,24 +36,11 @@ fn catalog() -> String {
 #[tokio::test]
 async fn a_claim_goes_up_the_chain_and_the_decision_comes_back_down() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes = Vec::new();
-    for id in ["mfr", "dist", "res"] {
-        std::fs::create_dir(dir.path().join(id)).expect("dir");
-        nodes.push(NodeSetup::init(Path::new(BIN), &dir.path().join(id), id).expect("init"));
-    }
+    let (nodes, daemons) =
+        guanxi_tests::chain_of_three(Path::new(BIN), dir.path(), ["mfr", "dist", "res"]).await;
     let (mfr, dist, res) = (&nodes[0], &nodes[1], &nodes[2]);
-    let dm = mfr.start(Path::new(BIN)).expect("mfr");
-    let dd = dist.start(Path::new(BIN)).expect("dist");
-    let dr = res.start(Path::new(BIN)).expect("res");
-    mfr.append_config(&dist.peer_block(true)).expect("config");
-    dist.append_config(&mfr.peer_block(true)).expect("config");
-    dist.append_config(&res.peer_block(true)).expect("config");
-    res.append_config(&dist.peer_block(true)).expect("config");
-    mfr.point_at(dist).await;
-    dist.point_at(mfr).await;
-    dist.point_at(res).await;
-    res.point_at(dist).await;
-    let (am, ad, ar) = (Api::of(mfr, &dm), Api::of(dist, &dd), Api::of(res, &dr));
+    let (dm, dd, dr) = (&daemons[0], &daemons[1], &daemons[2]);
+    let (am, ad, ar) = (Api::of(mfr, dm), Api::of(dist, dd), Api::of(res, dr));
     let (tm, td, tr) = (
         mfr.token(Path::new(BIN), "ci", "admin"),
         dist.token(Path::new(BIN), "ci", "admin"),
@@ -254,7 +241,7 @@ async fn a_claim_goes_up_the_chain_and_the_decision_comes_back_down() {
         "{at_res}"
     );
     assert_eq!(at_res["claim"]["fulfilment"], "RMA-77");
-    drop((dm, dd, dr));
+    drop(daemons);
 }
 
 #[tokio::test]
