@@ -268,6 +268,16 @@ pub fn org_name(read: &Read, config: &guanxi_config::Config, id: &str) -> String
         .map_or_else(|| id.to_string(), |p| p.name.clone())
 }
 
+/// Every partner, inside an engine job (publishing the catalog or a
+/// library resource matches peers to their entries; the inbound order
+/// check finds the ordering peer's tier).
+pub fn all_in(t: &guanxi_adapters::store::Tables<'_>) -> Result<Vec<Partner>, StoreError> {
+    Ok(t.docs(Doc::Partner)?
+        .into_iter()
+        .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+        .collect())
+}
+
 /// Reads one partner.
 pub fn load(read: &Read, id: &str) -> Result<Option<Partner>, StoreError> {
     Ok(read

@@ -19,7 +19,7 @@ use guanxi_protocol::canonical;
 use guanxi_protocol::envelope::{MAX_BATCH, MAX_ENVELOPE_BYTES, Millis, SignedEnvelope};
 use guanxi_protocol::messages::Message;
 use guanxi_protocol::receipt::ReceiptFields;
-use guanxi_protocol::{EnvelopeError, NodeId, ReasonCode};
+use guanxi_protocol::{EnvelopeError, KeyId, NodeId, PublicKey, ReasonCode};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,7 @@ pub struct FedError {
 }
 
 impl FedError {
-    fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ReasonCode, message: impl Into<String>) -> Self {
         FedError {
             code,
             message: message.into(),
@@ -330,47 +330,55 @@ pub fn check(node: &Node, bytes: &[u8], now: Millis) -> Result<Inbound, FedError
     check_decoded(node, SignedEnvelope::decode(bytes)?, now)
 }
 
-/// [`check`] after step 1 (the envelope is decoded).
-fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<Inbound, FedError> {
-    let f = envelope.fields();
-    let Some(peer) = node.peer(&f.from) else {
+/// The key that must have signed something `from` sent to `to`, created
+/// at `at` with key `kid` (SPEC §7 steps 2–4): `from` is an enabled peer,
+/// `to` is this node, and `kid` is one of the peer's keys valid at `at`.
+/// Envelopes and signed file fetches (SPEC §17) are checked alike.
+pub fn sender_key(
+    node: &Node,
+    from: &NodeId,
+    to: &NodeId,
+    kid: &KeyId,
+    at: Millis,
+) -> Result<PublicKey, FedError> {
+    let Some(peer) = node.peer(from) else {
         return Err(FedError::new(
             ReasonCode::UnknownSender,
-            format!("{} is not a configured peer of this node", f.from),
+            format!("{from} is not a configured peer of this node"),
         ));
     };
     if !peer.config.enabled {
         return Err(FedError::new(
             ReasonCode::SenderDisabled,
-            format!("peer {} is disabled here", f.from),
+            format!("peer {from} is disabled here"),
         ));
     }
-    if f.to != node.identity.id {
+    if to != &node.identity.id {
         return Err(FedError::new(
             ReasonCode::WrongRecipient,
-            format!(
-                "envelope is for {}, this node is {}",
-                f.to, node.identity.id
-            ),
+            format!("it is for {to}, this node is {}", node.identity.id),
         ));
     }
-    let kid = &envelope.envelope.sig.kid;
     let Some(key) = peer.config.keys.iter().find(|k| &k.kid == kid) else {
         return Err(FedError::new(
             ReasonCode::UnknownKey,
-            format!("key {kid} is not configured for peer {}", f.from),
+            format!("key {kid} is not configured for peer {from}"),
         ));
     };
-    if !key.valid_at(f.created) {
+    if !key.valid_at(at) {
         return Err(FedError::new(
             ReasonCode::KeyNotValid,
-            format!(
-                "key {kid} of peer {} is not valid at the envelope's creation time",
-                f.from
-            ),
+            format!("key {kid} of peer {from} is not valid at the time it was signed"),
         ));
     }
-    envelope.verify(&key.public_key)?;
+    Ok(key.public_key)
+}
+
+/// [`check`] after step 1 (the envelope is decoded).
+fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<Inbound, FedError> {
+    let f = envelope.fields();
+    let key = sender_key(node, &f.from, &f.to, &envelope.envelope.sig.kid, f.created)?;
+    envelope.verify(&key)?;
     if f.created > now + MAX_CLOCK_SKEW_MS {
         return Err(FedError::new(
             ReasonCode::FromTheFuture,

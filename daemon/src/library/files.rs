@@ -268,40 +268,11 @@ pub async fn fed_fetch(
         Err(e) => return FedError::from(e).into_response(),
     };
     let f = &fetch.fields;
-    let Some(peer) = node.peer(&f.from) else {
-        return fed_error(
-            ReasonCode::UnknownSender,
-            format!("{} is not a configured peer of this node", f.from),
-        );
+    let key = match crate::inbox::sender_key(&node, &f.from, &f.to, &fetch.sig.kid, f.at) {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
     };
-    if !peer.config.enabled {
-        return fed_error(
-            ReasonCode::SenderDisabled,
-            format!("peer {} is disabled here", f.from),
-        );
-    }
-    if f.to != node.identity.id {
-        return fed_error(
-            ReasonCode::WrongRecipient,
-            format!("the fetch is for {}", f.to),
-        );
-    }
-    let Some(key) = peer.config.keys.iter().find(|k| k.kid == fetch.sig.kid) else {
-        return fed_error(
-            ReasonCode::UnknownKey,
-            format!(
-                "key {} is not configured for peer {}",
-                fetch.sig.kid, f.from
-            ),
-        );
-    };
-    if !key.valid_at(f.at) {
-        return fed_error(
-            ReasonCode::KeyNotValid,
-            "the key is not valid at the fetch's time",
-        );
-    }
-    if let Err(e) = fetch.verify(&key.public_key) {
+    if let Err(e) = fetch.verify(&key) {
         return FedError::from(e).into_response();
     }
     if !fetch.timely(crate::clock::now_ms()) {

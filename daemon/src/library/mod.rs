@@ -37,7 +37,7 @@ use guanxi_protocol::messages::{
     Attachment, Forwarded, Message, ResourcePublish, ResourceWithdraw,
 };
 use guanxi_protocol::money::Date;
-use guanxi_protocol::state::resource::{MAX_HISTORY, ResourceRecord, ResourceVersion};
+use guanxi_protocol::state::resource::{ResourceRecord, ResourceVersion, keep_version};
 use guanxi_protocol::state::{Record, StateError};
 use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
 use serde::{Deserialize, Serialize};
@@ -207,7 +207,7 @@ pub struct OwnResource {
     pub target: Target,
     pub created_at: Millis,
     pub updated_at: Millis,
-    /// Earlier versions, oldest first (the newest [`MAX_HISTORY`]).
+    /// Earlier versions, oldest first (the newest [`guanxi_protocol::state::resource::MAX_HISTORY`]).
     pub history: Vec<ResourceVersion>,
     pub withdrawn: Option<Millis>,
     /// The user who published the current version.
@@ -264,7 +264,7 @@ fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
     serde_json::to_vec(value).map_err(|e| EngineError::Corrupt(e.to_string()))
 }
 
-/// This node's resource `id`.
+/// This node's resource `id` (staff pages: target, history, peers).
 pub fn own(read: &Read, id: &str) -> Result<Option<OwnResource>, StoreError> {
     Ok(read
         .doc(Doc::Library, &own_key(id))?
@@ -325,9 +325,8 @@ fn index_own(t: &mut Tables<'_>, doc: &OwnResource) -> Result<(), EngineError> {
 fn partners_by_peer(
     t: &Tables<'_>,
 ) -> Result<std::collections::HashMap<String, Partner>, EngineError> {
-    Ok(t.docs(Doc::Partner)?
+    Ok(crate::directory::all_in(t)?
         .into_iter()
-        .filter_map(|(_, b)| serde_json::from_slice::<Partner>(&b).ok())
         .filter_map(|p| p.peer.clone().map(|peer| (peer, p)))
         .collect())
 }
@@ -491,15 +490,13 @@ pub async fn publish(
             let now = a.now;
             let mut doc = match current {
                 Some(mut doc) => {
-                    doc.history.push(ResourceVersion {
+                    let earlier = ResourceVersion {
                         version: doc.resource.version,
                         title: doc.resource.title.clone(),
                         published_at: doc.updated_at,
                         file: doc.resource.file.clone(),
-                    });
-                    if doc.history.len() > MAX_HISTORY {
-                        doc.history.remove(0);
-                    }
+                    };
+                    keep_version(&mut doc.history, earlier);
                     doc.resource = resource;
                     doc.target = draft.target.clone();
                     doc.updated_at = now;
@@ -797,11 +794,6 @@ pub fn item(
     Ok(shared(read, key, subject)?.map(|r| Item::of_received(key, subject, r)))
 }
 
-/// The full own document (staff pages: target, history, peers).
-pub fn own_doc(read: &Read, id: &str) -> Result<Option<OwnResource>, StoreError> {
-    own(read, id)
-}
-
 /// Which list a staff member looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shelf {
@@ -977,43 +969,34 @@ pub fn may_fetch(read: &Read, me: &NodeId, peer: &str, sha256: &str) -> Result<b
     Ok(false)
 }
 
-/// Whether `user` may download the file `sha256`: staff always (when the
-/// node holds it); a partner user when a resource that targets its
-/// organization has it.
-pub fn may_download(
+/// The file `sha256` of the resource at (`key`, `subject`) if `user` may
+/// download it: the current version's to whoever sees the resource, an
+/// earlier version's to staff only.
+pub fn downloadable(
     read: &Read,
     me: &NodeId,
     user: &User,
     key: &str,
     subject: &str,
     sha256: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Attachment>, StoreError> {
     let Some(item) = item(read, me, user, key, subject)? else {
-        return Ok(false);
+        return Ok(None);
     };
-    let current = item
-        .resource
-        .file
-        .as_ref()
-        .is_some_and(|f| f.sha256 == sha256);
-    if current {
-        return Ok(true);
+    if let Some(f) = item.resource.file.filter(|f| f.sha256 == sha256) {
+        return Ok(Some(f));
     }
-    // Earlier versions: staff only.
     if user.partner.is_some() {
-        return Ok(false);
+        return Ok(None);
     }
-    Ok(if key == "own" {
-        own(read, subject)?.is_some_and(|d| {
-            d.history
-                .iter()
-                .any(|v| v.file.as_ref().is_some_and(|f| f.sha256 == sha256))
-        })
+    let history = if key == "own" {
+        own(read, subject)?.map(|d| d.history)
     } else {
-        shared(read, key, subject)?.is_some_and(|r| {
-            r.history
-                .iter()
-                .any(|v| v.file.as_ref().is_some_and(|f| f.sha256 == sha256))
-        })
-    })
+        shared(read, key, subject)?.map(|r| r.history)
+    };
+    Ok(history
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| v.file)
+        .find(|f| f.sha256 == sha256))
 }

@@ -13,7 +13,6 @@ pub mod intake;
 pub mod revenue;
 
 use crate::accounts::{Role, User};
-use crate::directory::Partner;
 use crate::engine::{Act, EngineError, decode_message};
 use crate::node::Node;
 use crate::records::web_key;
@@ -83,13 +82,6 @@ pub fn for_tier(catalog: &CatalogPublish, tier: &str) -> CatalogPublish {
     }
 }
 
-fn partners_in(t: &Tables<'_>) -> Result<Vec<Partner>, EngineError> {
-    Ok(t.docs(Doc::Partner)?
-        .into_iter()
-        .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
-        .collect())
-}
-
 /// What a publication did for one partner.
 #[derive(Debug, Clone, Serialize)]
 pub struct Published {
@@ -110,7 +102,7 @@ fn publish_all(
         .parse()
         .map_err(|e| EngineError::Corrupt(format!("catalog subject: {e}")))?;
     let mut out = Vec::new();
-    for p in partners_in(a.tables)? {
+    for p in crate::directory::all_in(a.tables)? {
         let Some(peer) = p.peer.clone().filter(|peer| peers.contains(peer)) else {
             continue;
         };
@@ -208,7 +200,7 @@ pub fn inbound_rule(
     let Message::OrderPlace(place) = message else {
         return Ok(Ok(()));
     };
-    let partner = partners_in(t)?
+    let partner = crate::directory::all_in(t)?
         .into_iter()
         .find(|p| p.peer.as_deref() == Some(ctx.from.as_str()));
     let catalog = own_catalog_in(t)?.unwrap_or(CatalogPublish {

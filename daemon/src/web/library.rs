@@ -25,24 +25,14 @@ use std::sync::Arc;
 
 /// The library routes.
 pub fn routes() -> Router<Arc<Node>> {
+    // The forms that may carry a file: a resource and a little more.
     Router::new()
+        .route("/library/new", get(new_form).post(publish))
+        .route("/library/{key}/{subject}", get(page).post(act))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            MAX_RESOURCE_BYTES as usize + 1024 * 1024,
+        ))
         .route("/library", get(list))
-        .route(
-            "/library/new",
-            get(new_form)
-                .post(publish)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    MAX_RESOURCE_BYTES as usize + 1024 * 1024,
-                )),
-        )
-        .route(
-            "/library/{key}/{subject}",
-            get(page)
-                .post(act)
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    MAX_RESOURCE_BYTES as usize + 1024 * 1024,
-                )),
-        )
         .route("/library/{key}/{subject}/file/{sha}", get(download))
 }
 
@@ -460,7 +450,7 @@ async fn page(
         .reading(move |r| {
             let item = library::item(r, &me, &user, &k, &s)?;
             let own = if staff && k == "own" {
-                library::own_doc(r, &s)?
+                library::own(r, &s)?
             } else {
                 None
             };
@@ -598,31 +588,7 @@ async fn download(
     let (me, user) = (node.identity.id.clone(), m.user.clone());
     let (k, s, h) = (key.clone(), subject.clone(), sha.clone());
     let found = node
-        .reading(move |r| {
-            if !library::may_download(r, &me, &user, &k, &s, &h)? {
-                return Ok(None);
-            }
-            let item = library::item(r, &me, &user, &k, &s)?;
-            // The file's name and type: the current version's, or an
-            // earlier one's.
-            let named = item.and_then(|i| i.resource.file).filter(|f| f.sha256 == h);
-            let named = match named {
-                Some(f) => Some(f),
-                None if k == "own" => library::own_doc(r, &s)?.and_then(|d| {
-                    d.history
-                        .into_iter()
-                        .filter_map(|v| v.file)
-                        .find(|f| f.sha256 == h)
-                }),
-                None => library::shared(r, &k, &s)?.and_then(|d| {
-                    d.history
-                        .into_iter()
-                        .filter_map(|v| v.file)
-                        .find(|f| f.sha256 == h)
-                }),
-            };
-            Ok(named)
-        })
+        .reading(move |r| library::downloadable(r, &me, &user, &k, &s, &h))
         .await?;
     let file = m.found(found)?;
     let Some(path) = files::path(&node.config().data_dir, &sha).filter(|p| p.is_file()) else {

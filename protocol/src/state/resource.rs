@@ -29,6 +29,14 @@ pub struct ResourceVersion {
     pub file: Option<Attachment>,
 }
 
+/// Adds `earlier` to `history`, keeping the newest [`MAX_HISTORY`].
+pub fn keep_version(history: &mut Vec<ResourceVersion>, earlier: ResourceVersion) {
+    history.push(earlier);
+    if history.len() > MAX_HISTORY {
+        history.remove(0);
+    }
+}
+
 /// A resource as both nodes hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceRecord {
@@ -72,15 +80,15 @@ pub(super) fn apply(
                 )));
             }
             let mut next = r.clone();
-            next.history.push(ResourceVersion {
-                version: r.resource.version,
-                title: r.resource.title.clone(),
-                published_at: r.published_at,
-                file: r.resource.file.clone(),
-            });
-            if next.history.len() > MAX_HISTORY {
-                next.history.remove(0);
-            }
+            keep_version(
+                &mut next.history,
+                ResourceVersion {
+                    version: r.resource.version,
+                    title: r.resource.title.clone(),
+                    published_at: r.published_at,
+                    file: r.resource.file.clone(),
+                },
+            );
             next.resource = p.clone();
             next.published_at = ctx.at;
             next.withdrawn = None;
