@@ -89,7 +89,17 @@ impl Daemon {
                 Err(_) => {
                     let _ = child.kill();
                     let status = child.wait().ok();
-                    let errors: Vec<String> = err_rx.try_iter().collect();
+                    // The process is gone: its stderr ends, and the reader
+                    // thread sends every line before it stops (taking only
+                    // the lines already read lost the error message when
+                    // the process exited faster than they were read).
+                    let mut errors = Vec::new();
+                    let until = Instant::now() + Duration::from_secs(10);
+                    while let Ok(line) =
+                        err_rx.recv_timeout(until.saturating_duration_since(Instant::now()))
+                    {
+                        errors.push(line);
+                    }
                     return Err(format!(
                         "daemon did not report listening (exit {status:?}); stdout: {banner:?}; stderr: {errors:?}"
                     ));
