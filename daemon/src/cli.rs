@@ -816,6 +816,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
                 move |t: &mut guanxi_adapters::store::Tables<'_>,
                       a: &crate::engine::Applied<'_>| {
                     crate::library::on_applied(t, a)?;
+                    crate::announcements::on_applied(t, a)?;
                     notify(t, a)
                 },
             )

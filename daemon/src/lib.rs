@@ -33,6 +33,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod announcements;
 pub mod api;
 pub mod attachments;
 pub mod certifications;

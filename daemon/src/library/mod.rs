@@ -103,7 +103,7 @@ impl Target {
     /// The index dimensions a resource with this target is listed under
     /// (one per named partner, and one set of the first dimension given;
     /// a reader checks the whole target).
-    fn dimensions(&self) -> Vec<String> {
+    pub(crate) fn dimensions(&self) -> Vec<String> {
         let mut d: Vec<String> = self.partners.iter().map(|p| format!("p:{p}")).collect();
         if self.everyone {
             d.push("all".into());
@@ -128,7 +128,7 @@ impl Target {
     }
 
     /// The dimensions a partner reads: every one that could cover it.
-    fn dimensions_of(p: &Partner) -> Vec<String> {
+    pub(crate) fn dimensions_of(p: &Partner) -> Vec<String> {
         vec![
             "all".into(),
             format!("p:{}", p.id),
@@ -239,7 +239,7 @@ pub enum Content {
     Article(String),
 }
 
-fn time16(ms: Millis) -> String {
+pub(crate) fn time16(ms: Millis) -> String {
     format!("{:016}", ms.max(0))
 }
 
@@ -295,16 +295,25 @@ fn searchable(r: &ResourcePublish) -> String {
     text
 }
 
-/// Writes the index entries of an own resource (replacing the old ones).
-fn index_own(t: &mut Tables<'_>, doc: &OwnResource) -> Result<(), EngineError> {
-    let of = format!("rof{SEP}{}", doc.id);
-    if let Some(old) = t.doc(Doc::Library, &of)? {
+/// Replaces the index entries a document holds: the keys listed under
+/// `of` are deleted, `keys` written (empty values) and listed there.
+pub(crate) fn reindex(t: &mut Tables<'_>, of: &str, keys: &[String]) -> Result<(), EngineError> {
+    if let Some(old) = t.doc(Doc::Library, of)? {
         for k in String::from_utf8_lossy(&old).split('\n') {
             if !k.is_empty() {
                 t.delete_doc(Doc::Library, k)?;
             }
         }
     }
+    for k in keys {
+        t.put_doc(Doc::Library, k, b"")?;
+    }
+    t.put_doc(Doc::Library, of, keys.join("\n").as_bytes())?;
+    Ok(())
+}
+
+/// Writes the index entries of an own resource (replacing the old ones).
+fn index_own(t: &mut Tables<'_>, doc: &OwnResource) -> Result<(), EngineError> {
     let time = time16(doc.updated_at);
     let mut keys = vec![format!("ro{SEP}{time}{SEP}{}", doc.id)];
     if doc.withdrawn.is_none() {
@@ -312,17 +321,14 @@ fn index_own(t: &mut Tables<'_>, doc: &OwnResource) -> Result<(), EngineError> {
             keys.push(format!("t{SEP}{d}{SEP}{time}{SEP}{}", doc.id));
         }
     }
-    for k in &keys {
-        t.put_doc(Doc::Library, k, b"")?;
-    }
-    t.put_doc(Doc::Library, &of, keys.join("\n").as_bytes())?;
+    reindex(t, &format!("rof{SEP}{}", doc.id), &keys)?;
     let text = doc.withdrawn.is_none().then(|| searchable(&doc.resource));
     search::index(t, &place("own", &doc.id), text.as_deref())
 }
 
 /// Every directory partner with a peer daemon, by peer id. Reads the
 /// directory once per publication (as publishing the catalog does).
-fn partners_by_peer(
+pub(crate) fn partners_by_peer(
     t: &Tables<'_>,
 ) -> Result<std::collections::HashMap<String, Partner>, EngineError> {
     Ok(crate::directory::all_in(t)?
@@ -749,13 +755,13 @@ impl Item {
 
 /// Who is reading: staff see everything this node holds; a partner user
 /// sees this node's resources that target its organization.
-enum Reader {
+pub(crate) enum Reader {
     Staff,
     Partner(Box<Partner>),
     Nobody,
 }
 
-fn reader(read: &Read, user: &User) -> Result<Reader, StoreError> {
+pub(crate) fn reader(read: &Read, user: &User) -> Result<Reader, StoreError> {
     Ok(match &user.partner {
         None => Reader::Staff,
         Some(id) => match crate::directory::load(read, id)? {
@@ -847,16 +853,15 @@ pub fn page(
     }
 }
 
-/// Merges index ranges of own resources (`<prefix><time>␟<id>`), newest
-/// first, each read backwards from the cursor (`time/own/id`).
-fn own_page(
+/// Merges index ranges (`<prefix><time>␟<id>`) newest first, each read
+/// backwards from the cursor (`time/own/id`): up to `limit` entries
+/// (`time␟id`) and the cursor of the next page.
+pub(crate) fn newest_in(
     read: &Read,
-    me: &NodeId,
     prefixes: &[String],
-    partner: Option<&Partner>,
     cursor: Option<&str>,
     limit: usize,
-) -> Result<(Vec<Item>, Option<String>), StoreError> {
+) -> Result<(Vec<String>, Option<String>), StoreError> {
     let after = cursor.and_then(|c| {
         let mut p = c.splitn(3, '/');
         let (time, key, id) = (p.next()?, p.next()?, p.next()?);
@@ -881,6 +886,28 @@ fn own_page(
     merged.dedup();
     let more = merged.len() > limit;
     merged.truncate(limit);
+    let next = if more {
+        merged
+            .last()
+            .and_then(|e| e.split_once(SEP))
+            .map(|(t, id)| format!("{t}/own/{id}"))
+    } else {
+        None
+    };
+    Ok((merged, next))
+}
+
+/// One page of own resources from index ranges (see [`newest_in`]); for a
+/// partner, only those whose whole target covers it.
+fn own_page(
+    read: &Read,
+    me: &NodeId,
+    prefixes: &[String],
+    partner: Option<&Partner>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Item>, Option<String>), StoreError> {
+    let (merged, next) = newest_in(read, prefixes, cursor, limit)?;
     let mut items = Vec::new();
     for entry in &merged {
         let Some((_, id)) = entry.split_once(SEP) else {
@@ -895,14 +922,6 @@ fn own_page(
         }
         items.push(Item::of_own(me, doc));
     }
-    let next = if more {
-        merged
-            .last()
-            .and_then(|e| e.split_once(SEP))
-            .map(|(t, id)| format!("{t}/own/{id}"))
-    } else {
-        None
-    };
     Ok((items, next))
 }
 

@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod account;
+pub mod announcements;
 pub mod chart;
 pub mod dashboard;
 pub mod form;
@@ -77,6 +78,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(service::routes())
         .merge(mdf::routes())
         .merge(library::routes())
+        .merge(announcements::routes())
 }
 
 /// What every page shows around its content.
@@ -951,6 +953,38 @@ struct PartnerPage {
     exchanges: Vec<ExchangeRow>,
     page: usize,
     more: bool,
+    /// How fast announcements reach the partner, in words (empty: none yet).
+    delivery: String,
+}
+
+/// A partner's announcement figures in words (its node's and its web
+/// users' together), empty when it has read none.
+fn delivery_words(
+    read: &guanxi_adapters::store::Read,
+    loc: &format::Locale,
+    partner: &Partner,
+) -> Result<String, guanxi_adapters::store::StoreError> {
+    let mut f = crate::announcements::figures(read, &crate::records::web_key(&partner.id))?;
+    if let Some(peer) = &partner.peer {
+        let p = crate::announcements::figures(read, peer)?;
+        f.read += p.read;
+        f.read_ms += p.read_ms;
+        f.acknowledged += p.acknowledged;
+        f.acknowledged_ms += p.acknowledged_ms;
+    }
+    if f.read == 0 {
+        return Ok(String::new());
+    }
+    let time = |ms: Option<i64>| ms.map(|ms| loc.duration(ms)).unwrap_or_else(|| "–".into());
+    Ok(loc.t().fill(
+        "announcements.figures_line",
+        &[
+            ("read", &loc.number(f.read as i64)),
+            ("read_time", &time(f.mean_read())),
+            ("acknowledged", &loc.number(f.acknowledged as i64)),
+            ("ack_time", &time(f.mean_acknowledged())),
+        ],
+    ))
 }
 
 #[derive(Deserialize)]
@@ -1016,6 +1050,7 @@ async fn partner_page(
         ));
     }
     exchanges.sort_by_key(|e| std::cmp::Reverse(e.at));
+    let delivery = delivery_words(&read, m.loc(), &partner)?;
     let more = exchanges.len() > page * PAGE_SIZE;
     let exchanges: Vec<ExchangeRow> = exchanges
         .into_iter()
@@ -1031,6 +1066,7 @@ async fn partner_page(
             exchanges,
             page,
             more,
+            delivery,
         }
         .render(),
     ))

@@ -10,6 +10,7 @@
 //! - `api`, `web`, `browser`: the JSON API, the web view over HTTPS, and the
 //!   web view in a real headless Chromium.
 
+mod announcements;
 mod api;
 mod browser;
 mod crossing;

@@ -1806,6 +1806,7 @@ const TYPED: &[&str] = &[
     "laser",
     "Initech",
     "Globex",
+    "webco",
     "Taiwan",
     "Contoso",
     "Spindle",
