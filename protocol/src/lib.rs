@@ -32,6 +32,7 @@ pub mod ids;
 pub mod messages;
 pub mod money;
 pub mod pricing;
+pub mod quiz;
 pub mod reason;
 pub mod receipt;
 mod signed;

@@ -787,15 +787,213 @@ pub struct ResourcePublish {
     /// publisher's node, subject and signed `resource.publish` envelope.
     #[serde(deserialize_with = "canonical::required_nullable")]
     pub origin: Option<Forwarded>,
+    /// A course (lessons and a quiz) instead of a file, link or article.
+    /// Always written (null when absent); a body without the member reads
+    /// as null, so resources published before courses existed still read.
+    #[serde(default)]
+    pub course: Option<Course>,
+}
+
+/// A course: lessons to study and a quiz the publisher grades. The answer
+/// key never leaves the publisher; passing earns a certification it signs
+/// (SPEC §16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Course {
+    /// A short code tier requirements name (`cnc-basics`).
+    pub code: String,
+    /// The level a certification states (`basic`, `advanced`, ...).
+    pub level: String,
+    pub lessons: Vec<Lesson>,
+    pub quiz: Quiz,
+    /// How many days a certification counts; null: it does not expire.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub valid_days: Option<i64>,
+}
+
+/// One lesson: Markdown text, perhaps with a link to study.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lesson {
+    pub title: String,
+    pub text: String,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub link: Option<String>,
+}
+
+/// A quiz: each attempt draws `draw` questions from the pool (SPEC §16.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quiz {
+    /// The percentage of drawn questions answered right needed to pass.
+    pub pass_percent: i64,
+    /// Attempts a person has; 0: no limit.
+    pub attempts: i64,
+    pub draw: i64,
+    pub questions: Vec<Question>,
+}
+
+/// A question with its choices (never which are right).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    pub id: String,
+    pub text: String,
+    pub choices: Vec<String>,
+    /// Several choices may be right (the answer must name exactly those).
+    pub multiple: bool,
+}
+
+/// Most lessons in a course, questions in a pool, choices in a question.
+pub const MAX_LESSONS: usize = 50;
+pub const MAX_QUESTIONS: usize = 200;
+pub const MAX_CHOICES: usize = 10;
+
+impl Course {
+    fn validate(&self, path: &str) -> Result<(), BodyError> {
+        text(&format!("{path}.code"), &self.code, 50, true)?;
+        if !self
+            .code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(field_error(
+                format!("{path}.code"),
+                "must be letters, digits, - and _",
+            ));
+        }
+        text(&format!("{path}.level"), &self.level, 50, true)?;
+        if self.lessons.len() > MAX_LESSONS {
+            return Err(field_error(
+                format!("{path}.lessons"),
+                format!("must have at most {MAX_LESSONS} lessons"),
+            ));
+        }
+        for (i, l) in self.lessons.iter().enumerate() {
+            text(
+                &format!("{path}.lessons[{i}].title"),
+                &l.title,
+                SHORT_TEXT,
+                true,
+            )?;
+            text(
+                &format!("{path}.lessons[{i}].text"),
+                &l.text,
+                MAX_ARTICLE,
+                false,
+            )?;
+            if let Some(link) = &l.link {
+                web_link(&format!("{path}.lessons[{i}].link"), link)?;
+            }
+        }
+        if let Some(days) = self.valid_days
+            && !(1..=36_600).contains(&days)
+        {
+            return Err(field_error(
+                format!("{path}.valid_days"),
+                "must be 1 to 36600 days, or null",
+            ));
+        }
+        let q = &self.quiz;
+        let qp = format!("{path}.quiz");
+        if !(1..=100).contains(&q.pass_percent) {
+            return Err(field_error(
+                format!("{qp}.pass_percent"),
+                "must be 1 to 100",
+            ));
+        }
+        if !(0..=100).contains(&q.attempts) {
+            return Err(field_error(format!("{qp}.attempts"), "must be 0 to 100"));
+        }
+        if q.questions.is_empty() || q.questions.len() > MAX_QUESTIONS {
+            return Err(field_error(
+                format!("{qp}.questions"),
+                format!("must have 1 to {MAX_QUESTIONS} questions"),
+            ));
+        }
+        if q.draw < 1 || q.draw as usize > q.questions.len() {
+            return Err(field_error(
+                format!("{qp}.draw"),
+                "must be 1 to the number of questions",
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, question) in q.questions.iter().enumerate() {
+            let at = format!("{qp}.questions[{i}]");
+            text(&format!("{at}.id"), &question.id, 50, true)?;
+            if !ids.insert(question.id.as_str()) {
+                return Err(field_error(format!("{at}.id"), "is used twice"));
+            }
+            text(&format!("{at}.text"), &question.text, LONG_TEXT, true)?;
+            if !(2..=MAX_CHOICES).contains(&question.choices.len()) {
+                return Err(field_error(
+                    format!("{at}.choices"),
+                    format!("must have 2 to {MAX_CHOICES} choices"),
+                ));
+            }
+            for (j, c) in question.choices.iter().enumerate() {
+                text(&format!("{at}.choices[{j}]"), c, SHORT_TEXT * 5, true)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `quiz.submit`, learner → the course's publisher: a person's answers to
+/// the questions drawn for this attempt (the record's subject seeds the
+/// draw, SPEC §16.2). The publisher grades it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuizSubmit {
+    /// The course's subject (`resource.<publisher>.<id>`) and version.
+    pub course: RecordId,
+    pub version: i64,
+    /// The person taking it, as the learner's organization names them.
+    pub learner: String,
+    pub answers: Vec<QuizAnswer>,
+}
+
+/// The choices (indexes into the question's choices) picked for a question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuizAnswer {
+    pub question: String,
+    pub choices: Vec<i64>,
+}
+
+/// `quiz.grade`, publisher → learner: the result, and the certification
+/// document (base64url of its exact bytes) when passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuizGrade {
+    pub correct: i64,
+    pub total: i64,
+    pub passed: bool,
+    pub note: String,
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub certification: Option<String>,
+}
+
+fn web_link(path: &str, link: &str) -> Result<(), BodyError> {
+    let web = link.starts_with("https://") || link.starts_with("http://");
+    if !web || link.chars().count() > MAX_LINK || link.chars().any(char::is_whitespace) {
+        return Err(field_error(
+            path,
+            format!("must be an http(s) address without spaces, at most {MAX_LINK} characters"),
+        ));
+    }
+    Ok(())
 }
 
 impl ResourcePublish {
-    /// The content's form: `file`, `link` or `article`.
+    /// The content's form: `file`, `link`, `article` or `course`.
     pub fn format(&self) -> &'static str {
         if self.file.is_some() {
             "file"
         } else if self.link.is_some() {
             "link"
+        } else if self.course.is_some() {
+            "course"
         } else {
             "article"
         }
@@ -885,12 +1083,16 @@ impl ResourcePublish {
             self.file.is_some(),
             self.link.is_some(),
             self.article.is_some(),
+            self.course.is_some(),
         ];
         if set.iter().filter(|s| **s).count() != 1 {
             return Err(field_error(
                 "body.file",
-                "exactly one of file, link and article must be set",
+                "exactly one of file, link, article and course must be set",
             ));
+        }
+        if let Some(c) = &self.course {
+            c.validate("body.course")?;
         }
         if let Some(f) = &self.file {
             sha256_hex("body.file.sha256", &f.sha256)?;
@@ -904,15 +1106,7 @@ impl ResourcePublish {
             }
         }
         if let Some(link) = &self.link {
-            let web = link.starts_with("https://") || link.starts_with("http://");
-            if !web || link.chars().count() > MAX_LINK || link.chars().any(char::is_whitespace) {
-                return Err(field_error(
-                    "body.link",
-                    format!(
-                        "must be an http(s) address without spaces, at most {MAX_LINK} characters"
-                    ),
-                ));
-            }
+            web_link("body.link", link)?;
         }
         if let Some(article) = &self.article {
             text("body.article", article, MAX_ARTICLE, true)?;
@@ -997,6 +1191,8 @@ messages! {
     ResourceWithdraw(ResourceWithdraw) = "resource.withdraw",
     AnnouncementPost(AnnouncementPost) = "announcement.post",
     AnnouncementAck(AnnouncementAck) = "announcement.ack",
+    QuizSubmit(QuizSubmit) = "quiz.submit",
+    QuizGrade(QuizGrade) = "quiz.grade",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -1410,6 +1606,64 @@ impl Message {
                 text("body.language", &b.language, 35, false)
             }
             Message::AnnouncementAck(b) => text("body.by", &b.by, SHORT_TEXT, true),
+            Message::QuizSubmit(b) => {
+                if b.version < 1 {
+                    return Err(field_error("body.version", "must be 1 or more"));
+                }
+                text("body.learner", &b.learner, SHORT_TEXT, true)?;
+                if b.answers.len() > MAX_QUESTIONS {
+                    return Err(field_error(
+                        "body.answers",
+                        format!("must have at most {MAX_QUESTIONS} answers"),
+                    ));
+                }
+                for (i, a) in b.answers.iter().enumerate() {
+                    text(
+                        &format!("body.answers[{i}].question"),
+                        &a.question,
+                        50,
+                        true,
+                    )?;
+                    if a.choices.len() > MAX_CHOICES
+                        || a.choices
+                            .iter()
+                            .any(|c| !(0..MAX_CHOICES as i64).contains(c))
+                    {
+                        return Err(field_error(
+                            format!("body.answers[{i}].choices"),
+                            format!(
+                                "must be at most {MAX_CHOICES} choices, each 0 to {}",
+                                MAX_CHOICES - 1
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Message::QuizGrade(b) => {
+                if b.total < 0
+                    || b.total > MAX_QUESTIONS as i64
+                    || !(0..=b.total).contains(&b.correct)
+                {
+                    return Err(field_error(
+                        "body.correct",
+                        "must be 0 to total, total at most the pool's size",
+                    ));
+                }
+                text("body.note", &b.note, LONG_TEXT, false)?;
+                match &b.certification {
+                    Some(_) if !b.passed => Err(field_error(
+                        "body.certification",
+                        "must be null unless passed",
+                    )),
+                    Some(c)
+                        if c.len() > crate::certification::MAX_CERTIFICATION_BYTES * 4 / 3 + 4 =>
+                    {
+                        Err(field_error("body.certification", "is too long"))
+                    }
+                    _ => Ok(()),
+                }
+            }
             Message::WarrantyFulfil(b) => {
                 text("body.reference", &b.reference, SHORT_TEXT, true)?;
                 text("body.note", &b.note, LONG_TEXT, false)
@@ -1530,6 +1784,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 32);
+        assert_eq!(kinds.len(), 34);
     }
 }

@@ -394,6 +394,17 @@ impl World {
         let now = self.clock;
         // Either side of a relationship publishes library resources and
         // announcements (the publisher is their authority).
+        if !as_vendor && self.rng.percent(8) {
+            // A person at the partner takes a quiz of the vendor's course.
+            let subject = self.fresh(&format!("attempt.{}", NODES[me]));
+            let m = msg(
+                "quiz.submit",
+                json!({"course": format!("resource.{}.c1", NODES[peer]), "version": 1, "learner": "Mei",
+                       "answers": [{"question": "q1", "choices": [0]}, {"question": "q2", "choices": [1, 2]}]}),
+            );
+            self.send(me, peer, &subject, m);
+            return;
+        }
         if self.rng.percent(25) {
             if self.rng.percent(50) {
                 let subject = self.fresh(&format!("resource.{}", NODES[me]));
@@ -597,6 +608,18 @@ impl World {
                 "announcement.ack",
                 json!({"acknowledged": r.percent(50), "by": format!("user {id}")}),
             ),
+            // The publisher grades (a stale second grade is refused); the
+            // learner has nothing more to say.
+            (Record::Quiz(q), _) if &q.publisher == me => {
+                let passed = r.percent(50);
+                let certification = passed.then(|| format!("cert{id}"));
+                msg(
+                    "quiz.grade",
+                    json!({"correct": if passed { 4 } else { 1 }, "total": 4, "passed": passed,
+                           "note": "", "certification": certification}),
+                )
+            }
+            (Record::Quiz(_), _) => return None,
             (Record::Mdf(b), true) => {
                 let submitted: Vec<_> = b
                     .requests
@@ -859,6 +882,7 @@ fn family(message: &Message) -> &'static str {
         k if k.starts_with("warranty.") => "warranty",
         k if k.starts_with("resource.") => "resource",
         k if k.starts_with("announcement.") => "announcement",
+        k if k.starts_with("quiz.") => "quiz",
         _ => "service",
     }
 }
@@ -976,10 +1000,12 @@ fn every_record_converges_under_any_interleaving() {
             "warranty",
             "service",
             "announcement",
+            "quiz",
         ] {
-            // A warranty claim or a registration has nothing the partner can
-            // send that a vendor's message could make refusable.
-            let events: &[&str] = if matches!(family, "warranty" | "registration") {
+            // A warranty claim, a registration or a quiz attempt has
+            // nothing the partner can send that a vendor's message could
+            // make refusable.
+            let events: &[&str] = if matches!(family, "warranty" | "registration" | "quiz") {
                 &["crossed", "early"]
             } else {
                 &["crossed", "refused", "early"]

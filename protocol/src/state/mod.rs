@@ -17,6 +17,7 @@ mod catalog;
 mod lead;
 pub mod mdf;
 mod order;
+pub mod quiz;
 mod registration;
 pub mod resource;
 mod service;
@@ -77,6 +78,7 @@ pub enum Record {
     Service(ServiceRequest),
     Resource(resource::ResourceRecord),
     Announcement(announcement::AnnouncementRecord),
+    Quiz(quiz::QuizAttempt),
 }
 
 impl Record {
@@ -92,6 +94,7 @@ impl Record {
             Record::Service(_) => "service",
             Record::Resource(_) => "resource",
             Record::Announcement(_) => "announcement",
+            Record::Quiz(_) => "quiz",
         }
     }
 
@@ -108,6 +111,7 @@ impl Record {
             Record::Service(r) => &r.vendor,
             Record::Resource(r) => &r.publisher,
             Record::Announcement(r) => &r.publisher,
+            Record::Quiz(r) => &r.publisher,
         }
     }
 
@@ -123,6 +127,7 @@ impl Record {
             Record::Service(r) => Some(r.opened_at),
             Record::Resource(r) => Some(r.first_published),
             Record::Announcement(r) => Some(r.posted_at),
+            Record::Quiz(r) => Some(r.submitted_at),
             Record::Catalog(_) | Record::Mdf(_) => None,
         }
     }
@@ -148,6 +153,7 @@ impl Record {
                 .into(),
             )),
             Record::Announcement(r) => Ok(serde_json::Value::String(r.status().into())),
+            Record::Quiz(r) => Ok(serde_json::Value::String(r.status().into())),
         };
         value
             .ok()
@@ -274,6 +280,14 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Announcement(announcement::apply(announcement, ctx, message)?)
+        }
+        (Message::QuizSubmit(_) | Message::QuizGrade(_), c) => {
+            let attempt = match c {
+                None => None,
+                Some(Record::Quiz(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Quiz(quiz::apply(attempt, ctx, message)?)
         }
     };
     Ok(Some(record))
