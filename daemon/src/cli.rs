@@ -817,6 +817,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
                       a: &crate::engine::Applied<'_>| {
                     crate::library::on_applied(t, a)?;
                     crate::announcements::on_applied(t, a)?;
+                    crate::courses::on_applied(t, a)?;
                     notify(t, a)
                 },
             )
@@ -868,6 +869,10 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             shutdown.child_token(),
         ));
         let fetch_task = tokio::spawn(crate::library::files::run_fetcher(
+            node.clone(),
+            shutdown.child_token(),
+        ));
+        let grader_task = tokio::spawn(crate::courses::run_grader(
             node.clone(),
             shutdown.child_token(),
         ));
@@ -976,6 +981,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         let _ = sweeper_task.await;
         let _ = relay_task.await;
         let _ = fetch_task.await;
+        let _ = grader_task.await;
         let _ = reconcile_task.await;
         let _ = expiry_task.await;
         let _ = purge_task.await;

@@ -152,6 +152,12 @@ impl Act<'_, '_> {
         &self.identity.id
     }
 
+    /// This node's signing key (certifications it issues are signed in the
+    /// transaction that records them).
+    pub fn signing_key(&self) -> &guanxi_protocol::NodeKey {
+        &self.identity.key
+    }
+
     /// Applies `message` to the record `subject` shared with `peer` and queues
     /// it for delivery (as [`Engine::send`]). A refusal changes nothing.
     pub fn send(
@@ -376,9 +382,9 @@ impl Versions {
 /// A business rule of this node beyond the state machines, checked on every
 /// incoming message after its state machine accepted it (SPEC §7 step 9):
 /// `Ok(Err(..))` rejects it with a signed rejection. The vendor's catalog
-/// check of `order.place` is one.
+/// check of `order.place` is one. Given the message's context and subject.
 pub type InboundRule = Arc<
-    dyn Fn(&Tables<'_>, &Context, &Message) -> Result<Result<(), StateError>, EngineError>
+    dyn Fn(&Tables<'_>, &Context, &str, &Message) -> Result<Result<(), StateError>, EngineError>
         + Send
         + Sync,
 >;
@@ -420,7 +426,7 @@ impl Hooks {
     /// No business rule and nothing done on applied messages (tests).
     pub fn none() -> Hooks {
         Hooks {
-            rule: Arc::new(|_, _, _| Ok(Ok(()))),
+            rule: Arc::new(|_, _, _, _| Ok(Ok(()))),
             applied: Arc::new(|_, _| Ok(false)),
         }
     }
@@ -1276,7 +1282,7 @@ fn inbound(
                         // the authority of; the authority's own messages
                         // are the record's truth.
                         let ruled = match received.version {
-                            Some(_) => (hooks.rule)(w, &ctx, message)?,
+                            Some(_) => (hooks.rule)(w, &ctx, subject, message)?,
                             None => Ok(()),
                         };
                         match ruled {
@@ -1320,7 +1326,7 @@ fn inbound(
                     None,
                 )
             } else {
-                match (hooks.rule)(w, &ctx, message)? {
+                match (hooks.rule)(w, &ctx, f.subject.as_str(), message)? {
                     Err(e) => reject(e.code, e.message, None),
                     Ok(()) => None,
                 }

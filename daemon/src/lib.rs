@@ -39,6 +39,7 @@ pub mod attachments;
 pub mod certifications;
 pub mod cli;
 pub mod clock;
+pub mod courses;
 pub mod delivery;
 pub mod directory;
 pub mod engine;

@@ -94,6 +94,7 @@ pub fn needs_person(message: &Message) -> bool {
             | Message::LeadUpdate(_)
             | Message::LeadExpire(_)
             | Message::AnnouncementAck(_)
+            | Message::QuizSubmit(_)
     )
 }
 
@@ -109,6 +110,7 @@ pub fn label_of(record: &Record) -> String {
         Record::Service(s) => format!("{} · {}", s.request.customer.company, s.request.sku),
         Record::Resource(r) => r.resource.title.clone(),
         Record::Announcement(a) => a.post.title.clone(),
+        Record::Quiz(q) => q.submit.learner.clone(),
     }
 }
 
@@ -132,6 +134,7 @@ pub fn link_of(record: &Record, key: &str, subject: &str, me: &str) -> String {
         Record::Service(_) => format!("/service/{key}/{subject}"),
         Record::Resource(_) => format!("/library/{key}/{subject}"),
         Record::Announcement(_) => format!("/announcements/{key}/{subject}"),
+        Record::Quiz(_) => format!("/quiz/{key}/{subject}"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! This node's business rules on incoming messages, beyond the state
 //! machines (the engine's `InboundRule`, SPEC §7 step 9): the vendor's
 //! price-list check of `order.place`, the serial check of `warranty.claim`,
+//! whether a `quiz.submit` can be graded,
 //! and keeping the file an `attachment.put` carries (written before the
 //! commit; content-addressed, so a failed commit leaves only an unused file).
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 /// The rule for a node whose data directory is `data_dir`.
 pub fn for_node(data_dir: PathBuf) -> InboundRule {
-    Arc::new(move |t, ctx, message| inbound(&data_dir, t, ctx, message))
+    Arc::new(move |t, ctx, subject, message| inbound(&data_dir, t, ctx, subject, message))
 }
 
 /// Checks an incoming message after its state machine accepted it.
@@ -21,6 +22,7 @@ pub fn inbound(
     data_dir: &std::path::Path,
     t: &Tables<'_>,
     ctx: &Context,
+    subject: &str,
     message: &Message,
 ) -> Result<Result<(), StateError>, EngineError> {
     match message {
@@ -40,6 +42,7 @@ pub fn inbound(
         }
         Message::OrderPlace(_) => crate::orders::inbound_rule(t, ctx, message),
         Message::WarrantyClaim(_) => crate::service::check_incoming_claim(t, ctx, message),
+        Message::QuizSubmit(_) => crate::courses::inbound_rule(t, ctx, subject, message),
         _ => Ok(Ok(())),
     }
 }

@@ -791,7 +791,7 @@ pub struct ResourcePublish {
     /// Always written (null when absent); a body without the member reads
     /// as null, so resources published before courses existed still read.
     #[serde(default)]
-    pub course: Option<Course>,
+    pub course: Option<Box<Course>>,
 }
 
 /// A course: lessons to study and a quiz the publisher grades. The answer

@@ -26,7 +26,7 @@ pub fn draw<'a>(quiz: &'a Quiz, subject: &str) -> Vec<&'a Question> {
             (Sha256Hash::of(&input), q)
         })
         .collect();
-    ranked.sort_by(|a, b| a.0.0.cmp(&b.0.0));
+    ranked.sort_by_key(|(hash, _)| hash.0);
     ranked
         .into_iter()
         .take(quiz.draw.max(0) as usize)

@@ -34,9 +34,10 @@ use crate::engine::{Act, Applied, EngineError, decode_message};
 use crate::node::Node;
 use guanxi_adapters::store::{Doc, Order, Read, StoreError, Tables};
 use guanxi_protocol::messages::{
-    Attachment, Forwarded, Message, ResourcePublish, ResourceWithdraw,
+    Attachment, Course, Forwarded, Message, ResourcePublish, ResourceWithdraw,
 };
 use guanxi_protocol::money::Date;
+use guanxi_protocol::quiz::AnswerKey;
 use guanxi_protocol::state::resource::{ResourceRecord, ResourceVersion, keep_version};
 use guanxi_protocol::state::{Record, StateError};
 use guanxi_protocol::{Millis, NodeId, ReasonCode, RecordId};
@@ -215,6 +216,9 @@ pub struct OwnResource {
     /// Peers holding it published (they get `resource.withdraw` when the
     /// target no longer covers them).
     pub sent_to: Vec<String>,
+    /// A course's answer key (never sent).
+    #[serde(default)]
+    pub answers: AnswerKey,
 }
 
 /// What a new version says; `content` `None` keeps the current content.
@@ -237,6 +241,22 @@ pub enum Content {
     File(Attachment),
     Link(String),
     Article(String),
+    /// A course and its answer key.
+    Course(Box<Course>, AnswerKey),
+}
+
+impl Content {
+    /// The content of a resource as published (a course without its key,
+    /// which only its own document holds).
+    fn of(r: &ResourcePublish, answers: &AnswerKey) -> Option<Content> {
+        match (&r.file, &r.link, &r.article, &r.course) {
+            (Some(f), _, _, _) => Some(Content::File(f.clone())),
+            (_, Some(l), _, _) => Some(Content::Link(l.clone())),
+            (_, _, Some(t), _) => Some(Content::Article(t.clone())),
+            (_, _, _, Some(c)) => Some(Content::Course(c.clone(), answers.clone())),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) fn time16(ms: Millis) -> String {
@@ -447,15 +467,9 @@ pub async fn publish(
             };
             let content = match (&draft.content, &current) {
                 (Some(c), _) => c.clone(),
-                (None, Some(doc)) => match (
-                    &doc.resource.file,
-                    &doc.resource.link,
-                    &doc.resource.article,
-                ) {
-                    (Some(f), _, _) => Content::File(f.clone()),
-                    (_, Some(l), _) => Content::Link(l.clone()),
-                    (_, _, Some(t)) => Content::Article(t.clone()),
-                    _ => return Ok(Err(refuse(ReasonCode::BadBody, "file: no content"))),
+                (None, Some(doc)) => match Content::of(&doc.resource, &doc.answers) {
+                    Some(c) => c,
+                    None => return Ok(Err(refuse(ReasonCode::BadBody, "file: no content"))),
                 },
                 (None, None) => {
                     return Ok(Err(refuse(
@@ -464,11 +478,17 @@ pub async fn publish(
                     )));
                 }
             };
-            let (file, link, article) = match content {
-                Content::File(f) => (Some(f), None, None),
-                Content::Link(l) => (None, Some(l), None),
-                Content::Article(t) => (None, None, Some(t)),
-            };
+            let (mut file, mut link, mut article, mut course) = (None, None, None, None);
+            let mut answers = AnswerKey::new();
+            match content {
+                Content::File(f) => file = Some(f),
+                Content::Link(l) => link = Some(l),
+                Content::Article(t) => article = Some(t),
+                Content::Course(c, key) => {
+                    course = Some(c);
+                    answers = key;
+                }
+            }
             let version = current.as_ref().map_or(0, |d| d.resource.version) + 1;
             let resource = ResourcePublish {
                 version,
@@ -482,6 +502,7 @@ pub async fn publish(
                 file,
                 link,
                 article,
+                course,
                 origin: match (&origin, &current) {
                     (Some(o), _) => Some(o.clone()),
                     (None, Some(doc)) => doc.resource.origin.clone(),
@@ -508,6 +529,7 @@ pub async fn publish(
                     doc.updated_at = now;
                     doc.withdrawn = None;
                     doc.by = by.clone();
+                    doc.answers = answers;
                     doc
                 }
                 None => OwnResource {
@@ -520,6 +542,7 @@ pub async fn publish(
                     withdrawn: None,
                     by: by.clone(),
                     sent_to: Vec::new(),
+                    answers,
                 },
             };
             let delivered = distribute(a, &mut doc, &peers)?;
@@ -640,16 +663,17 @@ pub async fn pass_on(
             )));
         }
     };
-    let content = match (&r.file, &r.link, &r.article) {
-        (Some(f), _, _) => Content::File(f.clone()),
-        (_, Some(l), _) => Content::Link(l.clone()),
-        (_, _, Some(t)) => Content::Article(t.clone()),
-        _ => {
-            return Ok(Err(refuse(
-                ReasonCode::BadBody,
-                "the resource has no content",
-            )));
-        }
+    if r.course.is_some() {
+        return Ok(Err(refuse(
+            ReasonCode::NotAllowed,
+            "a course is graded by its publisher and cannot be passed on",
+        )));
+    }
+    let Some(content) = Content::of(r, &AnswerKey::new()) else {
+        return Ok(Err(refuse(
+            ReasonCode::BadBody,
+            "the resource has no content",
+        )));
     };
     if let Content::File(f) = &content
         && !files::has(&node.config().data_dir, &f.sha256)

@@ -17,7 +17,8 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use guanxi_protocol::messages::{Attachment, MAX_RESOURCE_BYTES};
+use guanxi_protocol::messages::{Attachment, Course, MAX_RESOURCE_BYTES, Quiz};
+use guanxi_protocol::quiz::AnswerKey;
 use guanxi_protocol::{Millis, ReasonCode};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -165,9 +166,76 @@ pub struct FormValues {
     pub partners: String,
     /// A new version: the content may stay as it is.
     pub existing: bool,
+    /// A course's fields (lessons and questions as written in the form).
+    pub code: String,
+    pub level: String,
+    pub valid_days: String,
+    pub lessons: String,
+    pub questions: String,
+    pub draw: String,
+    pub pass_percent: String,
+    pub attempts: String,
+}
+
+/// Writes a course back as the form reads it (lessons under `# ` headings,
+/// questions with `- ` and `* ` choices).
+fn course_text(c: &Course, key: &AnswerKey) -> (String, String) {
+    let lessons = c
+        .lessons
+        .iter()
+        .map(|l| format!("# {}\n{}\n", l.title, l.text))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let questions = c
+        .quiz
+        .questions
+        .iter()
+        .map(|q| {
+            let right = key.get(&q.id).cloned().unwrap_or_default();
+            let mut block = q.text.clone();
+            for (i, choice) in q.choices.iter().enumerate() {
+                let mark = if right.contains(&(i as i64)) {
+                    '*'
+                } else {
+                    '-'
+                };
+                block.push_str(&format!("\n{mark} {choice}"));
+            }
+            block
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    (lessons, questions)
 }
 
 impl FormValues {
+    /// The course fields of a form (defaults for a new course).
+    fn course_of(course: Option<&Course>, key: &AnswerKey) -> FormValues {
+        match course {
+            Some(c) => {
+                let (lessons, questions) = course_text(c, key);
+                FormValues {
+                    code: c.code.clone(),
+                    level: c.level.clone(),
+                    valid_days: c.valid_days.map(|d| d.to_string()).unwrap_or_default(),
+                    lessons,
+                    questions,
+                    draw: c.quiz.draw.to_string(),
+                    pass_percent: c.quiz.pass_percent.to_string(),
+                    attempts: c.quiz.attempts.to_string(),
+                    ..FormValues::default()
+                }
+            }
+            None => FormValues {
+                valid_days: "365".into(),
+                draw: String::new(),
+                pass_percent: "80".into(),
+                attempts: "3".into(),
+                ..FormValues::default()
+            },
+        }
+    }
+
     fn of(item: &library::OwnResource) -> FormValues {
         let r = &item.resource;
         let t = &item.target;
@@ -197,6 +265,7 @@ impl FormValues {
             countries: t.countries.join(", "),
             partners: t.partners.join(", "),
             existing: true,
+            ..FormValues::course_of(r.course.as_deref(), &item.answers)
         }
     }
 }
@@ -215,7 +284,7 @@ async fn new_form(s: Staff) -> Page {
             action: "/library/new".into(),
             format: "file".into(),
             everyone: true,
-            ..FormValues::default()
+            ..FormValues::course_of(None, &AnswerKey::new())
         },
     };
     Ok(s.page(StatusCode::OK, page.render()))
@@ -307,6 +376,37 @@ fn target_of(f: &Fields) -> Result<Target, library::Refusal> {
     )
 }
 
+/// Reads a course from the form: lessons, questions and the quiz's rules.
+fn course_of(f: &Fields) -> Result<Content, library::Refusal> {
+    let number = |name: &str, default: i64| -> Result<i64, library::Refusal> {
+        match field(f, name) {
+            "" => Ok(default),
+            n => n
+                .parse()
+                .map_err(|_| bad(format!("{name}: {n:?} is not a whole number"))),
+        }
+    };
+    let (questions, key) = crate::courses::parse_questions(field(f, "questions"))?;
+    let pool = questions.len() as i64;
+    let valid_days = match field(f, "valid_days") {
+        "" => None,
+        _ => Some(number("valid_days", 365)?),
+    };
+    let course = Course {
+        code: field(f, "code").to_string(),
+        level: field(f, "level").to_string(),
+        lessons: crate::courses::parse_lessons(field(f, "lessons"), field(f, "title")),
+        quiz: Quiz {
+            pass_percent: number("pass_percent", 80)?,
+            attempts: number("attempts", 3)?,
+            draw: number("draw", pool)?,
+            questions,
+        },
+        valid_days,
+    };
+    Ok(Content::Course(Box::new(course), key))
+}
+
 fn draft_of(f: &Fields, file: Option<Attachment>) -> Result<Draft, library::Refusal> {
     let date = |name: &str| -> Result<Option<guanxi_protocol::money::Date>, library::Refusal> {
         match field(f, name) {
@@ -323,10 +423,11 @@ fn draft_of(f: &Fields, file: Option<Attachment>) -> Result<Draft, library::Refu
         )),
         "link" => Some(Content::Link(field(f, "link").to_string())),
         "article" => Some(Content::Article(field(f, "article").to_string())),
+        "course" => Some(course_of(f)?),
         "keep" => file.map(Content::File),
         other => {
             return Err(bad(format!(
-                "format: {other:?} is not file, link or article"
+                "format: {other:?} is not file, link, article or course"
             )));
         }
     };
@@ -398,6 +499,8 @@ struct ItemPage {
     /// Where a resource passed on first came from, and whether its
     /// signature checked out with a key this node knows.
     origin: Option<(String, &'static str)>,
+    /// A course's lessons, quiz and the reader's attempts.
+    course: Option<super::courses::CoursePart>,
 }
 
 fn size_words(bytes: i64) -> String {
@@ -509,8 +612,13 @@ async fn page(
             size_words(f.size),
         )
     });
+    let course = match &r.course {
+        Some(c) => Some(super::courses::course_part(&node, &m, &key, &subject, c).await?),
+        None => None,
+    };
     let page = ItemPage {
         f: m.frame(),
+        course,
         action: base.clone(),
         row: row(&m, &item, 0),
         summary: r.summary.clone(),
@@ -521,7 +629,7 @@ async fn page(
         versions,
         sent_to: own.as_ref().map(|d| d.sent_to.clone()).unwrap_or_default(),
         own: own.as_ref().filter(|_| staff).map(FormValues::of),
-        pass_on: staff && key != "own" && !item.withdrawn,
+        pass_on: staff && key != "own" && !item.withdrawn && r.course.is_none(),
         withdrawn_note: record
             .as_ref()
             .map(|r| r.withdraw_note.clone())

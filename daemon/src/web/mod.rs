@@ -15,6 +15,7 @@ pub mod access;
 pub mod account;
 pub mod announcements;
 pub mod chart;
+pub mod courses;
 pub mod dashboard;
 pub mod form;
 pub mod format;
@@ -79,6 +80,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(mdf::routes())
         .merge(library::routes())
         .merge(announcements::routes())
+        .merge(courses::routes())
 }
 
 /// What every page shows around its content.
@@ -955,6 +957,9 @@ struct PartnerPage {
     more: bool,
     /// How fast announcements reach the partner, in words (empty: none yet).
     delivery: String,
+    /// Its tier's certification requirements and its certifications.
+    requirements: Vec<courses::RequirementLine>,
+    rows: Vec<courses::CertLine>,
 }
 
 /// A partner's announcement figures in words (its node's and its web
@@ -1051,6 +1056,7 @@ async fn partner_page(
     }
     exchanges.sort_by_key(|e| std::cmp::Reverse(e.at));
     let delivery = delivery_words(&read, m.loc(), &partner)?;
+    let (requirements, rows) = courses::partner_training(&read, &m, &partner)?;
     let more = exchanges.len() > page * PAGE_SIZE;
     let exchanges: Vec<ExchangeRow> = exchanges
         .into_iter()
@@ -1067,6 +1073,8 @@ async fn partner_page(
             page,
             more,
             delivery,
+            requirements,
+            rows,
         }
         .render(),
     ))
