@@ -275,6 +275,25 @@ def main(path):
     return 0
 
 
+def check_certification(path, public_key):
+    """`verify_vectors.py --certification FILE KEY`: checks one certification
+    document a daemon issued against its issuer's public key (SPEC §16)."""
+    text = Path(path).read_text(encoding="utf-8").rstrip("\n")
+    try:
+        raw = b64url_decode(public_key)
+        key = (load_public_key(public_key), kid_of(raw))
+        obj, _ = verify_signed(text, key, CERTIFICATION_PREFIX)
+        if set(obj) != CERTIFICATION_MEMBERS or obj["v"] != 1:
+            raise Refused("bad_members")
+    except Refused as r:
+        print(f"{path}: not a valid certification ({r.code})")
+        return 1
+    print(f"{path}: valid, {obj['holder']} of {obj['organization']}: {obj['title']} ({obj['level']})")
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--certification":
+        sys.exit(check_certification(sys.argv[2], sys.argv[3]))
     target = sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("vectors.json")
     sys.exit(main(target))

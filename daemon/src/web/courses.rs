@@ -190,6 +190,7 @@ struct QuizPage {
     title: String,
     action: String,
     attempt: String,
+    language: String,
     help: String,
     questions: Vec<QuestionView>,
 }
@@ -249,6 +250,7 @@ async fn quiz(
         title: item.resource.title.clone(),
         action: format!("/library/{key}/{subject}/quiz"),
         attempt,
+        language: item.resource.language.clone(),
         help,
         questions,
     };

@@ -13,6 +13,7 @@
 mod announcements;
 mod api;
 mod browser;
+mod courses;
 mod crossing;
 mod daemon;
 mod federation;
