@@ -261,6 +261,13 @@ def main(path):
         except Refused:
             pass
 
+    # SPEC §16.2: the questions an attempt draws.
+    for d in vectors["quiz_draws"]:
+        def rank(qid):
+            return hashlib.sha256(b"guanxi/v1/draw\x00" + d["subject"].encode() + b"\x00" + qid.encode()).digest()
+        drawn = sorted(d["pool"], key=rank)[: d["draw"]]
+        check(drawn == d["drawn"], f"quiz draw for {d['subject']}")
+
     for bad in vectors["invalid_keys"]:
         try:
             load_public_key(bad["public_key"])

@@ -286,11 +286,47 @@ fn build() -> Value {
              "signature": certification.sig.value.to_string(), "expect": "valid"},
             {"name": "holder-changed-after-signing", "signer": "acme", "canonical": forged, "expect": "bad_signature"},
         ],
+        "quiz_draws": quiz_draws(),
         "invalid_keys": [
             {"name": "identity-point", "public_key": b64url(&weak), "expect": "weak_key"},
             {"name": "short-key", "public_key": b64url(&[7u8; 31]), "expect": "bad_length"},
         ],
     })
+}
+
+/// Question draws (SPEC §16.2): a pool, an attempt's subject, how many
+/// are drawn, and the question ids drawn in order.
+fn quiz_draws() -> Value {
+    use guanxi_protocol::messages::{Question, Quiz};
+    let pool = |n: usize| Quiz {
+        pass_percent: 80,
+        attempts: 0,
+        draw: 0,
+        questions: (1..=n)
+            .map(|i| Question {
+                id: format!("q{i}"),
+                text: format!("Question {i}"),
+                choices: vec!["a".into(), "b".into()],
+                multiple: false,
+            })
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for (subject, n, draw) in [
+        ("attempt.globex.0190aabbccddeeff0011223344556677", 10, 4),
+        ("attempt.globex.0190aabbccddeeff0011223344556678", 10, 4),
+        ("attempt.shopco.00000000000000000000000000000001", 5, 5),
+    ] {
+        let mut quiz = pool(n);
+        quiz.draw = draw;
+        let drawn: Vec<String> = guanxi_protocol::quiz::draw(&quiz, subject)
+            .into_iter()
+            .map(|q| q.id.clone())
+            .collect();
+        let ids: Vec<String> = quiz.questions.iter().map(|q| q.id.clone()).collect();
+        out.push(json!({"subject": subject, "pool": ids, "draw": draw, "drawn": drawn}));
+    }
+    Value::Array(out)
 }
 
 #[test]
