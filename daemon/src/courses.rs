@@ -46,8 +46,11 @@ fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
 
 const DAY: Millis = 86_400_000;
 
-/// Renewal reminders go this long before a certification expires.
-pub const REMIND_BEFORE: Millis = 30 * DAY;
+/// Renewal reminders go 30 days before a certification expires, or a
+/// quarter of its validity before when that is shorter.
+fn remind_at(issued: Millis, expires: Millis) -> Millis {
+    expires - (30 * DAY).min((expires - issued) / 4)
+}
 
 fn json<T: Serialize>(value: &T) -> Result<Vec<u8>, EngineError> {
     serde_json::to_vec(value).map_err(|e| EngineError::Corrupt(e.to_string()))
@@ -341,7 +344,11 @@ fn keep(
     if let Some(expires) = f.expires {
         t.put_doc(
             Doc::Library,
-            &format!("certx{SEP}{}{SEP}{}", time16(expires - REMIND_BEFORE), f.id),
+            &format!(
+                "certx{SEP}{}{SEP}{}",
+                time16(remind_at(f.issued, expires)),
+                f.id
+            ),
             b"",
         )?;
     }
@@ -679,6 +686,80 @@ pub async fn run_grader(node: Arc<Node>, stop: tokio_util::sync::CancellationTok
 }
 
 // ------------------------------------------------------ certifications
+
+/// Whether a renewal reminder is due at `now` (one read of the first).
+pub fn renewal_due(read: &Read, now: Millis) -> Result<bool, StoreError> {
+    let prefix = format!("certx{SEP}");
+    Ok(read
+        .docs_page(Doc::Library, &prefix, None, Order::Forward, 1)?
+        .first()
+        .and_then(|(k, _)| {
+            k.strip_prefix(&prefix)?
+                .split(SEP)
+                .next()?
+                .parse::<Millis>()
+                .ok()
+        })
+        .is_some_and(|at| at <= now))
+}
+
+/// Gives the renewal reminders due at `now` (at most `limit`), once each:
+/// a notification (and its mail) of kind `certification.renew` to the
+/// users of the web partner holding it, or to this node's staff for a
+/// certification its own people received from a vendor. A vendor does not
+/// remind a connected partner's people: their own node does. Answers
+/// whether mail was queued.
+pub fn remind_renewals(
+    t: &mut Tables<'_>,
+    s: &crate::notify::MailSettings,
+    me: &NodeId,
+    now: Millis,
+    limit: usize,
+) -> Result<bool, EngineError> {
+    let prefix = format!("certx{SEP}");
+    let due: Vec<String> = t
+        .docs_page(Doc::Library, &prefix, None, Order::Forward, limit)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .take_while(|k| {
+            k.strip_prefix(&prefix)
+                .and_then(|rest| rest.split(SEP).next()?.parse::<Millis>().ok())
+                .is_some_and(|at| at <= now)
+        })
+        .collect();
+    let mut mail = false;
+    for entry in due {
+        t.delete_doc(Doc::Library, &entry)?;
+        let Some(id) = entry.rsplit(SEP).next() else {
+            continue;
+        };
+        let Some(kept) = t
+            .doc(Doc::Library, &format!("cert{SEP}{id}"))?
+            .and_then(|b| serde_json::from_slice::<Kept>(&b).ok())
+        else {
+            continue;
+        };
+        let Some(cert) = kept.certification() else {
+            continue;
+        };
+        let told = match kept.key.strip_prefix("web:") {
+            Some(org) => org.to_string(),
+            None if &cert.fields.issuer != me => String::new(),
+            None => continue,
+        };
+        let notice = crate::notify::Notice {
+            kind: "certification.renew".into(),
+            org: cert.fields.holder.clone(),
+            label: cert.fields.title.clone(),
+            link: format!("/certifications/{id}"),
+            at: now,
+        };
+        for user in crate::accounts::enabled_members(t, &told)? {
+            mail |= crate::notify::add(t, s, &user, &notice)?;
+        }
+    }
+    Ok(mail)
+}
 
 /// A certification kept here, by id.
 pub fn certification(read: &Read, id: &str) -> Result<Option<Kept>, StoreError> {

@@ -47,6 +47,11 @@ pub async fn run(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
         {
             tracing::error!("offer reminders: {e}");
         }
+        if let Err(e) = remind_renewals(&node).await
+            && !node.engine.storage_failed()
+        {
+            tracing::error!("renewal reminders: {e}");
+        }
         if let Some(smtp) = node.config().smtp.clone()
             && let Err(e) = send_due(&node, &smtp).await
             && !node.engine.storage_failed()
@@ -83,6 +88,25 @@ async fn remind(node: &Node) -> Result<(), EngineError> {
     let (_, mail) = node
         .engine
         .act(move |a| notify::remind_due(a.tables, &settings, a.now, 100))
+        .await?;
+    if mail {
+        node.engine.wakers().mail.notify_one();
+    }
+    Ok(())
+}
+
+/// Reminds people of certifications that expire soon, when any reminder
+/// is due (a read first).
+async fn remind_renewals(node: &Node) -> Result<(), EngineError> {
+    let now = crate::clock::now_ms();
+    if !crate::courses::renewal_due(&node.store.read()?, now)? {
+        return Ok(());
+    }
+    let settings = notify::MailSettings::of(&node.config());
+    let me = node.identity.id.clone();
+    let mail = node
+        .engine
+        .act(move |a| crate::courses::remind_renewals(a.tables, &settings, &me, a.now, 100))
         .await?;
     if mail {
         node.engine.wakers().mail.notify_one();

@@ -323,6 +323,19 @@ async fn partners_pass_a_course_and_hold_signed_certifications() {
     })
     .await;
     assert!(globex.body.contains("lacks 1"), "{}", globex.body);
+    // Three weeks on, Wen is reminded to renew.
+    pair.vendor.set_clock_offset(23 * DAY);
+    assert_eq!(wen.login("wen", &webco_pw).await.status, 303);
+    eventually("a renewal reminder for Wen", || {
+        let mut wen = wen.clone();
+        async move {
+            let page = wen.get("/notifications").await;
+            page.body
+                .contains("The certification of Wen Chen expires soon")
+                .then_some(())
+        }
+    })
+    .await;
     // A month later the certifications have expired and count no more.
     pair.vendor.set_clock_offset(31 * DAY);
     assert_eq!(staff.login("admin", &vendor_pw).await.status, 303);
