@@ -67,6 +67,11 @@ impl Drop for Driver {
 }
 
 async fn browser(driver: &Driver, profile: &Path) -> WebDriver {
+    browser_saving_to(driver, profile, None).await
+}
+
+/// A Chromium session; files it downloads go to `downloads` when given.
+async fn browser_saving_to(driver: &Driver, profile: &Path, downloads: Option<&Path>) -> WebDriver {
     let mut caps = DesiredCapabilities::chrome();
     caps.set_binary("/usr/bin/chromium").expect("binary");
     for arg in [
@@ -95,6 +100,13 @@ async fn browser(driver: &Driver, profile: &Path) -> WebDriver {
         serde_json::json!({"deviceMetrics": {"width": 375, "height": 812, "pixelRatio": 2.0}}),
     )
     .expect("mobile emulation");
+    if let Some(dir) = downloads {
+        caps.add_experimental_option(
+            "prefs",
+            serde_json::json!({"download.default_directory": dir, "download.prompt_for_download": false}),
+        )
+        .expect("download directory");
+    }
     WebDriver::new(format!("http://127.0.0.1:{}", driver.port), caps)
         .await
         .expect("a Chromium session")
@@ -506,5 +518,195 @@ async fn a_lead_is_offered_accepted_and_won_in_the_browser() {
     )
     .await;
     staff.quit().await.expect("quit");
+    drop(daemon);
+}
+
+/// Answers the quiz on the page: the right choices when `right`, a wrong
+/// one for every question otherwise; `key` maps question ids to their
+/// right choices.
+async fn answer_quiz(page: &WebDriver, key: &[(&str, &[usize])], right: bool) {
+    let drawn = page
+        .find_all(By::Css("fieldset[id^='question-']"))
+        .await
+        .expect("questions");
+    assert_eq!(drawn.len(), 2, "two questions are drawn");
+    for fieldset in drawn {
+        let id = fieldset.id().await.expect("id").expect("an id");
+        let q = id.trim_start_matches("question-");
+        let (_, choices) = key.iter().find(|(k, _)| *k == q).expect("a known question");
+        let multiple = choices.len() > 1;
+        let picks: Vec<usize> = if right {
+            choices.to_vec()
+        } else {
+            vec![if choices.contains(&0) { 2 } else { 0 }]
+        };
+        for c in picks {
+            let css = if multiple {
+                format!("input[name='a.{q}.{c}']")
+            } else {
+                format!("input[name='a.{q}'][value='{c}']")
+            };
+            click(page, &css).await;
+        }
+    }
+    click(page, "#quiz-submit").await;
+}
+
+/// A partner's user finds a resource by search and downloads it, reads a
+/// course, fails its quiz once, passes, and prints the certificate — once
+/// in English and once in 繁體中文.
+#[tokio::test]
+async fn a_partner_learns_passes_and_prints_its_certificate_in_the_browser() {
+    use crate::web::{Browser, add_partner_user, create_partner};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).expect("mkdir");
+    let node = NodeSetup::init(Path::new(BIN), &node_dir, "acme").expect("init");
+    let daemon = node.start(Path::new(BIN)).expect("starts");
+    let admin_password = daemon.first_admin_password().expect("first admin password");
+    let base = daemon.url();
+
+    // Staff publish a guide and a course (over HTTP; the browser is the
+    // partner's).
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    let mei_pw = add_partner_user(&mut staff, "globex", "mei", "Mei Lin").await;
+    let wen_pw = add_partner_user(&mut staff, "globex", "wen", "Wen Chen").await;
+    let guide: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let form = staff.get("/library/new").await;
+    let csrf = Browser::csrf(&form);
+    let published = staff
+        .post_multipart(
+            "/library/new",
+            &[
+                ("csrf", &csrf),
+                ("title", "Spindle maintenance guide"),
+                ("tags", "spindle, 保養"),
+                ("language", "en"),
+                ("format", "file"),
+                ("everyone", "yes"),
+            ],
+            &[("spindle-guide.pdf", "application/pdf", &guide)],
+        )
+        .await;
+    assert_eq!(published.status, 303, "{}", published.body);
+    let questions = "Grease the spindle every?\n- Day\n* 500 hours\n- Never\n\nWhich keys change a tool?\n* Holder key\n* Torque wrench\n- Hammer\n\nRed light?\n- Ready\n* Emergency stop\n- Idle";
+    let published = staff
+        .post_multipart(
+            "/library/new",
+            &[
+                ("csrf", &csrf),
+                ("title", "CNC basics"),
+                ("language", "en"),
+                ("format", "course"),
+                ("code", "cnc-basics"),
+                ("level", "basic"),
+                ("valid_days", "365"),
+                ("lessons", "# Daily care\nWipe the rails every day."),
+                ("questions", questions),
+                ("draw", "2"),
+                ("pass_percent", "100"),
+                ("attempts", "3"),
+                ("everyone", "yes"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(published.status, 303, "{}", published.body);
+    let key: &[(&str, &[usize])] = &[("q1", &[1]), ("q2", &[0, 1]), ("q3", &[1])];
+
+    let driver = Driver::start();
+    for (user, password, chinese) in [("mei", &mei_pw, false), ("wen", &wen_pw, true)] {
+        let downloads = dir.path().join(format!("downloads-{user}"));
+        std::fs::create_dir_all(&downloads).expect("mkdir");
+        let page = browser_saving_to(
+            &driver,
+            &dir.path().join(format!("profile-{user}")),
+            Some(&downloads),
+        )
+        .await;
+        log_in(&page, &base, user, password).await;
+        let words = |en: &'static str, zh: &'static str| if chinese { zh } else { en };
+        if chinese {
+            page.goto(format!("{base}/")).await.expect("home");
+            click(&page, "a[lang='zh-TW']").await;
+            wait_text(&page, "收件匣").await;
+        }
+        // Search the library and download the guide.
+        page.goto(format!("{base}/library")).await.expect("library");
+        fill(&page, "q", words("spindle", "保養")).await;
+        click(&page, "#library-search").await;
+        wait_text(&page, words("Results for", "搜尋結果")).await;
+        click(&page, "#resources a").await;
+        wait_text(&page, "spindle-guide.pdf").await;
+        click(&page, "#download").await;
+        let saved = downloads.join("spindle-guide.pdf");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read(&saved).ok().as_deref() != Some(guide.as_slice()) {
+            assert!(
+                Instant::now() < deadline,
+                "the guide was never downloaded whole"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The course: read it, fail once, pass.
+        page.goto(format!("{base}/library")).await.expect("library");
+        fill(&page, "q", "CNC").await;
+        click(&page, "#library-search").await;
+        wait_text(&page, "CNC basics").await;
+        click(&page, "#resources a").await;
+        wait_text(&page, "Wipe the rails every day.").await;
+        click(&page, "#take-quiz").await;
+        wait_text(&page, words("Submit my answers", "提交答案")).await;
+        answer_quiz(&page, key, false).await;
+        wait_text(&page, words("Failed", "不及格")).await;
+        click(&page, "#retry").await;
+        wait_text(&page, words("Submit my answers", "提交答案")).await;
+        answer_quiz(&page, key, true).await;
+        let passed = wait_text(&page, words("Passed", "及格")).await;
+        assert!(passed.contains("2 / 2"), "{passed}");
+        click(&page, "#certification-link").await;
+        let certificate = wait_text(&page, words("This certifies that", "茲證明")).await;
+        assert!(
+            certificate.contains(if chinese { "Wen Chen" } else { "Mei Lin" })
+                && certificate.contains("CNC basics"),
+            "{certificate}"
+        );
+        // Printing hides the menu and prints the certificate.
+        let pdf = page
+            .print_page(thirtyfour::common::print::PrintParameters::default())
+            .await
+            .expect("printed");
+        assert!(pdf.starts_with(b"%PDF-") && pdf.len() > 1000, "a PDF");
+        let display = || async {
+            page.execute(
+                "return window.getComputedStyle(document.querySelector('header')).display;",
+                Vec::new(),
+            )
+            .await
+            .expect("script")
+            .json()
+            .clone()
+        };
+        assert_ne!(display().await, "none", "on screen the menu shows");
+        page.cdp()
+            .send_raw(
+                "Emulation.setEmulatedMedia",
+                serde_json::json!({"media": "print"}),
+            )
+            .await
+            .expect("print media");
+        assert_eq!(display().await, "none", "on paper the menu does not");
+        page.cdp()
+            .send_raw(
+                "Emulation.setEmulatedMedia",
+                serde_json::json!({"media": ""}),
+            )
+            .await
+            .expect("screen media");
+        fits_the_phone(&page, &base, &["/library", "/certifications"]).await;
+        page.quit().await.expect("quit");
+    }
     drop(daemon);
 }
