@@ -22,6 +22,13 @@
 //!   sweeper expires and re-offers them all. Reports leads per second for
 //!   each phase.
 //!
+//! - `fetch`: two daemons; the publisher uploads a 200 MiB file to its
+//!   library (the web form, streamed to disk) for the other, whose node
+//!   fetches it with signed, ranged requests and checks its SHA-256.
+//!   Reports MB/s from publication to the file complete at the receiver,
+//!   and the peak RSS of both daemons during the transfer (sampled every
+//!   20 ms).
+//!
 //! Each benchmark reports the median of `--runs` runs, each on fresh daemons
 //! and fresh databases in a temporary directory.
 
@@ -52,7 +59,9 @@ fn parse_args() -> Result<Args, String> {
     };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "ingest" | "e2e" | "latency" | "leads" | "scale" | "hub" | "all" => parsed.what = a,
+            "ingest" | "e2e" | "latency" | "leads" | "scale" | "hub" | "fetch" | "all" => {
+                parsed.what = a
+            }
             "--runs" => {
                 parsed.runs = args
                     .next()
@@ -80,7 +89,7 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|all] [--runs N] [--messages N] [--partners N (scale, hub)] [--cache-mib N (scale)]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|fetch|all] [--runs N] [--messages N] [--partners N (scale, hub)] [--cache-mib N (scale)]"
                 ));
             }
         }
@@ -169,6 +178,19 @@ async fn main() {
                 median(p50s),
                 median(p99s)
             );
+        }
+    }
+    if args.what == "fetch" {
+        let mib = if args.messages > 0 {
+            args.messages
+        } else {
+            200
+        };
+        for run in 1..=args.runs {
+            match fetch(&bin, mib).await {
+                Ok(line) => println!("  fetch run {run}: {line}"),
+                Err(e) => eprintln!("  fetch run {run} failed: {e}"),
+            }
         }
     }
     if args.what == "hub" {
@@ -581,6 +603,146 @@ async fn web_login(
         return Err(format!("password change: {}", r.status()));
     }
     Ok(session)
+}
+
+/// A library file of `mib` MiB published by one daemon to another: the
+/// upload's time, then MB/s from publication until the receiver holds
+/// the whole file, and the peak RSS of both daemons meanwhile.
+async fn fetch(bin: &Path, mib: u64) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (a, b) = pair(bin, dir.path())?;
+    let da = a.start_for(bin, &[&b]).await?;
+    let db = b.start_for(bin, &[&a]).await?;
+    a.point_at(&b).await;
+    let api = Api::of(&a, &da);
+    let token = a.token(bin, "bench", "admin");
+    let partner = json!({"id": "receiver", "name": "Receiver", "type": "distributor", "tier": "gold",
+        "country": "TW", "region": "", "stage": "active", "peer": "receiver"});
+    api_ok(
+        &api,
+        &token,
+        "post",
+        "/api/v1/partners",
+        Some(&partner.to_string()),
+    )
+    .await?;
+    let password = da.first_admin_password().ok_or("no admin password")?;
+    let session = web_login(&da, &a, &password).await?;
+    let pem = std::fs::read(guanxi_tests::cert_in(&a.data_dir())).map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?])
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(600))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = da.url();
+    let page = client
+        .get(format!("{base}/library/new"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let csrf = page
+        .rsplit("name=\"csrf\" value=\"")
+        .next()
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("")
+        .to_string();
+    // The file: incompressible-looking bytes, known in advance.
+    let size = (mib * 1024 * 1024) as usize;
+    let mut bytes = Vec::with_capacity(size);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    while bytes.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(size);
+    let sha = Sha256Hash::of(&bytes).to_string();
+    let boundary = "guanxibenchboundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::with_capacity(size + 4096);
+    for (k, v) in [
+        ("csrf", csrf.as_str()),
+        ("title", "Factory tour video"),
+        ("format", "file"),
+        ("everyone", "yes"),
+    ] {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"tour.mp4\"\r\nContent-Type: video/mp4\r\n\r\n").as_bytes(),
+    );
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    drop(bytes);
+    let (pa, pb) = (da.pid(), db.pid());
+    let peak = std::sync::Arc::new(std::sync::Mutex::new((rss_kib(pa), rss_kib(pb))));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut p) = peak.lock() {
+                    p.0 = p.0.max(rss_kib(pa));
+                    p.1 = p.1.max(rss_kib(pb));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let upload = Instant::now();
+    let r = client
+        .post(format!("{base}/library/new"))
+        .header("cookie", &session)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status() != 303 {
+        return Err(format!(
+            "publish: {} {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        ));
+    }
+    let uploaded = upload.elapsed();
+    let start = Instant::now();
+    let target = b.data_dir().join("library").join(&sha);
+    while !target.is_file() {
+        if start.elapsed() > Duration::from_secs(600) {
+            return Err("the file never arrived in 600 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = sampler.await;
+    let (peak_a, peak_b) = *peak.lock().map_err(|e| e.to_string())?;
+    let received = std::fs::read(&target).map_err(|e| e.to_string())?;
+    if Sha256Hash::of(&received).to_string() != sha {
+        return Err("the received file differs".into());
+    }
+    let _ = db.terminate(Duration::from_secs(30));
+    let _ = da.terminate(Duration::from_secs(30));
+    Ok(format!(
+        "{mib} MiB: upload {:.1} s; publication to file complete at the receiver {:.1} s = {:.0} MB/s; peak RSS publisher {} MiB, receiver {} MiB",
+        uploaded.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        (mib * 1024 * 1024) as f64 / 1e6 / elapsed.as_secs_f64(),
+        peak_a / 1024,
+        peak_b / 1024
+    ))
 }
 
 /// An `application/x-www-form-urlencoded` body.
