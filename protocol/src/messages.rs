@@ -722,6 +722,10 @@ pub struct ServiceOpen {
     pub problem: String,
     pub priority: Priority,
     pub attachments: Vec<Attachment>,
+    /// Library resources cited (`resource.<publisher>.<id>`, ≤ 10); a body
+    /// without the member reads as none.
+    #[serde(default)]
+    pub resources: Vec<RecordId>,
 }
 
 /// A status change carried by `service.update`.
@@ -743,6 +747,30 @@ pub struct ServiceUpdate {
     pub status: Option<ServiceChange>,
     pub comment: String,
     pub attachments: Vec<Attachment>,
+    /// Library resources cited, as in `service.open`: staff answer with one.
+    #[serde(default)]
+    pub resources: Vec<RecordId>,
+}
+
+/// Most resources one service message cites.
+pub const MAX_CITED: usize = 10;
+
+fn cited(path: &str, resources: &[RecordId]) -> Result<(), BodyError> {
+    if resources.len() > MAX_CITED {
+        return Err(field_error(
+            path,
+            format!("must cite at most {MAX_CITED} resources"),
+        ));
+    }
+    for (i, r) in resources.iter().enumerate() {
+        if !r.as_str().starts_with("resource.") {
+            return Err(field_error(
+                format!("{path}[{i}]"),
+                "must be a resource's subject",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Largest file a resource may carry, in bytes (200 MiB). Its bytes are
@@ -1695,15 +1723,17 @@ impl Message {
                 b.customer.validate("body.customer")?;
                 text("body.sku", &b.sku, SHORT_TEXT, true)?;
                 attachments("body.attachments", &b.attachments)?;
+                cited("body.resources", &b.resources)?;
                 text("body.problem", &b.problem, LONG_TEXT, true)
             }
             Message::ServiceUpdate(b) => {
                 attachments("body.attachments", &b.attachments)?;
+                cited("body.resources", &b.resources)?;
                 text(
                     "body.comment",
                     &b.comment,
                     LONG_TEXT,
-                    b.status.is_none() && b.attachments.is_empty(),
+                    b.status.is_none() && b.attachments.is_empty() && b.resources.is_empty(),
                 )
             }
         }

@@ -824,6 +824,42 @@ pub fn item(
     Ok(shared(read, key, subject)?.map(|r| Item::of_received(key, subject, r)))
 }
 
+/// The resource a service message cites (`resource.<publisher>.<id>`), if
+/// `user` may see it here: this node's own when it published it, else the
+/// one received from its publisher.
+pub fn cited(
+    read: &Read,
+    me: &NodeId,
+    user: &User,
+    subject: &str,
+) -> Result<Option<Item>, StoreError> {
+    let Some(rest) = subject.strip_prefix("resource.") else {
+        return Ok(None);
+    };
+    match rest
+        .strip_prefix(me.as_str())
+        .and_then(|r| r.strip_prefix('.'))
+    {
+        Some(id) => item(read, me, user, "own", id),
+        None => {
+            // The publisher is the node id before the last dot.
+            let Some((publisher, _)) = rest.rsplit_once('.') else {
+                return Ok(None);
+            };
+            item(read, me, user, publisher, subject)
+        }
+    }
+}
+
+/// The subject a library place (`own|<id>` or `<peer>|<subject>`) has
+/// in messages.
+pub fn subject_at(me: &NodeId, place: &str) -> Option<String> {
+    match place.split_once('|')? {
+        ("own", id) => Some(format!("resource.{me}.{id}")),
+        (_, subject) => Some(subject.to_string()),
+    }
+}
+
 /// Which list a staff member looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shelf {

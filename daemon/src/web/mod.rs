@@ -960,6 +960,48 @@ struct PartnerPage {
     /// Its tier's certification requirements and its certifications.
     requirements: Vec<courses::RequirementLine>,
     rows: Vec<courses::CertLine>,
+    /// Its open support requests: (page, what, status).
+    support: Vec<(String, String, String)>,
+}
+
+/// A partner's open service requests (its node's and its web users'), at
+/// most 20 per status: read from the status index, never every request.
+fn open_support(
+    read: &guanxi_adapters::store::Read,
+    partner: &Partner,
+    staff: bool,
+) -> Result<Vec<(String, String, String)>, guanxi_adapters::store::StoreError> {
+    let mut keys = vec![crate::records::web_key(&partner.id)];
+    // A partner's own users see what they filed here, as the lists show.
+    if staff {
+        keys.extend(partner.peer.clone());
+    }
+    let mut places = Vec::new();
+    for key in &keys {
+        for status in ["open", "in_progress", "waiting_on_partner"] {
+            let (found, _) = crate::record_index::find(
+                read,
+                "service",
+                crate::record_index::Side::Own,
+                status,
+                Some(key),
+                None,
+                20,
+            )?;
+            places.extend(found);
+        }
+    }
+    Ok(crate::record_index::load(read, places)
+        .into_iter()
+        .filter_map(|(key, subject, record)| match record {
+            guanxi_protocol::state::Record::Service(s) => Some((
+                format!("/service/{key}/{subject}"),
+                format!("{} · {}", s.request.customer.company, s.request.sku),
+                s.status.as_str().to_string(),
+            )),
+            _ => None,
+        })
+        .collect())
 }
 
 /// A partner's announcement figures in words (its node's and its web
@@ -1057,6 +1099,7 @@ async fn partner_page(
     exchanges.sort_by_key(|e| std::cmp::Reverse(e.at));
     let delivery = delivery_words(&read, m.loc(), &partner)?;
     let (requirements, rows) = courses::partner_training(&read, &m, &partner)?;
+    let support = open_support(&read, &partner, m.staff())?;
     let more = exchanges.len() > page * PAGE_SIZE;
     let exchanges: Vec<ExchangeRow> = exchanges
         .into_iter()
@@ -1075,6 +1118,7 @@ async fn partner_page(
             delivery,
             requirements,
             rows,
+            support,
         }
         .render(),
     ))

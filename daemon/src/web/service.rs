@@ -5,13 +5,14 @@
 //! up the chain), forms to open requests and file claims, and downloads of
 //! attachments for who may see them.
 
-use super::access::{Member, Page};
+use super::access::{Member, Page, Refusal, WebError};
 use super::form::{Posted, attach};
 use super::format::Locale;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
 use crate::accounts::{Role, User};
 use crate::clock::now_ms;
 use crate::engine::decode_message;
+use crate::library;
 use crate::node::Node;
 use crate::records::Direction;
 use crate::service::{self, ClaimView, RequestView, Validity};
@@ -127,6 +128,75 @@ struct RequestsPage {
     breaches: usize,
     vendors: Vec<String>,
     metrics: Vec<(String, u64, String, String, u64, u64)>,
+    /// Library resources the user may cite (place, title).
+    citable: Vec<(String, String)>,
+}
+
+/// The library resources `user` may cite in a service message: what its
+/// library shows (staff: this node's own and those received), newest first.
+fn citable(node: &Node, user: &User) -> Result<Vec<(String, String)>, WebError> {
+    let read = node.store.read()?;
+    let me = &node.identity.id;
+    let mut shelves = vec![library::Shelf::Own];
+    if user.partner.is_none() {
+        shelves.push(library::Shelf::Received);
+    }
+    let mut out = Vec::new();
+    for shelf in shelves {
+        let (items, _) = library::page(&read, me, user, shelf, None, 30)?;
+        for i in items.into_iter().filter(|i| !i.withdrawn) {
+            out.push((library::place(&i.key, &i.subject), i.resource.title));
+        }
+    }
+    Ok(out)
+}
+
+/// The resources a form cites (its `resource` field, a library place), as
+/// subjects, each one the user may see; the refusal names the field.
+fn cited_in(
+    node: &Node,
+    user: &User,
+    f: &Fields,
+) -> Result<Result<Vec<String>, Refusal>, WebError> {
+    let place = field(f, "resource");
+    if place.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let me = &node.identity.id;
+    let refused = || {
+        Ok(Err(Refusal {
+            code: guanxi_protocol::ReasonCode::BadBody,
+            message: "resource: there is no such resource in your library".into(),
+        }))
+    };
+    let Some(subject) = library::subject_at(me, place) else {
+        return refused();
+    };
+    match library::cited(&node.store.read()?, me, user, &subject)? {
+        Some(_) => Ok(Ok(vec![subject])),
+        None => refused(),
+    }
+}
+
+/// The cited resources of an event for the reader: (its library page or
+/// empty when the reader may not see it, its title or subject).
+fn cited_for(
+    node: &Node,
+    user: &User,
+    subjects: &[guanxi_protocol::RecordId],
+) -> Vec<(String, String)> {
+    let Ok(read) = node.store.read() else {
+        return Vec::new();
+    };
+    subjects
+        .iter()
+        .map(
+            |s| match library::cited(&read, &node.identity.id, user, s.as_str()) {
+                Ok(Some(item)) => (item.link(), item.resource.title),
+                _ => (String::new(), s.to_string()),
+            },
+        )
+        .collect()
 }
 
 async fn requests(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: Member) -> Page {
@@ -179,6 +249,7 @@ async fn requests(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>, m: 
         rows,
         vendors: vendors_for(&node, user),
         metrics,
+        citable: citable(&node, user)?,
     };
     Ok(m.page(StatusCode::OK, page.render()))
 }
@@ -194,9 +265,13 @@ async fn open_request(State(node): State<Arc<Node>>, m: Member, Posted(f, files)
         Ok(a) => a,
         Err(r) => return Ok(m.refused(&r, "/service".into())),
     };
+    let resources = match cited_in(&node, user, &f)? {
+        Ok(r) => r,
+        Err(r) => return Ok(m.refused(&r, "/service".into())),
+    };
     let serial = field(&f, "serial");
     let body = json!({"customer": customer(&f), "sku": field(&f, "sku"), "serial": if serial.is_empty() { Value::Null } else { json!(serial) },
-        "problem": field(&f, "problem"), "priority": field(&f, "priority"), "attachments": attachments});
+        "problem": field(&f, "problem"), "priority": field(&f, "priority"), "attachments": attachments, "resources": resources});
     let message = match decode_message("service.open", &body) {
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, "/service".into())),
@@ -217,6 +292,8 @@ pub struct EventRow {
     pub status: &'static str,
     pub comment: String,
     pub files: Vec<(String, String)>,
+    /// Cited library resources: (page or empty, title).
+    pub resources: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -232,6 +309,7 @@ struct RequestPage {
     first_response_due: String,
     resolution_due: String,
     as_vendor: bool,
+    citable: Vec<(String, String)>,
 }
 
 async fn request_page(
@@ -263,9 +341,11 @@ async fn request_page(
                 .iter()
                 .map(|a| (format!("/files/{}", a.sha256), a.name.clone()))
                 .collect(),
+            resources: cited_for(&node, user, &e.resources),
         })
         .collect();
     let page = RequestPage {
+        citable: citable(&node, user)?,
         f: m.frame(),
         pending: super::pending_of(&node, &key, &subject),
         action: format!("/service/{key}/{subject}"),
@@ -292,8 +372,12 @@ async fn update_request(
         Ok(a) => a,
         Err(r) => return Ok(m.refused(&r, back)),
     };
+    let resources = match cited_in(&node, user, &f)? {
+        Ok(r) => r,
+        Err(r) => return Ok(m.refused(&r, back)),
+    };
     let status = field(&f, "status");
-    let body = json!({"status": if status.is_empty() { Value::Null } else { json!(status) }, "comment": field(&f, "comment"), "attachments": attachments});
+    let body = json!({"status": if status.is_empty() { Value::Null } else { json!(status) }, "comment": field(&f, "comment"), "attachments": attachments, "resources": resources});
     let message = match decode_message("service.update", &body) {
         Ok(message) => message,
         Err(r) => return Ok(m.refused(&r, back)),

@@ -50,6 +50,9 @@ pub struct ServiceEvent {
     pub status: ServiceStatus,
     pub comment: String,
     pub attachments: Vec<crate::messages::Attachment>,
+    /// Library resources cited (their subjects).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<crate::ids::RecordId>,
 }
 
 /// A service request as both sides see it.
@@ -93,6 +96,7 @@ pub(super) fn apply(
                     status: ServiceStatus::Open,
                     comment: open.problem.clone(),
                     attachments: open.attachments.clone(),
+                    resources: open.resources.clone(),
                 }],
             });
         }
@@ -158,6 +162,7 @@ pub(super) fn apply(
         status: next.status,
         comment: update.comment.clone(),
         attachments: update.attachments.clone(),
+        resources: update.resources.clone(),
     });
     Ok(next)
 }

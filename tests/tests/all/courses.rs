@@ -296,6 +296,118 @@ async fn partners_pass_a_course_and_hold_signed_certifications() {
     let (cli, python, out) = verified(dir.path(), &tampered, &key);
     assert!(!cli && !python, "a tampered certification fails: {out}");
 
+    // Support cites the library: Wen asks about the course's lesson and
+    // cites it; staff answer citing it too; globex's staff cite the course
+    // as their node received it. The partner's page lists what is open.
+    let course_id = course.trim_start_matches("/library/own/").to_string();
+    let csrf = Browser::csrf(&wen.get("/service").await);
+    let unknown = wen
+        .post(
+            "/service",
+            &[
+                ("csrf", &csrf),
+                ("vendor", "acme"),
+                ("company", "Contoso"),
+                ("sku", "CNC-5X"),
+                ("problem", "The spindle squeaks after greasing"),
+                ("priority", "normal"),
+                ("resource", "own|Rnosuchresource0"),
+            ],
+        )
+        .await;
+    assert!(
+        unknown.status == 422 && unknown.body.contains("resource:"),
+        "{}",
+        unknown.body
+    );
+    let opened = wen
+        .post(
+            "/service",
+            &[
+                ("csrf", &csrf),
+                ("vendor", "acme"),
+                ("company", "Contoso"),
+                ("sku", "CNC-5X"),
+                ("problem", "The spindle squeaks after greasing"),
+                ("priority", "normal"),
+                ("resource", &format!("own|{course_id}")),
+            ],
+        )
+        .await;
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    let request = opened.location.expect("the request");
+    let shown = staff.get(&request).await;
+    assert!(
+        shown
+            .body
+            .contains(&format!("href=\"{course}\" class=\"cited\">CNC basics")),
+        "{}",
+        shown.body
+    );
+    let answered = staff
+        .post_multipart(
+            &request,
+            &[
+                ("csrf", &Browser::csrf(&shown)),
+                ("status", "in_progress"),
+                ("comment", ""),
+                ("resource", &format!("own|{course_id}")),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(answered.status, 303, "{}", answered.body);
+    assert_eq!(
+        wen.get(&request)
+            .await
+            .body
+            .matches("class=\"cited\"")
+            .count(),
+        2,
+        "the partner sees both citations"
+    );
+    let place = format!("acme|{}", at_partner.trim_start_matches("/library/acme/"));
+    let theirs_form = theirs.get("/service").await;
+    assert!(
+        theirs_form.body.contains("CNC basics"),
+        "{}",
+        theirs_form.body
+    );
+    let from_node = theirs
+        .post(
+            "/service",
+            &[
+                ("csrf", &Browser::csrf(&theirs_form)),
+                ("vendor", "acme"),
+                ("company", "Initech"),
+                ("sku", "CNC-5X"),
+                ("problem", "Which grease does lesson 1 mean?"),
+                ("priority", "low"),
+                ("resource", &place),
+            ],
+        )
+        .await;
+    assert_eq!(from_node.status, 303, "{}", from_node.body);
+    let support = eventually("globex's request at acme", || {
+        let mut staff = staff.clone();
+        async move {
+            let page = staff.get("/partners/globex").await;
+            page.body.contains("Initech · CNC-5X").then_some(page)
+        }
+    })
+    .await;
+    let at_acme = link(&support.body, "/service/globex/").expect("the request");
+    let shown = staff.get(&at_acme).await;
+    assert!(
+        shown
+            .body
+            .contains(&format!("href=\"{course}\" class=\"cited\"")),
+        "acme resolves the citation to its own course: {}",
+        shown.body
+    );
+    let webco = staff.get("/partners/webco").await;
+    assert!(webco.body.contains("Contoso · CNC-5X"), "{}", webco.body);
+
     // Gold needs two certified people: webco has one, globex one.
     let form = staff.get("/certifications/requirements").await;
     let set = staff
