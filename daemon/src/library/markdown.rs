@@ -19,9 +19,32 @@ fn safe_url(url: &str) -> bool {
 
 /// The HTML of `markdown`.
 pub fn to_html(markdown: &str) -> String {
+    to_html_from(markdown, None)
+}
+
+/// The HTML of `markdown` written by `publisher` (a peer; `None`: this
+/// node): its links to its own library pages (`/library/own/<id>`, as a
+/// course's lessons point at its resources) lead to those resources as
+/// this node received them (`/library/<publisher>/resource.<publisher>.<id>`).
+pub fn to_html_from(markdown: &str, publisher: Option<&str>) -> String {
     let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let events = Parser::new_ext(markdown, options).map(|event| match event {
         Event::Html(text) | Event::InlineHtml(text) => Event::Text(text),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if publisher.is_some() && dest_url.starts_with("/library/own/") => {
+            let own = dest_url.trim_start_matches("/library/own/");
+            let p = publisher.unwrap_or_default();
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url: CowStr::from(format!("/library/{p}/resource.{p}.{own}")),
+                title,
+                id,
+            })
+        }
         Event::Start(Tag::Link {
             link_type,
             dest_url,
@@ -67,5 +90,17 @@ mod tests {
         assert!(!html.to_lowercase().contains("javascript:"), "{html}");
         assert!(!html.contains("data:text"), "{html}");
         assert!(html.contains(r#"href="https://a.example/""#), "{html}");
+    }
+
+    #[test]
+    fn links_to_the_publishers_library_lead_to_the_received_copy() {
+        let text = "[video](/library/own/R0190aa) [site](https://a.example/)";
+        assert!(to_html(text).contains(r#"href="/library/own/R0190aa""#));
+        let html = to_html_from(text, Some("acme"));
+        assert!(
+            html.contains(r#"href="/library/acme/resource.acme.R0190aa""#)
+                && html.contains(r#"href="https://a.example/""#),
+            "{html}"
+        );
     }
 }

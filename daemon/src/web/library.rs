@@ -623,7 +623,10 @@ async fn page(
         row: row(&m, &item, 0),
         summary: r.summary.clone(),
         valid,
-        article: r.article.as_deref().map(library::markdown::to_html),
+        article: r
+            .article
+            .as_deref()
+            .map(|a| library::markdown::to_html_from(a, (key != "own").then_some(key.as_str()))),
         link: r.link.clone(),
         file,
         versions,
