@@ -183,7 +183,8 @@ pub async fn serve(path: PathBuf, content_type: &str, name: &str, headers: &Head
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     let count = if len == 0 { 0 } else { end - start + 1 };
-    let stream = tokio_util::io::ReaderStream::new(file.take(count));
+    // 256 KiB reads: a large file goes out in few, full TLS records.
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 256 * 1024);
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let h = response.headers_mut();
@@ -345,21 +346,29 @@ async fn fetch_one(node: &Node, peer: &str, sha: &str, size: i64) -> Result<bool
     if have > 0 {
         headers.push(("range".to_string(), format!("bytes={have}-")));
     }
-    let mut file = create_0600(&partial, have > 0)
+    let file = create_0600(&partial, have > 0)
         .await
         .map_err(|e| e.to_string())?;
+    // A fresh download is hashed as it is written (a resumed one is read
+    // again whole at the end); writes go out 1 MiB at a time.
+    let mut hasher = (have == 0).then(sha2::Sha256::new);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     let writer = async move {
+        let mut file = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
         let mut written = 0u64;
         while let Some(chunk) = rx.recv().await {
             written += chunk.len() as u64;
             if have + written > size.max(0) as u64 {
                 return Err("the publisher sent more bytes than the file has".to_string());
             }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             file.write_all(&chunk).await.map_err(|e| e.to_string())?;
         }
-        file.sync_all().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
+        file.flush().await.map_err(|e| e.to_string())?;
+        file.get_ref().sync_all().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(hasher.map(|h| hex(&h.finalize())))
     };
     let path = format!("/fed/v1/files/{sha}");
     let download = runtime
@@ -381,10 +390,13 @@ async fn fetch_one(node: &Node, peer: &str, sha: &str, size: i64) -> Result<bool
             ));
         }
     }
-    if let Err(e) = written {
-        let _ = tokio::fs::remove_file(&partial).await;
-        return Err(e);
-    }
+    let streamed = match written {
+        Ok(digest) => digest,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(e);
+        }
+    };
     if answer.status == 200 && have > 0 {
         // The publisher sent everything again from the start: our partial
         // bytes were appended before them. Start over.
@@ -398,7 +410,9 @@ async fn fetch_one(node: &Node, peer: &str, sha: &str, size: i64) -> Result<bool
     if len < size.max(0) as u64 {
         return Err(format!("{len} of {size} bytes so far; resuming"));
     }
-    let digest = {
+    let digest = if let (Some(d), true) = (streamed, len == size.max(0) as u64) {
+        d
+    } else {
         let mut f = tokio::fs::File::open(&partial)
             .await
             .map_err(|e| e.to_string())?;

@@ -143,10 +143,7 @@ pub(crate) async fn course_part(
             .iter()
             .map(|l| LessonView {
                 title: l.title.clone(),
-                html: library::markdown::to_html_from(
-                    &l.text,
-                    (key != "own").then_some(key),
-                ),
+                html: library::markdown::to_html_from(&l.text, (key != "own").then_some(key)),
                 link: l.link.clone(),
             })
             .collect(),
