@@ -6,6 +6,7 @@
 //! routes in [`ROUTES`] (a test keeps the two equal).
 
 pub mod leads;
+pub mod library;
 pub mod mdf;
 pub mod orders;
 pub mod service;
@@ -83,6 +84,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/mdf/{key}/{subject}"),
     ("post", "/api/v1/mdf/{key}/{subject}/messages"),
     ("post", "/api/v1/mdf/{key}/{subject}/checkpoint"),
+    ("get", "/api/v1/library"),
+    ("get", "/api/v1/library/{key}/{subject}"),
+    ("get", "/api/v1/library/{key}/{subject}/file/{sha256}"),
+    ("get", "/api/v1/announcements"),
+    ("get", "/api/v1/certifications"),
+    ("get", "/api/v1/certifications/{id}"),
 ];
 
 /// The API routes.
@@ -177,6 +184,15 @@ pub fn routes() -> Router<Arc<Node>> {
             "/api/v1/mdf/{key}/{subject}/checkpoint",
             post(mdf::checkpoint),
         )
+        .route("/api/v1/library", get(library::list))
+        .route("/api/v1/library/{key}/{subject}", get(library::one))
+        .route(
+            "/api/v1/library/{key}/{subject}/file/{sha256}",
+            get(library::file),
+        )
+        .route("/api/v1/announcements", get(library::announcements))
+        .route("/api/v1/certifications", get(library::certifications))
+        .route("/api/v1/certifications/{id}", get(library::certification))
 }
 
 /// A stored API token.
@@ -1096,6 +1112,45 @@ fn described() -> Value {
             "/api/v1/mdf/{key}/{subject}/checkpoint": {
                 "post": {"summary": "Send a signed checkpoint of the budget's ledger to the peer now (staff)", "parameters": key_subject.clone(),
                          "responses": with(errors(&["401", "403", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/library": {
+                "get": {"summary": "The library: this node's resources (staff: `shelf=received` for those received from peers; a partner user: what targets its organization), newest first, or those matching every word of `q`",
+                        "parameters": [
+                            {"name": "q", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "shelf", "in": "query", "required": false, "schema": {"type": "string", "enum": ["own", "received"]}},
+                            {"name": "after", "in": "query", "required": false, "description": "the `next` of the previous page", "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object", "properties": {"resources": {"type": "array", "items": {"type": "object"}}, "next": {"type": "string", "nullable": true}}})))}
+            },
+            "/api/v1/library/{key}/{subject}": {
+                "get": {"summary": "One resource (`key`: `own` or the peer it came from); a course without its answer key", "parameters": key_subject.clone(),
+                        "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/library/{key}/{subject}/file/{sha256}": {
+                "get": {"summary": "A resource's file (`Range` answered with 206)", "parameters": [
+                            {"name": "key", "in": "path", "required": true, "schema": {"type": "string"}},
+                            {"name": "subject", "in": "path", "required": true, "schema": {"type": "string"}},
+                            {"name": "sha256", "in": "path", "required": true, "schema": {"type": "string"}}],
+                        "responses": with(errors(&["401", "404"]), "200", json!({"description": "the file", "content": {"application/octet-stream": {}}}))}
+            },
+            "/api/v1/announcements": {
+                "get": {"summary": "Announcements, newest first (staff: `shelf=received` for those from vendors; a partner user: those that target it, with its status)",
+                        "parameters": [
+                            {"name": "shelf", "in": "query", "required": false, "schema": {"type": "string", "enum": ["own", "received"]}},
+                            {"name": "after", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/certifications": {
+                "get": {"summary": "Certifications kept here (staff: all; a partner user: its organization's), newest first",
+                        "parameters": [
+                            {"name": "after", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/certifications/{id}": {
+                "get": {"summary": "The signed certification document, byte for byte (SPEC §16)", "parameters": id_param.clone(),
+                        "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

@@ -248,6 +248,20 @@ async fn partners_pass_a_course_and_hold_signed_certifications() {
     );
     let web_cert = wen.get(&format!("{certificate}/json")).await;
     assert_eq!(web_cert.status, 200);
+    // The API gives Wen's organization its certification, the same bytes.
+    let wen_token = pair.vendor.token(bin, "wen-script", "wen");
+    let listed = expect(&av, "get", "/api/v1/certifications", &wen_token, None, 200).await;
+    let document = listed["certifications"][0]["document"]
+        .as_str()
+        .expect("a certification")
+        .to_string();
+    let (status, body) = av.call("get", &document, Some(&wen_token), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body.to_string(),
+        web_cert.body.trim_end(),
+        "the same document"
+    );
 
     // Globex's person takes the course in globex's own node.
     let mut theirs = Browser::new(&pair.partner, &pair.partner_daemon);

@@ -163,6 +163,46 @@ async fn a_resource_travels_down_the_chain_and_only_to_its_targets() {
     assert_eq!(fumi.get(&own).await.status, 404);
     assert_eq!(fumi.get(&format!("{own}/file/{sha}")).await.status, 404);
     assert_eq!(fumi.get("/library/new").await.status, 403);
+    // The JSON API answers the same to each partner's token.
+    let (wen_token, fumi_token) = (
+        mfr.token(Path::new(BIN), "wen-script", "wen"),
+        mfr.token(Path::new(BIN), "fumi-script", "fumi"),
+    );
+    let listed = expect(
+        &am,
+        "get",
+        "/api/v1/library?q=spindle",
+        &wen_token,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(listed["resources"][0]["subject"], id.as_str(), "{listed}");
+    let one = format!("/api/v1/library/own/{id}");
+    let shown = expect(&am, "get", &one, &wen_token, None, 200).await;
+    assert_eq!(shown["resource"]["file"]["sha256"], sha.as_str(), "{shown}");
+    let listed = expect(&am, "get", "/api/v1/library", &fumi_token, None, 200).await;
+    assert_eq!(listed["resources"], json!([]), "{listed}");
+    let searched = expect(
+        &am,
+        "get",
+        "/api/v1/library?q=spindle",
+        &fumi_token,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(searched["resources"], json!([]), "{searched}");
+    expect(&am, "get", &one, &fumi_token, None, 404).await;
+    expect(
+        &am,
+        "get",
+        &format!("{one}/file/{sha}"),
+        &fumi_token,
+        None,
+        404,
+    )
+    .await;
 
     // A federation fetch: unsigned, signed by a peer nothing targets, and
     // stale are all refused.
