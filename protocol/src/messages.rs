@@ -837,6 +837,19 @@ pub struct Course {
     /// How many days a certification counts; null: it does not expire.
     #[serde(deserialize_with = "canonical::required_nullable")]
     pub valid_days: Option<i64>,
+    /// The course assigned to the recipient (personalised training): by
+    /// when, and to whom there (empty: anyone); null: not assigned.
+    #[serde(deserialize_with = "canonical::required_nullable")]
+    pub assigned: Option<Assignment>,
+}
+
+/// A course assigned to an organization, or one person there, with a due
+/// date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assignment {
+    pub person: String,
+    pub due: Date,
 }
 
 /// One lesson: Markdown text, perhaps with a link to study.
@@ -913,6 +926,14 @@ impl Course {
             if let Some(link) = &l.link {
                 web_link(&format!("{path}.lessons[{i}].link"), link)?;
             }
+        }
+        if let Some(a) = &self.assigned {
+            text(
+                &format!("{path}.assigned.person"),
+                &a.person,
+                SHORT_TEXT,
+                false,
+            )?;
         }
         if let Some(days) = self.valid_days
             && !(1..=36_600).contains(&days)

@@ -219,6 +219,44 @@ pub struct OwnResource {
     /// A course's answer key (never sent).
     #[serde(default)]
     pub answers: AnswerKey,
+    /// A course's assignments, one per partner (each peer's copy carries
+    /// its own).
+    #[serde(default)]
+    pub assignments: Vec<Assigned>,
+}
+
+/// A course assigned to a partner (its directory id), or to one person
+/// there, by a date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assigned {
+    pub partner: String,
+    pub person: String,
+    pub due: Date,
+}
+
+impl OwnResource {
+    /// The assignment of partner `p` (by its directory id or peer id).
+    pub fn assignment_of(&self, id: &str, peer: Option<&str>) -> Option<&Assigned> {
+        self.assignments
+            .iter()
+            .find(|a| a.partner == id || peer.is_some_and(|p| a.partner == p))
+    }
+
+    /// The resource as `peer` (a directory partner `p`, if known) receives
+    /// it: a course carries that partner's own assignment.
+    fn for_peer(&self, peer: &str, p: Option<&Partner>) -> ResourcePublish {
+        let mut r = self.resource.clone();
+        if let Some(c) = r.course.as_mut() {
+            let id = p.map_or(peer, |p| p.id.as_str());
+            c.assigned =
+                self.assignment_of(id, Some(peer))
+                    .map(|a| guanxi_protocol::messages::Assignment {
+                        person: a.person.clone(),
+                        due: a.due.clone(),
+                    });
+        }
+        r
+    }
 }
 
 /// What a new version says; `content` `None` keeps the current content.
@@ -387,7 +425,10 @@ fn distribute(
                 || directory.get(peer).is_some_and(|p| doc.target.covers(p)));
         let holds = doc.sent_to.iter().any(|p| p == peer);
         let (action, message) = if covered {
-            ("publish", Message::ResourcePublish(doc.resource.clone()))
+            (
+                "publish",
+                Message::ResourcePublish(doc.for_peer(peer, directory.get(peer))),
+            )
         } else if holds {
             (
                 "withdraw",
@@ -543,6 +584,7 @@ pub async fn publish(
                     by: by.clone(),
                     sent_to: Vec::new(),
                     answers,
+                    assignments: Vec::new(),
                 },
             };
             let delivered = distribute(a, &mut doc, &peers)?;
@@ -552,6 +594,113 @@ pub async fn publish(
             Ok(Ok((doc.id, delivered)))
         })
         .await
+}
+
+/// Assigns this node's course `id` to a partner (or one person there) by
+/// a date, or ends the assignment (`due` `None`): a new version goes to
+/// every peer the course is published to, each with its own assignment.
+pub async fn assign(
+    node: &Node,
+    id: &str,
+    partner: &str,
+    person: &str,
+    due: Option<Date>,
+) -> Result<Result<(), Refusal>, EngineError> {
+    let peers = node.enabled_peers();
+    let (id, partner, person) = (id.to_string(), partner.to_string(), person.to_string());
+    node.engine
+        .act(move |a| {
+            let Some(mut doc) = own_in(a.tables, &id)? else {
+                return Ok(Err(refuse(
+                    ReasonCode::UnknownRecord,
+                    format!("there is no resource {id}"),
+                )));
+            };
+            if doc.resource.course.is_none() || doc.withdrawn.is_some() {
+                return Ok(Err(refuse(
+                    ReasonCode::IllegalTransition,
+                    "only a published course can be assigned",
+                )));
+            }
+            let known = t_partner(a.tables, &partner)?;
+            if known.is_none() && !peers.iter().any(|p| *p == partner) {
+                return Ok(Err(refuse(
+                    ReasonCode::BadBody,
+                    format!("partner: there is no partner {partner:?}"),
+                )));
+            }
+            if let Some(p) = &known
+                && !doc.target.covers(p)
+            {
+                return Ok(Err(refuse(
+                    ReasonCode::BadBody,
+                    format!(
+                        "partner: the course is not published to {partner}; widen its target first"
+                    ),
+                )));
+            }
+            doc.assignments.retain(|x| x.partner != partner);
+            let index = format!("asg{SEP}{partner}{SEP}{id}");
+            match due.clone() {
+                Some(due) => {
+                    doc.assignments.push(Assigned {
+                        partner: partner.clone(),
+                        person: person.trim().to_string(),
+                        due,
+                    });
+                    a.tables.put_doc(Doc::Library, &index, b"")?;
+                }
+                None => {
+                    a.tables.delete_doc(Doc::Library, &index)?;
+                }
+            }
+            let earlier = ResourceVersion {
+                version: doc.resource.version,
+                title: doc.resource.title.clone(),
+                published_at: doc.updated_at,
+                file: doc.resource.file.clone(),
+            };
+            keep_version(&mut doc.history, earlier);
+            doc.resource.version += 1;
+            doc.updated_at = a.now;
+            distribute(a, &mut doc, &peers)?;
+            a.tables
+                .put_doc(Doc::Library, &own_key(&doc.id), &json(&doc)?)?;
+            index_own(a.tables, &doc)?;
+            Ok(Ok(()))
+        })
+        .await
+}
+
+/// A directory partner, inside an engine job.
+fn t_partner(t: &Tables<'_>, id: &str) -> Result<Option<Partner>, EngineError> {
+    Ok(t.doc(Doc::Partner, id)?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// The own courses assigned to partner `id` (its directory id or peer id):
+/// (course, its assignment), at most `limit`.
+pub fn assigned_to(
+    read: &Read,
+    ids: &[&str],
+    limit: usize,
+) -> Result<Vec<(OwnResource, Assigned)>, StoreError> {
+    let mut out = Vec::new();
+    for id in ids {
+        let prefix = format!("asg{SEP}{id}{SEP}");
+        for (k, _) in read.docs_page(Doc::Library, &prefix, None, Order::Forward, limit)? {
+            let Some(course) = k.strip_prefix(&prefix) else {
+                continue;
+            };
+            if let Some(doc) = own(read, course)?
+                && doc.withdrawn.is_none()
+                && let Some(a) = doc.assignments.iter().find(|a| a.partner == *id).cloned()
+            {
+                out.push((doc, a));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Withdraws this node's resource `id` from everyone (its history stays;

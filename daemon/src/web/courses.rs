@@ -109,6 +109,12 @@ pub struct CoursePart {
     /// The quiz page, when the reader may take it.
     pub take: Option<String>,
     pub attempts: Vec<AttemptLine>,
+    /// The course is assigned to the reader's organization: to whom
+    /// (empty: anyone), by when, and whether that day has passed.
+    pub assigned: Option<(String, String, bool)>,
+    /// Staff on their own course: the assignments (partner, person, due).
+    pub assignments: Vec<(String, String, String)>,
+    pub can_assign: bool,
 }
 
 /// The course part of the library page of (`key`, `subject`).
@@ -121,6 +127,37 @@ pub(crate) async fn course_part(
 ) -> Result<CoursePart, super::access::WebError> {
     let place = attempt_place(node, m, key, subject);
     let learner = learner_of(&m.user);
+    // Assignments: a web partner's is in this node's own document, a
+    // connected partner's in the copy its node received.
+    let own = if key == "own" {
+        let s = subject.to_string();
+        node.reading(move |r| library::own(r, &s)).await?
+    } else {
+        None
+    };
+    let assignment = match (&m.user.partner, &own) {
+        (Some(org), Some(doc)) => doc
+            .assignment_of(org, None)
+            .map(|a| (a.person.clone(), a.due.clone())),
+        (None, None) => course
+            .assigned
+            .as_ref()
+            .map(|a| (a.person.clone(), a.due.clone())),
+        _ => None,
+    };
+    let assigned = assignment.map(|(person, due)| {
+        let due = due.to_string();
+        let late = due < today_in(&m.loc().tz);
+        (person, due, late)
+    });
+    let assignments = match (&m.user.partner, &own) {
+        (None, Some(doc)) => doc
+            .assignments
+            .iter()
+            .map(|a| (a.partner.clone(), a.person.clone(), a.due.to_string()))
+            .collect(),
+        _ => Vec::new(),
+    };
     let found = match place.clone() {
         Some((course_subject, record_key)) => {
             node.reading(move |r| {
@@ -171,7 +208,19 @@ pub(crate) async fn course_part(
             .iter()
             .map(|(s, a)| AttemptLine::of(m, &record_key, s, a))
             .collect(),
+        assigned,
+        assignments,
+        can_assign: m.user.partner.is_none() && own.is_some(),
     })
+}
+
+/// Today in the reader's zone as `YYYY-MM-DD` (due dates compare as text).
+fn today_in(tz: &jiff::tz::TimeZone) -> String {
+    jiff::Timestamp::from_millisecond(crate::clock::now_ms())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned_datetime(tz.clone())
+        .date()
+        .to_string()
 }
 
 /// A drawn question as the form shows it.
@@ -501,13 +550,28 @@ pub struct RequirementLine {
     pub lacks: usize,
 }
 
-/// A partner's certifications and where it stands on its tier's
-/// requirements (its web users' and its node's certifications together).
+/// A course assigned to a partner, on its page.
+pub struct AssignedLine {
+    pub link: String,
+    pub title: String,
+    pub person: String,
+    pub due: String,
+    pub late: bool,
+    /// Who holds a valid certification of it (empty: nobody yet).
+    pub passed_by: String,
+}
+
+/// A partner's training: where it stands on its tier's requirements, the
+/// courses assigned to it, and its certifications (its web users' and its
+/// node's together).
+pub(crate) type Training = (Vec<RequirementLine>, Vec<AssignedLine>, Vec<CertLine>);
+
+/// See [`Training`].
 pub(crate) fn partner_training(
     read: &guanxi_adapters::store::Read,
     m: &Member,
     partner: &crate::directory::Partner,
-) -> Result<(Vec<RequirementLine>, Vec<CertLine>), guanxi_adapters::store::StoreError> {
+) -> Result<Training, guanxi_adapters::store::StoreError> {
     let mut orgs = vec![partner.id.as_str()];
     if let Some(peer) = &partner.peer {
         orgs.push(peer.as_str());
@@ -523,5 +587,39 @@ pub(crate) fn partner_training(
             holders: p.holders.join(", "),
         })
         .collect();
-    Ok((lines, held.iter().map(|c| CertLine::of(m, c)).collect()))
+    let now = crate::clock::now_ms();
+    let today = today_in(&m.loc().tz);
+    let assigned = library::assigned_to(read, &orgs, 100)?
+        .into_iter()
+        .map(|(doc, a)| {
+            let code = doc
+                .resource
+                .course
+                .as_ref()
+                .map(|c| c.code.clone())
+                .unwrap_or_default();
+            let mut holders: Vec<String> = held
+                .iter()
+                .filter(|c| c.fields.course == code && c.standing(now) == Standing::Valid)
+                .filter(|c| a.person.is_empty() || c.fields.holder == a.person)
+                .map(|c| c.fields.holder.clone())
+                .collect();
+            holders.sort();
+            holders.dedup();
+            let due = a.due.to_string();
+            AssignedLine {
+                link: format!("/library/own/{}", doc.id),
+                title: doc.resource.title.clone(),
+                person: a.person.clone(),
+                late: holders.is_empty() && due < today,
+                due,
+                passed_by: holders.join(", "),
+            }
+        })
+        .collect();
+    Ok((
+        lines,
+        assigned,
+        held.iter().map(|c| CertLine::of(m, c)).collect(),
+    ))
 }

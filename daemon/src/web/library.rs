@@ -403,6 +403,7 @@ fn course_of(f: &Fields) -> Result<Content, library::Refusal> {
             questions,
         },
         valid_days,
+        assigned: None,
     };
     Ok(Content::Course(Box::new(course), key))
 }
@@ -671,6 +672,29 @@ async fn act(
                 .await
                 .map(|r| r.map(|_| ()));
             s.outcome(result, back, "done.library_published")
+        }
+        ("assign", "own") => {
+            let due = match field(&fields, "due") {
+                "" => None,
+                d => match d.parse() {
+                    Ok(d) => Some(d),
+                    Err(_) => {
+                        return Ok(s.refused(
+                            &bad(format!("due: {d:?} is not a date like 2027-01-31")),
+                            back,
+                        ));
+                    }
+                },
+            };
+            let result = library::assign(
+                &node,
+                &subject,
+                field(&fields, "partner"),
+                field(&fields, "person"),
+                due,
+            )
+            .await;
+            s.outcome(result, back, "done.course_assigned")
         }
         ("pass_on", peer) if peer != "own" => {
             let target = match target_of(&fields) {

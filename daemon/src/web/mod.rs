@@ -959,6 +959,7 @@ struct PartnerPage {
     delivery: String,
     /// Its tier's certification requirements and its certifications.
     requirements: Vec<courses::RequirementLine>,
+    assigned: Vec<courses::AssignedLine>,
     rows: Vec<courses::CertLine>,
     /// Its open support requests: (page, what, status).
     support: Vec<(String, String, String)>,
@@ -1098,7 +1099,7 @@ async fn partner_page(
     }
     exchanges.sort_by_key(|e| std::cmp::Reverse(e.at));
     let delivery = delivery_words(&read, m.loc(), &partner)?;
-    let (requirements, rows) = courses::partner_training(&read, &m, &partner)?;
+    let (requirements, assigned, rows) = courses::partner_training(&read, &m, &partner)?;
     let support = open_support(&read, &partner, m.staff())?;
     let more = exchanges.len() > page * PAGE_SIZE;
     let exchanges: Vec<ExchangeRow> = exchanges
@@ -1117,6 +1118,7 @@ async fn partner_page(
             more,
             delivery,
             requirements,
+            assigned,
             rows,
             support,
         }

@@ -193,6 +193,36 @@ async fn partners_pass_a_course_and_hold_signed_certifications() {
     let published = staff.post_multipart("/library/new", &fields, &[]).await;
     assert_eq!(published.status, 303, "{}", published.body);
     let course = published.location.clone().expect("location");
+    // Personalised training: the course is assigned to Wen at webco, and to
+    // globex (anyone there), due 20 December.
+    let page = staff.get(&course).await;
+    let csrf = Browser::csrf(&page);
+    let assign = |partner: &'static str, person: &'static str| {
+        let (mut staff, course, csrf) = (staff.clone(), course.clone(), csrf.clone());
+        async move {
+            staff
+                .post_multipart(
+                    &course,
+                    &[
+                        ("csrf", &csrf),
+                        ("action", "assign"),
+                        ("partner", partner),
+                        ("person", person),
+                        ("due", "2026-12-20"),
+                    ],
+                    &[],
+                )
+                .await
+        }
+    };
+    let unknown = assign("nobody", "").await;
+    assert!(
+        unknown.status == 422 && unknown.body.contains("partner:"),
+        "{}",
+        unknown.body
+    );
+    assert_eq!(assign("webco", "Wen Chen").await.status, 303);
+    assert_eq!(assign("globex", "").await.status, 303);
 
     // The web partner's user reads the lessons, fails once, then passes.
     let mut wen = Browser::new(&pair.vendor, &pair.vendor_daemon);
@@ -200,6 +230,11 @@ async fn partners_pass_a_course_and_hold_signed_certifications() {
     let page = wen.get(&course).await;
     assert!(
         page.body.contains("<strong>rails</strong>") && page.body.contains("id=\"take-quiz\""),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("Assigned to Wen Chen · Due 2026-12-20"),
         "{}",
         page.body
     );
@@ -274,7 +309,16 @@ async fn partners_pass_a_course_and_hold_signed_certifications() {
         }
     })
     .await;
-    let page = theirs.get(&at_partner).await;
+    let page = eventually("globex's copy with its assignment", || {
+        let (mut theirs, at_partner) = (theirs.clone(), at_partner.clone());
+        async move {
+            let page = theirs.get(&at_partner).await;
+            page.body
+                .contains("Assigned to your organization · Due 2026-12-20")
+                .then_some(page)
+        }
+    })
+    .await;
     assert!(page.body.contains("Tool change"), "{}", page.body);
     let quiz_path = format!("{at_partner}/quiz");
     let quiz = theirs.get(&quiz_path).await;
@@ -437,6 +481,11 @@ async fn partners_pass_a_course_and_hold_signed_certifications() {
     let webco = staff.get("/partners/webco").await;
     assert!(
         webco.body.contains("cnc-basics: 1 / 2") && webco.body.contains("Wen Chen"),
+        "{}",
+        webco.body
+    );
+    assert!(
+        webco.body.contains("Due 2026-12-20 — passed by Wen Chen"),
         "{}",
         webco.body
     );
