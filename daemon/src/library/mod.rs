@@ -623,7 +623,7 @@ pub async fn assign(
                 )));
             }
             let known = t_partner(a.tables, &partner)?;
-            if known.is_none() && !peers.iter().any(|p| *p == partner) {
+            if known.is_none() && !peers.contains(&partner) {
                 return Ok(Err(refuse(
                     ReasonCode::BadBody,
                     format!("partner: there is no partner {partner:?}"),
