@@ -285,12 +285,8 @@ pub fn item(
     }
 }
 
-/// Which list a staff member looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shelf {
-    Own,
-    Received,
-}
+/// Which list a staff member looks at: own or received (as the library's).
+pub use crate::library::Shelf;
 
 /// One page of announcements for `user`, newest first, after `cursor`:
 /// staff read their own or the received ones, a partner user those that

@@ -5,6 +5,7 @@
 //! see who read and acknowledged their own, and how long it took.
 
 use super::access::{Member, Page, Staff};
+use super::form::{Fields, field};
 use super::{Frame, LIST_PAGE, redirect_with_flash};
 use crate::announcements::{self, Item, Shelf};
 use crate::library::Target;
@@ -16,7 +17,6 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use guanxi_protocol::messages::AnnouncementPost;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The announcement routes.
@@ -28,12 +28,6 @@ pub fn routes() -> Router<Arc<Node>> {
             "/announcements/{key}/{subject}",
             get(page).post(acknowledge),
         )
-}
-
-type Fields = HashMap<String, String>;
-
-fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
-    f.get(name).map_or("", |s| s.trim())
 }
 
 #[derive(Deserialize, Default)]

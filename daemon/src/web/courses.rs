@@ -4,6 +4,7 @@
 //! lessons show on its library page ([`course_part`]).
 
 use super::access::{Member, Page, Staff};
+use super::form::{Fields, field};
 use super::{Frame, LIST_PAGE, redirect_with_flash};
 use crate::courses::{self, Answers};
 use crate::library;
@@ -18,7 +19,6 @@ use guanxi_protocol::certification::{SignedCertification, Standing};
 use guanxi_protocol::messages::{Course, QuizAnswer};
 use guanxi_protocol::state::quiz::QuizAttempt;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The training routes.
@@ -33,12 +33,6 @@ pub fn routes() -> Router<Arc<Node>> {
         )
         .route("/certifications/{id}", get(certificate))
         .route("/certifications/{id}/json", get(document))
-}
-
-type Fields = HashMap<String, String>;
-
-fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
-    f.get(name).map_or("", |s| s.trim())
 }
 
 /// The person's name as certifications and attempts carry it.

@@ -20,6 +20,11 @@ pub const BODY_LIMIT: usize = MAX_FILES * MAX_BYTES + 256 * 1024;
 /// Form fields by name (the last value of a repeated name).
 pub type Fields = HashMap<String, String>;
 
+/// A form field, trimmed ("" when absent).
+pub fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
+    f.get(name).map_or("", |s| s.trim())
+}
+
 /// A file chosen in a form's `file` input.
 pub struct Upload {
     pub name: String,

@@ -8,6 +8,7 @@
 //! on a received resource to this node's own partners.
 
 use super::access::{Member, Page, Staff};
+use super::form::{Fields, field};
 use super::{Frame, LIST_PAGE, redirect_with_flash};
 use crate::library::{self, Content, Draft, Item, Shelf, Target, files};
 use crate::node::Node;
@@ -21,7 +22,6 @@ use guanxi_protocol::messages::{Attachment, Course, MAX_RESOURCE_BYTES, Quiz};
 use guanxi_protocol::quiz::AnswerKey;
 use guanxi_protocol::{Millis, ReasonCode};
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The library routes.
@@ -35,12 +35,6 @@ pub fn routes() -> Router<Arc<Node>> {
         ))
         .route("/library", get(list))
         .route("/library/{key}/{subject}/file/{sha}", get(download))
-}
-
-type Fields = HashMap<String, String>;
-
-fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
-    f.get(name).map_or("", |s| s.trim())
 }
 
 #[derive(Deserialize, Default)]

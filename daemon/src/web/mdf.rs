@@ -4,6 +4,7 @@
 //! reconciles), and ROI per activity for staff.
 
 use super::access::{Member, Page, Staff};
+use super::form::{Fields, field};
 use super::form::{Posted, attach};
 use super::format::Locale;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
@@ -21,7 +22,6 @@ use guanxi_protocol::ReasonCode;
 use guanxi_protocol::money::{Currency, Money};
 use guanxi_protocol::state::mdf::{Account, ClaimStatus, RequestStatus};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The MDF routes.
@@ -32,12 +32,6 @@ pub fn routes() -> Router<Arc<Node>> {
         .layer(axum::extract::DefaultBodyLimit::max(
             super::form::BODY_LIMIT,
         ))
-}
-
-type Fields = HashMap<String, String>;
-
-fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
-    f.get(name).map_or("", |s| s.trim())
 }
 
 pub struct BudgetRow {

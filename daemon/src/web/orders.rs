@@ -4,6 +4,7 @@
 //! orders) and the order page with the actions each side may take.
 
 use super::access::{Member, Page, Staff};
+use super::form::{Fields, field};
 use super::format::Locale;
 use super::i18n::Catalog;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
@@ -20,7 +21,6 @@ use guanxi_protocol::messages::{Address, CatalogPublish, PriceList};
 use guanxi_protocol::money::Currency;
 use guanxi_protocol::pricing::{LineProblem, Totals};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The ordering routes.
@@ -35,12 +35,6 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/shop/{vendor}", get(shop_page).post(place))
         .route("/orders", get(list))
         .route("/orders/{key}/{subject}", get(order_page).post(act))
-}
-
-type Fields = HashMap<String, String>;
-
-fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
-    f.get(name).map_or("", |s| s.trim())
 }
 
 // ------------------------------------------------------------- catalog

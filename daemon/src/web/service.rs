@@ -6,6 +6,7 @@
 //! attachments for who may see them.
 
 use super::access::{Member, Page, Refusal, WebError};
+use super::form::{Fields, field};
 use super::form::{Posted, attach};
 use super::format::Locale;
 use super::{Frame, LIST_PAGE, ListQuery, next_link, redirect_with_flash};
@@ -24,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use guanxi_protocol::ReasonCode;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The service routes.
@@ -44,12 +44,6 @@ pub fn routes() -> Router<Arc<Node>> {
         .layer(axum::extract::DefaultBodyLimit::max(
             super::form::BODY_LIMIT,
         ))
-}
-
-type Fields = HashMap<String, String>;
-
-fn field<'a>(f: &'a Fields, name: &str) -> &'a str {
-    f.get(name).map_or("", |s| s.trim())
 }
 
 /// Time left for people, in words (`2 d 3 h`); overdue as `−2 d 3 h`.
