@@ -58,6 +58,7 @@ pub mod orders;
 pub mod record_index;
 pub mod records;
 pub mod rules;
+pub mod scorecards;
 pub mod serials;
 pub mod server;
 pub mod service;

@@ -478,6 +478,46 @@ pub fn opened_between(
     }
 }
 
+/// The subjects of the records of `family` kept under `key` that began in
+/// [`from`, `to`), oldest first (the per-key date index; families listed
+/// otherwise — leads, catalogs — are not in it).
+pub fn opened_between_for(
+    read: &Read,
+    family: &str,
+    key: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<String>, StoreError> {
+    let prefix = format!("dk{SEP}{family}{SEP}{key}{SEP}");
+    let end = format!("{:016}", to.max(0));
+    let mut cursor = format!("{prefix}{:016}", from.max(0));
+    let mut out = Vec::new();
+    loop {
+        let page = read.docs_page(
+            Doc::RecordIndex,
+            &prefix,
+            Some(&cursor),
+            Order::Forward,
+            1000,
+        )?;
+        let full = page.len() == 1000;
+        for (k, _) in page {
+            let Some((time, subject)) = k.strip_prefix(&prefix).and_then(|r| r.split_once(SEP))
+            else {
+                continue;
+            };
+            if time >= end.as_str() {
+                return Ok(out);
+            }
+            out.push(subject.to_string());
+            cursor = k.clone();
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 /// Where every record of `family` on `side` is kept — for whole-family
 /// work that is meant to be whole (verification, reconciliation rounds),
 /// reading that family's index entries, never the other records.

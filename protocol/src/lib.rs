@@ -35,6 +35,7 @@ pub mod pricing;
 pub mod quiz;
 pub mod reason;
 pub mod receipt;
+pub mod scorecard;
 mod signed;
 pub mod state;
 

@@ -226,3 +226,88 @@ pub async fn certification(
         .ok_or_else(not_found)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], kept.document).into_response())
 }
+
+/// `?period=&compare=&partner=&vendor=` of a scorecard.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardQuery {
+    #[serde(default)]
+    pub period: Option<String>,
+    #[serde(default)]
+    pub compare: Option<String>,
+    #[serde(default)]
+    pub partner: Option<String>,
+    #[serde(default)]
+    pub vendor: Option<String>,
+}
+
+/// The period and the one to compare with (default: the one before).
+pub fn periods(
+    q: &ScorecardQuery,
+    now: Millis,
+) -> Result<
+    (
+        guanxi_protocol::scorecard::Period,
+        guanxi_protocol::scorecard::Period,
+    ),
+    String,
+> {
+    use guanxi_protocol::scorecard::Period;
+    let period = match q.period.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(p) => Period::parse(p).map_err(|e| format!("period: {e}"))?,
+        None => {
+            let month = jiff::Timestamp::from_millisecond(now)
+                .map(|t| t.strftime("%Y-%m").to_string())
+                .unwrap_or_else(|_| "1970-01".into());
+            Period::parse(&month).map_err(|e| format!("period: {e}"))?
+        }
+    };
+    let compare = match q
+        .compare
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(p) => Period::parse(p).map_err(|e| format!("compare: {e}"))?,
+        None => period.previous(),
+    };
+    Ok((period, compare))
+}
+
+/// `GET /api/v1/scorecard`: a partner's scorecard for a period and the one
+/// it is compared with (staff: `partner=<id>` as its vendor, or
+/// `vendor=<peer>` as that vendor's partner; a partner user: its own).
+pub async fn scorecard(
+    State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
+    Query(q): Query<ScorecardQuery>,
+) -> Result<Response, ApiError> {
+    let (period, compare) = periods(&q, crate::clock::now_ms()).map_err(|e| {
+        let field = if e.starts_with("compare") {
+            "compare"
+        } else {
+            "period"
+        };
+        super::bad_field(field, e)
+    })?;
+    let me = node.identity.id.clone();
+    let m = me.clone();
+    let s = node
+        .reading(move |r| {
+            crate::scorecards::subject(r, &m, &user, q.partner.as_deref(), q.vendor.as_deref())
+        })
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    read_json(&node, move |r| {
+        let card = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &period)?;
+        let before = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &compare)?;
+        serde_json::to_vec(&serde_json::json!({
+            "vendor": s.vendor, "partner": s.partner,
+            "period": period, "scorecard": card,
+            "compare": compare, "compared": before,
+        }))
+        .map_err(|e| guanxi_adapters::store::StoreError::Db(e.to_string()))
+    })
+    .await
+}

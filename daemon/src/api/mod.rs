@@ -90,6 +90,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/announcements"),
     ("get", "/api/v1/certifications"),
     ("get", "/api/v1/certifications/{id}"),
+    ("get", "/api/v1/scorecard"),
 ];
 
 /// The API routes.
@@ -193,6 +194,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/announcements", get(library::announcements))
         .route("/api/v1/certifications", get(library::certifications))
         .route("/api/v1/certifications/{id}", get(library::certification))
+        .route("/api/v1/scorecard", get(library::scorecard))
 }
 
 /// A stored API token.
@@ -1151,6 +1153,15 @@ fn described() -> Value {
             "/api/v1/certifications/{id}": {
                 "get": {"summary": "The signed certification document, byte for byte (SPEC §16)", "parameters": id_param.clone(),
                         "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/scorecard": {
+                "get": {"summary": "A partner's scorecard with a vendor for a period, computed from the records both nodes hold (SPEC §18), and the period it is compared with (staff: `partner=<id>` as its vendor or `vendor=<peer>` as that vendor's partner; a partner user: its own)",
+                        "parameters": [
+                            {"name": "period", "in": "query", "required": false, "description": "2026, 2026-H1, 2026-Q3, 2026-07 or 2026-01-01..2026-06-30 (UTC); default: this month", "schema": {"type": "string"}},
+                            {"name": "compare", "in": "query", "required": false, "description": "default: the period before", "schema": {"type": "string"}},
+                            {"name": "partner", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "vendor", "in": "query", "required": false, "schema": {"type": "string"}}],
+                        "responses": with(errors(&["401", "404", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

@@ -23,5 +23,6 @@ mod library;
 mod mdf;
 mod notify;
 mod orders;
+mod scorecards;
 mod service;
 mod web;

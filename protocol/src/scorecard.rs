@@ -1,0 +1,386 @@
+//! Scorecards: a partner's figures for a period, computed from the shared
+//! records between a vendor and that partner. Both nodes hold the same
+//! records (SPEC §12.1), so both compute the same scorecard with this code
+//! and can compare it figure by figure (SPEC §18). Pure: the daemon gives
+//! it the records; it never reads a clock.
+//!
+//! A record counts in the period its opening falls in (`Record::opened_at`:
+//! an offer, an order placed, a request opened, ...); MDF ledger entries
+//! and announcement reads count by their own times. Integers only: rates
+//! in per mille, money in minor units per currency, times in milliseconds
+//! (medians of the exact values).
+
+use crate::envelope::Millis;
+use crate::ids::NodeId;
+use crate::state::LeadStatus;
+use crate::state::Record;
+use crate::state::mdf::Account;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A period `[from, to)` in UTC milliseconds, and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Period {
+    pub name: String,
+    pub from: Millis,
+    pub to: Millis,
+}
+
+const DAY: Millis = 86_400_000;
+
+/// Days from 1970-01-01 to the civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn month_start(y: i64, m: i64) -> Millis {
+    let (y, m) = if m > 12 { (y + 1, m - 12) } else { (y, m) };
+    days_from_civil(y, m, 1) * DAY
+}
+
+fn date(text: &str) -> Option<Millis> {
+    let mut p = text.splitn(3, '-');
+    let (y, m, d) = (p.next()?, p.next()?, p.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let start = days_from_civil(y, m, d);
+    // Reject 2026-02-31 and the like: the day must stay in its month.
+    (start < days_from_civil(y, m, 1) + (month_start(y, m + 1) / DAY - month_start(y, m) / DAY))
+        .then_some(start * DAY)
+}
+
+impl Period {
+    /// Reads `YYYY`, `YYYY-Hn`, `YYYY-Qn`, `YYYY-MM`, or `YYYY-MM-DD..YYYY-MM-DD`
+    /// (both days included), in UTC.
+    pub fn parse(text: &str) -> Result<Period, String> {
+        let bad = || {
+            format!(
+                "{text:?} is not a period: 2026, 2026-H1, 2026-Q3, 2026-07 or 2026-01-01..2026-06-30"
+            )
+        };
+        let text = text.trim();
+        let (from, to) = if let Some((a, b)) = text.split_once("..") {
+            let (from, last) = (date(a).ok_or_else(bad)?, date(b).ok_or_else(bad)?);
+            if last < from {
+                return Err(format!("{text:?}: the period ends before it begins"));
+            }
+            (from, last + DAY)
+        } else {
+            let year: i64 = text
+                .get(..4)
+                .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|y| y.parse().ok())
+                .ok_or_else(bad)?;
+            match &text[4..] {
+                "" => (month_start(year, 1), month_start(year, 13)),
+                "-H1" => (month_start(year, 1), month_start(year, 7)),
+                "-H2" => (month_start(year, 7), month_start(year, 13)),
+                q if q.starts_with("-Q") && q.len() == 3 => {
+                    let n: i64 = q[2..].parse().map_err(|_| bad())?;
+                    if !(1..=4).contains(&n) {
+                        return Err(bad());
+                    }
+                    (month_start(year, 3 * n - 2), month_start(year, 3 * n + 1))
+                }
+                m if m.len() == 3 && m.starts_with('-') => {
+                    let n: i64 = m[1..].parse().map_err(|_| bad())?;
+                    if !(1..=12).contains(&n) {
+                        return Err(bad());
+                    }
+                    (month_start(year, n), month_start(year, n + 1))
+                }
+                _ => return Err(bad()),
+            }
+        };
+        Ok(Period {
+            name: text.to_string(),
+            from,
+            to,
+        })
+    }
+
+    /// The period of the same length just before this one (a month before
+    /// a month, a quarter before a quarter, ...).
+    pub fn previous(&self) -> Period {
+        let text = &self.name;
+        let year: Option<i64> = text.get(..4).and_then(|y| y.parse().ok());
+        let named = match (year, text.get(4..)) {
+            (Some(y), Some("")) => Some(format!("{}", y - 1)),
+            (Some(y), Some("-H1")) => Some(format!("{}-H2", y - 1)),
+            (Some(y), Some("-H2")) => Some(format!("{y}-H1")),
+            (Some(y), Some(q)) if q.starts_with("-Q") => match q[2..].parse::<i64>() {
+                Ok(1) => Some(format!("{}-Q4", y - 1)),
+                Ok(n) => Some(format!("{y}-Q{}", n - 1)),
+                Err(_) => None,
+            },
+            (Some(y), Some(m)) if m.len() == 3 => match m[1..].parse::<i64>() {
+                Ok(1) => Some(format!("{}-12", y - 1)),
+                Ok(n) => Some(format!("{y}-{:02}", n - 1)),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        match named.and_then(|n| Period::parse(&n).ok()) {
+            Some(p) => p,
+            None => Period {
+                name: format!("before {}", self.name),
+                from: self.from - (self.to - self.from),
+                to: self.from,
+            },
+        }
+    }
+
+    fn holds(&self, at: Millis) -> bool {
+        self.from <= at && at < self.to
+    }
+}
+
+/// A partner's scorecard with one vendor for one period. Every member is
+/// a count, a sum or a median of the records both nodes hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scorecard {
+    pub leads_offered: u64,
+    pub leads_accepted: u64,
+    pub leads_declined: u64,
+    pub leads_expired: u64,
+    pub leads_won: u64,
+    pub leads_lost: u64,
+    /// Won ÷ (won + lost), per mille; `None` before any lead closed.
+    pub win_rate_permille: Option<i64>,
+    /// Median time from offer to acceptance.
+    pub accept_median_ms: Option<i64>,
+    pub won_value: BTreeMap<String, i64>,
+    pub registrations: u64,
+    pub registrations_approved: u64,
+    pub orders: u64,
+    /// The invoiced totals of the orders placed in the period.
+    pub invoiced: BTreeMap<String, i64>,
+    pub service_requests: u64,
+    pub service_resolved: u64,
+    pub first_response_median_ms: Option<i64>,
+    pub resolution_median_ms: Option<i64>,
+    pub warranty_claims: u64,
+    pub warranty_approved: u64,
+    /// Marketing funds by ledger entries in the period, per currency.
+    pub mdf_allocated: BTreeMap<String, i64>,
+    pub mdf_claimed: BTreeMap<String, i64>,
+    pub mdf_paid: BTreeMap<String, i64>,
+    pub announcements: u64,
+    pub announcements_acknowledged: u64,
+    pub acknowledge_median_ms: Option<i64>,
+    pub quiz_attempts: u64,
+    pub quiz_passed: u64,
+}
+
+/// Gathers a scorecard from records (any order; each record once).
+#[derive(Debug, Clone)]
+pub struct Builder {
+    vendor: NodeId,
+    period: Period,
+    card: Scorecard,
+    accept: Vec<i64>,
+    first_response: Vec<i64>,
+    resolution: Vec<i64>,
+    acknowledge: Vec<i64>,
+}
+
+fn median(mut v: Vec<i64>) -> Option<i64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        // The lower middle's and upper middle's mean, rounded down.
+        v[n / 2 - 1] + (v[n / 2] - v[n / 2 - 1]) / 2
+    })
+}
+
+fn add(map: &mut BTreeMap<String, i64>, currency: &str, amount: i64) {
+    let sum = map.entry(currency.to_string()).or_insert(0);
+    *sum = sum.saturating_add(amount);
+}
+
+impl Builder {
+    /// A scorecard of the records whose authority is `vendor`, in `period`.
+    pub fn new(vendor: NodeId, period: Period) -> Builder {
+        Builder {
+            vendor,
+            period,
+            card: Scorecard::default(),
+            accept: Vec::new(),
+            first_response: Vec::new(),
+            resolution: Vec::new(),
+            acknowledge: Vec::new(),
+        }
+    }
+
+    /// Counts one record (records of another vendor, or opened outside the
+    /// period, count nothing; MDF budgets count their entries in it).
+    pub fn add(&mut self, record: &Record) {
+        if record.authority() != &self.vendor {
+            return;
+        }
+        if let Record::Mdf(b) = record {
+            let c = b.currency.to_string();
+            for e in b.entries.iter().filter(|e| self.period.holds(e.at)) {
+                match (e.from, e.to) {
+                    (Account::Funding, Account::Available) => {
+                        add(&mut self.card.mdf_allocated, &c, e.amount)
+                    }
+                    (_, Account::Claimed) => add(&mut self.card.mdf_claimed, &c, e.amount),
+                    (_, Account::Paid) => add(&mut self.card.mdf_paid, &c, e.amount),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        if !record.opened_at().is_some_and(|at| self.period.holds(at)) {
+            return;
+        }
+        let c = &mut self.card;
+        match record {
+            Record::Lead(l) => {
+                c.leads_offered += 1;
+                match l.status {
+                    LeadStatus::Declined => c.leads_declined += 1,
+                    LeadStatus::Expired => c.leads_expired += 1,
+                    _ => {}
+                }
+                if let Some(at) = l.accepted_at {
+                    c.leads_accepted += 1;
+                    self.accept.push(at - l.offered_at);
+                }
+                match l.status {
+                    LeadStatus::Won => {
+                        c.leads_won += 1;
+                        if let Some(v) = &l.won_value {
+                            add(&mut c.won_value, v.currency.as_str(), v.amount);
+                        }
+                    }
+                    LeadStatus::Lost => c.leads_lost += 1,
+                    _ => {}
+                }
+            }
+            Record::Registration(r) => {
+                c.registrations += 1;
+                if r.status == crate::state::RegistrationStatus::Approved {
+                    c.registrations_approved += 1;
+                }
+            }
+            Record::Order(o) => {
+                c.orders += 1;
+                for i in &o.invoices {
+                    add(&mut c.invoiced, o.currency.as_str(), i.totals.total);
+                }
+            }
+            Record::Service(s) => {
+                c.service_requests += 1;
+                if let Some(at) = s.first_response_at {
+                    self.first_response.push(at - s.opened_at);
+                }
+                if let Some(at) = s.resolved_at {
+                    c.service_resolved += 1;
+                    self.resolution.push(at - s.opened_at);
+                }
+            }
+            Record::Warranty(w) => {
+                c.warranty_claims += 1;
+                if w.decision.as_ref().is_some_and(|d| {
+                    !matches!(
+                        d.decision,
+                        crate::messages::WarrantyOutcome::Reject
+                            | crate::messages::WarrantyOutcome::NeedInfo
+                    )
+                }) {
+                    c.warranty_approved += 1;
+                }
+            }
+            Record::Announcement(a) => {
+                c.announcements += 1;
+                if let Some(seen) = &a.acknowledged {
+                    c.announcements_acknowledged += 1;
+                    self.acknowledge.push(seen.at - a.posted_at);
+                }
+            }
+            Record::Quiz(q) => {
+                c.quiz_attempts += 1;
+                if q.status() == "passed" {
+                    c.quiz_passed += 1;
+                }
+            }
+            Record::Catalog(_) | Record::Mdf(_) | Record::Resource(_) => {}
+        }
+    }
+
+    /// The scorecard.
+    pub fn finish(self) -> Scorecard {
+        let mut card = self.card;
+        let closed = card.leads_won + card.leads_lost;
+        card.win_rate_permille = (closed > 0).then(|| (card.leads_won * 1000 / closed) as i64);
+        card.accept_median_ms = median(self.accept);
+        card.first_response_median_ms = median(self.first_response);
+        card.resolution_median_ms = median(self.resolution);
+        card.acknowledge_median_ms = median(self.acknowledge);
+        card
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_read_and_step_back() {
+        let q = Period::parse("2026-Q4").expect("quarter");
+        assert_eq!(q.from, 1_790_812_800_000); // 2026-10-01T00:00:00Z
+        assert_eq!(q.to, 1_798_761_600_000); // 2027-01-01T00:00:00Z
+        assert_eq!(q.previous().name, "2026-Q3");
+        assert_eq!(
+            Period::parse("2026-01").expect("m").previous().name,
+            "2025-12"
+        );
+        assert_eq!(
+            Period::parse("2026-H1").expect("h").previous().name,
+            "2025-H2"
+        );
+        assert_eq!(Period::parse("2026").expect("y").previous().name, "2025");
+        let custom = Period::parse("2026-01-01..2026-01-31").expect("custom");
+        assert_eq!(custom.to - custom.from, 31 * DAY);
+        assert_eq!(custom.previous().to, custom.from);
+        for bad in [
+            "2026-Q5",
+            "2026-13",
+            "26",
+            "2026-02-30..2026-03-01",
+            "2026-03-01..2026-02-01",
+            "x",
+        ] {
+            assert!(Period::parse(bad).is_err(), "{bad}");
+        }
+        assert!(
+            Period::parse("2024-02-29..2024-02-29").is_ok(),
+            "a leap day"
+        );
+    }
+
+    #[test]
+    fn medians_are_exact_integers() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![5, 1, 3]), Some(3));
+        assert_eq!(median(vec![4, 1, 3, 2]), Some(2));
+    }
+}

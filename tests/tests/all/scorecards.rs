@@ -1,0 +1,223 @@
+//! Scorecards on real daemons: after a scripted stretch of work between a
+//! vendor and a connected partner (leads offered, accepted, won and
+//! declined; a service request answered and resolved; an announcement
+//! acknowledged), the vendor's node and the partner's node compute the
+//! same scorecard from their own copies of the records, figure for figure;
+//! a partner user reads only its own organization's.
+
+use crate::web::{Browser, add_partner_user};
+use guanxi_tests::{Api, eventually, expect};
+use serde_json::{Value, json};
+use std::path::Path;
+
+const BIN: &str = env!("CARGO_BIN_EXE_guanxi-test-node");
+
+/// Every period the test's records can fall in, whatever today is.
+const ALL: &str = "2000-01-01..2999-12-31";
+
+fn lead_body(company: &str) -> String {
+    json!({
+        "customer": {"company": company, "contact": "Lin Mei", "email": "it@example.tw", "phone": ""},
+        "country": "TW", "region": "Taipei", "product_lines": ["cnc"],
+        "estimated_value": {"amount": 1_250_000, "currency": "TWD"},
+        "source": "trade-show", "campaign": "spring", "consent": true, "notes": ""
+    })
+    .to_string()
+}
+
+async fn offers(api: &Api, token: &str, n: usize) -> Vec<Value> {
+    eventually("the offers at globex", || async {
+        let (_, v) = api.call("get", "/api/v1/offers", Some(token), None).await;
+        v["offers"].as_array().filter(|o| o.len() == n).cloned()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn vendor_and_partner_compute_the_same_scorecard() {
+    let bin = Path::new(BIN);
+    let pair = guanxi_tests::two_nodes(bin).await;
+    let (va, pa, vt, pt) = pair.apis(bin);
+    for p in [
+        json!({"id": "globex", "name": "Globex", "type": "reseller", "tier": "gold", "country": "TW", "region": "", "stage": "active", "peer": "globex"}),
+        json!({"id": "webco", "name": "Webco", "type": "reseller", "tier": "gold", "country": "JP", "region": "", "stage": "active", "peer": null}),
+    ] {
+        expect(
+            &va,
+            "post",
+            "/api/v1/partners",
+            &vt,
+            Some(&p.to_string()),
+            201,
+        )
+        .await;
+    }
+    let rules = json!({"offer_hours": 48, "rules": [{"name": "taiwan", "countries": ["TW"], "product_lines": [],
+        "tiers": ["gold"], "capacity": 5, "strategy": "round_robin", "weights": {}}]});
+    expect(
+        &va,
+        "put",
+        "/api/v1/lead-rules",
+        &vt,
+        Some(&rules.to_string()),
+        200,
+    )
+    .await;
+
+    // Two leads: one accepted and won, one declined.
+    for company in ["Contoso", "Fabrikam"] {
+        expect(
+            &va,
+            "post",
+            "/api/v1/leads",
+            &vt,
+            Some(&lead_body(company)),
+            201,
+        )
+        .await;
+    }
+    let list = offers(&pa, &pt, 2).await;
+    for offer in &list {
+        let path = format!(
+            "/api/v1/offers/acme/{}/messages",
+            offer["subject"].as_str().expect("subject")
+        );
+        if offer["offer"]["customer"]["company"] == "Contoso" {
+            expect(
+                &pa,
+                "post",
+                &path,
+                &pt,
+                Some(r#"{"kind":"lead.accept","body":{"note":""}}"#),
+                200,
+            )
+            .await;
+            let won = json!({"kind": "lead.update", "body": {"status": "won", "won_value": {"amount": 1_200_000, "currency": "TWD"},
+                "won_on": "2026-12-01", "lost_reason": null, "note": ""}});
+            expect(&pa, "post", &path, &pt, Some(&won.to_string()), 200).await;
+        } else {
+            let decline =
+                json!({"kind": "lead.decline", "body": {"reason": "no_capacity", "note": ""}});
+            expect(&pa, "post", &path, &pt, Some(&decline.to_string()), 200).await;
+        }
+    }
+    // A service request answered and resolved.
+    let open = json!({"vendor": "acme", "body": {"customer": {"company": "Contoso", "contact": "", "email": "", "phone": ""},
+        "sku": "CNC-5X", "serial": null, "problem": "alarm 41", "priority": "high", "attachments": []}});
+    let opened = expect(
+        &pa,
+        "post",
+        "/api/v1/service",
+        &pt,
+        Some(&open.to_string()),
+        201,
+    )
+    .await;
+    let at_vendor = format!(
+        "/api/v1/service/globex/{}/messages",
+        opened["subject"].as_str().expect("subject")
+    );
+    let say = |status: &str| {
+        json!({"kind": "service.update", "body": {"status": status, "comment": "done", "attachments": []}}).to_string()
+    };
+    eventually("the request at acme", || async {
+        let (status, _) = va
+            .call("post", &at_vendor, Some(&vt), Some(&say("in_progress")))
+            .await;
+        (status == 200).then_some(())
+    })
+    .await;
+    expect(&va, "post", &at_vendor, &vt, Some(&say("resolved")), 200).await;
+
+    // Both nodes compute the same figures once the records settled.
+    let at_acme = format!("/api/v1/scorecard?partner=globex&period={ALL}");
+    let at_globex = format!("/api/v1/scorecard?vendor=acme&period={ALL}");
+    let card = eventually("the same scorecard on both nodes", || async {
+        let (_, a) = va.call("get", &at_acme, Some(&vt), None).await;
+        let (_, b) = pa.call("get", &at_globex, Some(&pt), None).await;
+        let settled = a["scorecard"]["service_resolved"] == 1 && a["scorecard"]["leads_won"] == 1;
+        (settled && a["scorecard"] == b["scorecard"]).then_some(a)
+    })
+    .await;
+    let s = &card["scorecard"];
+    assert_eq!(
+        (
+            s["leads_offered"].as_u64(),
+            s["leads_accepted"].as_u64(),
+            s["leads_declined"].as_u64(),
+            s["leads_won"].as_u64(),
+            s["win_rate_permille"].as_i64(),
+            s["won_value"]["TWD"].as_i64(),
+            s["service_requests"].as_u64(),
+            s["service_resolved"].as_u64(),
+        ),
+        (
+            Some(2),
+            Some(1),
+            Some(1),
+            Some(1),
+            Some(1000),
+            Some(1_200_000),
+            Some(1),
+            Some(1)
+        ),
+        "{card}"
+    );
+    assert!(s["first_response_median_ms"].as_i64().is_some(), "{card}");
+    assert_eq!(
+        card["compare"]["to"], card["period"]["from"],
+        "the period before"
+    );
+
+    // Bad periods name the field; a partner user reads only its own.
+    let v = expect(
+        &va,
+        "get",
+        "/api/v1/scorecard?partner=globex&period=2026-Q5",
+        &vt,
+        None,
+        422,
+    )
+    .await;
+    assert_eq!(v["field"], "period", "{v}");
+    expect(
+        &va,
+        "get",
+        "/api/v1/scorecard?partner=nobody",
+        &vt,
+        None,
+        404,
+    )
+    .await;
+    let mut staff = Browser::new(&pair.vendor, &pair.vendor_daemon);
+    let pw = pair.vendor_daemon.first_admin_password().expect("pw");
+    assert_eq!(staff.login("admin", &pw).await.status, 303);
+    add_partner_user(&mut staff, "webco", "wen", "Wen").await;
+    let wen = pair.vendor.token(bin, "wen-script", "wen");
+    expect(
+        &va,
+        "get",
+        "/api/v1/scorecard?partner=globex",
+        &wen,
+        None,
+        404,
+    )
+    .await;
+    let own = expect(
+        &va,
+        "get",
+        &format!("/api/v1/scorecard?period={ALL}"),
+        &wen,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (
+            own["partner"].as_str(),
+            own["scorecard"]["leads_offered"].as_u64()
+        ),
+        (Some("webco"), Some(0)),
+        "{own}"
+    );
+}
