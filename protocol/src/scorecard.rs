@@ -39,6 +39,20 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The civil date of a day count from 1970-01-01, `YYYY-MM-DD`.
+fn civil(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 fn month_start(y: i64, m: i64) -> Millis {
     let (y, m) = if m > 12 { (y + 1, m - 12) } else { (y, m) };
     days_from_civil(y, m, 1) * DAY
@@ -133,11 +147,18 @@ impl Period {
         };
         match named.and_then(|n| Period::parse(&n).ok()) {
             Some(p) => p,
-            None => Period {
-                name: format!("before {}", self.name),
-                from: self.from - (self.to - self.from),
-                to: self.from,
-            },
+            None => {
+                let (from, to) = (self.from - (self.to - self.from), self.from);
+                Period {
+                    name: format!(
+                        "{}..{}",
+                        civil(from.div_euclid(DAY)),
+                        civil((to - 1).div_euclid(DAY))
+                    ),
+                    from,
+                    to,
+                }
+            }
         }
     }
 
@@ -361,6 +382,9 @@ mod tests {
         let custom = Period::parse("2026-01-01..2026-01-31").expect("custom");
         assert_eq!(custom.to - custom.from, 31 * DAY);
         assert_eq!(custom.previous().to, custom.from);
+        assert_eq!(custom.previous().name, "2025-12-01..2025-12-31");
+        assert_eq!(civil(0), "1970-01-01");
+        assert_eq!(civil(20_513), "2026-03-01");
         for bad in [
             "2026-Q5",
             "2026-13",

@@ -25,6 +25,7 @@ pub mod library;
 pub mod mdf;
 pub mod notifications;
 pub mod orders;
+pub mod scorecards;
 pub mod service;
 pub mod session;
 
@@ -81,6 +82,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(library::routes())
         .merge(announcements::routes())
         .merge(courses::routes())
+        .merge(scorecards::routes())
 }
 
 /// What every page shows around its content.

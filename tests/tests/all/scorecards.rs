@@ -192,7 +192,53 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
     let mut staff = Browser::new(&pair.vendor, &pair.vendor_daemon);
     let pw = pair.vendor_daemon.first_admin_password().expect("pw");
     assert_eq!(staff.login("admin", &pw).await.status, 303);
-    add_partner_user(&mut staff, "webco", "wen", "Wen").await;
+    let wen_pw = add_partner_user(&mut staff, "webco", "wen", "Wen").await;
+    // The page shows the same figures, in both languages.
+    let page = staff
+        .get(&format!("/scorecard?partner=globex&period={ALL}"))
+        .await;
+    assert!(
+        page.body
+            .contains("<th scope=\"row\">Leads won</th><td>1</td>")
+            && page
+                .body
+                .contains("<th scope=\"row\">Win rate</th><td>100.0 %</td>"),
+        "{}",
+        page.body
+    );
+    let mut theirs = Browser::new(&pair.partner, &pair.partner_daemon);
+    let ppw = pair.partner_daemon.first_admin_password().expect("pw");
+    assert_eq!(theirs.login("admin", &ppw).await.status, 303);
+    let page = theirs
+        .get(&format!("/scorecard?vendor=acme&period={ALL}"))
+        .await;
+    assert!(
+        page.body
+            .contains("<th scope=\"row\">Leads won</th><td>1</td>"),
+        "{}",
+        page.body
+    );
+    let bad = staff.get("/scorecard?partner=globex&period=2026-Q5").await;
+    assert!(
+        bad.status == 422 && bad.body.contains("id=\"scorecard-error\""),
+        "{}",
+        bad.body
+    );
+    let mut wen_web = Browser::new(&pair.vendor, &pair.vendor_daemon);
+    assert_eq!(wen_web.login("wen", &wen_pw).await.status, 303);
+    assert_eq!(wen_web.get("/scorecard?partner=globex").await.status, 404);
+    let own_page = wen_web.get("/scorecard").await;
+    assert!(
+        own_page.body.contains("id=\"scorecard\""),
+        "{}",
+        own_page.body
+    );
+    crate::web::all_in_chinese(&mut wen_web, &["/scorecard"]).await;
+    crate::web::all_in_chinese(
+        &mut staff,
+        &[&format!("/scorecard?partner=globex&period={ALL}")],
+    )
+    .await;
     let wen = pair.vendor.token(bin, "wen-script", "wen");
     expect(
         &va,

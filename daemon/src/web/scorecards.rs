@@ -1,0 +1,256 @@
+//! The scorecard page: a partner's figures with a vendor for a period
+//! beside the period it is compared with (staff: any partner of this node,
+//! or this node's own with a vendor; a partner user: its own), computed
+//! from the shared records (`crate::scorecards`, SPEC §18).
+
+use super::Frame;
+use super::access::{Member, Page};
+use super::format::Locale;
+use crate::node::Node;
+use askama::Template;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use guanxi_protocol::money::Currency;
+use guanxi_protocol::scorecard::Scorecard;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The scorecard routes.
+pub fn routes() -> Router<Arc<Node>> {
+    Router::new().route("/scorecard", get(page))
+}
+
+/// One figure in both periods.
+pub struct Line {
+    pub key: &'static str,
+    pub now: String,
+    pub before: String,
+}
+
+fn money(loc: &Locale, map: &BTreeMap<String, i64>) -> String {
+    if map.is_empty() {
+        return "–".into();
+    }
+    map.iter()
+        .map(|(c, v)| match c.parse::<Currency>() {
+            Ok(currency) => loc.amount(*v, &currency),
+            Err(_) => format!("{v} {c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// The figures in the order people read them.
+fn lines(loc: &Locale, a: &Scorecard, b: &Scorecard) -> Vec<Line> {
+    let n = |v: u64| loc.number(v as i64);
+    let d = |v: Option<i64>| v.map(|ms| loc.duration(ms)).unwrap_or_else(|| "–".into());
+    let p = |v: Option<i64>| v.map(|x| loc.permille(x)).unwrap_or_else(|| "–".into());
+    let line = |key, now: String, before: String| Line { key, now, before };
+    vec![
+        line(
+            "score.leads_offered",
+            n(a.leads_offered),
+            n(b.leads_offered),
+        ),
+        line(
+            "score.leads_accepted",
+            n(a.leads_accepted),
+            n(b.leads_accepted),
+        ),
+        line(
+            "score.accept_median",
+            d(a.accept_median_ms),
+            d(b.accept_median_ms),
+        ),
+        line(
+            "score.leads_declined",
+            n(a.leads_declined),
+            n(b.leads_declined),
+        ),
+        line(
+            "score.leads_expired",
+            n(a.leads_expired),
+            n(b.leads_expired),
+        ),
+        line("score.leads_won", n(a.leads_won), n(b.leads_won)),
+        line("score.leads_lost", n(a.leads_lost), n(b.leads_lost)),
+        line(
+            "score.win_rate",
+            p(a.win_rate_permille),
+            p(b.win_rate_permille),
+        ),
+        line(
+            "score.won_value",
+            money(loc, &a.won_value),
+            money(loc, &b.won_value),
+        ),
+        line(
+            "score.registrations",
+            n(a.registrations),
+            n(b.registrations),
+        ),
+        line(
+            "score.registrations_approved",
+            n(a.registrations_approved),
+            n(b.registrations_approved),
+        ),
+        line("score.orders", n(a.orders), n(b.orders)),
+        line(
+            "score.invoiced",
+            money(loc, &a.invoiced),
+            money(loc, &b.invoiced),
+        ),
+        line(
+            "score.service_requests",
+            n(a.service_requests),
+            n(b.service_requests),
+        ),
+        line(
+            "score.service_resolved",
+            n(a.service_resolved),
+            n(b.service_resolved),
+        ),
+        line(
+            "score.first_response",
+            d(a.first_response_median_ms),
+            d(b.first_response_median_ms),
+        ),
+        line(
+            "score.resolution",
+            d(a.resolution_median_ms),
+            d(b.resolution_median_ms),
+        ),
+        line(
+            "score.warranty_claims",
+            n(a.warranty_claims),
+            n(b.warranty_claims),
+        ),
+        line(
+            "score.warranty_approved",
+            n(a.warranty_approved),
+            n(b.warranty_approved),
+        ),
+        line(
+            "score.mdf_allocated",
+            money(loc, &a.mdf_allocated),
+            money(loc, &b.mdf_allocated),
+        ),
+        line(
+            "score.mdf_claimed",
+            money(loc, &a.mdf_claimed),
+            money(loc, &b.mdf_claimed),
+        ),
+        line(
+            "score.mdf_paid",
+            money(loc, &a.mdf_paid),
+            money(loc, &b.mdf_paid),
+        ),
+        line(
+            "score.announcements",
+            n(a.announcements),
+            n(b.announcements),
+        ),
+        line(
+            "score.announcements_acknowledged",
+            n(a.announcements_acknowledged),
+            n(b.announcements_acknowledged),
+        ),
+        line(
+            "score.acknowledge_median",
+            d(a.acknowledge_median_ms),
+            d(b.acknowledge_median_ms),
+        ),
+        line(
+            "score.quiz_attempts",
+            n(a.quiz_attempts),
+            n(b.quiz_attempts),
+        ),
+        line("score.quiz_passed", n(a.quiz_passed), n(b.quiz_passed)),
+    ]
+}
+
+#[derive(Template)]
+#[template(path = "scorecard.html")]
+struct ScorecardPage {
+    f: Frame,
+    /// Who and with whom, once chosen.
+    partner: String,
+    vendor: String,
+    period: String,
+    compare: String,
+    lines: Vec<Line>,
+    /// Staff: the vendors this node is a partner of (peer ids).
+    vendors: Vec<String>,
+    error: String,
+}
+
+async fn page(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<crate::api::library::ScorecardQuery>,
+    m: Member,
+) -> Page {
+    let me = node.identity.id.clone();
+    let vendors: Vec<String> = if m.staff() {
+        node.enabled_peers()
+    } else {
+        Vec::new()
+    };
+    let (period, compare) = match crate::api::library::periods(&q, crate::clock::now_ms()) {
+        Ok(p) => p,
+        Err(e) => {
+            let page = ScorecardPage {
+                f: m.frame(),
+                partner: q.partner.clone().unwrap_or_default(),
+                vendor: q.vendor.clone().unwrap_or_default(),
+                period: q.period.clone().unwrap_or_default(),
+                compare: q.compare.clone().unwrap_or_default(),
+                lines: Vec::new(),
+                vendors,
+                error: e,
+            };
+            return Ok(m.page(StatusCode::UNPROCESSABLE_ENTITY, page.render()));
+        }
+    };
+    let chosen = m.user.partner.is_some() || q.partner.is_some() || q.vendor.is_some();
+    let (user, p, v) = (m.user.clone(), q.partner.clone(), q.vendor.clone());
+    let (pp, cc) = (period.clone(), compare.clone());
+    let found = if chosen {
+        node.reading(move |r| {
+            let Some(s) = crate::scorecards::subject(r, &me, &user, p.as_deref(), v.as_deref())?
+            else {
+                return Ok(None);
+            };
+            let a = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &pp)?;
+            let b = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &cc)?;
+            Ok(Some((s, a, b)))
+        })
+        .await?
+    } else {
+        None
+    };
+    if chosen && found.is_none() {
+        return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
+    }
+    let page = ScorecardPage {
+        f: m.frame(),
+        partner: found
+            .as_ref()
+            .map(|(s, _, _)| s.partner.clone())
+            .unwrap_or_default(),
+        vendor: found
+            .as_ref()
+            .map(|(s, _, _)| s.vendor.to_string())
+            .unwrap_or_default(),
+        period: period.name.clone(),
+        compare: compare.name.clone(),
+        lines: found
+            .as_ref()
+            .map(|(_, a, b)| lines(m.loc(), a, b))
+            .unwrap_or_default(),
+        vendors,
+        error: String::new(),
+    };
+    Ok(m.page(StatusCode::OK, page.render()))
+}
