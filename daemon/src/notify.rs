@@ -111,6 +111,7 @@ pub fn label_of(record: &Record) -> String {
         Record::Resource(r) => r.resource.title.clone(),
         Record::Announcement(a) => a.post.title.clone(),
         Record::Quiz(q) => q.submit.learner.clone(),
+        Record::Scorecard(s) => s.share.period.name.clone(),
     }
 }
 
@@ -135,6 +136,10 @@ pub fn link_of(record: &Record, key: &str, subject: &str, me: &str) -> String {
         Record::Resource(_) => format!("/library/{key}/{subject}"),
         Record::Announcement(_) => format!("/announcements/{key}/{subject}"),
         Record::Quiz(_) => format!("/quiz/{key}/{subject}"),
+        Record::Scorecard(s) => format!(
+            "/scorecard?vendor={}&period={}",
+            s.vendor, s.share.period.name
+        ),
     }
 }
 

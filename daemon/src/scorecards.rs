@@ -127,3 +127,74 @@ pub fn subject(
         _ => Ok(None),
     }
 }
+
+/// The subject of the scorecard `vendor` shares for `period`.
+pub fn subject_of(vendor: &NodeId, period: &Period) -> String {
+    format!("scorecard.{vendor}.{}", period.name)
+}
+
+/// The scorecard `vendor` shared with this node for `period`, if any.
+pub fn received(
+    read: &Read,
+    vendor: &NodeId,
+    period: &Period,
+) -> Result<Option<guanxi_protocol::state::scorecard::ScorecardRecord>, StoreError> {
+    let subject = subject_of(vendor, period);
+    Ok(read.record(vendor.as_str(), &subject)?.and_then(|b| {
+        match crate::records::parse_record(vendor.as_str(), &subject, &b) {
+            Some(guanxi_protocol::state::Record::Scorecard(s)) => Some(s),
+            _ => None,
+        }
+    }))
+}
+
+/// Sends partner `partner` (a directory id with a daemon) its scorecard
+/// for `period` as this node computes it now, signed (`scorecard.share`).
+pub async fn share(
+    node: &crate::node::Node,
+    partner: &str,
+    period: Period,
+) -> Result<Result<(), guanxi_protocol::state::StateError>, crate::engine::EngineError> {
+    let me = node.identity.id.clone();
+    let id = partner.to_string();
+    let p = period.clone();
+    let found = node
+        .reading(move |r| {
+            let Some(partner) = crate::directory::load(r, &id)? else {
+                return Ok(None);
+            };
+            let Some(peer) = partner.peer.clone() else {
+                return Ok(Some(Err(partner.id)));
+            };
+            // The records its node holds too: those with its daemon.
+            let keys = vec![peer.clone()];
+            Ok(Some(Ok((peer, compute(r, &me, &me, &keys, &p)?))))
+        })
+        .await?;
+    let refuse =
+        |code, message: String| Ok(Err(guanxi_protocol::state::StateError { code, message }));
+    let (peer, figures) = match found {
+        None => {
+            return refuse(
+                guanxi_protocol::ReasonCode::UnknownRecord,
+                format!("there is no partner {partner}"),
+            );
+        }
+        Some(Err(id)) => {
+            return refuse(
+                guanxi_protocol::ReasonCode::NotAllowed,
+                format!(
+                    "{id} has no Guanxi of its own: its users read their scorecard in the web view"
+                ),
+            );
+        }
+        Some(Ok(found)) => found,
+    };
+    let subject = subject_of(&node.identity.id, &period);
+    let message =
+        guanxi_protocol::Message::ScorecardShare(guanxi_protocol::messages::ScorecardShare {
+            period,
+            figures,
+        });
+    node.send_to_peer(&peer, &subject, message).await
+}

@@ -1023,6 +1023,16 @@ pub struct QuizGrade {
     pub certification: Option<String>,
 }
 
+/// `scorecard.share`, vendor → partner: the partner's scorecard for a
+/// period as the vendor computed it (SPEC §18.1); the partner's node
+/// computes its own from its copies and shows whether they agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScorecardShare {
+    pub period: crate::scorecard::Period,
+    pub figures: crate::scorecard::Scorecard,
+}
+
 fn web_link(path: &str, link: &str) -> Result<(), BodyError> {
     let web = link.starts_with("https://") || link.starts_with("http://");
     if !web || link.chars().count() > MAX_LINK || link.chars().any(char::is_whitespace) {
@@ -1242,6 +1252,7 @@ messages! {
     AnnouncementAck(AnnouncementAck) = "announcement.ack",
     QuizSubmit(QuizSubmit) = "quiz.submit",
     QuizGrade(QuizGrade) = "quiz.grade",
+    ScorecardShare(ScorecardShare) = "scorecard.share",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -1689,6 +1700,20 @@ impl Message {
                 }
                 Ok(())
             }
+            Message::ScorecardShare(b) => {
+                match crate::scorecard::Period::parse(&b.period.name) {
+                    Ok(p) if p == b.period => {}
+                    _ => {
+                        return Err(field_error(
+                            "body.period",
+                            "must be a period (SPEC §18) whose from and to match its name",
+                        ));
+                    }
+                }
+                b.figures
+                    .validate()
+                    .map_err(|m| field_error("body.figures", m))
+            }
             Message::QuizGrade(b) => {
                 if b.total < 0
                     || b.total > MAX_QUESTIONS as i64
@@ -1835,6 +1860,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 34);
+        assert_eq!(kinds.len(), 35);
     }
 }

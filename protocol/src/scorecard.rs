@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 /// A period `[from, to)` in UTC milliseconds, and its name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Period {
     pub name: String,
     pub from: Millis,
@@ -170,6 +171,7 @@ impl Period {
 /// A partner's scorecard with one vendor for one period. Every member is
 /// a count, a sum or a median of the records both nodes hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scorecard {
     pub leads_offered: u64,
     pub leads_accepted: u64,
@@ -203,6 +205,93 @@ pub struct Scorecard {
     pub quiz_attempts: u64,
     pub quiz_passed: u64,
 }
+
+impl Scorecard {
+    /// Checks a scorecard received in a message: no negative sum or time,
+    /// currencies as three capital letters, a win rate within 0–1000.
+    pub fn validate(&self) -> Result<(), String> {
+        let maps = [
+            ("won_value", &self.won_value),
+            ("invoiced", &self.invoiced),
+            ("mdf_allocated", &self.mdf_allocated),
+            ("mdf_claimed", &self.mdf_claimed),
+            ("mdf_paid", &self.mdf_paid),
+        ];
+        for (name, map) in maps {
+            for (currency, v) in map {
+                if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err(format!("{name}: {currency:?} is not a currency code"));
+                }
+                if *v < 0 {
+                    return Err(format!("{name}: a sum is negative"));
+                }
+            }
+        }
+        let times = [
+            self.accept_median_ms,
+            self.first_response_median_ms,
+            self.resolution_median_ms,
+            self.acknowledge_median_ms,
+        ];
+        if times.iter().flatten().any(|t| *t < 0) {
+            return Err("a median time is negative".into());
+        }
+        if self
+            .win_rate_permille
+            .is_some_and(|r| !(0..=1000).contains(&r))
+        {
+            return Err("win_rate_permille must be 0 to 1000".into());
+        }
+        Ok(())
+    }
+
+    /// The first figure (in SPEC §18's order) where `self` and `other`
+    /// differ: its name and both values as JSON text.
+    pub fn first_difference(&self, other: &Scorecard) -> Option<(String, String, String)> {
+        let a = serde_json::to_value(self).ok()?;
+        let b = serde_json::to_value(other).ok()?;
+        for name in FIGURES {
+            if a.get(name) != b.get(name) {
+                let show = |v: &serde_json::Value, n: &str| {
+                    v.get(n).map(|x| x.to_string()).unwrap_or_default()
+                };
+                return Some((name.to_string(), show(&a, name), show(&b, name)));
+            }
+        }
+        None
+    }
+}
+
+/// The figures of a scorecard in the order people read them.
+pub const FIGURES: [&str; 27] = [
+    "leads_offered",
+    "leads_accepted",
+    "accept_median_ms",
+    "leads_declined",
+    "leads_expired",
+    "leads_won",
+    "leads_lost",
+    "win_rate_permille",
+    "won_value",
+    "registrations",
+    "registrations_approved",
+    "orders",
+    "invoiced",
+    "service_requests",
+    "service_resolved",
+    "first_response_median_ms",
+    "resolution_median_ms",
+    "warranty_claims",
+    "warranty_approved",
+    "mdf_allocated",
+    "mdf_claimed",
+    "mdf_paid",
+    "announcements",
+    "announcements_acknowledged",
+    "acknowledge_median_ms",
+    "quiz_attempts",
+    "quiz_passed",
+];
 
 /// Gathers a scorecard from records (any order; each record once).
 #[derive(Debug, Clone)]
@@ -343,7 +432,7 @@ impl Builder {
                     c.quiz_passed += 1;
                 }
             }
-            Record::Catalog(_) | Record::Mdf(_) | Record::Resource(_) => {}
+            Record::Catalog(_) | Record::Mdf(_) | Record::Resource(_) | Record::Scorecard(_) => {}
         }
     }
 

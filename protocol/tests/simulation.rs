@@ -394,6 +394,13 @@ impl World {
         let now = self.clock;
         // Either side of a relationship publishes library resources and
         // announcements (the publisher is their authority).
+        if as_vendor && self.rng.percent(5) {
+            // The vendor shares a scorecard of the partner's period.
+            let subject = self.fresh(&format!("scorecard.{}", NODES[me]));
+            let m = msg("scorecard.share", scorecard_share(self.next_id));
+            self.send(me, peer, &subject, m);
+            return;
+        }
         if !as_vendor && self.rng.percent(8) {
             // A person at the partner takes a quiz of the vendor's course.
             let subject = self.fresh(&format!("attempt.{}", NODES[me]));
@@ -620,6 +627,10 @@ impl World {
                 )
             }
             (Record::Quiz(_), _) => return None,
+            (Record::Scorecard(s), _) if &s.vendor == me => {
+                msg("scorecard.share", scorecard_share(id))
+            }
+            (Record::Scorecard(_), _) => return None,
             (Record::Mdf(b), true) => {
                 let submitted: Vec<_> = b
                     .requests
@@ -883,8 +894,20 @@ fn family(message: &Message) -> &'static str {
         k if k.starts_with("resource.") => "resource",
         k if k.starts_with("announcement.") => "announcement",
         k if k.starts_with("quiz.") => "quiz",
+        k if k.starts_with("scorecard.") => "scorecard",
         _ => "service",
     }
+}
+
+/// A scorecard of 2026-Q4 whose figures depend on `n`.
+fn scorecard_share(n: u64) -> Value {
+    let period = guanxi_protocol::scorecard::Period::parse("2026-Q4").expect("period");
+    let figures = guanxi_protocol::scorecard::Scorecard {
+        leads_offered: n % 7,
+        leads_won: n % 3,
+        ..Default::default()
+    };
+    json!({"period": period, "figures": figures})
 }
 
 /// A resource body of `version`: a file, a link or an article by `n`.

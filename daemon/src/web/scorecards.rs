@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 /// The scorecard routes.
 pub fn routes() -> Router<Arc<Node>> {
-    Router::new().route("/scorecard", get(page))
+    Router::new()
+        .route("/scorecard", get(page))
+        .route("/scorecard/share", axum::routing::post(share))
 }
 
 /// One figure in both periods.
@@ -40,6 +42,39 @@ fn money(loc: &Locale, map: &BTreeMap<String, i64>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// The catalog key of a figure's label (`FIGURES` names).
+fn lines_key(figure: &str) -> &'static str {
+    match figure {
+        "leads_offered" => "score.leads_offered",
+        "leads_accepted" => "score.leads_accepted",
+        "accept_median_ms" => "score.accept_median",
+        "leads_declined" => "score.leads_declined",
+        "leads_expired" => "score.leads_expired",
+        "leads_won" => "score.leads_won",
+        "leads_lost" => "score.leads_lost",
+        "win_rate_permille" => "score.win_rate",
+        "won_value" => "score.won_value",
+        "registrations" => "score.registrations",
+        "registrations_approved" => "score.registrations_approved",
+        "orders" => "score.orders",
+        "invoiced" => "score.invoiced",
+        "service_requests" => "score.service_requests",
+        "service_resolved" => "score.service_resolved",
+        "first_response_median_ms" => "score.first_response",
+        "resolution_median_ms" => "score.resolution",
+        "warranty_claims" => "score.warranty_claims",
+        "warranty_approved" => "score.warranty_approved",
+        "mdf_allocated" => "score.mdf_allocated",
+        "mdf_claimed" => "score.mdf_claimed",
+        "mdf_paid" => "score.mdf_paid",
+        "announcements" => "score.announcements",
+        "announcements_acknowledged" => "score.announcements_acknowledged",
+        "acknowledge_median_ms" => "score.acknowledge_median",
+        "quiz_attempts" => "score.quiz_attempts",
+        _ => "score.quiz_passed",
+    }
 }
 
 /// The figures in the order people read them.
@@ -184,6 +219,40 @@ struct ScorecardPage {
     /// Staff: the vendors this node is a partner of (peer ids).
     vendors: Vec<String>,
     error: String,
+    /// Staff as the vendor of a partner with a daemon: it can be sent.
+    can_share: bool,
+    /// The vendor's shared figures for this period, compared with ours:
+    /// (when shared, `None` when they agree or the differing figure's
+    /// catalog key with the vendor's and our value).
+    shared: Option<(String, Option<(String, String, String)>)>,
+}
+
+async fn share(
+    State(node): State<Arc<Node>>,
+    s: super::access::Staff,
+    axum::extract::Form(f): axum::extract::Form<super::form::Fields>,
+) -> Page {
+    use super::form::field;
+    s.csrf(field(&f, "csrf"))?;
+    let partner = field(&f, "partner").to_string();
+    let back = format!(
+        "/scorecard?partner={partner}&period={}",
+        field(&f, "period")
+    );
+    let period = match guanxi_protocol::scorecard::Period::parse(field(&f, "period")) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(s.refused(
+                &guanxi_protocol::state::StateError {
+                    code: guanxi_protocol::ReasonCode::BadBody,
+                    message: format!("period: {e}"),
+                },
+                back,
+            ));
+        }
+    };
+    let result = crate::scorecards::share(&node, &partner, period).await;
+    s.outcome(result, back, "done.scorecard_shared")
 }
 
 async fn page(
@@ -209,6 +278,8 @@ async fn page(
                 lines: Vec::new(),
                 vendors,
                 error: e,
+                can_share: false,
+                shared: None,
             };
             return Ok(m.page(StatusCode::UNPROCESSABLE_ENTITY, page.render()));
         }
@@ -224,7 +295,17 @@ async fn page(
             };
             let a = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &pp)?;
             let b = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &cc)?;
-            Ok(Some((s, a, b)))
+            let shared = if s.vendor != me {
+                crate::scorecards::received(r, &s.vendor, &pp)?
+            } else {
+                None
+            };
+            let peer = if s.vendor == me {
+                crate::directory::load(r, &s.partner)?.and_then(|p| p.peer)
+            } else {
+                None
+            };
+            Ok(Some((s, a, b, shared, peer)))
         })
         .await?
     } else {
@@ -233,24 +314,36 @@ async fn page(
     if chosen && found.is_none() {
         return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     }
+    let shared = found.as_ref().and_then(|(_, ours, _, shared, _)| {
+        shared.as_ref().map(|r| {
+            let diff = r
+                .share
+                .figures
+                .first_difference(ours)
+                .map(|(name, theirs, ours)| (lines_key(&name).to_string(), theirs, ours));
+            (m.loc().when(r.shared_at), diff)
+        })
+    });
     let page = ScorecardPage {
         f: m.frame(),
         partner: found
             .as_ref()
-            .map(|(s, _, _)| s.partner.clone())
+            .map(|(s, ..)| s.partner.clone())
             .unwrap_or_default(),
         vendor: found
             .as_ref()
-            .map(|(s, _, _)| s.vendor.to_string())
+            .map(|(s, ..)| s.vendor.to_string())
             .unwrap_or_default(),
         period: period.name.clone(),
         compare: compare.name.clone(),
         lines: found
             .as_ref()
-            .map(|(_, a, b)| lines(m.loc(), a, b))
+            .map(|(_, a, b, ..)| lines(m.loc(), a, b))
             .unwrap_or_default(),
         vendors,
         error: String::new(),
+        can_share: m.staff() && found.as_ref().is_some_and(|(.., peer)| peer.is_some()),
+        shared,
     };
     Ok(m.page(StatusCode::OK, page.render()))
 }

@@ -20,6 +20,7 @@ mod order;
 pub mod quiz;
 mod registration;
 pub mod resource;
+pub mod scorecard;
 mod service;
 mod warranty;
 
@@ -79,6 +80,7 @@ pub enum Record {
     Resource(resource::ResourceRecord),
     Announcement(announcement::AnnouncementRecord),
     Quiz(quiz::QuizAttempt),
+    Scorecard(scorecard::ScorecardRecord),
 }
 
 impl Record {
@@ -95,6 +97,7 @@ impl Record {
             Record::Resource(_) => "resource",
             Record::Announcement(_) => "announcement",
             Record::Quiz(_) => "quiz",
+            Record::Scorecard(_) => "scorecard",
         }
     }
 
@@ -112,6 +115,7 @@ impl Record {
             Record::Resource(r) => &r.publisher,
             Record::Announcement(r) => &r.publisher,
             Record::Quiz(r) => &r.publisher,
+            Record::Scorecard(r) => &r.vendor,
         }
     }
 
@@ -128,7 +132,7 @@ impl Record {
             Record::Resource(r) => Some(r.first_published),
             Record::Announcement(r) => Some(r.posted_at),
             Record::Quiz(r) => Some(r.submitted_at),
-            Record::Catalog(_) | Record::Mdf(_) => None,
+            Record::Catalog(_) | Record::Mdf(_) | Record::Scorecard(_) => None,
         }
     }
 
@@ -154,6 +158,7 @@ impl Record {
             )),
             Record::Announcement(r) => Ok(serde_json::Value::String(r.status().into())),
             Record::Quiz(r) => Ok(serde_json::Value::String(r.status().into())),
+            Record::Scorecard(_) => Ok(serde_json::Value::String("shared".into())),
         };
         value
             .ok()
@@ -288,6 +293,14 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Quiz(quiz::apply(attempt, ctx, message)?)
+        }
+        (Message::ScorecardShare(_), c) => {
+            let card = match c {
+                None => None,
+                Some(Record::Scorecard(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Scorecard(scorecard::apply(card, ctx, message)?)
         }
     };
     Ok(Some(record))

@@ -36,7 +36,7 @@ async fn offers(api: &Api, token: &str, n: usize) -> Vec<Value> {
 #[tokio::test]
 async fn vendor_and_partner_compute_the_same_scorecard() {
     let bin = Path::new(BIN);
-    let pair = guanxi_tests::two_nodes(bin).await;
+    let mut pair = guanxi_tests::two_nodes(bin).await;
     let (va, pa, vt, pt) = pair.apis(bin);
     for p in [
         json!({"id": "globex", "name": "Globex", "type": "reseller", "tier": "gold", "country": "TW", "region": "", "stage": "active", "peer": "globex"}),
@@ -234,6 +234,83 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
         own_page.body
     );
     crate::web::all_in_chinese(&mut wen_web, &["/scorecard"]).await;
+
+    // The vendor sends globex its scorecard, signed; globex's node finds
+    // every figure equal to its own.
+    let page = staff
+        .get(&format!("/scorecard?partner=globex&period={ALL}"))
+        .await;
+    let sent = staff
+        .post(
+            "/scorecard/share",
+            &[
+                ("csrf", &Browser::csrf(&page)),
+                ("partner", "globex"),
+                ("period", ALL),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let web_only = staff
+        .post(
+            "/scorecard/share",
+            &[
+                ("csrf", &Browser::csrf(&page)),
+                ("partner", "webco"),
+                ("period", ALL),
+            ],
+        )
+        .await;
+    assert_eq!(
+        web_only.status, 403,
+        "a web partner reads its scorecard in the web view"
+    );
+    eventually("the shared scorecard agrees at globex", || {
+        let mut theirs = theirs.clone();
+        async move {
+            let page = theirs
+                .get(&format!("/scorecard?vendor=acme&period={ALL}"))
+                .await;
+            page.body.contains("id=\"scorecard-agrees\"").then_some(())
+        }
+    })
+    .await;
+    // A record altered on globex's side is named as the first difference.
+    let contoso = list
+        .iter()
+        .find(|o| o["offer"]["customer"]["company"] == "Contoso")
+        .and_then(|o| o["subject"].as_str())
+        .expect("the won lead")
+        .to_string();
+    pair.with_partner_stopped(bin, |partner| {
+        let store = guanxi_adapters::store::Store::open(&partner.data_dir()).expect("store");
+        store
+            .transact(|w| -> Result<(), guanxi_adapters::store::StoreError> {
+                let bytes = w.record("acme", &contoso)?.expect("lead");
+                let mut record: Value = serde_json::from_slice(&bytes).expect("record");
+                record["won_value"]["amount"] = json!(999);
+                w.put_record(
+                    "acme",
+                    &contoso,
+                    &serde_json::to_vec(&record).expect("json"),
+                )
+            })
+            .expect("alter");
+    })
+    .await;
+    let mut theirs = Browser::new(&pair.partner, &pair.partner_daemon);
+    assert_eq!(theirs.login("admin", &ppw).await.status, 303);
+    let page = theirs
+        .get(&format!("/scorecard?vendor=acme&period={ALL}"))
+        .await;
+    assert!(
+        page.body.contains("id=\"scorecard-differs\"")
+            && page.body.contains("<strong>Won value</strong>")
+            && page.body.contains("{&#34;TWD&#34;:1200000}")
+            && page.body.contains("{&#34;TWD&#34;:999}"),
+        "{}",
+        page.body
+    );
     crate::web::all_in_chinese(
         &mut staff,
         &[&format!("/scorecard?partner=globex&period={ALL}")],
