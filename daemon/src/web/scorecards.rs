@@ -44,6 +44,10 @@ fn money(loc: &Locale, map: &BTreeMap<String, i64>) -> String {
         .join(" · ")
 }
 
+/// A figure that differs: its label's catalog key, the vendor's value and
+/// ours (JSON text).
+type Difference = (String, String, String);
+
 /// The catalog key of a figure's label (`FIGURES` names).
 fn lines_key(figure: &str) -> &'static str {
     match figure {
@@ -224,7 +228,7 @@ struct ScorecardPage {
     /// The vendor's shared figures for this period, compared with ours:
     /// (when shared, `None` when they agree or the differing figure's
     /// catalog key with the vendor's and our value).
-    shared: Option<(String, Option<(String, String, String)>)>,
+    shared: Option<(String, Option<Difference>)>,
 }
 
 async fn share(
