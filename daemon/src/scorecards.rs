@@ -198,3 +198,41 @@ pub async fn share(
         });
     node.send_to_peer(&peer, &subject, message).await
 }
+
+const WEIGHTS_KEY: &str = "score_weights";
+
+/// The vendor's score weights.
+pub fn weights(read: &Read) -> Result<Vec<guanxi_protocol::scorecard::Weight>, StoreError> {
+    Ok(read
+        .doc(guanxi_adapters::store::Doc::Setting, WEIGHTS_KEY)?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+/// Replaces the score weights.
+pub async fn set_weights(
+    node: &crate::node::Node,
+    list: Vec<guanxi_protocol::scorecard::Weight>,
+) -> Result<(), crate::engine::EngineError> {
+    node.engine
+        .local(move |t| {
+            let json = serde_json::to_vec(&list)
+                .map_err(|e| crate::engine::EngineError::Failed(e.to_string()))?;
+            t.put_doc(guanxi_adapters::store::Doc::Setting, WEIGHTS_KEY, &json)?;
+            Ok(())
+        })
+        .await
+}
+
+/// What the score and the tier requirements suggest for a partner:
+/// `promote` (score ≥ 85 and every requirement met), `review` (score
+/// under 50, or a requirement not met), `keep` otherwise.
+pub fn recommendation(score: i64, requirements_met: bool) -> &'static str {
+    if !requirements_met || score < 50 {
+        "review"
+    } else if score >= 85 {
+        "promote"
+    } else {
+        "keep"
+    }
+}

@@ -262,6 +262,122 @@ impl Scorecard {
     }
 }
 
+/// One weight of the vendor's score: for partners of `tier` (`*`: any),
+/// `figure` (a name of [`FIGURES`]; a money figure with its currency,
+/// `won_value:TWD`) counts `weight` parts, fully at `target` (times: at or
+/// under it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weight {
+    pub tier: String,
+    pub figure: String,
+    pub weight: i64,
+    pub target: i64,
+}
+
+/// Reads weights written one per line: `<tier or *> <figure> <weight>
+/// <target>`; the error names the line.
+pub fn parse_weights(text: &str) -> Result<Vec<Weight>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.is_empty() {
+            continue;
+        }
+        let bad = |m: &str| format!("line {}: {m}", i + 1);
+        let [tier, figure, weight, target] = words[..] else {
+            return Err(bad(
+                "write the tier (or *), the figure, its weight and its target",
+            ));
+        };
+        let (name, currency) = figure.split_once(':').unwrap_or((figure, ""));
+        if !FIGURES.contains(&name) {
+            return Err(bad(&format!("{name:?} is not a scorecard figure")));
+        }
+        let money = MONEY.contains(&name);
+        if money != (currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+            return Err(bad(
+                "a money figure names its currency (won_value:TWD), no other does",
+            ));
+        }
+        let weight: i64 = weight
+            .parse()
+            .ok()
+            .filter(|w| (1..=100).contains(w))
+            .ok_or_else(|| bad("the weight must be 1 to 100"))?;
+        let target: i64 = target
+            .parse()
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| bad("the target must be a whole number above 0"))?;
+        out.push(Weight {
+            tier: tier.to_string(),
+            figure: figure.to_string(),
+            weight,
+            target,
+        });
+    }
+    Ok(out)
+}
+
+/// Figures that are sums of money per currency.
+const MONEY: [&str; 5] = [
+    "won_value",
+    "invoiced",
+    "mdf_allocated",
+    "mdf_claimed",
+    "mdf_paid",
+];
+
+impl Scorecard {
+    /// A figure's value (`won_value:TWD` for money; `None` when it has none,
+    /// as a median of nothing).
+    pub fn value(&self, figure: &str) -> Option<i64> {
+        let v = serde_json::to_value(self).ok()?;
+        match figure.split_once(':') {
+            Some((name, currency)) => Some(
+                v.get(name)?
+                    .get(currency)
+                    .and_then(|x| x.as_i64())
+                    .unwrap_or(0),
+            ),
+            None => v.get(figure)?.as_i64(),
+        }
+    }
+
+    /// The weighted score 0–100 for a partner of `tier` (weights of that
+    /// tier, or `*` when it has none); `None` without weights. A figure
+    /// counts fully at its target; a time (`…_ms`) counts fully at or under
+    /// it and in proportion over it; a time not measured counts nothing.
+    pub fn score(&self, weights: &[Weight], tier: &str) -> Option<i64> {
+        let own: Vec<&Weight> = weights
+            .iter()
+            .filter(|w| w.tier.eq_ignore_ascii_case(tier.trim()))
+            .collect();
+        let used: Vec<&Weight> = if own.is_empty() {
+            weights.iter().filter(|w| w.tier == "*").collect()
+        } else {
+            own
+        };
+        let total: i64 = used.iter().map(|w| w.weight).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut parts: i128 = 0;
+        for w in &used {
+            let earned = match (self.value(&w.figure), w.figure.ends_with("_ms")) {
+                (None, _) => 0,
+                (Some(v), true) if v <= w.target => 1_000_000,
+                (Some(v), true) => (w.target as i128 * 1_000_000 / v.max(1) as i128) as i64,
+                (Some(v), false) => {
+                    (v.clamp(0, w.target) as i128 * 1_000_000 / w.target as i128) as i64
+                }
+            };
+            parts += w.weight as i128 * earned as i128;
+        }
+        Some((parts * 100 / (total as i128 * 1_000_000)) as i64)
+    }
+}
+
 /// The figures of a scorecard in the order people read them.
 pub const FIGURES: [&str; 27] = [
     "leads_offered",
@@ -488,6 +604,33 @@ mod tests {
             Period::parse("2024-02-29..2024-02-29").is_ok(),
             "a leap day"
         );
+    }
+
+    #[test]
+    fn a_weighted_score_counts_each_figure_up_to_its_target() {
+        let weights = parse_weights(
+            "gold leads_won 50 4\ngold first_response_median_ms 25 3600000\ngold won_value:TWD 25 1000000\n* leads_won 1 1",
+        )
+        .expect("weights");
+        let card = Scorecard {
+            leads_won: 2,
+            first_response_median_ms: Some(7_200_000),
+            won_value: BTreeMap::from([("TWD".to_string(), 2_000_000)]),
+            ..Default::default()
+        };
+        // 50 × 2/4 + 25 × 1/2 + 25 × 1 = 62.5 → 62.
+        assert_eq!(card.score(&weights, "Gold"), Some(62));
+        assert_eq!(card.score(&weights, "silver"), Some(100), "the * weights");
+        assert_eq!(card.score(&[], "gold"), None);
+        for (bad, says) in [
+            ("gold leads_won 0 4", "line 1: the weight"),
+            ("gold wins 10 4", "is not a scorecard figure"),
+            ("\ngold won_value 10 4", "line 2: a money figure"),
+            ("gold leads_won 10", "line 1: write"),
+        ] {
+            let e = parse_weights(bad).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

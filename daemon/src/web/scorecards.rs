@@ -22,6 +22,7 @@ pub fn routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/scorecard", get(page))
         .route("/scorecard/share", axum::routing::post(share))
+        .route("/scorecard/weights", get(weights_form).post(save_weights))
 }
 
 /// One figure in both periods.
@@ -229,6 +230,50 @@ struct ScorecardPage {
     /// (when shared, `None` when they agree or the differing figure's
     /// catalog key with the vendor's and our value).
     shared: Option<(String, Option<Difference>)>,
+    /// As the vendor: the weighted score of each period (0–100) and the
+    /// recommendation for the partner's tier.
+    score: Option<(String, String, &'static str)>,
+}
+
+#[derive(Template)]
+#[template(path = "score_weights.html")]
+struct WeightsPage {
+    f: Frame,
+    text: String,
+}
+
+async fn weights_form(State(node): State<Arc<Node>>, s: super::access::Staff) -> Page {
+    let list = node.reading(crate::scorecards::weights).await?;
+    let text = list
+        .iter()
+        .map(|w| format!("{} {} {} {}", w.tier, w.figure, w.weight, w.target))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let page = WeightsPage { f: s.frame(), text };
+    Ok(s.page(StatusCode::OK, page.render()))
+}
+
+async fn save_weights(
+    State(node): State<Arc<Node>>,
+    s: super::access::Staff,
+    axum::extract::Form(f): axum::extract::Form<super::form::Fields>,
+) -> Page {
+    use super::form::field;
+    s.csrf(field(&f, "csrf"))?;
+    let back = "/scorecard/weights".to_string();
+    match guanxi_protocol::scorecard::parse_weights(field(&f, "weights")) {
+        Ok(list) => {
+            crate::scorecards::set_weights(&node, list).await?;
+            Ok(super::redirect_with_flash(&back, "done.weights_saved"))
+        }
+        Err(e) => Ok(s.refused(
+            &guanxi_protocol::state::StateError {
+                code: guanxi_protocol::ReasonCode::BadBody,
+                message: format!("weights: {e}"),
+            },
+            back,
+        )),
+    }
 }
 
 async fn share(
@@ -284,6 +329,7 @@ async fn page(
                 error: e,
                 can_share: false,
                 shared: None,
+                score: None,
             };
             return Ok(m.page(StatusCode::UNPROCESSABLE_ENTITY, page.render()));
         }
@@ -304,12 +350,34 @@ async fn page(
             } else {
                 None
             };
-            let peer = if s.vendor == me {
-                crate::directory::load(r, &s.partner)?.and_then(|p| p.peer)
+            let partner = if s.vendor == me {
+                crate::directory::load(r, &s.partner)?
             } else {
                 None
             };
-            Ok(Some((s, a, b, shared, peer)))
+            let score = match &partner {
+                Some(p) => {
+                    let weights = crate::scorecards::weights(r)?;
+                    let mut orgs = vec![p.id.as_str()];
+                    orgs.extend(p.peer.as_deref());
+                    let (progress, _) =
+                        crate::courses::standing(r, &p.tier, &orgs, crate::clock::now_ms())?;
+                    let met = progress
+                        .iter()
+                        .all(|x| x.holders.len() >= x.requirement.people as usize);
+                    match (a.score(&weights, &p.tier), b.score(&weights, &p.tier)) {
+                        (Some(now), before) => Some((
+                            now.to_string(),
+                            before.map(|x| x.to_string()).unwrap_or_default(),
+                            crate::scorecards::recommendation(now, met),
+                        )),
+                        _ => None,
+                    }
+                }
+                None => None,
+            };
+            let peer = partner.and_then(|p| p.peer);
+            Ok(Some((s, a, b, shared, peer, score)))
         })
         .await?
     } else {
@@ -318,7 +386,7 @@ async fn page(
     if chosen && found.is_none() {
         return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     }
-    let shared = found.as_ref().and_then(|(_, ours, _, shared, _)| {
+    let shared = found.as_ref().and_then(|(_, ours, _, shared, ..)| {
         shared.as_ref().map(|r| {
             let diff = r
                 .share
@@ -346,8 +414,9 @@ async fn page(
             .unwrap_or_default(),
         vendors,
         error: String::new(),
-        can_share: m.staff() && found.as_ref().is_some_and(|(.., peer)| peer.is_some()),
+        can_share: m.staff() && found.as_ref().is_some_and(|(.., peer, _)| peer.is_some()),
         shared,
+        score: found.as_ref().and_then(|(.., score)| score.clone()),
     };
     Ok(m.page(StatusCode::OK, page.render()))
 }

@@ -218,6 +218,44 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
         "{}",
         page.body
     );
+    // The vendor's weights give globex (gold) a score and a suggestion.
+    let form = staff.get("/scorecard/weights").await;
+    let csrf = Browser::csrf(&form);
+    let refused = staff
+        .post(
+            "/scorecard/weights",
+            &[
+                ("csrf", &csrf),
+                ("weights", "gold leads_won 50 2\ngold wins 50 1"),
+            ],
+        )
+        .await;
+    assert!(
+        refused.status == 422 && refused.body.contains("line 2"),
+        "{}",
+        refused.body
+    );
+    let saved = staff
+        .post(
+            "/scorecard/weights",
+            &[
+                ("csrf", &csrf),
+                (
+                    "weights",
+                    "gold leads_won 50 2\ngold win_rate_permille 50 1000\n* leads_won 1 100",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = staff
+        .get(&format!("/scorecard?partner=globex&period={ALL}"))
+        .await;
+    assert!(
+        page.body.contains("Score: 75 / 100") && page.body.contains("keep the tier"),
+        "{}",
+        page.body
+    );
     let bad = staff.get("/scorecard?partner=globex&period=2026-Q5").await;
     assert!(
         bad.status == 422 && bad.body.contains("id=\"scorecard-error\""),
