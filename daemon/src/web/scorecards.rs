@@ -11,6 +11,7 @@ use askama::Template;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use guanxi_protocol::money::Currency;
 use guanxi_protocol::scorecard::Scorecard;
@@ -23,6 +24,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/scorecard", get(page))
         .route("/scorecard/share", axum::routing::post(share))
         .route("/scorecard/weights", get(weights_form).post(save_weights))
+        .route("/scorecard.csv", get(csv_export))
 }
 
 /// One figure in both periods.
@@ -43,6 +45,90 @@ fn money(loc: &Locale, map: &BTreeMap<String, i64>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// A figure's value for a spreadsheet: the number, a money sum per
+/// currency as `TWD 1200000` (several joined by `; `), empty when none.
+fn cell(card: &Scorecard, figure: &str) -> String {
+    let Ok(v) = serde_json::to_value(card) else {
+        return String::new();
+    };
+    match v.get(figure) {
+        Some(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `GET /scorecard.csv`: the scorecard table (figure, the period, the
+/// period compared with) as CSV, the figures by their SPEC §18 names.
+async fn csv_export(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<crate::api::library::ScorecardQuery>,
+    m: Member,
+) -> Page {
+    let (period, compare) = match crate::api::library::periods(&q, crate::clock::now_ms()) {
+        Ok(p) => p,
+        Err(_) => return Err(m.error(StatusCode::UNPROCESSABLE_ENTITY, "error.not_found")),
+    };
+    let me = node.identity.id.clone();
+    let user = m.user.clone();
+    let (pp, cc) = (period.clone(), compare.clone());
+    let found = node
+        .reading(move |r| {
+            let Some(s) = crate::scorecards::subject(
+                r,
+                &me,
+                &user,
+                q.partner.as_deref(),
+                q.vendor.as_deref(),
+            )?
+            else {
+                return Ok(None);
+            };
+            let a = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &pp)?;
+            let b = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &cc)?;
+            Ok(Some((s.partner, a, b)))
+        })
+        .await?;
+    let (partner, a, b) = m.found(found)?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let rows = std::iter::once([
+        "figure".to_string(),
+        period.name.clone(),
+        compare.name.clone(),
+    ])
+    .chain(
+        guanxi_protocol::scorecard::FIGURES
+            .iter()
+            .map(|f| [f.to_string(), cell(&a, f), cell(&b, f)]),
+    );
+    for row in rows {
+        if let Err(e) = out.write_record(&row) {
+            tracing::error!("scorecard csv: {e}");
+            return Err(m.error(StatusCode::INTERNAL_SERVER_ERROR, "error.not_found"));
+        }
+    }
+    let bytes = out.into_inner().unwrap_or_default();
+    let name = format!("scorecard-{partner}-{}.csv", period.name.replace("..", "_"));
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// A figure that differs: its label's catalog key, the vendor's value and
@@ -233,6 +319,8 @@ struct ScorecardPage {
     /// As the vendor: the weighted score of each period (0–100) and the
     /// recommendation for the partner's tier.
     score: Option<(String, String, &'static str)>,
+    /// The same table as CSV.
+    csv: String,
 }
 
 #[derive(Template)]
@@ -330,6 +418,7 @@ async fn page(
                 can_share: false,
                 shared: None,
                 score: None,
+                csv: String::new(),
             };
             return Ok(m.page(StatusCode::UNPROCESSABLE_ENTITY, page.render()));
         }
@@ -417,6 +506,18 @@ async fn page(
         can_share: m.staff() && found.as_ref().is_some_and(|(.., peer, _)| peer.is_some()),
         shared,
         score: found.as_ref().and_then(|(.., score)| score.clone()),
+        csv: {
+            let mut url = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(p) = &q.partner {
+                url.append_pair("partner", p);
+            }
+            if let Some(v) = &q.vendor {
+                url.append_pair("vendor", v);
+            }
+            url.append_pair("period", &period.name);
+            url.append_pair("compare", &compare.name);
+            format!("/scorecard.csv?{}", url.finish())
+        },
     };
     Ok(m.page(StatusCode::OK, page.render()))
 }

@@ -256,6 +256,17 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
         "{}",
         page.body
     );
+    let csv = staff
+        .get(&format!("/scorecard.csv?partner=globex&period={ALL}"))
+        .await;
+    assert!(
+        csv.status == 200
+            && csv.body.starts_with(&format!("figure,{ALL},"))
+            && csv.body.contains("\nleads_won,1,0\n")
+            && csv.body.contains("\nwon_value,TWD 1200000,\n"),
+        "{}",
+        csv.body
+    );
     let bad = staff.get("/scorecard?partner=globex&period=2026-Q5").await;
     assert!(
         bad.status == 422 && bad.body.contains("id=\"scorecard-error\""),
