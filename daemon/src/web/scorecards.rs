@@ -29,7 +29,7 @@ pub fn routes() -> Router<Arc<Node>> {
 
 /// One figure in both periods.
 pub struct Line {
-    pub key: &'static str,
+    pub key: String,
     pub now: String,
     pub before: String,
 }
@@ -135,166 +135,42 @@ async fn csv_export(
 /// ours (JSON text).
 type Difference = (String, String, String);
 
-/// The catalog key of a figure's label (`FIGURES` names).
-fn lines_key(figure: &str) -> &'static str {
-    match figure {
-        "leads_offered" => "score.leads_offered",
-        "leads_accepted" => "score.leads_accepted",
-        "accept_median_ms" => "score.accept_median",
-        "leads_declined" => "score.leads_declined",
-        "leads_expired" => "score.leads_expired",
-        "leads_won" => "score.leads_won",
-        "leads_lost" => "score.leads_lost",
-        "win_rate_permille" => "score.win_rate",
-        "won_value" => "score.won_value",
-        "registrations" => "score.registrations",
-        "registrations_approved" => "score.registrations_approved",
-        "orders" => "score.orders",
-        "invoiced" => "score.invoiced",
-        "service_requests" => "score.service_requests",
-        "service_resolved" => "score.service_resolved",
-        "first_response_median_ms" => "score.first_response",
-        "resolution_median_ms" => "score.resolution",
-        "warranty_claims" => "score.warranty_claims",
-        "warranty_approved" => "score.warranty_approved",
-        "mdf_allocated" => "score.mdf_allocated",
-        "mdf_claimed" => "score.mdf_claimed",
-        "mdf_paid" => "score.mdf_paid",
-        "announcements" => "score.announcements",
-        "announcements_acknowledged" => "score.announcements_acknowledged",
-        "acknowledge_median_ms" => "score.acknowledge_median",
-        "quiz_attempts" => "score.quiz_attempts",
-        _ => "score.quiz_passed",
+/// A figure's value for people: a count grouped, a time in words, a rate
+/// as a percentage, money per currency; "–" when there is none.
+fn shown(loc: &Locale, figure: &str, value: Option<&serde_json::Value>) -> String {
+    match value {
+        Some(serde_json::Value::Object(map)) => {
+            let sums: BTreeMap<String, i64> = map
+                .iter()
+                .filter_map(|(c, v)| Some((c.clone(), v.as_i64()?)))
+                .collect();
+            money(loc, &sums)
+        }
+        Some(v) => match v.as_i64() {
+            Some(n) if figure.ends_with("_ms") => loc.duration(n),
+            Some(n) if figure.ends_with("_permille") => loc.permille(n),
+            Some(n) => loc.number(n),
+            None => "–".into(),
+        },
+        None => "–".into(),
     }
 }
 
-/// The figures in the order people read them.
+/// The figures in the order people read them (SPEC §18), labelled
+/// `score.<figure>`.
 fn lines(loc: &Locale, a: &Scorecard, b: &Scorecard) -> Vec<Line> {
-    let n = |v: u64| loc.number(v as i64);
-    let d = |v: Option<i64>| v.map(|ms| loc.duration(ms)).unwrap_or_else(|| "–".into());
-    let p = |v: Option<i64>| v.map(|x| loc.permille(x)).unwrap_or_else(|| "–".into());
-    let line = |key, now: String, before: String| Line { key, now, before };
-    vec![
-        line(
-            "score.leads_offered",
-            n(a.leads_offered),
-            n(b.leads_offered),
-        ),
-        line(
-            "score.leads_accepted",
-            n(a.leads_accepted),
-            n(b.leads_accepted),
-        ),
-        line(
-            "score.accept_median",
-            d(a.accept_median_ms),
-            d(b.accept_median_ms),
-        ),
-        line(
-            "score.leads_declined",
-            n(a.leads_declined),
-            n(b.leads_declined),
-        ),
-        line(
-            "score.leads_expired",
-            n(a.leads_expired),
-            n(b.leads_expired),
-        ),
-        line("score.leads_won", n(a.leads_won), n(b.leads_won)),
-        line("score.leads_lost", n(a.leads_lost), n(b.leads_lost)),
-        line(
-            "score.win_rate",
-            p(a.win_rate_permille),
-            p(b.win_rate_permille),
-        ),
-        line(
-            "score.won_value",
-            money(loc, &a.won_value),
-            money(loc, &b.won_value),
-        ),
-        line(
-            "score.registrations",
-            n(a.registrations),
-            n(b.registrations),
-        ),
-        line(
-            "score.registrations_approved",
-            n(a.registrations_approved),
-            n(b.registrations_approved),
-        ),
-        line("score.orders", n(a.orders), n(b.orders)),
-        line(
-            "score.invoiced",
-            money(loc, &a.invoiced),
-            money(loc, &b.invoiced),
-        ),
-        line(
-            "score.service_requests",
-            n(a.service_requests),
-            n(b.service_requests),
-        ),
-        line(
-            "score.service_resolved",
-            n(a.service_resolved),
-            n(b.service_resolved),
-        ),
-        line(
-            "score.first_response",
-            d(a.first_response_median_ms),
-            d(b.first_response_median_ms),
-        ),
-        line(
-            "score.resolution",
-            d(a.resolution_median_ms),
-            d(b.resolution_median_ms),
-        ),
-        line(
-            "score.warranty_claims",
-            n(a.warranty_claims),
-            n(b.warranty_claims),
-        ),
-        line(
-            "score.warranty_approved",
-            n(a.warranty_approved),
-            n(b.warranty_approved),
-        ),
-        line(
-            "score.mdf_allocated",
-            money(loc, &a.mdf_allocated),
-            money(loc, &b.mdf_allocated),
-        ),
-        line(
-            "score.mdf_claimed",
-            money(loc, &a.mdf_claimed),
-            money(loc, &b.mdf_claimed),
-        ),
-        line(
-            "score.mdf_paid",
-            money(loc, &a.mdf_paid),
-            money(loc, &b.mdf_paid),
-        ),
-        line(
-            "score.announcements",
-            n(a.announcements),
-            n(b.announcements),
-        ),
-        line(
-            "score.announcements_acknowledged",
-            n(a.announcements_acknowledged),
-            n(b.announcements_acknowledged),
-        ),
-        line(
-            "score.acknowledge_median",
-            d(a.acknowledge_median_ms),
-            d(b.acknowledge_median_ms),
-        ),
-        line(
-            "score.quiz_attempts",
-            n(a.quiz_attempts),
-            n(b.quiz_attempts),
-        ),
-        line("score.quiz_passed", n(a.quiz_passed), n(b.quiz_passed)),
-    ]
+    let (va, vb) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    guanxi_protocol::scorecard::FIGURES
+        .iter()
+        .map(|f| Line {
+            key: format!("score.{f}"),
+            now: shown(loc, f, va.get(f)),
+            before: shown(loc, f, vb.get(f)),
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -481,7 +357,7 @@ async fn page(
                 .share
                 .figures
                 .first_difference(ours)
-                .map(|(name, theirs, ours)| (lines_key(&name).to_string(), theirs, ours));
+                .map(|(name, theirs, ours)| (format!("score.{name}"), theirs, ours));
             (m.loc().when(r.shared_at), diff)
         })
     });
