@@ -434,17 +434,11 @@ pub fn by_key(
     ))
 }
 
-/// Where the records of `family` on `side` that began in [`from`, `to`)
-/// are kept, oldest first: the work is the records in the window, not the
-/// family.
-pub fn opened_between(
-    read: &Read,
-    family: &str,
-    side: Side,
-    from: i64,
-    to: i64,
-) -> Result<Vec<Place>, StoreError> {
-    let prefix = format!("d{SEP}{family}{SEP}{}{SEP}", side.as_str());
+/// The entries under `prefix` (`<prefix><time, 16 digits>␟<rest>`) whose
+/// time is in [`from`, `to`), oldest first: each one's `rest`. Reads the
+/// window's entries only (the work is the records in the window, not the
+/// family).
+fn in_window(read: &Read, prefix: &str, from: i64, to: i64) -> Result<Vec<String>, StoreError> {
     let end = format!("{:016}", to.max(0));
     // Just before the first key of `from` (its time then a separator).
     let mut cursor = format!("{prefix}{:016}", from.max(0));
@@ -452,24 +446,20 @@ pub fn opened_between(
     loop {
         let page = read.docs_page(
             Doc::RecordIndex,
-            &prefix,
+            prefix,
             Some(&cursor),
             Order::Forward,
             1000,
         )?;
         let full = page.len() == 1000;
         for (k, _) in page {
-            let Some(rest) = k.strip_prefix(&prefix) else {
-                continue;
-            };
-            let mut p = rest.splitn(3, SEP);
-            let (Some(time), Some(key), Some(subject)) = (p.next(), p.next(), p.next()) else {
+            let Some((time, rest)) = k.strip_prefix(prefix).and_then(|r| r.split_once(SEP)) else {
                 continue;
             };
             if time >= end.as_str() {
                 return Ok(out);
             }
-            out.push((key.to_string(), subject.to_string()));
+            out.push(rest.to_string());
             cursor = k.clone();
         }
         if !full {
@@ -488,34 +478,7 @@ pub fn opened_between_for(
     from: i64,
     to: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let prefix = format!("dk{SEP}{family}{SEP}{key}{SEP}");
-    let end = format!("{:016}", to.max(0));
-    let mut cursor = format!("{prefix}{:016}", from.max(0));
-    let mut out = Vec::new();
-    loop {
-        let page = read.docs_page(
-            Doc::RecordIndex,
-            &prefix,
-            Some(&cursor),
-            Order::Forward,
-            1000,
-        )?;
-        let full = page.len() == 1000;
-        for (k, _) in page {
-            let Some((time, subject)) = k.strip_prefix(&prefix).and_then(|r| r.split_once(SEP))
-            else {
-                continue;
-            };
-            if time >= end.as_str() {
-                return Ok(out);
-            }
-            out.push(subject.to_string());
-            cursor = k.clone();
-        }
-        if !full {
-            return Ok(out);
-        }
-    }
+    in_window(read, &format!("dk{SEP}{family}{SEP}{key}{SEP}"), from, to)
 }
 
 /// Where every record of `family` on `side` is kept — for whole-family
