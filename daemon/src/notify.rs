@@ -112,6 +112,10 @@ pub fn label_of(record: &Record) -> String {
         Record::Announcement(a) => a.post.title.clone(),
         Record::Quiz(q) => q.submit.learner.clone(),
         Record::Scorecard(s) => s.share.period.name.clone(),
+        Record::Goal(g) => format!(
+            "{} {} · {}",
+            g.proposal.metric, g.target, g.proposal.period.name
+        ),
     }
 }
 
@@ -136,6 +140,9 @@ pub fn link_of(record: &Record, key: &str, subject: &str, me: &str) -> String {
         Record::Resource(_) => format!("/library/{key}/{subject}"),
         Record::Announcement(_) => format!("/announcements/{key}/{subject}"),
         Record::Quiz(_) => format!("/quiz/{key}/{subject}"),
+        // Goals have no page of their own yet: the scorecard they measure.
+        Record::Goal(g) if g.vendor.as_str() == me => "/scorecard".to_string(),
+        Record::Goal(g) => format!("/scorecard?vendor={}", g.vendor),
         Record::Scorecard(s) => format!(
             "/scorecard?vendor={}&period={}",
             s.vendor, s.share.period.name

@@ -1033,6 +1033,45 @@ pub struct ScorecardShare {
     pub figures: crate::scorecard::Scorecard,
 }
 
+/// `goal.propose`, either side: a joint goal for a period — a scorecard
+/// figure and its target — naming the record's vendor (its authority).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalPropose {
+    pub vendor: crate::ids::NodeId,
+    pub period: crate::scorecard::Period,
+    pub metric: String,
+    pub target: i64,
+    pub owner: String,
+    pub note: String,
+}
+
+/// `goal.counter`, the side that did not make the current proposal: other
+/// terms for the same figure and period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalCounter {
+    pub target: i64,
+    pub owner: String,
+    pub note: String,
+}
+
+/// `goal.accept`, the side that did not make the current proposal: agrees
+/// to the terms it names (the current target, or it is refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalAccept {
+    pub target: i64,
+    pub note: String,
+}
+
+/// `goal.decline`, the side that did not make the current proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalDecline {
+    pub note: String,
+}
+
 fn web_link(path: &str, link: &str) -> Result<(), BodyError> {
     let web = link.starts_with("https://") || link.starts_with("http://");
     if !web || link.chars().count() > MAX_LINK || link.chars().any(char::is_whitespace) {
@@ -1253,6 +1292,10 @@ messages! {
     QuizSubmit(QuizSubmit) = "quiz.submit",
     QuizGrade(QuizGrade) = "quiz.grade",
     ScorecardShare(ScorecardShare) = "scorecard.share",
+    GoalPropose(GoalPropose) = "goal.propose",
+    GoalCounter(GoalCounter) = "goal.counter",
+    GoalAccept(GoalAccept) = "goal.accept",
+    GoalDecline(GoalDecline) = "goal.decline",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -1700,6 +1743,32 @@ impl Message {
                 }
                 Ok(())
             }
+            Message::GoalPropose(b) => {
+                match crate::scorecard::Period::parse(&b.period.name) {
+                    Ok(p) if p == b.period => {}
+                    _ => {
+                        return Err(field_error(
+                            "body.period",
+                            "must be a period (SPEC §18) whose from and to match its name",
+                        ));
+                    }
+                }
+                crate::scorecard::check_figure(&b.metric)
+                    .map_err(|m| field_error("body.metric", m))?;
+                positive("body.target".into(), b.target)?;
+                text("body.owner", &b.owner, SHORT_TEXT, false)?;
+                text("body.note", &b.note, LONG_TEXT, false)
+            }
+            Message::GoalCounter(b) => {
+                positive("body.target".into(), b.target)?;
+                text("body.owner", &b.owner, SHORT_TEXT, false)?;
+                text("body.note", &b.note, LONG_TEXT, false)
+            }
+            Message::GoalAccept(b) => {
+                positive("body.target".into(), b.target)?;
+                text("body.note", &b.note, LONG_TEXT, false)
+            }
+            Message::GoalDecline(b) => text("body.note", &b.note, LONG_TEXT, false),
             Message::ScorecardShare(b) => {
                 match crate::scorecard::Period::parse(&b.period.name) {
                     Ok(p) if p == b.period => {}
@@ -1860,6 +1929,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 35);
+        assert_eq!(kinds.len(), 39);
     }
 }

@@ -289,16 +289,7 @@ pub fn parse_weights(text: &str) -> Result<Vec<Weight>, String> {
                 "write the tier (or *), the figure, its weight and its target",
             ));
         };
-        let (name, currency) = figure.split_once(':').unwrap_or((figure, ""));
-        if !FIGURES.contains(&name) {
-            return Err(bad(&format!("{name:?} is not a scorecard figure")));
-        }
-        let money = MONEY.contains(&name);
-        if money != (currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
-            return Err(bad(
-                "a money figure names its currency (won_value:TWD), no other does",
-            ));
-        }
+        check_figure(figure).map_err(|m| bad(&m))?;
         let weight: i64 = weight
             .parse()
             .ok()
@@ -317,6 +308,20 @@ pub fn parse_weights(text: &str) -> Result<Vec<Weight>, String> {
         });
     }
     Ok(out)
+}
+
+/// Checks a figure as weights and goals name it: a name of [`FIGURES`],
+/// a money figure with its currency (`won_value:TWD`).
+pub fn check_figure(figure: &str) -> Result<(), String> {
+    let (name, currency) = figure.split_once(':').unwrap_or((figure, ""));
+    if !FIGURES.contains(&name) {
+        return Err(format!("{name:?} is not a scorecard figure"));
+    }
+    let money = MONEY.contains(&name);
+    if money != (currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err("a money figure names its currency (won_value:TWD), no other does".into());
+    }
+    Ok(())
 }
 
 /// Figures that are sums of money per currency.
@@ -548,7 +553,11 @@ impl Builder {
                     c.quiz_passed += 1;
                 }
             }
-            Record::Catalog(_) | Record::Mdf(_) | Record::Resource(_) | Record::Scorecard(_) => {}
+            Record::Catalog(_)
+            | Record::Mdf(_)
+            | Record::Resource(_)
+            | Record::Scorecard(_)
+            | Record::Goal(_) => {}
         }
     }
 

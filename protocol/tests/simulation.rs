@@ -394,6 +394,20 @@ impl World {
         let now = self.clock;
         // Either side of a relationship publishes library resources and
         // announcements (the publisher is their authority).
+        if self.rng.percent(6) {
+            // Either side proposes a joint goal; the vendor of the
+            // relationship is its authority.
+            let vendor = if as_vendor { NODES[me] } else { NODES[peer] };
+            let subject = self.fresh(&format!("goal.{}", NODES[me]));
+            let period = guanxi_protocol::scorecard::Period::parse("2027-Q1").expect("period");
+            let m = msg(
+                "goal.propose",
+                json!({"vendor": vendor, "period": period, "metric": "leads_won",
+                       "target": self.rng.range(1, 20), "owner": "Mei", "note": ""}),
+            );
+            self.send(me, peer, &subject, m);
+            return;
+        }
         if as_vendor && self.rng.percent(5) {
             // The vendor shares a scorecard of the partner's period.
             let subject = self.fresh(&format!("scorecard.{}", NODES[me]));
@@ -631,6 +645,22 @@ impl World {
                 msg("scorecard.share", scorecard_share(id))
             }
             (Record::Scorecard(_), _) => return None,
+            // The side that did not make the proposal answers it (its own
+            // view: a crossing counter-proposal makes its acceptance stale).
+            (Record::Goal(g), _)
+                if g.status == guanxi_protocol::state::goal::GoalStatus::Proposed
+                    && &g.proposed_by != me =>
+            {
+                match r.below(3) {
+                    0 => msg("goal.accept", json!({"target": g.target, "note": ""})),
+                    1 => msg(
+                        "goal.counter",
+                        json!({"target": g.target + r.range(1, 5), "owner": "Wen", "note": ""}),
+                    ),
+                    _ => msg("goal.decline", json!({"note": "not this quarter"})),
+                }
+            }
+            (Record::Goal(_), _) => return None,
             (Record::Mdf(b), true) => {
                 let submitted: Vec<_> = b
                     .requests
@@ -895,6 +925,7 @@ fn family(message: &Message) -> &'static str {
         k if k.starts_with("announcement.") => "announcement",
         k if k.starts_with("quiz.") => "quiz",
         k if k.starts_with("scorecard.") => "scorecard",
+        k if k.starts_with("goal.") => "goal",
         _ => "service",
     }
 }
@@ -1024,11 +1055,13 @@ fn every_record_converges_under_any_interleaving() {
             "service",
             "announcement",
             "quiz",
+            "goal",
         ] {
             // A warranty claim, a registration or a quiz attempt has
             // nothing the partner can send that a vendor's message could
-            // make refusable.
-            let events: &[&str] = if matches!(family, "warranty" | "registration" | "quiz") {
+            // make refusable; a goal is negotiated in turns.
+            let events: &[&str] = if matches!(family, "warranty" | "registration" | "quiz" | "goal")
+            {
                 &["crossed", "early"]
             } else {
                 &["crossed", "refused", "early"]

@@ -14,6 +14,7 @@
 pub mod announcement;
 pub mod authority;
 mod catalog;
+pub mod goal;
 mod lead;
 pub mod mdf;
 mod order;
@@ -81,6 +82,7 @@ pub enum Record {
     Announcement(announcement::AnnouncementRecord),
     Quiz(quiz::QuizAttempt),
     Scorecard(scorecard::ScorecardRecord),
+    Goal(goal::GoalRecord),
 }
 
 impl Record {
@@ -98,6 +100,7 @@ impl Record {
             Record::Announcement(_) => "announcement",
             Record::Quiz(_) => "quiz",
             Record::Scorecard(_) => "scorecard",
+            Record::Goal(_) => "goal",
         }
     }
 
@@ -116,6 +119,7 @@ impl Record {
             Record::Announcement(r) => &r.publisher,
             Record::Quiz(r) => &r.publisher,
             Record::Scorecard(r) => &r.vendor,
+            Record::Goal(r) => &r.vendor,
         }
     }
 
@@ -132,6 +136,7 @@ impl Record {
             Record::Resource(r) => Some(r.first_published),
             Record::Announcement(r) => Some(r.posted_at),
             Record::Quiz(r) => Some(r.submitted_at),
+            Record::Goal(r) => Some(r.opened_at),
             Record::Catalog(_) | Record::Mdf(_) | Record::Scorecard(_) => None,
         }
     }
@@ -159,6 +164,7 @@ impl Record {
             Record::Announcement(r) => Ok(serde_json::Value::String(r.status().into())),
             Record::Quiz(r) => Ok(serde_json::Value::String(r.status().into())),
             Record::Scorecard(_) => Ok(serde_json::Value::String("shared".into())),
+            Record::Goal(r) => serde_json::to_value(r.status),
         };
         value
             .ok()
@@ -301,6 +307,20 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Scorecard(scorecard::apply(card, ctx, message)?)
+        }
+        (
+            Message::GoalPropose(_)
+            | Message::GoalCounter(_)
+            | Message::GoalAccept(_)
+            | Message::GoalDecline(_),
+            c,
+        ) => {
+            let goal = match c {
+                None => None,
+                Some(Record::Goal(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Goal(goal::apply(goal, ctx, message)?)
         }
     };
     Ok(Some(record))
