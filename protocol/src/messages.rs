@@ -1072,6 +1072,18 @@ pub struct GoalDecline {
     pub note: String,
 }
 
+/// A period as a body carries it: one of SPEC §18 whose bounds match its
+/// name.
+fn period(path: &str, p: &crate::scorecard::Period) -> Result<(), BodyError> {
+    match crate::scorecard::Period::parse(&p.name) {
+        Ok(read) if read == *p => Ok(()),
+        _ => Err(field_error(
+            path,
+            "must be a period (SPEC §18) whose from and to match its name",
+        )),
+    }
+}
+
 fn web_link(path: &str, link: &str) -> Result<(), BodyError> {
     let web = link.starts_with("https://") || link.starts_with("http://");
     if !web || link.chars().count() > MAX_LINK || link.chars().any(char::is_whitespace) {
@@ -1744,15 +1756,7 @@ impl Message {
                 Ok(())
             }
             Message::GoalPropose(b) => {
-                match crate::scorecard::Period::parse(&b.period.name) {
-                    Ok(p) if p == b.period => {}
-                    _ => {
-                        return Err(field_error(
-                            "body.period",
-                            "must be a period (SPEC §18) whose from and to match its name",
-                        ));
-                    }
-                }
+                period("body.period", &b.period)?;
                 crate::scorecard::check_figure(&b.metric)
                     .map_err(|m| field_error("body.metric", m))?;
                 positive("body.target".into(), b.target)?;
@@ -1770,15 +1774,7 @@ impl Message {
             }
             Message::GoalDecline(b) => text("body.note", &b.note, LONG_TEXT, false),
             Message::ScorecardShare(b) => {
-                match crate::scorecard::Period::parse(&b.period.name) {
-                    Ok(p) if p == b.period => {}
-                    _ => {
-                        return Err(field_error(
-                            "body.period",
-                            "must be a period (SPEC §18) whose from and to match its name",
-                        ));
-                    }
-                }
+                period("body.period", &b.period)?;
                 b.figures
                     .validate()
                     .map_err(|m| field_error("body.figures", m))
