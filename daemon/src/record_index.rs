@@ -26,6 +26,8 @@
 //!   currency, and per month (`orders/revenue.rs`);
 //! - `mdfs␟…`, `mdfc␟…`: marketing funds allocated and used per currency
 //!   (`mdf.rs`);
+//! - `scf␟…`, `scd␟…`, `scm␟…`: scorecard parts per record, day and
+//!   month (`scorecards.rs`);
 //! - `ser␟<serial>` → where and when this node last shipped it as vendor
 //!   (`serials.rs`);
 //! - `d␟<family>␟<side>␟<time>␟<key>␟<subject>` and
@@ -155,6 +157,7 @@ pub fn record_saved(
             t.put_doc(Doc::RecordIndex, &entry, b"")?;
         }
     }
+    crate::scorecards::record_saved(t, key, subject, record)?;
     let new = listing(key, record);
     let of = of_key(key, subject);
     let old = t
@@ -532,8 +535,8 @@ pub const SHOWN: usize = 10;
 
 /// The `settings` key saying the index is built, and its version.
 const BUILT_KEY: &str = "index:records";
-/// 6: revenue per month, MDF sums, offers to remind of.
-const VERSION: &[u8] = b"6";
+/// 6: revenue per month, MDF sums, offers to remind of; 7: scorecard cells.
+const VERSION: &[u8] = b"7";
 
 /// Builds the index when this store has none yet (a store from before it);
 /// answers how many records were indexed. Runs before the engine starts.

@@ -1,77 +1,142 @@
 //! Scorecards: a partner's figures with a vendor for a period, computed
 //! from the shared records by the protocol's pure `scorecard` code, so
 //! that the vendor's node and a connected partner's node compute the same
-//! figures from their own copies. The records are found through the
-//! per-key date index (`record_index::opened_between_for`) — the work is
-//! the partner's records in the period, never a family; leads, which that
-//! index does not hold, are read by key.
+//! figures from their own copies.
+//!
+//! The records' parts (`scorecard::parts`) are kept summed per place, per
+//! authority and per UTC day and month, changed in the same transaction
+//! as the record; a scorecard reads the month cells its period covers and
+//! the day cells of any partial month — never the records. Keys in the
+//! `record_index` table:
+//! - `scf␟<key>␟<subject>` → JSON of the [`Fact`]: how a record counted
+//!   last, so a change takes exactly that away;
+//! - `scd␟<key>␟<authority>␟<day start>` and `scm␟<key>␟<authority>␟<month
+//!   start>` (16 digits) → JSON of the [`Tally`] of the records kept under
+//!   `key` whose authority is `authority`, counted in that day or month.
 
-use guanxi_adapters::store::{Read, StoreError};
-use guanxi_protocol::NodeId;
-use guanxi_protocol::scorecard::{Builder, Period, Scorecard};
+use crate::engine::EngineError;
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
+use guanxi_protocol::scorecard::{DAY_MS, Period, Scorecard, Tally, month_after, month_of};
+use guanxi_protocol::state::Record;
+use guanxi_protocol::{Millis, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-/// Families in the per-key date index that count in a scorecard.
-const DATED: [&str; 7] = [
-    "registration",
-    "order",
-    "warranty",
-    "service",
-    "announcement",
-    "quiz",
-    "mdf",
-];
+const SEP: char = '\u{1f}';
 
-/// The scorecard, in `period`, of the records kept under `keys` (a
-/// partner's peer id and `web:<id>` at its vendor; the vendor's peer id at
-/// the partner) whose authority is `vendor`; `me` is this node.
+/// How one record counted: its authority and its parts with their times.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Fact {
+    authority: String,
+    parts: Vec<(Millis, Tally)>,
+}
+
+fn cell_key(grain: &str, key: &str, authority: &str, start: Millis) -> String {
+    format!("{grain}{SEP}{key}{SEP}{authority}{SEP}{start:016}")
+}
+
+/// After the engine saved `record` under (`key`, `subject`): moves its
+/// parts from the cells it counted in to the cells it counts in now.
+pub fn record_saved(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    record: &Record,
+) -> Result<(), EngineError> {
+    let parts = guanxi_protocol::scorecard::parts(record);
+    let fact_key = format!("scf{SEP}{key}{SEP}{subject}");
+    let old: Option<Fact> = t
+        .doc(Doc::RecordIndex, &fact_key)?
+        .map(|b| serde_json::from_slice(&b))
+        .transpose()
+        .map_err(|e| EngineError::Corrupt(format!("{fact_key}: {e}")))?;
+    if old.is_none() && parts.is_empty() {
+        return Ok(());
+    }
+    let new = Fact {
+        authority: record.authority().to_string(),
+        parts,
+    };
+    if old.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let mut deltas: BTreeMap<String, Tally> = BTreeMap::new();
+    for (fact, sign) in old.iter().map(|f| (f, -1)).chain([(&new, 1)]) {
+        for (at, part) in &fact.parts {
+            let day = at.div_euclid(DAY_MS) * DAY_MS;
+            for cell in [
+                cell_key("scd", key, &fact.authority, day),
+                cell_key("scm", key, &fact.authority, month_of(*at)),
+            ] {
+                deltas.entry(cell).or_default().apply(part, sign);
+            }
+        }
+    }
+    for (cell, delta) in deltas {
+        if delta.is_empty() {
+            continue;
+        }
+        let mut tally: Tally = match t.doc(Doc::RecordIndex, &cell)? {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| EngineError::Corrupt(format!("{cell}: {e}")))?,
+            None => Tally::default(),
+        };
+        tally.apply(&delta, 1);
+        if tally.is_empty() {
+            t.delete_doc(Doc::RecordIndex, &cell)?;
+        } else {
+            let json =
+                serde_json::to_vec(&tally).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            t.put_doc(Doc::RecordIndex, &cell, &json)?;
+        }
+    }
+    if new.parts.is_empty() {
+        t.delete_doc(Doc::RecordIndex, &fact_key)?;
+    } else {
+        let json = serde_json::to_vec(&new).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+        t.put_doc(Doc::RecordIndex, &fact_key, &json)?;
+    }
+    Ok(())
+}
+
+/// Adds the cell `cell`, if kept, to `total`.
+fn add_cell(read: &Read, cell: &str, total: &mut Tally) -> Result<(), StoreError> {
+    if let Some(b) = read.doc(Doc::RecordIndex, cell)? {
+        match serde_json::from_slice::<Tally>(&b) {
+            Ok(tally) => total.apply(&tally, 1),
+            Err(e) => tracing::error!("scorecard cell {cell}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The scorecard, in `period` (whole UTC days), of the records kept under
+/// `keys` (a partner's peer id and `web:<id>` at its vendor; the vendor's
+/// peer id at the partner) whose authority is `vendor`: the period's
+/// whole months from month cells, the rest from day cells.
 pub fn compute(
     read: &Read,
-    me: &NodeId,
     vendor: &NodeId,
     keys: &[String],
     period: &Period,
 ) -> Result<Scorecard, StoreError> {
-    let mut builder = Builder::new(vendor.clone(), period.clone());
-    let side = if vendor == me {
-        crate::record_index::Side::Own
-    } else {
-        crate::record_index::Side::Peer
-    };
+    let mut total = Tally::default();
+    let from = period.from.div_euclid(DAY_MS) * DAY_MS;
+    let to = (period.to + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
     for key in keys {
-        let mut places = Vec::new();
-        for family in DATED {
-            // MDF budgets have no opening time (indexed at 0): every budget
-            // of the partner, whose entries in the period count.
-            let (from, to) = if family == "mdf" {
-                (0, 1)
+        let mut at = from;
+        while at < to {
+            let next = month_after(at);
+            if at == month_of(at) && next <= to {
+                add_cell(read, &cell_key("scm", key, vendor.as_str(), at), &mut total)?;
+                at = next;
             } else {
-                (period.from, period.to)
-            };
-            for subject in crate::record_index::opened_between_for(read, family, key, from, to)? {
-                places.push((key.clone(), subject));
+                add_cell(read, &cell_key("scd", key, vendor.as_str(), at), &mut total)?;
+                at += DAY_MS;
             }
-        }
-        let mut before = None;
-        loop {
-            let (page, more) = crate::record_index::by_key(
-                read,
-                "lead",
-                side,
-                &crate::record_index::key_of(key),
-                before.as_ref(),
-                1000,
-            )?;
-            before = page.last().cloned();
-            places.extend(page);
-            if !more {
-                break;
-            }
-        }
-        for (_, _, record) in crate::record_index::load(read, places) {
-            builder.add(&record);
         }
     }
-    Ok(builder.finish())
+    Ok(total.finish())
 }
 
 /// Whose scorecard a reader asks for: staff name a partner of this node
@@ -111,11 +176,9 @@ pub fn subject(
             let Some(p) = crate::directory::load(read, id)? else {
                 return Ok(None);
             };
-            let mut keys = vec![crate::records::web_key(&p.id)];
-            keys.extend(p.peer.clone());
             Ok(Some(Subject {
                 vendor: me.clone(),
-                keys,
+                keys: keys_of(&p),
                 partner: p.id,
             }))
         }
@@ -168,7 +231,7 @@ pub async fn share(
             };
             // The records its node holds too: those with its daemon.
             let keys = vec![peer.clone()];
-            Ok(Some(Ok((peer, compute(r, &me, &me, &keys, &p)?))))
+            Ok(Some(Ok((peer, compute(r, &me, &keys, &p)?))))
         })
         .await?;
     let refuse =
@@ -235,4 +298,120 @@ pub fn recommendation(score: i64, requirements_met: bool) -> &'static str {
     } else {
         "keep"
     }
+}
+
+/// Where a partner's records are kept at its vendor: its web key and, once
+/// it has a daemon, its peer id.
+fn keys_of(p: &crate::directory::Partner) -> Vec<String> {
+    let mut keys = vec![crate::records::web_key(&p.id)];
+    keys.extend(p.peer.clone());
+    keys
+}
+
+/// A partner in the ranking: its scorecards for the period and the one it
+/// is compared with, their scores, and the value it is ranked by.
+pub struct Ranked {
+    pub partner: crate::directory::Partner,
+    pub now: Scorecard,
+    pub before: Scorecard,
+    pub score: Option<i64>,
+    pub score_before: Option<i64>,
+    pub value: Option<i64>,
+    pub value_before: Option<i64>,
+}
+
+/// What a ranking may be ordered by: `score` or a figure
+/// (`scorecard::check_figure`).
+pub fn check_sort(sort: &str) -> Result<(), String> {
+    if sort == "score" {
+        return Ok(());
+    }
+    guanxi_protocol::scorecard::check_figure(sort)
+}
+
+/// Every partner of this node (of `tier`, when named) with its scorecards
+/// for `period` and `compare`, best first by `sort`: the highest score or
+/// figure, the shortest time (`…_ms`); partners without a value last, ties
+/// by id. Reads the directory a page at a time and, per partner, the cells
+/// of the two periods — never the records.
+pub fn ranking(
+    read: &Read,
+    me: &NodeId,
+    period: &Period,
+    compare: &Period,
+    tier: Option<&str>,
+    sort: &str,
+) -> Result<Vec<Ranked>, StoreError> {
+    let weights = weights(read)?;
+    let value = |card: &Scorecard, score: Option<i64>| {
+        if sort == "score" {
+            score
+        } else {
+            card.value(sort)
+        }
+    };
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (list, next) = crate::directory::page(read, after.as_deref(), 500)?;
+        for p in list {
+            if tier.is_some_and(|t| !p.tier.eq_ignore_ascii_case(t.trim())) {
+                continue;
+            }
+            let keys = keys_of(&p);
+            let now = compute(read, me, &keys, period)?;
+            let before = compute(read, me, &keys, compare)?;
+            let (score, score_before) = (
+                now.score(&weights, &p.tier),
+                before.score(&weights, &p.tier),
+            );
+            out.push(Ranked {
+                value: value(&now, score),
+                value_before: value(&before, score_before),
+                partner: p,
+                now,
+                before,
+                score,
+                score_before,
+            });
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let shortest_first = sort.ends_with("_ms");
+    out.sort_by(|a, b| {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        match (a.value, b.value) {
+            (Some(x), Some(y)) if shortest_first => x.cmp(&y),
+            (Some(x), Some(y)) => y.cmp(&x),
+            (Some(_), None) => Less,
+            (None, Some(_)) => Greater,
+            (None, None) => Equal,
+        }
+        .then_with(|| a.partner.id.cmp(&b.partner.id))
+    });
+    Ok(out)
+}
+
+/// The twelve UTC months up to the one `period` ends in, oldest first,
+/// each as a period named `YYYY-MM`.
+pub fn twelve_months(period: &Period) -> Vec<Period> {
+    let mut months = Vec::new();
+    let mut start = month_of(period.to - 1);
+    for _ in 0..12 {
+        let to = month_after(start);
+        let name = jiff::Timestamp::from_millisecond(start)
+            .map(|t| t.strftime("%Y-%m").to_string())
+            .unwrap_or_default();
+        months.push(Period {
+            name,
+            from: start,
+            to,
+        });
+        start = month_of(start - 1);
+    }
+    months.reverse();
+    months
 }

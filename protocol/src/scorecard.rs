@@ -42,6 +42,12 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// The civil date of a day count from 1970-01-01, `YYYY-MM-DD`.
 fn civil(days: i64) -> String {
+    let (y, m, d) = ymd(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The civil year, month and day of a day count from 1970-01-01.
+fn ymd(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -51,7 +57,7 @@ fn civil(days: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    (y, m, d)
 }
 
 fn month_start(y: i64, m: i64) -> Millis {
@@ -163,7 +169,8 @@ impl Period {
         }
     }
 
-    fn holds(&self, at: Millis) -> bool {
+    /// Whether `at` falls in the period.
+    pub fn holds(&self, at: Millis) -> bool {
         self.from <= at && at < self.to
     }
 }
@@ -414,35 +421,231 @@ pub const FIGURES: [&str; 27] = [
     "quiz_passed",
 ];
 
+/// A scorecard's raw parts, which add and take away: counts and sums by
+/// figure (`won_value:TWD` for money), and the exact times behind the
+/// median figures (value → how many). The daemon keeps one per partner
+/// and day and per partner and month, so a scorecard of any period reads
+/// a few of them instead of every record (SPEC §18).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tally {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sums: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub times: BTreeMap<String, BTreeMap<i64, i64>>,
+}
+
+impl Tally {
+    fn count(&mut self, figure: &str, n: i64) {
+        let sum = self.sums.entry(figure.to_string()).or_insert(0);
+        *sum = sum.saturating_add(n);
+    }
+
+    fn money(&mut self, figure: &str, currency: &str, amount: i64) {
+        self.count(&format!("{figure}:{currency}"), amount);
+    }
+
+    fn time(&mut self, figure: &str, ms: i64) {
+        *self
+            .times
+            .entry(figure.to_string())
+            .or_default()
+            .entry(ms)
+            .or_insert(0) += 1;
+    }
+
+    /// Adds `other` (`sign` 1) or takes it away (`sign` -1); entries that
+    /// come to zero are dropped, so a tally of nothing is empty.
+    pub fn apply(&mut self, other: &Tally, sign: i64) {
+        for (figure, n) in &other.sums {
+            self.count(figure, sign.saturating_mul(*n));
+        }
+        for (figure, values) in &other.times {
+            let mine = self.times.entry(figure.clone()).or_default();
+            for (v, n) in values {
+                *mine.entry(*v).or_insert(0) += sign * n;
+            }
+            mine.retain(|_, n| *n != 0);
+        }
+        self.sums.retain(|_, n| *n != 0);
+        self.times.retain(|_, m| !m.is_empty());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty() && self.times.is_empty()
+    }
+
+    /// The scorecard of these parts: rates and medians worked out.
+    pub fn finish(&self) -> Scorecard {
+        let mut card = Scorecard::default();
+        let get = |f: &str| u64::try_from(self.sums.get(f).copied().unwrap_or(0)).unwrap_or(0);
+        card.leads_offered = get("leads_offered");
+        card.leads_accepted = get("leads_accepted");
+        card.leads_declined = get("leads_declined");
+        card.leads_expired = get("leads_expired");
+        card.leads_won = get("leads_won");
+        card.leads_lost = get("leads_lost");
+        card.registrations = get("registrations");
+        card.registrations_approved = get("registrations_approved");
+        card.orders = get("orders");
+        card.service_requests = get("service_requests");
+        card.service_resolved = get("service_resolved");
+        card.warranty_claims = get("warranty_claims");
+        card.warranty_approved = get("warranty_approved");
+        card.announcements = get("announcements");
+        card.announcements_acknowledged = get("announcements_acknowledged");
+        card.quiz_attempts = get("quiz_attempts");
+        card.quiz_passed = get("quiz_passed");
+        for (key, sum) in &self.sums {
+            let Some((figure, currency)) = key.split_once(':') else {
+                continue;
+            };
+            let map = match figure {
+                "won_value" => &mut card.won_value,
+                "invoiced" => &mut card.invoiced,
+                "mdf_allocated" => &mut card.mdf_allocated,
+                "mdf_claimed" => &mut card.mdf_claimed,
+                "mdf_paid" => &mut card.mdf_paid,
+                _ => continue,
+            };
+            map.insert(currency.to_string(), *sum);
+        }
+        let closed = card.leads_won + card.leads_lost;
+        card.win_rate_permille = (closed > 0).then(|| (card.leads_won * 1000 / closed) as i64);
+        let median = |f: &str| self.times.get(f).and_then(median);
+        card.accept_median_ms = median("accept_median_ms");
+        card.first_response_median_ms = median("first_response_median_ms");
+        card.resolution_median_ms = median("resolution_median_ms");
+        card.acknowledge_median_ms = median("acknowledge_median_ms");
+        card
+    }
+}
+
+/// The median of a multiset (value → how many): the middle value, or the
+/// mean of the two middle values rounded down.
+fn median(values: &BTreeMap<i64, i64>) -> Option<i64> {
+    let n: i64 = values.values().sum();
+    if n <= 0 {
+        return None;
+    }
+    // The values at 0-based positions (n-1)/2 and n/2.
+    let nth = |i: i64| {
+        let mut seen = 0;
+        values.iter().find_map(|(v, c)| {
+            seen += c;
+            (seen > i).then_some(*v)
+        })
+    };
+    let (low, high) = (nth((n - 1) / 2)?, nth(n / 2)?);
+    Some(low + (high - low) / 2)
+}
+
+/// How one record counts, whatever its vendor: its parts with the time
+/// each counts at (its opening, [`Record::opened_at`]; an MDF budget's
+/// ledger entries at their own times). Records of no figure have none.
+pub fn parts(record: &Record) -> Vec<(Millis, Tally)> {
+    if let Record::Mdf(b) = record {
+        let c = b.currency.as_str();
+        let mut out = Vec::new();
+        for e in &b.entries {
+            let figure = match (e.from, e.to) {
+                (Account::Funding, Account::Available) => "mdf_allocated",
+                (_, Account::Claimed) => "mdf_claimed",
+                (_, Account::Paid) => "mdf_paid",
+                _ => continue,
+            };
+            let mut t = Tally::default();
+            t.money(figure, c, e.amount);
+            out.push((e.at, t));
+        }
+        return out;
+    }
+    let Some(at) = record.opened_at() else {
+        return Vec::new();
+    };
+    let mut t = Tally::default();
+    match record {
+        Record::Lead(l) => {
+            t.count("leads_offered", 1);
+            if let Some(accepted) = l.accepted_at {
+                t.count("leads_accepted", 1);
+                t.time("accept_median_ms", accepted - l.offered_at);
+            }
+            match l.status {
+                LeadStatus::Declined => t.count("leads_declined", 1),
+                LeadStatus::Expired => t.count("leads_expired", 1),
+                LeadStatus::Won => {
+                    t.count("leads_won", 1);
+                    if let Some(v) = &l.won_value {
+                        t.money("won_value", v.currency.as_str(), v.amount);
+                    }
+                }
+                LeadStatus::Lost => t.count("leads_lost", 1),
+                _ => {}
+            }
+        }
+        Record::Registration(r) => {
+            t.count("registrations", 1);
+            if r.status == crate::state::RegistrationStatus::Approved {
+                t.count("registrations_approved", 1);
+            }
+        }
+        Record::Order(o) => {
+            t.count("orders", 1);
+            for i in &o.invoices {
+                t.money("invoiced", o.currency.as_str(), i.totals.total);
+            }
+        }
+        Record::Service(s) => {
+            t.count("service_requests", 1);
+            if let Some(first) = s.first_response_at {
+                t.time("first_response_median_ms", first - s.opened_at);
+            }
+            if let Some(resolved) = s.resolved_at {
+                t.count("service_resolved", 1);
+                t.time("resolution_median_ms", resolved - s.opened_at);
+            }
+        }
+        Record::Warranty(w) => {
+            t.count("warranty_claims", 1);
+            if w.decision.as_ref().is_some_and(|d| {
+                !matches!(
+                    d.decision,
+                    crate::messages::WarrantyOutcome::Reject
+                        | crate::messages::WarrantyOutcome::NeedInfo
+                )
+            }) {
+                t.count("warranty_approved", 1);
+            }
+        }
+        Record::Announcement(a) => {
+            t.count("announcements", 1);
+            if let Some(seen) = &a.acknowledged {
+                t.count("announcements_acknowledged", 1);
+                t.time("acknowledge_median_ms", seen.at - a.posted_at);
+            }
+        }
+        Record::Quiz(q) => {
+            t.count("quiz_attempts", 1);
+            if q.status() == "passed" {
+                t.count("quiz_passed", 1);
+            }
+        }
+        Record::Catalog(_)
+        | Record::Mdf(_)
+        | Record::Resource(_)
+        | Record::Scorecard(_)
+        | Record::Goal(_) => return Vec::new(),
+    }
+    vec![(at, t)]
+}
+
 /// Gathers a scorecard from records (any order; each record once).
 #[derive(Debug, Clone)]
 pub struct Builder {
     vendor: NodeId,
     period: Period,
-    card: Scorecard,
-    accept: Vec<i64>,
-    first_response: Vec<i64>,
-    resolution: Vec<i64>,
-    acknowledge: Vec<i64>,
-}
-
-fn median(mut v: Vec<i64>) -> Option<i64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        // The lower middle's and upper middle's mean, rounded down.
-        v[n / 2 - 1] + (v[n / 2] - v[n / 2 - 1]) / 2
-    })
-}
-
-fn add(map: &mut BTreeMap<String, i64>, currency: &str, amount: i64) {
-    let sum = map.entry(currency.to_string()).or_insert(0);
-    *sum = sum.saturating_add(amount);
+    tally: Tally,
 }
 
 impl Builder {
@@ -451,11 +654,7 @@ impl Builder {
         Builder {
             vendor,
             period,
-            card: Scorecard::default(),
-            accept: Vec::new(),
-            first_response: Vec::new(),
-            resolution: Vec::new(),
-            acknowledge: Vec::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -465,114 +664,33 @@ impl Builder {
         if record.authority() != &self.vendor {
             return;
         }
-        if let Record::Mdf(b) = record {
-            let c = b.currency.to_string();
-            for e in b.entries.iter().filter(|e| self.period.holds(e.at)) {
-                match (e.from, e.to) {
-                    (Account::Funding, Account::Available) => {
-                        add(&mut self.card.mdf_allocated, &c, e.amount)
-                    }
-                    (_, Account::Claimed) => add(&mut self.card.mdf_claimed, &c, e.amount),
-                    (_, Account::Paid) => add(&mut self.card.mdf_paid, &c, e.amount),
-                    _ => {}
-                }
+        for (at, part) in parts(record) {
+            if self.period.holds(at) {
+                self.tally.apply(&part, 1);
             }
-            return;
-        }
-        if !record.opened_at().is_some_and(|at| self.period.holds(at)) {
-            return;
-        }
-        let c = &mut self.card;
-        match record {
-            Record::Lead(l) => {
-                c.leads_offered += 1;
-                match l.status {
-                    LeadStatus::Declined => c.leads_declined += 1,
-                    LeadStatus::Expired => c.leads_expired += 1,
-                    _ => {}
-                }
-                if let Some(at) = l.accepted_at {
-                    c.leads_accepted += 1;
-                    self.accept.push(at - l.offered_at);
-                }
-                match l.status {
-                    LeadStatus::Won => {
-                        c.leads_won += 1;
-                        if let Some(v) = &l.won_value {
-                            add(&mut c.won_value, v.currency.as_str(), v.amount);
-                        }
-                    }
-                    LeadStatus::Lost => c.leads_lost += 1,
-                    _ => {}
-                }
-            }
-            Record::Registration(r) => {
-                c.registrations += 1;
-                if r.status == crate::state::RegistrationStatus::Approved {
-                    c.registrations_approved += 1;
-                }
-            }
-            Record::Order(o) => {
-                c.orders += 1;
-                for i in &o.invoices {
-                    add(&mut c.invoiced, o.currency.as_str(), i.totals.total);
-                }
-            }
-            Record::Service(s) => {
-                c.service_requests += 1;
-                if let Some(at) = s.first_response_at {
-                    self.first_response.push(at - s.opened_at);
-                }
-                if let Some(at) = s.resolved_at {
-                    c.service_resolved += 1;
-                    self.resolution.push(at - s.opened_at);
-                }
-            }
-            Record::Warranty(w) => {
-                c.warranty_claims += 1;
-                if w.decision.as_ref().is_some_and(|d| {
-                    !matches!(
-                        d.decision,
-                        crate::messages::WarrantyOutcome::Reject
-                            | crate::messages::WarrantyOutcome::NeedInfo
-                    )
-                }) {
-                    c.warranty_approved += 1;
-                }
-            }
-            Record::Announcement(a) => {
-                c.announcements += 1;
-                if let Some(seen) = &a.acknowledged {
-                    c.announcements_acknowledged += 1;
-                    self.acknowledge.push(seen.at - a.posted_at);
-                }
-            }
-            Record::Quiz(q) => {
-                c.quiz_attempts += 1;
-                if q.status() == "passed" {
-                    c.quiz_passed += 1;
-                }
-            }
-            Record::Catalog(_)
-            | Record::Mdf(_)
-            | Record::Resource(_)
-            | Record::Scorecard(_)
-            | Record::Goal(_) => {}
         }
     }
 
     /// The scorecard.
     pub fn finish(self) -> Scorecard {
-        let mut card = self.card;
-        let closed = card.leads_won + card.leads_lost;
-        card.win_rate_permille = (closed > 0).then(|| (card.leads_won * 1000 / closed) as i64);
-        card.accept_median_ms = median(self.accept);
-        card.first_response_median_ms = median(self.first_response);
-        card.resolution_median_ms = median(self.resolution);
-        card.acknowledge_median_ms = median(self.acknowledge);
-        card
+        self.tally.finish()
     }
 }
+
+/// The first instant of the UTC month `at` falls in.
+pub fn month_of(at: Millis) -> Millis {
+    let (y, m, _) = ymd(at.div_euclid(DAY));
+    month_start(y, m)
+}
+
+/// The first instant of the UTC month after the one `at` falls in.
+pub fn month_after(at: Millis) -> Millis {
+    let (y, m, _) = ymd(at.div_euclid(DAY));
+    month_start(y, m + 1)
+}
+
+/// One UTC day in milliseconds.
+pub const DAY_MS: Millis = DAY;
 
 #[cfg(test)]
 mod tests {
@@ -644,8 +762,47 @@ mod tests {
 
     #[test]
     fn medians_are_exact_integers() {
-        assert_eq!(median(vec![]), None);
-        assert_eq!(median(vec![5, 1, 3]), Some(3));
-        assert_eq!(median(vec![4, 1, 3, 2]), Some(2));
+        let set = |v: &[i64]| {
+            let mut t = Tally::default();
+            for x in v {
+                t.time("accept_median_ms", *x);
+            }
+            t.times.get("accept_median_ms").cloned().unwrap_or_default()
+        };
+        assert_eq!(median(&set(&[])), None);
+        assert_eq!(median(&set(&[5, 1, 3])), Some(3));
+        assert_eq!(median(&set(&[4, 1, 3, 2])), Some(2));
+        assert_eq!(median(&set(&[7, 7, 1, 9])), Some(7));
+        assert_eq!(median(&set(&[1, 4])), Some(2), "rounded down");
+    }
+
+    #[test]
+    fn a_tally_takes_away_exactly_what_it_added() {
+        let mut a = Tally::default();
+        a.count("leads_offered", 3);
+        a.money("won_value", "TWD", 500);
+        a.time("accept_median_ms", 10);
+        a.time("accept_median_ms", 30);
+        let mut b = Tally::default();
+        b.count("leads_offered", 1);
+        b.time("accept_median_ms", 10);
+        let mut sum = a.clone();
+        sum.apply(&b, 1);
+        assert_eq!(sum.finish().leads_offered, 4);
+        assert_eq!(sum.finish().accept_median_ms, Some(10));
+        sum.apply(&b, -1);
+        assert_eq!(sum, a, "back to what it was");
+        sum.apply(&a, -1);
+        assert!(sum.is_empty(), "{sum:?}");
+        assert_eq!(a.finish().won_value.get("TWD"), Some(&500));
+    }
+
+    #[test]
+    fn months_begin_and_end_in_utc() {
+        let q = Period::parse("2026-02").expect("month");
+        assert_eq!(month_of(q.from + 5 * DAY), q.from);
+        assert_eq!(month_after(q.from), q.to);
+        assert_eq!(month_after(q.to - 1), q.to);
+        assert_eq!(month_of(q.to), q.to);
     }
 }

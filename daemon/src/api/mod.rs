@@ -9,6 +9,7 @@ pub mod leads;
 pub mod library;
 pub mod mdf;
 pub mod orders;
+pub mod scorecards;
 pub mod service;
 
 use crate::accounts::{self, Role, User};
@@ -91,6 +92,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/certifications"),
     ("get", "/api/v1/certifications/{id}"),
     ("get", "/api/v1/scorecard"),
+    ("get", "/api/v1/scorecards"),
 ];
 
 /// The API routes.
@@ -194,7 +196,8 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/announcements", get(library::announcements))
         .route("/api/v1/certifications", get(library::certifications))
         .route("/api/v1/certifications/{id}", get(library::certification))
-        .route("/api/v1/scorecard", get(library::scorecard))
+        .route("/api/v1/scorecard", get(scorecards::scorecard))
+        .route("/api/v1/scorecards", get(scorecards::ranking))
 }
 
 /// A stored API token.
@@ -1160,8 +1163,20 @@ fn described() -> Value {
                             {"name": "period", "in": "query", "required": false, "description": "2026, 2026-H1, 2026-Q3, 2026-07 or 2026-01-01..2026-06-30 (UTC); default: this month", "schema": {"type": "string"}},
                             {"name": "compare", "in": "query", "required": false, "description": "default: the period before", "schema": {"type": "string"}},
                             {"name": "partner", "in": "query", "required": false, "schema": {"type": "string"}},
-                            {"name": "vendor", "in": "query", "required": false, "schema": {"type": "string"}}],
+                            {"name": "vendor", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "trend", "in": "query", "required": false, "description": "a figure (money with its currency, won_value:TWD) whose value per month, for the twelve months up to the period's end, the answer's `trend` lists", "schema": {"type": "string"}}],
                         "responses": with(errors(&["401", "404", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/scorecards": {
+                "get": {"summary": "The ranking (staff): every partner with its scorecard for a period and the one it is compared with, its scores, best first by `sort`",
+                        "parameters": [
+                            {"name": "period", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "compare", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "sort", "in": "query", "required": false, "description": "`score` (default when weights are set) or a figure (default leads_won); times rank shortest first", "schema": {"type": "string"}},
+                            {"name": "tier", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "offset", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                            {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                        "responses": with(errors(&["401", "403", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/partners/{id}/users": {
                 "post": {"summary": "Add a user of this partner (staff); the answer carries its one-time password", "parameters": id_param,

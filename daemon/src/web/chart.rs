@@ -1,6 +1,7 @@
 //! Small horizontal bar charts, drawn as SVG by the server (no JavaScript):
 //! a label, a bar as long as its share of the largest value, and the value
-//! as people read it. Used by the dashboards.
+//! as people read it; and trend lines of a value per month. Used by the
+//! dashboards and the scorecards.
 
 /// One bar, laid out.
 pub struct Bar {
@@ -58,6 +59,56 @@ pub fn bars(title: String, rows: Vec<(String, i64, String)>) -> Chart {
     }
 }
 
+/// One point of a trend line, laid out.
+pub struct Point {
+    pub label: String,
+    pub shown: String,
+    pub x: u32,
+    pub y: u32,
+}
+
+/// A trend line ready for the template: its points, the polyline through
+/// them, and the first and last labels under the axis.
+pub struct Trend {
+    pub title: String,
+    pub points: Vec<Point>,
+    pub path: String,
+}
+
+const TREND_W: u32 = 460;
+const TREND_H: u32 = 100;
+const TREND_TOP: u32 = 10;
+
+/// A trend of `(label, value, shown)` points, left to right, scaled to the
+/// largest value (values under zero sit on the axis).
+pub fn trend(title: String, rows: Vec<(String, i64, String)>) -> Trend {
+    let max = rows.iter().map(|(_, v, _)| *v).max().unwrap_or(0).max(1);
+    let steps = rows.len().saturating_sub(1).max(1) as u32;
+    let points: Vec<Point> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, value, shown))| {
+            let h = (i128::from(value.max(0)) * i128::from(TREND_H) / i128::from(max)) as u32;
+            Point {
+                label,
+                shown,
+                x: 10 + i as u32 * TREND_W / steps,
+                y: TREND_TOP + TREND_H - h,
+            }
+        })
+        .collect();
+    let path = points
+        .iter()
+        .map(|p| format!("{},{}", p.x, p.y))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Trend {
+        title,
+        points,
+        path,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +128,20 @@ mod tests {
         assert_eq!(widths, vec![220, 110, 0, 22]);
         assert_eq!(c.height, 4 * 24 + 8);
         assert_eq!(c.bars[1].y, 28);
+    }
+
+    #[test]
+    fn a_trend_spans_the_width_and_scales_to_the_largest() {
+        let t = trend(
+            "t".into(),
+            vec![
+                ("2026-01".into(), 4, "4".into()),
+                ("2026-02".into(), 0, "0".into()),
+                ("2026-03".into(), 2, "2".into()),
+            ],
+        );
+        let at: Vec<(u32, u32)> = t.points.iter().map(|p| (p.x, p.y)).collect();
+        assert_eq!(at, vec![(10, 10), (240, 110), (470, 60)]);
+        assert_eq!(t.path, "10,10 240,110 470,60");
     }
 }

@@ -25,6 +25,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/scorecard/share", axum::routing::post(share))
         .route("/scorecard/weights", get(weights_form).post(save_weights))
         .route("/scorecard.csv", get(csv_export))
+        .route("/scorecard/ranking", get(ranking))
 }
 
 /// One figure in both periods.
@@ -68,10 +69,10 @@ fn cell(card: &Scorecard, figure: &str) -> String {
 /// period compared with) as CSV, the figures by their SPEC §18 names.
 async fn csv_export(
     State(node): State<Arc<Node>>,
-    Query(q): Query<crate::api::library::ScorecardQuery>,
+    Query(q): Query<crate::api::scorecards::ScorecardQuery>,
     m: Member,
 ) -> Page {
-    let (period, compare) = match crate::api::library::periods(&q, crate::clock::now_ms()) {
+    let (period, compare) = match crate::api::scorecards::periods(&q, crate::clock::now_ms()) {
         Ok(p) => p,
         Err(_) => return Err(m.error(StatusCode::UNPROCESSABLE_ENTITY, "error.not_found")),
     };
@@ -90,8 +91,8 @@ async fn csv_export(
             else {
                 return Ok(None);
             };
-            let a = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &pp)?;
-            let b = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &cc)?;
+            let a = crate::scorecards::compute(r, &s.vendor, &s.keys, &pp)?;
+            let b = crate::scorecards::compute(r, &s.vendor, &s.keys, &cc)?;
             Ok(Some((s.partner, a, b)))
         })
         .await?;
@@ -156,6 +157,18 @@ fn shown(loc: &Locale, figure: &str, value: Option<&serde_json::Value>) -> Strin
     }
 }
 
+/// A value of `figure` (`score`, a figure, or money as `won_value:TWD`)
+/// for people.
+fn value_text(loc: &Locale, figure: &str, v: Option<i64>) -> String {
+    match figure.split_once(':') {
+        Some((_, currency)) => match (v, currency.parse::<Currency>()) {
+            (Some(n), Ok(c)) => loc.amount(n, &c),
+            _ => "–".into(),
+        },
+        None => shown(loc, figure, v.map(serde_json::Value::from).as_ref()),
+    }
+}
+
 /// The figures in the order people read them (SPEC §18), labelled
 /// `score.<figure>`.
 fn lines(loc: &Locale, a: &Scorecard, b: &Scorecard) -> Vec<Line> {
@@ -197,6 +210,10 @@ struct ScorecardPage {
     score: Option<(String, String, &'static str)>,
     /// The same table as CSV.
     csv: String,
+    /// The figure followed month by month, the choices, and its line.
+    trend_figure: String,
+    trends: Vec<(String, String)>,
+    trend: Option<super::chart::Trend>,
 }
 
 #[derive(Template)]
@@ -270,7 +287,7 @@ async fn share(
 
 async fn page(
     State(node): State<Arc<Node>>,
-    Query(q): Query<crate::api::library::ScorecardQuery>,
+    Query(q): Query<crate::api::scorecards::ScorecardQuery>,
     m: Member,
 ) -> Page {
     let me = node.identity.id.clone();
@@ -279,7 +296,7 @@ async fn page(
     } else {
         Vec::new()
     };
-    let (period, compare) = match crate::api::library::periods(&q, crate::clock::now_ms()) {
+    let (period, compare) = match crate::api::scorecards::periods(&q, crate::clock::now_ms()) {
         Ok(p) => p,
         Err(e) => {
             let page = ScorecardPage {
@@ -295,11 +312,21 @@ async fn page(
                 shared: None,
                 score: None,
                 csv: String::new(),
+                trend_figure: String::new(),
+                trends: Vec::new(),
+                trend: None,
             };
             return Ok(m.page(StatusCode::UNPROCESSABLE_ENTITY, page.render()));
         }
     };
     let chosen = m.user.partner.is_some() || q.partner.is_some() || q.vendor.is_some();
+    // The figure to follow: the one asked for when it is one, else leads won.
+    let trend_figure = q
+        .trend
+        .clone()
+        .filter(|t| guanxi_protocol::scorecard::check_figure(t).is_ok())
+        .unwrap_or_else(|| "leads_won".into());
+    let tf = trend_figure.clone();
     let (user, p, v) = (m.user.clone(), q.partner.clone(), q.vendor.clone());
     let (pp, cc) = (period.clone(), compare.clone());
     let found = if chosen {
@@ -308,8 +335,8 @@ async fn page(
             else {
                 return Ok(None);
             };
-            let a = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &pp)?;
-            let b = crate::scorecards::compute(r, &me, &s.vendor, &s.keys, &cc)?;
+            let a = crate::scorecards::compute(r, &s.vendor, &s.keys, &pp)?;
+            let b = crate::scorecards::compute(r, &s.vendor, &s.keys, &cc)?;
             let shared = if s.vendor != me {
                 crate::scorecards::received(r, &s.vendor, &pp)?
             } else {
@@ -342,7 +369,12 @@ async fn page(
                 None => None,
             };
             let peer = partner.and_then(|p| p.peer);
-            Ok(Some((s, a, b, shared, peer, score)))
+            let mut months = Vec::new();
+            for month in crate::scorecards::twelve_months(&pp) {
+                let card = crate::scorecards::compute(r, &s.vendor, &s.keys, &month)?;
+                months.push((month.name, card.value(&tf)));
+            }
+            Ok(Some((s, a, b, shared, peer, score, months)))
         })
         .await?
     } else {
@@ -379,9 +411,37 @@ async fn page(
             .unwrap_or_default(),
         vendors,
         error: String::new(),
-        can_share: m.staff() && found.as_ref().is_some_and(|(.., peer, _)| peer.is_some()),
+        can_share: m.staff()
+            && found
+                .as_ref()
+                .is_some_and(|(.., peer, _, _)| peer.is_some()),
         shared,
-        score: found.as_ref().and_then(|(.., score)| score.clone()),
+        score: found.as_ref().and_then(|(.., score, _)| score.clone()),
+        trends: {
+            let cards: Vec<&Scorecard> = found.iter().map(|(_, a, ..)| a).collect();
+            sort_choices(&cards).into_iter().skip(1).collect()
+        },
+        trend: found.as_ref().map(|(.., months)| {
+            let loc = m.loc();
+            let title = loc.t().get(format!(
+                "score.{}",
+                trend_figure.split(':').next().unwrap_or("")
+            ));
+            super::chart::trend(
+                title,
+                months
+                    .iter()
+                    .map(|(name, v)| {
+                        (
+                            name.clone(),
+                            v.unwrap_or(0),
+                            value_text(loc, &trend_figure, *v),
+                        )
+                    })
+                    .collect(),
+            )
+        }),
+        trend_figure: trend_figure.clone(),
         csv: {
             let mut url = url::form_urlencoded::Serializer::new(String::new());
             if let Some(p) = &q.partner {
@@ -396,4 +456,187 @@ async fn page(
         },
     };
     Ok(m.page(StatusCode::OK, page.render()))
+}
+
+/// A partner's row in the ranking page.
+pub struct RankRow {
+    pub rank: usize,
+    pub id: String,
+    pub tier: String,
+    pub now: String,
+    pub before: String,
+    pub score: String,
+    pub advice: &'static str,
+    pub link: String,
+}
+
+#[derive(Template)]
+#[template(path = "score_ranking.html")]
+struct RankingPage {
+    f: Frame,
+    period: String,
+    compare: String,
+    sort: String,
+    tier: String,
+    /// The figures a ranking may follow: (value, catalog key).
+    sorts: Vec<(String, String)>,
+    rows: Vec<RankRow>,
+    total: usize,
+    chart: Option<super::chart::Chart>,
+    error: String,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+/// Rows per ranking page.
+const RANK_PAGE: usize = 50;
+
+/// The choices of what to rank by: the score, then every figure (money
+/// figures in the currencies `cards` use).
+fn sort_choices(cards: &[&Scorecard]) -> Vec<(String, String)> {
+    let mut out = vec![("score".to_string(), "score.score".to_string())];
+    for f in guanxi_protocol::scorecard::FIGURES {
+        let label = format!("score.{f}");
+        let currencies: std::collections::BTreeSet<String> = cards
+            .iter()
+            .filter_map(|c| serde_json::to_value(c).ok())
+            .filter_map(|v| v.get(f).and_then(|m| m.as_object().cloned()))
+            .flat_map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .collect();
+        if guanxi_protocol::scorecard::check_figure(f).is_ok() {
+            out.push((f.to_string(), label));
+        } else {
+            out.extend(
+                currencies
+                    .into_iter()
+                    .map(|c| (format!("{f}:{c}"), label.clone())),
+            );
+        }
+    }
+    out
+}
+
+/// `GET /scorecard/ranking`: every partner ranked by the score or a
+/// figure for a period, with the period compared, the suggestion for its
+/// tier, and a chart of the first ten.
+async fn ranking(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<crate::api::scorecards::RankingQuery>,
+    s: super::access::Staff,
+) -> Page {
+    let mut page = RankingPage {
+        f: s.frame(),
+        period: q.period.clone().unwrap_or_default(),
+        compare: q.compare.clone().unwrap_or_default(),
+        sort: q.sort.clone().unwrap_or_default(),
+        tier: q.tier.clone().unwrap_or_default(),
+        sorts: sort_choices(&[]),
+        rows: Vec::new(),
+        total: 0,
+        chart: None,
+        error: String::new(),
+        previous: None,
+        next: None,
+    };
+    let asked = crate::api::scorecards::ScorecardQuery {
+        period: q.period.clone(),
+        compare: q.compare.clone(),
+        partner: None,
+        vendor: None,
+        trend: None,
+    };
+    let weighted = !node.reading(crate::scorecards::weights).await?.is_empty();
+    let chosen = crate::api::scorecards::periods(&asked, crate::clock::now_ms()).and_then(|p| {
+        crate::api::scorecards::sort_of(q.sort.as_deref(), weighted).map(|sort| (p, sort))
+    });
+    let ((period, compare), sort) = match chosen {
+        Ok(c) => c,
+        Err(e) => {
+            page.error = e;
+            return Ok(s.page(StatusCode::UNPROCESSABLE_ENTITY, page.render()));
+        }
+    };
+    let offset = q.offset.unwrap_or(0);
+    let me = node.identity.id.clone();
+    let (pp, cc, ss, tier) = (
+        period.clone(),
+        compare.clone(),
+        sort.clone(),
+        q.tier.clone(),
+    );
+    let now = crate::clock::now_ms();
+    let (all, visible) = node
+        .reading(move |r| {
+            let all = crate::scorecards::ranking(r, &me, &pp, &cc, tier.as_deref(), &ss)?;
+            // The suggestion needs each shown partner's training standing.
+            let mut visible = Vec::new();
+            for (i, x) in all.iter().enumerate().skip(offset).take(RANK_PAGE) {
+                let mut orgs = vec![x.partner.id.as_str()];
+                orgs.extend(x.partner.peer.as_deref());
+                let (progress, _) = crate::courses::standing(r, &x.partner.tier, &orgs, now)?;
+                let met = progress
+                    .iter()
+                    .all(|p| p.holders.len() >= p.requirement.people as usize);
+                visible.push((i, met));
+            }
+            Ok((all, visible))
+        })
+        .await?;
+    let loc = s.loc();
+    let show = |v: Option<i64>| value_text(loc, &sort, v);
+    page.rows = visible
+        .iter()
+        .map(|(i, met)| {
+            let x = &all[*i];
+            let mut link = url::form_urlencoded::Serializer::new(String::new());
+            link.append_pair("partner", &x.partner.id);
+            link.append_pair("period", &period.name);
+            link.append_pair("compare", &compare.name);
+            RankRow {
+                rank: i + 1,
+                id: x.partner.id.clone(),
+                tier: x.partner.tier.clone(),
+                now: show(x.value),
+                before: show(x.value_before),
+                score: match (x.score, x.score_before) {
+                    (Some(a), Some(b)) => format!("{a} ({b})"),
+                    (Some(a), None) => a.to_string(),
+                    _ => "–".into(),
+                },
+                advice: x
+                    .score
+                    .map(|sc| crate::scorecards::recommendation(sc, *met))
+                    .unwrap_or(""),
+                link: format!("/scorecard?{}", link.finish()),
+            }
+        })
+        .collect();
+    page.chart = Some(super::chart::bars(
+        loc.t()
+            .get(format!("score.{}", sort.split(':').next().unwrap_or(""))),
+        all.iter()
+            .take(10)
+            .map(|x| (x.partner.id.clone(), x.value.unwrap_or(0), show(x.value)))
+            .collect(),
+    ));
+    let cards: Vec<&Scorecard> = all.iter().map(|x| &x.now).collect();
+    page.sorts = sort_choices(&cards);
+    page.total = all.len();
+    let at = |offset: usize| {
+        let mut u = url::form_urlencoded::Serializer::new(String::new());
+        u.append_pair("period", &period.name);
+        u.append_pair("compare", &compare.name);
+        u.append_pair("sort", &sort);
+        if let Some(t) = &q.tier {
+            u.append_pair("tier", t);
+        }
+        u.append_pair("offset", &offset.to_string());
+        format!("/scorecard/ranking?{}", u.finish())
+    };
+    page.previous = (offset > 0).then(|| at(offset.saturating_sub(RANK_PAGE)));
+    page.next = (offset + RANK_PAGE < all.len()).then(|| at(offset + RANK_PAGE));
+    page.period = period.name;
+    page.compare = compare.name;
+    page.sort = sort;
+    Ok(s.page(StatusCode::OK, page.render()))
 }

@@ -256,6 +256,87 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
         "{}",
         page.body
     );
+    // The ranking: by the score once weights are set, by any figure asked.
+    let ranking = staff.get(&format!("/scorecard/ranking?period={ALL}")).await;
+    let (g, w) = (
+        ranking
+            .body
+            .find("id=\"rank-globex\"")
+            .expect("globex ranked"),
+        ranking
+            .body
+            .find("id=\"rank-webco\"")
+            .expect("webco ranked"),
+    );
+    assert!(
+        g < w
+            && ranking.body[g..w].contains("<td>75</td>")
+            && ranking.body.contains("keep the tier"),
+        "{}",
+        ranking.body
+    );
+    let ranked = expect(
+        &va,
+        "get",
+        &format!("/api/v1/scorecards?period={ALL}&sort=leads_declined"),
+        &vt,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (
+            ranked["total"].as_u64(),
+            ranked["partners"][0]["partner"].as_str(),
+            ranked["partners"][0]["value"].as_i64(),
+            ranked["partners"][1]["value"].as_i64(),
+            ranked["partners"][0]["score"].as_i64(),
+        ),
+        (Some(2), Some("globex"), Some(1), Some(0), Some(75)),
+        "{ranked}"
+    );
+    let by_time = expect(
+        &va,
+        "get",
+        &format!("/api/v1/scorecards?period={ALL}&sort=first_response_median_ms&limit=1"),
+        &vt,
+        None,
+        200,
+    )
+    .await;
+    assert!(
+        by_time["partners"][0]["partner"] == "globex" && by_time["next"] == "1",
+        "a measured time before none: {by_time}"
+    );
+    let v = expect(&va, "get", "/api/v1/scorecards?sort=wins", &vt, None, 422).await;
+    assert_eq!(v["field"], "sort", "{v}");
+    expect(&pa, "get", "/api/v1/scorecards", &pt, None, 200).await;
+    // Twelve months of leads won, the won lead in one of them.
+    let trend = expect(
+        &va,
+        "get",
+        "/api/v1/scorecard?partner=globex&trend=leads_won",
+        &vt,
+        None,
+        200,
+    )
+    .await;
+    let months = trend["trend"].as_array().expect("trend");
+    assert_eq!(months.len(), 12, "{trend}");
+    assert_eq!(
+        months
+            .iter()
+            .filter_map(|m| m["value"].as_i64())
+            .sum::<i64>(),
+        1,
+        "{trend}"
+    );
+    let page = staff.get("/scorecard?partner=globex&trend=leads_won").await;
+    assert!(
+        page.body.contains("class=\"trend\"") && page.body.contains("<polyline"),
+        "{}",
+        page.body
+    );
     let csv = staff
         .get(&format!("/scorecard.csv?partner=globex&period={ALL}"))
         .await;
@@ -276,6 +357,7 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
     let mut wen_web = Browser::new(&pair.vendor, &pair.vendor_daemon);
     assert_eq!(wen_web.login("wen", &wen_pw).await.status, 303);
     assert_eq!(wen_web.get("/scorecard?partner=globex").await.status, 404);
+    assert_eq!(wen_web.get("/scorecard/ranking").await.status, 403);
     let own_page = wen_web.get("/scorecard").await;
     assert!(
         own_page.body.contains("id=\"scorecard\""),
@@ -283,6 +365,15 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
         own_page.body
     );
     crate::web::all_in_chinese(&mut wen_web, &["/scorecard"]).await;
+    crate::web::all_in_chinese(
+        &mut staff,
+        &[
+            &format!("/scorecard/ranking?period={ALL}"),
+            "/scorecard?partner=globex&trend=won_value:TWD",
+        ],
+    )
+    .await;
+    staff.accept_language = None;
 
     // The vendor sends globex its scorecard, signed; globex's node finds
     // every figure equal to its own.
@@ -345,6 +436,11 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
                 )
             })
             .expect("alter");
+        drop(store);
+        // Its node counts what it holds: the cells are built again from
+        // the records (and so from the altered one).
+        let out = partner.cli(bin, &["reindex"]);
+        assert!(out.contains("record(s) indexed"), "{out}");
     })
     .await;
     let mut theirs = Browser::new(&pair.partner, &pair.partner_daemon);
