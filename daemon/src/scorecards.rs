@@ -31,6 +31,20 @@ struct Fact {
     parts: Vec<(Millis, Tally)>,
 }
 
+/// A day or month cell while a transaction changes it.
+struct Cell(Tally);
+
+impl guanxi_adapters::store::Later for Cell {
+    fn encode(&self) -> Result<Option<Vec<u8>>, String> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        serde_json::to_vec(&self.0)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
 fn cell_key(grain: &str, key: &str, authority: &str, start: Millis) -> String {
     format!("{grain}{SEP}{key}{SEP}{authority}{SEP}{start:016}")
 }
@@ -76,19 +90,21 @@ pub fn record_saved(
         if delta.is_empty() {
             continue;
         }
-        let mut tally: Tally = match t.doc(Doc::RecordIndex, &cell)? {
-            Some(b) => serde_json::from_slice(&b)
-                .map_err(|e| EngineError::Corrupt(format!("{cell}: {e}")))?,
-            None => Tally::default(),
-        };
-        tally.apply(&delta, 1);
-        if tally.is_empty() {
-            t.delete_doc(Doc::RecordIndex, &cell)?;
-        } else {
-            let json =
-                serde_json::to_vec(&tally).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-            t.put_doc(Doc::RecordIndex, &cell, &json)?;
-        }
+        // Kept in memory for the rest of the transaction (an import
+        // changes one partner's cells thousands of times), written once.
+        let kept = t.later_value(Doc::RecordIndex, &cell, |bytes| {
+            Cell(
+                bytes
+                    .map(serde_json::from_slice)
+                    .transpose()
+                    .unwrap_or_else(|e| {
+                        tracing::error!("scorecard cell {cell}: {e}; `guanxi reindex` rebuilds it");
+                        None
+                    })
+                    .unwrap_or_default(),
+            )
+        })?;
+        kept.0.apply(&delta, 1);
     }
     if new.parts.is_empty() {
         t.delete_doc(Doc::RecordIndex, &fact_key)?;

@@ -807,15 +807,24 @@ pub async fn sweep(node: &Node) -> Result<(usize, Option<Millis>), EngineError> 
 
 /// Runs [`sweep`] until the node stops: each second it checks, cheaply,
 /// whether a lead record changed or the earliest open offer lapsed, and only
-/// then scans the leads.
+/// then scans the leads; after a full batch it goes on at once.
 pub async fn run_sweeper(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
     let mut scanned_at_version = None;
     let mut quiet_until = Millis::MIN;
+    let mut more = false;
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        if more {
+            if stop.is_cancelled() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        } else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(SWEEP_EVERY) => {}
+            }
         }
+        more = false;
         // The previous round is finished.
         node.ticks
             .lead_sweeper
@@ -828,6 +837,7 @@ pub async fn run_sweeper(node: Arc<Node>, stop: tokio_util::sync::CancellationTo
         match sweep(&node).await {
             Ok((moved, next)) => {
                 quiet_until = next.unwrap_or(Millis::MAX);
+                more = moved >= SWEEP_BATCH;
                 if moved > 0 {
                     tracing::info!("lead sweeper: {moved} lead(s) expired or re-offered");
                 }

@@ -29,6 +29,11 @@
 //!   and the peak RSS of both daemons during the transfer (sampled every
 //!   20 ms).
 //!
+//! - `scorecards`: one daemon, `--partners` web partners (500 for the
+//!   issue's figure) and two years of their work built through the API
+//!   month by month (the clock moved); the ranking of every partner for a
+//!   year against the year before, and one partner's two-year scorecard.
+//!
 //! Each benchmark reports the median of `--runs` runs, each on fresh daemons
 //! and fresh databases in a temporary directory.
 
@@ -59,9 +64,8 @@ fn parse_args() -> Result<Args, String> {
     };
     while let Some(a) = args.next() {
         match a.as_str() {
-            "ingest" | "e2e" | "latency" | "leads" | "scale" | "hub" | "fetch" | "all" => {
-                parsed.what = a
-            }
+            "ingest" | "e2e" | "latency" | "leads" | "scale" | "hub" | "fetch" | "scorecards"
+            | "all" => parsed.what = a,
             "--runs" => {
                 parsed.runs = args
                     .next()
@@ -89,7 +93,7 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|fetch|all] [--runs N] [--messages N] [--partners N (scale, hub)] [--cache-mib N (scale)]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|fetch|scorecards|all] [--runs N] [--messages N] [--partners N (scale, hub, scorecards)] [--cache-mib N (scale)]"
                 ));
             }
         }
@@ -191,6 +195,12 @@ async fn main() {
                 Ok(line) => println!("  fetch run {run}: {line}"),
                 Err(e) => eprintln!("  fetch run {run} failed: {e}"),
             }
+        }
+    }
+    if args.what == "scorecards" {
+        println!("scorecards: {} partners", args.partners);
+        if let Err(e) = scorecards(&bin, args.partners, args.runs).await {
+            eprintln!("  scorecards failed: {e}");
         }
     }
     if args.what == "hub" {
@@ -1281,4 +1291,172 @@ async fn latency(bin: &Path, pings: usize) -> Result<(f64, f64), String> {
     let _ = db.terminate(Duration::from_secs(30));
     let _ = da.terminate(Duration::from_secs(30));
     Ok((pick(0.5), pick(0.99)))
+}
+
+/// Two years of a vendor's work with `partners` web partners, built month
+/// by month through the API with the daemon's clock moved to each month:
+/// leads imported and offered (4 per partner a month), every offer
+/// accepted and one a month won, an order a month from each partner (the
+/// catalog's price), a service request from every second partner and a
+/// warranty claim from every fifth. Then the ranking of every partner for
+/// the last twelve whole months against the twelve before (two scorecards
+/// each), timed through `GET /api/v1/scorecards`, and one partner's
+/// scorecard for a two-year period whose ends cut months (day cells).
+async fn scorecards(bin: &Path, partners: usize, runs: usize) -> Result<(), String> {
+    const MONTH: i64 = 30 * 86_400_000;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let node = NodeSetup::init(bin, dir.path(), "acme")?;
+    // Day zero of the data: 24 months of 30 days before now.
+    node.set_clock_offset(-24 * MONTH);
+    let daemon = node.start(bin)?;
+    let api = Api::of(&node, &daemon);
+    let token = node.token(bin, "bench", "admin");
+    let start = Instant::now();
+    vendor_with_partners(&api, &token, 24 * 90, partners).await?;
+    let catalog = json!({
+        "products": [{"sku": "CNC-5X", "name_en": "5-axis CNC", "name_zh": "五軸加工機", "unit": "pcs", "warranty_months": 24, "active": true}],
+        "price_lists": [{"id": "tw-gold", "tier": "gold", "currency": "TWD", "valid_from": "2020-01-01", "valid_to": null,
+            "discount_bp": 500, "tax_rate_bp": 500, "prices": [{"sku": "CNC-5X", "unit_price": 100_000_000}]}]});
+    api_ok(
+        &api,
+        &token,
+        "put",
+        "/api/v1/catalog",
+        Some(&catalog.to_string()),
+    )
+    .await?;
+    let tokens: Vec<String> = (0..partners)
+        .map(|i| node.token(bin, &format!("bench-u{i:02}"), &format!("u{i:02}")))
+        .collect();
+    println!(
+        "  {partners} partners, users and tokens in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let customer = json!({"company": "Contoso", "contact": "Lin", "email": "lin@contoso.example", "phone": ""});
+    let start = Instant::now();
+    for month in 0..24i64 {
+        node.set_clock_offset((month - 24) * MONTH);
+        let mut csv = String::from(
+            "company,email,country,region,product_lines,estimated_value,currency,campaign,consent\n",
+        );
+        for i in 0..partners * 4 {
+            csv.push_str(&format!(
+                "Customer {month}-{i},buyer@c{month}x{i}.example,TW,Taipei,cnc,1000.00,TWD,bench,yes\n"
+            ));
+        }
+        api_ok(&api, &token, "post", "/api/v1/leads/import", Some(&csv)).await?;
+        let mut tasks = Vec::new();
+        for w in 0..8usize {
+            let api = Api::of(&node, &daemon);
+            let tokens = tokens.clone();
+            let customer = customer.clone();
+            tasks.push(tokio::spawn(async move {
+                for p in (0..partners).filter(|p| p % 8 == w) {
+                    let t = &tokens[p];
+                    let list = api_ok(&api, t, "get", "/api/v1/offers?limit=20", None).await?;
+                    let open: Vec<String> = list["offers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|o| o["status"] == "offered")
+                        .filter_map(|o| o["subject"].as_str().map(str::to_string))
+                        .collect();
+                    for (k, subject) in open.iter().enumerate() {
+                        let path = format!("/api/v1/offers/acme/{subject}/messages");
+                        let accept = r#"{"kind":"lead.accept","body":{"note":""}}"#;
+                        api_ok(&api, t, "post", &path, Some(accept)).await?;
+                        if k == 0 {
+                            let won = json!({"kind": "lead.update", "body": {"status": "won", "won_value": {"amount": 100_000_000 + p as i64, "currency": "TWD"},
+                                "won_on": "2026-01-01", "lost_reason": null, "note": ""}});
+                            api_ok(&api, t, "post", &path, Some(&won.to_string())).await?;
+                        }
+                    }
+                    let order = json!({"vendor": "acme", "reference": format!("PO-{month}-{p}"), "currency": "TWD",
+                        "lines": [{"line": 1, "sku": "CNC-5X", "quantity": 1, "unit_price": null}], "requested_date": null,
+                        "ship_to": {"name": "Contoso", "street": "1 Harbor Rd", "city": "Kaohsiung", "postal_code": "806", "region": "", "country": "TW"},
+                        "lead": null});
+                    api_ok(&api, t, "post", "/api/v1/orders", Some(&order.to_string())).await?;
+                    if p % 2 == 0 {
+                        let body = json!({"vendor": "acme", "body": {"customer": customer, "sku": "CNC-5X", "serial": format!("SN-{month}-{p}"),
+                            "problem": "spindle noise", "priority": "normal", "attachments": []}});
+                        api_ok(&api, t, "post", "/api/v1/service", Some(&body.to_string())).await?;
+                    }
+                    if p % 5 == 0 {
+                        let body = json!({"vendor": "acme", "body": {"sku": "CNC-5X", "serial": format!("SN-{month}-{p}"), "purchase_date": "2024-01-15",
+                            "description": "spindle failed", "customer": customer, "attachments": [], "forwarded": null}});
+                        api_ok(&api, t, "post", "/api/v1/claims", Some(&body.to_string())).await?;
+                    }
+                }
+                Ok::<(), String>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+    }
+    node.set_clock_offset(0);
+    let p = partners as u64;
+    println!(
+        "  two years built in {:.0} s: {} leads offered and accepted, {} won, {} orders, {} service requests, {} claims",
+        start.elapsed().as_secs_f64(),
+        p * 4 * 24,
+        p * 24,
+        p * 24,
+        p.div_ceil(2) * 24,
+        p.div_ceil(5) * 24
+    );
+    let now = jiff::Timestamp::now();
+    let month = |back: i64| -> Result<String, String> {
+        let t = jiff::tz::Offset::UTC
+            .to_datetime(now)
+            .date()
+            .first_of_month()
+            .checked_sub(jiff::Span::new().months(back))
+            .map_err(|e| e.to_string())?;
+        Ok(t.to_string())
+    };
+    let day_before = |date: String| -> Result<String, String> {
+        let d: jiff::civil::Date = date.parse().map_err(|e: jiff::Error| e.to_string())?;
+        Ok(d.yesterday().map_err(|e| e.to_string())?.to_string())
+    };
+    // The last twelve whole months, and the twelve before.
+    let period = format!("{}..{}", month(12)?, day_before(month(0)?)?);
+    let compare = format!("{}..{}", month(24)?, day_before(month(12)?)?);
+    let path =
+        format!("/api/v1/scorecards?period={period}&compare={compare}&sort=won_value:TWD&limit=10");
+    let mut times = Vec::new();
+    for run in 1..=runs {
+        let t = Instant::now();
+        let v = api_ok(&api, &token, "get", &path, None).await?;
+        let secs = t.elapsed().as_secs_f64();
+        let first = &v["partners"][0];
+        println!(
+            "  ranking run {run}: {secs:.3} s for {} partners × 2 periods (first: {} with {} leads won, {} orders)",
+            v["total"],
+            first["partner"],
+            first["scorecard"]["leads_won"],
+            first["scorecard"]["orders"]
+        );
+        times.push(secs);
+    }
+    // One partner, two years cut mid-month: day cells at both ends.
+    let cut = format!("{}..{}", day_before(month(23)?)?, month(0)?);
+    let one = format!("/api/v1/scorecard?partner=p01&period={cut}");
+    let mut singles = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        api_ok(&api, &token, "get", &one, None).await?;
+        singles.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let size = std::fs::metadata(node.data_dir().join("guanxi.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!(
+        "scorecards: ranking median {:.3} s ({partners} partners, {period} vs {compare}); one partner over {cut}: median {:.1} ms; database {:.0} MiB",
+        median(times),
+        median(singles),
+        size as f64 / 1_048_576.0
+    );
+    daemon.terminate(Duration::from_secs(30))?;
+    Ok(())
 }
