@@ -43,6 +43,7 @@ pub mod courses;
 pub mod delivery;
 pub mod directory;
 pub mod engine;
+pub mod goals;
 pub mod idempotency;
 pub mod identity;
 pub mod inbox;

@@ -140,9 +140,7 @@ pub fn link_of(record: &Record, key: &str, subject: &str, me: &str) -> String {
         Record::Resource(_) => format!("/library/{key}/{subject}"),
         Record::Announcement(_) => format!("/announcements/{key}/{subject}"),
         Record::Quiz(_) => format!("/quiz/{key}/{subject}"),
-        // Goals have no page of their own yet: the scorecard they measure.
-        Record::Goal(g) if g.vendor.as_str() == me => "/scorecard".to_string(),
-        Record::Goal(g) => format!("/scorecard?vendor={}", g.vendor),
+        Record::Goal(_) => format!("/goals/{key}/{subject}"),
         Record::Scorecard(s) => format!(
             "/scorecard?vendor={}&period={}",
             s.vendor, s.share.period.name

@@ -318,7 +318,7 @@ pub fn recommendation(score: i64, requirements_met: bool) -> &'static str {
 
 /// Where a partner's records are kept at its vendor: its web key and, once
 /// it has a daemon, its peer id.
-fn keys_of(p: &crate::directory::Partner) -> Vec<String> {
+pub fn keys_of(p: &crate::directory::Partner) -> Vec<String> {
     let mut keys = vec![crate::records::web_key(&p.id)];
     keys.extend(p.peer.clone());
     keys

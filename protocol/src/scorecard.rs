@@ -692,6 +692,72 @@ pub fn month_after(at: Millis) -> Millis {
 /// One UTC day in milliseconds.
 pub const DAY_MS: Millis = DAY;
 
+/// How a goal (SPEC §19) stands at a moment: the figure's value so far,
+/// the value the period would end with at the pace so far, and a word.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    pub value: Option<i64>,
+    pub forecast: Option<i64>,
+    /// `not_started`, `achieved` (the target is met), `on_track` (the
+    /// forecast meets it), `at_risk` (it does not), `missed` (the period
+    /// ended short of it).
+    pub state: &'static str,
+}
+
+/// The progress of a goal for `figure` with `target` over `period`, from
+/// the period's scorecard `card`, at `now`. The pace is counted in whole
+/// UTC days (both nodes agree all day long): a count or sum is forecast
+/// as its value × the period's days ÷ the days begun; a time (`…_ms`)
+/// keeps its value, and meets its target at or under it.
+pub fn progress(
+    card: &Scorecard,
+    figure: &str,
+    target: i64,
+    period: &Period,
+    now: Millis,
+) -> Progress {
+    let value = card.value(figure);
+    let time = figure.ends_with("_ms");
+    let meets = |v: Option<i64>| {
+        if time {
+            v.is_some_and(|v| v <= target)
+        } else {
+            v.unwrap_or(0) >= target
+        }
+    };
+    if now < period.from {
+        return Progress {
+            value,
+            forecast: None,
+            state: "not_started",
+        };
+    }
+    let days = |ms: Millis| (ms + DAY - 1).div_euclid(DAY).max(1);
+    let (begun, length) = (
+        days(now.min(period.to) + 1 - period.from),
+        days(period.to - period.from),
+    );
+    let forecast = if time || now >= period.to {
+        value
+    } else {
+        value.map(|v| (i128::from(v) * i128::from(length) / i128::from(begun)) as i64)
+    };
+    let state = if now >= period.to {
+        if meets(value) { "achieved" } else { "missed" }
+    } else if !time && meets(value) {
+        "achieved"
+    } else if meets(forecast) {
+        "on_track"
+    } else {
+        "at_risk"
+    };
+    Progress {
+        value,
+        forecast,
+        state,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,5 +870,63 @@ mod tests {
         assert_eq!(month_after(q.from), q.to);
         assert_eq!(month_after(q.to - 1), q.to);
         assert_eq!(month_of(q.to), q.to);
+    }
+
+    #[test]
+    fn progress_forecasts_at_the_pace_of_whole_days() {
+        let june = Period::parse("2026-06").expect("month");
+        let card = Scorecard {
+            leads_won: 3,
+            first_response_median_ms: Some(5_000),
+            ..Default::default()
+        };
+        // Day 10 begun (9 days and an hour in): 3 × 30 ÷ 10 = 9.
+        let now = june.from + 9 * DAY + 3_600_000;
+        let p = progress(&card, "leads_won", 10, &june, now);
+        assert_eq!(
+            (p.value, p.forecast, p.state),
+            (Some(3), Some(9), "at_risk")
+        );
+        let p = progress(&card, "leads_won", 9, &june, now);
+        assert_eq!(p.state, "on_track");
+        assert_eq!(
+            progress(&card, "leads_won", 3, &june, now).state,
+            "achieved"
+        );
+        assert_eq!(
+            progress(&card, "leads_won", 4, &june, june.to).state,
+            "missed"
+        );
+        assert_eq!(
+            progress(&card, "leads_won", 4, &june, june.from - 1).state,
+            "not_started"
+        );
+        // A time keeps its value and meets a target at or over it.
+        let p = progress(&card, "first_response_median_ms", 4_000, &june, now);
+        assert_eq!((p.forecast, p.state), (Some(5_000), "at_risk"));
+        assert_eq!(
+            progress(&card, "first_response_median_ms", 5_000, &june, now).state,
+            "on_track"
+        );
+        assert_eq!(
+            progress(
+                &Scorecard::default(),
+                "first_response_median_ms",
+                5_000,
+                &june,
+                now
+            )
+            .state,
+            "at_risk"
+        );
+        // Money by its currency.
+        let rich = Scorecard {
+            won_value: BTreeMap::from([("TWD".to_string(), 500)]),
+            ..Default::default()
+        };
+        assert_eq!(
+            progress(&rich, "won_value:TWD", 500, &june, now).state,
+            "achieved"
+        );
     }
 }

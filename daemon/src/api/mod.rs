@@ -93,6 +93,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/certifications/{id}"),
     ("get", "/api/v1/scorecard"),
     ("get", "/api/v1/scorecards"),
+    ("get", "/api/v1/goals"),
+    ("post", "/api/v1/goals"),
+    ("get", "/api/v1/goals/{key}/{subject}"),
+    ("post", "/api/v1/goals/{key}/{subject}/messages"),
 ];
 
 /// The API routes.
@@ -198,6 +202,15 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/api/v1/certifications/{id}", get(library::certification))
         .route("/api/v1/scorecard", get(scorecards::scorecard))
         .route("/api/v1/scorecards", get(scorecards::ranking))
+        .route(
+            "/api/v1/goals",
+            get(scorecards::goals).post(scorecards::propose),
+        )
+        .route("/api/v1/goals/{key}/{subject}", get(scorecards::goal))
+        .route(
+            "/api/v1/goals/{key}/{subject}/messages",
+            post(scorecards::answer),
+        )
 }
 
 /// A stored API token.
@@ -1166,6 +1179,27 @@ fn described() -> Value {
                             {"name": "vendor", "in": "query", "required": false, "schema": {"type": "string"}},
                             {"name": "trend", "in": "query", "required": false, "description": "a figure (money with its currency, won_value:TWD) whose value per month, for the twelve months up to the period's end, the answer's `trend` lists", "schema": {"type": "string"}}],
                         "responses": with(errors(&["401", "404", "422"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/goals": {
+                "get": {"summary": "The joint goals of a relationship (SPEC §19; staff: `partner` or `vendor` as for the scorecard; a partner user: its own), newest first, each with its progress (value so far, forecast at the current pace, state)",
+                        "parameters": [
+                            {"name": "partner", "in": "query", "required": false, "schema": {"type": "string"}},
+                            {"name": "vendor", "in": "query", "required": false, "schema": {"type": "string"}}],
+                        "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "Proposes a joint goal (`goal.propose`); the target in the figure's own integer (minor units, milliseconds, per mille)",
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["period", "metric", "target"], "additionalProperties": false,
+                             "properties": {"partner": {"type": "string"}, "vendor": {"type": "string"}, "period": {"type": "string"}, "metric": {"type": "string"},
+                                 "target": {"type": "integer", "minimum": 1}, "owner": {"type": "string"}, "note": {"type": "string"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/goals/{key}/{subject}": {
+                "get": {"summary": "One joint goal with its history and progress", "parameters": key_subject.clone(),
+                        "responses": with(errors(&["401", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/goals/{key}/{subject}/messages": {
+                "post": {"summary": "Answers a goal as the reader's side: `goal.accept` (naming the target on the table), `goal.counter` or `goal.decline`", "parameters": key_subject.clone(),
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["kind", "body"], "properties": {"kind": {"type": "string"}, "body": {"type": "object"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/scorecards": {
                 "get": {"summary": "The ranking (staff): every partner with its scorecard for a period and the one it is compared with, its scores, best first by `sort`",

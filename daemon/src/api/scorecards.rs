@@ -5,7 +5,7 @@
 use super::{ApiError, ApiUser, internal, not_found, page_limit, read_json};
 use crate::node::Node;
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use guanxi_protocol::Millis;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -194,4 +194,176 @@ pub async fn ranking(
         .map_err(|e| guanxi_adapters::store::StoreError::Db(e.to_string()))
     })
     .await
+}
+
+/// `?partner=&vendor=` of the goals list.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalsQuery {
+    #[serde(default)]
+    pub partner: Option<String>,
+    #[serde(default)]
+    pub vendor: Option<String>,
+}
+
+fn goal_json(g: &crate::goals::Shown) -> serde_json::Value {
+    serde_json::json!({
+        "key": g.key, "subject": g.subject, "goal": g.goal, "progress": g.progress,
+    })
+}
+
+/// `GET /api/v1/goals`: the joint goals of a relationship (as the
+/// scorecard: staff name `partner` or `vendor`; a partner user its own),
+/// newest first, with their progress now.
+pub async fn goals(
+    State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
+    Query(q): Query<GoalsQuery>,
+) -> Result<Response, ApiError> {
+    let me = node.identity.id.clone();
+    let now = crate::clock::now_ms();
+    let found = node
+        .reading(move |r| {
+            let Some(s) = crate::scorecards::subject(
+                r,
+                &me,
+                &user,
+                q.partner.as_deref(),
+                q.vendor.as_deref(),
+            )?
+            else {
+                return Ok(None);
+            };
+            let Some(party) = crate::goals::party_of(r, &me, &user, &s)? else {
+                return Ok(None);
+            };
+            let list = crate::goals::list(r, &me, &s, &party, now, 100)?;
+            Ok(Some(list.iter().map(goal_json).collect::<Vec<_>>()))
+        })
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    Ok(super::json_bytes(
+        serde_json::to_vec(&serde_json::json!({ "goals": found })).map_err(internal)?,
+    ))
+}
+
+/// A proposal as the API takes it: the relationship (`partner` or
+/// `vendor`, as for the scorecard) and the terms; the target in the
+/// figure's own integer (minor units, milliseconds, per mille).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalProposal {
+    #[serde(default)]
+    pub partner: Option<String>,
+    #[serde(default)]
+    pub vendor: Option<String>,
+    pub period: String,
+    pub metric: String,
+    pub target: i64,
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// `POST /api/v1/goals`: proposes a joint goal; 201 with the goal.
+pub async fn propose(
+    State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
+    bytes: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let p: GoalProposal = super::strict_body(&bytes)?;
+    let period = guanxi_protocol::scorecard::Period::parse(&p.period)
+        .map_err(|e| super::bad_field("period", format!("period: {e}")))?;
+    guanxi_protocol::scorecard::check_figure(&p.metric)
+        .map_err(|e| super::bad_field("metric", format!("metric: {e}")))?;
+    if p.target <= 0 {
+        return Err(super::bad_field("target", "target: above 0".into()));
+    }
+    let me = node.identity.id.clone();
+    let u = user.clone();
+    let (partner, vendor) = (p.partner.clone(), p.vendor.clone());
+    let (s, party) = node
+        .reading(move |r| {
+            let Some(s) =
+                crate::scorecards::subject(r, &me, &u, partner.as_deref(), vendor.as_deref())?
+            else {
+                return Ok(None);
+            };
+            Ok(crate::goals::party_of(r, &me, &u, &s)?.map(|party| (s, party)))
+        })
+        .await
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    let body = guanxi_protocol::messages::GoalPropose {
+        vendor: s.vendor.clone(),
+        period,
+        metric: p.metric,
+        target: p.target,
+        owner: p.owner,
+        note: p.note,
+    };
+    let subject = crate::goals::propose(&node, &party, body)
+        .await
+        .map_err(internal)?
+        .map_err(super::refusal)?;
+    let shown = one(&node, user, party.key, subject).await?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(shown)).into_response())
+}
+
+async fn one(
+    node: &Node,
+    user: crate::accounts::User,
+    key: String,
+    subject: String,
+) -> Result<serde_json::Value, ApiError> {
+    let me = node.identity.id.clone();
+    let now = crate::clock::now_ms();
+    node.reading(move |r| crate::goals::one(r, &me, &user, &key, &subject, now))
+        .await
+        .map_err(internal)?
+        .map(|(g, _)| goal_json(&g))
+        .ok_or_else(not_found)
+}
+
+/// `GET /api/v1/goals/{key}/{subject}`: one goal with its progress.
+pub async fn goal(
+    State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
+    axum::extract::Path((key, subject)): axum::extract::Path<(String, String)>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    Ok(axum::Json(one(&node, user, key, subject).await?))
+}
+
+/// `POST /api/v1/goals/{key}/{subject}/messages`: `goal.accept`,
+/// `goal.counter` or `goal.decline` as the reader's side.
+pub async fn answer(
+    State(node): State<Arc<Node>>,
+    ApiUser(user): ApiUser,
+    axum::extract::Path((key, subject)): axum::extract::Path<(String, String)>,
+    bytes: axum::body::Bytes,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let b: super::MessageBody = super::strict_body(&bytes)?;
+    let message = b.message()?;
+    if !matches!(
+        message,
+        guanxi_protocol::Message::GoalAccept(_)
+            | guanxi_protocol::Message::GoalCounter(_)
+            | guanxi_protocol::Message::GoalDecline(_)
+    ) {
+        return Err(super::bad_field(
+            "kind",
+            "kind: goal.accept, goal.counter or goal.decline".into(),
+        ));
+    }
+    let me = node.identity.id.clone();
+    let party = crate::goals::party_at(&me, &user, &key).ok_or_else(not_found)?;
+    // The goal must be there and the reader's to see.
+    one(&node, user.clone(), key.clone(), subject.clone()).await?;
+    crate::goals::act(&node, &party, &subject, message)
+        .await
+        .map_err(internal)?
+        .map_err(super::refusal)?;
+    Ok(axum::Json(one(&node, user, key, subject).await?))
 }

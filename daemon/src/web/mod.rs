@@ -19,6 +19,7 @@ pub mod courses;
 pub mod dashboard;
 pub mod form;
 pub mod format;
+pub mod goals;
 pub mod i18n;
 pub mod leads;
 pub mod library;
@@ -83,6 +84,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(announcements::routes())
         .merge(courses::routes())
         .merge(scorecards::routes())
+        .merge(goals::routes())
 }
 
 /// What every page shows around its content.

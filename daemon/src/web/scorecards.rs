@@ -159,7 +159,7 @@ fn shown(loc: &Locale, figure: &str, value: Option<&serde_json::Value>) -> Strin
 
 /// A value of `figure` (`score`, a figure, or money as `won_value:TWD`)
 /// for people.
-fn value_text(loc: &Locale, figure: &str, v: Option<i64>) -> String {
+pub fn value_text(loc: &Locale, figure: &str, v: Option<i64>) -> String {
     match figure.split_once(':') {
         Some((_, currency)) => match (v, currency.parse::<Currency>()) {
             (Some(n), Ok(c)) => loc.amount(n, &c),
@@ -214,6 +214,12 @@ struct ScorecardPage {
     trend_figure: String,
     trends: Vec<(String, String)>,
     trend: Option<super::chart::Trend>,
+    /// The relationship's joint goals, and whether the reader may propose.
+    goals: Vec<super::goals::GoalRow>,
+    can_propose: bool,
+    /// Staff: the relationship a proposal is for (`partner` or `vendor`
+    /// and its id).
+    propose_with: Option<(&'static str, String)>,
 }
 
 #[derive(Template)]
@@ -315,6 +321,9 @@ async fn page(
                 trend_figure: String::new(),
                 trends: Vec::new(),
                 trend: None,
+                goals: Vec::new(),
+                can_propose: false,
+                propose_with: None,
             };
             return Ok(m.page(StatusCode::UNPROCESSABLE_ENTITY, page.render()));
         }
@@ -374,7 +383,15 @@ async fn page(
                 let card = crate::scorecards::compute(r, &s.vendor, &s.keys, &month)?;
                 months.push((month.name, card.value(&tf)));
             }
-            Ok(Some((s, a, b, shared, peer, score, months)))
+            // The relationship's joint goals, with their progress now.
+            let goals = match crate::goals::party_of(r, &me, &user, &s)? {
+                Some(party) => {
+                    let list = crate::goals::list(r, &me, &s, &party, crate::clock::now_ms(), 20)?;
+                    Some((party, list))
+                }
+                None => None,
+            };
+            Ok(Some(((s, a, b, shared, peer, score, months), goals)))
         })
         .await?
     } else {
@@ -383,6 +400,10 @@ async fn page(
     if chosen && found.is_none() {
         return Err(m.error(StatusCode::NOT_FOUND, "error.not_found"));
     }
+    let (found, goals) = match found {
+        Some((found, goals)) => (Some(found), goals),
+        None => (None, None),
+    };
     let shared = found.as_ref().and_then(|(_, ours, _, shared, ..)| {
         shared.as_ref().map(|r| {
             let diff = r
@@ -442,6 +463,18 @@ async fn page(
             )
         }),
         trend_figure: trend_figure.clone(),
+        can_propose: goals.is_some(),
+        propose_with: match &found {
+            Some((s, ..)) if m.staff() && s.vendor == node.identity.id => {
+                Some(("partner", s.partner.clone()))
+            }
+            Some((s, ..)) if m.staff() => Some(("vendor", s.vendor.to_string())),
+            _ => None,
+        },
+        goals: goals
+            .iter()
+            .flat_map(|(_, list)| list.iter().map(|g| super::goals::GoalRow::of(m.loc(), g)))
+            .collect(),
         csv: {
             let mut url = url::form_urlencoded::Serializer::new(String::new());
             if let Some(p) = &q.partner {

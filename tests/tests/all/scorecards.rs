@@ -488,4 +488,204 @@ async fn vendor_and_partner_compute_the_same_scorecard() {
         (Some("webco"), Some(0)),
         "{own}"
     );
+
+    // Joint goals: globex proposes one from its own node, acme accepts it;
+    // both nodes show the same progress.
+    let pa = Api::of(&pair.partner, &pair.partner_daemon);
+    let pt = pair.partner.token(bin, "goals", "admin");
+    let month = expect(
+        &va,
+        "get",
+        "/api/v1/scorecard?partner=globex",
+        &vt,
+        None,
+        200,
+    )
+    .await["period"]["name"]
+        .as_str()
+        .expect("this month")
+        .to_string();
+    let proposal = json!({"vendor": "acme", "period": month, "metric": "leads_won", "target": 1,
+        "owner": "Globex sales", "note": "one deal this month"});
+    let proposed = expect(
+        &pa,
+        "post",
+        "/api/v1/goals",
+        &pt,
+        Some(&proposal.to_string()),
+        201,
+    )
+    .await;
+    let subject = proposed["subject"].as_str().expect("subject").to_string();
+    assert_eq!(proposed["goal"]["status"], "proposed", "{proposed}");
+    let bad = json!({"vendor": "acme", "period": "2026-Q5", "metric": "leads_won", "target": 1});
+    let v = expect(
+        &pa,
+        "post",
+        "/api/v1/goals",
+        &pt,
+        Some(&bad.to_string()),
+        422,
+    )
+    .await;
+    assert_eq!(v["field"], "period", "{v}");
+    let at_acme = format!("/api/v1/goals/globex/{subject}");
+    eventually("the proposal at acme", || async {
+        let (status, _) = va.call("get", &at_acme, Some(&vt), None).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    // An acceptance must name the target on the table.
+    let wrong = json!({"kind": "goal.accept", "body": {"target": 2, "note": ""}});
+    expect(
+        &va,
+        "post",
+        &format!("{at_acme}/messages"),
+        &vt,
+        Some(&wrong.to_string()),
+        409,
+    )
+    .await;
+    // globex cannot answer its own proposal.
+    let own_answer = json!({"kind": "goal.accept", "body": {"target": 1, "note": ""}});
+    expect(
+        &pa,
+        "post",
+        &format!("/api/v1/goals/acme/{subject}/messages"),
+        &pt,
+        Some(&own_answer.to_string()),
+        409,
+    )
+    .await;
+    let agreed = expect(
+        &va,
+        "post",
+        &format!("{at_acme}/messages"),
+        &vt,
+        Some(&own_answer.to_string()),
+        200,
+    )
+    .await;
+    assert_eq!(agreed["goal"]["status"], "agreed", "{agreed}");
+    let theirs_now = eventually("the agreement at globex", || async {
+        let (_, v) = pa
+            .call(
+                "get",
+                &format!("/api/v1/goals/acme/{subject}"),
+                Some(&pt),
+                None,
+            )
+            .await;
+        (v["goal"]["status"] == "agreed").then_some(v)
+    })
+    .await;
+    let ours_now = expect(&va, "get", &at_acme, &vt, None, 200).await;
+    assert_eq!(
+        (
+            &ours_now["progress"]["value"],
+            &ours_now["progress"]["state"]
+        ),
+        (&json!(1), &json!("achieved")),
+        "{ours_now}"
+    );
+    assert_eq!(
+        (
+            &theirs_now["progress"]["value"],
+            &theirs_now["progress"]["state"],
+            &theirs_now["goal"]["history"]
+        ),
+        (
+            &ours_now["progress"]["value"],
+            &ours_now["progress"]["state"],
+            &ours_now["goal"]["history"]
+        ),
+        "the same goal and progress on both nodes"
+    );
+    let listed = expect(&pa, "get", "/api/v1/goals?vendor=acme", &pt, None, 200).await;
+    assert_eq!(listed["goals"][0]["subject"], subject.as_str(), "{listed}");
+
+    // With a web partner, in the web view: staff propose, its user counters,
+    // staff accept the counter-proposal.
+    wen_web.accept_language = None;
+    let page = staff.get("/scorecard?partner=webco").await;
+    assert!(page.body.contains("id=\"goal-propose\""), "{}", page.body);
+    let sent = staff
+        .post(
+            "/goals",
+            &[
+                ("csrf", &Browser::csrf(&page)),
+                ("partner", "webco"),
+                ("metric", "won_value:TWD"),
+                ("period", &month),
+                ("target", "1,000,000"),
+                ("owner", "Wen"),
+                ("note", ""),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    let goal_page = sent
+        .location
+        .clone()
+        .map(|l| l.split('?').next().unwrap_or("").to_string())
+        .expect("the goal's page");
+    assert!(
+        goal_page.starts_with("/goals/web:webco/goal."),
+        "{goal_page}"
+    );
+    let page = wen_web.get(&goal_page).await;
+    assert!(
+        page.body.contains("id=\"goal-counter\"") && page.body.contains("TWD 1,000,000.00"),
+        "{}",
+        page.body
+    );
+    let countered = wen_web
+        .post(
+            &goal_page,
+            &[
+                ("csrf", &Browser::csrf(&page)),
+                ("action", "counter"),
+                ("target", "500000"),
+                ("owner", "Wen"),
+                ("note", "50%"),
+            ],
+        )
+        .await;
+    assert_eq!(countered.status, 303, "{}", countered.body);
+    let mine = wen_web.get(&goal_page).await;
+    assert!(
+        !mine.body.contains("id=\"goal-accept\""),
+        "not its turn: {}",
+        mine.body
+    );
+    let page = staff.get(&goal_page).await;
+    assert!(page.body.contains("TWD 500,000.00"), "{}", page.body);
+    let accepted = staff
+        .post(
+            &goal_page,
+            &[
+                ("csrf", &Browser::csrf(&page)),
+                ("action", "accept"),
+                ("shown_target", "50000000"),
+                ("note", "OK"),
+            ],
+        )
+        .await;
+    assert_eq!(accepted.status, 303, "{}", accepted.body);
+    let page = wen_web.get(&goal_page).await;
+    assert!(
+        page.body.contains("id=\"goal-status\">agreed") && page.body.matches("<li>").count() >= 3,
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        staff.get(&goal_page.replace("webco", "other")).await.status,
+        404
+    );
+    assert_eq!(
+        wen_web.get(&format!("/goals/acme/{subject}")).await.status,
+        404,
+        "another organization's goal"
+    );
+    crate::web::all_in_chinese(&mut wen_web, &[goal_page.as_str(), "/scorecard"]).await;
 }
