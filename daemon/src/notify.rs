@@ -95,6 +95,7 @@ pub fn needs_person(message: &Message) -> bool {
             | Message::LeadExpire(_)
             | Message::AnnouncementAck(_)
             | Message::QuizSubmit(_)
+            | Message::SurveyAnswer(_)
     )
 }
 
@@ -116,6 +117,7 @@ pub fn label_of(record: &Record) -> String {
             "{} {} · {}",
             g.proposal.metric, g.target, g.proposal.period.name
         ),
+        Record::Survey(s) => s.survey.title_en.clone(),
     }
 }
 
@@ -141,6 +143,7 @@ pub fn link_of(record: &Record, key: &str, subject: &str, me: &str) -> String {
         Record::Announcement(_) => format!("/announcements/{key}/{subject}"),
         Record::Quiz(_) => format!("/quiz/{key}/{subject}"),
         Record::Goal(_) => format!("/goals/{key}/{subject}"),
+        Record::Survey(_) => format!("/surveys/{key}/{subject}"),
         Record::Scorecard(s) => format!(
             "/scorecard?vendor={}&period={}",
             s.vendor, s.share.period.name

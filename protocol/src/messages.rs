@@ -1084,6 +1084,176 @@ fn period(path: &str, p: &crate::scorecard::Period) -> Result<(), BodyError> {
     }
 }
 
+/// One question of a survey: its id (unique in the survey), its kind,
+/// its text in both languages, and its choices (choice questions only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyQuestion {
+    pub id: String,
+    /// `nps` (0–10), `rating` (1–5), `single`, `multiple` or `text`.
+    pub kind: String,
+    pub text_en: String,
+    pub text_zh: String,
+    pub choices: Vec<SurveyChoice>,
+    pub required: bool,
+}
+
+/// A choice of a `single` or `multiple` question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyChoice {
+    pub id: String,
+    pub en: String,
+    pub zh: String,
+}
+
+/// `survey.send`, surveyor → recipient: a survey for the recipient's
+/// people, answered until `closes_at`. `series` names the surveys whose
+/// rounds are compared (a trend); `anonymous` asks the recipient's node to
+/// send a pseudonym for each person, never a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveySend {
+    pub series: String,
+    pub round: String,
+    pub title_en: String,
+    pub title_zh: String,
+    pub questions: Vec<SurveyQuestion>,
+    pub closes_at: Millis,
+    pub anonymous: bool,
+}
+
+/// One answer: the question's id and, by its kind, a score (`nps`,
+/// `rating`), choice ids (`single`: one, `multiple`: any) or text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyAnswerItem {
+    pub question: String,
+    pub score: Option<i64>,
+    pub choices: Vec<String>,
+    pub text: String,
+}
+
+/// `survey.answer`, recipient → surveyor: one person's answers, once per
+/// respondent (a name, or the pseudonym of an anonymous survey).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyAnswer {
+    pub respondent: String,
+    pub answers: Vec<SurveyAnswerItem>,
+}
+
+/// Questions a survey holds at most.
+pub const MAX_SURVEY_QUESTIONS: usize = 50;
+/// Choices a survey question offers at most.
+pub const MAX_SURVEY_CHOICES: usize = 20;
+
+/// A question's or choice's id: 1–40 ASCII letters, digits, `-` or `_`.
+fn short_id(path: &str, id: &str) -> Result<(), BodyError> {
+    if id.is_empty()
+        || id.len() > 40
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(field_error(
+            path,
+            "must be 1–40 ASCII letters, digits, - or _",
+        ));
+    }
+    Ok(())
+}
+
+fn survey_send(b: &SurveySend) -> Result<(), BodyError> {
+    text("body.series", &b.series, SHORT_TEXT, true)?;
+    text("body.round", &b.round, SHORT_TEXT, true)?;
+    text("body.title_en", &b.title_en, SHORT_TEXT, true)?;
+    text("body.title_zh", &b.title_zh, SHORT_TEXT, true)?;
+    if b.questions.is_empty() || b.questions.len() > MAX_SURVEY_QUESTIONS {
+        return Err(field_error(
+            "body.questions",
+            format!("1 to {MAX_SURVEY_QUESTIONS} questions"),
+        ));
+    }
+    if b.closes_at <= 0 {
+        return Err(field_error(
+            "body.closes_at",
+            "must be a time (ms) after 1970",
+        ));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for (i, q) in b.questions.iter().enumerate() {
+        let at = format!("body.questions[{i}]");
+        short_id(&format!("{at}.id"), &q.id)?;
+        if !ids.insert(q.id.as_str()) {
+            return Err(field_error(
+                format!("{at}.id"),
+                "repeats another question's id",
+            ));
+        }
+        text(&format!("{at}.text_en"), &q.text_en, SHORT_TEXT * 5, true)?;
+        text(&format!("{at}.text_zh"), &q.text_zh, SHORT_TEXT * 5, true)?;
+        let choice = matches!(q.kind.as_str(), "single" | "multiple");
+        if !choice && !matches!(q.kind.as_str(), "nps" | "rating" | "text") {
+            return Err(field_error(
+                format!("{at}.kind"),
+                "must be nps, rating, single, multiple or text",
+            ));
+        }
+        if choice && (q.choices.len() < 2 || q.choices.len() > MAX_SURVEY_CHOICES) {
+            return Err(field_error(
+                format!("{at}.choices"),
+                format!("2 to {MAX_SURVEY_CHOICES} choices"),
+            ));
+        }
+        if !choice && !q.choices.is_empty() {
+            return Err(field_error(
+                format!("{at}.choices"),
+                "only choice questions have choices",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (j, c) in q.choices.iter().enumerate() {
+            short_id(&format!("{at}.choices[{j}].id"), &c.id)?;
+            if !seen.insert(c.id.as_str()) {
+                return Err(field_error(
+                    format!("{at}.choices[{j}].id"),
+                    "repeats another choice's id",
+                ));
+            }
+            text(&format!("{at}.choices[{j}].en"), &c.en, SHORT_TEXT, true)?;
+            text(&format!("{at}.choices[{j}].zh"), &c.zh, SHORT_TEXT, true)?;
+        }
+    }
+    Ok(())
+}
+
+fn survey_answer(b: &SurveyAnswer) -> Result<(), BodyError> {
+    text("body.respondent", &b.respondent, SHORT_TEXT, true)?;
+    if b.answers.len() > MAX_SURVEY_QUESTIONS {
+        return Err(field_error(
+            "body.answers",
+            format!("at most {MAX_SURVEY_QUESTIONS} answers"),
+        ));
+    }
+    for (i, a) in b.answers.iter().enumerate() {
+        short_id(&format!("body.answers[{i}].question"), &a.question)?;
+        text(
+            &format!("body.answers[{i}].text"),
+            &a.text,
+            LONG_TEXT,
+            false,
+        )?;
+        if a.choices.len() > MAX_SURVEY_CHOICES {
+            return Err(field_error(
+                format!("body.answers[{i}].choices"),
+                "too many choices",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn web_link(path: &str, link: &str) -> Result<(), BodyError> {
     let web = link.starts_with("https://") || link.starts_with("http://");
     if !web || link.chars().count() > MAX_LINK || link.chars().any(char::is_whitespace) {
@@ -1308,6 +1478,8 @@ messages! {
     GoalCounter(GoalCounter) = "goal.counter",
     GoalAccept(GoalAccept) = "goal.accept",
     GoalDecline(GoalDecline) = "goal.decline",
+    SurveySend(SurveySend) = "survey.send",
+    SurveyAnswer(SurveyAnswer) = "survey.answer",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -1773,6 +1945,8 @@ impl Message {
                 text("body.note", &b.note, LONG_TEXT, false)
             }
             Message::GoalDecline(b) => text("body.note", &b.note, LONG_TEXT, false),
+            Message::SurveySend(b) => survey_send(b),
+            Message::SurveyAnswer(b) => survey_answer(b),
             Message::ScorecardShare(b) => {
                 period("body.period", &b.period)?;
                 b.figures
@@ -1925,6 +2099,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 39);
+        assert_eq!(kinds.len(), 41);
     }
 }

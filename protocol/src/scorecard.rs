@@ -211,6 +211,12 @@ pub struct Scorecard {
     pub acknowledge_median_ms: Option<i64>,
     pub quiz_attempts: u64,
     pub quiz_passed: u64,
+    /// People who answered the vendor's surveys, by answer time.
+    pub survey_answers: u64,
+    /// Net promoter score of their NPS answers, −100 to 100 (promoters 9–10
+    /// minus detractors 0–6, per hundred answers, toward zero); `None`
+    /// without an NPS answer.
+    pub nps: Option<i64>,
 }
 
 impl Scorecard {
@@ -248,6 +254,9 @@ impl Scorecard {
             .is_some_and(|r| !(0..=1000).contains(&r))
         {
             return Err("win_rate_permille must be 0 to 1000".into());
+        }
+        if self.nps.is_some_and(|n| !(-100..=100).contains(&n)) {
+            return Err("nps must be -100 to 100".into());
         }
         Ok(())
     }
@@ -391,7 +400,7 @@ impl Scorecard {
 }
 
 /// The figures of a scorecard in the order people read them.
-pub const FIGURES: [&str; 27] = [
+pub const FIGURES: [&str; 29] = [
     "leads_offered",
     "leads_accepted",
     "accept_median_ms",
@@ -419,6 +428,8 @@ pub const FIGURES: [&str; 27] = [
     "acknowledge_median_ms",
     "quiz_attempts",
     "quiz_passed",
+    "survey_answers",
+    "nps",
 ];
 
 /// A scorecard's raw parts, which add and take away: counts and sums by
@@ -496,6 +507,13 @@ impl Tally {
         card.announcements_acknowledged = get("announcements_acknowledged");
         card.quiz_attempts = get("quiz_attempts");
         card.quiz_passed = get("quiz_passed");
+        card.survey_answers = get("survey_answers");
+        let asked = self.sums.get("nps_answers").copied().unwrap_or(0);
+        card.nps = (asked > 0).then(|| {
+            let net = self.sums.get("nps_promoters").copied().unwrap_or(0)
+                - self.sums.get("nps_detractors").copied().unwrap_or(0);
+            net * 100 / asked
+        });
         for (key, sum) in &self.sums {
             let Some((figure, currency)) = key.split_once(':') else {
                 continue;
@@ -559,6 +577,37 @@ pub fn parts(record: &Record) -> Vec<(Millis, Tally)> {
             out.push((e.at, t));
         }
         return out;
+    }
+    if let Record::Survey(s) = record {
+        let nps: Vec<&str> = s
+            .survey
+            .questions
+            .iter()
+            .filter(|q| q.kind == "nps")
+            .map(|q| q.id.as_str())
+            .collect();
+        return s
+            .responses
+            .iter()
+            .map(|r| {
+                let mut t = Tally::default();
+                t.count("survey_answers", 1);
+                for a in r
+                    .answers
+                    .iter()
+                    .filter(|a| nps.contains(&a.question.as_str()))
+                {
+                    let Some(score) = a.score else { continue };
+                    t.count("nps_answers", 1);
+                    if score >= 9 {
+                        t.count("nps_promoters", 1);
+                    } else if score <= 6 {
+                        t.count("nps_detractors", 1);
+                    }
+                }
+                (r.at, t)
+            })
+            .collect();
     }
     let Some(at) = record.opened_at() else {
         return Vec::new();
@@ -633,6 +682,7 @@ pub fn parts(record: &Record) -> Vec<(Millis, Tally)> {
         }
         Record::Catalog(_)
         | Record::Mdf(_)
+        | Record::Survey(_)
         | Record::Resource(_)
         | Record::Scorecard(_)
         | Record::Goal(_) => return Vec::new(),

@@ -240,6 +240,9 @@ impl World {
         let receipt = match result {
             Ok((version, refused, faults)) => {
                 *slot = next;
+                if refused.is_none() && env.message.kind() == "survey.answer" {
+                    *self.stats.entry("answered survey".into()).or_default() += 1;
+                }
                 for f in faults {
                     self.problems.push(format!(
                         "{} could not apply {}'s {} v{} on {}: {}",
@@ -422,6 +425,24 @@ impl World {
                 "quiz.submit",
                 json!({"course": format!("resource.{}.c1", NODES[peer]), "version": 1, "learner": "Mei",
                        "answers": [{"question": "q1", "choices": [0]}, {"question": "q2", "choices": [1, 2]}]}),
+            );
+            self.send(me, peer, &subject, m);
+            return;
+        }
+        if self.rng.percent(4) {
+            // Either side surveys the other's people; the surveyor is the
+            // authority, each answer a request of the recipient's.
+            let subject = self.fresh(&format!("survey.{}", NODES[me]));
+            let closes_at = now + self.rng.range(1, 60) * MINUTE;
+            let m = msg(
+                "survey.send",
+                json!({"series": "satisfaction", "round": "Q1", "title_en": "How are we doing?",
+                       "title_zh": "我們做得如何？", "closes_at": closes_at, "anonymous": self.rng.percent(50),
+                       "questions": [
+                           {"id": "nps", "kind": "nps", "text_en": "Recommend us?", "text_zh": "推薦？",
+                            "choices": [], "required": true},
+                           {"id": "why", "kind": "text", "text_en": "Why?", "text_zh": "為什麼？",
+                            "choices": [], "required": false}]}),
             );
             self.send(me, peer, &subject, m);
             return;
@@ -625,6 +646,14 @@ impl World {
                            "language": "en", "requires_ack": requires_ack}),
                 )
             }
+            // The recipient's people answer, each once (a later answer
+            // after the closing time is refused where it is made).
+            (Record::Survey(s), _) if &s.recipient == me => msg(
+                "survey.answer",
+                json!({"respondent": format!("user {id}"), "answers": [
+                    {"question": "nps", "score": r.range(0, 10), "choices": [], "text": ""}]}),
+            ),
+            (Record::Survey(_), _) => return None,
             (Record::Announcement(_), _) => msg(
                 "announcement.ack",
                 json!({"acknowledged": r.percent(50), "by": format!("user {id}")}),
@@ -926,6 +955,7 @@ fn family(message: &Message) -> &'static str {
         k if k.starts_with("quiz.") => "quiz",
         k if k.starts_with("scorecard.") => "scorecard",
         k if k.starts_with("goal.") => "goal",
+        k if k.starts_with("survey.") => "survey",
         _ => "service",
     }
 }
@@ -1074,6 +1104,13 @@ fn every_record_converges_under_any_interleaving() {
                 );
             }
         }
+        // Nothing crosses a survey's answers (its surveyor sends nothing
+        // after it, and the recipient checks what the surveyor would): the
+        // family must at least be exercised.
+        assert!(
+            totals.get("answered survey").copied().unwrap_or(0) > 0,
+            "no seed answered a survey"
+        );
     }
 }
 

@@ -23,6 +23,7 @@ mod registration;
 pub mod resource;
 pub mod scorecard;
 mod service;
+pub mod survey;
 mod warranty;
 
 pub use catalog::CatalogRecord;
@@ -83,6 +84,7 @@ pub enum Record {
     Quiz(quiz::QuizAttempt),
     Scorecard(scorecard::ScorecardRecord),
     Goal(goal::GoalRecord),
+    Survey(survey::SurveyRecord),
 }
 
 impl Record {
@@ -101,6 +103,7 @@ impl Record {
             Record::Quiz(_) => "quiz",
             Record::Scorecard(_) => "scorecard",
             Record::Goal(_) => "goal",
+            Record::Survey(_) => "survey",
         }
     }
 
@@ -120,6 +123,7 @@ impl Record {
             Record::Quiz(r) => &r.publisher,
             Record::Scorecard(r) => &r.vendor,
             Record::Goal(r) => &r.vendor,
+            Record::Survey(r) => &r.surveyor,
         }
     }
 
@@ -137,6 +141,7 @@ impl Record {
             Record::Announcement(r) => Some(r.posted_at),
             Record::Quiz(r) => Some(r.submitted_at),
             Record::Goal(r) => Some(r.opened_at),
+            Record::Survey(r) => Some(r.sent_at),
             Record::Catalog(_) | Record::Mdf(_) | Record::Scorecard(_) => None,
         }
     }
@@ -165,6 +170,7 @@ impl Record {
             Record::Quiz(r) => Ok(serde_json::Value::String(r.status().into())),
             Record::Scorecard(_) => Ok(serde_json::Value::String("shared".into())),
             Record::Goal(r) => serde_json::to_value(r.status),
+            Record::Survey(_) => Ok(serde_json::Value::String("sent".into())),
         };
         value
             .ok()
@@ -321,6 +327,14 @@ pub fn apply(
                 Some(other) => return Err(wrong_family(other)),
             };
             Record::Goal(goal::apply(goal, ctx, message)?)
+        }
+        (Message::SurveySend(_) | Message::SurveyAnswer(_), c) => {
+            let survey = match c {
+                None => None,
+                Some(Record::Survey(r)) => Some(r),
+                Some(other) => return Err(wrong_family(other)),
+            };
+            Record::Survey(survey::apply(survey, ctx, message)?)
         }
     };
     Ok(Some(record))
