@@ -63,6 +63,7 @@ pub mod scorecards;
 pub mod serials;
 pub mod server;
 pub mod service;
+pub mod surveys;
 pub mod tls;
 pub mod verify;
 pub mod web;

@@ -52,6 +52,11 @@ pub async fn run(node: Arc<Node>, stop: tokio_util::sync::CancellationToken) {
         {
             tracing::error!("renewal reminders: {e}");
         }
+        if let Err(e) = remind_surveys(&node).await
+            && !node.engine.storage_failed()
+        {
+            tracing::error!("survey reminders: {e}");
+        }
         if let Some(smtp) = node.config().smtp.clone()
             && let Err(e) = send_due(&node, &smtp).await
             && !node.engine.storage_failed()
@@ -107,6 +112,24 @@ async fn remind_renewals(node: &Node) -> Result<(), EngineError> {
     let mail = node
         .engine
         .act(move |a| crate::courses::remind_renewals(a.tables, &settings, &me, a.now, 100))
+        .await?;
+    if mail {
+        node.engine.wakers().mail.notify_one();
+    }
+    Ok(())
+}
+
+/// Reminds people of surveys they have not answered, when any reminder
+/// is due (a read first).
+async fn remind_surveys(node: &Node) -> Result<(), EngineError> {
+    let now = crate::clock::now_ms();
+    if !crate::surveys::reminder_due(&node.store.read()?, now)? {
+        return Ok(());
+    }
+    let settings = notify::MailSettings::of(&node.config());
+    let mail = node
+        .engine
+        .act(move |a| crate::surveys::remind_due(a.tables, &settings, a.now, 100))
         .await?;
     if mail {
         node.engine.wakers().mail.notify_one();

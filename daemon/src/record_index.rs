@@ -158,6 +158,9 @@ pub fn record_saved(
         }
     }
     crate::scorecards::record_saved(t, key, subject, record)?;
+    if let Record::Survey(s) = record {
+        crate::surveys::record_saved(t, key, subject, s, Side::of(key, record) == Side::Peer)?;
+    }
     let new = listing(key, record);
     let of = of_key(key, subject);
     let old = t

@@ -11,6 +11,7 @@ pub mod mdf;
 pub mod orders;
 pub mod scorecards;
 pub mod service;
+pub mod surveys;
 
 use crate::accounts::{self, Role, User};
 use crate::clock::now_ms;
@@ -97,6 +98,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/goals"),
     ("get", "/api/v1/goals/{key}/{subject}"),
     ("post", "/api/v1/goals/{key}/{subject}/messages"),
+    ("get", "/api/v1/surveys"),
+    ("post", "/api/v1/surveys"),
+    ("get", "/api/v1/surveys/own/{id}"),
+    ("post", "/api/v1/surveys/{key}/{subject}/answers"),
 ];
 
 /// The API routes.
@@ -207,6 +212,12 @@ pub fn routes() -> Router<Arc<Node>> {
             get(scorecards::goals).post(scorecards::propose),
         )
         .route("/api/v1/goals/{key}/{subject}", get(scorecards::goal))
+        .route("/api/v1/surveys", get(surveys::list).post(surveys::send))
+        .route("/api/v1/surveys/own/{id}", get(surveys::results))
+        .route(
+            "/api/v1/surveys/{key}/{subject}/answers",
+            post(surveys::answer),
+        )
         .route(
             "/api/v1/goals/{key}/{subject}/messages",
             post(scorecards::answer),
@@ -1191,6 +1202,22 @@ fn described() -> Value {
                              "properties": {"partner": {"type": "string"}, "vendor": {"type": "string"}, "period": {"type": "string"}, "metric": {"type": "string"},
                                  "target": {"type": "integer", "minimum": 1}, "owner": {"type": "string"}, "note": {"type": "string"}}}}}},
                          "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/surveys": {
+                "get": {"summary": "Surveys this node sent (staff) and those the reader has to answer, newest first, with whether it answered (SPEC §20)",
+                        "responses": with(errors(&["401"]), "200", ok(json!({"type": "object"})))},
+                "post": {"summary": "Sends a survey (staff): `survey` as SPEC §20 `survey.send` and `target` as a library target (everyone, types, tiers, countries, partners)",
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["survey", "target"], "properties": {"survey": {"type": "object"}, "target": {"type": "object"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "422"]), "201", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/surveys/own/{id}": {
+                "get": {"summary": "A survey's results (staff): NPS, rating means, choice counts, free text, per partner and tier (an anonymous survey: groups of three answers or more), and the series' rounds", "parameters": id_param.clone(),
+                        "responses": with(errors(&["401", "403", "404"]), "200", ok(json!({"type": "object"})))}
+            },
+            "/api/v1/surveys/{key}/{subject}/answers": {
+                "post": {"summary": "The reader's answers to a survey, once (`answers`: each a question id and a score, choice ids or text)", "parameters": key_subject.clone(),
+                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["answers"], "properties": {"answers": {"type": "array"}}}}}},
+                         "responses": with(errors(&["400", "401", "403", "404", "409", "422"]), "200", ok(json!({"type": "object"})))}
             },
             "/api/v1/goals/{key}/{subject}": {
                 "get": {"summary": "One joint goal with its history and progress", "parameters": key_subject.clone(),

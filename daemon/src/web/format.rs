@@ -62,6 +62,14 @@ impl Locale {
             .unwrap_or_default()
     }
 
+    /// The last millisecond of `date` (`2026-11-27`) in the reader's zone,
+    /// as UTC milliseconds; `None` for a text that is no date.
+    pub fn end_of_day(&self, date: &str) -> Option<i64> {
+        let day: jiff::civil::Date = date.trim().parse().ok()?;
+        let last = day.at(23, 59, 59, 999_000_000);
+        self.tz.to_timestamp(last).ok().map(|t| t.as_millisecond())
+    }
+
     /// Money with grouping: `TWD 1,200,000.00`.
     pub fn money(&self, m: &Money) -> String {
         format!("{} {}", m.currency, grouped(&m.decimal()))

@@ -29,6 +29,7 @@ pub mod orders;
 pub mod scorecards;
 pub mod service;
 pub mod session;
+pub mod surveys;
 
 use crate::accounts::{self, Role, User};
 use crate::clock::now_ms;
@@ -85,6 +86,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(courses::routes())
         .merge(scorecards::routes())
         .merge(goals::routes())
+        .merge(surveys::routes())
 }
 
 /// What every page shows around its content.

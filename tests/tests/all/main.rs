@@ -25,4 +25,5 @@ mod notify;
 mod orders;
 mod scorecards;
 mod service;
+mod surveys;
 mod web;
