@@ -876,6 +876,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             node.clone(),
             shutdown.child_token(),
         ));
+        let journey_task = tokio::spawn(crate::journey::run(node.clone(), shutdown.child_token()));
         let reconcile_task = tokio::spawn(crate::mdf::run_reconciliation(
             node.clone(),
             Duration::from_secs(3600),
@@ -982,6 +983,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         let _ = relay_task.await;
         let _ = fetch_task.await;
         let _ = grader_task.await;
+        let _ = journey_task.await;
         let _ = reconcile_task.await;
         let _ = expiry_task.await;
         let _ = purge_task.await;

@@ -23,11 +23,17 @@ pub enum PartnerType {
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Prospect,
+    Applied,
     Onboarding,
+    Enabled,
+    FirstDeal,
+    Growing,
+    /// Set by hand before the journey had its steps (reads as growing).
     Active,
     Strategic,
     AtRisk,
     Dormant,
+    Ended,
 }
 
 /// Every type, in display order, with its wire name.
@@ -41,11 +47,16 @@ pub const TYPES: &[(PartnerType, &str)] = &[
 /// Every stage, in display order, with its wire name.
 pub const STAGES: &[(Stage, &str)] = &[
     (Stage::Prospect, "prospect"),
+    (Stage::Applied, "applied"),
     (Stage::Onboarding, "onboarding"),
+    (Stage::Enabled, "enabled"),
+    (Stage::FirstDeal, "first_deal"),
+    (Stage::Growing, "growing"),
     (Stage::Active, "active"),
     (Stage::Strategic, "strategic"),
     (Stage::AtRisk, "at_risk"),
     (Stage::Dormant, "dormant"),
+    (Stage::Ended, "ended"),
 ];
 
 /// A contact person at a partner.
@@ -313,14 +324,17 @@ pub fn page(
     Ok((list, next))
 }
 
-/// Creates (`create`) or replaces a partner. Returns `false` when creating
-/// an id that exists, or replacing one that does not.
+/// Creates (`create`) or replaces a partner, as `by` (a username). Returns
+/// `false` when creating an id that exists, or replacing one that does
+/// not. A new partner, or a new stage, goes on the journey's timeline.
 pub async fn save(
     engine: &Engine,
     mut partner: Partner,
     create: bool,
     now: Millis,
+    by: &str,
 ) -> Result<bool, EngineError> {
+    let by = by.to_string();
     engine
         .local(move |t| {
             let existing: Option<Partner> = t
@@ -332,6 +346,16 @@ pub async fn save(
                 (None, true) => partner.created = now,
             }
             partner.updated = now;
+            let before = existing.as_ref().map(|p| p.stage);
+            crate::journey::record_change(
+                t,
+                &partner.id,
+                before,
+                partner.stage,
+                now,
+                &by,
+                "journey.by_hand",
+            )?;
             let json =
                 serde_json::to_vec(&partner).map_err(|e| EngineError::Failed(e.to_string()))?;
             t.put_doc(Doc::Partner, &partner.id, &json)?;

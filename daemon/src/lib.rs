@@ -47,6 +47,7 @@ pub mod goals;
 pub mod idempotency;
 pub mod identity;
 pub mod inbox;
+pub mod journey;
 pub mod leads;
 pub mod library;
 pub mod logging;

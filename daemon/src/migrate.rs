@@ -32,6 +32,12 @@ pub fn run(store: &Store) -> Result<Vec<String>, EngineError> {
     if indexed > 0 {
         done.push(format!("indexed {indexed} account(s) by partner"));
     }
+    let counted = crate::journey::ensure_built(store)?;
+    if counted > 0 {
+        done.push(format!(
+            "counted {counted} partner(s) at their journey stages"
+        ));
+    }
     Ok(done)
 }
 

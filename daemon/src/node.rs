@@ -68,11 +68,12 @@ pub struct Ticks {
     pub session_purge: std::sync::atomic::AtomicU64,
     pub mailer: std::sync::atomic::AtomicU64,
     pub library_fetch: std::sync::atomic::AtomicU64,
+    pub journey: std::sync::atomic::AtomicU64,
 }
 
 impl Ticks {
     /// (timer name, rounds finished) for each timer.
-    pub fn all(&self) -> [(&'static str, u64); 6] {
+    pub fn all(&self) -> [(&'static str, u64); 7] {
         use std::sync::atomic::Ordering::Relaxed;
         [
             ("lead_sweeper", self.lead_sweeper.load(Relaxed)),
@@ -81,6 +82,7 @@ impl Ticks {
             ("session_purge", self.session_purge.load(Relaxed)),
             ("mailer", self.mailer.load(Relaxed)),
             ("library_fetch", self.library_fetch.load(Relaxed)),
+            ("journey", self.journey.load(Relaxed)),
         ]
     }
 }

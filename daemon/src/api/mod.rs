@@ -746,7 +746,7 @@ async fn save(
         e
     })?;
     let id = partner.id.clone();
-    match directory::save(&node.engine, partner, creating, now_ms())
+    match directory::save(&node.engine, partner, creating, now_ms(), &user.username)
         .await
         .map_err(internal)?
     {

@@ -252,7 +252,13 @@ pub fn covers(partner: &Partner, lead: &LeadInput) -> bool {
 fn working(stage: Stage) -> bool {
     matches!(
         stage,
-        Stage::Onboarding | Stage::Active | Stage::Strategic | Stage::AtRisk
+        Stage::Onboarding
+            | Stage::Enabled
+            | Stage::FirstDeal
+            | Stage::Growing
+            | Stage::Active
+            | Stage::Strategic
+            | Stage::AtRisk
     )
 }
 

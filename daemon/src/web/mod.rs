@@ -21,6 +21,7 @@ pub mod form;
 pub mod format;
 pub mod goals;
 pub mod i18n;
+pub mod journey;
 pub mod leads;
 pub mod library;
 pub mod mdf;
@@ -86,6 +87,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(courses::routes())
         .merge(scorecards::routes())
         .merge(goals::routes())
+        .merge(journey::routes())
         .merge(surveys::routes())
 }
 
@@ -885,7 +887,7 @@ async fn save_partner(
         }
     };
     let id = partner.id.clone();
-    if directory::save(&node.engine, partner, creating, now_ms()).await? {
+    if directory::save(&node.engine, partner, creating, now_ms(), &m.user.username).await? {
         Ok(redirect_with_flash(
             &format!("/partners/{id}"),
             if creating {
@@ -969,6 +971,8 @@ struct PartnerPage {
     rows: Vec<courses::CertLine>,
     /// Its open support requests: (page, what, status).
     support: Vec<(String, String, String)>,
+    /// Staff: where it stands on the journey.
+    journey: Option<journey::JourneyView>,
 }
 
 /// A partner's open service requests (its node's and its web users'), at
@@ -1107,6 +1111,11 @@ async fn partner_page(
     let delivery = delivery_words(&read, m.loc(), &partner)?;
     let (requirements, assigned, rows) = courses::partner_training(&read, &m, &partner)?;
     let support = open_support(&read, &partner, m.staff())?;
+    let journey = if m.staff() {
+        Some(journey::view(&read, m.loc(), &partner, now_ms())?)
+    } else {
+        None
+    };
     let more = exchanges.len() > page * PAGE_SIZE;
     let exchanges: Vec<ExchangeRow> = exchanges
         .into_iter()
@@ -1127,6 +1136,7 @@ async fn partner_page(
             assigned,
             rows,
             support,
+            journey,
         }
         .render(),
     ))

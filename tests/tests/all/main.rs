@@ -18,6 +18,7 @@ mod crossing;
 mod daemon;
 mod federation;
 mod inbox;
+mod journey;
 mod leads;
 mod library;
 mod mdf;
