@@ -35,6 +35,7 @@ pub mod accounts;
 pub mod admin;
 pub mod announcements;
 pub mod api;
+pub mod applications;
 pub mod attachments;
 pub mod certifications;
 pub mod cli;

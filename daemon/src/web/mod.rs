@@ -14,6 +14,7 @@
 pub mod access;
 pub mod account;
 pub mod announcements;
+pub mod applications;
 pub mod chart;
 pub mod courses;
 pub mod dashboard;
@@ -87,6 +88,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .merge(courses::routes())
         .merge(scorecards::routes())
         .merge(goals::routes())
+        .merge(applications::routes())
         .merge(journey::routes())
         .merge(surveys::routes())
 }

@@ -12,6 +12,7 @@
 
 mod announcements;
 mod api;
+mod applications;
 mod browser;
 mod courses;
 mod crossing;
