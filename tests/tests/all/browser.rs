@@ -710,3 +710,277 @@ async fn a_partner_learns_passes_and_prints_its_certificate_in_the_browser() {
     }
     drop(daemon);
 }
+
+/// The day `days` from now, `YYYY-MM-DD` (a date field's value).
+fn date_in(days: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let day = jiff::Timestamp::from_millisecond(now + days * 86_400_000)
+        .map(|t| jiff::tz::Offset::UTC.to_datetime(t).date())
+        .expect("a date");
+    day.to_string()
+}
+
+#[tokio::test]
+async fn staff_rank_compare_and_survey_and_a_partner_answers_in_chinese_in_the_browser() {
+    use crate::web::{Browser, add_partner_user, create_partner};
+    use guanxi_tests::{Api, eventually, expect};
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).expect("mkdir");
+    let bin = Path::new(BIN);
+    let node = NodeSetup::init(bin, &node_dir, "acme").expect("init");
+    let daemon = node.start(bin).expect("starts");
+    let admin_password = daemon.first_admin_password().expect("first admin password");
+    let base = daemon.url();
+
+    // The set-up over HTTP: two partners, a won and a declined lead at
+    // Globex, score weights, a goal proposed to Globex.
+    let mut staff = Browser::new(&node, &daemon);
+    assert_eq!(staff.login("admin", &admin_password).await.status, 303);
+    create_partner(&mut staff, "globex", "Globex Taiwan").await;
+    create_partner(&mut staff, "initech", "Initech").await;
+    let mei_pw = add_partner_user(&mut staff, "globex", "mei", "Mei Lin").await;
+    let api = Api::of(&node, &daemon);
+    let token = node.token(bin, "setup", "admin");
+    let mei = node.token(bin, "mei-script", "mei");
+    let rules = json!({"offer_hours": 48, "rules": [{"name": "tw", "countries": ["TW"], "product_lines": [],
+        "tiers": ["gold"], "capacity": 0, "strategy": "round_robin", "weights": {"globex": 100, "initech": 0}}]});
+    expect(
+        &api,
+        "put",
+        "/api/v1/lead-rules",
+        &token,
+        Some(&rules.to_string()),
+        200,
+    )
+    .await;
+    for company in ["Contoso", "Fabrikam", "Northwind"] {
+        let lead = json!({"customer": {"company": company, "contact": "Lin", "email": "it@example.tw", "phone": ""},
+            "country": "TW", "region": "", "product_lines": ["cnc"], "estimated_value": null,
+            "source": "web", "campaign": "", "consent": true, "notes": ""});
+        expect(
+            &api,
+            "post",
+            "/api/v1/leads",
+            &token,
+            Some(&lead.to_string()),
+            201,
+        )
+        .await;
+    }
+    let offers = eventually("Globex's offers", || async {
+        let (_, v) = api.call("get", "/api/v1/offers", Some(&mei), None).await;
+        v["offers"].as_array().filter(|o| !o.is_empty()).cloned()
+    })
+    .await;
+    let path = |o: &serde_json::Value| {
+        format!(
+            "/api/v1/offers/acme/{}/messages",
+            o["subject"].as_str().unwrap_or("")
+        )
+    };
+    expect(
+        &api,
+        "post",
+        &path(&offers[0]),
+        &mei,
+        Some(r#"{"kind":"lead.accept","body":{"note":""}}"#),
+        200,
+    )
+    .await;
+    let won = json!({"kind": "lead.update", "body": {"status": "won", "won_value": {"amount": 500_000, "currency": "TWD"},
+        "won_on": "2026-12-01", "lost_reason": null, "note": ""}});
+    expect(
+        &api,
+        "post",
+        &path(&offers[0]),
+        &mei,
+        Some(&won.to_string()),
+        200,
+    )
+    .await;
+    let form = staff.get("/scorecard/weights").await;
+    let saved = staff
+        .post(
+            "/scorecard/weights",
+            &[
+                ("csrf", &Browser::csrf(&form)),
+                ("weights", "* leads_won 1 1"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let month = expect(
+        &api,
+        "get",
+        "/api/v1/scorecard?partner=globex",
+        &token,
+        None,
+        200,
+    )
+    .await["period"]["name"]
+        .as_str()
+        .expect("this month")
+        .to_string();
+    let goal = json!({"partner": "globex", "period": month, "metric": "leads_won", "target": 2, "owner": "Mei", "note": ""});
+    expect(
+        &api,
+        "post",
+        "/api/v1/goals",
+        &token,
+        Some(&goal.to_string()),
+        201,
+    )
+    .await;
+
+    let driver = Driver::start();
+    // Staff, in English: the ranking, two periods compared, a survey sent.
+    let page = browser(&driver, &dir.path().join("profile-staff")).await;
+    log_in(&page, &base, "admin", &admin_password).await;
+    page.goto(format!("{base}/scorecard/ranking"))
+        .await
+        .expect("ranking");
+    let ranking = wait_text(&page, "Partner ranking").await;
+    let (g, i) = (ranking.find("Globex Taiwan"), ranking.find("Initech"));
+    assert!(
+        g.is_some() && i.is_some() && g < i,
+        "Globex ranks first: {ranking}"
+    );
+    click(&page, "#rank-globex a").await;
+    wait_text(&page, "Leads won").await;
+    let year = &month[..4];
+    fill(&page, "period", year).await;
+    fill(
+        &page,
+        "compare",
+        &format!("{}", year.parse::<i64>().unwrap_or(2026) - 1),
+    )
+    .await;
+    click(&page, "#scorecard-show").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !page
+        .current_url()
+        .await
+        .expect("url")
+        .as_str()
+        .contains("compare=")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the two periods were never shown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let compared = wait_text(&page, "Month by month").await;
+    assert!(
+        compared.contains("Leads offered") && compared.contains("Score: 100 / 100"),
+        "{compared}"
+    );
+    let header = page
+        .find(By::Css("#scorecard thead"))
+        .await
+        .expect("the table's head")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        header.contains(year)
+            && header.contains(&format!("{}", year.parse::<i64>().unwrap_or(2026) - 1)),
+        "{header}"
+    );
+    page.goto(format!("{base}/surveys/new"))
+        .await
+        .expect("survey form");
+    fill(&page, "title_en", "How are we doing?").await;
+    fill(&page, "title_zh", "我們做得如何？").await;
+    fill(&page, "series", "satisfaction").await;
+    fill(&page, "round", &month).await;
+    fill(
+        &page,
+        "questions",
+        "nps: How likely are you to recommend us? | 您推薦我們的可能性有多高？\ntext?: Anything else? | 還有其他意見嗎？",
+    )
+    .await;
+    // A date field's typed form depends on the browser's locale: its value
+    // is set as the page's script would.
+    page.execute(
+        "document.querySelector('input[name=closes]').value = arguments[0];",
+        vec![serde_json::json!(date_in(10))],
+    )
+    .await
+    .expect("the closing day");
+    fill(&page, "partners", "globex").await;
+    click(&page, "#survey-send").await;
+    let sent = wait_text(&page, "Survey sent.").await;
+    assert!(
+        sent.contains("Answers: 0") && sent.contains("Partners asked: 1"),
+        "{sent}"
+    );
+    let results_url = page.current_url().await.expect("url").to_string();
+    fits_the_phone(
+        &page,
+        &base,
+        &[
+            "/scorecard/ranking",
+            "/surveys",
+            "/scorecard?partner=globex",
+        ],
+    )
+    .await;
+
+    // Mei, in Chinese: answers the survey, accepts the goal, reads its own
+    // scorecard.
+    let partner = browser(&driver, &dir.path().join("profile-mei")).await;
+    log_in(&partner, &base, "mei", &mei_pw).await;
+    partner.goto(format!("{base}/")).await.expect("home");
+    click(&partner, "a[lang='zh-TW']").await;
+    wait_text(&partner, "收件匣").await;
+    partner
+        .goto(format!("{base}/surveys"))
+        .await
+        .expect("surveys");
+    wait_text(&partner, "我們做得如何？").await;
+    click(&partner, "#surveys-received a").await;
+    wait_text(&partner, "您推薦我們的可能性有多高？").await;
+    click(&partner, "input[name='q1'][value='9']").await;
+    fill(&partner, "q2", "交期很準").await;
+    click(&partner, "#survey-submit").await;
+    wait_text(&partner, "感謝您").await;
+    partner
+        .goto(format!("{base}/scorecard"))
+        .await
+        .expect("scorecard");
+    let own = wait_text(&partner, "共同目標").await;
+    assert!(
+        own.contains("問卷回覆") && (own.contains("有落後風險") || own.contains("進度正常")),
+        "{own}"
+    );
+    click(&partner, "#goal-list a").await;
+    wait_text(&partner, "您的回覆").await;
+    click(&partner, "#goal-accept").await;
+    let agreed = wait_text(&partner, "已同意").await;
+    assert!(agreed.contains("接受"), "{agreed}");
+    fits_the_phone(&partner, &base, &["/scorecard", "/surveys"]).await;
+    partner.quit().await.expect("quit");
+
+    // Staff see the answer, then read the ranking in Chinese.
+    page.goto(results_url).await.expect("results");
+    let results = wait_text(&page, "NPS 100").await;
+    assert!(
+        results.contains("交期很準") && results.contains("mei"),
+        "{results}"
+    );
+    page.goto(format!("{base}/")).await.expect("home");
+    click(&page, "a[lang='zh-TW']").await;
+    wait_text(&page, "收件匣").await;
+    page.goto(format!("{base}/scorecard/ranking"))
+        .await
+        .expect("ranking");
+    wait_text(&page, "合作夥伴排名").await;
+    page.quit().await.expect("quit");
+    drop(daemon);
+}
