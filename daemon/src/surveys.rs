@@ -170,11 +170,18 @@ pub async fn send(
         return Ok(Err(refused));
     }
     let t = target.clone();
-    let to = node.reading(move |r| recipients(r, &t)).await?;
+    let mut to = node.reading(move |r| recipients(r, &t)).await?;
+    let peers: Vec<String> = node.enabled_peers();
+    // A vendor of this node is no directory entry: it is surveyed when
+    // named (every node is a vendor to some and a partner to others).
+    for peer in &peers {
+        if target.names(peer) && !to.iter().any(|(_, p)| p.as_deref() == Some(peer)) {
+            to.push((peer.clone(), Some(peer.clone())));
+        }
+    }
     if to.is_empty() {
         return Ok(Err(refuse("target: no partner is covered")));
     }
-    let peers: Vec<String> = node.enabled_peers();
     let by = user.username.clone();
     node.engine
         .act(move |a| {

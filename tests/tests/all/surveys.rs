@@ -251,6 +251,48 @@ async fn partners_answer_surveys_and_the_nps_counts() {
     let theirs = expect(&pa, "get", "/api/v1/scorecard?vendor=acme", &pt, None, 200).await;
     assert_eq!(theirs["scorecard"], ours["scorecard"], "both nodes agree");
 
+    // The other way round: globex surveys its vendor, whose staff answer.
+    let back = expect(
+        &pa,
+        "post",
+        "/api/v1/surveys",
+        &pt,
+        Some(&survey("V1", false, &["acme"])),
+        201,
+    )
+    .await;
+    assert_eq!(back["sent_to"], json!({"acme": "acme"}), "{back}");
+    let theirs = eventually("globex's survey at acme", || async {
+        let (_, v) = va.call("get", "/api/v1/surveys", Some(&vt), None).await;
+        v["received"]
+            .as_array()
+            .and_then(|l| l.iter().find(|s| s["surveyor"] == "globex").cloned())
+    })
+    .await;
+    let answer = json!({"answers": [{"question": "q1", "score": 6, "choices": [], "text": ""}]});
+    expect(
+        &va,
+        "post",
+        &format!(
+            "/api/v1/surveys/globex/{}/answers",
+            theirs["subject"].as_str().expect("subject")
+        ),
+        &vt,
+        Some(&answer.to_string()),
+        200,
+    )
+    .await;
+    let back_results = format!("/api/v1/surveys/own/{}", back["id"].as_str().expect("id"));
+    let got = eventually("acme's answer at globex", || async {
+        let (_, v) = pa.call("get", &back_results, Some(&pt), None).await;
+        (v["results"]["responses"] == 1).then_some(v)
+    })
+    .await;
+    assert_eq!(
+        got["results"]["overall"][0]["nps"], -100,
+        "a detractor: {got}"
+    );
+
     // An anonymous round to webco: no names, no results under three.
     let anon = expect(
         &va,
