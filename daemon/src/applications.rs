@@ -12,7 +12,7 @@
 use crate::directory::{Partner, PartnerType};
 use crate::engine::EngineError;
 use crate::node::Node;
-use guanxi_adapters::store::{Doc, Order, Read, StoreError};
+use guanxi_adapters::store::{Doc, Read, StoreError};
 use guanxi_protocol::Millis;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -226,35 +226,23 @@ pub fn load(read: &Read, id: &str) -> Result<Option<Application>, StoreError> {
         .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
-/// Up to `limit` applications, newest first, before the index key
-/// `before`; and where the next page starts.
+/// Up to `limit` applications, newest first, continuing at `cursor`;
+/// and the cursor of the next page.
 pub fn page(
     read: &Read,
-    before: Option<&str>,
+    cursor: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Application>, Option<String>), StoreError> {
-    let prefix = format!("aplo{SEP}");
-    let cursor = before.map(|b| format!("{prefix}{b}"));
-    let rows = read.docs_page(
-        Doc::Library,
-        &prefix,
-        cursor.as_deref(),
-        Order::Backward,
-        limit + 1,
-    )?;
-    let more = rows.len() > limit;
+    let (entries, next) = crate::library::newest_in(read, &[format!("aplo{SEP}")], cursor, limit)?;
     let mut out = Vec::new();
-    let mut last = None;
-    for (k, _) in rows.into_iter().take(limit) {
-        let rest = k.strip_prefix(&prefix).unwrap_or("").to_string();
-        if let Some(id) = rest.rsplit(SEP).next()
+    for entry in entries {
+        if let Some((_, id)) = entry.split_once(SEP)
             && let Some(a) = load(read, id)?
         {
             out.push(a);
         }
-        last = Some(rest);
     }
-    Ok((out, if more { last } else { None }))
+    Ok((out, next))
 }
 
 async fn change(

@@ -689,18 +689,7 @@ pub async fn run_grader(node: Arc<Node>, stop: tokio_util::sync::CancellationTok
 
 /// Whether a renewal reminder is due at `now` (one read of the first).
 pub fn renewal_due(read: &Read, now: Millis) -> Result<bool, StoreError> {
-    let prefix = format!("certx{SEP}");
-    Ok(read
-        .docs_page(Doc::Library, &prefix, None, Order::Forward, 1)?
-        .first()
-        .and_then(|(k, _)| {
-            k.strip_prefix(&prefix)?
-                .split(SEP)
-                .next()?
-                .parse::<Millis>()
-                .ok()
-        })
-        .is_some_and(|at| at <= now))
+    crate::library::first_due(read, &format!("certx{SEP}"), now)
 }
 
 /// Gives the renewal reminders due at `now` (at most `limit`), once each:
@@ -716,17 +705,7 @@ pub fn remind_renewals(
     now: Millis,
     limit: usize,
 ) -> Result<bool, EngineError> {
-    let prefix = format!("certx{SEP}");
-    let due: Vec<String> = t
-        .docs_page(Doc::Library, &prefix, None, Order::Forward, limit)?
-        .into_iter()
-        .map(|(k, _)| k)
-        .take_while(|k| {
-            k.strip_prefix(&prefix)
-                .and_then(|rest| rest.split(SEP).next()?.parse::<Millis>().ok())
-                .is_some_and(|at| at <= now)
-        })
-        .collect();
+    let due = crate::library::due_entries(t, &format!("certx{SEP}"), now, limit)?;
     let mut mail = false;
     for entry in due {
         t.delete_doc(Doc::Library, &entry)?;

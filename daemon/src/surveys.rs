@@ -245,35 +245,23 @@ pub fn own(read: &Read, id: &str) -> Result<Option<OwnSurvey>, StoreError> {
         .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
-/// Up to `limit` own surveys, newest first, before the index key `before`;
-/// and where the next page starts.
+/// Up to `limit` own surveys, newest first, continuing at `cursor`; and
+/// the cursor of the next page.
 pub fn own_page(
     read: &Read,
-    before: Option<&str>,
+    cursor: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<OwnSurvey>, Option<String>), StoreError> {
-    let prefix = format!("srvo{SEP}");
-    let cursor = before.map(|b| format!("{prefix}{b}"));
-    let rows = read.docs_page(
-        Doc::Library,
-        &prefix,
-        cursor.as_deref(),
-        Order::Backward,
-        limit + 1,
-    )?;
-    let more = rows.len() > limit;
+    let (entries, next) = crate::library::newest_in(read, &[format!("srvo{SEP}")], cursor, limit)?;
     let mut out = Vec::new();
-    let mut last = None;
-    for (k, _) in rows.into_iter().take(limit) {
-        let rest = k.strip_prefix(&prefix).unwrap_or("").to_string();
-        if let Some(id) = rest.rsplit(SEP).next()
+    for entry in entries {
+        if let Some((_, id)) = entry.split_once(SEP)
             && let Some(s) = own(read, id)?
         {
             out.push(s);
         }
-        last = Some(rest);
     }
-    Ok((out, if more { last } else { None }))
+    Ok((out, next))
 }
 
 /// The pseudonym or name `username` answers survey `subject` under.
@@ -431,18 +419,7 @@ pub fn record_saved(
 
 /// Whether a survey reminder is due at `now` (a read first).
 pub fn reminder_due(read: &Read, now: Millis) -> Result<bool, StoreError> {
-    let prefix = format!("srvx{SEP}");
-    Ok(read
-        .docs_page(Doc::Library, &prefix, None, Order::Forward, 1)?
-        .first()
-        .and_then(|(k, _)| {
-            k.strip_prefix(&prefix)?
-                .split(SEP)
-                .next()?
-                .parse::<Millis>()
-                .ok()
-        })
-        .is_some_and(|at| at <= now))
+    crate::library::first_due(read, &format!("srvx{SEP}"), now)
 }
 
 /// Gives the survey reminders due at `now` (at most `limit`), once each,
@@ -456,16 +433,7 @@ pub fn remind_due(
     limit: usize,
 ) -> Result<bool, EngineError> {
     let prefix = format!("srvx{SEP}");
-    let due: Vec<String> = t
-        .docs_page(Doc::Library, &prefix, None, Order::Forward, limit)?
-        .into_iter()
-        .map(|(k, _)| k)
-        .take_while(|k| {
-            k.strip_prefix(&prefix)
-                .and_then(|rest| rest.split(SEP).next()?.parse::<Millis>().ok())
-                .is_some_and(|at| at <= now)
-        })
-        .collect();
+    let due = crate::library::due_entries(t, &prefix, now, limit)?;
     let salt = t
         .doc(Doc::Setting, SALT)?
         .map(|b| String::from_utf8_lossy(&b).into_owned())

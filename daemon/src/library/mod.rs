@@ -1062,6 +1062,43 @@ pub fn page(
     }
 }
 
+/// Whether the first entry `<prefix><time>␟…` of the library table is due
+/// at `now` (one read): for reminder queues.
+pub(crate) fn first_due(read: &Read, prefix: &str, now: Millis) -> Result<bool, StoreError> {
+    Ok(read
+        .docs_page(Doc::Library, prefix, None, Order::Forward, 1)?
+        .first()
+        .and_then(|(k, _)| {
+            k.strip_prefix(prefix)?
+                .split(SEP)
+                .next()?
+                .parse::<Millis>()
+                .ok()
+        })
+        .is_some_and(|at| at <= now))
+}
+
+/// The entries `<prefix><time>␟…` of the library table due at `now`, oldest
+/// first, at most `limit` (whole keys): a reminder queue's work.
+pub(crate) fn due_entries(
+    t: &guanxi_adapters::store::Tables<'_>,
+    prefix: &str,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        t.docs_page(Doc::Library, prefix, None, Order::Forward, limit)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .take_while(|k| {
+                k.strip_prefix(prefix)
+                    .and_then(|rest| rest.split(SEP).next()?.parse::<Millis>().ok())
+                    .is_some_and(|at| at <= now)
+            })
+            .collect(),
+    )
+}
+
 /// Merges index ranges (`<prefix><time>␟<id>`) newest first, each read
 /// backwards from the cursor (`time/own/id`): up to `limit` entries
 /// (`time␟id`) and the cursor of the next page.
