@@ -38,6 +38,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/rejected", get(rejected))
         .route("/admin/v1/ledger/verify", get(ledger_verify))
         .route("/admin/v1/verify", get(verify))
+        .route("/admin/v1/backup", get(backup))
         .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
@@ -100,6 +101,16 @@ async fn verify(
     .await
     .map_err(internal)?;
     Ok(Json(serde_json::to_value(&report).map_err(internal)?))
+}
+
+/// `guanxi backup`: the running node's backup, streamed (see [`crate::backup`]).
+async fn backup(State(node): State<Arc<Node>>) -> Response {
+    let mut response = Response::new(crate::backup::stream(&node));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/octet-stream"),
+    );
+    response
 }
 
 /// An error answer: `{"code","message"}`.
@@ -891,4 +902,64 @@ pub async fn request_keyed(
     let value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     Ok((status, value))
+}
+
+/// Whether a daemon answers on `socket`.
+pub async fn reachable(socket: &std::path::Path) -> bool {
+    tokio::net::UnixStream::connect(socket).await.is_ok()
+}
+
+/// GETs `path` from the daemon and writes the answer's body to `out` as it
+/// arrives (a backup); an answer other than 200 is an error with its text.
+pub async fn download(
+    socket: &std::path::Path,
+    path: &str,
+    out: &mut std::fs::File,
+) -> Result<u64, String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use std::io::Write;
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| format!("cannot reach the daemon at {} ({e})", socket.display()))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("admin socket handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = hyper::Request::builder()
+        .method("GET")
+        .uri(path)
+        .header("host", "guanxi")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("admin request: {e}"))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    if status != 200 {
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| format!("admin answer: {e}"))?
+            .to_bytes();
+        return Err(format!(
+            "the daemon answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    let mut written = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the daemon broke off the answer: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            out.write_all(&data)
+                .map_err(|e| format!("writing the file: {e}"))?;
+            written += data.len() as u64;
+        }
+    }
+    Ok(written)
 }

@@ -37,7 +37,7 @@ pub enum AttachmentError {
     Io(#[from] std::io::Error),
 }
 
-fn dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("attachments")
 }
 

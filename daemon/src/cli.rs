@@ -147,6 +147,26 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Writes a backup of the node to FILE (never overwriting one): the
+    /// database in one consistent snapshot and the attachment and library
+    /// files, with a manifest and a checksum. Through the running daemon
+    /// (which keeps working), or from the store when none runs. Keys and
+    /// config are not in it: keep them apart.
+    Backup {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// Where to write the backup.
+        file: PathBuf,
+    },
+    /// Restores the backup FILE as a new data directory (checked whole
+    /// before anything is written; nothing is left on failure).
+    Restore {
+        /// The backup.
+        file: PathBuf,
+        /// The data directory to create (absent or empty).
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Rebuilds the secondary indexes from the records (the daemon must be
     /// stopped): after a restore, or if a check finds an index wrong.
     Reindex {
@@ -324,6 +344,91 @@ fn reindex_command(daemon: &DaemonArgs) -> Result<(), Failure> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// `guanxi backup FILE`: written to `FILE.part`, checked whole, then renamed.
+fn backup_command(daemon: &DaemonArgs, file: &Path) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let config = match &daemon.config {
+        Some(f) => Config::load(f).map_err(config_failure)?,
+        None => {
+            Config::defaults(&std::env::current_dir().context("reading the current directory")?)
+        }
+    };
+    if file.exists() {
+        return Err(anyhow!(
+            "{} exists; a backup never overwrites a file (choose another name)",
+            file.display()
+        )
+        .into());
+    }
+    let mut part = file.as_os_str().to_owned();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&part)
+        .with_context(|| format!("creating {}", part.display()))?;
+    let written = (|| -> Result<(), Failure> {
+        let socket = config.data_dir.join(admin::SOCKET_FILE);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        if runtime.block_on(admin::reachable(&socket)) {
+            runtime
+                .block_on(admin::download(&socket, "/admin/v1/backup", &mut out))
+                .map_err(|e| anyhow!(e))?;
+        } else {
+            let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
+                .map_err(store_failure)?;
+            crate::backup::write(&store, config.node_id.as_str(), &config.data_dir, &mut out)
+                .map_err(|e| anyhow!(e))?;
+        }
+        out.sync_all().context("writing the backup")?;
+        Ok(())
+    })();
+    let checked = written.and_then(|()| {
+        guanxi_adapters::store::snapshot::check(&part)
+            .map_err(|e| Failure::from(anyhow!("the backup written is not sound: {e}")))
+    });
+    let summary = match checked {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&part, file).with_context(|| format!("renaming to {}", file.display()))?;
+    print_backup(&file.display().to_string(), &summary);
+    Ok(())
+}
+
+/// `guanxi restore FILE --dir D`.
+fn restore_command(file: &Path, dir: &Path) -> Result<(), Failure> {
+    let summary = guanxi_adapters::store::snapshot::restore(file, dir).map_err(|e| anyhow!(e))?;
+    print_backup(&dir.display().to_string(), &summary);
+    println!(
+        "restored. Point data_dir at it, with the node's own key and certificate. \
+         The node is now behind its peers by what it sent and received after the backup."
+    );
+    Ok(())
+}
+
+fn print_backup(place: &str, s: &guanxi_adapters::store::snapshot::Summary) {
+    let taken = jiff::Timestamp::from_millisecond(s.manifest.taken_at_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    println!("{place}");
+    println!("  node      {}", s.manifest.node);
+    println!("  taken     {taken}");
+    println!("  schema    {}", s.manifest.schema);
+    println!("  rows      {}", s.tables.values().sum::<u64>());
+    println!("  files     {}", s.files.values().sum::<u64>());
+    println!("  bytes     {}", s.bytes);
+    println!("  sha256    {}", s.sha256);
 }
 
 /// `guanxi verify`: through the running daemon, or on the store itself.
@@ -533,6 +638,8 @@ pub fn main_entry() -> ExitCode {
                 },
         } => cert_verify(&file, key, key_document.as_deref(), at.as_deref()),
         Command::Reindex { daemon } => reindex_command(&daemon),
+        Command::Backup { daemon, file } => backup_command(&daemon, &file),
+        Command::Restore { file, dir } => restore_command(&file, &dir),
         Command::Ledger {
             daemon,
             command: LedgerCommand::Verify,

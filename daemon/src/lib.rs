@@ -37,6 +37,7 @@ pub mod announcements;
 pub mod api;
 pub mod applications;
 pub mod attachments;
+pub mod backup;
 pub mod certifications;
 pub mod cli;
 pub mod clock;

@@ -484,7 +484,7 @@ impl hyper::body::Body for Channel {
 }
 
 /// The body of a streamed answer, from its chunks.
-fn streamed(
+pub(crate) fn streamed(
     rx: tokio::sync::mpsc::Receiver<Result<axum::body::Bytes, std::io::Error>>,
 ) -> axum::body::Body {
     axum::body::Body::new(Channel(rx))

@@ -36,7 +36,7 @@ pub enum FileError {
     Io(#[from] std::io::Error),
 }
 
-fn dir(data_dir: &FsPath) -> PathBuf {
+pub(crate) fn dir(data_dir: &FsPath) -> PathBuf {
     data_dir.join("library")
 }
 

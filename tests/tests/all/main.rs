@@ -13,6 +13,7 @@
 mod announcements;
 mod api;
 mod applications;
+mod backup;
 mod browser;
 mod courses;
 mod crossing;
