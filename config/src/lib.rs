@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod edit;
 pub mod keyfile;
 mod template;
 

@@ -39,6 +39,8 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/ledger/verify", get(ledger_verify))
         .route("/admin/v1/verify", get(verify))
         .route("/admin/v1/backup", get(backup))
+        .route("/admin/v1/invitations", post(invite))
+        .route("/admin/v1/connect", post(connect))
         .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
@@ -111,6 +113,48 @@ async fn backup(State(node): State<Arc<Node>>) -> Response {
         axum::http::HeaderValue::from_static("application/octet-stream"),
     );
     response
+}
+
+#[derive(Deserialize)]
+struct InviteRequest {
+    #[serde(default)]
+    partner: Option<String>,
+    expires_ms: i64,
+}
+
+/// `guanxi invite`: a one-time invitation code.
+async fn invite(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<InviteRequest>,
+) -> Result<Json<Value>, AdminError> {
+    let (code, expires) = crate::invitations::create(&node, req.partner, req.expires_ms)
+        .await
+        .map_err(invite_error)?;
+    Ok(Json(json!({"code": code, "expires": expires})))
+}
+
+#[derive(Deserialize)]
+struct ConnectRequest {
+    code: String,
+}
+
+/// `guanxi connect CODE`: connects to the node that made the code.
+async fn connect(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<ConnectRequest>,
+) -> Result<Json<Value>, AdminError> {
+    let (peer, url) = crate::invitations::connect(&node, &req.code)
+        .await
+        .map_err(invite_error)?;
+    Ok(Json(json!({"peer": peer, "url": url})))
+}
+
+fn invite_error(e: crate::invitations::InviteError) -> AdminError {
+    let status = match e.status() {
+        503 => StatusCode::UNPROCESSABLE_ENTITY,
+        s => StatusCode::from_u16(s).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+    };
+    AdminError(status, e.code().into(), e.to_string())
 }
 
 /// An error answer: `{"code","message"}`.

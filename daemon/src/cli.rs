@@ -187,6 +187,26 @@ pub enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Make a one-time invitation code for another company's node (give
+    /// it to their admin, who runs `guanxi connect CODE`).
+    Invite {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// The directory entry (partner id) it is for, if any.
+        #[arg(long)]
+        partner: Option<String>,
+        /// How long it works: minutes, hours or days (`30m`, `12h`, `7d`;
+        /// at most 30d).
+        #[arg(long, default_value = "7d")]
+        expires: String,
+    },
+    /// Connect to the node that made the invitation CODE: both nodes add
+    /// each other as peers.
+    Connect {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        code: String,
+    },
     /// Send a ping to PEER and print its verified receipt.
     Ping {
         #[command(flatten)]
@@ -404,6 +424,19 @@ fn backup_command(daemon: &DaemonArgs, file: &Path) -> Result<(), Failure> {
     std::fs::rename(&part, file).with_context(|| format!("renaming to {}", file.display()))?;
     print_backup(&file.display().to_string(), &summary);
     Ok(())
+}
+
+/// A span like `30m`, `12h` or `7d`, in milliseconds.
+fn parse_span(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let unit = match text.chars().last()? {
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        _ => return None,
+    };
+    let n: i64 = text[..text.len() - 1].parse().ok().filter(|n| *n > 0)?;
+    n.checked_mul(unit)
 }
 
 /// `guanxi restore FILE --dir D`.
@@ -639,6 +672,43 @@ pub fn main_entry() -> ExitCode {
         } => cert_verify(&file, key, key_document.as_deref(), at.as_deref()),
         Command::Reindex { daemon } => reindex_command(&daemon),
         Command::Backup { daemon, file } => backup_command(&daemon, &file),
+        Command::Invite {
+            daemon,
+            partner,
+            expires,
+        } => match parse_span(&expires) {
+            None => Err(anyhow!(
+                "--expires {expires:?}: write minutes, hours or days, like 30m, 12h or 7d"
+            )
+            .into()),
+            Some(ms) => admin_call(
+                &daemon,
+                "POST",
+                "/admin/v1/invitations",
+                Some(serde_json::json!({"partner": partner, "expires_ms": ms})),
+                |v| {
+                    println!("{}", v["code"].as_str().unwrap_or("?"));
+                    let expires = v["expires"]
+                        .as_i64()
+                        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                        .map(|t| t.to_string())
+                        .unwrap_or_default();
+                    eprintln!(
+                        "(one use, until {expires}: the other company's admin runs `guanxi connect CODE`)"
+                    );
+                },
+            ),
+        },
+        Command::Connect { daemon, code } => {
+            let body = serde_json::json!({"code": code});
+            admin_call(&daemon, "POST", "/admin/v1/connect", Some(body), |v| {
+                println!(
+                    "connected to {} at {}: each node now has the other as a peer",
+                    v["peer"].as_str().unwrap_or("?"),
+                    v["url"].as_str().unwrap_or("?")
+                );
+            })
+        }
         Command::Restore { file, dir } => restore_command(&file, &dir),
         Command::Ledger {
             daemon,

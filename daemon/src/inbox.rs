@@ -165,11 +165,25 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/fed/v1/envelope", post(post_envelope))
         .route("/fed/v1/batch", post(post_batch))
         .route("/fed/v1/keys", get(keys))
+        .route("/fed/v1/introduce", post(introduce))
         .route("/fed/v1/files/{sha}", get(crate::library::files::fed_fetch))
 }
 
 async fn keys(State(node): State<Arc<Node>>) -> Response {
     json_response(200, node.key_document.clone())
+}
+
+/// An introduction from a node holding one of this node's invitations
+/// (see [`crate::invitations`]): answered with this node's own.
+async fn introduce(State(node): State<Arc<Node>>, body: axum::body::Bytes) -> Response {
+    match crate::invitations::introduced(&node, &body).await {
+        Ok(answer) => json_response(200, answer),
+        Err(e) => {
+            tracing::info!(error = %e, "an introduction was refused");
+            let body = serde_json::json!({"code": e.code(), "message": e.to_string()});
+            json_response(e.status(), body.to_string().into_bytes())
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {

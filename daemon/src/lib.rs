@@ -49,6 +49,7 @@ pub mod goals;
 pub mod idempotency;
 pub mod identity;
 pub mod inbox;
+pub mod invitations;
 pub mod journey;
 pub mod leads;
 pub mod library;

@@ -279,8 +279,12 @@ impl Node {
 
     /// Replaces the configuration. The node id and the listen address cannot
     /// change while running; such a file is refused whole.
-    pub fn replace_config(&self, new: Config) -> Result<(), String> {
+    pub fn replace_config(&self, mut new: Config) -> Result<(), String> {
         let old = self.config();
+        // "Any free port": the URL keeps naming the port bound at start.
+        if new.listen.port() == 0 && new.public_url == format!("https://{}", new.listen) {
+            new.public_url = old.public_url.clone();
+        }
         if new.node_id != old.node_id {
             return Err(format!(
                 "node id changed from {} to {}: restart to change it",

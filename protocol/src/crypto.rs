@@ -26,6 +26,7 @@ pub enum Domain {
     Receipt,
     Certification,
     Fetch,
+    Introduction,
 }
 
 impl Domain {
@@ -36,6 +37,7 @@ impl Domain {
             Domain::Receipt => b"guanxi/v1/receipt\0",
             Domain::Certification => b"guanxi/v1/certification\0",
             Domain::Fetch => b"guanxi/v1/fetch\0",
+            Domain::Introduction => b"guanxi/v1/introduction\0",
         }
     }
 

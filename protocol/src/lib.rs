@@ -29,6 +29,7 @@ pub mod crypto;
 pub mod envelope;
 pub mod fetch;
 pub mod ids;
+pub mod invitation;
 pub mod messages;
 pub mod money;
 pub mod pricing;

@@ -20,6 +20,7 @@ mod crossing;
 mod daemon;
 mod federation;
 mod inbox;
+mod invitations;
 mod journey;
 mod leads;
 mod library;
