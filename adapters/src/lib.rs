@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! - [`store`]: the redb database: every table definition, the schema version,
-//!   typed access. The only module that opens redb tables.
+//!   typed access. The only module that opens redb tables (with its
+//!   `snapshot` submodule: backups and restores).
 //! - [`peer_client`]: HTTPS to one peer: web PKI or a pinned certificate,
 //!   connect and request timeouts.
 //!

@@ -14,7 +14,8 @@ pub struct NewPeer {
     pub id: String,
     pub name: String,
     pub url: String,
-    pub tls_cert_sha256: String,
+    /// Pinned certificate (a self-signed one); `None`: the web PKI.
+    pub tls_cert_sha256: Option<String>,
     pub public_key: String,
     /// A comment written above the entry (`# ` added to each line).
     pub comment: String,
@@ -55,10 +56,9 @@ pub fn add_peer(file: &Path, peer: &NewPeer) -> Result<Config, ConfigError> {
     entry.insert("name", toml_edit::value(peer.name.as_str()));
     entry.insert("url", toml_edit::value(peer.url.as_str()));
     entry.insert("enabled", toml_edit::value(true));
-    entry.insert(
-        "tls_cert_sha256",
-        toml_edit::value(peer.tls_cert_sha256.as_str()),
-    );
+    if let Some(pin) = &peer.tls_cert_sha256 {
+        entry.insert("tls_cert_sha256", toml_edit::value(pin.as_str()));
+    }
     let mut key = toml_edit::Table::new();
     key.insert("public_key", toml_edit::value(peer.public_key.as_str()));
     let mut keys = toml_edit::ArrayOfTables::new();
@@ -124,7 +124,7 @@ mod tests {
             id: id.into(),
             name: "Globex 經銷".into(),
             url: "https://globex.example".into(),
-            tls_cert_sha256: "ab".repeat(32),
+            tls_cert_sha256: Some("ab".repeat(32)),
             public_key: KEY.into(),
             comment: "added by invitation\non 2026-12-02".into(),
         }

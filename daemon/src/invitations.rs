@@ -151,6 +151,7 @@ pub async fn create(
         name: config.node_name.clone(),
         url: published(node, "public_url")?,
         tls_cert_sha256: published(node, "tls_cert_sha256")?,
+        pinned: config.tls.self_signed,
         public_key: node.identity.key.public().to_string(),
         secret: b64url(&secret),
         expires,
@@ -255,7 +256,7 @@ pub async fn introduced(node: &Arc<Node>, bytes: &[u8]) -> Result<Vec<u8>, Invit
         id: f.from.to_string(),
         name: f.name.clone(),
         url: f.url.clone(),
-        tls_cert_sha256: f.tls_cert_sha256.clone(),
+        tls_cert_sha256: f.pinned.then(|| f.tls_cert_sha256.clone()),
         public_key: f.public_key.clone(),
         comment: format!(
             "Added by an invitation ({}) on {}{}.",
@@ -285,6 +286,7 @@ pub async fn introduced(node: &Arc<Node>, bytes: &[u8]) -> Result<Vec<u8>, Invit
         name: config.node_name.clone(),
         url: published(node, "public_url")?,
         tls_cert_sha256: published(node, "tls_cert_sha256")?,
+        pinned: config.tls.self_signed,
         public_key: node.identity.key.public().to_string(),
         to: f.from,
         secret: f.secret,
@@ -319,6 +321,7 @@ pub async fn connect(node: &Arc<Node>, code: &str) -> Result<(String, String), I
         name: config.node_name.clone(),
         url: published(node, "public_url")?,
         tls_cert_sha256: published(node, "tls_cert_sha256")?,
+        pinned: config.tls.self_signed,
         public_key: node.identity.key.public().to_string(),
         to: invitation.node.clone(),
         secret: invitation.secret.clone(),
@@ -367,7 +370,9 @@ pub async fn connect(node: &Arc<Node>, code: &str) -> Result<(String, String), I
         id: invitation.node.to_string(),
         name: t.name.clone(),
         url: invitation.url.clone(),
-        tls_cert_sha256: invitation.tls_cert_sha256.clone(),
+        tls_cert_sha256: invitation
+            .pinned
+            .then(|| invitation.tls_cert_sha256.clone()),
         public_key: invitation.public_key.clone(),
         comment: format!(
             "Added by connecting with an invitation from {} on {}.",

@@ -36,8 +36,12 @@ pub struct Invitation {
     /// Its HTTPS URL.
     pub url: String,
     /// SHA-256 of its TLS certificate (DER), lowercase hex: the invited node
-    /// pins it.
+    /// pins it for the introduction.
     pub tls_cert_sha256: String,
+    /// Whether peers keep pinning that certificate (a self-signed one); when
+    /// false the certificate is from a CA and peers trust the web PKI, so
+    /// its renewal breaks nothing.
+    pub pinned: bool,
     /// Its Ed25519 public key (unpadded base64url).
     pub public_key: String,
     /// The one-time secret (unpadded base64url of [`SECRET_BYTES`]).
@@ -124,6 +128,8 @@ pub struct IntroductionFields {
     pub name: String,
     pub url: String,
     pub tls_cert_sha256: String,
+    /// As in [`Invitation::pinned`].
+    pub pinned: bool,
     pub public_key: String,
     pub to: NodeId,
     pub secret: String,
@@ -204,6 +210,7 @@ mod tests {
             name: "Acme 製造".into(),
             url: "https://acme.example".into(),
             tls_cert_sha256: Sha256Hash::of(b"cert").to_string(),
+            pinned: true,
             public_key: key(1).public().to_string(),
             secret: b64().encode([9u8; SECRET_BYTES]),
             expires: 1_800_000_000_000,
@@ -234,6 +241,7 @@ mod tests {
             name: "Globex".into(),
             url: "https://globex.example".into(),
             tls_cert_sha256: Sha256Hash::of(b"globex cert").to_string(),
+            pinned: false,
             public_key: key(2).public().to_string(),
             to: "acme".parse().expect("id"),
             secret: invitation().secret,
