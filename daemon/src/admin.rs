@@ -215,117 +215,17 @@ async fn peers(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError>
     ))
 }
 
-/// Prometheus text exposition of the node's federation state.
-pub async fn metrics(State(node): State<Arc<Node>>) -> Result<String, AdminError> {
-    render_metrics(&node).map_err(internal)
-}
-
-/// A gauge: name, help text, and one value per peer.
-type Gauge = (&'static str, &'static str, Vec<(String, i64)>);
-
-fn render_metrics(node: &Node) -> Result<String, guanxi_adapters::store::StoreError> {
-    use std::fmt::Write as _;
-    let read = node.store.read()?;
-    let config = node.config();
-    let alert_ms = i64::from(config.federation.alert_after_seconds) * 1000;
-    let now = now_ms();
-    let mut gauges: Vec<Gauge> = vec![
-        (
-            "guanxi_peer_enabled",
-            "1 when the peer is enabled",
-            Vec::new(),
+/// The node's metrics (see [`crate::metrics`]).
+pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, AdminError> {
+    let text = crate::metrics::render(&node).map_err(internal)?;
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        (
-            "guanxi_peer_backlog",
-            "outgoing envelopes not yet receipted",
-            Vec::new(),
-        ),
-        (
-            "guanxi_peer_delivered_seq",
-            "last outgoing seq with a stored receipt",
-            Vec::new(),
-        ),
-        (
-            "guanxi_peer_received_seq",
-            "last incoming seq consumed",
-            Vec::new(),
-        ),
-        (
-            "guanxi_peer_delivery_attempts",
-            "consecutive failed delivery attempts",
-            Vec::new(),
-        ),
-        (
-            "guanxi_peer_failing",
-            "1 when deliveries have failed longer than alert_after_seconds",
-            Vec::new(),
-        ),
-        (
-            "guanxi_peer_halted",
-            "1 when the peer reported a broken stream",
-            Vec::new(),
-        ),
-    ];
-    for p in &config.peers {
-        let id = p.id.as_str();
-        let d = read.delivery(id)?;
-        let queued = read.out_stream(id)?.seq;
-        let values = [
-            i64::from(p.enabled),
-            (queued.saturating_sub(d.delivered_seq)) as i64,
-            d.delivered_seq as i64,
-            read.in_stream(id)?.seq as i64,
-            i64::from(d.attempts),
-            i64::from(d.failing_since.is_some_and(|s| now - s > alert_ms)),
-            i64::from(d.halted.is_some()),
-        ];
-        for (g, v) in gauges.iter_mut().zip(values) {
-            g.2.push((id.to_string(), v));
-        }
-    }
-    let mut out = String::new();
-    for (name, help, samples) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (peer, v) in samples {
-            let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {v}");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP guanxi_inbox_envelopes envelopes received and stored\n# TYPE guanxi_inbox_envelopes gauge\nguanxi_inbox_envelopes {}",
-        read.in_count()?
     );
-    let _ = writeln!(
-        out,
-        "# HELP guanxi_fed_unchecked_requests federation requests being read before their sender is known\n# TYPE guanxi_fed_unchecked_requests gauge\nguanxi_fed_unchecked_requests {}",
-        node.fed_admission.current()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP guanxi_store_full_scans_total whole-table reads since start (pages and engine checks avoid them)\n# TYPE guanxi_store_full_scans_total counter"
-    );
-    for (table, n) in guanxi_adapters::store::full_scans() {
-        let _ = writeln!(
-            out,
-            "guanxi_store_full_scans_total{{table=\"{table}\"}} {n}"
-        );
-    }
-    let c = &node.connections;
-    let _ = writeln!(
-        out,
-        "# HELP guanxi_connections_open HTTPS connections open\n# TYPE guanxi_connections_open gauge\nguanxi_connections_open {}\n# HELP guanxi_connections_cap HTTPS connections allowed at once\n# TYPE guanxi_connections_cap gauge\nguanxi_connections_cap {}\n# HELP guanxi_connections_refused_total connections closed at once because the cap was reached\n# TYPE guanxi_connections_refused_total counter\nguanxi_connections_refused_total {}",
-        c.open(),
-        c.cap(),
-        c.refused()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP guanxi_timer_rounds_total rounds each timer has finished\n# TYPE guanxi_timer_rounds_total counter"
-    );
-    for (timer, n) in node.ticks.all() {
-        let _ = writeln!(out, "guanxi_timer_rounds_total{{timer=\"{timer}\"}} {n}");
-    }
-    Ok(out)
+    Ok(response)
 }
 
 /// The routes of the optional plain-HTTP metrics listener: `/metrics` and

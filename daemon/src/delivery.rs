@@ -498,6 +498,7 @@ async fn post_pending(
     rt: &PeerRuntime,
     pending: Pending,
 ) -> Result<(Vec<Answered>, bool), Failure> {
+    let started = std::time::Instant::now();
     let answer = if pending.len() == 1 {
         rt.client
             .post("/fed/v1/envelope", pending[0].1.clone())
@@ -516,6 +517,7 @@ async fn post_pending(
         rt.client.post("/fed/v1/batch", body).await
     };
     let answer = answer.map_err(|e| Failure::retry(e.to_string()))?;
+    crate::metrics::delivery(rt.config.id.as_str(), started.elapsed());
     // One result per envelope sent: the receipt bytes, or the error.
     let (results, clean): (Vec<Result<ReceiptBytes, String>>, bool) = if pending.len() == 1 {
         match answer.status {

@@ -699,14 +699,19 @@ fn writer(mut w: Writer, mut rx: mpsc::Receiver<Job>) {
             continue;
         }
         let now = now_ms();
+        let started = std::time::Instant::now();
+        let size = jobs.len();
         if jobs.len() == 1 {
             let mut effects = Effects::default();
             let result = w.run(&mut jobs, now, &mut effects);
+            crate::metrics::group_commit(size, started.elapsed());
             w.finish(jobs, result, &effects);
             continue;
         }
         let mut effects = Effects::default();
-        match w.run(&mut jobs, now, &mut effects) {
+        let result = w.run(&mut jobs, now, &mut effects);
+        crate::metrics::group_commit(size, started.elapsed());
+        match result {
             Ok(done) => w.finish(jobs, Ok(done), &effects),
             Err(e) if is_io(&e) => w.finish(jobs, Err(e), &effects),
             Err(e) => {

@@ -56,6 +56,7 @@ pub mod library;
 pub mod logging;
 pub mod mailer;
 pub mod mdf;
+pub mod metrics;
 pub mod migrate;
 pub mod node;
 pub mod notify;

@@ -33,6 +33,7 @@ pub fn router(node: Arc<Node>) -> Router {
             node.clone(),
             crate::idempotency::guard,
         )))
+        .route_layer(middleware::from_fn(crate::metrics::track))
         .with_state(node)
         .layer(middleware::from_fn(security_headers))
 }

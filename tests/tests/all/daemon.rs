@@ -335,6 +335,16 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
         .and_then(|url| url.strip_prefix("http://127.0.0.1:").map(str::to_string))
         .and_then(|rest| rest.split('/').next().map(str::to_string))
         .expect("metrics line");
+    // One HTTPS request, counted by its route.
+    let https =
+        guanxi_tests::client_trusting(&guanxi_tests::cert_in(&dir.path().join("guanxi-data")))
+            .expect("client");
+    let health = https
+        .get(format!("{}/healthz", daemon.url()))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
     let client = reqwest::Client::new();
     let metrics = client
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -342,13 +352,17 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
         .await
         .expect("metrics");
     assert_eq!(metrics.status(), 200);
-    assert!(
-        metrics
-            .text()
-            .await
-            .expect("text")
-            .contains("guanxi_inbox_envelopes")
-    );
+    let text = metrics.text().await.expect("text");
+    for expected in [
+        "guanxi_inbox_envelopes",
+        "guanxi_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1",
+        "guanxi_http_request_seconds_count{route=\"/healthz\"} 1",
+        // The first admin account was written: one group commit at least.
+        "guanxi_group_commit_jobs_count ",
+        "guanxi_connections_refused_total 0",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
     // The admin operations live on the local socket only.
     for (method, path) in [
         ("GET", "/admin/v1/users"),

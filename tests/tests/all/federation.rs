@@ -277,6 +277,13 @@ async fn messages_wait_for_a_peer_that_is_down_and_survive_a_sender_restart() {
         metrics.contains("guanxi_peer_failing{peer=\"globex\"} 1"),
         "{metrics}"
     );
+    // The oldest waiting envelope is as old as the failure at least.
+    let age: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("guanxi_peer_backlog_age_seconds{peer=\"globex\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no backlog age: {metrics}"));
+    assert!(age >= 1, "{metrics}");
     let (code, out, _) = guanxi_tests::run(bin(), &a.dir, &["peers", "--config", "guanxi.toml"]);
     assert_eq!(code, Some(0));
     assert!(
