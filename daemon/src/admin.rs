@@ -228,11 +228,14 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Result<Response, AdminErr
     Ok(response)
 }
 
-/// The routes of the optional plain-HTTP metrics listener: `/metrics` and
-/// nothing else (it is reachable over the network, unlike the admin socket).
+/// The routes of the optional plain-HTTP metrics listener: `/metrics`,
+/// `/healthz` and `/readyz`, nothing else (it is reachable over the
+/// network, unlike the admin socket).
 pub fn metrics_routes(node: Arc<Node>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .route("/healthz", get(crate::server::healthz))
+        .route("/readyz", get(crate::server::readyz))
         .with_state(node)
 }
 

@@ -508,6 +508,11 @@ impl Engine {
         self.storage.get()
     }
 
+    /// Whether the writer thread still takes jobs (`/readyz`).
+    pub fn running(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
     /// True while the database cannot be written: periodic tasks then keep
     /// quiet about their failures (the writer logged the cause once) and
     /// wait instead of retrying at once.

@@ -74,14 +74,21 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-async fn healthz() -> &'static str {
+pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Whether the node can take work: 503 naming the reason while the
 /// database cannot be written (a full disk); the node recovers by itself.
-async fn readyz(axum::extract::State(node): axum::extract::State<Arc<Node>>) -> Response {
+pub async fn readyz(axum::extract::State(node): axum::extract::State<Arc<Node>>) -> Response {
     use axum::response::IntoResponse;
+    if !node.engine.running() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"ready": false, "engine": "stopped"})),
+        )
+            .into_response();
+    }
     if let Some(damage) = node.damage() {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

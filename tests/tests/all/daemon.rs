@@ -363,6 +363,15 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
     ] {
         assert!(text.contains(expected), "{expected} in {text}");
     }
+    for (path, answer) in [("/healthz", "ok\n"), ("/readyz", "ready\n")] {
+        let r = client
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .expect(path);
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.text().await.expect("text"), answer);
+    }
     // The admin operations live on the local socket only.
     for (method, path) in [
         ("GET", "/admin/v1/users"),
