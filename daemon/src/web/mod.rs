@@ -74,6 +74,10 @@ pub fn routes() -> Router<Arc<Node>> {
             axum::routing::post(add_partner_user),
         )
         .route(
+            "/partners/{id}/invite",
+            axum::routing::post(invite_partner_node),
+        )
+        .route(
             "/account/password",
             get(password_page).post(change_password),
         )
@@ -975,6 +979,8 @@ struct PartnerPage {
     support: Vec<(String, String, String)>,
     /// Staff: where it stands on the journey.
     journey: Option<journey::JourneyView>,
+    /// An admin may invite the partner's own node (when it has none yet).
+    admin: bool,
 }
 
 /// A partner's open service requests (its node's and its web users'), at
@@ -1139,6 +1145,7 @@ async fn partner_page(
             rows,
             support,
             journey,
+            admin: m.user.role == Role::Admin,
         }
         .render(),
     ))
@@ -1294,6 +1301,66 @@ async fn add_partner_user(
             Err(m.error(StatusCode::UNPROCESSABLE_ENTITY, "error.username"))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "invite_created.html")]
+struct InviteCreatedPage {
+    f: Frame,
+    code: String,
+    expires: String,
+    partner: String,
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    days: String,
+}
+
+/// An admin makes a one-time invitation for the partner's own node (see
+/// [`crate::invitations`]); the code is shown once.
+async fn invite_partner_node(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Staff(m): Staff,
+    Form(form): Form<InviteForm>,
+) -> Page {
+    m.csrf(&form.csrf)?;
+    if m.user.role != Role::Admin {
+        return Err(m.error(StatusCode::FORBIDDEN, "error.forbidden"));
+    }
+    let read = node
+        .store
+        .read()
+        .map_err(crate::engine::EngineError::from)?;
+    m.found(crate::directory::load(&read, &id).map_err(crate::engine::EngineError::from)?)?;
+    drop(read);
+    let days: i64 = match form.days.trim().parse() {
+        Ok(d) if (1..=30).contains(&d) => d,
+        _ => return Err(m.error(StatusCode::UNPROCESSABLE_ENTITY, "invite.bad_days")),
+    };
+    match crate::invitations::create(&node, Some(id.clone()), days * 86_400_000).await {
+        Ok((code, expires)) => {
+            tracing::info!(partner = %id, "invitation made in the web view");
+            let page = InviteCreatedPage {
+                f: m.frame(),
+                code,
+                expires: m.loc().when(expires),
+                partner: id,
+            };
+            Ok(m.page(StatusCode::CREATED, page.render()))
+        }
+        Err(crate::invitations::InviteError::NoConfigFile) => {
+            Err(m.error(StatusCode::UNPROCESSABLE_ENTITY, "invite.no_config"))
+        }
+        Err(e) => {
+            tracing::warn!("invitation failed: {e}");
+            Err(m.error(StatusCode::SERVICE_UNAVAILABLE, "error.unavailable"))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! pings both ways; a changed code, a used code and an expired code are
 //! refused with a clear message and change no config file.
 
+use crate::web::{Browser, all_in_chinese, create_partner};
 use guanxi_tests::{NodeSetup, run};
 use std::path::Path;
 
@@ -40,7 +41,7 @@ async fn fresh_nodes_connect_by_invitation_and_a_bad_code_changes_nothing() {
         NodeSetup::init(Path::new(BIN), &dir.path().join(id), id).expect("init")
     };
     let (acme, globex, initech) = (setup("acme"), setup("globex"), setup("initech"));
-    let _a = acme.start(Path::new(BIN)).expect("acme starts");
+    let a = acme.start(Path::new(BIN)).expect("acme starts");
     let _g = globex.start(Path::new(BIN)).expect("globex starts");
     let i = initech.start(Path::new(BIN)).expect("initech starts");
     let before = (config_of(&acme), config_of(&globex));
@@ -90,8 +91,41 @@ async fn fresh_nodes_connect_by_invitation_and_a_bad_code_changes_nothing() {
     assert!(out.contains("expired"), "{out}");
     assert_eq!(config_of(&initech), initech_before);
     assert!(!config_of(&acme).contains("initech"));
-    // A fresh code works, and the new peer answers.
-    let fresh = invite(&acme, &[]);
+    // A fresh code from the partner's page in the web view (an admin's
+    // button) works, and the new peer answers.
+    let mut admin = Browser::new(&acme, &a);
+    let password = a.first_admin_password().expect("first admin");
+    assert_eq!(admin.login("admin", &password).await.status, 303);
+    create_partner(&mut admin, "initech", "Initech 資訊").await;
+    let page = admin.get("/partners/initech").await;
+    assert!(
+        page.body.contains("id=\"invite-node\""),
+        "an admin may invite"
+    );
+    all_in_chinese(&mut admin, &["/partners/initech"]).await;
+    admin.accept_language = None;
+    let csrf = Browser::csrf(&page);
+    let bad = admin
+        .post(
+            "/partners/initech/invite",
+            &[("csrf", &csrf), ("days", "90")],
+        )
+        .await;
+    assert_eq!(bad.status, 422, "{}", bad.body);
+    let made = admin
+        .post(
+            "/partners/initech/invite",
+            &[("csrf", &csrf), ("days", "3")],
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let fresh = made
+        .body
+        .split("id=\"invite-code\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .expect("the code on the page")
+        .to_string();
     let (ok, out) = connect(&initech, &fresh);
     assert!(ok, "{out}");
     let out = initech.cli(Path::new(BIN), &["ping", "acme"]);
