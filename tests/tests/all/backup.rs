@@ -151,3 +151,54 @@ async fn a_backup_taken_while_messages_flow_restores_a_sound_store() {
     assert!(err.contains("damaged at byte"), "{err}");
     assert!(!dir.join("never").exists());
 }
+
+/// Globex's public key in the schema-4 fixture.
+const FIXTURE_GLOBEX_KEY: &str = "k-WuyrLDffr59lUrna6nj0LL_yyStjZdB6AMrx7GRmI";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_made_by_schema_4_restores_verifies_and_serves() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/schema4");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = guanxi_tests::NodeSetup::init(Path::new(BIN), dir.path(), "acme").expect("init");
+    // The fixture node's own key, kept apart from its backup as it should be.
+    let key = dir.path().join("guanxi-data/node.key");
+    std::fs::copy(fixture.join("acme.key"), &key).expect("key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("0600");
+    }
+    let (code, out, err) = run(
+        Path::new(BIN),
+        dir.path(),
+        &[
+            "restore",
+            fixture.join("acme.gxb").to_str().expect("path"),
+            "--dir",
+            "restored",
+        ],
+    );
+    assert_eq!(code, Some(0), "restore: {out}{err}");
+    assert!(out.contains("schema    4"), "{out}");
+    let config = std::fs::read_to_string(node.config_file()).expect("config");
+    let peer = format!(
+        "\n[[peers]]\nid = \"globex\"\nurl = \"https://127.0.0.1:9\"\nenabled = false\ntls_cert_sha256 = \"{}\"\n[[peers.keys]]\npublic_key = \"{FIXTURE_GLOBEX_KEY}\"\n",
+        "ab".repeat(32)
+    );
+    let config =
+        config.replace("data_dir = \"guanxi-data\"", "data_dir = \"restored\"") + peer.as_str();
+    std::fs::write(node.config_file(), config).expect("config");
+    // Every envelope and receipt verifies with both companies' keys.
+    assert!(verified_envelopes(dir.path(), "guanxi.toml") >= 3);
+    // The daemon serves it: the lead globex accepted is there.
+    let daemon = node.start(Path::new(BIN)).expect("serves the old store");
+    let socket = dir.path().join("restored").join(guanxi::admin::SOCKET_FILE);
+    let (status, lead) =
+        guanxi::admin::request(&socket, "GET", "/admin/v1/records/globex/lead-1", None)
+            .await
+            .expect("admin socket");
+    assert_eq!(status, 200, "{lead}");
+    let text = lead.to_string();
+    assert!(text.contains("Contoso"), "{text}");
+    assert!(text.contains("accepted"), "{text}");
+    drop(daemon);
+}
