@@ -933,8 +933,9 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         .map_err(config_failure)?;
         generated_cert = true;
     }
-    let tls_config =
-        tls::server_config(&config.tls.cert_file, &config.tls.key_file).map_err(config_failure)?;
+    let tls_config = axum_server::tls_rustls::RustlsConfig::from_config(
+        tls::server_config(&config.tls.cert_file, &config.tls.key_file).map_err(config_failure)?,
+    );
     let fingerprint = tls::fingerprint(&config.tls.cert_file).map_err(config_failure)?;
     let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
         .map_err(store_failure)?;
@@ -1078,9 +1079,12 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             // Weak: the node must not keep itself (and the engine) alive.
             let weak = Arc::downgrade(&node);
             let workers = Arc::downgrade(&workers);
+            let tls = tls_config.clone();
             let reloader: crate::node::Reloader =
                 Box::new(move || match (weak.upgrade(), workers.upgrade()) {
-                    (Some(node), Some(workers)) => reload(&node, &workers, source.as_deref()),
+                    (Some(node), Some(workers)) => {
+                        reload(&node, &workers, source.as_deref(), &tls)
+                    }
                     _ => Err("the node is stopping".into()),
                 });
             let _ = node.reloader.set(reloader);
@@ -1205,15 +1209,38 @@ fn handle_signals(shutdown: CancellationToken) -> std::io::Result<tokio::signal:
 
 /// Re-reads the config file and applies it: peers added, removed,
 /// re-keyed; a bad file is refused and the old configuration stays.
-fn reload(node: &Node, workers: &Workers, source: Option<&Path>) -> Result<String, String> {
+fn reload(
+    node: &Node,
+    workers: &Workers,
+    source: Option<&Path>,
+    tls: &axum_server::tls_rustls::RustlsConfig,
+) -> Result<String, String> {
     let Some(path) = source else {
         return Err("running on embedded defaults, there is no config file to reload".into());
     };
-    Config::load(path)
-        .map_err(|e| e.to_string())
-        .and_then(|c| node.replace_config(c))?;
-    workers.sync();
+    let new = Config::load(path).map_err(|e| e.to_string())?;
+    // The certificate files are read again too (a renewed certificate is
+    // served from the next connection on); a pair that does not load is
+    // refused with the whole file.
+    let server = tls::server_config(&new.tls.cert_file, &new.tls.key_file)
+        .map_err(|e| format!("TLS certificate: {e}"))?;
+    let fingerprint = tls::fingerprint(&new.tls.cert_file).map_err(|e| e.to_string())?;
+    node.replace_config(new)?;
     let config = node.config();
+    let document = identity::key_document(
+        &config.node_id,
+        &config.node_name,
+        &config.public_url,
+        &node.identity.key,
+        &fingerprint,
+    )
+    .map_err(|e| e.to_string())?;
+    if *node.key_document() != document {
+        tracing::info!(tls_cert_sha256 = %fingerprint, "the key document changed (certificate or name)");
+        node.set_key_document(document);
+    }
+    tls.reload_from_config(server);
+    workers.sync();
     // A new configuration is a new chance: workers backing off try again.
     for peer in config.peers.iter().filter(|p| p.enabled) {
         node.heard_from(&peer.id);

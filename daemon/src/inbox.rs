@@ -170,7 +170,7 @@ pub fn routes() -> Router<Arc<Node>> {
 }
 
 async fn keys(State(node): State<Arc<Node>>) -> Response {
-    json_response(200, node.key_document.clone())
+    json_response(200, node.key_document().to_vec())
 }
 
 /// An introduction from a node holding one of this node's invitations

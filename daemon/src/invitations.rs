@@ -123,7 +123,7 @@ fn when(ms: Millis) -> String {
 /// A member of this node's key document (its URL as bound at start, its
 /// TLS certificate fingerprint).
 fn published(node: &Node, member: &str) -> Result<String, InviteError> {
-    serde_json::from_slice::<serde_json::Value>(&node.key_document)
+    serde_json::from_slice::<serde_json::Value>(&node.key_document())
         .ok()
         .and_then(|v| v[member].as_str().map(str::to_string))
         .ok_or_else(|| InviteError::Internal(format!("the key document has no {member}")))

@@ -34,7 +34,7 @@ pub struct Node {
     pub engine: Engine,
     pub store: Arc<Store>,
     /// Canonical bytes of the key document.
-    pub key_document: Vec<u8>,
+    key_document: std::sync::RwLock<Arc<Vec<u8>>>,
     config: RwLock<Arc<Config>>,
     peers: RwLock<Arc<HashMap<NodeId, Arc<PeerRuntime>>>>,
     /// Wake-ups of delivery workers, by peer (shared with the engine, which
@@ -173,7 +173,7 @@ impl Node {
             identity,
             engine,
             store,
-            key_document,
+            key_document: std::sync::RwLock::new(Arc::new(key_document)),
             config: RwLock::new(Arc::new(config)),
             peers: RwLock::new(Arc::new(peers)),
             wakers,
@@ -275,6 +275,22 @@ impl Node {
     /// Asks `peer`'s delivery worker to send nothing more until resumed.
     pub fn pause(&self, peer: &NodeId) {
         self.wakers.pause(peer);
+    }
+
+    /// The canonical bytes of this node's key document (`/fed/v1/keys`).
+    pub fn key_document(&self) -> Arc<Vec<u8>> {
+        match self.key_document.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the key document (a reloaded certificate).
+    pub fn set_key_document(&self, document: Vec<u8>) {
+        match self.key_document.write() {
+            Ok(mut d) => *d = Arc::new(document),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(document),
+        }
     }
 
     /// Replaces the configuration. The node id and the listen address cannot

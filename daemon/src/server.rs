@@ -267,7 +267,7 @@ impl AsyncWrite for Held {
 /// open requests finish for up to `limits.grace`.
 pub async fn run(
     listener: std::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: axum_server::tls_rustls::RustlsConfig,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: Limits,
@@ -281,12 +281,9 @@ pub async fn run(
         stopper.graceful_shutdown(Some(grace));
     });
     let connections = limits.connections.clone();
-    let mut server = axum_server::from_tcp_rustls(
-        listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(tls),
-    )?
-    .map(|tls| tls.acceptor(Capped { connections }))
-    .first_request_timeout(limits.header_read_timeout);
+    let mut server = axum_server::from_tcp_rustls(listener, tls)?
+        .map(|tls| tls.acceptor(Capped { connections }))
+        .first_request_timeout(limits.header_read_timeout);
     server
         .http_builder()
         .http1()

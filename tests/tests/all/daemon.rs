@@ -915,3 +915,63 @@ fn a_certification_is_verified_offline_with_its_issuers_key() {
     let (code, _, err) = verify(&["--key", pk, "--at", "2027-06-01T00:00:00Z"]);
     assert!(code == Some(1) && err.contains("does not verify"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_after_a_reload_without_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let setup = |id: &str| {
+        std::fs::create_dir(dir.path().join(id)).expect("dir");
+        guanxi_tests::NodeSetup::init(bin(), &dir.path().join(id), id).expect("init")
+    };
+    let (acme, spare) = (setup("acme"), setup("spare"));
+    let daemon = acme.start(bin()).expect("acme serves");
+    // A second node's first start makes another self-signed pair: the
+    // "renewed" certificate.
+    let spare_daemon = spare.start(bin()).expect("spare serves");
+    drop(spare_daemon);
+    let (old_cert, new_cert) = (cert_in(&acme.data_dir()), cert_in(&spare.data_dir()));
+    let old_client = client_trusting(&old_cert).expect("client");
+    let keys = |client: reqwest::Client| {
+        let url = format!("{}/fed/v1/keys", daemon.url());
+        async move {
+            let answer = client.get(url).send().await.map_err(|e| e.to_string())?;
+            answer.text().await.map_err(|e| e.to_string())
+        }
+    };
+    let before = keys(old_client.clone())
+        .await
+        .expect("the old certificate is served");
+    assert!(before.contains(&acme.cert_sha256), "{before}");
+    let saved = dir.path().join("acme-cert.pem");
+    std::fs::copy(&old_cert, &saved).expect("save");
+    std::fs::copy(&new_cert, &old_cert).expect("cert");
+    std::fs::copy(
+        spare.data_dir().join("tls/key.pem"),
+        acme.data_dir().join("tls/key.pem"),
+    )
+    .expect("key");
+    let out = acme.cli(bin(), &["reload"]);
+    assert!(out.contains("reloaded"), "{out}");
+    // New connections get the new certificate; the key document names it.
+    let new_client = client_trusting(&new_cert).expect("client");
+    let after = keys(new_client)
+        .await
+        .expect("the new certificate is served");
+    assert!(after.contains(&spare.cert_sha256), "{after}");
+    let fresh_old = client_trusting(&saved).expect("client");
+    assert!(
+        keys(fresh_old).await.is_err(),
+        "the old certificate is no longer served"
+    );
+    // A pair that does not load is refused whole; the served one stays.
+    std::fs::write(acme.data_dir().join("tls/key.pem"), "not a key").expect("write");
+    let (code, out, err) = run(bin(), &acme.dir, &["reload", "--config", "guanxi.toml"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        format!("{out}{err}").contains("TLS certificate"),
+        "{out}{err}"
+    );
+    let still = client_trusting(&new_cert).expect("client");
+    assert!(keys(still).await.is_ok());
+    drop(daemon);
+}
