@@ -812,16 +812,7 @@ pub async fn request_keyed(
 ) -> Result<(u16, Value), String> {
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
-        format!("cannot reach the daemon at {} ({e}); is `guanxi serve` running with this data directory?", socket.display())
-    })?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("admin socket handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let mut sender = open_socket(socket).await?;
     let bytes = body.map(|b| b.to_string()).unwrap_or_default();
     let mut request = hyper::Request::builder()
         .method(method)
@@ -851,6 +842,28 @@ pub async fn request_keyed(
     Ok((status, value))
 }
 
+/// An HTTP/1 connection to the daemon's admin socket.
+async fn open_socket<B>(
+    socket: &std::path::Path,
+) -> Result<hyper::client::conn::http1::SendRequest<B>, String>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        format!("cannot reach the daemon at {} ({e}); is `guanxi serve` running with this data directory?", socket.display())
+    })?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("admin socket handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
 /// Whether a daemon answers on `socket`.
 pub async fn reachable(socket: &std::path::Path) -> bool {
     tokio::net::UnixStream::connect(socket).await.is_ok()
@@ -866,16 +879,7 @@ pub async fn download(
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
     use std::io::Write;
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .map_err(|e| format!("cannot reach the daemon at {} ({e})", socket.display()))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("admin socket handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let mut sender = open_socket::<Empty<Bytes>>(socket).await?;
     let request = hyper::Request::builder()
         .method("GET")
         .uri(path)

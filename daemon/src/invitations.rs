@@ -129,6 +129,28 @@ fn published(node: &Node, member: &str) -> Result<String, InviteError> {
         .ok_or_else(|| InviteError::Internal(format!("the key document has no {member}")))
 }
 
+/// This node's introduction to `to` with the invitation's `secret`
+/// (unsigned): who it is, where and with which key and certificate.
+fn own_introduction(
+    node: &Node,
+    to: guanxi_protocol::NodeId,
+    secret: String,
+) -> Result<IntroductionFields, InviteError> {
+    let config = node.config();
+    Ok(IntroductionFields {
+        v: 1,
+        from: node.identity.id.clone(),
+        name: config.node_name.clone(),
+        url: published(node, "public_url")?,
+        tls_cert_sha256: published(node, "tls_cert_sha256")?,
+        pinned: config.tls.self_signed,
+        public_key: node.identity.key.public().to_string(),
+        to,
+        secret,
+        at: now_ms(),
+    })
+}
+
 /// Makes an invitation valid for `valid_ms` (at most [`MAX_VALID_MS`]),
 /// optionally for the directory entry `partner`; answers the code and
 /// when it expires.
@@ -279,21 +301,9 @@ pub async fn introduced(node: &Arc<Node>, bytes: &[u8]) -> Result<Vec<u8>, Invit
         return Err(e);
     }
     tracing::info!(peer = %f.from, "a node connected by invitation");
-    let config = node.config();
-    let answer = IntroductionFields {
-        v: 1,
-        from: node.identity.id.clone(),
-        name: config.node_name.clone(),
-        url: published(node, "public_url")?,
-        tls_cert_sha256: published(node, "tls_cert_sha256")?,
-        pinned: config.tls.self_signed,
-        public_key: node.identity.key.public().to_string(),
-        to: f.from,
-        secret: f.secret,
-        at: now_ms(),
-    }
-    .sign(&node.identity.key)
-    .map_err(|e| InviteError::Internal(e.to_string()))?;
+    let answer = own_introduction(node, f.from, f.secret)?
+        .sign(&node.identity.key)
+        .map_err(|e| InviteError::Internal(e.to_string()))?;
     Ok(answer.bytes)
 }
 
@@ -315,20 +325,9 @@ pub async fn connect(node: &Arc<Node>, code: &str) -> Result<(String, String), I
     if config.peer(&invitation.node).is_some() {
         return Err(InviteError::AlreadyPeer(invitation.node.to_string()));
     }
-    let intro = IntroductionFields {
-        v: 1,
-        from: node.identity.id.clone(),
-        name: config.node_name.clone(),
-        url: published(node, "public_url")?,
-        tls_cert_sha256: published(node, "tls_cert_sha256")?,
-        pinned: config.tls.self_signed,
-        public_key: node.identity.key.public().to_string(),
-        to: invitation.node.clone(),
-        secret: invitation.secret.clone(),
-        at: now_ms(),
-    }
-    .sign(&node.identity.key)
-    .map_err(|e| InviteError::Internal(e.to_string()))?;
+    let intro = own_introduction(node, invitation.node.clone(), invitation.secret.clone())?
+        .sign(&node.identity.key)
+        .map_err(|e| InviteError::Internal(e.to_string()))?;
     let pin: Sha256Hash = invitation
         .tls_cert_sha256
         .parse()
