@@ -27,6 +27,7 @@ pub enum Domain {
     Certification,
     Fetch,
     Introduction,
+    Heal,
 }
 
 impl Domain {
@@ -38,6 +39,7 @@ impl Domain {
             Domain::Certification => b"guanxi/v1/certification\0",
             Domain::Fetch => b"guanxi/v1/fetch\0",
             Domain::Introduction => b"guanxi/v1/introduction\0",
+            Domain::Heal => b"guanxi/v1/heal\0",
         }
     }
 

@@ -10,6 +10,8 @@
 //! - [`receipt`]: the receiver's signed receipt.
 //! - [`certification`]: a vendor's signed certification of a person (SPEC §16).
 //! - [`fetch`]: a node's signed request for a resource file's bytes (SPEC §17).
+//! - [`invitation`]: invitation codes and the signed introductions of SPEC §21.
+//! - [`heal`]: healing after a restore (SPEC §22): the signed request, the answer, the replay order.
 //! - `signed`: what both share: signing, strict decoding and verifying of an object with a `sig`.
 //! - [`reason`]: machine-readable reason codes.
 //! - [`messages`]: the request kinds and their typed bodies.
@@ -28,6 +30,7 @@ pub mod certification;
 pub mod crypto;
 pub mod envelope;
 pub mod fetch;
+pub mod heal;
 pub mod ids;
 pub mod invitation;
 pub mod messages;

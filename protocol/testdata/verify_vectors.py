@@ -28,6 +28,12 @@ CERTIFICATION_MEMBERS = {"v", "id", "issuer", "holder", "organization", "course"
 RECEIPT_MEMBERS = {"v", "from", "to", "envelope", "hash", "seq", "high_water", "status", "reason", "received", "record_version", "sig"}
 AUTHORITY_OPENERS = {"lead.offer", "catalog.publish", "mdf.budget"}
 KID_PREFIX = b"guanxi/v1/kid\x00"
+# SPEC §17, §21, §22: the small signed requests, by prefix, and their members.
+REQUEST_MEMBERS = {
+    b"guanxi/v1/fetch\x00": {"v", "from", "to", "sha256", "at", "sig"},
+    b"guanxi/v1/introduction\x00": {"v", "from", "name", "url", "tls_cert_sha256", "pinned", "public_key", "to", "secret", "at", "sig"},
+    b"guanxi/v1/heal\x00": {"v", "from", "to", "sent_after", "received_after", "at", "sig"},
+}
 MAX_SAFE = 2**53 - 1
 
 failures = []
@@ -267,6 +273,27 @@ def main(path):
             return hashlib.sha256(b"guanxi/v1/draw\x00" + d["subject"].encode() + b"\x00" + qid.encode()).digest()
         drawn = sorted(d["pool"], key=rank)[: d["draw"]]
         check(drawn == d["drawn"], f"quiz draw for {d['subject']}")
+
+    # SPEC §17, §21, §22: fetches, introductions and heal requests verify with
+    # their signer's key under their own prefix, and under no other.
+    for s in vectors["signed_requests"]:
+        name, prefix = s["name"], bytes.fromhex(s["prefix_hex"])
+        check(prefix in REQUEST_MEMBERS, f"{name}: a known prefix")
+        try:
+            obj, unsigned = verify_signed(s["canonical"], keys[s["signer"]], prefix)
+            check(s["expect"] == "valid", f"{name}: accepted, expected {s['expect']}")
+            check(set(obj) == REQUEST_MEMBERS[prefix], f"{name}: exactly the members of the SPEC")
+            check(obj["from"] == s["signer"] and obj["v"] == 1, f"{name}: from its signer, version 1")
+            check(prefix + rfc8785.dumps(unsigned) == bytes.fromhex(s["signing_input_hex"]), f"{name}: signing input")
+        except Refused as r:
+            check(r.code == s["expect"], f"{name}: refused with {r.code} (expected {s['expect']})")
+        for other in REQUEST_MEMBERS:
+            if other != prefix:
+                try:
+                    verify_signed(s["canonical"], keys[s["signer"]], other)
+                    check(False, f"{name}: must not verify under another prefix")
+                except Refused:
+                    pass
 
     for bad in vectors["invalid_keys"]:
         try:

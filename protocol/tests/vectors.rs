@@ -287,11 +287,78 @@ fn build() -> Value {
             {"name": "holder-changed-after-signing", "signer": "acme", "canonical": forged, "expect": "bad_signature"},
         ],
         "quiz_draws": quiz_draws(),
+        "signed_requests": signed_requests(&acme, &globex),
         "invalid_keys": [
             {"name": "identity-point", "public_key": b64url(&weak), "expect": "weak_key"},
             {"name": "short-key", "public_key": b64url(&[7u8; 31]), "expect": "bad_length"},
         ],
     })
+}
+
+/// The small signed objects of SPEC §17, §21 and §22: a file fetch, an
+/// introduction and a heal request, each with its domain prefix, signing
+/// input and signature, and each verifying with its signer's key only.
+fn signed_requests(acme: &Party, globex: &Party) -> Value {
+    use base64::Engine;
+    use guanxi_protocol::fetch::FetchFields;
+    use guanxi_protocol::heal::HealRequestFields;
+    use guanxi_protocol::invitation::IntroductionFields;
+    let entry = |name: &str, signer: &Party, domain: Domain, bytes: &[u8]| {
+        let value = parse_strict(bytes).expect("strict");
+        let mut unsigned = value.clone();
+        let sig = unsigned
+            .as_object_mut()
+            .and_then(|m| m.remove("sig"))
+            .expect("sig");
+        let unsigned = canonical::canonicalize(&unsigned).expect("canonical");
+        json!({"name": name, "signer": signer.name, "prefix_hex": hex(domain.prefix()),
+               "canonical": text(bytes), "signing_input_hex": hex(&domain.signing_input(&unsigned)),
+               "signature": sig["value"], "expect": "valid"})
+    };
+    let header = FetchFields {
+        v: 1,
+        from: globex.name.parse().expect("id"),
+        to: acme.name.parse().expect("id"),
+        sha256: hex(&Sha256Hash::of(b"brochure.pdf").0),
+        at: T0 + 60_000,
+    }
+    .sign(&globex.key)
+    .expect("signs");
+    let fetch = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .expect("base64url");
+    let introduction = IntroductionFields {
+        v: 1,
+        from: globex.name.parse().expect("id"),
+        name: "Globex 台灣".into(),
+        url: "https://globex.example:8443".into(),
+        tls_cert_sha256: hex(&Sha256Hash::of(b"globex certificate").0),
+        pinned: true,
+        public_key: globex.key.public().to_string(),
+        to: acme.name.parse().expect("id"),
+        secret: guanxi_protocol::crypto::b64url(&[7u8; 32]),
+        at: T0 + 120_000,
+    }
+    .sign(&globex.key)
+    .expect("signs");
+    let heal = HealRequestFields {
+        v: 1,
+        from: acme.name.parse().expect("id"),
+        to: globex.name.parse().expect("id"),
+        sent_after: 1,
+        received_after: 0,
+        at: T0 + 180_000,
+    }
+    .sign(&acme.key)
+    .expect("signs");
+    let forged = text(&heal.bytes).replace("\"sent_after\":1", "\"sent_after\":0");
+    json!([
+        entry("globex-fetches-a-file-from-acme", globex, Domain::Fetch, &fetch),
+        entry("globex-introduces-itself-to-acme", globex, Domain::Introduction, &introduction.bytes),
+        entry("acme-asks-globex-to-heal", acme, Domain::Heal, &heal.bytes),
+        {"name": "heal-request-changed-after-signing", "signer": "acme",
+         "prefix_hex": hex(Domain::Heal.prefix()), "canonical": forged, "expect": "bad_signature"},
+    ])
 }
 
 /// Question draws (SPEC §16.2): a pool, an attempt's subject, how many
@@ -425,6 +492,32 @@ fn rust_verifies_every_vector_and_refuses_every_invalid_one() {
                 other,
                 "{}",
                 c["name"]
+            ),
+        }
+    }
+    for s in v["signed_requests"].as_array().expect("signed requests") {
+        let bytes = s["canonical"].as_str().expect("canonical").as_bytes();
+        let key = key_of(s["signer"].as_str().expect("signer"));
+        let prefix = s["prefix_hex"].as_str().expect("prefix");
+        let outcome = if prefix == hex(Domain::Heal.prefix()) {
+            guanxi_protocol::heal::SignedHealRequest::decode(bytes).and_then(|h| h.verify(&key))
+        } else if prefix == hex(Domain::Fetch.prefix()) {
+            use base64::Engine;
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+            guanxi_protocol::fetch::SignedFetch::decode(&header).and_then(|f| f.verify(&key))
+        } else {
+            assert_eq!(prefix, hex(Domain::Introduction.prefix()), "{}", s["name"]);
+            guanxi_protocol::invitation::SignedIntroduction::decode(bytes)
+                .and_then(|i| i.verify_self())
+                .map(|k| assert_eq!(k, key))
+        };
+        match s["expect"].as_str().expect("expect") {
+            "valid" => outcome.unwrap_or_else(|e| panic!("{}: {e}", s["name"])),
+            other => assert_eq!(
+                outcome.expect_err("refused").reason().as_str(),
+                other,
+                "{}",
+                s["name"]
             ),
         }
     }
