@@ -211,7 +211,7 @@ async fn peers(State(node): State<Arc<Node>>) -> Result<Json<Value>, AdminError>
         }));
     }
     Ok(Json(
-        json!({"node": node.identity.id.as_str(), "now": now, "peers": out}),
+        json!({"node": node.identity.id.as_str(), "now": now, "peers": out, "healing": node.healing.status()}),
     ))
 }
 

@@ -167,6 +167,14 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// After losing the whole database (the key file kept): makes an empty
+    /// store that heals from every enabled peer when `serve` starts (SPEC
+    /// §22), rebuilding every record shared with a peer daemon. The
+    /// daemon must be stopped, and data_dir must hold no database.
+    Recover {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
     /// Rebuilds the secondary indexes from the records (the daemon must be
     /// stopped): after a restore, or if a check finds an index wrong.
     Reindex {
@@ -366,6 +374,41 @@ fn reindex_command(daemon: &DaemonArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `guanxi recover`: an empty store marked to heal from the peers.
+fn recover_command(daemon: &DaemonArgs) -> Result<(), Failure> {
+    let config = match &daemon.config {
+        Some(file) => Config::load(file).map_err(config_failure)?,
+        None => {
+            Config::defaults(&std::env::current_dir().context("reading the current directory")?)
+        }
+    };
+    let dir = &config.data_dir;
+    for held in [
+        guanxi_adapters::store::DB_FILE,
+        guanxi_adapters::store::STORE_MARKER,
+    ] {
+        if dir.join(held).exists() {
+            return Err(anyhow!(
+                "{} holds a store ({held}); recover starts from nothing: move the data \
+                 directory away first, or restore a backup (guanxi restore) and let it heal",
+                dir.display()
+            )
+            .into());
+        }
+    }
+    let store =
+        Store::open_with(dir, config.cache_mib as usize * 1024 * 1024).map_err(store_failure)?;
+    store.mark_healing().map_err(store_failure)?;
+    println!(
+        "an empty store in {} will heal from every enabled peer when the daemon starts \
+         (guanxi serve): it gets back every envelope and receipt it exchanged with them and \
+         rebuilds the records shared with them. Accounts, web partners' records and settings \
+         are not held by any peer: create the accounts again, or restore a backup instead.",
+        dir.display()
+    );
+    Ok(())
+}
+
 /// `guanxi backup FILE`: written to `FILE.part`, checked whole, then renamed.
 fn backup_command(daemon: &DaemonArgs, file: &Path) -> Result<(), Failure> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -445,7 +488,8 @@ fn restore_command(file: &Path, dir: &Path) -> Result<(), Failure> {
     print_backup(&dir.display().to_string(), &summary);
     println!(
         "restored. Point data_dir at it, with the node's own key and certificate. \
-         The node is now behind its peers by what it sent and received after the backup."
+         The node is behind its peers by what it sent and received after the backup: when \
+         the daemon starts it heals from them before it sends or accepts anything (SPEC §22)."
     );
     Ok(())
 }
@@ -671,6 +715,7 @@ pub fn main_entry() -> ExitCode {
                 },
         } => cert_verify(&file, key, key_document.as_deref(), at.as_deref()),
         Command::Reindex { daemon } => reindex_command(&daemon),
+        Command::Recover { daemon } => recover_command(&daemon),
         Command::Backup { daemon, file } => backup_command(&daemon, &file),
         Command::Invite {
             daemon,
@@ -1006,6 +1051,8 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         Node::new(identity, engine, store.clone(), key_document, config)
             .context("building peer clients")?,
     );
+    let healing = store.healing().map_err(store_failure)?;
+    node.healing.begin(healing);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1015,6 +1062,11 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         let signals = handle_signals(shutdown.clone()).context("installing signal handlers")?;
         let workers = Workers::new(node.clone(), shutdown.child_token());
         workers.sync();
+        // Behind its peers after a restore or a recovery: heal first (SPEC §22).
+        let heal_task = healing.then(|| {
+            tracing::warn!("this store was restored or recovered: healing from the peers before anything is sent");
+            tokio::spawn(crate::heal::run(node.clone(), shutdown.child_token()))
+        });
         let socket = data_dir.join(admin::SOCKET_FILE);
         let admin_listener =
             admin::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
@@ -1161,6 +1213,9 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
         shutdown.cancel();
         workers.stop().await;
         let _ = sweeper_task.await;
+        if let Some(task) = heal_task {
+            let _ = task.await;
+        }
         let _ = relay_task.await;
         let _ = fetch_task.await;
         let _ = grader_task.await;

@@ -26,6 +26,8 @@ use tokio_util::task::TaskTracker;
 
 /// First retry delay.
 const BASE_DELAY_MS: i64 = 1_000;
+/// The wait before asking a peer that is healing (SPEC §22) again.
+const HEALING_RETRY_MS: i64 = 2_000;
 /// Longest retry delay.
 const MAX_DELAY_MS: i64 = 3_600_000;
 
@@ -113,6 +115,9 @@ struct Failure {
     message: String,
     /// The peer said the stream is broken: stop until an admin acts.
     halt: bool,
+    /// The peer is healing after a restore (SPEC §22): try again in a few
+    /// seconds, without growing the backoff.
+    healing: bool,
 }
 
 impl Failure {
@@ -120,11 +125,17 @@ impl Failure {
         Failure {
             message: message.into(),
             halt: false,
+            healing: false,
         }
     }
 }
 
 async fn worker(node: Arc<Node>, peer: NodeId, cancel: CancellationToken) {
+    // A node healing after a restore sends nothing (SPEC §22).
+    tokio::select! {
+        _ = node.healing.wait() => {}
+        _ = cancel.cancelled() => return,
+    }
     let wake = node.waker(&peer);
     tracing::info!(%peer, "delivery worker started");
     // The delivery state lives here; the store holds its last committed copy
@@ -376,6 +387,13 @@ impl WorkerState {
                 next.halted = Some(f.message.clone());
                 next.last_error = Some(f.message.clone());
             }
+            Some(f) if f.healing => {
+                if next.last_error.as_deref() != Some(f.message.as_str()) {
+                    tracing::info!(%peer, "peer is healing after a restore; delivering when it is done");
+                }
+                next.next_attempt_at = now_ms() + HEALING_RETRY_MS;
+                next.last_error = Some(f.message.clone());
+            }
             Some(f) => {
                 next.attempts = next.attempts.saturating_add(1);
                 let now = now_ms();
@@ -524,12 +542,12 @@ async fn post_pending(
             200 => (vec![Ok((answer.body, None))], true),
             // A stream rejection, with a signed receipt.
             409 => (vec![Ok((answer.body, None))], false),
-            status => return Err(Failure::retry(error_text(status, &answer.body))),
+            status => return Err(answer_failure(status, &answer.body)),
         }
     } else if answer.status == 200 {
         batch_answer(&answer.body, pending.len()).map_err(Failure::retry)?
     } else {
-        return Err(Failure::retry(error_text(answer.status, &answer.body)));
+        return Err(answer_failure(answer.status, &answer.body));
     };
     Ok((
         pending
@@ -596,6 +614,18 @@ impl Outcome {
             delivered,
             failure: Some(failure),
         }
+    }
+}
+
+/// A failure for an error answer; `503 healing` is retried soon.
+fn answer_failure(status: u16, body: &[u8]) -> Failure {
+    let healing = status == 503
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .is_ok_and(|v| v.get("code").and_then(|c| c.as_str()) == Some("healing"));
+    Failure {
+        message: error_text(status, body),
+        halt: false,
+        healing,
     }
 }
 
@@ -667,6 +697,18 @@ fn batch_results(body: &[u8]) -> Result<Vec<Result<ReceiptBytes, String>>, Strin
         .collect()
 }
 
+/// [`check_receipt`] for a receipt given back while healing (SPEC §22):
+/// a stream rejection is refused like any other mismatch.
+pub fn verified_receipt(
+    rt: &PeerRuntime,
+    me: &NodeId,
+    seq: u64,
+    sent: &[u8],
+    receipt: Vec<u8>,
+) -> Result<ReturnedReceipt, String> {
+    check_receipt(rt, me, seq, sent, (receipt, None)).map_err(|f| f.message)
+}
+
 /// Verifies a receipt against the envelope it answers (by hash), with the peer's key.
 fn check_receipt(
     rt: &PeerRuntime,
@@ -731,6 +773,7 @@ fn check_receipt(
             Err(Failure {
                 message: format!("seq {seq}: {text}"),
                 halt: true,
+                healing: false,
             })
         }
     }

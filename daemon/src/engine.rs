@@ -51,6 +51,13 @@ pub enum EngineError {
     /// this one did nothing (see `crate::idempotency`).
     #[error("this idempotency key was used by an earlier call")]
     Replayed,
+    /// The node is healing after a restore (SPEC §22): it creates no
+    /// envelope, consumes no seq and signs no receipt until healed.
+    #[error("this node is healing after a restore and sends or accepts nothing until it is healed")]
+    Healing,
+    /// Healing found an item it cannot replay as it was first made.
+    #[error("healing stopped: {0}")]
+    Diverged(String),
 }
 
 /// Why a message could not be sent. Nothing was queued or changed.
@@ -71,6 +78,10 @@ pub struct Inbound {
     /// its stream), signed ahead on a parallel thread; the engine uses it
     /// only when its decision is exactly that, and signs anew otherwise.
     pub presigned: Option<SignedReceipt>,
+    /// Only while healing (SPEC §22): this node's own receipt for the
+    /// envelope, fetched back from the peer: the decision the replay must
+    /// reproduce, stored as it is instead of a new receipt.
+    pub decided: Option<SignedReceipt>,
 }
 
 /// The engine's answer to one incoming envelope.
@@ -262,6 +273,13 @@ enum Job {
         claim: Option<Claim>,
         reply: oneshot::Sender<Result<Result<Sent, StateError>, EngineError>>,
     },
+    /// Replays what peers gave back while healing (SPEC §22); `healed`
+    /// ends the healing in the same transaction.
+    Heal {
+        steps: Vec<HealStep>,
+        healed: bool,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     Delivered {
         peer: NodeId,
         receipts: Vec<ReturnedReceipt>,
@@ -275,6 +293,18 @@ enum Job {
     },
     /// Check whether a failed database can be written again.
     Probe,
+}
+
+/// One item of healing (SPEC §22), checked by the healer (`crate::heal`).
+pub enum HealStep {
+    /// An own envelope the peer consumed, with the peer's verified receipt.
+    Sent {
+        envelope: Box<SignedEnvelope>,
+        receipt: ReturnedReceipt,
+    },
+    /// A peer's envelope, checked as on receipt, with this node's own
+    /// receipt for it in `decided`.
+    Received(Box<Inbound>),
 }
 
 /// What a peer's delivery worker listens to: wake-ups (new work, a sign of
@@ -647,6 +677,18 @@ impl Engine {
         Ok(answer)
     }
 
+    /// Replays `steps` (SPEC §22) in one transaction; `healed` ends the
+    /// healing with them. An item that does not replay as it was first
+    /// made fails the whole job ([`EngineError::Diverged`]).
+    pub async fn heal(&self, steps: Vec<HealStep>, healed: bool) -> Result<(), EngineError> {
+        self.call(|reply| Job::Heal {
+            steps,
+            healed,
+            reply,
+        })
+        .await
+    }
+
     /// Stores the delivery state of the stream to `peer` (backoff, errors).
     pub async fn save_delivery(&self, peer: NodeId, delivery: Delivery) -> Result<(), EngineError> {
         self.call(|reply| Job::SaveDelivery {
@@ -995,6 +1037,22 @@ fn run_group(
                     w.put_delivery(peer.as_str(), delivery)?;
                     Done::Unit
                 }
+                Job::Heal { steps, healed, .. } => {
+                    for step in steps.iter() {
+                        match step {
+                            HealStep::Sent { envelope, receipt } => {
+                                replay_sent(w, identity, envelope, receipt, effects)?
+                            }
+                            HealStep::Received(item) => {
+                                inbound(w, identity, hooks, item, now, effects)?;
+                            }
+                        }
+                    }
+                    if *healed {
+                        w.end_healing()?;
+                    }
+                    Done::Unit
+                }
                 Job::Probe => Done::Unit,
             });
         }
@@ -1016,14 +1074,20 @@ fn answer(job: Job, result: Result<Done, EngineError>) {
         (Job::Local { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
         (Job::Inbound { reply, .. }, Ok(Done::Inbound(a))) => drop(reply.send(Ok(a))),
         (Job::Send { reply, .. }, Ok(Done::Send(s))) => drop(reply.send(Ok(s))),
-        (Job::Delivered { reply, .. } | Job::SaveDelivery { reply, .. }, Ok(Done::Unit)) => {
-            drop(reply.send(Ok(())))
-        }
+        (
+            Job::Delivered { reply, .. }
+            | Job::SaveDelivery { reply, .. }
+            | Job::Heal { reply, .. },
+            Ok(Done::Unit),
+        ) => drop(reply.send(Ok(()))),
         (Job::Inbound { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
         (Job::Send { reply, .. }, Err(e)) => drop(reply.send(Err(e))),
-        (Job::Delivered { reply, .. } | Job::SaveDelivery { reply, .. }, Err(e)) => {
-            drop(reply.send(Err(e)))
-        }
+        (
+            Job::Delivered { reply, .. }
+            | Job::SaveDelivery { reply, .. }
+            | Job::Heal { reply, .. },
+            Err(e),
+        ) => drop(reply.send(Err(e))),
         (Job::Probe, _) => {}
         (_, Ok(_)) => tracing::error!("engine produced an answer of the wrong shape"),
     }
@@ -1194,8 +1258,18 @@ fn inbound(
     let peer = f.from.as_str();
     let stream = w.in_stream(peer)?;
 
+    let decided = item.decided.as_ref();
+    if decided.is_none() && w.healing()? {
+        return Err(EngineError::Healing);
+    }
+    let diverged =
+        |what: String| EngineError::Diverged(format!("{peer}'s envelope seq {}: {what}", f.seq));
+
     // Step 7: a retry gets the original receipt; the same id with other bytes is a conflict.
     if let Some(seen) = w.seen_id(&f.id)? {
+        if decided.is_some() {
+            return Err(diverged("its id was already consumed here".into()));
+        }
         if seen.hash == env.hash.0
             && seen.peer == peer
             && let Some(receipt) = w.in_receipt(&seen.peer, seen.seq)?
@@ -1254,6 +1328,9 @@ fn inbound(
         None
     };
     if let Some((code, message)) = stream_error {
+        if decided.is_some() {
+            return Err(diverged(format!("{}: {message}", code.as_str())));
+        }
         let receipt = ReceiptFields::for_envelope(
             env,
             stream.seq,
@@ -1269,94 +1346,124 @@ fn inbound(
 
     // Step 9: the business rules. A failure is a rejection that consumes the seq.
     let mut placed = None;
-    let reason = match &item.message {
-        Err(BodyError::UnknownKind(kind)) => reject(
-            ReasonCode::UnknownKind,
-            format!("unknown kind {kind:?}"),
-            None,
-        ),
-        Err(e @ BodyError::Field { .. }) => reject(ReasonCode::BadBody, e.to_string(), None),
-        Ok(message) => {
-            let ctx = Context {
-                from: f.from.clone(),
-                to: f.to.clone(),
-                at: f.created,
-            };
-            let subject = f.subject.as_str();
-            if message.concerns_record() {
-                let (mut slot, opened) = load_slot(w, peer, subject)?;
-                match slot.receive(&identity.id, &ctx, message, f.record_version) {
-                    Err(e) => reject(e.code, e.message, None),
-                    Ok(received) => {
-                        // This node's business rules judge requests it is
-                        // the authority of; the authority's own messages
-                        // are the record's truth.
-                        let ruled = match received.version {
-                            Some(_) => (hooks.rule)(w, &ctx, subject, message)?,
-                            None => Ok(()),
-                        };
-                        match ruled {
-                            Err(e) => reject(e.code, e.message, None),
-                            Ok(()) => {
-                                report_faults(peer, subject, &received.faults);
-                                let opened = match received.version {
-                                    Some(1) => Some(f.seq),
-                                    _ => opened,
-                                };
-                                if received.refused.is_none()
-                                    && let Some(record) = &slot.record
-                                {
-                                    let applied = Applied {
-                                        key: peer,
-                                        subject,
-                                        from: &f.from,
-                                        to: &f.to,
-                                        message,
-                                        record,
-                                        at: f.created,
-                                        seq: Some(f.seq),
-                                    };
-                                    effects.mail |= (hooks.applied)(w, &applied)?;
+    let reason = match (
+        &item.message,
+        decided.and_then(|d| d.receipt.fields.reason.as_ref()),
+    ) {
+        // Replaying a rejection this node signed: the seq is consumed and
+        // no record changes, as when it was first decided.
+        (_, Some(rejected)) => Some(rejected.clone()),
+        (message, None) => match message {
+            Err(BodyError::UnknownKind(kind)) => reject(
+                ReasonCode::UnknownKind,
+                format!("unknown kind {kind:?}"),
+                None,
+            ),
+            Err(e @ BodyError::Field { .. }) => reject(ReasonCode::BadBody, e.to_string(), None),
+            Ok(message) => {
+                let ctx = Context {
+                    from: f.from.clone(),
+                    to: f.to.clone(),
+                    at: f.created,
+                };
+                let subject = f.subject.as_str();
+                if message.concerns_record() {
+                    let (mut slot, opened) = load_slot(w, peer, subject)?;
+                    match slot.receive(&identity.id, &ctx, message, f.record_version) {
+                        Err(e) => reject(e.code, e.message, None),
+                        Ok(received) => {
+                            // This node's business rules judge requests it is
+                            // the authority of; the authority's own messages
+                            // are the record's truth. A replayed decision is
+                            // not judged again (SPEC §22).
+                            let ruled = match received.version {
+                                Some(_) if decided.is_none() => {
+                                    (hooks.rule)(w, &ctx, subject, message)?
                                 }
-                                save_slot(w, effects, peer, subject, slot, opened)?;
-                                placed = received.version;
-                                received.refused.map(|e| Rejection {
-                                    code: e.code,
-                                    message: e.message,
-                                    expected_seq: None,
-                                })
+                                _ => Ok(()),
+                            };
+                            match ruled {
+                                Err(e) => reject(e.code, e.message, None),
+                                Ok(()) => {
+                                    report_faults(peer, subject, &received.faults);
+                                    let opened = match received.version {
+                                        Some(1) => Some(f.seq),
+                                        _ => opened,
+                                    };
+                                    if received.refused.is_none()
+                                        && let Some(record) = &slot.record
+                                    {
+                                        let applied = Applied {
+                                            key: peer,
+                                            subject,
+                                            from: &f.from,
+                                            to: &f.to,
+                                            message,
+                                            record,
+                                            at: f.created,
+                                            seq: Some(f.seq),
+                                        };
+                                        effects.mail |= (hooks.applied)(w, &applied)?;
+                                    }
+                                    save_slot(w, effects, peer, subject, slot, opened)?;
+                                    placed = received.version;
+                                    received.refused.map(|e| Rejection {
+                                        code: e.code,
+                                        message: e.message,
+                                        expected_seq: None,
+                                    })
+                                }
                             }
                         }
                     }
-                }
-            } else if f.record_version.is_some() {
-                reject(
-                    ReasonCode::VersionConflict,
-                    format!("{} concerns no record; record_version must be null", f.kind),
-                    None,
-                )
-            } else {
-                match (hooks.rule)(w, &ctx, f.subject.as_str(), message)? {
-                    Err(e) => reject(e.code, e.message, None),
-                    Ok(()) => None,
+                } else if f.record_version.is_some() {
+                    reject(
+                        ReasonCode::VersionConflict,
+                        format!("{} concerns no record; record_version must be null", f.kind),
+                        None,
+                    )
+                } else {
+                    // Run for what it keeps (an attachment's file) even when
+                    // replaying; only a new decision follows its verdict.
+                    match (hooks.rule)(w, &ctx, f.subject.as_str(), message)? {
+                        Err(e) if decided.is_none() => reject(e.code, e.message, None),
+                        _ => None,
+                    }
                 }
             }
-        }
+        },
     };
+    if let Some(d) = decided {
+        let wanted = &d.receipt.fields;
+        let got = reason.as_ref().map(|r| r.code.as_str());
+        let had = wanted.reason.as_ref().map(|r| r.code.as_str());
+        if got != had || placed != wanted.record_version {
+            return Err(diverged(format!(
+                "first decided {} at version {:?}, replayed {} at version {placed:?}",
+                had.unwrap_or("accepted"),
+                wanted.record_version,
+                got.unwrap_or("accepted"),
+            )));
+        }
+    }
 
     // Step 10: envelope, receipt and stream position in the same transaction.
     let rejected = reason.as_ref().map(|r| r.code.as_str());
-    let receipt = match (&reason, &item.presigned) {
-        (None, Some(pre))
-            if placed.is_none()
-                && pre.receipt.fields.high_water == f.seq
-                && pre.receipt.fields.reason.is_none() =>
-        {
-            pre.clone()
+    let receipt = if let Some(d) = decided {
+        d.clone()
+    } else {
+        match (&reason, &item.presigned) {
+            (None, Some(pre))
+                if placed.is_none()
+                    && pre.receipt.fields.high_water == f.seq
+                    && pre.receipt.fields.reason.is_none() =>
+            {
+                pre.clone()
+            }
+            _ => ReceiptFields::for_envelope(env, f.seq, reason.clone(), now)
+                .with_record_version(placed)
+                .sign(&identity.key)?,
         }
-        _ => ReceiptFields::for_envelope(env, f.seq, reason.clone(), now)
-            .with_record_version(placed)
-            .sign(&identity.key)?,
     };
     let seen = SeenId {
         peer: peer.to_string(),
@@ -1387,6 +1494,9 @@ fn send(
     now: Millis,
     effects: &mut Effects,
 ) -> Result<Result<Sent, StateError>, EngineError> {
+    if w.healing()? {
+        return Err(EngineError::Healing);
+    }
     let stream = w.out_stream(peer.as_str())?;
     // A stream's times never go back, even when this node's clock does.
     let created = now.max(stream.created);
@@ -1446,6 +1556,86 @@ fn send(
         seq,
         hash: signed.hash,
     }))
+}
+
+/// Replays an own envelope a peer gave back while healing (SPEC §22): one
+/// this node still holds must be the same bytes; a newer one must continue
+/// the stream and be applied as when it was sent, giving the version it
+/// names. Then the peer's receipt is taken as a returned receipt.
+fn replay_sent(
+    w: &mut Tables<'_>,
+    identity: &Identity,
+    envelope: &SignedEnvelope,
+    receipt: &ReturnedReceipt,
+    effects: &mut Effects,
+) -> Result<(), EngineError> {
+    let f = envelope.fields();
+    let peer = &f.to;
+    let diverged = |what: String| {
+        EngineError::Diverged(format!("own envelope seq {} to {peer}: {what}", f.seq))
+    };
+    let stream = w.out_stream(peer.as_str())?;
+    if f.seq <= stream.seq {
+        if w.out_envelope(peer.as_str(), f.seq)?.as_deref() != Some(envelope.bytes.as_slice()) {
+            return Err(diverged("this node holds other bytes at that seq".into()));
+        }
+    } else {
+        if f.seq != stream.seq + 1 || f.prev.map(|h| h.0) != stream.hash {
+            return Err(diverged(format!(
+                "it does not continue the stream, which stands at seq {}",
+                stream.seq
+            )));
+        }
+        let message = decode_message(&f.kind, &f.body).map_err(|e| diverged(e.message.clone()))?;
+        if message.concerns_record() {
+            let ctx = Context {
+                from: identity.id.clone(),
+                to: peer.clone(),
+                at: f.created,
+            };
+            let (mut slot, opened) = load_slot(w, peer.as_str(), f.subject.as_str())?;
+            match slot.send(&identity.id, &ctx, &message, f.seq) {
+                Ok(version) if version == f.record_version => {
+                    if slot.has_pending() && version.is_none() {
+                        w.put_out_pending(peer.as_str(), f.seq, f.subject.as_str())?;
+                    }
+                    save_slot(w, effects, peer.as_str(), f.subject.as_str(), slot, opened)?;
+                }
+                Ok(version) => {
+                    return Err(diverged(format!(
+                        "it names version {:?}, the replay gives {version:?}",
+                        f.record_version
+                    )));
+                }
+                Err(refused) => {
+                    return Err(diverged(format!(
+                        "the replay refuses it: {}",
+                        refused.message
+                    )));
+                }
+            }
+        } else if f.record_version.is_some() {
+            return Err(diverged("it concerns no record but names a version".into()));
+        }
+        w.put_out(
+            peer.as_str(),
+            f.seq,
+            envelope.hash.0,
+            &envelope.bytes,
+            f.created,
+        )?;
+    }
+    w.put_out_receipt(
+        peer.as_str(),
+        receipt.seq,
+        &receipt.bytes,
+        receipt.rejected.as_ref().map(|(code, _)| code.as_str()),
+    )?;
+    answered(w, effects, peer, receipt, f.created)?;
+    let mut delivery = w.delivery(peer.as_str())?;
+    delivery.delivered_seq = delivery.delivered_seq.max(f.seq);
+    w.put_delivery(peer.as_str(), &delivery)?;
+    Ok(())
 }
 
 /// A peer's receipt for one of our envelopes: where the record's authority

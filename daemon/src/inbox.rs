@@ -166,6 +166,7 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/fed/v1/batch", post(post_batch))
         .route("/fed/v1/keys", get(keys))
         .route("/fed/v1/introduce", post(introduce))
+        .route("/fed/v1/heal", post(crate::heal::answer))
         .route("/fed/v1/files/{sha}", get(crate::library::files::fed_fetch))
 }
 
@@ -314,6 +315,9 @@ async fn one_envelope(node: Arc<Node>, body: Body) -> Response {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    if node.healing.active() {
+        return crate::heal::refusal();
+    }
     let item = match check(&node, &bytes, now_ms()) {
         Ok(item) => item,
         Err(e) => return e.into_response(),
@@ -388,6 +392,21 @@ pub fn sender_key(
     Ok(key.public_key)
 }
 
+/// SPEC §7 steps 2–5 for an envelope given back while healing (§22),
+/// with its body decoded; nothing is signed.
+pub fn verified(node: &Node, envelope: SignedEnvelope) -> Result<Inbound, FedError> {
+    let f = envelope.fields();
+    let key = sender_key(node, &f.from, &f.to, &envelope.envelope.sig.kid, f.created)?;
+    envelope.verify(&key)?;
+    let message = Message::decode(&f.kind, &f.body);
+    Ok(Inbound {
+        envelope,
+        message,
+        presigned: None,
+        decided: None,
+    })
+}
+
 /// [`check`] after step 1 (the envelope is decoded).
 fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<Inbound, FedError> {
     let f = envelope.fields();
@@ -413,6 +432,7 @@ fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<I
         envelope,
         message,
         presigned,
+        decided: None,
     })
 }
 
@@ -461,6 +481,9 @@ async fn batch(node: Arc<Node>, body: Body) -> Response {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    if node.healing.active() {
+        return crate::heal::refusal();
+    }
     // Parsing up to 16 MiB is CPU work: off the async threads.
     let elements = match tokio::task::spawn_blocking(move || split_batch(&bytes)).await {
         Ok(Ok(e)) => e,

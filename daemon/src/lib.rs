@@ -46,6 +46,7 @@ pub mod delivery;
 pub mod directory;
 pub mod engine;
 pub mod goals;
+pub mod heal;
 pub mod idempotency;
 pub mod identity;
 pub mod inbox;

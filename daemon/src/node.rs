@@ -57,6 +57,9 @@ pub struct Node {
     /// Re-reads the config file and applies it (SIGHUP, `guanxi reload`);
     /// set once the delivery workers run. `Ok` says what is in force.
     pub reloader: std::sync::OnceLock<Reloader>,
+    /// Whether the node is healing after a restore (SPEC §22): it sends and
+    /// accepts nothing until healed.
+    pub healing: crate::heal::Healing,
 }
 
 /// Finished rounds of the node's timers (whether or not a round found work).
@@ -184,6 +187,7 @@ impl Node {
             idempotency: Default::default(),
             damage: Default::default(),
             reloader: std::sync::OnceLock::new(),
+            healing: Default::default(),
         })
     }
 

@@ -89,6 +89,13 @@ pub async fn readyz(axum::extract::State(node): axum::extract::State<Arc<Node>>)
         )
             .into_response();
     }
+    if let Some(healing) = node.healing.status() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"ready": false, "healing": healing})),
+        )
+            .into_response();
+    }
     if let Some(damage) = node.damage() {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

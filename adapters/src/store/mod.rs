@@ -34,6 +34,9 @@ pub const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The `meta` key of the database's id (the one in [`STORE_MARKER`]).
 const STORE_ID_KEY: &str = "store_id";
+/// The `meta` key set (to 1) while the database is behind its peers: made
+/// by a restore or a recovery, cleared when healing ends (SPEC §22).
+const HEALING_KEY: &str = "healing";
 
 /// `meta`: schema version and other single values, by name.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -662,6 +665,23 @@ impl Store {
         Ok(meta.get(SCHEMA_KEY)?.map(|v| v.value()))
     }
 
+    /// Whether the database is behind its peers and must heal before it
+    /// sends or accepts anything (SPEC §22).
+    pub fn healing(&self) -> Result<bool, StoreError> {
+        let txn = self.db()?.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(HEALING_KEY)?.is_some_and(|v| v.value() != 0))
+    }
+
+    /// Marks the database as behind its peers (after a restore, or as the
+    /// empty store of a recovery).
+    pub fn mark_healing(&self) -> Result<(), StoreError> {
+        let txn = self.db()?.begin_write()?;
+        txn.open_table(META)?.insert(HEALING_KEY, 1)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Where the database file is.
     pub fn path(&self) -> &Path {
         &self.path
@@ -798,6 +818,7 @@ pub struct Tables<'t> {
     out_receipts: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     out_rejected: redb::Table<'t, (&'static str, u64), &'static str>,
     delivery: redb::Table<'t, &'static str, &'static [u8]>,
+    meta: redb::Table<'t, &'static str, u64>,
     /// The local document tables, held open for the transaction (in the
     /// order of `DOCS`): opening a table per read or write is not free.
     docs: Vec<redb::Table<'t, &'static str, &'static [u8]>>,
@@ -830,6 +851,7 @@ impl<'t> Tables<'t> {
             record_sync: txn.open_table(RECORD_SYNC)?,
             out_pending: txn.open_table(OUT_PENDING)?,
             out_streams: txn.open_table(OUT_STREAMS)?,
+            meta: txn.open_table(META)?,
             out_envelopes: txn.open_table(OUT_ENVELOPES)?,
             out_receipts: txn.open_table(OUT_RECEIPTS)?,
             out_rejected: txn.open_table(OUT_REJECTED)?,
@@ -1354,6 +1376,17 @@ impl Tables<'_> {
     /// The delivery state of the stream to `peer`.
     pub fn delivery(&self, peer: &str) -> Result<Delivery, StoreError> {
         delivery_of(&self.delivery, peer)
+    }
+
+    /// Whether the database is still healing (see [`Store::healing`]).
+    pub fn healing(&self) -> Result<bool, StoreError> {
+        Ok(self.meta.get(HEALING_KEY)?.is_some_and(|v| v.value() != 0))
+    }
+
+    /// Ends the healing (SPEC §22), with the transaction that completes it.
+    pub fn end_healing(&mut self) -> Result<(), StoreError> {
+        self.meta.remove(HEALING_KEY)?;
+        Ok(())
     }
 
     /// Stores the delivery state of the stream to `peer`.

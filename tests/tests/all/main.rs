@@ -19,6 +19,7 @@ mod courses;
 mod crossing;
 mod daemon;
 mod federation;
+mod heal;
 mod inbox;
 mod invitations;
 mod journey;
