@@ -948,6 +948,14 @@ fn finish(
                 wakers.mail.notify_one();
             }
         }
+        // Healing's own refusals reach their one job as they are: expected
+        // while healing (not a failure of the store), and the healer tells
+        // a divergence from a failure to store.
+        Err(e @ (EngineError::Healing | EngineError::Diverged(_))) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                answer(job, Err(e));
+            }
+        }
         Err(e) => {
             tracing::error!(
                 "write transaction failed, {} job(s) answered with an error: {e}",
@@ -1760,5 +1768,97 @@ mod tests {
             read.doc(Doc::Setting, "bad").expect("doc").is_none(),
             "nothing of the bad job stays"
         );
+    }
+
+    /// While healing (SPEC §22) nothing is sent; a replayed envelope whose
+    /// outcome is not the one this node signed stops the healing and
+    /// stores nothing; the one it signed replays and ends the healing.
+    #[tokio::test]
+    async fn healing_replays_only_the_decisions_this_node_signed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Store::open(dir.path())
+            .expect("store")
+            .mark_healing()
+            .expect("mark");
+        let (engine, store) = engine(dir.path());
+        let (acme, globex) = (
+            NodeKey::from_seed(&[3u8; 32]),
+            NodeKey::from_seed(&[4u8; 32]),
+        );
+        let peer: NodeId = "globex".parse().expect("id");
+        let ping = Message::decode("ping", &serde_json::json!({"note": ""})).expect("ping");
+        let refused = engine
+            .send(peer.clone(), "p-1".parse().expect("subject"), ping.clone())
+            .await
+            .expect_err("nothing is sent while healing");
+        assert!(
+            matches!(refused, SendError::Engine(EngineError::Healing)),
+            "{refused}"
+        );
+
+        let body = serde_json::json!({"note": "on it"});
+        let envelope = EnvelopeFields {
+            v: PROTOCOL_VERSION,
+            id: uuid::Uuid::now_v7().hyphenated().to_string(),
+            from: peer.clone(),
+            to: "acme".parse().expect("id"),
+            seq: 1,
+            prev: None,
+            created: 1_795_000_000_000,
+            kind: "lead.accept".into(),
+            subject: "lead-x".parse().expect("subject"),
+            body: body.clone(),
+            record_version: None,
+        }
+        .sign(&globex)
+        .expect("signs");
+        let step = |reason: Option<Rejection>, version: Option<u64>| {
+            let receipt = ReceiptFields::for_envelope(&envelope, 1, reason, 1_795_000_000_500)
+                .with_record_version(version)
+                .sign(&acme)
+                .expect("signs");
+            HealStep::Received(Box::new(Inbound {
+                envelope: envelope.clone(),
+                message: Message::decode("lead.accept", &body),
+                presigned: None,
+                decided: Some(receipt),
+            }))
+        };
+        // Acme never had lead-x: a receipt saying it accepted it cannot be replayed.
+        let err = engine
+            .heal(vec![step(None, Some(2))], true)
+            .await
+            .expect_err("diverges");
+        assert!(matches!(err, EngineError::Diverged(_)), "{err}");
+        assert!(err.to_string().contains("first decided accepted"), "{err}");
+        assert_eq!(
+            store
+                .read()
+                .expect("read")
+                .in_stream("globex")
+                .expect("stream")
+                .seq,
+            0
+        );
+        assert!(store.healing().expect("meta"));
+
+        // The rejection acme signed replays: the seq is consumed, the
+        // receipt kept as it was, and the healing ends.
+        let rejection = Rejection {
+            code: ReasonCode::UnknownRecord,
+            message: "no such lead".into(),
+            expected_seq: None,
+        };
+        engine
+            .heal(vec![step(Some(rejection), None)], true)
+            .await
+            .expect("replays");
+        let read = store.read().expect("read");
+        assert_eq!(read.in_stream("globex").expect("stream").seq, 1);
+        assert!(!store.healing().expect("meta"));
+        engine
+            .send(peer, "p-1".parse().expect("subject"), ping)
+            .await
+            .expect("healed: sends again");
     }
 }
