@@ -94,6 +94,96 @@ pub fn add_peer(file: &Path, peer: &NewPeer) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// A peer's key rotation (SPEC §23) as the configuration records it: the
+/// new key trusted from `not_before`, the key with id `old_kid` until
+/// `not_after` (or the earlier time it already had). Adding a key the peer
+/// already has changes nothing, so the same announcement applied twice
+/// writes the same file. Answers the config the file now holds.
+pub fn rotate_peer_key(
+    file: &Path,
+    peer: &str,
+    old_kid: &str,
+    new_public_key: &str,
+    not_before: guanxi_protocol::envelope::Millis,
+    not_after: guanxi_protocol::envelope::Millis,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
+    let before = Config::load(file)?;
+    let Some(configured) = before.peers.iter().find(|p| p.id.as_str() == peer) else {
+        return Err(err(file, format!("peer {peer} is not configured")));
+    };
+    let time = |ms| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.to_string())
+            .map_err(|e| err(file, format!("time {ms}: {e}")))
+    };
+    let old_public = configured
+        .keys
+        .iter()
+        .find(|k| k.kid.0 == old_kid)
+        .map(|k| k.public_key.to_string());
+    let already_after = configured
+        .keys
+        .iter()
+        .find(|k| k.kid.0 == old_kid)
+        .and_then(|k| k.not_after);
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
+    let Some(toml_edit::Item::ArrayOfTables(peers)) = doc.get_mut("peers") else {
+        return Err(err(file, "`peers` is not written as [[peers]] tables"));
+    };
+    let Some(entry) = peers
+        .iter_mut()
+        .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(peer))
+    else {
+        return Err(err(
+            file,
+            format!("peer {peer} is not written as a [[peers]] table"),
+        ));
+    };
+    let Some(toml_edit::Item::ArrayOfTables(keys)) = entry.get_mut("keys") else {
+        return Err(err(
+            file,
+            format!("the keys of peer {peer} are not written as [[peers.keys]] tables"),
+        ));
+    };
+    let public_of = |t: &toml_edit::Table| {
+        t.get("public_key")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    if let Some(old) = &old_public
+        && already_after.is_none_or(|a| a > not_after)
+        && let Some(t) = keys
+            .iter_mut()
+            .find(|t| public_of(t).as_deref() == Some(old.as_str()))
+    {
+        t.insert("not_after", toml_edit::value(time(not_after)?));
+    }
+    if !keys
+        .iter()
+        .any(|t| public_of(t).as_deref() == Some(new_public_key))
+    {
+        let mut key = toml_edit::Table::new();
+        key.insert("public_key", toml_edit::value(new_public_key));
+        key.insert("not_before", toml_edit::value(time(not_before)?));
+        key.decor_mut()
+            .set_prefix(format!("# announced by {peer} (key.rotate)\n"));
+        keys.push(key);
+    }
+    let new_text = doc.to_string();
+    if new_text == text {
+        return Ok(before);
+    }
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config = Config::parse(&new_text, file, &base)?;
+    replace(file, new_text.as_bytes())
+        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
+    Ok(config)
+}
+
 /// Replaces `file` with `bytes` atomically, keeping its permissions.
 fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let permissions = std::fs::metadata(file)?.permissions();

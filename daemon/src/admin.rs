@@ -41,6 +41,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/backup", get(backup))
         .route("/admin/v1/invitations", post(invite))
         .route("/admin/v1/connect", post(connect))
+        .route("/admin/v1/key/rotate", post(rotate_key))
         .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
@@ -147,6 +148,33 @@ async fn connect(
         .await
         .map_err(invite_error)?;
     Ok(Json(json!({"peer": peer, "url": url})))
+}
+
+#[derive(Deserialize)]
+struct RotateRequest {
+    /// How long the old key stays valid after the announcement (0: revoked).
+    retire_after_ms: i64,
+}
+
+/// `guanxi key rotate`: a new signing key announced to every peer.
+async fn rotate_key(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<RotateRequest>,
+) -> Result<Json<Value>, AdminError> {
+    if !(0..=90 * 86_400_000).contains(&req.retire_after_ms) {
+        return Err(bad_request(
+            "bad_request",
+            "the old key may stay valid for 0 to 90 days",
+        ));
+    }
+    match crate::keys::rotate(&node, req.retire_after_ms).await {
+        Ok(done) => Ok(Json(json!(done))),
+        Err(e) => Err(AdminError(
+            StatusCode::CONFLICT,
+            "not_rotated".into(),
+            e.to_string(),
+        )),
+    }
 }
 
 fn invite_error(e: crate::invitations::InviteError) -> AdminError {

@@ -6,7 +6,7 @@
 
 use crate::admin;
 use crate::delivery::Workers;
-use crate::engine::{Engine, Identity};
+use crate::engine::Engine;
 use crate::identity;
 use crate::logging::{self, LogFormat};
 use crate::node::Node;
@@ -208,6 +208,9 @@ pub enum Command {
         #[arg(long, default_value = "7d")]
         expires: String,
     },
+    /// This node's signing key (SPEC §23).
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Connect to the node that made the invitation CODE: both nodes add
     /// each other as peers.
     Connect {
@@ -310,6 +313,26 @@ pub struct DaemonArgs {
     /// The running daemon's config file.
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// A new signing key, announced to every peer in its stream (signed by
+    /// the old key, with the new key's proof); the old key stays valid for
+    /// what is made until `--retire-in` later, and everything signed
+    /// before keeps verifying.
+    Rotate {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// How long peers still accept the old key: `30m`, `12h`, `7d`
+        /// (at most 90d).
+        #[arg(long, default_value = "7d", conflicts_with = "revoke")]
+        retire_in: String,
+        /// The old key leaked: peers refuse it for anything made after the
+        /// announcement.
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -551,10 +574,8 @@ fn verify_command(daemon: &DaemonArgs, quick: bool) -> Result<(), Failure> {
                 .map_err(config_failure)?;
             let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
                 .map_err(store_failure)?;
-            let me = Identity {
-                id: config.node_id.clone(),
-                key,
-            };
+            let me = crate::keys::identity(config.node_id.clone(), key, &config.signing_key_file)
+                .map_err(|e| anyhow!(e))?;
             let read = store.read().map_err(store_failure)?;
             let report = crate::verify::check(&read, &me, &config.peers, depth);
             serde_json::to_value(&report).context("the report")?
@@ -717,6 +738,47 @@ pub fn main_entry() -> ExitCode {
         Command::Reindex { daemon } => reindex_command(&daemon),
         Command::Recover { daemon } => recover_command(&daemon),
         Command::Backup { daemon, file } => backup_command(&daemon, &file),
+        Command::Key(KeyCommand::Rotate {
+            daemon,
+            retire_in,
+            revoke,
+        }) => match (revoke, parse_span(&retire_in)) {
+            (false, None) => Err(anyhow!(
+                "--retire-in {retire_in:?}: write minutes, hours or days, like 30m, 12h or 7d"
+            )
+            .into()),
+            (revoke, ms) => admin_call(
+                &daemon,
+                "POST",
+                "/admin/v1/key/rotate",
+                Some(
+                    serde_json::json!({"retire_after_ms": if revoke { 0 } else { ms.unwrap_or(0) }}),
+                ),
+                |v| {
+                    let retire = v["retire_at"]
+                        .as_i64()
+                        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                        .map(|t| t.to_string())
+                        .unwrap_or_default();
+                    println!(
+                        "signing with {} now; {} is accepted by peers until {retire}",
+                        v["new_kid"].as_str().unwrap_or("?"),
+                        v["old_kid"].as_str().unwrap_or("?")
+                    );
+                    println!(
+                        "announced to: {}",
+                        v["announced_to"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|p| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    );
+                },
+            ),
+        },
         Command::Invite {
             daemon,
             partner,
@@ -965,7 +1027,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     }
     identity::create_data_dir(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let (key, created_key) =
+    let (_, created_key) =
         identity::load_or_create_key(&config.signing_key_file, config.source.is_none())
             .map_err(config_failure)?;
     let mut generated_cert = false;
@@ -984,13 +1046,20 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     let fingerprint = tls::fingerprint(&config.tls.cert_file).map_err(config_failure)?;
     let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
         .map_err(store_failure)?;
+    // A key rotation cut short by a stop is finished or dropped (SPEC §23).
+    crate::keys::settle(&config.signing_key_file, &store)
+        .map_err(|e| anyhow!("settling a key rotation: {e}"))?;
+    let key =
+        guanxi_config::keyfile::read_node_key(&config.signing_key_file).map_err(|e| anyhow!(e))?;
     // The quick check of what the store holds (each stream's head); the
     // full one runs on demand (`guanxi verify`) and daily.
     {
-        let me = Identity {
-            id: config.node_id.clone(),
-            key: key.clone(),
-        };
+        let me = crate::keys::identity(
+            config.node_id.clone(),
+            key.clone(),
+            &config.signing_key_file,
+        )
+        .map_err(|e| anyhow!(e))?;
         let read = store.read().map_err(store_failure)?;
         let report = crate::verify::check(&read, &me, &config.peers, crate::verify::Depth::Quick);
         if !report.is_clean() {
@@ -1027,11 +1096,25 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     let source = config.source.clone();
     let node_id = config.node_id.clone();
     let store = Arc::new(store);
-    let identity = Arc::new(Identity {
-        id: config.node_id.clone(),
-        key: key.clone(),
-    });
+    let identity = Arc::new(
+        crate::keys::identity(
+            config.node_id.clone(),
+            key.clone(),
+            &config.signing_key_file,
+        )
+        .map_err(|e| anyhow!(e))?,
+    );
+    // A peer's new key is written into the config file; the reload that
+    // applies it runs on the async runtime.
+    let reload_asked = Arc::new(tokio::sync::Notify::new());
     let hooks = crate::engine::Hooks {
+        rotated: {
+            let file = config.source.clone();
+            let reload = reload_asked.clone();
+            Arc::new(move |from, signer, created, rotate| {
+                crate::keys::peer_rotated(file.as_deref(), from, signer, created, rotate, &reload)
+            })
+        },
         rule: crate::rules::for_node(config.data_dir.clone()),
         applied: {
             let notify = crate::notify::hook(crate::notify::MailSettings::of(&config));
@@ -1142,6 +1225,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             let _ = node.reloader.set(reloader);
         }
         let reload_task = tokio::spawn(reload_on_hangup(signals, node.clone()));
+        let rotation_task = tokio::spawn(reload_when_asked(reload_asked, node.clone()));
         let first_admin = match node.store.read() {
             Ok(read) => {
                 crate::accounts::ensure_first_admin(&node.engine, &read, crate::clock::now_ms())
@@ -1231,6 +1315,7 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             let _ = t.await;
         }
         reload_task.abort();
+        rotation_task.abort();
         let _ = std::fs::remove_file(&socket);
         served
     })?;
@@ -1286,7 +1371,7 @@ fn reload(
         &config.node_id,
         &config.node_name,
         &config.public_url,
-        &node.identity.key,
+        &node.identity.key(),
         &fingerprint,
     )
     .map_err(|e| e.to_string())?;
@@ -1306,6 +1391,19 @@ fn reload(
         path.display(),
         config.peers.len()
     ))
+}
+
+/// Reloads the configuration when the engine recorded a peer's new key
+/// (SPEC §23).
+async fn reload_when_asked(asked: Arc<tokio::sync::Notify>, node: Arc<Node>) {
+    loop {
+        asked.notified().await;
+        match node.reloader.get().map(|r| r()) {
+            Some(Ok(what)) => tracing::info!("a peer's new key: {what}"),
+            Some(Err(e)) => tracing::error!("a peer's new key was recorded but not applied: {e}"),
+            None => tracing::warn!("a peer's new key is applied at the next reload"),
+        }
+    }
 }
 
 /// On SIGHUP, reloads the configuration (see [`Node::reloader`]).

@@ -382,7 +382,7 @@ fn issue(
                 expires: c.valid_days.map(|d| a.now + d * DAY),
             };
             let signed = fields
-                .sign(a.signing_key())
+                .sign(&a.signing_key())
                 .map_err(|e| EngineError::Failed(format!("signing a certification: {e}")))?;
             keep(a.tables, &signed, key, attempt)?;
             Some(guanxi_protocol::crypto::b64url(&signed.bytes))

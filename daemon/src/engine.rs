@@ -28,10 +28,59 @@ use tokio::sync::{Notify, mpsc, oneshot};
 /// Most jobs committed together.
 const MAX_GROUP: usize = 1024;
 
-/// This node: its id and signing key.
+/// This node: its id, its signing key (replaced by a rotation, SPEC §23)
+/// and the public keys it signed with before.
 pub struct Identity {
     pub id: NodeId,
-    pub key: NodeKey,
+    key: RwLock<Arc<NodeKey>>,
+    retired: RwLock<Vec<guanxi_protocol::PublicKey>>,
+}
+
+impl Identity {
+    /// The node `id` signing with `key`, having signed with `retired` before.
+    pub fn new(id: NodeId, key: NodeKey, retired: Vec<guanxi_protocol::PublicKey>) -> Identity {
+        Identity {
+            id,
+            key: RwLock::new(Arc::new(key)),
+            retired: RwLock::new(retired),
+        }
+    }
+
+    /// The key that signs from now on.
+    pub fn key(&self) -> Arc<NodeKey> {
+        match self.key.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The public key of this node with id `kid`: the current one or one
+    /// it retired.
+    pub fn own_key(&self, kid: &guanxi_protocol::KeyId) -> Option<guanxi_protocol::PublicKey> {
+        let current = self.key().public();
+        if &current.kid() == kid {
+            return Some(current);
+        }
+        let retired = match self.retired.read() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        retired.iter().find(|k| &k.kid() == kid).copied()
+    }
+
+    /// Signs with `next` from now on; the current key joins the retired.
+    pub fn rotate(&self, next: NodeKey) {
+        let mut key = match self.key.write() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut retired = match self.retired.write() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        retired.push(key.public());
+        *key = Arc::new(next);
+    }
 }
 
 /// Why the engine could not do a job. The job changed nothing.
@@ -147,6 +196,9 @@ struct Effects {
     queued: BTreeSet<NodeId>,
     families: BTreeSet<&'static str>,
     mail: bool,
+    /// The key this node signs with once the group is committed (a
+    /// rotation, SPEC §23).
+    rotated: Option<NodeKey>,
 }
 
 impl Effects {
@@ -154,6 +206,9 @@ impl Effects {
         self.queued.extend(other.queued);
         self.families.extend(other.families);
         self.mail |= other.mail;
+        if other.rotated.is_some() {
+            self.rotated = other.rotated;
+        }
     }
 }
 
@@ -163,10 +218,17 @@ impl Act<'_, '_> {
         &self.identity.id
     }
 
+    /// From the commit of this transaction on, this node signs with `next`
+    /// (SPEC §23); the envelopes queued in it were signed with the key it
+    /// replaces.
+    pub fn rotate_key(&mut self, next: NodeKey) {
+        self.effects.rotated = Some(next);
+    }
+
     /// This node's signing key (certifications it issues are signed in the
     /// transaction that records them).
-    pub fn signing_key(&self) -> &guanxi_protocol::NodeKey {
-        &self.identity.key
+    pub fn signing_key(&self) -> Arc<guanxi_protocol::NodeKey> {
+        self.identity.key()
     }
 
     /// Applies `message` to the record `subject` shared with `peer` and queues
@@ -445,11 +507,26 @@ pub struct Applied<'a> {
 pub type AppliedHook =
     Arc<dyn Fn(&mut Tables<'_>, &Applied<'_>) -> Result<bool, EngineError> + Send + Sync>;
 
+/// A peer's `key.rotate` received in its stream, signed by the key with
+/// the given id (SPEC §23): checked and recorded (`crate::keys`), or
+/// rejected.
+pub type RotatedHook = Arc<
+    dyn Fn(
+            &NodeId,
+            &guanxi_protocol::KeyId,
+            Millis,
+            &guanxi_protocol::messages::KeyRotate,
+        ) -> Result<Result<(), StateError>, EngineError>
+        + Send
+        + Sync,
+>;
+
 /// What the engine runs beside the state machines.
 #[derive(Clone)]
 pub struct Hooks {
     pub rule: InboundRule,
     pub applied: AppliedHook,
+    pub rotated: RotatedHook,
 }
 
 impl Hooks {
@@ -458,6 +535,9 @@ impl Hooks {
         Hooks {
             rule: Arc::new(|_, _, _, _| Ok(Ok(()))),
             applied: Arc::new(|_, _| Ok(false)),
+            rotated: Arc::new(|from, signer, created, rotate| {
+                Ok(guanxi_protocol::rotation::check(from, signer, created, rotate).map(|_| ()))
+            }),
         }
     }
 }
@@ -857,6 +937,13 @@ impl Writer {
             }
             finish_failed(jobs, &fault);
             return;
+        }
+        if result.is_ok()
+            && let Some(next) = &effects.rotated
+        {
+            // Before the next group: everything queued after the
+            // announcement is signed with the new key.
+            self.identity.rotate(next.clone());
         }
         finish(jobs, result, effects, &self.wakers, &self.versions);
     }
@@ -1293,7 +1380,7 @@ fn inbound(
             None,
         );
         let receipt =
-            ReceiptFields::for_envelope(env, stream.seq, reason, now).sign(&identity.key)?;
+            ReceiptFields::for_envelope(env, stream.seq, reason, now).sign(&identity.key())?;
         return Ok(InboundAnswer {
             http_status: 409,
             receipt: receipt.bytes,
@@ -1345,7 +1432,7 @@ fn inbound(
             reject(code, message, Some(expected)),
             now,
         )
-        .sign(&identity.key)?;
+        .sign(&identity.key())?;
         return Ok(InboundAnswer {
             http_status: 409,
             receipt: receipt.bytes,
@@ -1431,9 +1518,16 @@ fn inbound(
                         None,
                     )
                 } else {
-                    // Run for what it keeps (an attachment's file) even when
-                    // replaying; only a new decision follows its verdict.
-                    match (hooks.rule)(w, &ctx, f.subject.as_str(), message)? {
+                    // Run for what it keeps (an attachment's file, a peer's
+                    // new key) even when replaying; only a new decision
+                    // follows its verdict.
+                    let verdict = match message {
+                        Message::KeyRotate(rotate) => {
+                            (hooks.rotated)(&f.from, &env.envelope.sig.kid, f.created, rotate)?
+                        }
+                        _ => (hooks.rule)(w, &ctx, f.subject.as_str(), message)?,
+                    };
+                    match verdict {
                         Err(e) if decided.is_none() => reject(e.code, e.message, None),
                         _ => None,
                     }
@@ -1464,13 +1558,14 @@ fn inbound(
             (None, Some(pre))
                 if placed.is_none()
                     && pre.receipt.fields.high_water == f.seq
-                    && pre.receipt.fields.reason.is_none() =>
+                    && pre.receipt.fields.reason.is_none()
+                    && pre.receipt.sig.kid == identity.key().kid() =>
             {
                 pre.clone()
             }
             _ => ReceiptFields::for_envelope(env, f.seq, reason.clone(), now)
                 .with_record_version(placed)
-                .sign(&identity.key)?,
+                .sign(&identity.key())?,
         }
     };
     let seen = SeenId {
@@ -1539,7 +1634,7 @@ fn send(
         body: message.body().map_err(EnvelopeError::from)?,
         record_version,
     };
-    let signed = match fields.sign(&identity.key) {
+    let signed = match fields.sign(&identity.key()) {
         Ok(s) => s,
         Err(EnvelopeError::TooLarge { size }) => {
             return Ok(Err(StateError {
@@ -1692,10 +1787,11 @@ mod tests {
 
     fn engine(dir: &std::path::Path) -> (Engine, Arc<Store>) {
         let store = Arc::new(Store::open(dir).expect("store"));
-        let identity = Arc::new(Identity {
-            id: "acme".parse().expect("id"),
-            key: NodeKey::from_seed(&[3u8; 32]),
-        });
+        let identity = Arc::new(Identity::new(
+            "acme".parse().expect("id"),
+            NodeKey::from_seed(&[3u8; 32]),
+            Vec::new(),
+        ));
         let (engine, _writer) = Engine::start(store.clone(), identity, Hooks::none());
         (engine, store)
     }

@@ -373,7 +373,7 @@ async fn fetch(node: &Node, c: &mut Cursor) -> Result<(), Stop> {
         received_after: c.received_after,
         at: crate::clock::now_ms(),
     }
-    .sign(&node.identity.key)
+    .sign(&node.identity.key())
     .map_err(|e| Stop::Halt(format!("signing a heal request: {e}")))?;
     let answer = rt
         .client
@@ -424,8 +424,12 @@ fn sent_step(node: &Node, me: &NodeId, peer: &NodeId, item: HealItem) -> Result<
     if &f.from != me || &f.to != peer {
         return Err(bad(format!("it is from {} to {}", f.from, f.to)));
     }
+    let own = node
+        .identity
+        .own_key(&item.envelope.envelope.sig.kid)
+        .ok_or_else(|| bad("it is not signed by a key of this node".into()))?;
     item.envelope
-        .verify(&node.identity.key.public())
+        .verify(&own)
         .map_err(|e| bad(format!("it is not signed by this node's key: {e}")))?;
     let rt = node
         .peer(peer)
@@ -447,8 +451,12 @@ fn received_step(node: &Node, peer: &NodeId, item: HealItem) -> Result<HealStep,
     if &item.envelope.fields().from != peer {
         return Err(bad("it is from another node".into()));
     }
+    let own = node
+        .identity
+        .own_key(&item.receipt.receipt.sig.kid)
+        .ok_or_else(|| bad("the receipt is not signed by a key of this node".into()))?;
     item.receipt
-        .verify(&node.identity.key.public())
+        .verify(&own)
         .map_err(|e| bad(format!("the receipt is not signed by this node's key: {e}")))?;
     item.receipt
         .matches(&item.envelope)

@@ -426,7 +426,7 @@ fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<I
     let message = Message::decode(&f.kind, &f.body);
     // Sign the common answer here, in parallel; the engine decides whether it fits.
     let presigned = ReceiptFields::for_envelope(&envelope, f.seq, None, now)
-        .sign(&node.identity.key)
+        .sign(&node.identity.key())
         .ok();
     Ok(Inbound {
         envelope,

@@ -144,7 +144,7 @@ fn own_introduction(
         url: published(node, "public_url")?,
         tls_cert_sha256: published(node, "tls_cert_sha256")?,
         pinned: config.tls.self_signed,
-        public_key: node.identity.key.public().to_string(),
+        public_key: node.identity.key().public().to_string(),
         to,
         secret,
         at: now_ms(),
@@ -174,7 +174,7 @@ pub async fn create(
         url: published(node, "public_url")?,
         tls_cert_sha256: published(node, "tls_cert_sha256")?,
         pinned: config.tls.self_signed,
-        public_key: node.identity.key.public().to_string(),
+        public_key: node.identity.key().public().to_string(),
         secret: b64url(&secret),
         expires,
     };
@@ -302,7 +302,7 @@ pub async fn introduced(node: &Arc<Node>, bytes: &[u8]) -> Result<Vec<u8>, Invit
     }
     tracing::info!(peer = %f.from, "a node connected by invitation");
     let answer = own_introduction(node, f.from, f.secret)?
-        .sign(&node.identity.key)
+        .sign(&node.identity.key())
         .map_err(|e| InviteError::Internal(e.to_string()))?;
     Ok(answer.bytes)
 }
@@ -326,7 +326,7 @@ pub async fn connect(node: &Arc<Node>, code: &str) -> Result<(String, String), I
         return Err(InviteError::AlreadyPeer(invitation.node.to_string()));
     }
     let intro = own_introduction(node, invitation.node.clone(), invitation.secret.clone())?
-        .sign(&node.identity.key)
+        .sign(&node.identity.key())
         .map_err(|e| InviteError::Internal(e.to_string()))?;
     let pin: Sha256Hash = invitation
         .tls_cert_sha256

@@ -52,6 +52,7 @@ pub mod identity;
 pub mod inbox;
 pub mod invitations;
 pub mod journey;
+pub mod keys;
 pub mod leads;
 pub mod library;
 pub mod logging;

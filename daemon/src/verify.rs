@@ -78,8 +78,7 @@ struct Keys<'a> {
 impl Keys<'_> {
     fn of(&self, node: &NodeId, kid: &guanxi_protocol::KeyId) -> Option<PublicKey> {
         if node == &self.me.id {
-            let own = self.me.key.public();
-            return (&own.kid() == kid).then_some(own);
+            return self.me.own_key(kid);
         }
         self.peers
             .iter()

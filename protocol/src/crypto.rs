@@ -28,6 +28,7 @@ pub enum Domain {
     Fetch,
     Introduction,
     Heal,
+    Key,
 }
 
 impl Domain {
@@ -40,6 +41,7 @@ impl Domain {
             Domain::Fetch => b"guanxi/v1/fetch\0",
             Domain::Introduction => b"guanxi/v1/introduction\0",
             Domain::Heal => b"guanxi/v1/heal\0",
+            Domain::Key => b"guanxi/v1/key\0",
         }
     }
 

@@ -12,6 +12,7 @@
 //! - [`fetch`]: a node's signed request for a resource file's bytes (SPEC §17).
 //! - [`invitation`]: invitation codes and the signed introductions of SPEC §21.
 //! - [`heal`]: healing after a restore (SPEC §22): the signed request, the answer, the replay order.
+//! - [`rotation`]: a node's new signing key announced to its peers (SPEC §23).
 //! - `signed`: what both share: signing, strict decoding and verifying of an object with a `sig`.
 //! - [`reason`]: machine-readable reason codes.
 //! - [`messages`]: the request kinds and their typed bodies.
@@ -39,6 +40,7 @@ pub mod pricing;
 pub mod quiz;
 pub mod reason;
 pub mod receipt;
+pub mod rotation;
 pub mod scorecard;
 mod signed;
 pub mod state;

@@ -142,6 +142,17 @@ pub struct Ping {
     pub note: String,
 }
 
+/// `key.rotate`, either way (SPEC §23): the sender's new signing key,
+/// proved by a signature of that key (`crate::rotation`); the key that
+/// signs the envelope is valid until `retire_at` (UTC ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRotate {
+    pub public_key: String,
+    pub proof: String,
+    pub retire_at: Millis,
+}
+
 /// `lead.offer`, vendor → partner: a lead offered for acceptance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1440,6 +1451,7 @@ macro_rules! messages {
 
 messages! {
     Ping(Ping) = "ping",
+    KeyRotate(KeyRotate) = "key.rotate",
     LeadOffer(LeadOffer) = "lead.offer",
     LeadAccept(LeadAccept) = "lead.accept",
     LeadDecline(LeadDecline) = "lead.decline",
@@ -1537,7 +1549,7 @@ impl Message {
     /// Whether messages of `kind` are about a shared record (all but `ping`
     /// and `attachment.put`).
     pub fn kind_concerns_record(kind: &str) -> bool {
-        !matches!(kind, "ping" | "attachment.put")
+        !matches!(kind, "ping" | "attachment.put" | "key.rotate")
     }
 
     /// Checks the rules a body must meet on its own (the state machines check
@@ -1545,6 +1557,21 @@ impl Message {
     fn validate(&self) -> Result<(), BodyError> {
         match self {
             Message::Ping(b) => text("body.note", &b.note, SHORT_TEXT, false),
+            Message::KeyRotate(b) => {
+                if b.public_key.parse::<crate::PublicKey>().is_err() {
+                    return Err(field_error(
+                        "body.public_key",
+                        "not a valid Ed25519 public key",
+                    ));
+                }
+                if b.proof.parse::<crate::crypto::SignatureBytes>().is_err() {
+                    return Err(field_error(
+                        "body.proof",
+                        "not a 64-byte signature in base64url",
+                    ));
+                }
+                Ok(())
+            }
             Message::LeadOffer(b) => {
                 b.customer.validate("body.customer")?;
                 country("body.country", &b.country)?;
@@ -2099,6 +2126,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 41);
+        assert_eq!(kinds.len(), 42);
     }
 }

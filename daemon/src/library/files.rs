@@ -340,7 +340,7 @@ async fn fetch_one(node: &Node, peer: &str, sha: &str, size: i64) -> Result<bool
         sha256: sha.to_string(),
         at: crate::clock::now_ms(),
     }
-    .sign(&node.identity.key)
+    .sign(&node.identity.key())
     .map_err(|e| e.to_string())?;
     let mut headers = vec![(HEADER.to_string(), header)];
     if have > 0 {

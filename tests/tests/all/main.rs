@@ -23,6 +23,7 @@ mod heal;
 mod inbox;
 mod invitations;
 mod journey;
+mod keys;
 mod leads;
 mod library;
 mod mdf;
