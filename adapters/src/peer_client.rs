@@ -99,6 +99,27 @@ impl PeerClient {
         send(request, url).await
     }
 
+    /// One JSON request with a bearer token (a node's own API, as `guanxi
+    /// demo` drives it); the answer whatever its status.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer, ClientError> {
+        let url = format!("{}{path}", self.base_url);
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        let mut request = self.http.request(method, &url).bearer_auth(bearer);
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        send(request, url).await
+    }
+
     /// GETs `path` and returns the answer, whatever its status.
     pub async fn get(&self, path: &str) -> Result<Answer, ClientError> {
         let url = format!("{}{path}", self.base_url);

@@ -184,6 +184,37 @@ pub fn rotate_peer_key(
     Ok(config)
 }
 
+/// Sets the `url` of the configured peer `peer` (a peer that moved; the
+/// demo's daemons get new ports at each start). Unchanged when it is
+/// already that URL. Answers the config the file now holds.
+pub fn set_peer_url(file: &Path, peer: &str, url: &str) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
+    let before = Config::load(file)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
+    let Some(toml_edit::Item::ArrayOfTables(peers)) = doc.get_mut("peers") else {
+        return Err(err(file, "`peers` is not written as [[peers]] tables"));
+    };
+    let Some(entry) = peers
+        .iter_mut()
+        .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(peer))
+    else {
+        return Err(err(file, format!("peer {peer} is not configured")));
+    };
+    if entry.get("url").and_then(|v| v.as_str()) == Some(url) {
+        return Ok(before);
+    }
+    entry.insert("url", toml_edit::value(url));
+    let new_text = doc.to_string();
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config = Config::parse(&new_text, file, &base)?;
+    replace(file, new_text.as_bytes())
+        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
+    Ok(config)
+}
+
 /// Replaces `file` with `bytes` atomically, keeping its permissions.
 fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let permissions = std::fs::metadata(file)?.permissions();

@@ -208,6 +208,15 @@ pub enum Command {
         #[arg(long, default_value = "7d")]
         expires: String,
     },
+    /// Three companies on this machine — a manufacturer, a distributor and
+    /// a reseller, each a real daemon — connected, with leads, an order,
+    /// a catalog and marketing funds in flight; prints their web addresses
+    /// and sign-ins. Ctrl-C stops them; run it again to come back.
+    Demo {
+        /// Where the three companies keep their data.
+        #[arg(long, default_value = "guanxi-demo")]
+        dir: PathBuf,
+    },
     /// This node's signing key (SPEC §23).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -738,6 +747,7 @@ pub fn main_entry() -> ExitCode {
         Command::Reindex { daemon } => reindex_command(&daemon),
         Command::Recover { daemon } => recover_command(&daemon),
         Command::Backup { daemon, file } => backup_command(&daemon, &file),
+        Command::Demo { dir } => crate::demo::run(&dir).map_err(Failure::from),
         Command::Key(KeyCommand::Rotate {
             daemon,
             retire_in,

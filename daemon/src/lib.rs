@@ -43,6 +43,7 @@ pub mod cli;
 pub mod clock;
 pub mod courses;
 pub mod delivery;
+pub mod demo;
 pub mod directory;
 pub mod engine;
 pub mod goals;

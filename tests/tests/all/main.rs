@@ -18,6 +18,7 @@ mod browser;
 mod courses;
 mod crossing;
 mod daemon;
+mod demo;
 mod federation;
 mod heal;
 mod inbox;
