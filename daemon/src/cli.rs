@@ -1056,6 +1056,9 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     let fingerprint = tls::fingerprint(&config.tls.cert_file).map_err(config_failure)?;
     let store = Store::open_with(&config.data_dir, config.cache_mib as usize * 1024 * 1024)
         .map_err(store_failure)?;
+    for line in store.migrated() {
+        tracing::warn!("store schema migration: {line}");
+    }
     // A key rotation cut short by a stop is finished or dropped (SPEC §23).
     crate::keys::settle(&config.signing_key_file, &store)
         .map_err(|e| anyhow!("settling a key rotation: {e}"))?;

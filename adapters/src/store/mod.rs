@@ -38,6 +38,21 @@ const STORE_ID_KEY: &str = "store_id";
 /// by a restore or a recovery, cleared when healing ends (SPEC §22).
 const HEALING_KEY: &str = "healing";
 
+/// One step of the store's layout, from schema `from` to `from + 1`: a
+/// small function run in one write transaction (which also records the
+/// new version). Tested one by one (`migrations_*` tests).
+pub struct Migration {
+    pub from: u64,
+    /// What it changes, for the log.
+    pub what: &'static str,
+    pub run: fn(&redb::WriteTransaction) -> Result<(), StoreError>,
+}
+
+/// Every step this build can take, oldest first. Schema 4 is the oldest
+/// layout whose stores are kept (`tests/fixtures/schema4`); no step has
+/// been needed since (additions such as the `healing` mark need none).
+pub const MIGRATIONS: &[Migration] = &[];
+
 /// `meta`: schema version and other single values, by name.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Per sending peer: the incoming stream's high-water seq and last hash.
@@ -278,8 +293,12 @@ pub enum StoreError {
     )]
     Damaged { path: PathBuf, message: String },
     #[error(
-        "database {path} has schema version {found}, this build uses {expected}; \
-         use a matching guanxi version (no automatic migration exists yet)"
+        "database {path} has schema version {found}, this build uses {expected}: {}",
+        if found > expected {
+            "a newer build made it; run that build (or a newer one), this one never reads a newer layout"
+        } else {
+            "this build has no migration from that version; upgrade through a build that does"
+        }
     )]
     SchemaMismatch {
         path: PathBuf,
@@ -485,6 +504,8 @@ pub struct Store {
     db: std::sync::RwLock<Option<std::sync::Arc<Database>>>,
     path: PathBuf,
     cache_bytes: usize,
+    /// What opening it migrated (empty for a current store).
+    migrated: Vec<String>,
 }
 
 impl Store {
@@ -496,6 +517,20 @@ impl Store {
 
     /// [`Store::open`] with a page cache of `cache_bytes`.
     pub fn open_with(data_dir: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
+        Self::open_migrating(data_dir, cache_bytes, MIGRATIONS)
+    }
+
+    /// What opening this store migrated, in words (empty for a current one).
+    pub fn migrated(&self) -> &[String] {
+        &self.migrated
+    }
+
+    /// [`Store::open_with`], bringing an older schema forward with `steps`.
+    pub fn open_migrating(
+        data_dir: &Path,
+        cache_bytes: usize,
+        steps: &[Migration],
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
@@ -557,11 +592,15 @@ impl Store {
             }
             Ok(Ok(db)) => db,
         };
-        let store = Store {
+        let mut store = Store {
             db: std::sync::RwLock::new(Some(std::sync::Arc::new(db))),
             path: path.clone(),
             cache_bytes,
+            migrated: Vec::new(),
         };
+        store.migrated =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.migrate(steps)))
+                .map_err(|_| damaged("migrating its schema failed inside redb".into()))??;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.check_schema()))
             .map_err(|_| damaged("reading its tables failed inside redb".into()))??;
         let id = store.store_id()?;
@@ -616,6 +655,66 @@ impl Store {
         };
         txn.commit()?;
         Ok(id)
+    }
+
+    /// Brings an older schema forward (SPEC of the store: [`MIGRATIONS`]):
+    /// the database file is first copied to `guanxi.redb.schema<N>.bak`
+    /// beside it, then each step runs in its own transaction that also
+    /// records the version it reached, so a stop midway resumes at the
+    /// next step. Answers what was done.
+    fn migrate(&mut self, steps: &[Migration]) -> Result<Vec<String>, StoreError> {
+        let found = {
+            let txn = self.db()?.begin_read()?;
+            match txn.open_table(META) {
+                // A new database: nothing to migrate.
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                other => other?.get(SCHEMA_KEY)?.map(|v| v.value()),
+            }
+        };
+        let Some(found) = found.filter(|v| *v < SCHEMA_VERSION) else {
+            return Ok(Vec::new());
+        };
+        let mut chain = Vec::new();
+        for version in found..SCHEMA_VERSION {
+            match steps.iter().find(|s| s.from == version) {
+                Some(step) => chain.push(step),
+                None => {
+                    return Err(StoreError::SchemaMismatch {
+                        path: self.path.clone(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+            }
+        }
+        // The copy is taken with the database closed: nothing writes it.
+        let copy = self.path.with_extension(format!("redb.schema{found}.bak"));
+        {
+            let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+            *slot = None;
+        }
+        std::fs::copy(&self.path, &copy).map_err(|e| StoreError::DataDir {
+            path: copy.clone(),
+            source: e,
+        })?;
+        self.reopen()?;
+        let mut done = vec![format!(
+            "schema {found} copied to {} before migrating",
+            copy.display()
+        )];
+        for step in chain {
+            let txn = self.db()?.begin_write()?;
+            (step.run)(&txn)?;
+            txn.open_table(META)?.insert(SCHEMA_KEY, step.from + 1)?;
+            txn.commit()?;
+            done.push(format!(
+                "schema {} → {}: {}",
+                step.from,
+                step.from + 1,
+                step.what
+            ));
+        }
+        Ok(done)
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -1712,6 +1811,84 @@ mod tests {
         }
     }
 
+    fn mark_migrated(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(Doc::Setting.table())?
+            .insert("migrated", b"yes".as_slice())?;
+        Ok(())
+    }
+
+    fn fail(_: &redb::WriteTransaction) -> Result<(), StoreError> {
+        Err(StoreError::Db("this step fails".into()))
+    }
+
+    /// A store one schema behind: opened with a step, it is copied first,
+    /// then brought forward; a failing step leaves it as it was; without a
+    /// step it is refused, saying so.
+    #[test]
+    fn migrations_bring_an_older_store_forward_after_copying_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = SCHEMA_VERSION - 1;
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .transact(|t| t.put_doc(Doc::Setting, "kept", b"1"))
+                .expect("write");
+            store.force_schema_version(old).expect("force");
+        }
+        let step = |run| {
+            [Migration {
+                from: old,
+                what: "marks the store",
+                run,
+            }]
+        };
+        let err = Store::open(dir.path()).err().expect("no step: refused");
+        assert!(
+            err.to_string().contains("no migration from that version"),
+            "{err}"
+        );
+        let err = Store::open_migrating(dir.path(), CACHE_BYTES, &step(fail))
+            .err()
+            .expect("a failing step");
+        assert!(err.to_string().contains("this step fails"), "{err}");
+        {
+            let store = Store::open_migrating(dir.path(), CACHE_BYTES, &step(mark_migrated))
+                .expect("migrates");
+            assert_eq!(store.schema_version().expect("v"), Some(SCHEMA_VERSION));
+            assert!(
+                store
+                    .migrated()
+                    .iter()
+                    .any(|l| l.contains("marks the store")),
+                "{:?}",
+                store.migrated()
+            );
+            let read = store.read().expect("read");
+            assert_eq!(
+                read.doc(Doc::Setting, "migrated").expect("doc").as_deref(),
+                Some(b"yes".as_slice())
+            );
+            assert_eq!(
+                read.doc(Doc::Setting, "kept").expect("doc").as_deref(),
+                Some(b"1".as_slice())
+            );
+        }
+        // The copy is the store as it was, before the step.
+        let copy = dir.path().join(format!("{DB_FILE}.schema{old}.bak"));
+        let elsewhere = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(&copy, elsewhere.path().join(DB_FILE)).expect("copy");
+        let db = redb::Database::create(elsewhere.path().join(DB_FILE)).expect("the copy opens");
+        let txn = db.begin_read().expect("read");
+        let meta = txn.open_table(META).expect("meta");
+        assert_eq!(
+            meta.get(SCHEMA_KEY).expect("get").map(|v| v.value()),
+            Some(old)
+        );
+        // Opened again, a current store migrates nothing.
+        let again = Store::open(dir.path()).expect("open");
+        assert!(again.migrated().is_empty());
+    }
+
     #[test]
     fn schema_version_is_recorded_and_checked() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1723,9 +1900,14 @@ mod tests {
                 .expect("force");
         }
         match Store::open(dir.path()) {
-            Err(StoreError::SchemaMismatch {
-                found, expected, ..
-            }) => {
+            Err(e @ StoreError::SchemaMismatch { .. }) => {
+                assert!(e.to_string().contains("a newer build made it"), "{e}");
+                let StoreError::SchemaMismatch {
+                    found, expected, ..
+                } = e
+                else {
+                    unreachable!()
+                };
                 assert_eq!((found, expected), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
             }
             Err(e) => panic!("expected a schema mismatch, got {e}"),
