@@ -13,7 +13,7 @@ pub mod edit;
 pub mod keyfile;
 mod template;
 
-pub use template::commented_config;
+pub use template::{commented_config, commented_config_at};
 
 use guanxi_protocol::{KeyId, Millis, NodeId, PublicKey};
 use serde::Deserialize;

@@ -1,8 +1,20 @@
 //! The commented configuration file `guanxi init` writes: every setting with
 //! its default and a sentence on what it does.
 
-/// A complete, commented config for node `node_id` listening on `listen`.
+/// A complete, commented config for node `node_id` listening on `listen`,
+/// reached by peers and browsers at `https://<listen>`.
 pub fn commented_config(node_id: &str, node_name: &str, listen: &str) -> String {
+    commented_config_at(node_id, node_name, listen, &format!("https://{listen}"))
+}
+
+/// [`commented_config`] for a node reached at `public_url` (behind a host
+/// name, a container network or a proxy).
+pub fn commented_config_at(
+    node_id: &str,
+    node_name: &str,
+    listen: &str,
+    public_url: &str,
+) -> String {
     format!(
         r#"# Guanxi node configuration.
 # Relative paths are resolved against the directory of this file.
@@ -19,7 +31,7 @@ listen = "{listen}"
 # private network. Remove the line to turn it off.
 # metrics_listen = "127.0.0.1:9464"
 # The URL peers and browsers use to reach this node (https:// only).
-public_url = "https://{listen}"
+public_url = "{public_url}"
 # Where the database, attachments and generated TLS files live.
 data_dir = "guanxi-data"
 # The database's page cache in MiB (8-65536). More speeds up large

@@ -15,7 +15,7 @@ use crate::tls;
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};
 use guanxi_adapters::store::Store;
-use guanxi_config::{Config, commented_config, keyfile};
+use guanxi_config::{Config, keyfile};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,6 +60,10 @@ pub enum Command {
         /// HTTPS listen address.
         #[arg(long, default_value = guanxi_config::DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// The URL peers and browsers use (default: https://LISTEN), e.g.
+        /// https://acme.example:8443 or a container's host name.
+        #[arg(long)]
+        public_url: Option<String>,
     },
     /// Generate a new Ed25519 signing key file (mode 0600; never overwrites).
     Keygen {
@@ -644,7 +648,14 @@ pub fn main_entry() -> ExitCode {
             node_id,
             name,
             listen,
-        } => init(&dir, &node_id, name.as_deref(), listen),
+            public_url,
+        } => init(
+            &dir,
+            &node_id,
+            name.as_deref(),
+            listen,
+            public_url.as_deref(),
+        ),
         Command::Keygen { file } => keygen(&file),
         Command::Config {
             command: ConfigCommand::Check { file },
@@ -882,7 +893,13 @@ pub fn main_entry() -> ExitCode {
     }
 }
 
-fn init(dir: &Path, node_id: &str, name: Option<&str>, listen: SocketAddr) -> Result<(), Failure> {
+fn init(
+    dir: &Path,
+    node_id: &str,
+    name: Option<&str>,
+    listen: SocketAddr,
+    public_url: Option<&str>,
+) -> Result<(), Failure> {
     let id: guanxi_protocol::NodeId = node_id.parse().map_err(config_failure)?;
     let config_file = dir.join("guanxi.toml");
     if config_file.exists() {
@@ -892,7 +909,20 @@ fn init(dir: &Path, node_id: &str, name: Option<&str>, listen: SocketAddr) -> Re
         )));
     }
     let name = name.unwrap_or(node_id);
-    let text = commented_config(id.as_str(), &name.replace('"', "'"), &listen.to_string());
+    let url = public_url
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("https://{listen}"));
+    if !url.starts_with("https://") || url.contains('"') {
+        return Err(config_failure(anyhow!(
+            "--public-url {url:?}: write an https:// URL, like https://acme.example:8443"
+        )));
+    }
+    let text = guanxi_config::commented_config_at(
+        id.as_str(),
+        &name.replace('"', "'"),
+        &listen.to_string(),
+        &url,
+    );
     let data_dir = dir.join(guanxi_config::DEFAULT_DATA_DIR);
     identity::create_data_dir(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -903,7 +933,7 @@ fn init(dir: &Path, node_id: &str, name: Option<&str>, listen: SocketAddr) -> Re
     tls::generate_self_signed(
         &cert,
         &data_dir.join("tls/key.pem"),
-        &certificate_names(listen, None),
+        &certificate_names(listen, Some(&url)),
     )
     .context("generating the TLS certificate")?;
     std::fs::write(&config_file, text)
@@ -915,7 +945,7 @@ fn init(dir: &Path, node_id: &str, name: Option<&str>, listen: SocketAddr) -> Re
     println!();
     println!("Give your peers' admins these lines for their [[peers]] block:");
     println!("  id = \"{id}\"");
-    println!("  url = \"https://{listen}\"");
+    println!("  url = \"{url}\"");
     println!("  tls_cert_sha256 = \"{fingerprint}\"");
     println!("  [[peers.keys]]");
     println!("  public_key = \"{}\"   # kid {}", key.public(), key.kid());

@@ -150,6 +150,48 @@ async fn init_writes_a_config_that_checks_and_serves() {
     assert_eq!(code, Some(78));
     assert!(err.contains("already exists"), "{err}");
 
+    // A node reached under another name (a container's host name) says so
+    // in its config and in the lines for its peers; a URL that is not
+    // https:// is refused.
+    let behind = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = run(
+        bin(),
+        behind.path(),
+        &[
+            "init",
+            "--node-id",
+            "globex",
+            "--listen",
+            "0.0.0.0:8443",
+            "--public-url",
+            "https://globex:8443/",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("url = \"https://globex:8443\""), "{out}");
+    let written = std::fs::read_to_string(behind.path().join("guanxi.toml")).expect("config");
+    assert!(
+        written.contains("public_url = \"https://globex:8443\""),
+        "{written}"
+    );
+    let (code, out, err) = run(bin(), behind.path(), &["config", "check", "guanxi.toml"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let plain = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run(
+        bin(),
+        plain.path(),
+        &[
+            "init",
+            "--node-id",
+            "initech",
+            "--public-url",
+            "http://initech",
+        ],
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("https://"), "{err}");
+    assert!(!plain.path().join("guanxi.toml").exists());
+
     let daemon =
         Daemon::start(bin(), dir.path(), &["serve", "--config", "guanxi.toml"]).expect("serves");
     assert_ne!(
