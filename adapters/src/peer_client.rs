@@ -36,6 +36,9 @@ pub enum Trust {
     WebPki,
     /// Exactly the certificate with this SHA-256 (of its DER encoding).
     Pinned(Sha256Hash),
+    /// Either of two pinned certificates: the one a peer presents and the
+    /// one it announced it presents next (or presented before), SPEC §24.
+    PinnedEither(Sha256Hash, Sha256Hash),
 }
 
 /// A client for one peer.
@@ -68,7 +71,14 @@ impl PeerClient {
             Trust::Pinned(hash) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(PinnedCert {
-                    hash: *hash,
+                    hashes: vec![*hash],
+                    provider,
+                }))
+                .with_no_client_auth(),
+            Trust::PinnedEither(a, b) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedCert {
+                    hashes: vec![*a, *b],
                     provider,
                 }))
                 .with_no_client_auth(),
@@ -206,7 +216,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// handshake signatures are still verified with that certificate's key.
 #[derive(Debug)]
 struct PinnedCert {
-    hash: Sha256Hash,
+    hashes: Vec<Sha256Hash>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -220,12 +230,13 @@ impl ServerCertVerifier for PinnedCert {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let got = Sha256Hash::of(end_entity.as_ref());
-        if got == self.hash {
+        if self.hashes.contains(&got) {
             Ok(ServerCertVerified::assertion())
         } else {
+            let pinned: Vec<String> = self.hashes.iter().map(|h| h.to_string()).collect();
             Err(rustls::Error::General(format!(
                 "peer certificate sha256 {got} does not match the pinned {}",
-                self.hash
+                pinned.join(" or ")
             )))
         }
     }

@@ -184,6 +184,61 @@ pub fn rotate_peer_key(
     Ok(config)
 }
 
+/// A pinned peer's new certificate (SPEC §24): `new` becomes its pin and
+/// `previous` the second certificate accepted, replacing older pins. A
+/// peer trusted through the web PKI (no pin) is left as it is. Answers the
+/// config the file now holds.
+pub fn repin_peer(
+    file: &Path,
+    peer: &str,
+    new: &str,
+    previous: &str,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
+    let before = Config::load(file)?;
+    let Some(configured) = before.peers.iter().find(|p| p.id.as_str() == peer) else {
+        return Err(err(file, format!("peer {peer} is not configured")));
+    };
+    let also = (previous != new).then_some(previous);
+    if configured.tls_cert_sha256.is_none()
+        || (configured.tls_cert_sha256.as_deref() == Some(new)
+            && configured.tls_cert_sha256_also.as_deref() == also)
+    {
+        return Ok(before);
+    }
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
+    let Some(toml_edit::Item::ArrayOfTables(peers)) = doc.get_mut("peers") else {
+        return Err(err(file, "`peers` is not written as [[peers]] tables"));
+    };
+    let Some(entry) = peers
+        .iter_mut()
+        .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(peer))
+    else {
+        return Err(err(
+            file,
+            format!("peer {peer} is not written as a [[peers]] table"),
+        ));
+    };
+    entry.insert("tls_cert_sha256", toml_edit::value(new));
+    match also {
+        Some(previous) => {
+            entry.insert("tls_cert_sha256_also", toml_edit::value(previous));
+        }
+        None => {
+            entry.remove("tls_cert_sha256_also");
+        }
+    }
+    let new_text = doc.to_string();
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config = Config::parse(&new_text, file, &base)?;
+    replace(file, new_text.as_bytes())
+        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
+    Ok(config)
+}
+
 /// Sets the `url` of the configured peer `peer` (a peer that moved; the
 /// demo's daemons get new ports at each start). Unchanged when it is
 /// already that URL. Answers the config the file now holds.

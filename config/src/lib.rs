@@ -93,6 +93,9 @@ pub struct PeerConfig {
     pub keys: Vec<PeerKey>,
     /// SHA-256 of the peer's self-signed TLS certificate (DER), lowercase hex.
     pub tls_cert_sha256: Option<String>,
+    /// A second certificate accepted from the peer (the one it presented
+    /// before it announced a new one, SPEC §24), lowercase hex.
+    pub tls_cert_sha256_also: Option<String>,
 }
 
 /// Web view settings.
@@ -367,6 +370,7 @@ struct RawPeer {
     #[serde(default = "yes")]
     enabled: bool,
     tls_cert_sha256: Option<Spanned<String>>,
+    tls_cert_sha256_also: Option<Spanned<String>>,
     #[serde(default)]
     keys: Vec<Spanned<RawPeerKey>>,
 }
@@ -635,8 +639,8 @@ impl Ctx<'_> {
                 return Err(self.at(&p.id, format!("duplicate peer id {id}")));
             }
             let url = self.https_url(&p.url, "peer url")?;
-            let tls_cert_sha256 = match &p.tls_cert_sha256 {
-                None => None,
+            let pin = |field: &Option<Spanned<String>>, name: &str| match field {
+                None => Ok(None),
                 Some(s) => {
                     let hex: String = s
                         .get_ref()
@@ -646,12 +650,20 @@ impl Ctx<'_> {
                         .to_lowercase();
                     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                         return Err(
-                            self.at(s, "tls_cert_sha256 must be 64 hex digits (colons allowed)")
+                            self.at(s, format!("{name} must be 64 hex digits (colons allowed)"))
                         );
                     }
-                    Some(hex)
+                    Ok(Some(hex))
                 }
             };
+            let tls_cert_sha256 = pin(&p.tls_cert_sha256, "tls_cert_sha256")?;
+            let tls_cert_sha256_also = pin(&p.tls_cert_sha256_also, "tls_cert_sha256_also")?;
+            if let (None, Some(also)) = (&tls_cert_sha256, &p.tls_cert_sha256_also) {
+                return Err(self.at(
+                    also,
+                    "tls_cert_sha256_also needs tls_cert_sha256 (a second pin for a pinned peer)",
+                ));
+            }
             if p.keys.is_empty() {
                 return Err(self.err(
                     Some(peer_span),
@@ -705,6 +717,7 @@ impl Ctx<'_> {
                 enabled: p.enabled,
                 keys,
                 tls_cert_sha256,
+                tls_cert_sha256_also,
             });
         }
 

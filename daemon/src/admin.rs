@@ -42,6 +42,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/invitations", post(invite))
         .route("/admin/v1/connect", post(connect))
         .route("/admin/v1/key/rotate", post(rotate_key))
+        .route("/admin/v1/tls/rotate", post(rotate_tls))
         .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
         .route("/admin/v1/inbox/{peer}/{seq}", get(inbox_entry))
@@ -168,6 +169,28 @@ async fn rotate_key(
         ));
     }
     match crate::keys::rotate(&node, req.retire_after_ms).await {
+        Ok(done) => Ok(Json(json!(done))),
+        Err(e) => Err(AdminError(
+            StatusCode::CONFLICT,
+            "not_rotated".into(),
+            e.to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct TlsRotateRequest {
+    /// How long to wait for every peer's receipt of the announcement.
+    wait_ms: u64,
+}
+
+/// `guanxi tls rotate`: a new certificate announced, then presented.
+async fn rotate_tls(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<TlsRotateRequest>,
+) -> Result<Json<Value>, AdminError> {
+    let wait = Duration::from_millis(req.wait_ms.min(3_600_000));
+    match crate::keys::rotate_tls(&node, wait).await {
         Ok(done) => Ok(Json(json!(done))),
         Err(e) => Err(AdminError(
             StatusCode::CONFLICT,

@@ -221,6 +221,9 @@ pub enum Command {
         #[arg(long, default_value = "guanxi-demo")]
         dir: PathBuf,
     },
+    /// This node's TLS certificate (SPEC §24).
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// This node's signing key (SPEC §23).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -326,6 +329,22 @@ pub struct DaemonArgs {
     /// The running daemon's config file.
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// A new self-signed certificate: its fingerprint is announced to every
+    /// peer in its stream first, and the node presents it once every
+    /// enabled peer has the announcement (pinned peers never break).
+    Rotate {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// How long to wait for the peers' receipts: `30m`, `1h`...; if
+        /// some are missing the new certificate waits, and running the
+        /// command again finishes.
+        #[arg(long, default_value = "1m")]
+        wait: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -759,6 +778,37 @@ pub fn main_entry() -> ExitCode {
         Command::Recover { daemon } => recover_command(&daemon),
         Command::Backup { daemon, file } => backup_command(&daemon, &file),
         Command::Demo { dir } => crate::demo::run(&dir).map_err(Failure::from),
+        Command::Tls(TlsCommand::Rotate { daemon, wait }) => match parse_span(&wait) {
+            None => Err(anyhow!("--wait {wait:?}: write minutes or hours, like 1m or 1h").into()),
+            Some(ms) => admin_call(
+                &daemon,
+                "POST",
+                "/admin/v1/tls/rotate",
+                Some(serde_json::json!({"wait_ms": ms})),
+                |v| {
+                    if v["switched"] == true {
+                        println!(
+                            "presenting the new certificate {} (was {}); every peer was told first",
+                            v["new"].as_str().unwrap_or("?"),
+                            v["previous"].as_str().unwrap_or("?")
+                        );
+                    } else {
+                        println!(
+                            "announced {}; still waiting for: {}. Run `guanxi tls rotate` again to finish.",
+                            v["new"].as_str().unwrap_or("?"),
+                            v["waiting_for"]
+                                .as_array()
+                                .map(|a| a
+                                    .iter()
+                                    .filter_map(|p| p.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", "))
+                                .unwrap_or_default()
+                        );
+                    }
+                },
+            ),
+        },
         Command::Key(KeyCommand::Rotate {
             daemon,
             retire_in,
@@ -1033,7 +1083,7 @@ fn config_check(file: &Path) -> Result<(), Failure> {
 }
 
 /// DNS names and addresses a generated certificate covers.
-fn certificate_names(listen: SocketAddr, public_url: Option<&str>) -> Vec<String> {
+pub(crate) fn certificate_names(listen: SocketAddr, public_url: Option<&str>) -> Vec<String> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
     let ip = listen.ip();
     if !ip.is_unspecified() {
@@ -1151,6 +1201,13 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
     // applies it runs on the async runtime.
     let reload_asked = Arc::new(tokio::sync::Notify::new());
     let hooks = crate::engine::Hooks {
+        repinned: {
+            let file = config.source.clone();
+            let reload = reload_asked.clone();
+            Arc::new(move |from, pin| {
+                crate::keys::peer_repinned(file.as_deref(), from, pin, &reload)
+            })
+        },
         rotated: {
             let file = config.source.clone();
             let reload = reload_asked.clone();

@@ -521,12 +521,24 @@ pub type RotatedHook = Arc<
         + Sync,
 >;
 
+/// A peer's `tls.pin` received in its stream (SPEC §24): recorded
+/// (`crate::keys`), or rejected.
+pub type RepinnedHook = Arc<
+    dyn Fn(
+            &NodeId,
+            &guanxi_protocol::messages::TlsPin,
+        ) -> Result<Result<(), StateError>, EngineError>
+        + Send
+        + Sync,
+>;
+
 /// What the engine runs beside the state machines.
 #[derive(Clone)]
 pub struct Hooks {
     pub rule: InboundRule,
     pub applied: AppliedHook,
     pub rotated: RotatedHook,
+    pub repinned: RepinnedHook,
 }
 
 impl Hooks {
@@ -538,6 +550,7 @@ impl Hooks {
             rotated: Arc::new(|from, signer, created, rotate| {
                 Ok(guanxi_protocol::rotation::check(from, signer, created, rotate).map(|_| ()))
             }),
+            repinned: Arc::new(|_, _| Ok(Ok(()))),
         }
     }
 }
@@ -1525,6 +1538,7 @@ fn inbound(
                         Message::KeyRotate(rotate) => {
                             (hooks.rotated)(&f.from, &env.envelope.sig.kid, f.created, rotate)?
                         }
+                        Message::TlsPin(pin) => (hooks.repinned)(&f.from, pin)?,
                         _ => (hooks.rule)(w, &ctx, f.subject.as_str(), message)?,
                     };
                     match verdict {

@@ -249,7 +249,166 @@ pub fn peer_rotated(
     Ok(Ok(()))
 }
 
+/// A peer's `tls.pin` (SPEC §24): written into the config file (a pinned
+/// peer's pins become the new certificate and the one before), then the
+/// config is reloaded.
+pub fn peer_repinned(
+    config_file: Option<&Path>,
+    from: &NodeId,
+    pin: &guanxi_protocol::messages::TlsPin,
+    reload: &tokio::sync::Notify,
+) -> Result<Result<(), StateError>, EngineError> {
+    let Some(file) = config_file else {
+        return Ok(Err(StateError {
+            code: ReasonCode::NotAllowed,
+            message: "this node runs without a config file and cannot record a new pin".into(),
+        }));
+    };
+    guanxi_config::edit::repin_peer(file, from.as_str(), &pin.tls_cert_sha256, &pin.previous)
+        .map_err(|e| EngineError::Failed(format!("recording {from}'s new certificate: {e}")))?;
+    tracing::warn!(peer = %from, new = %pin.tls_cert_sha256, previous = %pin.previous, "peer announced a new TLS certificate");
+    reload.notify_one();
+    Ok(Ok(()))
+}
+
 /// The identity at start: the key file's key and the retired keys.
 pub fn identity(id: NodeId, key: NodeKey, key_file: &Path) -> Result<Identity, String> {
     Ok(Identity::new(id, key, read_retired(key_file)?))
+}
+
+/// What a certificate rotation did.
+#[derive(Debug, serde::Serialize)]
+pub struct TlsRotated {
+    pub previous: String,
+    pub new: String,
+    /// Whether the node now presents the new certificate (every enabled
+    /// peer has the announcement's receipt), or still waits for some.
+    pub switched: bool,
+    pub waiting_for: Vec<String>,
+}
+
+fn with_next(path: &Path) -> PathBuf {
+    with_suffix(path, ".next")
+}
+
+/// `guanxi tls rotate` (SPEC §24): a new self-signed certificate, announced
+/// to every peer in its stream (`tls.pin`, over the current certificate);
+/// once every enabled peer has the announcement's receipt (waiting up to
+/// `wait`), the new files replace the old and the config is reloaded, so
+/// new connections get the new certificate. Otherwise the new files wait
+/// beside the old (`.next`), and running it again finishes.
+pub async fn rotate_tls(
+    node: &Arc<Node>,
+    wait: std::time::Duration,
+) -> Result<TlsRotated, RotateError> {
+    let config = node.config();
+    if !config.tls.self_signed {
+        return Err(RotateError::Refused(
+            "this node's certificate files are managed outside Guanxi ([tls] self_signed = false); \
+             a certificate from a CA is not pinned by peers and needs no announcement: replace \
+             the files and reload"
+                .into(),
+        ));
+    }
+    let (cert, key) = (config.tls.cert_file.clone(), config.tls.key_file.clone());
+    let (next_cert, next_key) = (with_next(&cert), with_next(&key));
+    if !(next_cert.exists() && next_key.exists()) {
+        crate::tls::generate_self_signed(
+            &next_cert,
+            &next_key,
+            &crate::cli::certificate_names(config.listen, Some(&config.public_url)),
+        )
+        .map_err(|e| RotateError::Refused(format!("making the new certificate: {e}")))?;
+    }
+    let fingerprint = |p: &Path| {
+        crate::tls::fingerprint(p)
+            .map(|h| h.to_string())
+            .map_err(|e| RotateError::Refused(format!("{}: {e}", p.display())))
+    };
+    let (previous, new) = (fingerprint(&cert)?, fingerprint(&next_cert)?);
+    let subject: guanxi_protocol::RecordId = format!("tls-{}", &new[..16])
+        .parse()
+        .map_err(|e| RotateError::Refused(format!("subject: {e}")))?;
+    let peers: Vec<NodeId> = config.peers.iter().map(|p| p.id.clone()).collect();
+    let message = Message::TlsPin(guanxi_protocol::messages::TlsPin {
+        tls_cert_sha256: new.clone(),
+        previous: previous.clone(),
+    });
+    let sent = node
+        .engine
+        .act(move |act| {
+            let mut sent = Vec::new();
+            for peer in &peers {
+                match act.send(peer, &subject, &message)? {
+                    Ok(s) => sent.push((peer.clone(), s.seq)),
+                    Err(refused) => {
+                        return Err(EngineError::Failed(format!(
+                            "announcing to {peer}: {}",
+                            refused.message
+                        )));
+                    }
+                }
+            }
+            Ok(sent)
+        })
+        .await?;
+    let enabled: Vec<(NodeId, u64)> = sent
+        .into_iter()
+        .filter(|(p, _)| config.peers.iter().any(|c| &c.id == p && c.enabled))
+        .collect();
+    let deadline = tokio::time::Instant::now() + wait;
+    let waiting_for = loop {
+        let stored = node.receipts_stored.notified();
+        let pending = {
+            let list = enabled.clone();
+            node.reading(move |r| {
+                let mut pending = Vec::new();
+                for (peer, seq) in &list {
+                    if r.delivery(peer.as_str())?.delivered_seq < *seq {
+                        pending.push(peer.to_string());
+                    }
+                }
+                Ok(pending)
+            })
+            .await
+            .map_err(|e| RotateError::Engine(e.into()))?
+        };
+        if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+            break pending;
+        }
+        let _ = tokio::time::timeout_at(deadline, stored).await;
+    };
+    if !waiting_for.is_empty() {
+        return Ok(TlsRotated {
+            previous,
+            new,
+            switched: false,
+            waiting_for,
+        });
+    }
+    for (next, current) in [(&next_key, &key), (&next_cert, &cert)] {
+        std::fs::rename(next, current).map_err(|e| {
+            RotateError::Refused(format!("moving {} into place: {e}", next.display()))
+        })?;
+    }
+    match node.reloader.get().map(|r| r()) {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => {
+            return Err(RotateError::Refused(format!(
+                "the new certificate is in place but the reload failed ({e}); restart the daemon"
+            )));
+        }
+        None => {
+            return Err(RotateError::Refused(
+                "the new certificate is in place; restart the daemon to serve it".into(),
+            ));
+        }
+    }
+    tracing::warn!(%previous, %new, "TLS certificate rotated");
+    Ok(TlsRotated {
+        previous,
+        new,
+        switched: true,
+        waiting_for,
+    })
 }

@@ -94,13 +94,14 @@ impl Ticks {
 pub type Reloader = Box<dyn Fn() -> Result<String, String> + Send + Sync>;
 
 fn trust_of(peer: &PeerConfig) -> Trust {
-    match peer
-        .tls_cert_sha256
-        .as_deref()
-        .and_then(|h| h.parse::<Sha256Hash>().ok())
-    {
-        Some(hash) => Trust::Pinned(hash),
-        None => Trust::WebPki,
+    let parse = |h: &Option<String>| h.as_deref().and_then(|h| h.parse::<Sha256Hash>().ok());
+    match (
+        parse(&peer.tls_cert_sha256),
+        parse(&peer.tls_cert_sha256_also),
+    ) {
+        (Some(pin), Some(also)) => Trust::PinnedEither(pin, also),
+        (Some(pin), None) => Trust::Pinned(pin),
+        _ => Trust::WebPki,
     }
 }
 
@@ -114,7 +115,9 @@ fn build_peers(
         // Keep the client (and its connections) when nothing about TLS or the URL changed.
         let client = match old.get(&p.id) {
             Some(rt)
-                if rt.config.url == p.url && rt.config.tls_cert_sha256 == p.tls_cert_sha256 =>
+                if rt.config.url == p.url
+                    && rt.config.tls_cert_sha256 == p.tls_cert_sha256
+                    && rt.config.tls_cert_sha256_also == p.tls_cert_sha256_also =>
             {
                 rt.client.clone()
             }

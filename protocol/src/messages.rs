@@ -153,6 +153,16 @@ pub struct KeyRotate {
     pub retire_at: Millis,
 }
 
+/// `tls.pin`, either way (SPEC §24): the sender presents the certificate
+/// `tls_cert_sha256` from now on (or soon), and presented `previous`
+/// until now; a receiver that pins the sender accepts both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPin {
+    pub tls_cert_sha256: String,
+    pub previous: String,
+}
+
 /// `lead.offer`, vendor → partner: a lead offered for acceptance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1452,6 +1462,7 @@ macro_rules! messages {
 messages! {
     Ping(Ping) = "ping",
     KeyRotate(KeyRotate) = "key.rotate",
+    TlsPin(TlsPin) = "tls.pin",
     LeadOffer(LeadOffer) = "lead.offer",
     LeadAccept(LeadAccept) = "lead.accept",
     LeadDecline(LeadDecline) = "lead.decline",
@@ -1549,7 +1560,7 @@ impl Message {
     /// Whether messages of `kind` are about a shared record (all but `ping`
     /// and `attachment.put`).
     pub fn kind_concerns_record(kind: &str) -> bool {
-        !matches!(kind, "ping" | "attachment.put" | "key.rotate")
+        !matches!(kind, "ping" | "attachment.put" | "key.rotate" | "tls.pin")
     }
 
     /// Checks the rules a body must meet on its own (the state machines check
@@ -1557,6 +1568,17 @@ impl Message {
     fn validate(&self) -> Result<(), BodyError> {
         match self {
             Message::Ping(b) => text("body.note", &b.note, SHORT_TEXT, false),
+            Message::TlsPin(b) => {
+                for (path, hex) in [
+                    ("body.tls_cert_sha256", &b.tls_cert_sha256),
+                    ("body.previous", &b.previous),
+                ] {
+                    if hex.parse::<crate::Sha256Hash>().is_err() {
+                        return Err(field_error(path, "must be 64 lowercase hex digits"));
+                    }
+                }
+                Ok(())
+            }
             Message::KeyRotate(b) => {
                 if b.public_key.parse::<crate::PublicKey>().is_err() {
                     return Err(field_error(
@@ -2126,6 +2148,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 42);
+        assert_eq!(kinds.len(), 43);
     }
 }

@@ -198,9 +198,13 @@ pub fn apply(
         )
     };
     let record = match (message, current) {
-        (Message::Ping(_) | Message::AttachmentPut(_) | Message::KeyRotate(_), _) => {
-            return Ok(None);
-        }
+        (
+            Message::Ping(_)
+            | Message::AttachmentPut(_)
+            | Message::KeyRotate(_)
+            | Message::TlsPin(_),
+            _,
+        ) => return Ok(None),
         (
             Message::LeadOffer(_)
             | Message::LeadAccept(_)

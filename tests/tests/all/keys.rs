@@ -201,3 +201,64 @@ async fn a_rotated_key_is_learned_in_the_stream_and_the_old_one_retires() {
     delivered(globex, "acme").await;
     verify_clean(globex);
 }
+
+/// The SHA-256 fingerprint a node's key document names.
+async fn served_fingerprint(node: &NodeSetup) -> String {
+    let cert = cert_in(&node.data_dir());
+    let client = client_trusting(&cert).expect("client");
+    let doc: serde_json::Value = client
+        .get(format!("{}/fed/v1/keys", node.url()))
+        .send()
+        .await
+        .expect("keys")
+        .json()
+        .await
+        .expect("json");
+    doc["tls_cert_sha256"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_certificate_is_announced_before_it_is_presented_so_pinned_peers_never_break() {
+    let pair = two_nodes(Path::new(BIN)).await;
+    let (acme, globex) = (&pair.vendor, &pair.partner);
+    let old = served_fingerprint(acme).await;
+    assert_eq!(old, acme.cert_sha256);
+    let config = std::fs::read_to_string(globex.config_file()).expect("config");
+    assert!(
+        config.contains(&old),
+        "globex pins acme's certificate: {config}"
+    );
+
+    let out = acme.cli(Path::new(BIN), &["tls", "rotate", "--wait", "1m"]);
+    assert!(out.contains("presenting the new certificate"), "{out}");
+    // Globex was told first: it pins the new one and still accepts the old.
+    let config = std::fs::read_to_string(globex.config_file()).expect("config");
+    let new = served_fingerprint(acme).await;
+    assert_ne!(new, old, "acme presents the new certificate");
+    assert!(
+        config.contains(&format!("tls_cert_sha256 = \"{new}\"")),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("tls_cert_sha256_also = \"{old}\"")),
+        "{config}"
+    );
+    // Both directions work over the new certificate.
+    for n in 10..13 {
+        ping(acme, "globex", n).await;
+        ping(globex, "acme", n).await;
+    }
+    delivered(acme, "globex").await;
+    delivered(globex, "acme").await;
+    let (status, v) = globex
+        .admin("POST", "/admin/v1/ping", Some(json!({"peer": "acme"})))
+        .await;
+    assert_eq!(
+        (status, &v["receipt"]["status"]),
+        (200, &json!("accepted")),
+        "{v}"
+    );
+}
