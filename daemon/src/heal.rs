@@ -28,6 +28,17 @@ use tokio_util::sync::CancellationToken;
 /// Steps replayed in one engine transaction.
 const STEPS_PER_JOB: usize = 256;
 
+/// Items per list in this node's heal answers (tests make pages small).
+static PAGE_ITEMS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(guanxi_protocol::heal::MAX_ITEMS);
+
+/// Answers heal requests in pages of at most `items` per list (the test
+/// build, so that paging is exercised without a huge history).
+#[doc(hidden)]
+pub fn set_page_items(items: usize) {
+    PAGE_ITEMS.store(items, Ordering::Relaxed);
+}
+
 /// Whether this node is healing, and how it goes.
 #[derive(Default)]
 pub struct Healing {
@@ -153,8 +164,8 @@ pub async fn answer(State(node): State<Arc<Node>>, body: axum::body::Bytes) -> R
 fn held(r: &Read, peer: &str, sent_after: u64, received_after: u64) -> Result<Vec<u8>, StoreError> {
     let sent_head = r.in_stream(peer)?.seq;
     let received_head = r.delivery(peer)?.delivered_seq;
-    let mut out = AnswerWriter::default();
-    let mut seq = sent_after + 1;
+    let mut out = AnswerWriter::with_max_items(PAGE_ITEMS.load(Ordering::Relaxed));
+    let mut seq = sent_after.saturating_add(1);
     while seq <= sent_head && out.room(true) {
         let Some((envelope, receipt)) = r.in_entry(peer, seq)? else {
             break;
@@ -162,7 +173,7 @@ fn held(r: &Read, peer: &str, sent_after: u64, received_after: u64) -> Result<Ve
         out.push(true, &envelope, &receipt);
         seq += 1;
     }
-    let mut seq = received_after + 1;
+    let mut seq = received_after.saturating_add(1);
     while seq <= received_head && out.room(false) {
         let Some(OutEntry {
             envelope,
@@ -360,7 +371,19 @@ async fn replay(node: &Node, steps: Vec<HealStep>, healed: bool) -> Result<(), S
     }
 }
 
-/// Asks the cursor's peer for what comes after where it stands.
+/// Where to ask a list to continue: after its last buffered item, or past
+/// its head (nothing) while it already holds a page, so a list that waits
+/// in the merge does not grow without bound.
+fn continue_after(buffered: &VecDeque<HealItem>, consumed: u64, head: u64) -> u64 {
+    match buffered.back() {
+        Some(_) if buffered.len() >= guanxi_protocol::heal::MAX_ITEMS => head.max(consumed),
+        Some(last) => last.envelope.fields().seq,
+        None => consumed,
+    }
+}
+
+/// Asks the cursor's peer for what comes after where it stands, and
+/// appends what it gives to each list's buffer.
 async fn fetch(node: &Node, c: &mut Cursor) -> Result<(), Stop> {
     let rt = node
         .peer(&c.peer)
@@ -369,8 +392,8 @@ async fn fetch(node: &Node, c: &mut Cursor) -> Result<(), Stop> {
         v: 1,
         from: node.identity.id.clone(),
         to: c.peer.clone(),
-        sent_after: c.sent_after,
-        received_after: c.received_after,
+        sent_after: continue_after(&c.sent, c.sent_after, c.sent_head),
+        received_after: continue_after(&c.received, c.received_after, c.received_head),
         at: crate::clock::now_ms(),
     }
     .sign(&node.identity.key())

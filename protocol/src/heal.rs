@@ -131,15 +131,34 @@ pub struct HealAnswer {
 /// Builds an answer a list at a time from exact stored bytes; the result
 /// is canonical JSON because every piece is (members in canonical order:
 /// `received`, `received_head`, `sent`, `sent_head`, `v`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AnswerWriter {
     sent: Vec<u8>,
     received: Vec<u8>,
     sent_items: usize,
     received_items: usize,
+    max_items: usize,
+}
+
+impl Default for AnswerWriter {
+    fn default() -> Self {
+        AnswerWriter::with_max_items(MAX_ITEMS)
+    }
 }
 
 impl AnswerWriter {
+    /// A writer whose lists stop at `max_items` (at most [`MAX_ITEMS`], at
+    /// least 1): a node MAY answer smaller pages.
+    pub fn with_max_items(max_items: usize) -> Self {
+        AnswerWriter {
+            sent: Vec::new(),
+            received: Vec::new(),
+            sent_items: 0,
+            received_items: 0,
+            max_items: max_items.clamp(1, MAX_ITEMS),
+        }
+    }
+
     /// Bytes so far.
     pub fn len(&self) -> usize {
         self.sent.len() + self.received.len()
@@ -159,7 +178,7 @@ impl AnswerWriter {
         } else {
             self.received_items
         };
-        items < MAX_ITEMS && (items == 0 || self.len() < MAX_ANSWER_BYTES)
+        items < self.max_items && (items == 0 || self.len() < MAX_ANSWER_BYTES)
     }
 
     /// Adds an envelope and its receipt (their exact, canonical bytes).

@@ -43,6 +43,8 @@ impl Daemon {
             .current_dir(dir)
             .env("RUST_LOG", "info")
             .env("GUANXI_TEST_CLOCK_FILE", dir.join(CLOCK_FILE))
+            // Heal answers in small pages: tests page through them.
+            .env("GUANXI_TEST_HEAL_PAGE", "64")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -34,6 +34,13 @@
 //!   month by month (the clock moved); the ranking of every partner for a
 //!   year against the year before, and one partner's two-year scorecard.
 //!
+//! - `heal`: two daemons exchange `--messages` pings each way (default
+//!   100,000); the sender's store is backed up (`guanxi backup`), then lost
+//!   whole and recovered from the receiver (`guanxi recover`, SPEC §22).
+//!   Reports the backup's MB/s and the envelopes per second healed (its
+//!   own envelopes with their receipts and the peer's envelopes with its
+//!   receipts, verified and replayed).
+//!
 //! Each benchmark reports the median of `--runs` runs, each on fresh daemons
 //! and fresh databases in a temporary directory.
 
@@ -65,7 +72,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "ingest" | "e2e" | "latency" | "leads" | "scale" | "hub" | "fetch" | "scorecards"
-            | "all" => parsed.what = a,
+            | "heal" | "all" => parsed.what = a,
             "--runs" => {
                 parsed.runs = args
                     .next()
@@ -93,7 +100,7 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|fetch|scorecards|all] [--runs N] [--messages N] [--partners N (scale, hub, scorecards)] [--cache-mib N (scale)]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|fetch|scorecards|heal|all] [--runs N] [--messages N] [--partners N (scale, hub, scorecards)] [--cache-mib N (scale)]"
                 ));
             }
         }
@@ -181,6 +188,15 @@ async fn main() {
                 "latency: median p50 {:.2} ms, median p99 {:.2} ms (300 pings)",
                 median(p50s),
                 median(p99s)
+            );
+        }
+    }
+    if args.what == "heal" {
+        let rates = repeat("heal", args.runs, || heal(&bin, n)).await;
+        if !rates.is_empty() {
+            println!(
+                "heal: median {:.0} envelopes/s recovered from the peer ({n} each way)",
+                median(rates)
             );
         }
     }
@@ -1265,6 +1281,98 @@ async fn end_to_end(bin: &Path, total: u64) -> Result<f64, String> {
     let _ = db.terminate(Duration::from_secs(30));
     let _ = da.terminate(Duration::from_secs(30));
     Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+/// Sends `total` pings from `from` to `to` (32 concurrent admin callers).
+async fn pings(from: &NodeSetup, to: &str, total: u64, tag: &str) -> Result<(), String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..32u64 {
+        let from = from.clone();
+        let (to, tag) = (to.to_string(), tag.to_string());
+        tasks.spawn(async move {
+            for i in (t..total).step_by(32) {
+                let body = json!({"peer": to, "kind": "ping", "subject": format!("{tag}-{i}"), "body": {"note": ""}});
+                let (status, v) = from.admin("POST", "/admin/v1/send", Some(body)).await;
+                if status != 200 {
+                    return Err(format!("send: {status} {v}"));
+                }
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// Waits until `node` has a receipt for everything it queued for `peer`.
+async fn all_delivered(node: &NodeSetup, peer: &str) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let s = node.peer_status(peer).await;
+        if s["last_queued_seq"] == s["last_delivered_seq"] {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(900) {
+            return Err(format!("{} did not deliver to {peer}: {s}", node.id));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn heal(bin: &Path, total: u64) -> Result<f64, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (a, b) = pair(bin, dir.path())?;
+    let mut da = a.start_for(bin, &[&b]).await?;
+    let db = b.start_for(bin, &[&a]).await?;
+    pings(&a, "receiver", total, "a").await?;
+    pings(&b, "sender", total, "b").await?;
+    all_delivered(&a, "receiver").await?;
+    all_delivered(&b, "sender").await?;
+
+    let started = Instant::now();
+    let (code, out, err) =
+        guanxi_tests::run(bin, &a.dir, &["backup", "a.gxb", "--config", "guanxi.toml"]);
+    if code != Some(0) {
+        return Err(format!("backup: {out}{err}"));
+    }
+    let bytes = std::fs::metadata(a.dir.join("a.gxb"))
+        .map_err(|e| e.to_string())?
+        .len();
+    println!(
+        "  backup of {:.0} MB while running: {:.1} MB/s",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / started.elapsed().as_secs_f64()
+    );
+
+    da.stop(Duration::from_secs(30))?;
+    for f in ["guanxi.redb", "store-id"] {
+        std::fs::remove_file(a.data_dir().join(f)).map_err(|e| e.to_string())?;
+    }
+    a.cli(bin, &["recover"]);
+    let started = Instant::now();
+    let da = a.start_for(bin, &[&b]).await?;
+    loop {
+        let (status, v) = a.admin("GET", "/admin/v1/peers", None).await;
+        if status == 200 && v["healing"].is_null() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            return Err(format!("not healed in 30 min: {v}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    let s = a.peer_status("receiver").await;
+    let healed =
+        s["last_queued_seq"].as_u64().unwrap_or(0) + s["last_received_seq"].as_u64().unwrap_or(0);
+    if healed < 2 * total {
+        return Err(format!("only {healed} envelopes back: {s}"));
+    }
+    let _ = db.terminate(Duration::from_secs(30));
+    let _ = da.terminate(Duration::from_secs(30));
+    Ok(healed as f64 / elapsed.as_secs_f64())
 }
 
 async fn latency(bin: &Path, pings: usize) -> Result<(f64, f64), String> {

@@ -4,7 +4,9 @@
 //! (an integer of milliseconds) shifts the daemon's clock, re-read every 20 ms,
 //! so tests can move time forward (offer expiry, SLA clocks) across restarts.
 //! Once an offset is in force the daemon writes it to `<file>.applied`, so a
-//! test waits for that instead of sleeping.
+//! test waits for that instead of sleeping. `GUANXI_TEST_HEAL_PAGE` makes
+//! its heal answers (SPEC §22) pages of that many items, so that tests
+//! page through a history of a few hundred envelopes.
 
 use std::time::Duration;
 
@@ -13,6 +15,12 @@ fn read_offset(path: &str) -> Option<i64> {
 }
 
 fn main() -> std::process::ExitCode {
+    if let Some(items) = std::env::var("GUANXI_TEST_HEAL_PAGE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        guanxi::heal::set_page_items(items);
+    }
     if let Ok(path) = std::env::var("GUANXI_TEST_CLOCK_FILE") {
         let applied = format!("{path}.applied");
         let mut current = None;
