@@ -29,16 +29,63 @@ fn err(file: &Path, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The file's text, the config it holds now (it must be valid: a
+/// half-edited file is not ours to change) and its TOML document.
+fn open(file: &Path) -> Result<(String, Config, toml_edit::DocumentMut), ConfigError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
+    let before = Config::load(file)?;
+    let doc = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
+    Ok((text, before, doc))
+}
+
+/// The `[[peers]]` table of `peer` in `doc`.
+fn peer_table<'d>(
+    doc: &'d mut toml_edit::DocumentMut,
+    file: &Path,
+    peer: &str,
+) -> Result<&'d mut toml_edit::Table, ConfigError> {
+    let Some(toml_edit::Item::ArrayOfTables(peers)) = doc.get_mut("peers") else {
+        return Err(err(file, "`peers` is not written as [[peers]] tables"));
+    };
+    peers
+        .iter_mut()
+        .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(peer))
+        .ok_or_else(|| {
+            err(
+                file,
+                format!("peer {peer} is not written as a [[peers]] table"),
+            )
+        })
+}
+
+/// Validates `doc` as a whole config and, when it differs from `text`,
+/// replaces the file with it; answers the config it holds.
+fn save(
+    file: &Path,
+    text: &str,
+    before: Config,
+    doc: &toml_edit::DocumentMut,
+) -> Result<Config, ConfigError> {
+    let new_text = doc.to_string();
+    if new_text == text {
+        return Ok(before);
+    }
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let config = Config::parse(&new_text, file, &base)?;
+    replace(file, new_text.as_bytes())
+        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
+    Ok(config)
+}
+
 /// Appends a `[[peers]]` entry for `peer` to the config file `file` and
 /// answers the config it now holds. Refused, leaving the file untouched,
 /// when a peer with that id is already configured or the result does not
 /// validate.
 pub fn add_peer(file: &Path, peer: &NewPeer) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
-    // The file as it is must be valid first (a half-edited file is not
-    // ours to change).
-    let before = Config::load(file)?;
+    let (text, before, mut doc) = open(file)?;
     if before.peers.iter().any(|p| p.id.as_str() == peer.id) {
         return Err(err(
             file,
@@ -48,9 +95,6 @@ pub fn add_peer(file: &Path, peer: &NewPeer) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
     let mut entry = toml_edit::Table::new();
     entry.insert("id", toml_edit::value(peer.id.as_str()));
     entry.insert("name", toml_edit::value(peer.name.as_str()));
@@ -86,12 +130,7 @@ pub fn add_peer(file: &Path, peer: &NewPeer) -> Result<Config, ConfigError> {
             ));
         }
     }
-    let new_text = doc.to_string();
-    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let config = Config::parse(&new_text, file, &base)?;
-    replace(file, new_text.as_bytes())
-        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
-    Ok(config)
+    save(file, &text, before, &doc)
 }
 
 /// A peer's key rotation (SPEC §23) as the configuration records it: the
@@ -107,9 +146,7 @@ pub fn rotate_peer_key(
     not_before: guanxi_protocol::envelope::Millis,
     not_after: guanxi_protocol::envelope::Millis,
 ) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
-    let before = Config::load(file)?;
+    let (text, before, mut doc) = open(file)?;
     let Some(configured) = before.peers.iter().find(|p| p.id.as_str() == peer) else {
         return Err(err(file, format!("peer {peer} is not configured")));
     };
@@ -128,21 +165,7 @@ pub fn rotate_peer_key(
         .iter()
         .find(|k| k.kid.0 == old_kid)
         .and_then(|k| k.not_after);
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
-    let Some(toml_edit::Item::ArrayOfTables(peers)) = doc.get_mut("peers") else {
-        return Err(err(file, "`peers` is not written as [[peers]] tables"));
-    };
-    let Some(entry) = peers
-        .iter_mut()
-        .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(peer))
-    else {
-        return Err(err(
-            file,
-            format!("peer {peer} is not written as a [[peers]] table"),
-        ));
-    };
+    let entry = peer_table(&mut doc, file, peer)?;
     let Some(toml_edit::Item::ArrayOfTables(keys)) = entry.get_mut("keys") else {
         return Err(err(
             file,
@@ -173,15 +196,7 @@ pub fn rotate_peer_key(
             .set_prefix(format!("# announced by {peer} (key.rotate)\n"));
         keys.push(key);
     }
-    let new_text = doc.to_string();
-    if new_text == text {
-        return Ok(before);
-    }
-    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let config = Config::parse(&new_text, file, &base)?;
-    replace(file, new_text.as_bytes())
-        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
-    Ok(config)
+    save(file, &text, before, &doc)
 }
 
 /// A pinned peer's new certificate (SPEC §24): `new` becomes its pin and
@@ -194,9 +209,7 @@ pub fn repin_peer(
     new: &str,
     previous: &str,
 ) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
-    let before = Config::load(file)?;
+    let (text, before, mut doc) = open(file)?;
     let Some(configured) = before.peers.iter().find(|p| p.id.as_str() == peer) else {
         return Err(err(file, format!("peer {peer} is not configured")));
     };
@@ -207,21 +220,7 @@ pub fn repin_peer(
     {
         return Ok(before);
     }
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
-    let Some(toml_edit::Item::ArrayOfTables(peers)) = doc.get_mut("peers") else {
-        return Err(err(file, "`peers` is not written as [[peers]] tables"));
-    };
-    let Some(entry) = peers
-        .iter_mut()
-        .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(peer))
-    else {
-        return Err(err(
-            file,
-            format!("peer {peer} is not written as a [[peers]] table"),
-        ));
-    };
+    let entry = peer_table(&mut doc, file, peer)?;
     entry.insert("tls_cert_sha256", toml_edit::value(new));
     match also {
         Some(previous) => {
@@ -231,43 +230,16 @@ pub fn repin_peer(
             entry.remove("tls_cert_sha256_also");
         }
     }
-    let new_text = doc.to_string();
-    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let config = Config::parse(&new_text, file, &base)?;
-    replace(file, new_text.as_bytes())
-        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
-    Ok(config)
+    save(file, &text, before, &doc)
 }
 
 /// Sets the `url` of the configured peer `peer` (a peer that moved; the
 /// demo's daemons get new ports at each start). Unchanged when it is
 /// already that URL. Answers the config the file now holds.
 pub fn set_peer_url(file: &Path, peer: &str, url: &str) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| err(file, format!("cannot read the config file: {e}")))?;
-    let before = Config::load(file)?;
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| err(file, e.to_string()))?;
-    let Some(toml_edit::Item::ArrayOfTables(peers)) = doc.get_mut("peers") else {
-        return Err(err(file, "`peers` is not written as [[peers]] tables"));
-    };
-    let Some(entry) = peers
-        .iter_mut()
-        .find(|t| t.get("id").and_then(|v| v.as_str()) == Some(peer))
-    else {
-        return Err(err(file, format!("peer {peer} is not configured")));
-    };
-    if entry.get("url").and_then(|v| v.as_str()) == Some(url) {
-        return Ok(before);
-    }
-    entry.insert("url", toml_edit::value(url));
-    let new_text = doc.to_string();
-    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let config = Config::parse(&new_text, file, &base)?;
-    replace(file, new_text.as_bytes())
-        .map_err(|e| err(file, format!("cannot write the config file: {e}")))?;
-    Ok(config)
+    let (text, before, mut doc) = open(file)?;
+    peer_table(&mut doc, file, peer)?.insert("url", toml_edit::value(url));
+    save(file, &text, before, &doc)
 }
 
 /// Replaces `file` with `bytes` atomically, keeping its permissions.

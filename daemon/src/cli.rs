@@ -537,6 +537,26 @@ fn parse_span(text: &str) -> Option<i64> {
     n.checked_mul(unit)
 }
 
+/// A list of names in an admin answer, comma-separated.
+fn names(v: &serde_json::Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+/// A UTC time (ms) in an admin answer, as RFC 3339.
+fn utc(v: &serde_json::Value) -> String {
+    v.as_i64()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
 /// `guanxi restore FILE --dir D`.
 fn restore_command(file: &Path, dir: &Path) -> Result<(), Failure> {
     let summary = guanxi_adapters::store::snapshot::restore(file, dir).map_err(|e| anyhow!(e))?;
@@ -796,14 +816,7 @@ pub fn main_entry() -> ExitCode {
                         println!(
                             "announced {}; still waiting for: {}. Run `guanxi tls rotate` again to finish.",
                             v["new"].as_str().unwrap_or("?"),
-                            v["waiting_for"]
-                                .as_array()
-                                .map(|a| a
-                                    .iter()
-                                    .filter_map(|p| p.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", "))
-                                .unwrap_or_default()
+                            names(&v["waiting_for"])
                         );
                     }
                 },
@@ -826,27 +839,13 @@ pub fn main_entry() -> ExitCode {
                     serde_json::json!({"retire_after_ms": if revoke { 0 } else { ms.unwrap_or(0) }}),
                 ),
                 |v| {
-                    let retire = v["retire_at"]
-                        .as_i64()
-                        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                        .map(|t| t.to_string())
-                        .unwrap_or_default();
+                    let retire = utc(&v["retire_at"]);
                     println!(
                         "signing with {} now; {} is accepted by peers until {retire}",
                         v["new_kid"].as_str().unwrap_or("?"),
                         v["old_kid"].as_str().unwrap_or("?")
                     );
-                    println!(
-                        "announced to: {}",
-                        v["announced_to"]
-                            .as_array()
-                            .map(|a| a
-                                .iter()
-                                .filter_map(|p| p.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "))
-                            .unwrap_or_default()
-                    );
+                    println!("announced to: {}", names(&v["announced_to"]));
                 },
             ),
         },
@@ -866,11 +865,7 @@ pub fn main_entry() -> ExitCode {
                 Some(serde_json::json!({"partner": partner, "expires_ms": ms})),
                 |v| {
                     println!("{}", v["code"].as_str().unwrap_or("?"));
-                    let expires = v["expires"]
-                        .as_i64()
-                        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-                        .map(|t| t.to_string())
-                        .unwrap_or_default();
+                    let expires = utc(&v["expires"]);
                     eprintln!(
                         "(one use, until {expires}: the other company's admin runs `guanxi connect CODE`)"
                     );
