@@ -90,11 +90,17 @@ pub fn settle(key_file: &Path, store: &Store) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .is_some_and(|kid| kid == new.kid().0.as_bytes());
     if committed {
-        let old = guanxi_config::keyfile::read_node_key(key_file).map_err(|e| e.to_string())?;
-        if old.kid() != new.kid() {
-            swap_files(key_file, &old).map_err(|e| e.to_string())?;
-            tracing::warn!("finished the key rotation to {} found at start", new.kid());
+        if !key_file.exists() {
+            // Stopped between the two renames: the old key is already
+            // kept and listed.
+            std::fs::rename(&next, key_file).map_err(|e| format!("{}: {e}", next.display()))?;
+        } else {
+            let old = guanxi_config::keyfile::read_node_key(key_file).map_err(|e| e.to_string())?;
+            if old.kid() != new.kid() {
+                swap_files(key_file, &old).map_err(|e| e.to_string())?;
+            }
         }
+        tracing::warn!("finished the key rotation to {} found at start", new.kid());
     } else {
         std::fs::remove_file(&next).map_err(|e| format!("{}: {e}", next.display()))?;
         tracing::warn!("dropped a key rotation that did not commit");
@@ -411,4 +417,68 @@ pub async fn rotate_tls(
         switched: true,
         waiting_for,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(dir: &Path, name: &str, seed: u8) -> (PathBuf, NodeKey) {
+        let path = dir.join(name);
+        let key = NodeKey::from_seed(&[seed; 32]);
+        guanxi_config::keyfile::write_node_key(&path, &key).expect("write");
+        (path, key)
+    }
+
+    fn committed(store: &Store, kid: &KeyId) {
+        store
+            .transact(|t| t.put_doc(Doc::Setting, ROTATION_DOC, kid.0.as_bytes()))
+            .expect("write");
+    }
+
+    /// A rotation cut short at start: committed ones are finished wherever
+    /// they stopped, others dropped; the old public key ends up listed.
+    #[test]
+    fn a_rotation_cut_short_is_finished_or_dropped_at_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("data")).expect("store");
+        let (file, old) = key(dir.path(), "node.key", 1);
+        // Not committed: the next key is dropped, the old one stays.
+        let (_, new) = key(dir.path(), "node.key.next", 2);
+        settle(&file, &store).expect("settles");
+        assert!(!next_file(&file).exists());
+        assert_eq!(
+            guanxi_config::keyfile::read_node_key(&file)
+                .expect("key")
+                .kid(),
+            old.kid()
+        );
+        // Committed, files not swapped: swapped now, the old key listed.
+        key(dir.path(), "node.key.next", 2);
+        committed(&store, &new.kid());
+        settle(&file, &store).expect("settles");
+        assert_eq!(
+            guanxi_config::keyfile::read_node_key(&file)
+                .expect("key")
+                .kid(),
+            new.kid()
+        );
+        assert_eq!(read_retired(&file).expect("retired"), vec![old.public()]);
+        // Committed, stopped between the renames (the key file moved away).
+        let (_, third) = key(dir.path(), "node.key.next", 3);
+        committed(&store, &third.kid());
+        append_retired(&file, &new.public()).expect("list");
+        std::fs::rename(&file, dir.path().join("node.key.retired-x")).expect("move");
+        settle(&file, &store).expect("settles");
+        assert_eq!(
+            guanxi_config::keyfile::read_node_key(&file)
+                .expect("key")
+                .kid(),
+            third.kid()
+        );
+        assert_eq!(
+            read_retired(&file).expect("retired"),
+            vec![old.public(), new.public()]
+        );
+    }
 }
