@@ -8,7 +8,7 @@
 
 use crate::canonical::{self, DecodeError};
 use crate::envelope::Millis;
-use crate::ids::RecordId;
+use crate::ids::{NodeId, RecordId};
 use crate::money::{Currency, Date, Money};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,16 @@ pub struct KeyRotate {
 pub struct TlsPin {
     pub tls_cert_sha256: String,
     pub previous: String,
+}
+
+/// `record.handover`, a record's authority → its counterpart (SPEC §25):
+/// a record the sender kept with a partner that had no node, as it stands,
+/// its history included; `was` is the id the partner had there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordHandover {
+    pub record: crate::state::Record,
+    pub was: NodeId,
 }
 
 /// `lead.offer`, vendor → partner: a lead offered for acceptance.
@@ -1503,6 +1513,7 @@ messages! {
     GoalDecline(GoalDecline) = "goal.decline",
     SurveySend(SurveySend) = "survey.send",
     SurveyAnswer(SurveyAnswer) = "survey.answer",
+    RecordHandover(RecordHandover) = "record.handover",
 }
 
 fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T, BodyError> {
@@ -1568,6 +1579,9 @@ impl Message {
     fn validate(&self) -> Result<(), BodyError> {
         match self {
             Message::Ping(b) => text("body.note", &b.note, SHORT_TEXT, false),
+            // The record is its authority's own, as it stands there; the
+            // state machine checks who sends it to whom.
+            Message::RecordHandover(_) => Ok(()),
             Message::TlsPin(b) => {
                 for (path, hex) in [
                     ("body.tls_cert_sha256", &b.tls_cert_sha256),
@@ -2148,6 +2162,6 @@ mod tests {
         let mut kinds = KINDS.to_vec();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), 43);
+        assert_eq!(kinds.len(), 44);
     }
 }

@@ -26,7 +26,7 @@ ENVELOPE_MEMBERS = {"v", "id", "from", "to", "seq", "prev", "created", "kind", "
 CERTIFICATION_PREFIX = b"guanxi/v1/certification\x00"
 CERTIFICATION_MEMBERS = {"v", "id", "issuer", "holder", "organization", "course", "title", "level", "issued", "expires", "sig"}
 RECEIPT_MEMBERS = {"v", "from", "to", "envelope", "hash", "seq", "high_water", "status", "reason", "received", "record_version", "sig"}
-AUTHORITY_OPENERS = {"lead.offer", "catalog.publish", "mdf.budget"}
+AUTHORITY_OPENERS = {"lead.offer", "catalog.publish", "mdf.budget", "record.handover"}
 KID_PREFIX = b"guanxi/v1/kid\x00"
 # SPEC §17, §21, §22: the small signed requests, by prefix, and their members.
 REQUEST_MEMBERS = {

@@ -6,7 +6,9 @@
 //! vendor of `globex` and `initech`, `globex` vendor of `initech` — act on
 //! every record family at once, through the real state machines and the real
 //! authority bookkeeping (`state::authority::Slot`, the code the daemon's
-//! engine runs). Streams keep their order, as HTTPS with one request in
+//! engine runs). Some records begin in the vendor's web view, with the
+//! partner under its web id, and are handed to the partner's node (SPEC
+//! §25) before both go on with them. Streams keep their order, as HTTPS with one request in
 //! flight does; streams cross freely. After quiescence every record must be
 //! identical on both of its nodes (canonical bytes, histories included), at
 //! the same version, with nothing pending; every ledger must balance to
@@ -164,8 +166,9 @@ impl World {
     }
 
     /// Node `me` sends `message` about `subject` to `peer`, as the engine's
-    /// `send` does: applied through the slot, queued only when it applies.
-    fn send(&mut self, me: usize, peer: usize, subject: &str, message: Message) {
+    /// `send` does: applied through the slot, queued only when it applies
+    /// (then true).
+    fn send(&mut self, me: usize, peer: usize, subject: &str, message: Message) -> bool {
         let node = &mut self.nodes[me];
         let ctx = Context {
             from: node.id.clone(),
@@ -197,6 +200,7 @@ impl World {
                     message,
                     record_version,
                 });
+                true
             }
             Err(e) => {
                 if slot.record.is_none() && slot.follow.is_none() && slot.version == 0 {
@@ -208,6 +212,7 @@ impl World {
                     message.kind(),
                     e.code
                 ));
+                false
             }
         }
     }
@@ -373,7 +378,11 @@ impl World {
         let open_new =
             subjects.len() < MAX_RECORDS && (subjects.is_empty() || self.rng.percent(20));
         if open_new {
-            self.open(me, peer, as_vendor);
+            if self.rng.percent(10) {
+                self.hand_over(vendor, partner);
+            } else {
+                self.open(me, peer, as_vendor);
+            }
             return;
         }
         let Some(subject) = self.rng.pick(&subjects).cloned() else {
@@ -394,6 +403,89 @@ impl World {
     }
 
     fn open(&mut self, me: usize, peer: usize, as_vendor: bool) {
+        if let Some((subject, m)) = self.opening(me, peer, as_vendor) {
+            self.send(me, peer, &subject, m);
+        }
+    }
+
+    /// The vendor worked with the partner in its web view before the
+    /// partner had a node (SPEC §25): a record opened and moved on there
+    /// through the same state machines, the partner named by its web id,
+    /// then handed over into the stream, where both sides go on with it.
+    fn hand_over(&mut self, vendor: usize, partner: usize) {
+        let web: NodeId = format!("{}-web", NODES[partner]).parse().expect("node id");
+        let vendor_id = self.nodes[vendor].id.clone();
+        let partner_id = self.nodes[partner].id.clone();
+        let by_vendor = self.rng.percent(50);
+        let (opener, other) = if by_vendor {
+            (vendor, partner)
+        } else {
+            (partner, vendor)
+        };
+        let Some((subject, opening)) = self.opening(opener, other, by_vendor) else {
+            return;
+        };
+        let on_web = |id: &NodeId| {
+            if id == &partner_id {
+                web.clone()
+            } else {
+                id.clone()
+            }
+        };
+        let local = |from: &NodeId, to: &NodeId, at: i64| Context {
+            from: on_web(from),
+            to: on_web(to),
+            at,
+        };
+        let first = if by_vendor {
+            local(&vendor_id, &partner_id, self.clock)
+        } else {
+            local(&partner_id, &vendor_id, self.clock)
+        };
+        let Ok(Some(mut record)) = state::apply(None, &first, &opening) else {
+            return;
+        };
+        for _ in 0..self.rng.below(4) {
+            self.clock += MINUTE;
+            let as_vendor = self.rng.percent(50);
+            let me = if as_vendor {
+                vendor_id.clone()
+            } else {
+                web.clone()
+            };
+            let Some(m) = self.follow_up(as_vendor, &me, &record, Some(&record)) else {
+                continue;
+            };
+            let ctx = if as_vendor {
+                local(&vendor_id, &partner_id, self.clock)
+            } else {
+                local(&partner_id, &vendor_id, self.clock)
+            };
+            if let Ok(Some(next)) = state::apply(Some(&record), &ctx, &m) {
+                record = next;
+            }
+        }
+        if record.authority() != &vendor_id {
+            // Only the vendor's own records are kept in its web view.
+            return;
+        }
+        let family = record.family();
+        let moved = state::handover::handed_over(&record, &web, &partner_id);
+        let m = Message::RecordHandover(guanxi_protocol::messages::RecordHandover {
+            record: moved,
+            was: web,
+        });
+        if self.send(vendor, partner, &subject, m) {
+            *self
+                .stats
+                .entry(format!("handed over {family}"))
+                .or_default() += 1;
+        }
+    }
+
+    /// A message that opens a record between `me` and `peer`, and its
+    /// subject.
+    fn opening(&mut self, me: usize, peer: usize, as_vendor: bool) -> Option<(String, Message)> {
         let now = self.clock;
         // Either side of a relationship publishes library resources and
         // announcements (the publisher is their authority).
@@ -408,15 +500,13 @@ impl World {
                 json!({"vendor": vendor, "period": period, "metric": "leads_won",
                        "target": self.rng.range(1, 20), "owner": "Mei", "note": ""}),
             );
-            self.send(me, peer, &subject, m);
-            return;
+            return Some((subject, m));
         }
         if as_vendor && self.rng.percent(5) {
             // The vendor shares a scorecard of the partner's period.
             let subject = self.fresh(&format!("scorecard.{}", NODES[me]));
             let m = msg("scorecard.share", scorecard_share(self.next_id));
-            self.send(me, peer, &subject, m);
-            return;
+            return Some((subject, m));
         }
         if !as_vendor && self.rng.percent(8) {
             // A person at the partner takes a quiz of the vendor's course.
@@ -426,8 +516,7 @@ impl World {
                 json!({"course": format!("resource.{}.c1", NODES[peer]), "version": 1, "learner": "Mei",
                        "answers": [{"question": "q1", "choices": [0]}, {"question": "q2", "choices": [1, 2]}]}),
             );
-            self.send(me, peer, &subject, m);
-            return;
+            return Some((subject, m));
         }
         if self.rng.percent(4) {
             // Either side surveys the other's people; the surveyor is the
@@ -444,14 +533,13 @@ impl World {
                            {"id": "why", "kind": "text", "text_en": "Why?", "text_zh": "為什麼？",
                             "choices": [], "required": false}]}),
             );
-            self.send(me, peer, &subject, m);
-            return;
+            return Some((subject, m));
         }
         if self.rng.percent(25) {
             if self.rng.percent(50) {
                 let subject = self.fresh(&format!("resource.{}", NODES[me]));
                 let m = msg("resource.publish", resource(1, self.next_id));
-                self.send(me, peer, &subject, m);
+                return Some((subject, m));
             } else {
                 let subject = self.fresh(&format!("announcement.{}", NODES[me]));
                 let requires_ack = self.rng.percent(60);
@@ -460,9 +548,8 @@ impl World {
                     json!({"version": 1, "title": "News", "text": "Price change", "language": "en",
                            "requires_ack": requires_ack}),
                 );
-                self.send(me, peer, &subject, m);
+                return Some((subject, m));
             }
-            return;
         }
         if as_vendor {
             match self.rng.below(3) {
@@ -475,7 +562,7 @@ impl World {
                                "estimated_value": null, "source": "web", "campaign": "", "notes": "",
                                "accept_by": accept_by}),
                     );
-                    self.send(me, peer, &subject, m);
+                    return Some((subject, m));
                 }
                 1 => {
                     let subject = format!("catalog.{}", NODES[me]);
@@ -485,7 +572,7 @@ impl World {
                         "catalog.publish",
                         json!({"version": version, "products": [], "price_lists": []}),
                     );
-                    self.send(me, peer, &subject, m);
+                    return Some((subject, m));
                 }
                 _ => {
                     let subject = self.fresh("mdf");
@@ -495,7 +582,7 @@ impl World {
                         json!({"action": "allocate", "amount": amount, "currency": "TWD", "period": "2027-Q1",
                                "allow_overdraw": false, "expires_on": null, "note": ""}),
                     );
-                    self.send(me, peer, &subject, m);
+                    return Some((subject, m));
                 }
             }
         } else {
@@ -515,12 +602,12 @@ impl World {
                                "ship_to": {"name": "X", "street": "1 Rd", "city": "Taipei", "postal_code": "100", "region": "", "country": "TW"},
                                "lead": null}),
                     );
-                    self.send(me, peer, &subject, m);
+                    return Some((subject, m));
                 }
                 1 => {
                     let subject = self.fresh("claim");
                     let m = msg("warranty.claim", warranty_claim("first"));
-                    self.send(me, peer, &subject, m);
+                    return Some((subject, m));
                 }
                 2 => {
                     let subject = self.fresh("service");
@@ -529,7 +616,7 @@ impl World {
                         json!({"customer": customer(), "sku": "SKU-1", "serial": null, "problem": "noise",
                                "priority": "normal", "attachments": []}),
                     );
-                    self.send(me, peer, &subject, m);
+                    return Some((subject, m));
                 }
                 _ => {
                     let subject = self.fresh("reg");
@@ -538,7 +625,7 @@ impl World {
                         json!({"customer": customer(), "country": "TW", "region": "", "product_lines": ["cnc"],
                                "estimated_value": null, "expected_close": null, "notes": ""}),
                     );
-                    self.send(me, peer, &subject, m);
+                    return Some((subject, m));
                 }
             }
         }
@@ -1103,6 +1190,22 @@ fn every_record_converges_under_any_interleaving() {
                     "no seed reached `{key}`"
                 );
             }
+        }
+        // Records kept with web partners are handed to their nodes and
+        // go on there (SPEC §25).
+        for family in [
+            "lead",
+            "order",
+            "warranty",
+            "service",
+            "mdf",
+            "registration",
+        ] {
+            let key = format!("handed over {family}");
+            assert!(
+                totals.get(&key).copied().unwrap_or(0) > 0,
+                "no seed reached `{key}`"
+            );
         }
         // Nothing crosses a survey's answers (its surveyor sends nothing
         // after it, and the recipient checks what the surveyor would): the

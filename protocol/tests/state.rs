@@ -637,3 +637,69 @@ fn registration_is_decided_once_by_the_vendor() {
     .expect_err("family");
     assert_eq!(code, ReasonCode::IllegalTransition);
 }
+
+#[test]
+fn a_web_partners_record_is_handed_to_its_node_and_goes_on_there() {
+    use guanxi_protocol::messages::RecordHandover;
+    use guanxi_protocol::state::handover;
+    // In the vendor's web view the partner was `globex-web`.
+    let offered =
+        step(None, &ctx("acme", "globex-web", T0), &offer(T0 + 24 * HOUR)).expect("offer");
+    let accepted = step(
+        Some(&offered),
+        &ctx("globex-web", "acme", T0 + HOUR),
+        &msg("lead.accept", json!({"note": "ours"})),
+    )
+    .expect("accept");
+    let moved = handover::handed_over(&accepted, &node("globex-web"), &node("globex"));
+    let Record::Lead(lead) = &moved else {
+        panic!("not a lead")
+    };
+    assert_eq!(lead.partner, node("globex"));
+    assert_eq!(lead.history.len(), 2, "history kept");
+    assert_eq!(
+        lead.history[1].by,
+        node("globex"),
+        "the partner's steps follow it"
+    );
+    assert_eq!(lead.history[0].by, node("acme"));
+    assert_eq!(handover::counterpart(&moved), &node("globex"));
+
+    let handover_msg = Message::RecordHandover(RecordHandover {
+        record: moved.clone(),
+        was: node("globex-web"),
+    });
+    // It crosses the wire as a body and decodes to the same message.
+    let body = handover_msg.body().expect("body");
+    assert_eq!(
+        Message::decode("record.handover", &body).expect("decodes"),
+        handover_msg
+    );
+    let opened = step(None, &ctx("acme", "globex", T0 + 2 * HOUR), &handover_msg).expect("opens");
+    assert_eq!(opened, moved, "the record is opened exactly as carried");
+    // The partner goes on from where it was.
+    let won = step(
+        Some(&opened),
+        &ctx("globex", "acme", T0 + 3 * HOUR),
+        &update("won"),
+    )
+    .expect("won");
+    assert_eq!(status_of(&won), "won");
+
+    // Refusals: an existing subject, the wrong sender, the wrong receiver,
+    // a `was` naming a party.
+    let (code, _) =
+        step(Some(&opened), &ctx("acme", "globex", T0), &handover_msg).expect_err("exists");
+    assert_eq!(code, ReasonCode::RecordExists);
+    let (code, _) = step(None, &ctx("globex", "acme", T0), &handover_msg).expect_err("sender");
+    assert_eq!(code, ReasonCode::NotAllowed);
+    let (code, message) = step(None, &ctx("acme", "initech", T0), &handover_msg).expect_err("to");
+    assert_eq!(code, ReasonCode::NotAllowed);
+    assert!(message.contains("initech"), "{message}");
+    let bad_was = Message::RecordHandover(RecordHandover {
+        record: moved,
+        was: node("globex"),
+    });
+    let (code, _) = step(None, &ctx("acme", "globex", T0), &bad_was).expect_err("was");
+    assert_eq!(code, ReasonCode::BadBody);
+}

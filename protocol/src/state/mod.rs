@@ -1,5 +1,6 @@
 //! State machines for shared records: leads, orders, warranty claims,
-//! service requests, MDF budgets, library resources and announcements.
+//! service requests, MDF budgets, library resources and announcements, and
+//! the hand-over of a web partner's records to its own node.
 //!
 //! Both nodes of a relationship run the same function on the same messages, so
 //! they compute the same state. [`apply`] takes the record as it is (or `None`
@@ -15,6 +16,7 @@ pub mod announcement;
 pub mod authority;
 mod catalog;
 pub mod goal;
+pub mod handover;
 mod lead;
 pub mod mdf;
 mod order;
@@ -334,6 +336,7 @@ pub fn apply(
             };
             Record::Goal(goal::apply(goal, ctx, message)?)
         }
+        (Message::RecordHandover(h), c) => handover::apply(c, ctx, h)?,
         (Message::SurveySend(_) | Message::SurveyAnswer(_), c) => {
             let survey = match c {
                 None => None,
