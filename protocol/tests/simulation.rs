@@ -562,7 +562,7 @@ impl World {
                                "estimated_value": null, "source": "web", "campaign": "", "notes": "",
                                "accept_by": accept_by}),
                     );
-                    return Some((subject, m));
+                    Some((subject, m))
                 }
                 1 => {
                     let subject = format!("catalog.{}", NODES[me]);
@@ -572,7 +572,7 @@ impl World {
                         "catalog.publish",
                         json!({"version": version, "products": [], "price_lists": []}),
                     );
-                    return Some((subject, m));
+                    Some((subject, m))
                 }
                 _ => {
                     let subject = self.fresh("mdf");
@@ -582,7 +582,7 @@ impl World {
                         json!({"action": "allocate", "amount": amount, "currency": "TWD", "period": "2027-Q1",
                                "allow_overdraw": false, "expires_on": null, "note": ""}),
                     );
-                    return Some((subject, m));
+                    Some((subject, m))
                 }
             }
         } else {
@@ -602,12 +602,12 @@ impl World {
                                "ship_to": {"name": "X", "street": "1 Rd", "city": "Taipei", "postal_code": "100", "region": "", "country": "TW"},
                                "lead": null}),
                     );
-                    return Some((subject, m));
+                    Some((subject, m))
                 }
                 1 => {
                     let subject = self.fresh("claim");
                     let m = msg("warranty.claim", warranty_claim("first"));
-                    return Some((subject, m));
+                    Some((subject, m))
                 }
                 2 => {
                     let subject = self.fresh("service");
@@ -616,7 +616,7 @@ impl World {
                         json!({"customer": customer(), "sku": "SKU-1", "serial": null, "problem": "noise",
                                "priority": "normal", "attachments": []}),
                     );
-                    return Some((subject, m));
+                    Some((subject, m))
                 }
                 _ => {
                     let subject = self.fresh("reg");
@@ -625,7 +625,7 @@ impl World {
                         json!({"customer": customer(), "country": "TW", "region": "", "product_lines": ["cnc"],
                                "estimated_value": null, "expected_close": null, "notes": ""}),
                     );
-                    return Some((subject, m));
+                    Some((subject, m))
                 }
             }
         }
