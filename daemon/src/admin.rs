@@ -42,6 +42,7 @@ pub fn routes(node: Arc<Node>) -> Router {
         .route("/admin/v1/invitations", post(invite))
         .route("/admin/v1/connect", post(connect))
         .route("/admin/v1/key/rotate", post(rotate_key))
+        .route("/admin/v1/handover", post(hand_over))
         .route("/admin/v1/tls/rotate", post(rotate_tls))
         .route("/admin/v1/store", get(store_stats))
         .route("/admin/v1/inbox/{peer}", get(inbox_list))
@@ -173,6 +174,34 @@ async fn rotate_key(
         Err(e) => Err(AdminError(
             StatusCode::CONFLICT,
             "not_rotated".into(),
+            e.to_string(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct HandoverRequest {
+    partner: String,
+    peer: Option<String>,
+}
+
+/// `guanxi handover PARTNER`: a web partner's records to its node.
+async fn hand_over(
+    State(node): State<Arc<Node>>,
+    Json(req): Json<HandoverRequest>,
+) -> Result<Json<Value>, AdminError> {
+    let peer = match req.peer.as_deref().map(str::parse) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(_)) => {
+            return Err(bad_request("bad_request", "--peer is not a node id"));
+        }
+    };
+    match crate::handover::run(&node, &req.partner, peer).await {
+        Ok(done) => Ok(Json(json!(done))),
+        Err(e) => Err(AdminError(
+            StatusCode::CONFLICT,
+            "not_handed_over".into(),
             e.to_string(),
         )),
     }

@@ -204,13 +204,26 @@ pub enum Command {
     Invite {
         #[command(flatten)]
         daemon: DaemonArgs,
-        /// The directory entry (partner id) it is for, if any.
+        /// The directory entry (partner id) it is for, if any: a partner
+        /// that used the web view gets its records handed to its new node
+        /// when the code is used.
         #[arg(long)]
         partner: Option<String>,
         /// How long it works: minutes, hours or days (`30m`, `12h`, `7d`;
         /// at most 30d).
         #[arg(long, default_value = "7d")]
         expires: String,
+    },
+    /// Hand every record kept with web partner PARTNER to the node it now
+    /// runs (SPEC §25), then retire its web users; safe to run again.
+    Handover {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+        /// The partner's directory id.
+        partner: String,
+        /// The peer id of its node, when its directory entry names none.
+        #[arg(long)]
+        peer: Option<String>,
     },
     /// Three companies on this machine — a manufacturer, a distributor and
     /// a reseller, each a real daemon — connected, with leads, an order,
@@ -364,6 +377,12 @@ pub enum KeyCommand {
         /// announcement.
         #[arg(long)]
         revoke: bool,
+    },
+    /// The key leaked: a new key, and peers refuse the old one for
+    /// anything made after the announcement (`rotate --revoke`).
+    Revoke {
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
 }
 
@@ -822,6 +841,48 @@ pub fn main_entry() -> ExitCode {
                 },
             ),
         },
+        Command::Handover {
+            daemon,
+            partner,
+            peer,
+        } => admin_call(
+            &daemon,
+            "POST",
+            "/admin/v1/handover",
+            Some(serde_json::json!({"partner": partner, "peer": peer})),
+            |v| {
+                println!(
+                    "{} records handed to {}; {} web users retired",
+                    v["handed"],
+                    v["peer"].as_str().unwrap_or("?"),
+                    v["users_retired"]
+                );
+                if let Some(kept) = v["kept"].as_array().filter(|k| !k.is_empty()) {
+                    println!("kept under the web view:");
+                    for k in kept {
+                        println!(
+                            "  {}: {}",
+                            k[0].as_str().unwrap_or("?"),
+                            k[1].as_str().unwrap_or("?")
+                        );
+                    }
+                }
+            },
+        ),
+        Command::Key(KeyCommand::Revoke { daemon }) => admin_call(
+            &daemon,
+            "POST",
+            "/admin/v1/key/rotate",
+            Some(serde_json::json!({"retire_after_ms": 0})),
+            |v| {
+                println!(
+                    "signing with {} now; {} is revoked",
+                    v["new_kid"].as_str().unwrap_or("?"),
+                    v["old_kid"].as_str().unwrap_or("?")
+                );
+                println!("announced to: {}", names(&v["announced_to"]));
+            },
+        ),
         Command::Key(KeyCommand::Rotate {
             daemon,
             retire_in,

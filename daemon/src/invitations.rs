@@ -285,6 +285,7 @@ pub async fn introduced(node: &Arc<Node>, bytes: &[u8]) -> Result<Vec<u8>, Invit
             node.identity.id,
             when(now),
             partner
+                .as_ref()
                 .map(|p| format!(", for directory entry {p}"))
                 .unwrap_or_default()
         ),
@@ -301,6 +302,16 @@ pub async fn introduced(node: &Arc<Node>, bytes: &[u8]) -> Result<Vec<u8>, Invit
         return Err(e);
     }
     tracing::info!(peer = %f.from, "a node connected by invitation");
+    if let Some(partner) = partner {
+        // The partner may have worked in the web view until now: its
+        // records go to its node (SPEC §25), after this answer.
+        let (node, peer) = (node.clone(), f.from.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::handover::run(&node, &partner, Some(peer)).await {
+                tracing::warn!(partner, "no hand-over after the invitation: {e}");
+            }
+        });
+    }
     let answer = own_introduction(node, f.from, f.secret)?
         .sign(&node.identity.key())
         .map_err(|e| InviteError::Internal(e.to_string()))?;

@@ -47,6 +47,7 @@ pub mod demo;
 pub mod directory;
 pub mod engine;
 pub mod goals;
+pub mod handover;
 pub mod heal;
 pub mod idempotency;
 pub mod identity;

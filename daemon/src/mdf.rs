@@ -548,23 +548,28 @@ fn funds_of(budget: &guanxi_protocol::state::mdf::MdfBudgetRecord) -> FundsCount
 /// After the engine saved a budget this node granted: the sums of funds
 /// allocated and used per currency (`mdfs␟<currency>` → JSON), moved by
 /// what the budget counted before (`mdfc␟<key>␟<subject>`), so that the
-/// dashboard reads one entry per currency, never every budget.
+/// dashboard reads one entry per currency, never every budget. `None`:
+/// the budget is no longer kept there (handed over, SPEC §25).
 pub fn budget_saved(
     t: &mut guanxi_adapters::store::Tables<'_>,
     key: &str,
     subject: &str,
-    budget: &guanxi_protocol::state::mdf::MdfBudgetRecord,
+    budget: Option<&guanxi_protocol::state::mdf::MdfBudgetRecord>,
 ) -> Result<(), EngineError> {
     use guanxi_adapters::store::Doc;
     let entry = format!("mdfc\u{1f}{key}\u{1f}{subject}");
     let before: Option<FundsCounted> = t
         .doc(Doc::RecordIndex, &entry)?
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let now = funds_of(budget);
-    if before.as_ref() == Some(&now) {
+    let now = budget.map(funds_of);
+    if before == now {
         return Ok(());
     }
-    for (c, sign) in before.iter().map(|b| (b, -1i64)).chain([(&now, 1i64)]) {
+    for (c, sign) in before
+        .iter()
+        .map(|b| (b, -1i64))
+        .chain(now.iter().map(|n| (n, 1i64)))
+    {
         let sum_key = format!("mdfs\u{1f}{}", c.currency);
         let mut sum: FundsCounted = t
             .doc(Doc::RecordIndex, &sum_key)?
@@ -576,8 +581,15 @@ pub fn budget_saved(
         let bytes = serde_json::to_vec(&sum).map_err(|e| EngineError::Corrupt(e.to_string()))?;
         t.put_doc_later(Doc::RecordIndex, &sum_key, Some(bytes));
     }
-    let bytes = serde_json::to_vec(&now).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-    t.put_doc(Doc::RecordIndex, &entry, &bytes)?;
+    match &now {
+        Some(now) => {
+            let bytes = serde_json::to_vec(now).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            t.put_doc(Doc::RecordIndex, &entry, &bytes)?;
+        }
+        None => {
+            t.delete_doc(Doc::RecordIndex, &entry)?;
+        }
+    }
     Ok(())
 }
 

@@ -96,6 +96,8 @@ pub fn needs_person(message: &Message) -> bool {
             | Message::AnnouncementAck(_)
             | Message::QuizSubmit(_)
             | Message::SurveyAnswer(_)
+            // Many at once, the partner's own history: its lists show them.
+            | Message::RecordHandover(_)
     )
 }
 

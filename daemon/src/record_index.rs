@@ -135,13 +135,13 @@ pub fn record_saved(
     if let Record::Mdf(budget) = record
         && Side::of(key, record) == Side::Own
     {
-        crate::mdf::budget_saved(t, key, subject, budget)?;
+        crate::mdf::budget_saved(t, key, subject, Some(budget))?;
     }
     if let Record::Service(request) = record
         && Side::of(key, record) == Side::Own
     {
         crate::service::overdue::request_saved(t, key, subject, request)?;
-        crate::service::aggregates::request_saved(t, key, subject, request)?;
+        crate::service::aggregates::request_saved(t, key, subject, Some(request))?;
     }
     if let Record::Registration(r) = record {
         for k in crate::leads::conflicts::match_keys(&r.deal.customer) {
@@ -197,6 +197,79 @@ pub fn record_saved(
     }
     t.put_doc(Doc::RecordIndex, &listed_key(&new, key, subject), b"")?;
     t.put_doc(Doc::RecordIndex, &of, new.as_bytes())?;
+    Ok(())
+}
+
+/// Before the engine forgets `record`, kept under (`key`, `subject`) (a
+/// web partner's record handed to its node, SPEC §25): every entry
+/// [`record_saved`] made for it, and what it counted, are taken out.
+pub fn record_removed(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    record: &Record,
+) -> Result<(), EngineError> {
+    let side = Side::of(key, record);
+    match record {
+        Record::Order(order) => {
+            if let Some(lead) = &order.lead {
+                t.delete_doc(
+                    Doc::RecordIndex,
+                    &format!("lead{SEP}{lead}{SEP}{key}{SEP}{subject}"),
+                )?;
+            }
+            if side == Side::Own {
+                crate::serials::order_removed(t, key, order)?;
+                crate::orders::revenue::order_removed(t, key, subject)?;
+            }
+        }
+        Record::Lead(lead) => crate::notify::lead_saved(t, key, subject, lead, false)?,
+        Record::Mdf(_) if side == Side::Own => crate::mdf::budget_saved(t, key, subject, None)?,
+        Record::Service(request) if side == Side::Own => {
+            crate::service::overdue::request_removed(t, key, subject, request)?;
+            crate::service::aggregates::request_saved(t, key, subject, None)?;
+        }
+        Record::Registration(r) => {
+            for k in crate::leads::conflicts::match_keys(&r.deal.customer) {
+                t.delete_doc(
+                    Doc::RecordIndex,
+                    &format!("cust{SEP}{k}{SEP}{key}{SEP}{subject}"),
+                )?;
+            }
+        }
+        Record::Survey(s) => crate::surveys::record_removed(t, key, subject, s)?,
+        _ => {}
+    }
+    for sha in attachments_of(record) {
+        t.delete_doc(
+            Doc::RecordIndex,
+            &format!("att{SEP}{sha}{SEP}{key}{SEP}{subject}"),
+        )?;
+    }
+    crate::scorecards::record_removed(t, key, subject, record)?;
+    let family = record.family();
+    let side = side.as_str();
+    t.delete_doc(
+        Doc::RecordIndex,
+        &format!("k{SEP}{family}{SEP}{side}{SEP}{key}{SEP}{subject}"),
+    )?;
+    if dated(family) {
+        let time = time_of(record);
+        t.delete_doc(
+            Doc::RecordIndex,
+            &format!("d{SEP}{family}{SEP}{side}{SEP}{time}{SEP}{key}{SEP}{subject}"),
+        )?;
+        t.delete_doc(
+            Doc::RecordIndex,
+            &format!("dk{SEP}{family}{SEP}{key}{SEP}{time}{SEP}{subject}"),
+        )?;
+    }
+    let of = of_key(key, subject);
+    if let Some(old) = t.doc(Doc::RecordIndex, &of)? {
+        let old = String::from_utf8_lossy(&old).into_owned();
+        t.delete_doc(Doc::RecordIndex, &listed_key(&old, key, subject))?;
+        t.delete_doc(Doc::RecordIndex, &of)?;
+    }
     Ok(())
 }
 

@@ -57,7 +57,34 @@ pub fn record_saved(
     subject: &str,
     record: &Record,
 ) -> Result<(), EngineError> {
-    let parts = guanxi_protocol::scorecard::parts(record);
+    record_counted(
+        t,
+        key,
+        subject,
+        record,
+        guanxi_protocol::scorecard::parts(record),
+    )
+}
+
+/// Before the engine forgets the record kept under (`key`, `subject`)
+/// (handed over, SPEC §25): what it counted is taken out.
+pub fn record_removed(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    record: &Record,
+) -> Result<(), EngineError> {
+    record_counted(t, key, subject, record, Vec::new())
+}
+
+/// Moves the kept cells from what the record counted before to `parts`.
+fn record_counted(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    record: &Record,
+    parts: Vec<(Millis, Tally)>,
+) -> Result<(), EngineError> {
     let fact_key = format!("scf{SEP}{key}{SEP}{subject}");
     let old: Option<Fact> = t
         .doc(Doc::RecordIndex, &fact_key)?

@@ -70,6 +70,24 @@ pub fn order_saved(t: &mut Tables<'_>, key: &str, order: &Order) -> Result<(), E
     Ok(())
 }
 
+/// Before the engine forgets `order` kept under `key` (handed over, SPEC
+/// §25): the serials whose latest shipment it holds are no longer known
+/// there (the order saved under its new key records them again).
+pub fn order_removed(t: &mut Tables<'_>, key: &str, order: &Order) -> Result<(), EngineError> {
+    for shipment in &order.shipments {
+        for (_, _, serials) in &shipment.lines {
+            for serial in serials {
+                let entry = shipped_key(serial.trim());
+                let known: Option<Shipped> = parse(t.doc(Doc::RecordIndex, &entry)?);
+                if known.is_some_and(|k| k.key == key) {
+                    t.delete_doc(Doc::RecordIndex, &entry)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse<T: for<'de> Deserialize<'de>>(bytes: Option<Vec<u8>>) -> Option<T> {
     bytes.and_then(|b| serde_json::from_slice(&b).ok())
 }

@@ -417,6 +417,24 @@ pub fn record_saved(
     Ok(())
 }
 
+/// Before the engine forgets the survey kept under (`key`, `subject`)
+/// (handed over, SPEC §25): its planned reminder goes with it.
+pub fn record_removed(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    s: &SurveyRecord,
+) -> Result<(), EngineError> {
+    let span = (s.survey.closes_at - s.sent_at).max(0);
+    let at = s.survey.closes_at - (2 * DAY).min(span / 2);
+    t.delete_doc(Doc::Library, &format!("srvr{SEP}{key}{SEP}{subject}"))?;
+    t.delete_doc(
+        Doc::Library,
+        &format!("srvx{SEP}{}{SEP}{key}{SEP}{subject}", time16(at)),
+    )?;
+    Ok(())
+}
+
 /// Whether a survey reminder is due at `now` (a read first).
 pub fn reminder_due(read: &Read, now: Millis) -> Result<bool, StoreError> {
     crate::library::first_due(read, &format!("srvx{SEP}"), now)

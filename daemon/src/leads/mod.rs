@@ -586,6 +586,36 @@ fn current_offer(a: &Act<'_, '_>, doc: &LeadDoc) -> Result<Option<(OfferRef, Lea
     }
 }
 
+/// The offer `subject` is now kept under `to` instead of `from` (a web
+/// partner's record handed to its node, SPEC §25): the lead's document
+/// follows, so its offers still name where each record is.
+pub fn offer_moved(
+    a: &mut Act<'_, '_>,
+    subject: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), EngineError> {
+    let Some((id, _)) = subject.rsplit_once('.') else {
+        return Ok(());
+    };
+    let Some(mut doc) = load_doc(a, id)? else {
+        return Ok(());
+    };
+    let mut moved = false;
+    for offer in doc
+        .offers
+        .iter_mut()
+        .filter(|o| o.key == from && o.subject == subject)
+    {
+        offer.key = to.to_string();
+        moved = true;
+    }
+    if moved {
+        save(a, &doc)?;
+    }
+    Ok(())
+}
+
 fn load_doc(a: &Act<'_, '_>, id: &str) -> Result<Option<LeadDoc>, EngineError> {
     match a.tables.doc(Doc::Lead, id)? {
         Some(b) => decode("lead", &b).map(Some),

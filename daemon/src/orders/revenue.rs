@@ -144,6 +144,20 @@ pub fn order_saved(
     Ok(())
 }
 
+/// Before the engine forgets the order kept under (`key`, `subject`): what
+/// it counted is taken out (a hand-over to a partner's node, SPEC §25).
+pub fn order_removed(t: &mut Tables<'_>, key: &str, subject: &str) -> Result<(), EngineError> {
+    let entry = format!("revc{SEP}{key}{SEP}{subject}");
+    let before: Option<Counted> = t
+        .doc(Doc::RecordIndex, &entry)?
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(b) = &before {
+        add(t, b, -1)?;
+        t.delete_doc(Doc::RecordIndex, &entry)?;
+    }
+    Ok(())
+}
+
 /// Revenue per partner, then per currency code, in minor units.
 pub type Revenue = BTreeMap<String, BTreeMap<String, i64>>;
 

@@ -141,12 +141,13 @@ fn corrupt(e: impl std::fmt::Display) -> EngineError {
     EngineError::Corrupt(e.to_string())
 }
 
-/// After the engine saved `request` (this node its vendor) under `key`.
+/// After the engine saved `request` (this node its vendor) under `key`;
+/// `None`: it is no longer kept there (handed over, SPEC §25).
 pub fn request_saved(
     t: &mut Tables<'_>,
     key: &str,
     subject: &str,
-    request: &ServiceRequest,
+    request: Option<&ServiceRequest>,
 ) -> Result<(), EngineError> {
     let fact_key = format!("svcf{SEP}{key}{SEP}{subject}");
     let before: Option<Fact> = t
@@ -156,12 +157,12 @@ pub fn request_saved(
         .doc(Doc::Setting, super::SLA_KEY)?
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
-    let now = fact_of(key, request, &targets, before.as_ref());
-    if before.as_ref() == Some(&now) {
+    let now = request.map(|r| fact_of(key, r, &targets, before.as_ref()));
+    if before == now {
         return Ok(());
     }
     let mut cells: BTreeMap<String, Cell> = BTreeMap::new();
-    for (fact, sign) in [(before.as_ref(), -1), (Some(&now), 1)] {
+    for (fact, sign) in [(before.as_ref(), -1), (now.as_ref(), 1)] {
         let Some(fact) = fact else { continue };
         for k in cells_of(fact) {
             if !cells.contains_key(&k) {
@@ -184,11 +185,16 @@ pub fn request_saved(
         };
         t.put_doc_later(Doc::RecordIndex, &k, value);
     }
-    t.put_doc(
-        Doc::RecordIndex,
-        &fact_key,
-        &serde_json::to_vec(&now).map_err(corrupt)?,
-    )?;
+    match &now {
+        Some(now) => t.put_doc(
+            Doc::RecordIndex,
+            &fact_key,
+            &serde_json::to_vec(now).map_err(corrupt)?,
+        )?,
+        None => {
+            t.delete_doc(Doc::RecordIndex, &fact_key)?;
+        }
+    }
     Ok(())
 }
 

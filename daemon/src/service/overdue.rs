@@ -44,6 +44,19 @@ fn entry(clock: &str, request: &ServiceRequest, key: &str, subject: &str) -> Str
     )
 }
 
+/// Before the engine forgets the request kept under (`key`, `subject`).
+pub fn request_removed(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    request: &ServiceRequest,
+) -> Result<(), EngineError> {
+    for clock in ["runf", "runr"] {
+        t.delete_doc(Doc::RecordIndex, &entry(clock, request, key, subject))?;
+    }
+    Ok(())
+}
+
 /// After the engine saved `request` (this node its vendor) under `key`:
 /// an entry for each of its clocks still running, none for a stopped one.
 pub fn request_saved(

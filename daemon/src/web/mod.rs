@@ -554,10 +554,33 @@ async fn login(
     let must_change = user.as_ref().is_some_and(|u| u.must_change_password);
     drop(read);
     let password = form.password.clone();
-    let valid =
-        tokio::task::spawn_blocking(move || accounts::verify_login(user.as_ref(), &password))
-            .await
-            .unwrap_or(false);
+    let (valid, retired) = tokio::task::spawn_blocking(move || {
+        let valid = accounts::verify_login(user.as_ref(), &password);
+        // A web user retired because its organization now runs its own
+        // node (SPEC §25) is told so, once it proves its password.
+        let retired = user
+            .filter(|u| !valid && u.disabled && u.role == accounts::Role::Partner)
+            .filter(|u| accounts::verify_password(&u.password_hash, &password))
+            .and_then(|u| u.partner);
+        (valid, retired)
+    })
+    .await
+    .unwrap_or((false, None));
+    let handed_over = retired.and_then(|org| {
+        node.store
+            .read()
+            .ok()
+            .and_then(|r| crate::handover::load(&r, &org).ok().flatten())
+    });
+    if handed_over.is_some() {
+        tracing::info!(user = %username, "login refused: the organization runs its own node");
+        return login_form(
+            &ctx,
+            StatusCode::FORBIDDEN,
+            Some("login.handed_over"),
+            username,
+        );
+    }
     if !valid {
         tracing::info!(user = %username, addr = %addr.ip(), "login failed");
         if let Err(e) = session::record_failure(&node.engine, &username, &ip, now).await {

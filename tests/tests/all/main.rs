@@ -20,6 +20,7 @@ mod crossing;
 mod daemon;
 mod demo;
 mod federation;
+mod handover;
 mod heal;
 mod inbox;
 mod invitations;
