@@ -5,7 +5,8 @@
 //! `web:<partner>` is sent into the new stream as `record.handover`, with
 //! the partner's directory id replaced by the node's id, and is no longer
 //! kept under the web key (its index entries and kept counts move with
-//! it). Records go a batch per engine job, each batch one transaction:
+//! it); the files they reference follow as `attachment.put`. Records go a
+//! batch per engine job, each batch one transaction:
 //! a failure leaves the records of that batch where they were, and running
 //! the hand-over again goes on from there. When nothing is left, the
 //! partner's web users are disabled and the sign-in page tells them where
@@ -16,10 +17,11 @@ use crate::engine::{Act, EngineError};
 use crate::node::Node;
 use crate::records::web_key;
 use guanxi_adapters::store::{Doc, Read, StoreError};
-use guanxi_protocol::messages::{Message, RecordHandover};
+use guanxi_protocol::messages::{Attachment, AttachmentPut, Message, RecordHandover};
 use guanxi_protocol::state::{Record, handover};
 use guanxi_protocol::{Millis, NodeId, RecordId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Records handed over per transaction.
@@ -122,14 +124,17 @@ pub async fn run(
     let mut after = String::new();
     let mut handed = 0u64;
     let mut kept = Vec::new();
+    let mut files_sent = BTreeSet::new();
     loop {
-        let (key, peer, was, from) = (key.clone(), peer.clone(), was.clone(), after.clone());
+        let (key, to, was, from) = (key.clone(), peer.clone(), was.clone(), after.clone());
         let batch = node
             .engine
-            .act(move |a| hand_over_batch(a, &key, &peer, &was, &from))
+            .act(move |a| hand_over_batch(a, &key, &to, &was, &from))
             .await?;
         handed += batch.handed;
         kept.extend(batch.kept);
+        // After the records (the receiver keeps a file whatever its order).
+        send_files(node, &peer, batch.files, &mut files_sent).await?;
         match batch.last {
             Some(last) => after = last,
             None => break,
@@ -180,12 +185,60 @@ pub async fn run(
     Ok(this_run)
 }
 
-/// One batch's outcome: records handed over, records kept, and the last
-/// subject looked at (`None`: nothing was left).
+/// One batch's outcome: records handed over, records kept, the files the
+/// handed records reference, and the last subject looked at (`None`:
+/// nothing was left).
 struct Batch {
     handed: u64,
     kept: Vec<(String, String)>,
+    files: Vec<Attachment>,
     last: Option<String>,
+}
+
+/// The files a record references: a service request's, a claim's, an MDF
+/// claim's proofs.
+fn files_of(record: &Record) -> Vec<Attachment> {
+    match record {
+        Record::Service(r) => r
+            .events
+            .iter()
+            .flat_map(|e| e.attachments.iter().cloned())
+            .collect(),
+        Record::Warranty(w) => w.claim.attachments.clone(),
+        Record::Mdf(b) => b
+            .claims
+            .iter()
+            .flat_map(|c| c.claim.proofs.iter().cloned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Sends the bytes of `files` to `peer` (`attachment.put`), each once: the
+/// partner's node had them only in this node's web view.
+async fn send_files(
+    node: &Node,
+    peer: &NodeId,
+    files: Vec<Attachment>,
+    sent: &mut BTreeSet<String>,
+) -> Result<(), HandoverError> {
+    for a in files {
+        if !sent.insert(a.sha256.clone()) {
+            continue;
+        }
+        let Some(bytes) = crate::attachments::load(&node.config().data_dir, &a.sha256) else {
+            tracing::warn!(sha256 = %a.sha256, "a handed-over record names a file this node lacks");
+            continue;
+        };
+        let put = Message::AttachmentPut(AttachmentPut::of(&a.content_type, &bytes));
+        if let Err(refused) = node
+            .send_to_peer(peer.as_str(), &format!("att-{}", a.sha256), put)
+            .await?
+        {
+            tracing::warn!(sha256 = %a.sha256, "a handed-over record's file was not sent: {refused}");
+        }
+    }
+    Ok(())
 }
 
 /// Hands over up to [`BATCH`] records kept under `key` after subject
@@ -202,6 +255,7 @@ fn hand_over_batch(
     let mut out = Batch {
         handed: 0,
         kept: Vec::new(),
+        files: Vec::new(),
         last: None,
     };
     for (row_key, subject, bytes) in rows {
@@ -241,6 +295,7 @@ fn hand_over_batch(
                 "record.handover of {subject} to {peer} was refused: {refused}"
             )));
         }
+        out.files.extend(files_of(&record));
         out.handed += 1;
     }
     Ok(out)

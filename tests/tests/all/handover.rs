@@ -1,8 +1,8 @@
 //! A partner that worked in the vendor's web view installs its own node
 //! (SPEC §25): the vendor's invitation names its directory entry, and once
 //! the code is used every record kept with the web partner — leads, an
-//! MDF budget with its request, a service request — is handed into the new
-//! stream with its history; the partner goes on with them in its own node,
+//! MDF budget with its request, a service request with a photo — is handed
+//! into the new stream with its history (the photo's bytes follow); the partner goes on with them in its own node,
 //! the vendor's kept counts still match a recomputation, and the web users
 //! are retired with a notice at sign-in.
 
@@ -125,8 +125,22 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
         200,
     )
     .await;
+    let photo = b"\x89PNG\r\n\x1a\nalarm-41".to_vec();
+    let attachment: serde_json::Value = va
+        .client
+        .post(format!("{}/api/v1/attachments?name=alarm.png", va.base))
+        .header("authorization", format!("Bearer {mei}"))
+        .header("content-type", "image/png")
+        .body(photo.clone())
+        .send()
+        .await
+        .expect("upload")
+        .json()
+        .await
+        .expect("json");
+    let sha = attachment["sha256"].as_str().expect("sha256").to_string();
     let open = json!({"vendor": "acme", "body": {"customer": {"company": "Contoso", "contact": "", "email": "", "phone": ""},
-        "sku": "CNC-5X", "serial": null, "problem": "alarm 41", "priority": "high", "attachments": []}});
+        "sku": "CNC-5X", "serial": null, "problem": "alarm 41", "priority": "high", "attachments": [attachment]}});
     let opened = expect(
         &va,
         "post",
@@ -187,6 +201,22 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
         request_there["request"]["partner"], "taipei-auto",
         "{request_there}"
     );
+    // Its photo follows it.
+    let bytes = eventually("the photo at taipei-auto", || async {
+        let r = ta
+            .client
+            .get(format!("{}/api/v1/attachments/{sha}", ta.base))
+            .header("authorization", format!("Bearer {tt}"))
+            .send()
+            .await
+            .ok()?;
+        if r.status().as_u16() != 200 {
+            return None;
+        }
+        r.bytes().await.ok()
+    })
+    .await;
+    assert_eq!(bytes.as_ref(), photo.as_slice());
 
     // At acme they are kept with the peer now, not with the web partner.
     let lead = expect(
