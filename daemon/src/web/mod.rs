@@ -1004,6 +1004,9 @@ struct PartnerPage {
     journey: Option<journey::JourneyView>,
     /// An admin may invite the partner's own node (when it has none yet).
     admin: bool,
+    /// Staff: its web records handed to its node (SPEC §25): when, how
+    /// many, and how many web users were retired.
+    handover: Option<(String, crate::handover::Handover)>,
 }
 
 /// A partner's open service requests (its node's and its web users'), at
@@ -1169,6 +1172,9 @@ async fn partner_page(
             support,
             journey,
             admin: m.user.role == Role::Admin,
+            handover: crate::handover::load(&read, &id)?
+                .filter(|_| m.staff())
+                .map(|h| (m.loc().when(h.at), h)),
         }
         .render(),
     ))

@@ -295,6 +295,22 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
     let wrong = browser.login("mei", "not her password at all").await;
     assert_eq!(wrong.status, 401, "no notice without the password");
 
+    // Staff see on the partner's page what went where.
+    let mut staff = Browser::new(&acme, &a);
+    let password = a.first_admin_password().expect("first admin");
+    assert_eq!(staff.login("admin", &password).await.status, 303);
+    let page = staff.get("/partners/taipei").await;
+    let line = page
+        .body
+        .split("id=\"handover\">")
+        .nth(1)
+        .and_then(|r| r.split("</p>").next())
+        .expect("the hand-over on the partner's page");
+    assert!(
+        line.contains("taipei-auto") && line.contains("records: 4") && line.contains("retired: 1"),
+        "{line}"
+    );
+
     // Running it again finds nothing left to hand over.
     let again = acme.cli(Path::new(BIN), &["handover", "taipei"]);
     assert!(again.contains("0 records handed to taipei-auto"), "{again}");
