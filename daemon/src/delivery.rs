@@ -542,13 +542,18 @@ async fn post_pending(
             200 => (vec![Ok((answer.body, None))], true),
             // A stream rejection, with a signed receipt.
             409 => (vec![Ok((answer.body, None))], false),
-            status => return Err(answer_failure(status, &answer.body)),
+            status => return Err(versions_told(rt, answer_failure(status, &answer.body)).await),
         }
     } else if answer.status == 200 {
         batch_answer(&answer.body, pending.len()).map_err(Failure::retry)?
     } else {
-        return Err(answer_failure(answer.status, &answer.body));
+        return Err(versions_told(rt, answer_failure(answer.status, &answer.body)).await);
     };
+    if let Some(Err(message)) = results.first()
+        && message.contains(UNSUPPORTED)
+    {
+        return Err(versions_told(rt, Failure::retry(message.clone())).await);
+    }
     Ok((
         pending
             .into_iter()
@@ -615,6 +620,38 @@ impl Outcome {
             failure: Some(failure),
         }
     }
+}
+
+const UNSUPPORTED: &str = "unsupported_version";
+
+/// A peer that does not read this node's envelope version (SPEC §9): the
+/// failure says which versions it reads (from its key document) and that
+/// nothing is sent until one of the two is upgraded; it is retried with
+/// backoff, so an upgrade resumes the stream. Other failures pass as they
+/// are.
+async fn versions_told(rt: &PeerRuntime, failure: Failure) -> Failure {
+    if !failure.message.contains(UNSUPPORTED) {
+        return failure;
+    }
+    let theirs = match rt.client.get("/fed/v1/keys").await {
+        Ok(a) if a.status == 200 => serde_json::from_slice::<serde_json::Value>(&a.body)
+            .ok()
+            .map(|doc| match doc.get("versions").and_then(|v| v.as_array()) {
+                Some(list) => list.iter().filter_map(|v| v.as_u64()).collect::<Vec<_>>(),
+                // A document without the list is version 1's.
+                None => vec![1],
+            }),
+        _ => None,
+    };
+    let theirs = theirs.map_or_else(
+        || "versions it did not say".into(),
+        |v| format!("versions {v:?}"),
+    );
+    Failure::retry(format!(
+        "the peer reads protocol {theirs} and this node writes version {}: nothing is sent until one of them is upgraded ({})",
+        guanxi_protocol::envelope::PROTOCOL_VERSION,
+        failure.message
+    ))
 }
 
 /// A failure for an error answer; `503 healing` is retried soon.

@@ -58,11 +58,30 @@ struct KeyEntry {
     public_key: String,
 }
 
+/// The envelope versions this node reads, ascending (SPEC §9 `versions`).
+static READS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+
+/// The envelope versions this node reads: `[1]`.
+pub fn reads_versions() -> &'static [u32] {
+    READS.get().map_or(&[PROTOCOL_VERSION], Vec::as_slice)
+}
+
+/// Makes this process read `versions` instead (once, before serving): the
+/// test build plays a node of another release this way, to check that a
+/// mixed network says what is wrong.
+pub fn set_reads_versions(mut versions: Vec<u32>) {
+    versions.sort_unstable();
+    versions.dedup();
+    let _ = READS.set(versions);
+}
+
 /// `GET /fed/v1/keys`: who this node is and which keys it signs with. Peers'
 /// admins copy the key into their TOML; trust never comes from this document.
 #[derive(Debug, Serialize)]
 struct KeyDocument<'a> {
     v: u32,
+    /// The envelope versions this node reads.
+    versions: &'static [u32],
     node: &'a str,
     name: &'a str,
     public_url: &'a str,
@@ -80,6 +99,7 @@ pub fn key_document(
 ) -> Result<Vec<u8>, CanonicalError> {
     canonical::to_canonical(&KeyDocument {
         v: PROTOCOL_VERSION,
+        versions: reads_versions(),
         node: node.as_str(),
         name,
         public_url,

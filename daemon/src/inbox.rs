@@ -348,6 +348,22 @@ pub fn check(node: &Node, bytes: &[u8], now: Millis) -> Result<Inbound, FedError
     check_decoded(node, SignedEnvelope::decode(bytes)?, now)
 }
 
+/// Refuses every envelope when this node does not read the version it is
+/// written in (only a test build plays such a node; SPEC §9).
+fn check_version() -> Result<(), FedError> {
+    let reads = crate::identity::reads_versions();
+    if reads.contains(&guanxi_protocol::envelope::PROTOCOL_VERSION) {
+        return Ok(());
+    }
+    Err(FedError::new(
+        ReasonCode::UnsupportedVersion,
+        format!(
+            "this node reads protocol versions {reads:?}, not {}",
+            guanxi_protocol::envelope::PROTOCOL_VERSION
+        ),
+    ))
+}
+
 /// The key that must have signed something `from` sent to `to`, created
 /// at `at` with key `kid` (SPEC §7 steps 2–4): `from` is an enabled peer,
 /// `to` is this node, and `kid` is one of the peer's keys valid at `at`.
@@ -409,6 +425,7 @@ pub fn verified(node: &Node, envelope: SignedEnvelope) -> Result<Inbound, FedErr
 
 /// [`check`] after step 1 (the envelope is decoded).
 fn check_decoded(node: &Node, envelope: SignedEnvelope, now: Millis) -> Result<Inbound, FedError> {
+    check_version()?;
     let f = envelope.fields();
     let key = sender_key(node, &f.from, &f.to, &envelope.envelope.sig.kid, f.created)?;
     envelope.verify(&key)?;

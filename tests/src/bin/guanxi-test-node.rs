@@ -7,6 +7,8 @@
 //! test waits for that instead of sleeping. `GUANXI_TEST_HEAL_PAGE` makes
 //! its heal answers (SPEC §22) pages of that many items, so that tests
 //! page through a history of a few hundred envelopes.
+//! `GUANXI_TEST_READS_VERSIONS` (`2`, `1,2`) makes it play a node that
+//! reads those protocol versions (SPEC §9).
 
 use std::time::Duration;
 
@@ -20,6 +22,13 @@ fn main() -> std::process::ExitCode {
         .and_then(|v| v.parse().ok())
     {
         guanxi::heal::set_page_items(items);
+    }
+    if let Ok(list) = std::env::var("GUANXI_TEST_READS_VERSIONS") {
+        guanxi::identity::set_reads_versions(
+            list.split(',')
+                .filter_map(|v| v.trim().parse().ok())
+                .collect(),
+        );
     }
     if let Ok(path) = std::env::var("GUANXI_TEST_CLOCK_FILE") {
         let applied = format!("{path}.applied");

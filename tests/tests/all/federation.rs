@@ -627,3 +627,57 @@ async fn a_hub_delivers_a_catalog_to_many_answering_peers() {
     assert_eq!(node.peer_status("h0000").await["last_delivered_seq"], 3);
     assert_eq!(node.peer_status("h0019").await["last_delivered_seq"], 1);
 }
+
+/// A peer of a release that reads only another protocol version (the test
+/// build plays one): its key document lists what it reads, the sender
+/// keeps the envelope and says in `guanxi peers` that the two share no
+/// version, and once the peer runs a release that reads version 1 again
+/// the stream resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_another_protocol_version_is_named_and_the_stream_resumes_after_its_upgrade() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = pair(dir.path());
+    let _acme = a.start(bin()).expect("acme starts");
+    let globex = b
+        .start_after(bin(), "export GUANXI_TEST_READS_VERSIONS=2")
+        .expect("globex starts");
+    a.point_at(&b).await;
+    b.point_at(&a).await;
+    let client =
+        guanxi_tests::client_trusting(&guanxi_tests::cert_in(&b.data_dir())).expect("client");
+    let doc: Value = client
+        .get(format!("{}/fed/v1/keys", b.url()))
+        .send()
+        .await
+        .expect("keys")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["versions"], json!([2]), "{doc}");
+
+    let seq = send(&a, "globex", "ping", "ping-versions", json!({"note": "v1"})).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let p = a.peer_status("globex").await;
+        if p["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("reads protocol versions [2]"))
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no version error: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = status["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("this node writes version 1") && error.contains("upgraded"),
+        "{error}"
+    );
+    assert_eq!(status["backlog"], 1, "{status}");
+    assert!(status["halted"].is_null(), "not halted: {status}");
+
+    // globex runs a release that reads version 1 again: the ping arrives.
+    drop(globex);
+    let _globex = b.start_for(bin(), &[&a]).await.expect("globex restarts");
+    receipt_for(&a, "globex", seq, Duration::from_secs(30)).await;
+}
