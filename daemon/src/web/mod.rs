@@ -77,6 +77,7 @@ pub fn routes() -> Router<Arc<Node>> {
             "/partners/{id}/invite",
             axum::routing::post(invite_partner_node),
         )
+        .route("/connect", get(connect_page).post(connect_node))
         .route(
             "/account/password",
             get(password_page).post(change_password),
@@ -795,6 +796,8 @@ struct PartnersPage {
     f: Frame,
     partners: Vec<Partner>,
     next: Option<String>,
+    /// An admin may connect to another company's node with its code.
+    admin: bool,
 }
 
 #[derive(Deserialize)]
@@ -825,6 +828,7 @@ async fn partners(
             f: m.frame(),
             partners: list,
             next,
+            admin: m.user.role == Role::Admin,
         }
         .render(),
     ))
@@ -1393,6 +1397,73 @@ async fn invite_partner_node(
     }
 }
 
+#[derive(Template)]
+#[template(path = "connect.html")]
+struct ConnectPage {
+    f: Frame,
+    code: String,
+    /// The i18n key of what went wrong, and the details.
+    error: Option<(String, String)>,
+    /// The new peer and its URL.
+    connected: Option<(String, String)>,
+}
+
+#[derive(Deserialize)]
+struct ConnectForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// An admin pastes another company's invitation code (the web view's
+/// `guanxi connect`).
+async fn connect_page(Staff(m): Staff) -> Page {
+    if m.user.role != Role::Admin {
+        return Err(m.error(StatusCode::FORBIDDEN, "error.forbidden"));
+    }
+    let page = ConnectPage {
+        f: m.frame(),
+        code: String::new(),
+        error: None,
+        connected: None,
+    };
+    Ok(m.page(StatusCode::OK, page.render()))
+}
+
+async fn connect_node(
+    State(node): State<Arc<Node>>,
+    Staff(m): Staff,
+    Form(form): Form<ConnectForm>,
+) -> Page {
+    m.csrf(&form.csrf)?;
+    if m.user.role != Role::Admin {
+        return Err(m.error(StatusCode::FORBIDDEN, "error.forbidden"));
+    }
+    let (status, error, connected) = match crate::invitations::connect(&node, &form.code).await {
+        Ok((peer, url)) => {
+            tracing::info!(%peer, "connected by an invitation pasted in the web view");
+            (StatusCode::OK, None, Some((peer, url)))
+        }
+        Err(e) => {
+            tracing::info!("connecting by invitation failed: {e}");
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            (
+                status,
+                Some((format!("connect.err_{}", e.code()), e.to_string())),
+                None,
+            )
+        }
+    };
+    let page = ConnectPage {
+        f: m.frame(),
+        code: form.code,
+        error,
+        connected,
+    };
+    Ok(m.page(status, page.render()))
+}
+
 /// How many of this node's changes to the record (`key`, `subject`) wait for
 /// the record's authority to confirm them (SPEC §12.1), shown as pending.
 pub(crate) fn pending_of(node: &Node, key: &str, subject: &str) -> usize {
@@ -1406,6 +1477,32 @@ pub(crate) fn pending_of(node: &Node, key: &str, subject: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_invitation_failure_is_worded_for_people_in_both_languages() {
+        use crate::invitations::InviteError as E;
+        let s = || String::from("x");
+        let errors = [
+            E::NoConfigFile,
+            E::Code(guanxi_protocol::invitation::CodeError::Altered),
+            E::Expired(s()),
+            E::Used,
+            E::Unknown,
+            E::BadIntroduction(s()),
+            E::AlreadyPeer(s()),
+            E::Itself,
+            E::Refused(s()),
+            E::Unreachable(s()),
+            E::Config(s()),
+            E::Internal(s()),
+        ];
+        for lang in [i18n::Lang::En, i18n::Lang::ZhTw] {
+            for e in &errors {
+                let key = format!("connect.err_{}", e.code());
+                assert_ne!(i18n::catalog(lang).get(&key), key, "{lang:?}");
+            }
+        }
+    }
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {

@@ -1,5 +1,6 @@
 //! A partner that worked in the vendor's web view installs its own node
-//! (SPEC §25): the vendor's invitation names its directory entry, and once
+//! (SPEC §25): the vendor's invitation names its directory entry, the
+//! partner's admin pastes the code into its own node's web view, and once
 //! the code is used every record kept with the web partner — leads, an
 //! MDF budget with its request, a service request with a photo — is handed
 //! into the new stream with its history (the photo's bytes follow); the partner goes on with them in its own node,
@@ -7,7 +8,7 @@
 //! are retired with a notice at sign-in.
 
 use crate::web::Browser;
-use guanxi_tests::{Api, NodeSetup, eventually, expect, run};
+use guanxi_tests::{Api, NodeSetup, eventually, expect};
 use serde_json::json;
 use std::path::Path;
 
@@ -159,12 +160,37 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
     let ta = Api::of(&taipei, &t);
     let tt = taipei.token(Path::new(BIN), "staff", "admin");
     let code = acme.cli(Path::new(BIN), &["invite", "--partner", "taipei"]);
-    let (status, out, err) = run(
-        Path::new(BIN),
-        &taipei.dir,
-        &["connect", code.trim(), "--config", "guanxi.toml"],
+    // Its admin pastes the code into its own web view.
+    let mut own_admin = Browser::new(&taipei, &t);
+    let password = t.first_admin_password().expect("first admin");
+    assert_eq!(own_admin.login("admin", &password).await.status, 303);
+    let list = own_admin.get("/partners").await;
+    assert!(list.body.contains("id=\"connect-link\""), "{}", list.body);
+    crate::web::all_in_chinese(&mut own_admin, &["/connect", "/partners"]).await;
+    own_admin.accept_language = None;
+    let form = own_admin.get("/connect").await;
+    let csrf = Browser::csrf(&form);
+    let bad = own_admin
+        .post(
+            "/connect",
+            &[("csrf", &csrf), ("code", "guanxi-invite-1.nonsense")],
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(
+        bad.body.contains("not a valid invitation code"),
+        "{}",
+        bad.body
     );
-    assert_eq!(status, Some(0), "{out}{err}");
+    let done = own_admin
+        .post("/connect", &[("csrf", &csrf), ("code", code.trim())])
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(
+        done.body.contains("id=\"connected\"") && done.body.contains("<code>acme</code>"),
+        "{}",
+        done.body
+    );
 
     // Every record arrives, with its history, the partner named by its
     // node's id.
