@@ -8,9 +8,9 @@
 //! it); the files they reference follow as `attachment.put`. Records go a
 //! batch per engine job, each batch one transaction:
 //! a failure leaves the records of that batch where they were, and running
-//! the hand-over again goes on from there. When nothing is left, the
-//! partner's web users are disabled and the sign-in page tells them where
-//! their organization's records went. What happened is kept in the
+//! the hand-over again goes on from there. The partner's web users are
+//! disabled first (none of them opens a record while they move), and the
+//! sign-in page tells them where their organization's records went. What happened is kept in the
 //! settings table under `handover␟<partner>`.
 
 use crate::engine::{Act, EngineError};
@@ -120,6 +120,25 @@ pub async fn run(
         )
         .await?;
     }
+    // The web users go first, so none of them opens a record under the web
+    // key while its records move.
+    let users = crate::accounts::users_of(&node.store.read()?, partner)?;
+    let mut retired = 0;
+    for user in users.into_iter().filter(|u| !u.disabled) {
+        crate::accounts::update_user(&node.engine, &user.username, |u| u.disabled = true)
+            .await
+            .map_err(|e| EngineError::Failed(e.to_string()))?;
+        retired += 1;
+    }
+    // From here a retired user signing in is told where the records go.
+    let started = Handover {
+        peer: peer.to_string(),
+        at: crate::clock::now_ms(),
+        handed: 0,
+        kept: Vec::new(),
+        users_retired: retired,
+    };
+    note(node, partner, started).await?;
     let key = web_key(partner);
     let mut after = String::new();
     let mut handed = 0u64;
@@ -140,40 +159,19 @@ pub async fn run(
             None => break,
         }
     }
-    let partner_name = partner.to_string();
-    let users = crate::accounts::users_of(&node.store.read()?, partner)?;
-    let mut retired = 0;
-    for user in users.into_iter().filter(|u| !u.disabled) {
-        crate::accounts::update_user(&node.engine, &user.username, |u| u.disabled = true)
-            .await
-            .map_err(|e| EngineError::Failed(e.to_string()))?;
-        retired += 1;
-    }
-    let peer_name = peer.to_string();
-    let at = crate::clock::now_ms();
     let this_run = Handover {
         peer: peer.to_string(),
-        at,
+        at: crate::clock::now_ms(),
         handed,
-        kept: kept.clone(),
+        kept,
         users_retired: retired,
     };
-    node.engine
-        .local(move |t| {
-            let mut h: Handover = t
-                .doc(Doc::Setting, &doc_key(&partner_name))?
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            h.peer = peer_name.clone();
-            h.at = at;
-            h.handed += handed;
-            h.kept = kept.clone();
-            h.users_retired += retired;
-            let json = serde_json::to_vec(&h).map_err(|e| EngineError::Corrupt(e.to_string()))?;
-            t.put_doc(Doc::Setting, &doc_key(&partner_name), &json)?;
-            Ok(())
-        })
-        .await?;
+    // The users were counted when they were retired.
+    let finished = Handover {
+        users_retired: 0,
+        ..this_run.clone()
+    };
+    note(node, partner, finished).await?;
     tracing::info!(
         partner,
         peer = %peer,
@@ -183,6 +181,27 @@ pub async fn run(
         "web partner's records handed to its node"
     );
     Ok(this_run)
+}
+
+/// Adds figures of a run to what `handover␟<partner>` keeps.
+async fn note(node: &Node, partner: &str, run: Handover) -> Result<(), EngineError> {
+    let key = doc_key(partner);
+    node.engine
+        .local(move |t| {
+            let mut h: Handover = t
+                .doc(Doc::Setting, &key)?
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            h.peer = run.peer.clone();
+            h.at = run.at;
+            h.handed += run.handed;
+            h.kept = run.kept.clone();
+            h.users_retired += run.users_retired;
+            let json = serde_json::to_vec(&h).map_err(|e| EngineError::Corrupt(e.to_string()))?;
+            t.put_doc(Doc::Setting, &key, &json)?;
+            Ok(())
+        })
+        .await
 }
 
 /// One batch's outcome: records handed over, records kept, the files the
