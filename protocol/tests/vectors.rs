@@ -176,6 +176,50 @@ fn build() -> Value {
         (order, None),
     );
 
+    // A lead globex had in acme's web view as `globex-web`, accepted there,
+    // handed to its node (SPEC §25): a whole record inside a body.
+    let web: guanxi_protocol::NodeId = "globex-web".parse().expect("id");
+    let to_web =
+        |from: &str, to: &guanxi_protocol::NodeId, at: i64| guanxi_protocol::state::Context {
+            from: from.parse().expect("id"),
+            to: to.clone(),
+            at,
+        };
+    let offered = guanxi_protocol::state::apply(
+        None,
+        &to_web("acme", &web, T0),
+        &Message::decode(&offer.fields().kind, &offer.fields().body).expect("message"),
+    )
+    .expect("applies")
+    .expect("a record");
+    let accepted = guanxi_protocol::state::apply(
+        Some(&offered),
+        &guanxi_protocol::state::Context {
+            from: web.clone(),
+            to: "acme".parse().expect("id"),
+            at: T0 + 60_000,
+        },
+        &msg("lead.accept", json!({"note": "我們來處理"})),
+    )
+    .expect("applies")
+    .expect("a record");
+    let handover = envelope(
+        &acme,
+        &globex,
+        6,
+        3,
+        Some(offer.hash),
+        &Message::RecordHandover(guanxi_protocol::messages::RecordHandover {
+            record: guanxi_protocol::state::handover::handed_over(
+                &accepted,
+                &web,
+                &globex.name.parse().expect("id"),
+            ),
+            was: web.clone(),
+        }),
+        ("019ac0a0-3333-7000-8000-000000000003", Some(1)),
+    );
+
     let receipt_ping = ReceiptFields::for_envelope(&ping, 1, None, T0 + 1_500)
         .sign(&globex.key)
         .expect("signs");
@@ -264,6 +308,7 @@ fn build() -> Value {
             envelope_entry("acme-to-globex-2-lead-offer", &acme, &offer),
             envelope_entry("globex-to-acme-1-lead-accept", &globex, &accept),
             envelope_entry("globex-to-acme-2-order-place", &globex, &place),
+            envelope_entry("acme-to-globex-3-record-handover", &acme, &handover),
         ],
         "receipts": [
             receipt_entry("globex-receipt-for-ping", &globex, &receipt_ping),
