@@ -72,7 +72,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "ingest" | "e2e" | "latency" | "leads" | "scale" | "hub" | "fetch" | "scorecards"
-            | "heal" | "all" => parsed.what = a,
+            | "heal" | "handover" | "all" => parsed.what = a,
             "--runs" => {
                 parsed.runs = args
                     .next()
@@ -100,7 +100,7 @@ fn parse_args() -> Result<Args, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|fetch|scorecards|heal|all] [--runs N] [--messages N] [--partners N (scale, hub, scorecards)] [--cache-mib N (scale)]"
+                    "unknown argument {other}; usage: guanxi-bench [ingest|e2e|latency|leads|scale|hub|fetch|scorecards|heal|handover|all] [--runs N] [--messages N] [--partners N (scale, hub, scorecards)] [--cache-mib N (scale)]"
                 ));
             }
         }
@@ -188,6 +188,15 @@ async fn main() {
                 "latency: median p50 {:.2} ms, median p99 {:.2} ms (300 pings)",
                 median(p50s),
                 median(p99s)
+            );
+        }
+    }
+    if args.what == "handover" {
+        let rates = repeat("handover", args.runs, || handover(&bin, n)).await;
+        if !rates.is_empty() {
+            println!(
+                "handover: median {:.0} records/s handed to the partner's new node and receipted ({n} leads)",
+                median(rates)
             );
         }
     }
@@ -1373,6 +1382,75 @@ async fn heal(bin: &Path, total: u64) -> Result<f64, String> {
     let _ = db.terminate(Duration::from_secs(30));
     let _ = da.terminate(Duration::from_secs(30));
     Ok(healed as f64 / elapsed.as_secs_f64())
+}
+
+/// A web partner with `total` leads offered in the vendor's web view
+/// installs its own node and connects with the vendor's invitation for its
+/// directory entry: from `guanxi connect` until every lead was handed over
+/// (SPEC §25) and the new node's receipt for each is back. Prints when the
+/// vendor had queued them all.
+async fn handover(bin: &Path, total: u64) -> Result<f64, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (v_dir, p_dir) = (dir.path().join("v"), dir.path().join("p"));
+    std::fs::create_dir_all(&v_dir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&p_dir).map_err(|e| e.to_string())?;
+    let vendor = NodeSetup::init(bin, &v_dir, "acme")?;
+    let partner = NodeSetup::init(bin, &p_dir, "p00-node")?;
+    let dv = vendor.start(bin)?;
+    let dp = partner.start(bin)?;
+    let api = Api::of(&vendor, &dv);
+    let token = vendor.token(bin, "bench", "admin");
+    vendor_with_partners(&api, &token, 24 * 90, 1).await?;
+    let mut done = 0;
+    while done < total {
+        let chunk = (total - done).min(5_000);
+        let mut csv = String::from(
+            "company,email,country,region,product_lines,estimated_value,currency,campaign,consent\n",
+        );
+        for i in done..done + chunk {
+            csv.push_str(&format!(
+                "Customer {i},buyer@c{i}.example,TW,Taipei,cnc;laser,1000.00,TWD,bench,yes\n"
+            ));
+        }
+        api_ok(&api, &token, "post", "/api/v1/leads/import", Some(&csv)).await?;
+        done += chunk;
+    }
+    let code = vendor.cli(bin, &["invite", "--partner", "p00"]);
+    let started = Instant::now();
+    let (status, out, err) = guanxi_tests::run(
+        bin,
+        &partner.dir,
+        &["connect", code.trim(), "--config", "guanxi.toml"],
+    );
+    if status != Some(0) {
+        return Err(format!("connect: {out}{err}"));
+    }
+    let mut queued_at = None;
+    loop {
+        let s = vendor.peer_status("p00-node").await;
+        let queued = s["last_queued_seq"].as_u64().unwrap_or(0);
+        if queued >= total && queued_at.is_none() {
+            queued_at = Some(started.elapsed());
+        }
+        if queued >= total && s["last_delivered_seq"].as_u64().unwrap_or(0) >= queued {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            return Err(format!("not handed over in 30 min: {s}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    if let Some(q) = queued_at {
+        println!(
+            "    all {total} queued at the vendor after {:.1} s, receipted after {:.1} s",
+            q.as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
+    }
+    let _ = dp.terminate(Duration::from_secs(30));
+    let _ = dv.terminate(Duration::from_secs(30));
+    Ok(total as f64 / elapsed.as_secs_f64())
 }
 
 async fn latency(bin: &Path, pings: usize) -> Result<(f64, f64), String> {
