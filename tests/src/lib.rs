@@ -383,6 +383,20 @@ impl NodeSetup {
         }
     }
 
+    /// This node's key document (`GET /fed/v1/keys`), trusting the
+    /// certificate in its data directory.
+    pub async fn key_document(&self) -> serde_json::Value {
+        let client = client_trusting(&cert_in(&self.data_dir())).expect("client");
+        client
+            .get(format!("{}/fed/v1/keys", self.url()))
+            .send()
+            .await
+            .expect("keys")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// The peers table of this node's admin API, as (peer id → entry).
     pub async fn peer_status(&self, peer: &str) -> serde_json::Value {
         let (_, v) = self.admin("GET", "/admin/v1/peers", None).await;

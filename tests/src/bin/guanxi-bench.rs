@@ -1038,6 +1038,25 @@ async fn vendor_with_partners(
     Ok(())
 }
 
+/// Imports `total` consenting Taiwanese leads, 5,000 per CSV request.
+async fn import_leads(api: &Api, token: &str, total: u64) -> Result<(), String> {
+    let mut done = 0;
+    while done < total {
+        let chunk = (total - done).min(5_000);
+        let mut csv = String::from(
+            "company,email,country,region,product_lines,estimated_value,currency,campaign,consent\n",
+        );
+        for i in done..done + chunk {
+            csv.push_str(&format!(
+                "Customer {i},buyer@c{i}.example,TW,Taipei,cnc;laser,1000.00,TWD,bench,yes\n"
+            ));
+        }
+        api_ok(api, token, "post", "/api/v1/leads/import", Some(&csv)).await?;
+        done += chunk;
+    }
+    Ok(())
+}
+
 /// Lead intake, distribution and the expiry sweep on one daemon.
 async fn leads(bin: &Path, total: u64) -> Result<(f64, f64), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -1051,20 +1070,7 @@ async fn leads(bin: &Path, total: u64) -> Result<(f64, f64), String> {
     };
     vendor_with_partners(&api, &token, 1, 50).await?;
     let start = Instant::now();
-    let mut done = 0;
-    while done < total {
-        let chunk = (total - done).min(5_000);
-        let mut csv = String::from(
-            "company,email,country,region,product_lines,estimated_value,currency,campaign,consent\n",
-        );
-        for i in done..done + chunk {
-            csv.push_str(&format!(
-                "Customer {i},buyer@c{i}.example,TW,Taipei,cnc;laser,1000.00,TWD,bench,yes\n"
-            ));
-        }
-        call("post", "/api/v1/leads/import".into(), csv).await?;
-        done += chunk;
-    }
+    import_leads(&api, &token, total).await?;
     let import = total as f64 / start.elapsed().as_secs_f64();
     // What the idle sweeper costs with this many open offers: CPU seconds
     // the daemon used over 10 s of wall time with nothing to do.
@@ -1401,20 +1407,7 @@ async fn handover(bin: &Path, total: u64) -> Result<f64, String> {
     let api = Api::of(&vendor, &dv);
     let token = vendor.token(bin, "bench", "admin");
     vendor_with_partners(&api, &token, 24 * 90, 1).await?;
-    let mut done = 0;
-    while done < total {
-        let chunk = (total - done).min(5_000);
-        let mut csv = String::from(
-            "company,email,country,region,product_lines,estimated_value,currency,campaign,consent\n",
-        );
-        for i in done..done + chunk {
-            csv.push_str(&format!(
-                "Customer {i},buyer@c{i}.example,TW,Taipei,cnc;laser,1000.00,TWD,bench,yes\n"
-            ));
-        }
-        api_ok(&api, &token, "post", "/api/v1/leads/import", Some(&csv)).await?;
-        done += chunk;
-    }
+    import_leads(&api, &token, total).await?;
     let code = vendor.cli(bin, &["invite", "--partner", "p00"]);
     let started = Instant::now();
     let (status, out, err) = guanxi_tests::run(

@@ -643,16 +643,7 @@ async fn a_peer_of_another_protocol_version_is_named_and_the_stream_resumes_afte
         .expect("globex starts");
     a.point_at(&b).await;
     b.point_at(&a).await;
-    let client =
-        guanxi_tests::client_trusting(&guanxi_tests::cert_in(&b.data_dir())).expect("client");
-    let doc: Value = client
-        .get(format!("{}/fed/v1/keys", b.url()))
-        .send()
-        .await
-        .expect("keys")
-        .json()
-        .await
-        .expect("json");
+    let doc = b.key_document().await;
     assert_eq!(doc["versions"], json!([2]), "{doc}");
 
     let seq = send(&a, "globex", "ping", "ping-versions", json!({"note": "v1"})).await;

@@ -206,17 +206,7 @@ async fn a_rotated_key_is_learned_in_the_stream_and_the_old_one_retires() {
 
 /// The SHA-256 fingerprint a node's key document names.
 async fn served_fingerprint(node: &NodeSetup) -> String {
-    let cert = cert_in(&node.data_dir());
-    let client = client_trusting(&cert).expect("client");
-    let doc: serde_json::Value = client
-        .get(format!("{}/fed/v1/keys", node.url()))
-        .send()
-        .await
-        .expect("keys")
-        .json()
-        .await
-        .expect("json");
-    doc["tls_cert_sha256"]
+    node.key_document().await["tls_cert_sha256"]
         .as_str()
         .expect("fingerprint")
         .to_string()
