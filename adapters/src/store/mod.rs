@@ -1709,6 +1709,16 @@ impl Read {
         Ok(out)
     }
 
+    /// Whether any shared record is kept under `key` (one lookup).
+    pub fn any_record_under(&self, key: &str) -> Result<bool, StoreError> {
+        let table = self.txn.open_table(RECORDS)?;
+        let first = table
+            .range::<(&str, &str)>((key, "")..)?
+            .next()
+            .transpose()?;
+        Ok(first.is_some_and(|(k, _)| k.value().0 == key))
+    }
+
     /// The shared record `subject` between this node and `peer`, as JSON.
     pub fn record(&self, peer: &str, subject: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self

@@ -79,6 +79,10 @@ pub fn routes() -> Router<Arc<Node>> {
         )
         .route("/connect", get(connect_page).post(connect_node))
         .route(
+            "/partners/{id}/handover",
+            axum::routing::post(hand_over_partner),
+        )
+        .route(
             "/account/password",
             get(password_page).post(change_password),
         )
@@ -1011,6 +1015,9 @@ struct PartnerPage {
     /// Staff: its web records handed to its node (SPEC §25): when, how
     /// many, and how many web users were retired.
     handover: Option<(String, crate::handover::Handover)>,
+    /// An admin may hand its web records to its node: it has a node, and
+    /// records or enabled users in the web view.
+    may_hand_over: bool,
 }
 
 /// A partner's open service requests (its node's and its web users'), at
@@ -1154,6 +1161,11 @@ async fn partner_page(
     } else {
         None
     };
+    let users = accounts::users_of(&read, &id).unwrap_or_default();
+    let may_hand_over = m.user.role == Role::Admin
+        && partner.peer.is_some()
+        && (read.any_record_under(&crate::records::web_key(&id))?
+            || users.iter().any(|u| !u.disabled));
     let more = exchanges.len() > page * PAGE_SIZE;
     let exchanges: Vec<ExchangeRow> = exchanges
         .into_iter()
@@ -1164,7 +1176,7 @@ async fn partner_page(
         StatusCode::OK,
         PartnerPage {
             f: m.frame(),
-            users: accounts::users_of(&read, &id).unwrap_or_default(),
+            users,
             partner,
             exchanges,
             page,
@@ -1179,6 +1191,7 @@ async fn partner_page(
             handover: crate::handover::load(&read, &id)?
                 .filter(|_| m.staff())
                 .map(|h| (m.loc().when(h.at), h)),
+            may_hand_over,
         }
         .render(),
     ))
@@ -1393,6 +1406,30 @@ async fn invite_partner_node(
         Err(e) => {
             tracing::warn!("invitation failed: {e}");
             Err(m.error(StatusCode::SERVICE_UNAVAILABLE, "error.unavailable"))
+        }
+    }
+}
+
+/// An admin hands a web partner's records to the node it now runs (SPEC
+/// §25; what an invitation for its entry does when used).
+async fn hand_over_partner(
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Staff(m): Staff,
+    Form(form): Form<CsrfOnly>,
+) -> Page {
+    m.csrf(&form.csrf)?;
+    if m.user.role != Role::Admin {
+        return Err(m.error(StatusCode::FORBIDDEN, "error.forbidden"));
+    }
+    match crate::handover::run(&node, &id, None).await {
+        Ok(_) => Ok(Redirect::to(&format!("/partners/{id}")).into_response()),
+        Err(crate::handover::HandoverError::NoPartner(_)) => {
+            Err(m.error(StatusCode::NOT_FOUND, "error.not_found"))
+        }
+        Err(e) => {
+            tracing::warn!(partner = %id, "hand-over failed: {e}");
+            Err(m.error(StatusCode::CONFLICT, "handover.failed"))
         }
     }
 }

@@ -337,6 +337,24 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
         "{line}"
     );
 
+    assert!(
+        !page.body.contains("id=\"hand-over\""),
+        "nothing left to hand over"
+    );
+    // A web user added afterwards (by habit) is what the page's button
+    // hands over: it is retired.
+    crate::web::add_partner_user(&mut staff, "taipei", "wen", "Wen").await;
+    let page = staff.get("/partners/taipei").await;
+    assert!(page.body.contains("id=\"hand-over\""), "{}", page.body);
+    let csrf = Browser::csrf(&page);
+    let done = staff
+        .post("/partners/taipei/handover", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let page = staff.get("/partners/taipei").await;
+    assert!(!page.body.contains("id=\"hand-over\""), "{}", page.body);
+    assert!(page.body.contains("retired: 2"), "{}", page.body);
+
     // Running it again finds nothing left to hand over.
     let again = acme.cli(Path::new(BIN), &["handover", "taipei"]);
     assert!(again.contains("0 records handed to taipei-auto"), "{again}");
