@@ -918,6 +918,9 @@ pub struct Tables<'t> {
     out_rejected: redb::Table<'t, (&'static str, u64), &'static str>,
     delivery: redb::Table<'t, &'static str, &'static [u8]>,
     meta: redb::Table<'t, &'static str, u64>,
+    /// The `healing` mark as the transaction began (read once: the engine
+    /// asks on every send and inbound envelope).
+    healing: bool,
     /// The local document tables, held open for the transaction (in the
     /// order of `DOCS`): opening a table per read or write is not free.
     docs: Vec<redb::Table<'t, &'static str, &'static [u8]>>,
@@ -940,6 +943,8 @@ pub trait Later: std::any::Any + Send {
 
 impl<'t> Tables<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<Self, StoreError> {
+        let meta = txn.open_table(META)?;
+        let healing = meta.get(HEALING_KEY)?.is_some_and(|v| v.value() != 0);
         Ok(Tables {
             in_streams: txn.open_table(IN_STREAMS)?,
             in_ids: txn.open_table(IN_IDS)?,
@@ -950,7 +955,8 @@ impl<'t> Tables<'t> {
             record_sync: txn.open_table(RECORD_SYNC)?,
             out_pending: txn.open_table(OUT_PENDING)?,
             out_streams: txn.open_table(OUT_STREAMS)?,
-            meta: txn.open_table(META)?,
+            meta,
+            healing,
             out_envelopes: txn.open_table(OUT_ENVELOPES)?,
             out_receipts: txn.open_table(OUT_RECEIPTS)?,
             out_rejected: txn.open_table(OUT_REJECTED)?,
@@ -1479,12 +1485,13 @@ impl Tables<'_> {
 
     /// Whether the database is still healing (see [`Store::healing`]).
     pub fn healing(&self) -> Result<bool, StoreError> {
-        Ok(self.meta.get(HEALING_KEY)?.is_some_and(|v| v.value() != 0))
+        Ok(self.healing)
     }
 
     /// Ends the healing (SPEC §22), with the transaction that completes it.
     pub fn end_healing(&mut self) -> Result<(), StoreError> {
         self.meta.remove(HEALING_KEY)?;
+        self.healing = false;
         Ok(())
     }
 
