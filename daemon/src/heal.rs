@@ -330,26 +330,24 @@ async fn heal(node: &Arc<Node>) -> Result<(), Stop> {
         let Some(item) = item else {
             break;
         };
+        // Each list continues its stream without a gap.
         let seq = item.envelope.fields().seq;
+        let (after, whose) = if received {
+            (&mut c.received_after, "its envelope")
+        } else {
+            (&mut c.sent_after, "this node's envelope")
+        };
+        if seq != *after + 1 {
+            return Err(Stop::Halt(format!(
+                "{} gave back {whose} seq {seq} where seq {} was due",
+                c.peer,
+                *after + 1
+            )));
+        }
+        *after = seq;
         let step = if received {
-            if seq != c.received_after + 1 {
-                return Err(Stop::Halt(format!(
-                    "{} gave back its envelope seq {seq} where seq {} was due",
-                    c.peer,
-                    c.received_after + 1
-                )));
-            }
-            c.received_after = seq;
             received_step(node, &c.peer, item)?
         } else {
-            if seq != c.sent_after + 1 {
-                return Err(Stop::Halt(format!(
-                    "{} gave back this node's envelope seq {seq} where seq {} was due",
-                    c.peer,
-                    c.sent_after + 1
-                )));
-            }
-            c.sent_after = seq;
             sent_step(node, &me, &c.peer, item)?
         };
         steps.push(step);
