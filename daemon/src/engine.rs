@@ -1710,6 +1710,16 @@ fn replay_sent(
                 to: peer.clone(),
                 at: f.created,
             };
+            if let Message::RecordHandover(h) = &message {
+                // A store restored from before a hand-over (SPEC §25)
+                // still holds the web partner's copy.
+                crate::handover::forget_web_copy(
+                    w,
+                    &crate::records::web_key(h.was.as_str()),
+                    f.subject.as_str(),
+                    peer.as_str(),
+                )?;
+            }
             let (mut slot, opened) = load_slot(w, peer.as_str(), f.subject.as_str())?;
             match slot.send(&identity.id, &ctx, &message, f.seq) {
                 Ok(version) if version == f.record_version => {

@@ -16,7 +16,7 @@
 use crate::engine::{Act, EngineError};
 use crate::node::Node;
 use crate::records::web_key;
-use guanxi_adapters::store::{Doc, Read, StoreError};
+use guanxi_adapters::store::{Doc, Read, StoreError, Tables};
 use guanxi_protocol::messages::{Attachment, AttachmentPut, Message, RecordHandover};
 use guanxi_protocol::state::{Record, handover};
 use guanxi_protocol::{Millis, NodeId, RecordId};
@@ -183,6 +183,30 @@ pub async fn run(
     Ok(this_run)
 }
 
+/// Forgets this node's copy under the web key `key` of the record
+/// `subject` handed to `peer` (before the hand-over is saved under the
+/// peer's key, and when healing replays a hand-over onto a store restored
+/// from before it): its index entries and kept counts go with it, and a
+/// lead's document points its offer at the peer.
+pub fn forget_web_copy(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    peer: &str,
+) -> Result<(), EngineError> {
+    let Some(bytes) = t.record(key, subject)? else {
+        return Ok(());
+    };
+    let record: Record = serde_json::from_slice(&bytes)
+        .map_err(|e| EngineError::Corrupt(format!("record ({key}, {subject}): {e}")))?;
+    crate::record_index::record_removed(t, key, subject, &record)?;
+    t.delete_record(key, subject)?;
+    if let Record::Lead(_) = record {
+        crate::leads::offer_moved(t, subject, key, peer)?;
+    }
+    Ok(())
+}
+
 /// Adds figures of a run to what `handover␟<partner>` keeps.
 async fn note(node: &Node, partner: &str, run: Handover) -> Result<(), EngineError> {
     let key = doc_key(partner);
@@ -299,11 +323,7 @@ fn hand_over_batch(
         let id: RecordId = subject
             .parse()
             .map_err(|_| EngineError::Corrupt(format!("record ({key}, {subject}): bad subject")))?;
-        crate::record_index::record_removed(a.tables, key, &subject, &record)?;
-        a.tables.delete_record(key, &subject)?;
-        if let Record::Lead(_) = record {
-            crate::leads::offer_moved(a, &subject, key, peer.as_str())?;
-        }
+        forget_web_copy(a.tables, key, &subject, peer.as_str())?;
         let message = Message::RecordHandover(RecordHandover {
             record: handover::handed_over(&record, was, peer),
             was: was.clone(),

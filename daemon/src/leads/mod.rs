@@ -590,7 +590,7 @@ fn current_offer(a: &Act<'_, '_>, doc: &LeadDoc) -> Result<Option<(OfferRef, Lea
 /// partner's record handed to its node, SPEC §25): the lead's document
 /// follows, so its offers still name where each record is.
 pub fn offer_moved(
-    a: &mut Act<'_, '_>,
+    t: &mut Tables<'_>,
     subject: &str,
     from: &str,
     to: &str,
@@ -598,7 +598,11 @@ pub fn offer_moved(
     let Some((id, _)) = subject.rsplit_once('.') else {
         return Ok(());
     };
-    let Some(mut doc) = load_doc(a, id)? else {
+    let Some(mut doc) = t
+        .doc(Doc::Lead, id)?
+        .map(|b| decode::<LeadDoc>("lead", &b))
+        .transpose()?
+    else {
         return Ok(());
     };
     let mut moved = false;
@@ -611,7 +615,8 @@ pub fn offer_moved(
         moved = true;
     }
     if moved {
-        save(a, &doc)?;
+        t.put_doc(Doc::Lead, &doc.id, &encode(&doc)?)?;
+        index::refresh_doc(t, &doc.id, Some(&doc))?;
     }
     Ok(())
 }

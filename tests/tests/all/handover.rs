@@ -159,6 +159,8 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
     let t = taipei.start(Path::new(BIN)).expect("taipei starts");
     let ta = Api::of(&taipei, &t);
     let tt = taipei.token(Path::new(BIN), "staff", "admin");
+    // A backup from before the hand-over (restored at the end).
+    acme.cli(Path::new(BIN), &["backup", "acme.gxb"]);
     let code = acme.cli(Path::new(BIN), &["invite", "--partner", "taipei"]);
     // Its admin pastes the code into its own web view.
     let mut own_admin = Browser::new(&taipei, &t);
@@ -358,5 +360,65 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
     // Running it again finds nothing left to hand over.
     let again = acme.cli(Path::new(BIN), &["handover", "taipei"]);
     assert!(again.contains("0 records handed to taipei-auto"), "{again}");
+
+    // acme loses its disk and restores the backup from before the
+    // hand-over: healing replays its record.handover envelopes, so the web
+    // copies go again and every record is counted once.
+    a.kill();
+    let data = acme.data_dir();
+    let lost = acme.dir.join("lost");
+    std::fs::rename(&data, &lost).expect("move the lost store away");
+    let (status, out, err) = guanxi_tests::run(
+        Path::new(BIN),
+        &acme.dir,
+        &["restore", "acme.gxb", "--dir", "guanxi-data"],
+    );
+    assert_eq!(status, Some(0), "restore: {out}{err}");
+    std::fs::copy(lost.join("node.key"), data.join("node.key")).expect("key");
+    std::fs::create_dir_all(data.join("tls")).expect("tls");
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(lost.join("tls").join(f), data.join("tls").join(f)).expect("certificate");
+    }
+    let a = acme
+        .start_for(Path::new(BIN), &[&taipei])
+        .await
+        .expect("acme starts on the restored store");
+    eventually("acme healed", || async {
+        let (status, v) = acme.admin("GET", "/admin/v1/peers", None).await;
+        (status == 200 && v["healing"].is_null()).then_some(())
+    })
+    .await;
+    let va = Api::of(&acme, &a);
+    expect(
+        &va,
+        "get",
+        &format!("/api/v1/service/web:taipei/{service}"),
+        &vt,
+        None,
+        404,
+    )
+    .await;
+    expect(
+        &va,
+        "get",
+        &format!("/api/v1/service/taipei-auto/{service}"),
+        &vt,
+        None,
+        200,
+    )
+    .await;
+    let lead = expect(
+        &va,
+        "get",
+        &format!("/api/v1/leads/{}", leads[0].0),
+        &vt,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(lead["offers"][0]["channel"], "peer", "{lead}");
+    assert_eq!(lead["status"], "won", "{lead}");
+    let (_, verify) = acme.admin("GET", "/admin/v1/ledger/verify", None).await;
+    assert_eq!(verify["problems"], json!([]), "{verify}");
     drop(t);
 }
