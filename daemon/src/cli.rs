@@ -1329,30 +1329,38 @@ fn serve(config_file: Option<&Path>, listen: Option<std::net::SocketAddr>) -> Re
             }
             None => None,
         };
-        let sweeper_task = tokio::spawn(crate::leads::run_sweeper(
+        // Timers that send wait until a restored node has healed (SPEC
+        // §22: it sends nothing before).
+        let healed = |task| once_healed(node.clone(), shutdown.child_token(), task);
+        let sweeper_task = tokio::spawn(healed(Box::pin(crate::leads::run_sweeper(
             node.clone(),
             shutdown.child_token(),
-        ));
-        let relay_task = tokio::spawn(crate::service::run_relay(
+        ))));
+        let relay_task = tokio::spawn(healed(Box::pin(crate::service::run_relay(
             node.clone(),
             shutdown.child_token(),
-        ));
+        ))));
         let fetch_task = tokio::spawn(crate::library::files::run_fetcher(
             node.clone(),
             shutdown.child_token(),
         ));
-        let grader_task = tokio::spawn(crate::courses::run_grader(
+        let grader_task = tokio::spawn(healed(Box::pin(crate::courses::run_grader(
             node.clone(),
             shutdown.child_token(),
-        ));
-        let journey_task = tokio::spawn(crate::journey::run(node.clone(), shutdown.child_token()));
-        let reconcile_task = tokio::spawn(crate::mdf::run_reconciliation(
+        ))));
+        let journey_task = tokio::spawn(healed(Box::pin(crate::journey::run(
+            node.clone(),
+            shutdown.child_token(),
+        ))));
+        let reconcile_task = tokio::spawn(healed(Box::pin(crate::mdf::run_reconciliation(
             node.clone(),
             Duration::from_secs(3600),
             shutdown.child_token(),
-        ));
-        let expiry_task =
-            tokio::spawn(crate::mdf::run_expiry(node.clone(), shutdown.child_token()));
+        ))));
+        let expiry_task = tokio::spawn(healed(Box::pin(crate::mdf::run_expiry(
+            node.clone(),
+            shutdown.child_token(),
+        ))));
         let mail_task = tokio::spawn(crate::mailer::run(node.clone(), shutdown.child_token()));
         let purge_task = tokio::spawn(crate::web::session::run_purge(
             node.clone(),
@@ -1559,6 +1567,19 @@ async fn reload_when_asked(asked: Arc<tokio::sync::Notify>, node: Arc<Node>) {
             Some(Err(e)) => tracing::error!("a peer's new key was recorded but not applied: {e}"),
             None => tracing::warn!("a peer's new key is applied at the next reload"),
         }
+    }
+}
+
+/// A timer's task, started once the node has healed after a restore (at
+/// once when it is not healing), or never when the daemon stops first.
+async fn once_healed(
+    node: Arc<Node>,
+    cancel: tokio_util::sync::CancellationToken,
+    task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) {
+    tokio::select! {
+        _ = node.healing.wait() => task.await,
+        _ = cancel.cancelled() => {}
     }
 }
 
