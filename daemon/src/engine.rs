@@ -280,6 +280,7 @@ impl Act<'_, '_> {
                     record: &record,
                     at: self.now,
                     seq: None,
+                    replayed: false,
                 };
                 self.effects.mail |= (self.hooks.applied)(self.tables, &applied)?;
                 Ok(Ok(Some(record)))
@@ -499,6 +500,9 @@ pub struct Applied<'a> {
     /// The seq of the peer's envelope that carried it (`None` for a
     /// partner without a daemon).
     pub seq: Option<u64>,
+    /// Replayed while healing (SPEC §22): it happened before the restore,
+    /// and people were told then.
+    pub replayed: bool,
 }
 
 /// Work done in the same transaction as every applied message (see
@@ -1510,6 +1514,7 @@ fn inbound(
                                             record,
                                             at: f.created,
                                             seq: Some(f.seq),
+                                            replayed: decided.is_some(),
                                         };
                                         effects.mail |= (hooks.applied)(w, &applied)?;
                                     }

@@ -192,6 +192,18 @@ fn on_applied(t: &mut Tables<'_>, s: &MailSettings, a: &Applied<'_>) -> Result<b
         link: link_of(a.record, a.key, a.subject, side),
         at: a.at,
     };
+    // A message replayed while healing was mailed when it first came: the
+    // notification comes back, the mail is not sent twice.
+    let quiet;
+    let s = if a.replayed {
+        quiet = MailSettings {
+            on: false,
+            ..s.clone()
+        };
+        &quiet
+    } else {
+        s
+    };
     let mut mail = false;
     for user in accounts::enabled_members(t, told)? {
         mail |= add(t, s, &user, &notice)?;
@@ -523,6 +535,71 @@ mod tests {
             language: String::new(),
             mail: MailChoice::Digest,
         }
+    }
+
+    /// What healing replays (SPEC §22) comes back as a notification but
+    /// is not mailed again; the same message the first time is mailed.
+    #[tokio::test]
+    async fn a_replayed_message_is_not_mailed_twice() {
+        use crate::engine::{Applied, Engine, Hooks};
+        use guanxi_protocol::messages::Message;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            std::sync::Arc::new(guanxi_adapters::store::Store::open(dir.path()).expect("store"));
+        let identity = std::sync::Arc::new(crate::engine::Identity::new(
+            "acme".parse().expect("id"),
+            guanxi_protocol::NodeKey::from_seed(&[3u8; 32]),
+            Vec::new(),
+        ));
+        let (engine, _writer) = Engine::start(store, identity, Hooks::none());
+        let mut mei = user("Asia/Taipei");
+        mei.mail = MailChoice::Immediate;
+        let mei = json(&mei).expect("user");
+        let mailed = engine
+            .local(move |t| {
+                t.put_doc(Doc::User, "mei", &mei)?;
+                t.put_doc(Doc::PartnerUser, "globex\u{1f}mei", b"1")?;
+                let offer = Message::decode(
+                    "lead.offer",
+                    &serde_json::json!({"customer": {"company": "Contoso", "contact": "", "email": "", "phone": ""},
+                        "country": "TW", "region": "", "product_lines": ["cnc"], "estimated_value": null,
+                        "source": "web", "campaign": "", "notes": "", "accept_by": 2_000_000_000_000i64}),
+                )
+                .map_err(|e| EngineError::Failed(e.to_string()))?;
+                let (acme, globex) = ("acme".parse().expect("id"), "globex".parse().expect("id"));
+                let ctx = guanxi_protocol::state::Context {
+                    from: acme,
+                    to: globex,
+                    at: 1_000,
+                };
+                let record = guanxi_protocol::state::apply(None, &ctx, &offer)
+                    .map_err(|e| EngineError::Failed(e.to_string()))?
+                    .expect("a lead");
+                let s = MailSettings {
+                    on: true,
+                    digest_hour: 8,
+                    default_zone: String::new(),
+                };
+                let mut out = Vec::new();
+                for replayed in [true, false] {
+                    let applied = Applied {
+                        key: "web:globex",
+                        subject: "lead-1.1",
+                        from: &ctx.from,
+                        to: &ctx.to,
+                        message: &offer,
+                        record: &record,
+                        at: 1_000,
+                        seq: None,
+                        replayed,
+                    };
+                    out.push(on_applied(t, &s, &applied)?);
+                }
+                Ok(out)
+            })
+            .await
+            .expect("runs");
+        assert_eq!(mailed, vec![false, true]);
     }
 
     #[test]
