@@ -199,7 +199,18 @@ pub fn forget_web_copy(
     };
     let record: Record = serde_json::from_slice(&bytes)
         .map_err(|e| EngineError::Corrupt(format!("record ({key}, {subject}): {e}")))?;
-    crate::record_index::record_removed(t, key, subject, &record)?;
+    forget(t, key, subject, peer, &record)
+}
+
+/// [`forget_web_copy`] of a record already read.
+fn forget(
+    t: &mut Tables<'_>,
+    key: &str,
+    subject: &str,
+    peer: &str,
+    record: &Record,
+) -> Result<(), EngineError> {
+    crate::record_index::record_removed(t, key, subject, record)?;
     t.delete_record(key, subject)?;
     if let Record::Lead(_) = record {
         crate::leads::offer_moved(t, subject, key, peer)?;
@@ -323,7 +334,7 @@ fn hand_over_batch(
         let id: RecordId = subject
             .parse()
             .map_err(|_| EngineError::Corrupt(format!("record ({key}, {subject}): bad subject")))?;
-        forget_web_copy(a.tables, key, &subject, peer.as_str())?;
+        forget(a.tables, key, &subject, peer.as_str(), &record)?;
         let message = Message::RecordHandover(RecordHandover {
             record: handover::handed_over(&record, was, peer),
             was: was.clone(),

@@ -383,6 +383,43 @@ impl NodeSetup {
         }
     }
 
+    /// The disk is lost and `backup` (a file in the node's directory) comes
+    /// back with `guanxi restore`; the node's key and certificate files,
+    /// which a backup never holds, are put back from the lost directory
+    /// (kept as `lost`). Answers what `restore` printed.
+    pub fn restore_backup(&self, binary: &Path, backup: &str) -> String {
+        let data = self.data_dir();
+        let lost = self.dir.join("lost");
+        std::fs::rename(&data, &lost).expect("move the lost store away");
+        let (code, out, err) = run(
+            binary,
+            &self.dir,
+            &["restore", backup, "--dir", "guanxi-data"],
+        );
+        assert_eq!(code, Some(0), "restore: {out}{err}");
+        std::fs::copy(lost.join("node.key"), data.join("node.key")).expect("key");
+        std::fs::create_dir_all(data.join("tls")).expect("tls");
+        for f in ["cert.pem", "key.pem"] {
+            std::fs::copy(lost.join("tls").join(f), data.join("tls").join(f)).expect("certificate");
+        }
+        out
+    }
+
+    /// Starts this node on what its data directory holds (pointing
+    /// `peers` at it) and waits until it has healed (SPEC §22).
+    pub async fn start_healed(&self, binary: &Path, peers: &[&NodeSetup]) -> Daemon {
+        let daemon = self
+            .start_for(binary, peers)
+            .await
+            .expect("the node starts on its restored store");
+        eventually("the node healed", || async {
+            let (status, v) = self.admin("GET", "/admin/v1/peers", None).await;
+            (status == 200 && v["healing"].is_null()).then_some(())
+        })
+        .await;
+        daemon
+    }
+
     /// This node's key document (`GET /fed/v1/keys`), trusting the
     /// certificate in its data directory.
     pub async fn key_document(&self) -> serde_json::Value {

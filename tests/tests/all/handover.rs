@@ -24,6 +24,14 @@ fn lead_body(company: &str) -> String {
     .to_string()
 }
 
+/// acme keeps the service request with taipei's node, no longer with the
+/// web partner.
+async fn kept_with_the_peer(api: &Api, token: &str, service: &str) {
+    let at = |key: &str| format!("/api/v1/service/{key}/{service}");
+    expect(api, "get", &at("web:taipei"), token, None, 404).await;
+    expect(api, "get", &at("taipei-auto"), token, None, 200).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_partners_records_follow_it_to_its_own_node() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -261,24 +269,7 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
         lead["offers"][0]["record"]["partner"], "taipei-auto",
         "{lead}"
     );
-    expect(
-        &va,
-        "get",
-        &format!("/api/v1/service/web:taipei/{service}"),
-        &vt,
-        None,
-        404,
-    )
-    .await;
-    expect(
-        &va,
-        "get",
-        &format!("/api/v1/service/taipei-auto/{service}"),
-        &vt,
-        None,
-        200,
-    )
-    .await;
+    kept_with_the_peer(&va, &vt, &service).await;
     // Revenue, service metrics and lead analysis count each record once.
     let (_, verify) = acme.admin("GET", "/admin/v1/ledger/verify", None).await;
     assert_eq!(verify["problems"], json!([]), "{verify}");
@@ -365,48 +356,10 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
     // hand-over: healing replays its record.handover envelopes, so the web
     // copies go again and every record is counted once.
     a.kill();
-    let data = acme.data_dir();
-    let lost = acme.dir.join("lost");
-    std::fs::rename(&data, &lost).expect("move the lost store away");
-    let (status, out, err) = guanxi_tests::run(
-        Path::new(BIN),
-        &acme.dir,
-        &["restore", "acme.gxb", "--dir", "guanxi-data"],
-    );
-    assert_eq!(status, Some(0), "restore: {out}{err}");
-    std::fs::copy(lost.join("node.key"), data.join("node.key")).expect("key");
-    std::fs::create_dir_all(data.join("tls")).expect("tls");
-    for f in ["cert.pem", "key.pem"] {
-        std::fs::copy(lost.join("tls").join(f), data.join("tls").join(f)).expect("certificate");
-    }
-    let a = acme
-        .start_for(Path::new(BIN), &[&taipei])
-        .await
-        .expect("acme starts on the restored store");
-    eventually("acme healed", || async {
-        let (status, v) = acme.admin("GET", "/admin/v1/peers", None).await;
-        (status == 200 && v["healing"].is_null()).then_some(())
-    })
-    .await;
+    acme.restore_backup(Path::new(BIN), "acme.gxb");
+    let a = acme.start_healed(Path::new(BIN), &[&taipei]).await;
     let va = Api::of(&acme, &a);
-    expect(
-        &va,
-        "get",
-        &format!("/api/v1/service/web:taipei/{service}"),
-        &vt,
-        None,
-        404,
-    )
-    .await;
-    expect(
-        &va,
-        "get",
-        &format!("/api/v1/service/taipei-auto/{service}"),
-        &vt,
-        None,
-        200,
-    )
-    .await;
+    kept_with_the_peer(&va, &vt, &service).await;
     let lead = expect(
         &va,
         "get",

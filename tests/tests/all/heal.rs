@@ -155,21 +155,6 @@ async fn round(
     4 * n + 2 * pings
 }
 
-/// Starts acme again on what is now in its data directory and waits until
-/// it has healed.
-async fn start_and_heal(acme: &NodeSetup, partners: [&NodeSetup; 2]) -> guanxi_tests::Daemon {
-    let daemon = acme
-        .start_for(Path::new(BIN), &partners)
-        .await
-        .expect("acme starts on the restored store");
-    eventually("acme healed", || async {
-        let (status, v) = acme.admin("GET", "/admin/v1/peers", None).await;
-        (status == 200 && v["healing"].is_null()).then_some(())
-    })
-    .await;
-    daemon
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restored_from_an_old_backup_heals_from_its_peers_and_a_lost_one_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -213,21 +198,9 @@ async fn a_node_restored_from_an_old_backup_heals_from_its_peers_and_a_lost_one_
 
     // The disk is lost; the backup comes back, with the node's own keys.
     daemons.remove(1).kill();
-    let data = acme.data_dir();
-    let lost = acme.dir.join("lost");
-    std::fs::rename(&data, &lost).expect("move the lost store away");
-    let (code, out, err) = run(
-        Path::new(BIN),
-        &acme.dir,
-        &["restore", "acme.gxb", "--dir", "guanxi-data"],
-    );
-    assert_eq!(code, Some(0), "restore: {out}{err}");
+    let out = acme.restore_backup(Path::new(BIN), "acme.gxb");
     assert!(out.contains("heals"), "{out}");
-    std::fs::copy(lost.join("node.key"), data.join("node.key")).expect("key");
-    std::fs::create_dir_all(data.join("tls")).expect("tls");
-    for f in ["cert.pem", "key.pem"] {
-        std::fs::copy(lost.join("tls").join(f), data.join("tls").join(f)).expect("certificate");
-    }
+    let data = acme.data_dir();
     // Meanwhile the partners keep working: globex pings acme (queued).
     for i in 0..5 {
         send(
@@ -240,7 +213,7 @@ async fn a_node_restored_from_an_old_backup_heals_from_its_peers_and_a_lost_one_
         .await;
     }
 
-    let daemon = start_and_heal(acme, partners).await;
+    let daemon = acme.start_healed(Path::new(BIN), &partners).await;
     daemons.insert(1, daemon);
     for p in partners {
         settled(acme, p).await;
@@ -320,7 +293,7 @@ async fn a_node_restored_from_an_old_backup_heals_from_its_peers_and_a_lost_one_
         again.contains("holds a store"),
         "a second recover is refused: {again}"
     );
-    daemons[1] = start_and_heal(acme, partners).await;
+    daemons[1] = acme.start_healed(Path::new(BIN), &partners).await;
     for p in partners {
         settled(acme, p).await;
     }
