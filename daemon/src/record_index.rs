@@ -68,6 +68,30 @@ impl Side {
     }
 }
 
+fn lead_entry(lead: &str, key: &str, subject: &str) -> String {
+    format!("lead{SEP}{lead}{SEP}{key}{SEP}{subject}")
+}
+
+fn customer_entry(match_key: &str, key: &str, subject: &str) -> String {
+    format!("cust{SEP}{match_key}{SEP}{key}{SEP}{subject}")
+}
+
+fn attachment_entry(sha256: &str, key: &str, subject: &str) -> String {
+    format!("att{SEP}{sha256}{SEP}{key}{SEP}{subject}")
+}
+
+fn family_entry(family: &str, side: &str, key: &str, subject: &str) -> String {
+    format!("k{SEP}{family}{SEP}{side}{SEP}{key}{SEP}{subject}")
+}
+
+fn dated_entry(family: &str, side: &str, time: &str, key: &str, subject: &str) -> String {
+    format!("d{SEP}{family}{SEP}{side}{SEP}{time}{SEP}{key}{SEP}{subject}")
+}
+
+fn dated_by_key_entry(family: &str, time: &str, key: &str, subject: &str) -> String {
+    format!("dk{SEP}{family}{SEP}{key}{SEP}{time}{SEP}{subject}")
+}
+
 fn listed_key(listing: &str, key: &str, subject: &str) -> String {
     format!("s{SEP}{listing}{SEP}{key}{SEP}{subject}")
 }
@@ -117,7 +141,7 @@ pub fn record_saved(
         if let Some(lead) = &order.lead {
             t.put_doc(
                 Doc::RecordIndex,
-                &format!("lead{SEP}{lead}{SEP}{key}{SEP}{subject}"),
+                &lead_entry(lead.as_str(), key, subject),
                 b"",
             )?;
         }
@@ -145,14 +169,14 @@ pub fn record_saved(
     }
     if let Record::Registration(r) = record {
         for k in crate::leads::conflicts::match_keys(&r.deal.customer) {
-            let entry = format!("cust{SEP}{k}{SEP}{key}{SEP}{subject}");
+            let entry = customer_entry(&k, key, subject);
             if t.doc(Doc::RecordIndex, &entry)?.is_none() {
                 t.put_doc(Doc::RecordIndex, &entry, b"")?;
             }
         }
     }
     for sha in attachments_of(record) {
-        let entry = format!("att{SEP}{sha}{SEP}{key}{SEP}{subject}");
+        let entry = attachment_entry(sha, key, subject);
         if t.doc(Doc::RecordIndex, &entry)?.is_none() {
             t.put_doc(Doc::RecordIndex, &entry, b"")?;
         }
@@ -175,19 +199,19 @@ pub fn record_saved(
         let side = Side::of(key, record).as_str();
         t.put_doc(
             Doc::RecordIndex,
-            &format!("k{SEP}{family}{SEP}{side}{SEP}{key}{SEP}{subject}"),
+            &family_entry(family, side, key, subject),
             b"",
         )?;
         if dated(family) {
             let time = time_of(record);
             t.put_doc(
                 Doc::RecordIndex,
-                &format!("d{SEP}{family}{SEP}{side}{SEP}{time}{SEP}{key}{SEP}{subject}"),
+                &dated_entry(family, side, &time, key, subject),
                 b"",
             )?;
             t.put_doc(
                 Doc::RecordIndex,
-                &format!("dk{SEP}{family}{SEP}{key}{SEP}{time}{SEP}{subject}"),
+                &dated_by_key_entry(family, &time, key, subject),
                 b"",
             )?;
         }
@@ -213,10 +237,7 @@ pub fn record_removed(
     match record {
         Record::Order(order) => {
             if let Some(lead) = &order.lead {
-                t.delete_doc(
-                    Doc::RecordIndex,
-                    &format!("lead{SEP}{lead}{SEP}{key}{SEP}{subject}"),
-                )?;
+                t.delete_doc(Doc::RecordIndex, &lead_entry(lead.as_str(), key, subject))?;
             }
             if side == Side::Own {
                 crate::serials::order_removed(t, key, order)?;
@@ -231,37 +252,28 @@ pub fn record_removed(
         }
         Record::Registration(r) => {
             for k in crate::leads::conflicts::match_keys(&r.deal.customer) {
-                t.delete_doc(
-                    Doc::RecordIndex,
-                    &format!("cust{SEP}{k}{SEP}{key}{SEP}{subject}"),
-                )?;
+                t.delete_doc(Doc::RecordIndex, &customer_entry(&k, key, subject))?;
             }
         }
         Record::Survey(s) => crate::surveys::record_removed(t, key, subject, s)?,
         _ => {}
     }
     for sha in attachments_of(record) {
-        t.delete_doc(
-            Doc::RecordIndex,
-            &format!("att{SEP}{sha}{SEP}{key}{SEP}{subject}"),
-        )?;
+        t.delete_doc(Doc::RecordIndex, &attachment_entry(sha, key, subject))?;
     }
     crate::scorecards::record_removed(t, key, subject, record)?;
     let family = record.family();
     let side = side.as_str();
-    t.delete_doc(
-        Doc::RecordIndex,
-        &format!("k{SEP}{family}{SEP}{side}{SEP}{key}{SEP}{subject}"),
-    )?;
+    t.delete_doc(Doc::RecordIndex, &family_entry(family, side, key, subject))?;
     if dated(family) {
         let time = time_of(record);
         t.delete_doc(
             Doc::RecordIndex,
-            &format!("d{SEP}{family}{SEP}{side}{SEP}{time}{SEP}{key}{SEP}{subject}"),
+            &dated_entry(family, side, &time, key, subject),
         )?;
         t.delete_doc(
             Doc::RecordIndex,
-            &format!("dk{SEP}{family}{SEP}{key}{SEP}{time}{SEP}{subject}"),
+            &dated_by_key_entry(family, &time, key, subject),
         )?;
     }
     let of = of_key(key, subject);
