@@ -24,12 +24,28 @@ fn lead_body(company: &str) -> String {
     .to_string()
 }
 
-/// acme keeps the service request with taipei's node, no longer with the
-/// web partner.
-async fn kept_with_the_peer(api: &Api, token: &str, service: &str) {
+/// acme keeps the service request and the lead's offer with taipei's
+/// node, no longer with the web partner; answers the lead.
+async fn kept_with_the_peer(
+    api: &Api,
+    token: &str,
+    service: &str,
+    lead: &str,
+) -> serde_json::Value {
     let at = |key: &str| format!("/api/v1/service/{key}/{service}");
     expect(api, "get", &at("web:taipei"), token, None, 404).await;
     expect(api, "get", &at("taipei-auto"), token, None, 200).await;
+    let lead = expect(
+        api,
+        "get",
+        &format!("/api/v1/leads/{lead}"),
+        token,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(lead["offers"][0]["channel"], "peer", "{lead}");
+    lead
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,21 +271,11 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
     assert_eq!(bytes.as_ref(), photo.as_slice());
 
     // At acme they are kept with the peer now, not with the web partner.
-    let lead = expect(
-        &va,
-        "get",
-        &format!("/api/v1/leads/{}", leads[0].0),
-        &vt,
-        None,
-        200,
-    )
-    .await;
-    assert_eq!(lead["offers"][0]["channel"], "peer", "{lead}");
+    let lead = kept_with_the_peer(&va, &vt, &service, &leads[0].0).await;
     assert_eq!(
         lead["offers"][0]["record"]["partner"], "taipei-auto",
         "{lead}"
     );
-    kept_with_the_peer(&va, &vt, &service).await;
     // Revenue, service metrics and lead analysis count each record once.
     let (_, verify) = acme.admin("GET", "/admin/v1/ledger/verify", None).await;
     assert_eq!(verify["problems"], json!([]), "{verify}");
@@ -359,17 +365,7 @@ async fn a_web_partners_records_follow_it_to_its_own_node() {
     acme.restore_backup(Path::new(BIN), "acme.gxb");
     let a = acme.start_healed(Path::new(BIN), &[&taipei]).await;
     let va = Api::of(&acme, &a);
-    kept_with_the_peer(&va, &vt, &service).await;
-    let lead = expect(
-        &va,
-        "get",
-        &format!("/api/v1/leads/{}", leads[0].0),
-        &vt,
-        None,
-        200,
-    )
-    .await;
-    assert_eq!(lead["offers"][0]["channel"], "peer", "{lead}");
+    let lead = kept_with_the_peer(&va, &vt, &service, &leads[0].0).await;
     assert_eq!(lead["status"], "won", "{lead}");
     let (_, verify) = acme.admin("GET", "/admin/v1/ledger/verify", None).await;
     assert_eq!(verify["problems"], json!([]), "{verify}");
